@@ -1,0 +1,229 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// Event is one audit record.
+type Event = store.Event
+
+// Actions.
+const (
+	ActionTokenIssue      = "token.issue"
+	ActionTokenExchange   = "token.exchange"
+	ActionTokenRefused    = "token.refused"
+	ActionTokenRevoked    = "token.revoked"
+	ActionTokenIntrospect = "token.introspect"
+	ActionClientAuth      = "client.auth"
+	ActionUserPermissions = "user.permissions"
+	ActionUserRevoked     = "user.revoked"
+	ActionUserCreated     = "user.created"
+	ActionAgentCreated    = "agent.created"
+	ActionAgentUpdated    = "agent.updated"
+	ActionAgentDisabled   = "agent.disabled"
+	ActionAgentEnabled    = "agent.enabled"
+	ActionDelegationNew   = "delegation.created"
+	ActionDelegationGone  = "delegation.revoked"
+	ActionKeyCreated      = "key.created"
+	ActionKeyRevoked      = "key.revoked"
+)
+
+// Results.
+const (
+	ResultGranted = "granted"
+	ResultRefused = "refused"
+	ResultOK      = "ok"
+	ResultFailed  = "failed"
+)
+
+// ErrClosed is returned by Record after Close.
+var ErrClosed = errors.New("audit: recorder closed")
+
+// Committer writes a batch of tokens and events in one durable transaction.
+// store.Tokens satisfies it.
+type Committer interface {
+	Commit(ctx context.Context, b store.Batch) error
+}
+
+// Recorder commits events in groups. It is safe for concurrent use; Close
+// stops it after the pending records are written.
+type Recorder struct {
+	committer Committer
+	now       func() time.Time
+	maxBatch  int
+	timeout   time.Duration
+	onResult  func(n int, err error)
+
+	reqs      chan *pending
+	done      chan struct{}
+	closeOnce sync.Once
+	mu        sync.RWMutex
+	closed    bool
+}
+
+// Config tunes a Recorder. Zero values take the defaults.
+type Config struct {
+	// MaxBatch caps the number of requests per transaction; default 256.
+	MaxBatch int
+	// Timeout bounds one commit; default 2s.
+	Timeout time.Duration
+	// Now stamps events that have no time; default time.Now.
+	Now func() time.Time
+	// OnCommit, if set, is called after every commit attempt with the
+	// number of requests it carried and its error (for metrics).
+	OnCommit func(n int, err error)
+}
+
+type pending struct {
+	events []Event
+	tokens []store.IssuedToken
+	errc   chan error
+}
+
+// NewRecorder starts a Recorder writing to c.
+func NewRecorder(c Committer, cfg Config) *Recorder {
+	r := &Recorder{
+		committer: c,
+		now:       cfg.Now,
+		maxBatch:  cfg.MaxBatch,
+		timeout:   cfg.Timeout,
+		onResult:  cfg.OnCommit,
+		reqs:      make(chan *pending, 1024),
+		done:      make(chan struct{}),
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.maxBatch <= 0 {
+		r.maxBatch = 256
+	}
+	if r.timeout <= 0 {
+		r.timeout = 2 * time.Second
+	}
+	go r.loop()
+	return r
+}
+
+// Record durably writes ev and the tokens it records, in the same
+// transaction, and returns once they are committed. Events without an ID or
+// a time get them. An error means nothing was written and the caller must
+// refuse the request it was recording.
+func (r *Recorder) Record(ctx context.Context, ev Event, tokens ...store.IssuedToken) error {
+	return r.RecordAll(ctx, []Event{ev}, tokens...)
+}
+
+// RecordAll is Record for several events.
+func (r *Recorder) RecordAll(ctx context.Context, evs []Event, tokens ...store.IssuedToken) error {
+	for i := range evs {
+		r.Stamp(&evs[i])
+	}
+	p := &pending{events: evs, tokens: tokens, errc: make(chan error, 1)}
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case r.reqs <- p:
+		r.mu.RUnlock()
+	case <-ctx.Done():
+		r.mu.RUnlock()
+		return fmt.Errorf("audit: queue: %w", ctx.Err())
+	}
+	select {
+	case err := <-p.errc:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("audit: waiting for commit: %w", ctx.Err())
+	}
+}
+
+// Stamp gives ev an ID and a time if it has none.
+func (r *Recorder) Stamp(ev *Event) {
+	if ev.ID == "" {
+		ev.ID = NewID("evt_")
+	}
+	if ev.Time.IsZero() {
+		ev.Time = r.now().UTC()
+	}
+}
+
+// Close writes what is queued and stops the Recorder.
+func (r *Recorder) Close() {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		close(r.reqs)
+		r.mu.Unlock()
+		<-r.done
+	})
+}
+
+func (r *Recorder) loop() {
+	defer close(r.done)
+	batch := make([]*pending, 0, r.maxBatch)
+	for p := range r.reqs {
+		batch = append(batch[:0], p)
+	drain:
+		for len(batch) < r.maxBatch {
+			select {
+			case q, ok := <-r.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, q)
+			default:
+				break drain
+			}
+		}
+		r.commit(batch)
+	}
+}
+
+func (r *Recorder) commit(batch []*pending) {
+	var b store.Batch
+	for _, p := range batch {
+		b.Events = append(b.Events, p.events...)
+		b.Tokens = append(b.Tokens, p.tokens...)
+	}
+	err := r.write(b)
+	if err != nil && len(batch) > 1 && errors.Is(err, store.ErrAlreadyExists) {
+		// One request's duplicate must not fail its neighbours: retry each
+		// on its own.
+		for _, p := range batch {
+			p.errc <- r.write(store.Batch{Events: p.events, Tokens: p.tokens})
+		}
+		return
+	}
+	for _, p := range batch {
+		p.errc <- err
+	}
+}
+
+func (r *Recorder) write(b store.Batch) error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	err := r.committer.Commit(ctx, b)
+	if r.onResult != nil {
+		r.onResult(len(b.Events), err)
+	}
+	if err != nil {
+		return fmt.Errorf("audit: commit: %w", err)
+	}
+	return nil
+}
+
+// NewID returns prefix followed by 128 random bits in hex.
+func NewID(prefix string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return prefix + hex.EncodeToString(b[:])
+}

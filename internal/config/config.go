@@ -1,0 +1,323 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+)
+
+// Defaults, applied by ApplyDefaults to fields left empty or zero.
+const (
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultIssuer          = "http://127.0.0.1:8080"
+	DefaultDataDir         = "./mandate-data"
+	DefaultTTL             = 10 * time.Minute
+	DefaultMaxTTL          = 15 * time.Minute
+	DefaultSigningAlg      = "EdDSA"
+	DefaultLeeway          = 60 * time.Second
+	DefaultKeyPublishDelay = 5 * time.Minute
+	DefaultMaxDepth        = 4
+)
+
+// Config is the whole configuration file. Every field is optional; the
+// zero value after ApplyDefaults is a server on 127.0.0.1:8080 with an SQLite
+// store under ./mandate-data, no admin API, no users, agents or policies.
+type Config struct {
+	// Issuer is the server's URL: the `iss` of every token, and the base of
+	// every endpoint. An absolute http(s) URL without query, fragment, user
+	// info or trailing slash; https unless the host is a loopback address
+	// (127.0.0.0/8, ::1, localhost). Default: http://127.0.0.1:PORT, PORT
+	// taken from Listen (http://127.0.0.1:8080).
+	Issuer string `yaml:"issuer"`
+	// Listen is the HOST:PORT the HTTP server binds. An empty host means every
+	// interface. Default: 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// DataDir holds the SQLite database and the signing keys (files 0600).
+	// Relative paths are relative to the working directory. Default:
+	// ./mandate-data.
+	DataDir string `yaml:"data_dir"`
+	// Store selects the storage backend: empty for the SQLite file
+	// DATA_DIR/mandate.db, or "sqlite:PATH". Other schemes (postgres://) are
+	// refused for now.
+	Store string `yaml:"store"`
+	// Admin holds the bearer token for /admin and /audit. When neither token
+	// nor token_file is set, the admin API is disabled.
+	Admin Admin `yaml:"admin"`
+	// Tokens sets lifetimes and signing of issued tokens.
+	Tokens Tokens `yaml:"tokens"`
+	// Delegation sets the global limits on delegation chains.
+	Delegation DelegationLimits `yaml:"delegation"`
+	// IdentityProviders are the issuers whose tokens Mandate accepts as a
+	// person's subject_token.
+	IdentityProviders []IdentityProvider `yaml:"identity_providers"`
+	// Users are the people (subjects) and the permissions they hold. They are
+	// created in the store when absent; once stored, the store is
+	// authoritative.
+	Users []User `yaml:"users"`
+	// Agents are the OAuth clients that act on behalf of users. Created in the
+	// store when absent, like Users.
+	Agents []Agent `yaml:"agents"`
+	// Delegations are standing grants made by an administrator. Created in the
+	// store when absent, like Users.
+	Delegations []Delegation `yaml:"delegations"`
+	// Policies are CEL rules checked on every token exchange, in order.
+	Policies []Policy `yaml:"policies"`
+
+	// Source is the file the configuration was read from, named in
+	// validation errors; set by Load and Parse, empty for Dev. Not a YAML key.
+	Source string `yaml:"-"`
+}
+
+// Admin configures the admin API's bearer token. Token and TokenFile are
+// mutually exclusive; when both are empty the admin API is disabled. The token
+// must be at least 32 bytes (8 on a loopback-only server, see LoopbackOnly).
+type Admin struct {
+	// Token is the bearer token itself.
+	Token string `yaml:"token"`
+	// TokenFile is a file holding the token; surrounding white space is
+	// ignored. Relative paths are relative to the working directory.
+	TokenFile string `yaml:"token_file"`
+}
+
+// Resolve returns the admin token, reading TokenFile if it is set. It returns
+// "" and no error when the admin API is disabled, and an error when both
+// Token and TokenFile are set or the file cannot be read or is empty. The
+// error never contains the token.
+func (a Admin) Resolve() (string, error) {
+	return resolveSecret(a.Token, a.TokenFile, "token", "token_file")
+}
+
+// String never prints the token.
+func (a Admin) String() string {
+	return fmt.Sprintf("{Token:%s TokenFile:%s}", redact(a.Token), a.TokenFile)
+}
+
+// GoString never prints the token.
+func (a Admin) GoString() string { return "config.Admin" + a.String() }
+
+// Tokens configures issued tokens.
+type Tokens struct {
+	// TTL is the lifetime of an issued token; never above MaxTTL. Default 10m.
+	TTL Duration `yaml:"ttl"`
+	// MaxTTL caps every lifetime; at most 24h. Default 15m.
+	MaxTTL Duration `yaml:"max_ttl"`
+	// SigningAlg is the JWS algorithm of new signing keys: EdDSA (default),
+	// ES256 or RS256.
+	SigningAlg string `yaml:"signing_alg"`
+	// Leeway is the clock skew allowed when checking exp, nbf and iat of
+	// incoming tokens; at most 5m. Default 60s.
+	Leeway Duration `yaml:"leeway"`
+	// KeyPublishDelay is how long a new signing key is published in the JWKS
+	// before it signs, so verifiers' caches learn it first; at most 24h.
+	// Default 5m.
+	KeyPublishDelay Duration `yaml:"key_publish_delay"`
+}
+
+// DelegationLimits are the global limits on delegation chains.
+type DelegationLimits struct {
+	// MaxDepth is the most actors a chain may hold, 1 to 10. Default 4.
+	MaxDepth int `yaml:"max_depth"`
+}
+
+// IdentityProvider is a trusted issuer of people's tokens.
+type IdentityProvider struct {
+	// Issuer must equal the `iss` of its tokens; https unless loopback.
+	Issuer string `yaml:"issuer"`
+	// JWKSURI is where its public keys are fetched; https unless loopback.
+	// Required.
+	JWKSURI string `yaml:"jwks_uri"`
+	// Audience is the `aud` its tokens must carry. Required.
+	Audience string `yaml:"audience"`
+	// Algorithms are the JWS algorithms accepted from it; asymmetric ones
+	// only. Default [RS256, ES256, EdDSA].
+	Algorithms []string `yaml:"algorithms"`
+}
+
+// User is a person (a subject) and the permissions they hold now.
+type User struct {
+	// ID is the subject identifier, e.g. "user:sam": non-empty, at most 256
+	// bytes, no white space or control characters, unique among users and
+	// agents.
+	ID string `yaml:"id"`
+	// Permissions are the scopes the user holds (at most 64).
+	Permissions []string `yaml:"permissions"`
+}
+
+// Agent is an OAuth client that acts on behalf of users. It needs at least
+// one credential: Secret or SecretFile (not both) for client_secret_basic and
+// client_secret_post, and/or JWKS or JWKSURI (not both) for private_key_jwt.
+type Agent struct {
+	// ID is the client_id and the `act.sub` of its tokens, e.g.
+	// "agent:infrabot"; same rules as User.ID. Agent ids are valid audiences.
+	ID string `yaml:"id"`
+	// Secret is the client secret: at least 32 bytes (8 on a loopback-only
+	// server).
+	Secret string `yaml:"secret"`
+	// SecretFile is a file holding the client secret; surrounding white space
+	// is ignored.
+	SecretFile string `yaml:"secret_file"`
+	// JWKS is an inline JWK Set ({"keys": [...]}) of the agent's public keys
+	// for private_key_jwt; private and symmetric keys are refused.
+	JWKS map[string]any `yaml:"jwks"`
+	// JWKSURI is where the agent's public keys are fetched; https unless
+	// loopback.
+	JWKSURI string `yaml:"jwks_uri"`
+	// Scopes are the most the agent may ever hold (at most 64).
+	Scopes []string `yaml:"scopes"`
+	// DelegateTo names the agents it may hand its delegation on to (known
+	// agents, not itself).
+	DelegateTo []string `yaml:"delegate_to"`
+	// MaxDepth, when not 0, is the agent's own chain-depth limit (1 to 10);
+	// the tightest of all limits applies.
+	MaxDepth int `yaml:"max_depth"`
+	// Disabled refuses the agent everywhere, in any chain.
+	Disabled bool `yaml:"disabled"`
+}
+
+// ResolveSecret returns the client secret, reading SecretFile if it is set,
+// or "" when the agent has neither. The error never contains the secret.
+func (a Agent) ResolveSecret() (string, error) {
+	return resolveSecret(a.Secret, a.SecretFile, "secret", "secret_file")
+}
+
+// JWKSJSON returns the inline JWK Set as JSON, or nil when there is none.
+func (a Agent) JWKSJSON() (json.RawMessage, error) {
+	if a.JWKS == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(a.JWKS)
+	if err != nil {
+		return nil, fmt.Errorf("agent %q jwks: %w", a.ID, err)
+	}
+	return b, nil
+}
+
+// String never prints the secret.
+func (a Agent) String() string {
+	return fmt.Sprintf("{ID:%s Secret:%s SecretFile:%s JWKS:%t JWKSURI:%s Scopes:%v DelegateTo:%v MaxDepth:%d Disabled:%t}",
+		a.ID, redact(a.Secret), a.SecretFile, a.JWKS != nil, a.JWKSURI, a.Scopes, a.DelegateTo, a.MaxDepth, a.Disabled)
+}
+
+// GoString never prints the secret.
+func (a Agent) GoString() string { return "config.Agent" + a.String() }
+
+// Delegation is a standing grant: Subject lets Actor use Scopes for
+// Audiences until Expires.
+type Delegation struct {
+	// ID identifies the delegation (the `delegation_id` claim). Optional;
+	// when empty it is derived from Subject and Actor (see DelegationID).
+	ID string `yaml:"id"`
+	// Subject is a known user.
+	Subject string `yaml:"subject"`
+	// Actor is a known agent.
+	Actor string `yaml:"actor"`
+	// Scopes granted (1 to 64). They need not be among the subject's
+	// permissions: an exchange grants only the intersection.
+	Scopes []string `yaml:"scopes"`
+	// Audiences the tokens may be addressed to; empty means any.
+	Audiences []string `yaml:"audiences"`
+	// MaxDepth, when not 0, limits chains under this delegation (1 to 10).
+	MaxDepth int `yaml:"max_depth"`
+	// Expires ends the delegation; zero means never. A past time is accepted
+	// and leaves the delegation inactive.
+	Expires time.Time `yaml:"expires"`
+}
+
+// Policy is a CEL rule: when If holds (empty: always), Require must hold,
+// or the exchange is refused with reason "policy_denied:NAME".
+type Policy struct {
+	// Name is unique and non-empty; it is the reason a denial gives.
+	Name string `yaml:"name"`
+	// If selects the requests the policy applies to; a bool CEL expression.
+	If string `yaml:"if"`
+	// Require must hold for the selected requests; a bool CEL expression.
+	// Required.
+	Require string `yaml:"require"`
+	// Description is for people; Mandate does not read it.
+	Description string `yaml:"description"`
+}
+
+// Duration is a time.Duration written in YAML as "10m", "90s" or "1h30m".
+type Duration time.Duration
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML accepts a Go duration string such as "10m"; a bare number
+// is refused because its unit would be a guess.
+func (d *Duration) UnmarshalYAML(node ast.Node) error {
+	fe := &FieldError{Problem: `want a duration such as "10m" or "90s"`}
+	if tok := node.GetToken(); tok != nil && tok.Position != nil {
+		fe.Line, fe.Column = tok.Position.Line, tok.Position.Column
+	}
+	str, ok := node.(*ast.StringNode)
+	if !ok {
+		return fe
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(str.Value))
+	if err != nil {
+		fe.Problem += ", not " + strconv.Quote(str.Value)
+		return fe
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// parseTime decodes a YAML time strictly: RFC 3339 or a date (midnight UTC).
+// The YAML library's own decoding turns a value it cannot parse into the zero
+// time, which for an expiry would mean "never".
+func parseTime(t *time.Time, data []byte) error {
+	var s string
+	if err := yaml.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("want a time such as 2027-01-01T00:00:00Z: %w", err)
+	}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		*t = time.Time{}
+		return nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
+		if v, err := time.Parse(layout, s); err == nil {
+			*t = v
+			return nil
+		}
+	}
+	return fmt.Errorf("want a time such as 2027-01-01T00:00:00Z or 2027-01-01, not %q", s)
+}
+
+// MarshalYAML writes d as a duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+func resolveSecret(value, file, valueKey, fileKey string) (string, error) {
+	switch {
+	case value != "" && file != "":
+		return "", fmt.Errorf("set %s or %s, not both", valueKey, fileKey)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", fileKey, err)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return "", fmt.Errorf("%s %s is empty", fileKey, file)
+		}
+		return s, nil
+	}
+	return value, nil
+}
+
+func redact(s string) string {
+	if s == "" {
+		return `""`
+	}
+	return "[redacted]"
+}

@@ -1,0 +1,261 @@
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/parser"
+
+	"github.com/mandate-dev/mandate/internal/policy"
+)
+
+// MaxFileSize is the largest configuration file Load reads.
+const MaxFileSize = 1 << 20
+
+// Load reads the file at path and returns its configuration, decoded
+// strictly, with defaults applied and validated. Errors are *FieldError values
+// (joined when there are several) naming path, the field and why.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, &FieldError{File: path, Problem: fmt.Sprintf("larger than %d bytes", MaxFileSize)}
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes data as a configuration file named source (used in error
+// messages only), applies defaults and validates it. Unknown and repeated
+// keys, a second YAML document and values of the wrong type are refused. An
+// empty document is the default configuration.
+func Parse(data []byte, source string) (*Config, error) {
+	c, err := decode(data)
+	if err != nil {
+		return nil, decodeError(source, err)
+	}
+	c.Source = source
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decode decodes strictly. It turns a panic of the YAML library (seen on
+// malformed tags, e.g. "delegations: !00 00", found by FuzzParse) into an
+// error: a bad file must be refused, not crash the server.
+func decode(data []byte) (c *Config, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, err = nil, fmt.Errorf("cannot decode this YAML (the decoder failed: %v)", r)
+		}
+	}()
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.Docs) > 1 || docMarkers(data) > 1 {
+		return nil, errors.New("holds more than one YAML document")
+	}
+	c = new(Config)
+	dec := yaml.NewDecoder(bytes.NewReader(data),
+		yaml.Strict(), yaml.DisallowUnknownField(), yaml.CustomUnmarshaler(parseTime))
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return c, nil
+}
+
+// docMarkers counts the "---" lines that start a YAML document. The parser
+// silently drops what follows two adjacent markers, so Parse counts them
+// itself rather than ignore part of a file.
+func docMarkers(data []byte) int {
+	n := 0
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimRight(line, " \t\r\n")
+		if line == "---" || strings.HasPrefix(line, "--- ") {
+			n++
+		}
+	}
+	return n
+}
+
+// decodeError turns a YAML error into a FieldError with its position and
+// without the source excerpt, which could show a secret.
+func decodeError(source string, err error) error {
+	fe := &FieldError{File: source, Problem: yaml.FormatError(err, false, false)}
+	var own *FieldError
+	if errors.As(err, &own) {
+		fe.Line, fe.Column, fe.Problem = own.Line, own.Column, own.Problem
+		return fe
+	}
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		if tok := ye.GetToken(); tok != nil && tok.Position != nil {
+			fe.Line, fe.Column = tok.Position.Line, tok.Position.Column
+		}
+		fe.Problem = ye.GetMessage()
+	}
+	return fe
+}
+
+// ApplyDefaults fills every empty or zero field that has a default, and
+// derives the ids of delegations that have none. It is idempotent.
+func (c *Config) ApplyDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Issuer == "" {
+		c.Issuer = DefaultIssuer
+		if _, port, err := net.SplitHostPort(c.Listen); err == nil && isPort(port) && port != "0" {
+			c.Issuer = "http://127.0.0.1:" + port
+		}
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	t := &c.Tokens
+	if t.TTL == 0 {
+		t.TTL = Duration(DefaultTTL)
+	}
+	if t.MaxTTL == 0 {
+		t.MaxTTL = Duration(DefaultMaxTTL)
+	}
+	if t.SigningAlg == "" {
+		t.SigningAlg = DefaultSigningAlg
+	}
+	if t.Leeway == 0 {
+		t.Leeway = Duration(DefaultLeeway)
+	}
+	if t.KeyPublishDelay == 0 {
+		t.KeyPublishDelay = Duration(DefaultKeyPublishDelay)
+	}
+	if c.Delegation.MaxDepth == 0 {
+		c.Delegation.MaxDepth = DefaultMaxDepth
+	}
+	for i := range c.IdentityProviders {
+		if len(c.IdentityProviders[i].Algorithms) == 0 {
+			c.IdentityProviders[i].Algorithms = []string{"RS256", "ES256", "EdDSA"}
+		}
+	}
+	for i := range c.Delegations {
+		if d := &c.Delegations[i]; d.ID == "" {
+			d.ID = DelegationID(d.Subject, d.Actor)
+		}
+	}
+}
+
+func isPort(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 16)
+	return err == nil
+}
+
+// DelegationID is the id given to a configured delegation that has none:
+// "dlg_" and the first 16 hex digits of SHA-256(subject "\n" actor). It is
+// stable across restarts, so the store recognises the delegation.
+func DelegationID(subject, actor string) string {
+	sum := sha256.Sum256([]byte(subject + "\n" + actor))
+	return "dlg_" + hex.EncodeToString(sum[:8])
+}
+
+// SQLitePath is the SQLite database file the configuration selects:
+// DATA_DIR/mandate.db when Store is empty, PATH for "sqlite:PATH", "" for
+// any other store.
+func (c *Config) SQLitePath() string {
+	if c.Store == "" {
+		return filepath.Join(c.DataDir, "mandate.db")
+	}
+	if p, ok := strings.CutPrefix(c.Store, "sqlite:"); ok {
+		return p
+	}
+	return ""
+}
+
+// LoopbackOnly reports whether both the issuer and the listen address are on
+// loopback, so that no other machine can reach the server. Such a server
+// accepts shorter secrets (8 bytes instead of 32), for development.
+func (c *Config) LoopbackOnly() bool {
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil || !isLoopbackHost(host) {
+		return false
+	}
+	u, err := parseURL(c.Issuer)
+	return err == nil && isLoopbackHost(u.Hostname())
+}
+
+// PolicyRules returns the policies in the form policy.New takes.
+func (c *Config) PolicyRules() []policy.Rule {
+	rules := make([]policy.Rule, len(c.Policies))
+	for i, p := range c.Policies {
+		rules[i] = policy.Rule{Name: p.Name, If: p.If, Require: p.Require}
+	}
+	return rules
+}
+
+// Dev returns the configuration of `mandate serve --dev`, defaults applied:
+// the InfraBot cast on 127.0.0.1:8080 with dataDir as the data directory.
+// user:sam delegates to agent:infrabot, which may hand on to agent:argocd,
+// which may hand on to agent:cleanup_agent; deploy:tag is held along the
+// whole chain so that a three-hop token can carry it. The admin token is
+// left empty: the caller generates one.
+func Dev(dataDir string) *Config {
+	c := &Config{
+		Issuer:  DefaultIssuer,
+		Listen:  DefaultListen,
+		DataDir: dataDir,
+		Users: []User{{
+			ID: "user:sam",
+			Permissions: []string{"monitoring:read", "deploy:create", "deploy:comment", "secrets:manage",
+				"deploy:tag", "infrastructure:clean"},
+		}},
+		Agents: []Agent{
+			{
+				ID:         "agent:infrabot",
+				Secret:     "infrabot-dev-secret",
+				Scopes:     []string{"monitoring:read", "deploy:comment", "deploy:create", "deploy:tag"},
+				DelegateTo: []string{"agent:argocd"},
+			},
+			{
+				ID:         "agent:argocd",
+				Secret:     "argocd-dev-secret",
+				Scopes:     []string{"deploy:create", "deploy:tag", "monitoring:read"},
+				DelegateTo: []string{"agent:cleanup_agent"},
+			},
+			{
+				ID:     "agent:cleanup_agent",
+				Secret: "cleanup-dev-secret",
+				Scopes: []string{"deploy:tag", "infrastructure:clean"},
+			},
+		},
+		Delegations: []Delegation{{
+			Subject: "user:sam",
+			Actor:   "agent:infrabot",
+			Scopes:  []string{"monitoring:read", "deploy:create", "deploy:comment", "deploy:tag"},
+		}},
+		Policies: []Policy{{
+			Name:        "prod-deploys-only-from-ci",
+			Description: "Deployments to production come from the CI pipeline, never from a chat.",
+			If:          `context.environment == "prod" && "deploy:create" in scopes`,
+			Require:     `context.trigger == "ci_pipeline"`,
+		}},
+	}
+	c.ApplyDefaults()
+	return c
+}

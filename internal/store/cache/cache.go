@@ -1,0 +1,158 @@
+package cache
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// Store is a store.Store whose users, agents and delegations reads are cached.
+// It is safe for concurrent use.
+type Store struct {
+	store.Store
+
+	mu          sync.RWMutex
+	epoch       uint64 // grows on every invalidation
+	generation  int64
+	users       map[string]store.User
+	agents      map[string]store.Agent
+	delegations map[string]store.Delegation
+	lists       map[store.DelegationFilter][]store.Delegation
+}
+
+// New wraps s.
+func New(s store.Store) *Store {
+	c := &Store{Store: s}
+	c.reset()
+	return c
+}
+
+func (c *Store) reset() {
+	c.epoch++
+	c.users = make(map[string]store.User)
+	c.agents = make(map[string]store.Agent)
+	c.delegations = make(map[string]store.Delegation)
+	c.lists = make(map[store.DelegationFilter][]store.Delegation)
+}
+
+// Invalidate drops everything cached.
+func (c *Store) Invalidate() {
+	c.mu.Lock()
+	c.reset()
+	c.mu.Unlock()
+}
+
+// Run polls the store's generation every interval and drops the cache when
+// another process changed the store. It returns when ctx ends.
+func (c *Store) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.Sync(ctx)
+		}
+	}
+}
+
+// Sync compares the store's generation with the cached one and invalidates
+// the cache when they differ. An unreachable store also invalidates it, so
+// that reads go to the store and fail closed rather than serve stale grants.
+func (c *Store) Sync(ctx context.Context) {
+	g, err := c.Store.Generation(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Invalidate first, then keep the generation: a write racing this
+	// Sync is seen by the next one.
+	if err != nil || g != c.generation {
+		c.reset()
+		c.generation = g
+	}
+}
+
+// GetUser reads through the cache.
+func (c *Store) GetUser(ctx context.Context, id string) (store.User, error) {
+	return readThrough(c, func() map[string]store.User { return c.users }, id,
+		func() (store.User, error) { return c.Store.GetUser(ctx, id) })
+}
+
+// GetAgent reads through the cache.
+func (c *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
+	return readThrough(c, func() map[string]store.Agent { return c.agents }, id,
+		func() (store.Agent, error) { return c.Store.GetAgent(ctx, id) })
+}
+
+// GetDelegation reads through the cache.
+func (c *Store) GetDelegation(ctx context.Context, id string) (store.Delegation, error) {
+	return readThrough(c, func() map[string]store.Delegation { return c.delegations }, id,
+		func() (store.Delegation, error) { return c.Store.GetDelegation(ctx, id) })
+}
+
+// ListDelegations reads through the cache.
+func (c *Store) ListDelegations(ctx context.Context, f store.DelegationFilter) ([]store.Delegation, error) {
+	return readThrough(c, func() map[store.DelegationFilter][]store.Delegation { return c.lists }, f,
+		func() ([]store.Delegation, error) { return c.Store.ListDelegations(ctx, f) })
+}
+
+// readThrough returns the cached value for key, or fetches and caches it. A
+// value fetched while the cache was invalidated is returned but not kept,
+// so a read racing a write never caches what the write replaced.
+func readThrough[K comparable, V any](c *Store, m func() map[K]V, key K, fetch func() (V, error)) (V, error) {
+	c.mu.RLock()
+	v, ok := m()[key]
+	epoch := c.epoch
+	c.mu.RUnlock()
+	if ok {
+		return v, nil
+	}
+	v, err := fetch()
+	if err != nil {
+		return v, err
+	}
+	c.mu.Lock()
+	if c.epoch == epoch {
+		m()[key] = v
+	}
+	c.mu.Unlock()
+	return v, nil
+}
+
+// CreateUser writes through and invalidates.
+func (c *Store) CreateUser(ctx context.Context, u store.User, events ...store.Event) error {
+	defer c.Invalidate()
+	return c.Store.CreateUser(ctx, u, events...)
+}
+
+// UpdateUser writes through and invalidates.
+func (c *Store) UpdateUser(ctx context.Context, id string, fn func(store.User) (store.User, error), events ...store.Event) (store.User, error) {
+	defer c.Invalidate()
+	return c.Store.UpdateUser(ctx, id, fn, events...)
+}
+
+// CreateAgent writes through and invalidates.
+func (c *Store) CreateAgent(ctx context.Context, a store.Agent, events ...store.Event) error {
+	defer c.Invalidate()
+	return c.Store.CreateAgent(ctx, a, events...)
+}
+
+// UpdateAgent writes through and invalidates.
+func (c *Store) UpdateAgent(ctx context.Context, id string, fn func(store.Agent) (store.Agent, error), events ...store.Event) (store.Agent, error) {
+	defer c.Invalidate()
+	return c.Store.UpdateAgent(ctx, id, fn, events...)
+}
+
+// CreateDelegation writes through and invalidates.
+func (c *Store) CreateDelegation(ctx context.Context, d store.Delegation, events ...store.Event) error {
+	defer c.Invalidate()
+	return c.Store.CreateDelegation(ctx, d, events...)
+}
+
+// UpdateDelegation writes through and invalidates.
+func (c *Store) UpdateDelegation(ctx context.Context, id string, fn func(store.Delegation) (store.Delegation, error), events ...store.Event) (store.Delegation, error) {
+	defer c.Invalidate()
+	return c.Store.UpdateDelegation(ctx, id, fn, events...)
+}

@@ -1,0 +1,101 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// querier is what both the pools and a transaction offer for reads.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// listIn encodes a list as a JSON array; empty and nil are both "[]".
+func listIn(l []string) string {
+	if len(l) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(l) // a []string always marshals
+	return string(b)
+}
+
+// listOut decodes a JSON array; an empty array is nil, as records are
+// written with nil for "none".
+func listOut(col, s string) ([]string, error) {
+	var l []string
+	if err := json.Unmarshal([]byte(s), &l); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", col, err)
+	}
+	if len(l) == 0 {
+		return nil, nil
+	}
+	return l, nil
+}
+
+// listCol is a scanned JSON array column and where its decoded value goes.
+type listCol struct {
+	name string
+	src  string
+	dst  *[]string
+}
+
+// decodeLists decodes each column into its destination.
+func decodeLists(cols ...listCol) error {
+	for _, c := range cols {
+		l, err := listOut(c.name, c.src)
+		if err != nil {
+			return err
+		}
+		*c.dst = l
+	}
+	return nil
+}
+
+// timeIn is t as unix microseconds, or NULL for the zero time.
+func timeIn(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// timeOut is the inverse of timeIn, in UTC.
+func timeOut(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(n.Int64).UTC()
+}
+
+// bytesIn is b, or NULL when empty.
+func bytesIn(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// bytesOut copies a scanned blob; empty is nil.
+func bytesOut(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+// boolIn is 1 or 0.
+func boolIn(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

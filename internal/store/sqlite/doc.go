@@ -1,0 +1,9 @@
+// Package sqlite is the embedded store.Store: one SQLite file (pure Go,
+// modernc.org/sqlite) in WAL mode with synchronous=FULL, so a call that
+// returned has been fsynced. It owns the schema and its embedded, versioned
+// migrations, the mapping between store records and rows, and the mapping of
+// SQLite errors to the store sentinels. Several processes may open the same
+// file: writes take the write lock at BEGIN (BEGIN IMMEDIATE), and within one
+// process they go through a single connection while reads use a small pool.
+// Times are kept as unix microseconds, the precision PostgreSQL keeps too.
+package sqlite

@@ -1,0 +1,341 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/store"
+
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Waiting for another process's write lock. SQLite's own busy handler
+// does not notice a cancelled context, so it waits at most busyPoll per
+// attempt and begin retries until lockWait has passed or the context is
+// done; then the write fails with store.ErrUnavailable.
+const (
+	busyPoll = 100 * time.Millisecond
+	lockWait = 5 * time.Second
+)
+
+// Store is the SQLite implementation of store.Store. It is safe for
+// concurrent use, also by several processes on the same file. The functions
+// passed to the Update methods run while the store holds its write
+// connection, so they must not call the store themselves.
+type Store struct {
+	// w is the single write connection: in-process writers queue here
+	// instead of spinning on SQLite's busy handler.
+	w *sql.DB
+	// r is the read pool; its connections are query_only.
+	r *sql.DB
+	// now is the clock nonce expiry is judged by.
+	now func() time.Time
+	// nonceUses counts UseNonce calls to sweep expired nonces now and then.
+	nonceUses atomic.Uint64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the database file at path, creating it with mode 0600 if it does
+// not exist (and narrowing an existing file's mode to 0600), and applies any
+// pending migrations in one transaction. It refuses to open when the file
+// cannot be put in WAL mode with synchronous=FULL, since then a commit would
+// not be durable when it returns. The caller must Close the store.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") || path == ":memory:" {
+		return nil, fmt.Errorf("sqlite: open %q: want a plain file path", path)
+	}
+	if err := prepareFile(path); err != nil {
+		return nil, err
+	}
+	params := "?_pragma=busy_timeout(" + strconv.FormatInt(busyPoll.Milliseconds(), 10) + ")" +
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+	w, err := sql.Open("sqlite", path+params+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", path+params+"&_query_only=1")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	n := min(max(runtime.GOMAXPROCS(0), 2), 8)
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	s := &Store{w: w, r: r, now: time.Now}
+	if err := s.init(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	return s, nil
+}
+
+// prepareFile creates the database file with mode 0600, or narrows the mode
+// of an existing one: the file holds private signing keys. SQLite gives the
+// -wal and -shm files the mode of the database file.
+func prepareFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Mode().Perm()&0o077 != 0 {
+		err = f.Chmod(0o600)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: open %q: set mode 0600: %w", path, err)
+	}
+	return nil
+}
+
+// init checks durability, then migrates.
+func (s *Store) init(ctx context.Context) error {
+	for _, db := range []*sql.DB{s.w, s.r} {
+		if err := checkDurable(ctx, db); err != nil {
+			return err
+		}
+	}
+	return s.migrate(ctx)
+}
+
+// checkDurable asserts that a commit is fsynced before it returns (THREATS
+// T57): WAL with synchronous FULL (2) or EXTRA (3). It looks at one
+// connection; every connection is configured by the same DSN.
+func checkDurable(ctx context.Context, db *sql.DB) error {
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read journal_mode: %w", dbErr(err))
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal_mode is %q, want wal: refusing a store whose commits are not durable", mode)
+	}
+	var sync int
+	if err := db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+		return fmt.Errorf("read synchronous: %w", dbErr(err))
+	}
+	if sync < 2 {
+		return fmt.Errorf("synchronous is %d, want 2 (FULL) or more: refusing a store whose commits are not durable", sync)
+	}
+	var fk int
+	if err := db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+		return fmt.Errorf("read foreign_keys: %w", dbErr(err))
+	}
+	if fk != 1 {
+		return errors.New("foreign_keys is off")
+	}
+	return nil
+}
+
+// migration is one embedded schema step.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations in version order. Their names
+// are NNNN_what.sql.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	var ms []migration
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %q: name must start with a positive version and '_'", base)
+		}
+		b, err := migrationFS.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("read migration %q: %w", base, err)
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %q and %q share a version", ms[i-1].name, ms[i].name)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies the pending migrations in one transaction. The write lock
+// taken at BEGIN IMMEDIATE makes concurrent openers (a server and a CLI
+// command) apply each migration once. A database migrated by a newer build
+// is refused.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, "migrate", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    INTEGER PRIMARY KEY,
+			name       TEXT NOT NULL,
+			applied_at INTEGER NOT NULL)`); err != nil {
+			return dbErr(err)
+		}
+		var current int
+		if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&current); err != nil {
+			return dbErr(err)
+		}
+		if n := len(ms); n > 0 && current > ms[n-1].version {
+			return fmt.Errorf("database schema version %d is newer than this build's %d", current, ms[n-1].version)
+		}
+		for _, m := range ms {
+			if m.version <= current {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("apply %s: %w", m.name, dbErr(err))
+			}
+			if _, err := tx.ExecContext(ctx,
+				"INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+				m.version, m.name, s.now().UnixMicro()); err != nil {
+				return fmt.Errorf("record %s: %w", m.name, dbErr(err))
+			}
+		}
+		return nil
+	})
+}
+
+// SchemaVersion returns the highest migration applied to the database.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := s.r.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v); err != nil {
+		return 0, fmt.Errorf("sqlite: schema version: %w", dbErr(err))
+	}
+	return v, nil
+}
+
+// Generation returns the change counter, which every write to users, agents,
+// delegations or keys increments in the same transaction, from any process.
+func (s *Store) Generation(ctx context.Context) (int64, error) {
+	var g int64
+	if err := s.r.QueryRowContext(ctx, "SELECT value FROM generation WHERE id = 1").Scan(&g); err != nil {
+		return 0, fmt.Errorf("sqlite: generation: %w", dbErr(err))
+	}
+	return g, nil
+}
+
+// Ping checks that the file can be read and that the write lock can be
+// taken (it is not held by a stuck process and the file is writable).
+func (s *Store) Ping(ctx context.Context) error {
+	var g int64
+	if err := s.r.QueryRowContext(ctx, "SELECT value FROM generation WHERE id = 1").Scan(&g); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", dbErr(err))
+	}
+	// BEGIN IMMEDIATE takes the write lock, and fails on a read-only file.
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite: ping: begin: %w", dbErr(err))
+	}
+	if err := tx.Rollback(); err != nil {
+		return fmt.Errorf("sqlite: ping: rollback: %w", dbErr(err))
+	}
+	return nil
+}
+
+// Close closes both connection pools. Calls in flight may fail.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// write runs fn in one write transaction (BEGIN IMMEDIATE), committing when
+// fn returns nil and rolling back otherwise. fn's error is returned as is.
+func (s *Store) write(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", op, dbErr(err))
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback() // the error that matters is fn's
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: commit: %w", op, dbErr(err))
+	}
+	return nil
+}
+
+// begin starts a write transaction, which takes the write lock (BEGIN
+// IMMEDIATE), waiting for another process to release it for up to lockWait
+// or until ctx is done.
+func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
+	deadline := time.Now().Add(lockWait)
+	for {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err == nil || !isBusy(err) || !time.Now().Before(deadline) {
+			return tx, err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, errors.Join(cerr, err)
+		}
+	}
+}
+
+// isBusy reports whether err is SQLITE_BUSY: another connection holds the
+// lock.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
+// bumpGeneration increments the change counter inside tx.
+func bumpGeneration(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, "UPDATE generation SET value = value + 1 WHERE id = 1"); err != nil {
+		return fmt.Errorf("bump generation: %w", dbErr(err))
+	}
+	return nil
+}
+
+// dbErr classifies an error from database/sql or the driver: no rows is
+// store.ErrNotFound, a unique or primary key violation is
+// store.ErrAlreadyExists, another constraint violation (a bad record) stays
+// as it is, and anything else means the database could not serve the call:
+// store.ErrUnavailable, with the cause also kept in the chain.
+func dbErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch code := se.Code(); {
+		case code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %w", store.ErrAlreadyExists, err)
+		case code&0xff == sqlite3.SQLITE_CONSTRAINT:
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}

@@ -1,0 +1,112 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+const tokenCols = `jti, parent_jti, grant_type, subject, client_id, chain, delegation_id, scopes, audience,
+	subject_version, issued_at, expires_at, revoked, revoked_at`
+
+func scanToken(sc scanner) (store.IssuedToken, error) {
+	var (
+		t                   store.IssuedToken
+		chain, scopes       string
+		iat, exp, revokedAt sql.NullInt64
+	)
+	err := sc.Scan(&t.JTI, &t.ParentJTI, &t.GrantType, &t.Subject, &t.ClientID, &chain, &t.DelegationID,
+		&scopes, &t.Audience, &t.SubjectVersion, &iat, &exp, &t.Revoked, &revokedAt)
+	if err != nil {
+		return store.IssuedToken{}, dbErr(err)
+	}
+	t.IssuedAt, t.ExpiresAt, t.RevokedAt = timeOut(iat), timeOut(exp), timeOut(revokedAt)
+	err = decodeLists(listCol{"chain", chain, &t.Chain}, listCol{"scopes", scopes, &t.Scopes})
+	return t, err
+}
+
+// GetToken returns the issued token, or store.ErrNotFound.
+func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, error) {
+	t, err := scanToken(s.r.QueryRowContext(ctx, "SELECT "+tokenCols+" FROM tokens WHERE jti = ?", jti))
+	if err != nil {
+		return store.IssuedToken{}, fmt.Errorf("sqlite: get token %q: %w", jti, err)
+	}
+	return t, nil
+}
+
+// RevokeToken marks the token revoked at at and appends the events, in one
+// transaction. Revoking a revoked token succeeds, keeps the first RevokedAt
+// and still appends the events; an unknown jti is store.ErrNotFound and
+// appends nothing.
+func (s *Store) RevokeToken(ctx context.Context, jti string, at time.Time, events ...store.Event) error {
+	err := s.write(ctx, "revoke token", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE tokens SET revoked = 1, revoked_at = ? WHERE jti = ? AND revoked = 0",
+			timeIn(at), jti)
+		if err != nil {
+			return dbErr(err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return dbErr(err)
+		}
+		if n == 0 {
+			var one int
+			if err := tx.QueryRowContext(ctx, "SELECT 1 FROM tokens WHERE jti = ?", jti).Scan(&one); err != nil {
+				return dbErr(err)
+			}
+		}
+		return insertEvents(ctx, tx, events)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: revoke token %q: %w", jti, err)
+	}
+	return nil
+}
+
+// Commit writes the batch's tokens and events in one durable transaction
+// (the group commit). A jti that exists, or appears twice in the batch, is
+// store.ErrAlreadyExists and nothing of the batch is written. Events get
+// their Seq in slice order. An empty batch writes nothing.
+func (s *Store) Commit(ctx context.Context, b store.Batch) error {
+	if len(b.Tokens) == 0 && len(b.Events) == 0 {
+		return nil
+	}
+	for _, t := range b.Tokens {
+		if t.JTI == "" {
+			return fmt.Errorf("sqlite: commit: token with empty jti")
+		}
+	}
+	err := s.write(ctx, "commit", func(tx *sql.Tx) error {
+		if len(b.Tokens) > 0 {
+			if err := insertTokens(ctx, tx, b.Tokens); err != nil {
+				return err
+			}
+		}
+		return insertEvents(ctx, tx, b.Events)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: commit %d tokens, %d events: %w", len(b.Tokens), len(b.Events), err)
+	}
+	return nil
+}
+
+func insertTokens(ctx context.Context, tx *sql.Tx, tokens []store.IssuedToken) error {
+	stmt, err := tx.PrepareContext(ctx, "INSERT INTO tokens ("+tokenCols+
+		") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	if err != nil {
+		return fmt.Errorf("prepare token insert: %w", dbErr(err))
+	}
+	defer stmt.Close()
+	for _, t := range tokens {
+		_, err := stmt.ExecContext(ctx, t.JTI, t.ParentJTI, t.GrantType, t.Subject, t.ClientID, listIn(t.Chain),
+			t.DelegationID, listIn(t.Scopes), t.Audience, t.SubjectVersion, timeIn(t.IssuedAt), timeIn(t.ExpiresAt),
+			boolIn(t.Revoked), timeIn(t.RevokedAt))
+		if err != nil {
+			return fmt.Errorf("insert token %q: %w", t.JTI, dbErr(err))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,261 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them with %w.
+var (
+	// ErrNotFound means the record does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrAlreadyExists means a record with the same key exists.
+	ErrAlreadyExists = errors.New("store: already exists")
+	// ErrReplay means a single-use value was used before.
+	ErrReplay = errors.New("store: already used")
+	// ErrUnavailable means the backend could not be reached or could not
+	// commit; the caller must refuse (fail closed) and may retry later.
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// User is a person (or service) whose authority agents use.
+type User struct {
+	ID string
+	// Permissions are the scopes the user holds now.
+	Permissions []string
+	// Version is the user's revocation version: bumping it revokes every
+	// token issued with the user as subject before the bump. It only grows.
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Agent is an OAuth client that acts for users.
+type Agent struct {
+	ID string
+	// SecretHash is SHA-256 of the client secret; empty when the agent
+	// authenticates only with private_key_jwt.
+	SecretHash []byte
+	// JWKS is the agent's public JSON Web Key Set for private_key_jwt.
+	JWKS json.RawMessage
+	// JWKSURI is where the agent publishes its keys, if not in JWKS.
+	JWKSURI string
+	// Scopes is the most the agent may ever hold.
+	Scopes []string
+	// DelegateTo lists the agents it may hand its delegation on to.
+	DelegateTo []string
+	// MaxDepth, when positive, caps the chain length of tokens it acts in.
+	MaxDepth  int
+	Disabled  bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Delegation is a standing grant: Subject lets Actor use Scopes for
+// Audiences until Expires.
+type Delegation struct {
+	ID      string
+	Subject string
+	Actor   string
+	Scopes  []string
+	// Audiences the tokens may be addressed to; empty means any.
+	Audiences []string
+	// MaxDepth, when positive, caps the chain length under this delegation.
+	MaxDepth int
+	// Expires is zero for no expiry.
+	Expires time.Time
+	// Source says who made it: "config", "admin" or "consent".
+	Source    string
+	Revoked   bool
+	RevokedAt time.Time
+	CreatedAt time.Time
+}
+
+// Active reports whether the delegation may be used at now.
+func (d Delegation) Active(now time.Time) bool {
+	return !d.Revoked && (d.Expires.IsZero() || now.Before(d.Expires))
+}
+
+// DelegationFilter selects delegations; empty fields match any.
+type DelegationFilter struct {
+	Subject string
+	Actor   string
+	// IncludeRevoked also returns revoked delegations.
+	IncludeRevoked bool
+}
+
+// IssuedToken is the server's record of a token it issued, kept so that
+// introspection, revocation and further exchanges can find it.
+type IssuedToken struct {
+	JTI string
+	// ParentJTI is the jti of the Mandate token it was exchanged from.
+	ParentJTI string
+	GrantType string
+	Subject   string
+	ClientID  string
+	// Chain is the actors, current first; empty for a client's own token.
+	Chain        []string
+	DelegationID string
+	Scopes       []string
+	Audience     string
+	// SubjectVersion is the subject's User.Version at issuance.
+	SubjectVersion int64
+	IssuedAt       time.Time
+	ExpiresAt      time.Time
+	Revoked        bool
+	RevokedAt      time.Time
+}
+
+// Key states, in the order a key passes through them.
+const (
+	// KeyNext is published in the JWKS but does not sign yet.
+	KeyNext = "next"
+	// KeyActive signs new tokens.
+	KeyActive = "active"
+	// KeyRetired no longer signs; it stays published until RetireAt.
+	KeyRetired = "retired"
+	// KeyRevoked is withdrawn at once (compromise).
+	KeyRevoked = "revoked"
+)
+
+// Key is a signing key.
+type Key struct {
+	KID string
+	// Alg is the JWS algorithm the key is used with (EdDSA, ES256, RS256).
+	Alg string
+	// Private is the PKCS #8 DER encoding of the private key.
+	Private []byte
+	State   string
+	// ActivateAt is when a next key may start signing.
+	ActivateAt time.Time
+	// RetireAt is when a retired key leaves the JWKS.
+	RetireAt  time.Time
+	CreatedAt time.Time
+}
+
+// Event is one audit record. Seq is assigned by the store, in commit order.
+type Event struct {
+	Seq       int64           `json:"seq"`
+	ID        string          `json:"id"`
+	Time      time.Time       `json:"time"`
+	RequestID string          `json:"request_id,omitempty"`
+	Action    string          `json:"action"`
+	Result    string          `json:"result"`
+	Reason    string          `json:"reason,omitempty"`
+	Detail    string          `json:"reason_text,omitempty"`
+	Performer string          `json:"performed_by,omitempty"`
+	OnBehalf  string          `json:"on_behalf_of,omitempty"`
+	Chain     []string        `json:"chain,omitempty"`
+	ClientID  string          `json:"client_id,omitempty"`
+	Scopes    []string        `json:"scopes,omitempty"`
+	Requested []string        `json:"requested_scopes,omitempty"`
+	Audience  string          `json:"audience,omitempty"`
+	Resource  string          `json:"resource,omitempty"`
+	Context   json.RawMessage `json:"context,omitempty"`
+	// DelegationID, JTI and ParentJTI identify what the event concerns.
+	DelegationID string `json:"delegation_id,omitempty"`
+	JTI          string `json:"jti,omitempty"`
+	ParentJTI    string `json:"parent_jti,omitempty"`
+}
+
+// EventFilter selects audit events; empty fields match any. Events come back
+// newest first.
+type EventFilter struct {
+	// Actor matches an event whose chain holds the actor anywhere, or whose
+	// performer or client is the actor.
+	Actor   string
+	Subject string
+	Action  string
+	JTI     string
+	Since   time.Time
+	Until   time.Time
+	// BeforeSeq, when positive, returns only events with Seq < BeforeSeq
+	// (the pagination cursor).
+	BeforeSeq int64
+	// Limit caps the result; zero means 100.
+	Limit int
+}
+
+// Batch is written in one transaction by Commit: the tokens a group of
+// requests issued and the audit events that record them.
+type Batch struct {
+	Tokens []IssuedToken
+	Events []Event
+}
+
+// Users stores users.
+type Users interface {
+	CreateUser(ctx context.Context, u User, events ...Event) error
+	GetUser(ctx context.Context, id string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	// UpdateUser applies fn to the stored user atomically; a Version lower
+	// than the stored one is refused.
+	UpdateUser(ctx context.Context, id string, fn func(User) (User, error), events ...Event) (User, error)
+}
+
+// Agents stores agents.
+type Agents interface {
+	CreateAgent(ctx context.Context, a Agent, events ...Event) error
+	GetAgent(ctx context.Context, id string) (Agent, error)
+	ListAgents(ctx context.Context) ([]Agent, error)
+	UpdateAgent(ctx context.Context, id string, fn func(Agent) (Agent, error), events ...Event) (Agent, error)
+}
+
+// Delegations stores delegations.
+type Delegations interface {
+	CreateDelegation(ctx context.Context, d Delegation, events ...Event) error
+	GetDelegation(ctx context.Context, id string) (Delegation, error)
+	ListDelegations(ctx context.Context, f DelegationFilter) ([]Delegation, error)
+	UpdateDelegation(ctx context.Context, id string, fn func(Delegation) (Delegation, error), events ...Event) (Delegation, error)
+}
+
+// Tokens stores issued tokens. New tokens arrive through Commit.
+type Tokens interface {
+	GetToken(ctx context.Context, jti string) (IssuedToken, error)
+	// RevokeToken marks the token revoked at the given time with the events
+	// in the same transaction. Revoking a revoked token succeeds and keeps
+	// the first RevokedAt.
+	RevokeToken(ctx context.Context, jti string, at time.Time, events ...Event) error
+	// Commit writes the batch in one durable transaction.
+	Commit(ctx context.Context, b Batch) error
+}
+
+// Keys stores signing keys.
+type Keys interface {
+	CreateKey(ctx context.Context, k Key, events ...Event) error
+	ListKeys(ctx context.Context) ([]Key, error)
+	UpdateKey(ctx context.Context, kid string, fn func(Key) (Key, error), events ...Event) (Key, error)
+}
+
+// AuditLog reads the audit events that writes appended.
+type AuditLog interface {
+	QueryEvents(ctx context.Context, f EventFilter) ([]Event, error)
+}
+
+// Nonces records single-use values such as client-assertion jti.
+type Nonces interface {
+	// UseNonce records (namespace, id) until expires; a second use of a
+	// pair that has not expired returns ErrReplay. Expired pairs may be
+	// collected.
+	UseNonce(ctx context.Context, namespace, id string, expires time.Time) error
+}
+
+// Store is a complete backend.
+type Store interface {
+	Users
+	Agents
+	Delegations
+	Tokens
+	Keys
+	AuditLog
+	Nonces
+	// Generation is a counter that grows on every change to users, agents,
+	// delegations or keys, by any process; caches compare it to know they
+	// are stale.
+	Generation(ctx context.Context) (int64, error)
+	// Ping checks that the backend can be reached.
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,282 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// methods returns the names Fail accepts: every store.Store method but Close.
+func methods() []string {
+	return []string{
+		"CreateUser", "GetUser", "ListUsers", "UpdateUser",
+		"CreateAgent", "GetAgent", "ListAgents", "UpdateAgent",
+		"CreateDelegation", "GetDelegation", "ListDelegations", "UpdateDelegation",
+		"GetToken", "RevokeToken", "Commit",
+		"CreateKey", "ListKeys", "UpdateKey",
+		"QueryEvents", "UseNonce", "Generation", "Ping",
+	}
+}
+
+// Faulty is a store.Store that passes calls to another store unless a test
+// has told it to fail them. A failed call returns before it reaches the
+// wrapped store, so it changes nothing. Close is always passed on. Faulty
+// is safe for concurrent use; faults can be set and healed while calls run.
+type Faulty struct {
+	inner store.Store
+
+	mu     sync.Mutex
+	all    error            // when set, every call fails with it
+	failed map[string]error // per-method faults
+	calls  map[string]int
+}
+
+var _ store.Store = (*Faulty)(nil)
+
+// NewFaulty wraps s; it fails nothing until told to.
+func NewFaulty(s store.Store) *Faulty {
+	return &Faulty{inner: s, failed: map[string]error{}, calls: map[string]int{}}
+}
+
+// FailAll makes every call but Close fail with err, or, when err is nil,
+// with an error that wraps store.ErrUnavailable.
+func (f *Faulty) FailAll(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.all = orUnavailable(err)
+}
+
+// Fail makes calls of the named method (for example "Commit") fail with
+// err, or, when err is nil, with an error that wraps store.ErrUnavailable.
+// It panics on a name that is not a store.Store method, so that a typo
+// cannot leave a test passing without its fault.
+func (f *Faulty) Fail(method string, err error) {
+	if !slices.Contains(methods(), method) {
+		panic(fmt.Sprintf("storetest: Fail(%q): not a store.Store method", method))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failed[method] = orUnavailable(err)
+}
+
+// Heal removes every fault.
+func (f *Faulty) Heal() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.all = nil
+	clear(f.failed)
+}
+
+// Calls returns how many times the named method was called, failed or not.
+func (f *Faulty) Calls(method string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[method]
+}
+
+func orUnavailable(err error) error {
+	if err == nil {
+		return fmt.Errorf("storetest: injected fault: %w", store.ErrUnavailable)
+	}
+	return err
+}
+
+// fault counts the call and returns the fault to fail it with, if any.
+func (f *Faulty) fault(method string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[method]++
+	err := f.all
+	if e, ok := f.failed[method]; ok {
+		err = e
+	}
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("storetest: %s: %w", method, err)
+}
+
+// CreateUser implements store.Users.
+func (f *Faulty) CreateUser(ctx context.Context, u store.User, events ...store.Event) error {
+	if err := f.fault("CreateUser"); err != nil {
+		return err
+	}
+	return f.inner.CreateUser(ctx, u, events...)
+}
+
+// GetUser implements store.Users.
+func (f *Faulty) GetUser(ctx context.Context, id string) (store.User, error) {
+	if err := f.fault("GetUser"); err != nil {
+		return store.User{}, err
+	}
+	return f.inner.GetUser(ctx, id)
+}
+
+// ListUsers implements store.Users.
+func (f *Faulty) ListUsers(ctx context.Context) ([]store.User, error) {
+	if err := f.fault("ListUsers"); err != nil {
+		return nil, err
+	}
+	return f.inner.ListUsers(ctx)
+}
+
+// UpdateUser implements store.Users.
+func (f *Faulty) UpdateUser(ctx context.Context, id string, fn func(store.User) (store.User, error), events ...store.Event) (store.User, error) {
+	if err := f.fault("UpdateUser"); err != nil {
+		return store.User{}, err
+	}
+	return f.inner.UpdateUser(ctx, id, fn, events...)
+}
+
+// CreateAgent implements store.Agents.
+func (f *Faulty) CreateAgent(ctx context.Context, a store.Agent, events ...store.Event) error {
+	if err := f.fault("CreateAgent"); err != nil {
+		return err
+	}
+	return f.inner.CreateAgent(ctx, a, events...)
+}
+
+// GetAgent implements store.Agents.
+func (f *Faulty) GetAgent(ctx context.Context, id string) (store.Agent, error) {
+	if err := f.fault("GetAgent"); err != nil {
+		return store.Agent{}, err
+	}
+	return f.inner.GetAgent(ctx, id)
+}
+
+// ListAgents implements store.Agents.
+func (f *Faulty) ListAgents(ctx context.Context) ([]store.Agent, error) {
+	if err := f.fault("ListAgents"); err != nil {
+		return nil, err
+	}
+	return f.inner.ListAgents(ctx)
+}
+
+// UpdateAgent implements store.Agents.
+func (f *Faulty) UpdateAgent(ctx context.Context, id string, fn func(store.Agent) (store.Agent, error), events ...store.Event) (store.Agent, error) {
+	if err := f.fault("UpdateAgent"); err != nil {
+		return store.Agent{}, err
+	}
+	return f.inner.UpdateAgent(ctx, id, fn, events...)
+}
+
+// CreateDelegation implements store.Delegations.
+func (f *Faulty) CreateDelegation(ctx context.Context, d store.Delegation, events ...store.Event) error {
+	if err := f.fault("CreateDelegation"); err != nil {
+		return err
+	}
+	return f.inner.CreateDelegation(ctx, d, events...)
+}
+
+// GetDelegation implements store.Delegations.
+func (f *Faulty) GetDelegation(ctx context.Context, id string) (store.Delegation, error) {
+	if err := f.fault("GetDelegation"); err != nil {
+		return store.Delegation{}, err
+	}
+	return f.inner.GetDelegation(ctx, id)
+}
+
+// ListDelegations implements store.Delegations.
+func (f *Faulty) ListDelegations(ctx context.Context, filter store.DelegationFilter) ([]store.Delegation, error) {
+	if err := f.fault("ListDelegations"); err != nil {
+		return nil, err
+	}
+	return f.inner.ListDelegations(ctx, filter)
+}
+
+// UpdateDelegation implements store.Delegations.
+func (f *Faulty) UpdateDelegation(ctx context.Context, id string, fn func(store.Delegation) (store.Delegation, error), events ...store.Event) (store.Delegation, error) {
+	if err := f.fault("UpdateDelegation"); err != nil {
+		return store.Delegation{}, err
+	}
+	return f.inner.UpdateDelegation(ctx, id, fn, events...)
+}
+
+// GetToken implements store.Tokens.
+func (f *Faulty) GetToken(ctx context.Context, jti string) (store.IssuedToken, error) {
+	if err := f.fault("GetToken"); err != nil {
+		return store.IssuedToken{}, err
+	}
+	return f.inner.GetToken(ctx, jti)
+}
+
+// RevokeToken implements store.Tokens.
+func (f *Faulty) RevokeToken(ctx context.Context, jti string, at time.Time, events ...store.Event) error {
+	if err := f.fault("RevokeToken"); err != nil {
+		return err
+	}
+	return f.inner.RevokeToken(ctx, jti, at, events...)
+}
+
+// Commit implements store.Tokens.
+func (f *Faulty) Commit(ctx context.Context, b store.Batch) error {
+	if err := f.fault("Commit"); err != nil {
+		return err
+	}
+	return f.inner.Commit(ctx, b)
+}
+
+// CreateKey implements store.Keys.
+func (f *Faulty) CreateKey(ctx context.Context, k store.Key, events ...store.Event) error {
+	if err := f.fault("CreateKey"); err != nil {
+		return err
+	}
+	return f.inner.CreateKey(ctx, k, events...)
+}
+
+// ListKeys implements store.Keys.
+func (f *Faulty) ListKeys(ctx context.Context) ([]store.Key, error) {
+	if err := f.fault("ListKeys"); err != nil {
+		return nil, err
+	}
+	return f.inner.ListKeys(ctx)
+}
+
+// UpdateKey implements store.Keys.
+func (f *Faulty) UpdateKey(ctx context.Context, kid string, fn func(store.Key) (store.Key, error), events ...store.Event) (store.Key, error) {
+	if err := f.fault("UpdateKey"); err != nil {
+		return store.Key{}, err
+	}
+	return f.inner.UpdateKey(ctx, kid, fn, events...)
+}
+
+// QueryEvents implements store.AuditLog.
+func (f *Faulty) QueryEvents(ctx context.Context, filter store.EventFilter) ([]store.Event, error) {
+	if err := f.fault("QueryEvents"); err != nil {
+		return nil, err
+	}
+	return f.inner.QueryEvents(ctx, filter)
+}
+
+// UseNonce implements store.Nonces.
+func (f *Faulty) UseNonce(ctx context.Context, namespace, id string, expires time.Time) error {
+	if err := f.fault("UseNonce"); err != nil {
+		return err
+	}
+	return f.inner.UseNonce(ctx, namespace, id, expires)
+}
+
+// Generation implements store.Store.
+func (f *Faulty) Generation(ctx context.Context) (int64, error) {
+	if err := f.fault("Generation"); err != nil {
+		return 0, err
+	}
+	return f.inner.Generation(ctx)
+}
+
+// Ping implements store.Store.
+func (f *Faulty) Ping(ctx context.Context) error {
+	if err := f.fault("Ping"); err != nil {
+		return err
+	}
+	return f.inner.Ping(ctx)
+}
+
+// Close closes the wrapped store; it never fails by injection.
+func (f *Faulty) Close() error {
+	return f.inner.Close()
+}

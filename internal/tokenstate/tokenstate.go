@@ -1,0 +1,149 @@
+package tokenstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/oauth"
+)
+
+// ErrInactive is wrapped by every *InactiveError.
+var ErrInactive = errors.New("token is not active")
+
+// Reasons a token is inactive, as written to the audit trail.
+const (
+	ReasonUnknown           = "token_unknown"
+	ReasonExpired           = "token_expired"
+	ReasonRevoked           = "token_revoked"
+	ReasonParentRevoked     = "parent_revoked"
+	ReasonDelegationRevoked = "delegation_revoked"
+	ReasonAgentDisabled     = "agent_disabled"
+	ReasonSubjectRevoked    = "subject_revoked"
+	ReasonPermissionRemoved = "permission_removed"
+)
+
+// maxLineage bounds the walk up the parent links; chains are far shorter.
+const maxLineage = 32
+
+// InactiveError says why a token is not in force.
+type InactiveError struct {
+	Reason string
+}
+
+func (e *InactiveError) Error() string { return "token inactive: " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrInactive) true.
+func (e *InactiveError) Unwrap() error { return ErrInactive }
+
+// Source is what the Checker reads; a cached store satisfies it.
+type Source interface {
+	GetToken(ctx context.Context, jti string) (store.IssuedToken, error)
+	GetUser(ctx context.Context, id string) (store.User, error)
+	GetAgent(ctx context.Context, id string) (store.Agent, error)
+	GetDelegation(ctx context.Context, id string) (store.Delegation, error)
+}
+
+// Checker answers whether issued tokens are in force. It is safe for
+// concurrent use.
+type Checker struct {
+	Store Source
+	Now   func() time.Time
+}
+
+// CheckJTI looks the token up and checks it. An unknown jti is inactive
+// (ReasonUnknown); a store failure is returned as is, and the caller must
+// refuse rather than answer.
+func (c *Checker) CheckJTI(ctx context.Context, jti string) (store.IssuedToken, error) {
+	rec, err := c.Store.GetToken(ctx, jti)
+	if errors.Is(err, store.ErrNotFound) {
+		return rec, &InactiveError{Reason: ReasonUnknown}
+	}
+	if err != nil {
+		return rec, fmt.Errorf("tokenstate: %w", err)
+	}
+	return rec, c.Check(ctx, rec)
+}
+
+// Check returns nil when rec is in force, an *InactiveError when it is not,
+// and any other error when it could not tell.
+func (c *Checker) Check(ctx context.Context, rec store.IssuedToken) error {
+	now := c.Now()
+	switch {
+	case rec.Revoked:
+		return &InactiveError{Reason: ReasonRevoked}
+	case !now.Before(rec.ExpiresAt):
+		return &InactiveError{Reason: ReasonExpired}
+	}
+	if err := c.checkLineage(ctx, rec.ParentJTI); err != nil {
+		return err
+	}
+	if rec.DelegationID != "" {
+		d, err := c.Store.GetDelegation(ctx, rec.DelegationID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("tokenstate: delegation: %w", err)
+		}
+		if err != nil || !d.Active(now) {
+			return &InactiveError{Reason: ReasonDelegationRevoked}
+		}
+	}
+	agents := rec.Chain
+	if rec.GrantType == oauth.GrantClientCredentials {
+		// A client's own token stands or falls with the client.
+		agents = []string{rec.ClientID}
+	}
+	for _, id := range agents {
+		a, err := c.Store.GetAgent(ctx, id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("tokenstate: agent: %w", err)
+		}
+		if err != nil || a.Disabled {
+			return &InactiveError{Reason: ReasonAgentDisabled}
+		}
+	}
+	return c.checkSubject(ctx, rec)
+}
+
+func (c *Checker) checkLineage(ctx context.Context, parent string) error {
+	for i := 0; parent != "" && i < maxLineage; i++ {
+		p, err := c.Store.GetToken(ctx, parent)
+		if errors.Is(err, store.ErrNotFound) {
+			return &InactiveError{Reason: ReasonParentRevoked}
+		}
+		if err != nil {
+			return fmt.Errorf("tokenstate: parent: %w", err)
+		}
+		if p.Revoked {
+			return &InactiveError{Reason: ReasonParentRevoked}
+		}
+		parent = p.ParentJTI
+	}
+	return nil
+}
+
+// checkSubject applies the subject's revocation version and current
+// permissions. A client's own token (subject = client) has no user record.
+func (c *Checker) checkSubject(ctx context.Context, rec store.IssuedToken) error {
+	u, err := c.Store.GetUser(ctx, rec.Subject)
+	if errors.Is(err, store.ErrNotFound) {
+		if rec.GrantType == oauth.GrantClientCredentials {
+			return nil
+		}
+		return &InactiveError{Reason: ReasonSubjectRevoked}
+	}
+	if err != nil {
+		return fmt.Errorf("tokenstate: subject: %w", err)
+	}
+	if u.Version > rec.SubjectVersion {
+		return &InactiveError{Reason: ReasonSubjectRevoked}
+	}
+	for _, s := range rec.Scopes {
+		if !slices.Contains(u.Permissions, s) {
+			return &InactiveError{Reason: ReasonPermissionRemoved}
+		}
+	}
+	return nil
+}
