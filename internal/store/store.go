@@ -161,7 +161,9 @@ type Event struct {
 }
 
 // EventFilter selects audit events; empty fields match any. Events come back
-// newest first.
+// newest first. Since is inclusive and Until exclusive; JTI also matches an
+// event's ParentJTI (so a token's trail shows what was exchanged from it);
+// Subject matches OnBehalf; Limit is capped at 1000.
 type EventFilter struct {
 	// Actor matches an event whose chain holds the actor anywhere, or whose
 	// performer or client is the actor.
@@ -184,6 +186,9 @@ type Batch struct {
 	Tokens []IssuedToken
 	Events []Event
 }
+
+// Update functions (UpdateUser, UpdateAgent, ...) run fn inside the
+// backend's write transaction: fn must be quick and must not call the store.
 
 // Users stores users.
 type Users interface {

@@ -1,0 +1,6 @@
+// Package cli is the mandate command: `serve` (the authorization server),
+// `config` (check a file, apply it to the store), `keys` (list, rotate,
+// revoke signing keys) and `bench` (the load tool). Main takes the
+// arguments and output streams and returns the exit code, so the commands
+// run in tests exactly as from a shell.
+package cli

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/token"
+)
+
+func newKeysCmd(stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "List, rotate and revoke signing keys"}
+	var path string
+	withKeyring := func(ctx context.Context, fn func(*token.Keyring, store.Store) error) error {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return err
+		}
+		s, err := openStore(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		kr, err := token.NewKeyring(ctx, s, token.KeyringConfig{
+			Alg:          cfg.Tokens.SigningAlg,
+			PublishDelay: cfg.Tokens.KeyPublishDelay.Std(),
+			RetireAfter:  cfg.Tokens.MaxTTL.Std() + cfg.Tokens.Leeway.Std(),
+		})
+		if err != nil {
+			return err
+		}
+		return fn(kr, s)
+	}
+	list := &cobra.Command{
+		Use: "list", Short: "List signing keys and their states", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withKeyring(cmd.Context(), func(_ *token.Keyring, s store.Store) error {
+				keys, err := s.ListKeys(cmd.Context())
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "KID\tALG\tSTATE\tACTIVATE AT\tRETIRE AT")
+				for _, k := range keys {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.KID, k.Alg, k.State, stamp(k.ActivateAt), stamp(k.RetireAt))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Publish a new key now; it signs after key_publish_delay, and the old one is kept until its tokens expire",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withKeyring(cmd.Context(), func(kr *token.Keyring, _ store.Store) error {
+				k, err := kr.Rotate(cmd.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "key %s (%s) published; it signs from %s\n", k.KID, k.Alg, stamp(k.ActivateAt))
+				return nil
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke KID",
+		Short: "Withdraw a compromised key at once: it leaves the JWKS and its tokens stop verifying",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withKeyring(cmd.Context(), func(kr *token.Keyring, _ store.Store) error {
+				if err := kr.RevokeKey(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "key %s revoked\n", args[0])
+				return nil
+			})
+		},
+	}
+	for _, c := range []*cobra.Command{list, rotate, revoke} {
+		c.Flags().StringVar(&path, "config", "", "configuration file (YAML)")
+		_ = c.MarkFlagRequired("config")
+		cmd.AddCommand(c)
+	}
+	return cmd
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

@@ -1,0 +1,178 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/provision"
+	"github.com/mandate-dev/mandate/internal/server"
+)
+
+type serveFlags struct {
+	configPath string
+	dev        bool
+	dataDir    string
+	listen     string
+}
+
+func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the authorization server",
+		Long: `Run the authorization server.
+
+With --config FILE it reads that YAML file (see docs/config.md). With --dev it
+needs no file: it starts on 127.0.0.1:8080 with a data directory, a generated
+signing key, an admin token and the InfraBot cast (user:sam, agent:infrabot,
+agent:argocd, agent:cleanup_agent), and prints curl lines to try it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), f, stdout, stderr)
+		},
+	}
+	cmd.Flags().StringVar(&f.configPath, "config", "", "configuration file (YAML)")
+	cmd.Flags().BoolVar(&f.dev, "dev", false, "development mode: demo users and agents, generated secrets")
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory (overrides data_dir)")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "listen address (overrides listen; the issuer follows with --dev)")
+	return cmd
+}
+
+// loadConfig reads the file or builds the dev configuration, applying the
+// flag overrides.
+func loadConfig(f serveFlags) (*config.Config, error) {
+	switch {
+	case f.dev && f.configPath != "":
+		return nil, &exitError{code: 2, err: errors.New("--dev and --config exclude each other")}
+	case f.dev:
+		dir := f.dataDir
+		if dir == "" {
+			dir = "./mandate-dev"
+		}
+		cfg := config.Dev(dir)
+		if f.listen != "" {
+			cfg.Listen = f.listen
+			cfg.Issuer = "http://" + f.listen
+		}
+		token, err := devAdminToken(dir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Admin.Token = token
+		return cfg, cfg.Validate()
+	case f.configPath == "":
+		return nil, &exitError{code: 2, err: errors.New("give --config FILE, or --dev to try Mandate")}
+	}
+	cfg, err := config.Load(f.configPath)
+	if err != nil {
+		return nil, err
+	}
+	if f.dataDir != "" {
+		cfg.DataDir = f.dataDir
+	}
+	if f.listen != "" {
+		cfg.Listen = f.listen
+	}
+	return cfg, nil
+}
+
+// devAdminToken returns the dev admin token kept in dir, making one on the
+// first start.
+func devAdminToken(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(dir, "admin-token")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var raw [32]byte
+	_, _ = rand.Read(raw[:])
+	token := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	return token, nil
+}
+
+func runServe(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(f)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	app, err := Build(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	report, err := provision.Sync(ctx, app.Store, cfg, false, time.Now())
+	if err != nil {
+		return fmt.Errorf("provisioning from the configuration: %w", err)
+	}
+	logReport(logger, report)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := server.NewHTTPServer(cfg.Listen, app.Handler)
+	logger.Info("mandate serving", slog.String("issuer", cfg.Issuer), slog.String("listen", ln.Addr().String()))
+	if f.dev {
+		printDevHelp(stdout, cfg)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("mandate stopped")
+	return nil
+}
+
+func logReport(logger *slog.Logger, r provision.Report) {
+	for _, c := range r.Created {
+		logger.Info("created from configuration", slog.String("record", c))
+	}
+	for _, d := range r.Differences {
+		logger.Warn("the store differs from the configuration and is kept; run `mandate config apply` to make it match",
+			slog.String("record", d))
+	}
+}
+
+func printDevHelp(w io.Writer, cfg *config.Config) {
+	iss := cfg.Issuer
+	fmt.Fprintf(w, `
+Mandate is running in development mode at %[1]s (data in %[2]s).
+Admin token: %[3]s
+
+Paste these three lines to get a token InfraBot holds on behalf of Sam, and look inside it:
+
+SAM=$(curl -s -X POST -H 'Authorization: Bearer %[3]s' %[1]s/admin/users/user:sam/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+TOKEN=$(curl -s %[1]s/token -d client_id=agent:infrabot -d client_secret=infrabot-dev-secret -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token_type=urn:ietf:params:oauth:token-type:access_token -d subject_token="$SAM" -d audience=agent:argocd -d 'scope=monitoring:read deploy:create' | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+curl -s %[1]s/introspect -d client_id=agent:infrabot -d client_secret=infrabot-dev-secret -d token="$TOKEN"
+
+The last line shows "sub":"user:sam" (on whose behalf) and "act":{"sub":"agent:infrabot"} (who acts).
+`, iss, cfg.DataDir, cfg.Admin.Token)
+}

@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/clientauth"
+	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/exchange"
+	"github.com/mandate-dev/mandate/internal/jwks"
+	"github.com/mandate-dev/mandate/internal/policy"
+	"github.com/mandate-dev/mandate/internal/server"
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/store/cache"
+	"github.com/mandate-dev/mandate/internal/store/sqlite"
+	"github.com/mandate-dev/mandate/internal/token"
+	"github.com/mandate-dev/mandate/internal/tokenstate"
+)
+
+// App is a wired Mandate: the store and the HTTP handler over it, with the
+// background loops that keep its caches and keys current.
+type App struct {
+	Store   *cache.Store
+	Keys    *token.Keyring
+	Handler http.Handler
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	audit  *audit.Recorder
+	raw    store.Store
+}
+
+// Close stops the loops, flushes the audit recorder and closes the store.
+func (a *App) Close() {
+	a.cancel()
+	a.wg.Wait()
+	a.audit.Close()
+	_ = a.raw.Close()
+}
+
+// openStore opens the backend cfg selects.
+func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	path := cfg.SQLitePath()
+	if path == "" {
+		return nil, fmt.Errorf("store %q: only SQLite is supported in this version", cfg.Store)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return s, nil
+}
+
+// Build turns a validated configuration into live objects.
+func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*App, error) {
+	raw, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	app, err := build(ctx, cfg, raw, logger)
+	if err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
+	return app, nil
+}
+
+// BuildWith wires a Mandate over an already open store (tests use it with
+// fault-injecting wrappers). The App owns s from then on.
+func BuildWith(ctx context.Context, cfg *config.Config, s store.Store, logger *slog.Logger) (*App, error) {
+	return build(ctx, cfg, s, logger)
+}
+
+func build(ctx context.Context, cfg *config.Config, raw store.Store, logger *slog.Logger) (*App, error) {
+	now := time.Now
+	cached := cache.New(raw)
+	keys, err := token.NewKeyring(ctx, raw, token.KeyringConfig{
+		Alg:          cfg.Tokens.SigningAlg,
+		PublishDelay: cfg.Tokens.KeyPublishDelay.Std(),
+		RetireAfter:  cfg.Tokens.MaxTTL.Std() + cfg.Tokens.Leeway.Std(),
+		Now:          now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	providers, err := buildProviders(cfg)
+	if err != nil {
+		return nil, err
+	}
+	verifier := &token.Verifier{
+		Issuer:    cfg.Issuer,
+		Keyring:   keys,
+		Providers: providers,
+		Leeway:    cfg.Tokens.Leeway.Std(),
+		MaxTTL:    cfg.Tokens.MaxTTL.Std(),
+		Now:       now,
+	}
+	engine, err := policy.New(cfg.PolicyRules())
+	if err != nil {
+		return nil, fmt.Errorf("policies: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	auditFailures := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mandate_audit_failures_total", Help: "Audit commits that failed (each refused its requests).",
+	})
+	reg.MustRegister(auditFailures)
+	recorder := audit.NewRecorder(raw, audit.Config{Now: now, OnCommit: func(_ int, err error) {
+		if err != nil {
+			auditFailures.Inc()
+		}
+	}})
+	checker := &tokenstate.Checker{Store: cached, Now: now}
+	grant := &exchange.Grant{
+		Issuer:    cfg.Issuer,
+		Directory: cached,
+		Tokens:    checker,
+		Verifier:  verifier,
+		Signer:    keys,
+		Policy:    engine,
+		Audit:     recorder,
+		Now:       now,
+		TTL:       cfg.Tokens.TTL.Std(),
+		MaxTTL:    cfg.Tokens.MaxTTL.Std(),
+		MaxDepth:  cfg.Delegation.MaxDepth,
+	}
+	auth := &clientauth.Authenticator{
+		Agents:        cached,
+		Nonces:        raw,
+		Issuer:        cfg.Issuer,
+		TokenEndpoint: cfg.Issuer + "/token",
+		Now:           now,
+	}
+	adminToken, err := cfg.Admin.Resolve()
+	if err != nil {
+		recorder.Close()
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	srv, err := server.New(server.Config{
+		Issuer: cfg.Issuer, Store: cached, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
+		Tokens: checker, Audit: recorder, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
+	})
+	if err != nil {
+		recorder.Close()
+		return nil, err
+	}
+	loopCtx, cancel := context.WithCancel(context.Background())
+	app := &App{Store: cached, Keys: keys, Handler: srv, cancel: cancel, audit: recorder, raw: raw}
+	app.wg.Add(2)
+	go func() { defer app.wg.Done(); cached.Run(loopCtx, time.Second) }()
+	go func() { defer app.wg.Done(); refreshKeys(loopCtx, keys, logger) }()
+	return app, nil
+}
+
+// refreshKeys advances key rotation and picks up keys rotated by another
+// process (`mandate keys rotate`).
+func refreshKeys(ctx context.Context, keys *token.Keyring, logger *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := keys.Refresh(ctx); err != nil {
+				logger.Warn("refreshing signing keys", slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
+func buildProviders(cfg *config.Config) ([]*token.Provider, error) {
+	var out []*token.Provider
+	for i, p := range cfg.IdentityProviders {
+		keys, err := jwks.New(jwks.Config{URI: p.JWKSURI})
+		if err != nil {
+			return nil, fmt.Errorf("identity_providers[%d]: %w", i, err)
+		}
+		out = append(out, &token.Provider{Issuer: p.Issuer, Audience: p.Audience, Algorithms: p.Algorithms, Keys: keys})
+	}
+	return out, nil
+}

@@ -1,0 +1,309 @@
+package clientauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/jwks"
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/token"
+	"github.com/mandate-dev/mandate/oauth"
+)
+
+// Reasons recorded in oauth.Error.Reason (and so in the audit trail) for a
+// refused client authentication. The client sees only invalid_client with
+// the same description for all of them.
+const (
+	ReasonNoCredentials       = "client_unauthenticated"
+	ReasonMalformed           = "client_credentials_malformed"
+	ReasonUnknown             = "client_unknown"
+	ReasonSecretMismatch      = "client_secret_mismatch"
+	ReasonMethodMismatch      = "client_auth_method_mismatch"
+	ReasonDisabled            = "client_disabled"
+	ReasonAssertionType       = "assertion_type_unsupported"
+	ReasonAssertionInvalid    = "assertion_invalid"
+	ReasonAssertionSignature  = "assertion_signature_invalid"
+	ReasonAssertionKeyUnknown = "assertion_key_unknown"
+	ReasonAssertionAudience   = "assertion_audience_invalid"
+	ReasonAssertionSubject    = "assertion_subject_mismatch"
+	ReasonAssertionExpired    = "assertion_expired"
+	ReasonAssertionLifetime   = "assertion_lifetime_too_long"
+	ReasonAssertionNotYet     = "assertion_not_yet_valid"
+	ReasonAssertionNoJTI      = "assertion_jti_missing"
+	ReasonAssertionReplayed   = "assertion_replayed"
+	ReasonKeysInvalid         = "client_keys_invalid"
+)
+
+// Limits and defaults.
+const (
+	// MaxAssertionLifetime bounds exp−iat of a client assertion, and exp−now
+	// up to the leeway.
+	MaxAssertionLifetime = 5 * time.Minute
+	// DefaultLeeway is the allowed clock skew.
+	DefaultLeeway = 60 * time.Second
+	// NonceNamespace is the store.Nonces namespace of assertion jti values.
+	NonceNamespace = "client_assertion"
+	maxClientIDLen = 256
+	maxInlineSets  = 4096
+)
+
+// assertionAlgorithms are the algorithms a client assertion may be signed
+// with (ES256, EdDSA, RS256, PS256); each key narrows them further to its
+// own (token.AlgorithmsFor). Read-only.
+var assertionAlgorithms = []string{"ES256", "EdDSA", "RS256", "PS256"}
+
+// AgentSource finds agents; store.Agents and caches over it satisfy it.
+// GetAgent returns an error wrapping store.ErrNotFound for an unknown id.
+type AgentSource interface {
+	GetAgent(ctx context.Context, id string) (store.Agent, error)
+}
+
+// Authenticator checks client credentials. Agents, Nonces and Issuer are
+// required. Its exported fields must not change once it is in use; it is
+// then safe for concurrent use.
+type Authenticator struct {
+	Agents AgentSource
+	// Nonces records assertion jti values (single use, RFC 7523 §3 item 7).
+	Nonces store.Nonces
+	// Issuer and TokenEndpoint are the audiences a client assertion may
+	// name (RFC 7523 §3 item 3).
+	Issuer        string
+	TokenEndpoint string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Leeway is the allowed clock skew; zero means DefaultLeeway.
+	Leeway time.Duration
+	// KeySourceFor returns the key source of an agent that publishes its
+	// keys at a jwks_uri (usually a *jwks.Cache per agent). Nil means such
+	// agents cannot use private_key_jwt. Agents with inline JWKS do not
+	// need it.
+	KeySourceFor func(a store.Agent) (token.KeySource, error)
+
+	mu     sync.Mutex
+	inline map[string]inlineSet // parsed store.Agent.JWKS by agent id
+}
+
+type inlineSet struct {
+	raw []byte
+	set jwks.Static
+}
+
+// dummyHash is compared against when there is no stored hash, so an unknown
+// client costs what a known one does.
+var dummyHash = sha256.Sum256([]byte("mandate: no such client"))
+
+// HashSecret returns the stored form of a client secret: SHA-256. Secrets
+// are high-entropy random values, so a fast hash is enough and keeps a slow
+// password hash off the token path (THREATS.md "Decisions" 9).
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// failure is the one invalid_client answer; only reason and cause differ.
+func failure(reason string, cause error) *oauth.Error {
+	return oauth.InvalidClient(reason, "client authentication failed", cause)
+}
+
+// Authenticate checks c and returns the authenticated agent. Every refusal
+// is an *oauth.Error: invalid_client (401) with a Reason from the constants
+// above; a store or key source that cannot answer gives
+// temporarily_unavailable (503), so that the request fails closed.
+func (a *Authenticator) Authenticate(ctx context.Context, c Credentials) (store.Agent, error) {
+	switch c.Method {
+	case oauth.AuthMethodSecretBasic, oauth.AuthMethodSecretPost:
+		return a.secret(ctx, c)
+	case oauth.AuthMethodPrivateKeyJWT:
+		return a.assertion(ctx, c)
+	default:
+		return store.Agent{}, failure(ReasonNoCredentials, nil)
+	}
+}
+
+// secret checks a client secret in constant time. An unknown client, or one
+// without a secret, is compared against a dummy hash first.
+func (a *Authenticator) secret(ctx context.Context, c Credentials) (store.Agent, error) {
+	sum := HashSecret(c.Secret)
+	if c.ClientID == "" || len(c.ClientID) > maxClientIDLen {
+		subtle.ConstantTimeCompare(sum, dummyHash[:])
+		return store.Agent{}, failure(ReasonMalformed, nil)
+	}
+	agent, err := a.Agents.GetAgent(ctx, c.ClientID)
+	if errors.Is(err, store.ErrNotFound) {
+		subtle.ConstantTimeCompare(sum, dummyHash[:])
+		return store.Agent{}, failure(ReasonUnknown, nil)
+	}
+	if err != nil {
+		return store.Agent{}, oauth.Unavailable("client_store_unavailable", err)
+	}
+	stored, hasSecret := agent.SecretHash, len(agent.SecretHash) == sha256.Size
+	if !hasSecret {
+		stored = dummyHash[:]
+	}
+	match := subtle.ConstantTimeCompare(sum, stored) == 1
+	switch {
+	case !hasSecret:
+		return store.Agent{}, failure(ReasonMethodMismatch, nil)
+	case !match:
+		return store.Agent{}, failure(ReasonSecretMismatch, nil)
+	case agent.Disabled:
+		// Checked after the secret, so that only the holder learns it.
+		return store.Agent{}, failure(ReasonDisabled, nil)
+	}
+	return agent, nil
+}
+
+// assertion checks a private_key_jwt client assertion (RFC 7523 §3).
+func (a *Authenticator) assertion(ctx context.Context, c Credentials) (store.Agent, error) {
+	j, err := token.ParseJWS(c.Assertion)
+	if err != nil {
+		return store.Agent{}, failure(ReasonAssertionInvalid, err)
+	}
+	clientID := c.ClientID
+	if clientID == "" {
+		// RFC 7523 §3: sub is the client_id; read unverified to find the
+		// client, and checked again once the signature verifies.
+		if clientID, _, err = j.UnverifiedString("sub"); err != nil || clientID == "" {
+			return store.Agent{}, failure(ReasonAssertionInvalid, err)
+		}
+	}
+	if len(clientID) > maxClientIDLen {
+		return store.Agent{}, failure(ReasonMalformed, nil)
+	}
+	agent, err := a.Agents.GetAgent(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Agent{}, failure(ReasonUnknown, nil)
+	}
+	if err != nil {
+		return store.Agent{}, oauth.Unavailable("client_store_unavailable", err)
+	}
+	keys, err := a.keySource(agent)
+	if err != nil {
+		return store.Agent{}, err
+	}
+	key, err := keys.Key(ctx, j.Header.KeyID)
+	if errors.Is(err, jwks.ErrUnknownKey) {
+		return store.Agent{}, failure(ReasonAssertionKeyUnknown, err)
+	}
+	if err != nil {
+		return store.Agent{}, oauth.Unavailable("client_keys_unavailable", err)
+	}
+	claims, err := j.Verify(key, token.AlgorithmsFor(key, assertionAlgorithms))
+	if err != nil {
+		if errors.Is(err, token.ErrSignature) {
+			return store.Agent{}, failure(ReasonAssertionSignature, err)
+		}
+		return store.Agent{}, failure(ReasonAssertionInvalid, err)
+	}
+	if j.Header.Type == oauth.AccessTokenJWTType {
+		// An access token is never a client assertion (RFC 8725 §3.11).
+		return store.Agent{}, failure(ReasonAssertionInvalid, errors.New("typ at+jwt"))
+	}
+	jti, exp, err := a.checkClaims(claims, clientID)
+	if err != nil {
+		return store.Agent{}, err
+	}
+	if agent.Disabled {
+		return store.Agent{}, failure(ReasonDisabled, nil)
+	}
+	// The jti is spent last, after every other check passed, and keyed by
+	// client and jti, never by token bytes (THREATS.md T08, T36).
+	err = a.Nonces.UseNonce(ctx, NonceNamespace, clientID+"|"+jti, exp.Add(a.leeway()))
+	if errors.Is(err, store.ErrReplay) {
+		return store.Agent{}, failure(ReasonAssertionReplayed, nil)
+	}
+	if err != nil {
+		return store.Agent{}, oauth.Unavailable("nonce_store_unavailable", err)
+	}
+	return agent, nil
+}
+
+func (a *Authenticator) leeway() time.Duration {
+	if a.Leeway > 0 {
+		return a.Leeway
+	}
+	return DefaultLeeway
+}
+
+// checkClaims applies RFC 7523 §3 to a verified assertion and returns its
+// jti and exp.
+func (a *Authenticator) checkClaims(c token.ClaimSet, clientID string) (string, time.Time, error) {
+	iss, _, err1 := c.String("iss")
+	sub, _, err2 := c.String("sub")
+	if err1 != nil || err2 != nil || iss != clientID || sub != clientID {
+		return "", time.Time{}, failure(ReasonAssertionSubject, errors.Join(err1, err2))
+	}
+	aud, _, err := c.Audience()
+	if err != nil || !a.audienceOK(aud) {
+		return "", time.Time{}, failure(ReasonAssertionAudience, err)
+	}
+	now := time.Now()
+	if a.Now != nil {
+		now = a.Now()
+	}
+	leeway := a.leeway()
+	exp, ok, err := c.NumericDate("exp")
+	if err != nil || !ok {
+		return "", time.Time{}, failure(ReasonAssertionInvalid, errors.Join(errors.New("exp required"), err))
+	}
+	if !exp.After(now.Add(-leeway)) {
+		return "", time.Time{}, failure(ReasonAssertionExpired, nil)
+	}
+	nbf, _, err1 := c.NumericDate("nbf")
+	iat, hasIAT, err2 := c.NumericDate("iat")
+	if err1 != nil || err2 != nil {
+		return "", time.Time{}, failure(ReasonAssertionInvalid, errors.Join(err1, err2))
+	}
+	if nbf.After(now.Add(leeway)) || iat.After(now.Add(leeway)) {
+		return "", time.Time{}, failure(ReasonAssertionNotYet, nil)
+	}
+	if exp.Sub(now) > MaxAssertionLifetime+leeway || (hasIAT && exp.Sub(iat) > MaxAssertionLifetime) {
+		return "", time.Time{}, failure(ReasonAssertionLifetime, nil)
+	}
+	jti, _, err := c.String("jti")
+	if err != nil || jti == "" || len(jti) > 256 {
+		return "", time.Time{}, failure(ReasonAssertionNoJTI, err)
+	}
+	return jti, exp, nil
+}
+
+// audienceOK reports whether aud names the issuer or the token endpoint.
+func (a *Authenticator) audienceOK(aud []string) bool {
+	return (a.Issuer != "" && slices.Contains(aud, a.Issuer)) ||
+		(a.TokenEndpoint != "" && slices.Contains(aud, a.TokenEndpoint))
+}
+
+// keySource returns the agent's registered keys: its inline JWKS (parsed
+// once per content) or, for a jwks_uri, KeySourceFor.
+func (a *Authenticator) keySource(agent store.Agent) (token.KeySource, error) {
+	if len(agent.JWKS) > 0 {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if cached, ok := a.inline[agent.ID]; ok && bytes.Equal(cached.raw, agent.JWKS) {
+			return cached.set, nil
+		}
+		set, err := jwks.ParseSet(agent.JWKS)
+		if err != nil {
+			return nil, failure(ReasonKeysInvalid, err)
+		}
+		if a.inline == nil || len(a.inline) >= maxInlineSets {
+			a.inline = map[string]inlineSet{}
+		}
+		a.inline[agent.ID] = inlineSet{raw: bytes.Clone(agent.JWKS), set: set}
+		return set, nil
+	}
+	if agent.JWKSURI != "" && a.KeySourceFor != nil {
+		ks, err := a.KeySourceFor(agent)
+		if err != nil {
+			return nil, oauth.Unavailable("client_keys_unavailable", err)
+		}
+		return ks, nil
+	}
+	return nil, failure(ReasonMethodMismatch, nil)
+}

@@ -1,0 +1,664 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mandate-dev/mandate/actor"
+	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/policy"
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/token"
+	"github.com/mandate-dev/mandate/internal/tokenstate"
+	"github.com/mandate-dev/mandate/oauth"
+)
+
+// Request is a token request whose client is already authenticated.
+type Request struct {
+	// Client is the authenticated agent.
+	Client             store.Agent
+	SubjectToken       string
+	SubjectTokenType   string
+	ActorToken         string
+	ActorTokenType     string
+	RequestedTokenType string
+	// Scopes are the requested scopes; ScopeGiven says whether the request
+	// had a scope parameter at all.
+	Scopes     []string
+	ScopeGiven bool
+	Audiences  []string
+	Resources  []string
+	// Context is the agent's assertion about the request (environment,
+	// trigger, ...).
+	Context   map[string]any
+	RequestID string
+}
+
+// Result is a successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
+type Result struct {
+	AccessToken     string `json:"access_token"`
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
+	TokenType       string `json:"token_type"`
+	ExpiresIn       int64  `json:"expires_in"`
+	Scope           string `json:"scope"`
+	// JTI identifies the issued token; it is not part of the response.
+	JTI string `json:"-"`
+}
+
+// Directory reads who may do what; a cached store satisfies it.
+type Directory interface {
+	GetUser(ctx context.Context, id string) (store.User, error)
+	GetAgent(ctx context.Context, id string) (store.Agent, error)
+	GetDelegation(ctx context.Context, id string) (store.Delegation, error)
+	ListDelegations(ctx context.Context, f store.DelegationFilter) ([]store.Delegation, error)
+}
+
+// Verifier checks presented tokens (*token.Verifier).
+type Verifier interface {
+	Verify(ctx context.Context, raw string) (*token.Verified, error)
+}
+
+// Signer signs minted claims (*token.Keyring).
+type Signer interface {
+	Sign(c *token.Claims) (string, error)
+}
+
+// Decider evaluates policies (*policy.Engine).
+type Decider interface {
+	Decide(ctx context.Context, in policy.Input) (policy.Decision, error)
+}
+
+// Recorder durably records events with the tokens they issue
+// (*audit.Recorder).
+type Recorder interface {
+	Record(ctx context.Context, ev store.Event, tokens ...store.IssuedToken) error
+}
+
+// Grant runs the token endpoint's grants. All fields are required except
+// Policy (nil allows every request). It is safe for concurrent use.
+type Grant struct {
+	Issuer    string
+	Directory Directory
+	Tokens    *tokenstate.Checker
+	Verifier  Verifier
+	Signer    Signer
+	Policy    Decider
+	Audit     Recorder
+	Now       func() time.Time
+	// TTL is the default lifetime, MaxTTL the ceiling.
+	TTL    time.Duration
+	MaxTTL time.Duration
+	// MaxDepth is the global limit on actors in a chain.
+	MaxDepth int
+}
+
+// state is what a request has established so far; refusals record it.
+type state struct {
+	req      Request
+	subject  *token.Verified
+	user     store.User
+	deleg    *store.Delegation
+	chain    actor.Chain // the new chain, current actor first
+	audience string
+	scopes   []string
+	context  map[string]any
+	expiry   time.Time
+}
+
+// Exchange runs the RFC 8693 token exchange. The checks run in this order
+// and the first failure refuses: request shape; subject token valid,
+// unexpired and in force; actor token (if any) names the client; a
+// delegation, delegate_to or may_act lets the client act; no loop; depth
+// within every limit; audience allowed; scopes; policy. Errors are
+// *oauth.Error and are audited before they are returned.
+func (g *Grant) Exchange(ctx context.Context, req Request) (*Result, error) {
+	st := &state{req: req}
+	res, err := g.exchange(ctx, st)
+	if err != nil {
+		return nil, g.refuse(ctx, audit.ActionTokenExchange, st, err)
+	}
+	return res, nil
+}
+
+func (g *Grant) exchange(ctx context.Context, st *state) (*Result, error) {
+	steps := []func(context.Context, *state) error{
+		g.checkShape,
+		g.checkSubject,
+		g.checkActorToken,
+		g.checkActor,
+		g.checkDepth,
+		g.checkAudience,
+		g.checkScopes,
+		g.checkPolicy,
+		g.checkLifetime,
+	}
+	for _, step := range steps {
+		if err := step(ctx, st); err != nil {
+			return nil, err
+		}
+	}
+	return g.mint(ctx, st, audit.ActionTokenExchange, oauth.GrantTokenExchange)
+}
+
+func (g *Grant) checkShape(_ context.Context, st *state) error {
+	r := st.req
+	switch {
+	case r.SubjectToken == "":
+		return oauth.InvalidRequest("subject_token_missing", "subject_token is required", nil)
+	case !slices.Contains([]string{oauth.TokenTypeAccessToken, oauth.TokenTypeIDToken, oauth.TokenTypeJWT}, r.SubjectTokenType):
+		return oauth.InvalidRequest("subject_token_type_unsupported", "subject_token_type is missing or not supported", nil)
+	case (r.ActorToken == "") != (r.ActorTokenType == ""):
+		return oauth.InvalidRequest("actor_token_type_missing", "actor_token and actor_token_type go together", nil)
+	case r.ActorTokenType != "" && r.ActorTokenType != oauth.TokenTypeAccessToken:
+		return oauth.InvalidRequest("actor_token_type_unsupported", "actor_token_type must be an access token", nil)
+	case r.RequestedTokenType != "" && r.RequestedTokenType != oauth.TokenTypeAccessToken:
+		// RFC 8693 §2.2.1; no refresh token is ever issued from an exchange.
+		return oauth.InvalidRequest("requested_token_type_unsupported", "only access tokens are issued by token exchange", nil)
+	}
+	return nil
+}
+
+// verifyPresented maps token verification failures to RFC 8693 §2.2.2
+// errors: an unusable token is invalid_request; an unreachable key source
+// is temporarily_unavailable.
+func (g *Grant) verifyPresented(ctx context.Context, raw, what string) (*token.Verified, error) {
+	v, err := g.Verifier.Verify(ctx, raw)
+	switch {
+	case err == nil:
+		return v, nil
+	case errors.Is(err, token.ErrKeyUnavailable):
+		return nil, oauth.Unavailable(what+"_key_unavailable", err)
+	case errors.Is(err, token.ErrExpired):
+		return nil, oauth.InvalidRequest(what+"_expired", "the "+what+" has expired", err)
+	default:
+		return nil, oauth.InvalidRequest(what+"_invalid", "the "+what+" is not valid", err)
+	}
+}
+
+// checkInForce asks the token registry whether a Mandate token still holds.
+func (g *Grant) checkInForce(ctx context.Context, v *token.Verified, what string) (store.IssuedToken, error) {
+	rec, err := g.Tokens.CheckJTI(ctx, v.JTI)
+	var inactive *tokenstate.InactiveError
+	switch {
+	case errors.As(err, &inactive):
+		return rec, oauth.InvalidRequest(inactive.Reason, "the "+what+" is no longer valid", err)
+	case err != nil:
+		return rec, oauth.Unavailable("store_unavailable", err)
+	case rec.Subject != v.Subject || !slices.Equal(rec.Chain, []string(v.Act.Chain())):
+		return rec, oauth.InvalidRequest(what+"_invalid", "the "+what+" is not valid", errors.New("token does not match its record"))
+	}
+	return rec, nil
+}
+
+func (g *Grant) checkSubject(ctx context.Context, st *state) error {
+	v, err := g.verifyPresented(ctx, st.req.SubjectToken, "subject_token")
+	if err != nil {
+		return err
+	}
+	// RFC 8693 §3: the declared type must be what the token is. Mandate's
+	// own tokens are access tokens; an identity provider's are ID tokens
+	// or plain JWTs.
+	if v.Own != (st.req.SubjectTokenType == oauth.TokenTypeAccessToken) {
+		return oauth.InvalidRequest("subject_token_type_mismatch", "subject_token_type does not match the token", nil)
+	}
+	st.subject = v
+	if !v.Own {
+		if v.Act != nil {
+			return oauth.InvalidRequest("subject_token_invalid", "the subject_token must not carry an act claim", nil)
+		}
+		return nil
+	}
+	if v.Act == nil && !slices.Contains(v.Audiences, g.Issuer) {
+		// A chain starts from a person's own token addressed to Mandate.
+		return oauth.InvalidRequest("subject_token_audience", "the subject_token is not addressed to this server", nil)
+	}
+	_, err = g.checkInForce(ctx, v, "subject_token")
+	return err
+}
+
+func (g *Grant) checkActorToken(ctx context.Context, st *state) error {
+	if st.req.ActorToken == "" {
+		return nil
+	}
+	v, err := g.verifyPresented(ctx, st.req.ActorToken, "actor_token")
+	if err != nil {
+		return err
+	}
+	// The actor token must be the authenticated client's own token,
+	// addressed to this server, and must not itself act for anyone.
+	if !v.Own || v.Act != nil || v.Subject != st.req.Client.ID || !slices.Contains(v.Audiences, g.Issuer) {
+		return oauth.InvalidRequest("actor_token_mismatch", "the actor_token does not identify the authenticated client", nil)
+	}
+	_, err = g.checkInForce(ctx, v, "actor_token")
+	return err
+}
+
+// checkActor decides whether the client may act for the subject: on the
+// first hop through a delegation or may_act, on a chain hop because the
+// token is addressed to it and the current actor may hand on to it.
+func (g *Grant) checkActor(ctx context.Context, st *state) error {
+	v, client := st.subject, st.req.Client
+	prior := v.Act.Chain()
+	if prior.Contains(client.ID) {
+		return oauth.InvalidRequest("actor_loop", "the client already acts in this chain", nil)
+	}
+	st.chain = append(actor.Chain{client.ID}, prior...)
+	direct, err := g.activeDelegation(ctx, v.Subject, client.ID)
+	if err != nil {
+		return err
+	}
+	if len(prior) == 0 {
+		switch {
+		case direct != nil:
+			st.deleg = direct
+		case v.MayAct != nil && v.MayAct.Subject == client.ID:
+			// RFC 8693 §4.4: the subject token names who may act.
+		default:
+			return oauth.InvalidRequest("actor_not_delegated", "no delegation lets this client act for the subject", nil)
+		}
+		return nil
+	}
+	if !slices.Contains(v.Audiences, client.ID) {
+		return oauth.InvalidRequest("audience_not_holder", "the subject_token is not addressed to this client", nil)
+	}
+	current, err := g.Directory.GetAgent(ctx, prior.Current())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return oauth.Unavailable("store_unavailable", err)
+	}
+	if !slices.Contains(current.DelegateTo, client.ID) && direct == nil {
+		return oauth.InvalidRequest("actor_not_delegated", "the current actor may not hand on to this client", nil)
+	}
+	if v.DelegationID != "" {
+		d, err := g.Directory.GetDelegation(ctx, v.DelegationID)
+		if err != nil {
+			return oauth.Unavailable("store_unavailable", err)
+		}
+		st.deleg = &d
+	}
+	return nil
+}
+
+func (g *Grant) activeDelegation(ctx context.Context, subject, actorID string) (*store.Delegation, error) {
+	ds, err := g.Directory.ListDelegations(ctx, store.DelegationFilter{Subject: subject, Actor: actorID})
+	if err != nil {
+		return nil, oauth.Unavailable("store_unavailable", err)
+	}
+	now := g.Now()
+	for _, d := range ds {
+		if d.Active(now) {
+			return &d, nil
+		}
+	}
+	return nil, nil
+}
+
+func (g *Grant) checkDepth(ctx context.Context, st *state) error {
+	limit := g.MaxDepth
+	tighten := func(n int) {
+		if n > 0 && n < limit {
+			limit = n
+		}
+	}
+	if st.deleg != nil {
+		tighten(st.deleg.MaxDepth)
+	}
+	for i, id := range st.chain {
+		a := st.req.Client
+		if i > 0 {
+			var err error
+			if a, err = g.Directory.GetAgent(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return oauth.Unavailable("store_unavailable", err)
+			}
+		}
+		tighten(a.MaxDepth)
+	}
+	if len(st.chain) > limit {
+		return oauth.InvalidRequest("delegation_depth_exceeded", "the delegation chain would be too deep", nil)
+	}
+	return nil
+}
+
+func (g *Grant) checkAudience(_ context.Context, st *state) error {
+	aud, err := g.pickAudience(st.req, st.deleg)
+	if err != nil {
+		return err
+	}
+	st.audience = aud
+	return nil
+}
+
+// pickAudience chooses the single audience of the token (RFC 8693 §2.1:
+// audience and resource both name targets). Without one, a delegation
+// with exactly one audience supplies it.
+func (g *Grant) pickAudience(r Request, d *store.Delegation) (string, error) {
+	var targets []string
+	for _, res := range r.Resources {
+		if !isAbsoluteURI(res) {
+			return "", oauth.InvalidTarget("resource_invalid", "resource must be an absolute URI", nil)
+		}
+	}
+	for _, t := range append(slices.Clip(r.Audiences), r.Resources...) {
+		if actor.ValidSubject(t) != nil {
+			return "", oauth.InvalidTarget("audience_invalid", "the audience is not valid", nil)
+		}
+		if !slices.Contains(targets, t) {
+			targets = append(targets, t)
+		}
+	}
+	switch {
+	case len(targets) > 1:
+		return "", oauth.InvalidTarget("audience_multiple", "one audience per token", nil)
+	case len(targets) == 0 && d != nil && len(d.Audiences) == 1:
+		return d.Audiences[0], nil
+	case len(targets) == 0:
+		return "", oauth.InvalidTarget("audience_missing", "an audience or resource is required", nil)
+	case d != nil && len(d.Audiences) > 0 && !slices.Contains(d.Audiences, targets[0]):
+		return "", oauth.InvalidTarget("audience_not_allowed", "the audience is not allowed by the delegation", nil)
+	}
+	return targets[0], nil
+}
+
+func isAbsoluteURI(s string) bool {
+	i := strings.Index(s, "://")
+	return i > 0 && !strings.ContainsAny(s, "# \t") && len(s) > i+3
+}
+
+// checkScopes computes the grant: requested ∩ the person's permissions now
+// ∩ the delegation ∩ the agent ∩ the subject token. On a chain hop a
+// requested scope the subject token lacks is widening and refused; on the
+// first hop what is not allowed is dropped (RFC 6749 §3.3).
+func (g *Grant) checkScopes(ctx context.Context, st *state) error {
+	v := st.subject
+	u, err := g.Directory.GetUser(ctx, v.Subject)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return oauth.InvalidRequest("subject_unknown", "the subject is not known to this server", nil)
+	case err != nil:
+		return oauth.Unavailable("store_unavailable", err)
+	}
+	st.user = u
+	allowed := intersect(u.Permissions, st.req.Client.Scopes)
+	if st.deleg != nil {
+		allowed = intersect(allowed, st.deleg.Scopes)
+	}
+	if v.HasScope {
+		allowed = intersect(allowed, v.Scopes)
+	}
+	granted := allowed
+	if st.req.ScopeGiven {
+		if v.HasScope && v.Act != nil {
+			for _, s := range st.req.Scopes {
+				if !slices.Contains(v.Scopes, s) {
+					return oauth.InvalidScope("scope_widening", "a requested scope exceeds the subject_token", nil)
+				}
+			}
+		}
+		granted = intersect(st.req.Scopes, allowed)
+	}
+	if len(granted) == 0 {
+		return oauth.InvalidScope("no_scope_granted", "none of the requested scopes can be granted", nil)
+	}
+	st.scopes = granted
+	return nil
+}
+
+// intersect returns the members of a that are in b, in a's order, once each.
+func intersect(a, b []string) []string {
+	out := make([]string, 0, len(a))
+	for _, s := range a {
+		if slices.Contains(b, s) && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (g *Grant) checkPolicy(ctx context.Context, st *state) error {
+	st.context = normalizeContext(st.req.Context, st.subject.Context)
+	if g.Policy == nil {
+		return nil
+	}
+	d, err := g.Policy.Decide(ctx, policy.Input{
+		Subject:  st.subject.Subject,
+		Actor:    st.chain.Current(),
+		Chain:    st.chain,
+		Scopes:   st.scopes,
+		Audience: st.audience,
+		ClientID: st.req.Client.ID,
+		Context:  st.context,
+	})
+	switch {
+	case err != nil:
+		return oauth.InvalidRequest("policy_error", "a policy could not be evaluated for this request", err)
+	case !d.Allow:
+		return oauth.InvalidRequest(d.Reason, "refused by policy "+d.Policy, nil)
+	}
+	return nil
+}
+
+// normalizeContext returns the request's context, or the subject token's
+// when the request has none, always holding environment and trigger.
+func normalizeContext(req, inherited map[string]any) map[string]any {
+	src := req
+	if src == nil {
+		src = inherited
+	}
+	out := make(map[string]any, len(src)+2)
+	for k, v := range src {
+		out[k] = v
+	}
+	for _, k := range []string{"environment", "trigger"} {
+		if _, ok := out[k].(string); !ok {
+			out[k] = ""
+		}
+	}
+	return out
+}
+
+// checkLifetime clamps the expiry: never beyond the TTL, the maximum, the
+// subject token or the delegation.
+func (g *Grant) checkLifetime(_ context.Context, st *state) error {
+	now := g.Now()
+	exp := now.Add(min(g.TTL, g.MaxTTL))
+	if !st.subject.Expiry.IsZero() && st.subject.Expiry.Before(exp) {
+		exp = st.subject.Expiry
+	}
+	if st.deleg != nil && !st.deleg.Expires.IsZero() && st.deleg.Expires.Before(exp) {
+		exp = st.deleg.Expires
+	}
+	if exp.Sub(now) < time.Second {
+		return oauth.InvalidRequest("subject_token_expired", "the subject_token is about to expire", nil)
+	}
+	st.expiry = exp.Truncate(time.Second)
+	return nil
+}
+
+// mint signs the token and makes it and its audit event durable.
+func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (*Result, error) {
+	now := g.Now()
+	jti := audit.NewID("")
+	claims := &token.Claims{
+		Issuer:        g.Issuer,
+		Subject:       st.subjectID(),
+		Act:           actor.New(st.chain),
+		Audience:      st.audience,
+		Scope:         strings.Join(st.scopes, " "),
+		ClientID:      st.req.Client.ID,
+		Context:       st.context,
+		JTI:           jti,
+		IssuedAt:      now.Unix(),
+		NotBefore:     now.Unix(),
+		Expiry:        st.expiry.Unix(),
+		RevocationURL: g.Issuer + "/revocations/" + jti,
+		LogURL:        g.Issuer + "/audit?jti=" + jti,
+	}
+	rec := store.IssuedToken{
+		JTI:            jti,
+		GrantType:      grantType,
+		Subject:        claims.Subject,
+		ClientID:       claims.ClientID,
+		Chain:          st.chain,
+		Scopes:         st.scopes,
+		Audience:       st.audience,
+		SubjectVersion: st.user.Version,
+		IssuedAt:       now,
+		ExpiresAt:      st.expiry,
+	}
+	if st.deleg != nil {
+		claims.DelegationID = st.deleg.ID
+		rec.DelegationID = st.deleg.ID
+	}
+	if st.subject != nil && st.subject.Own {
+		rec.ParentJTI = st.subject.JTI
+	}
+	raw, err := g.Signer.Sign(claims)
+	if err != nil {
+		return nil, g.refuse(ctx, action, st, oauth.Unavailable("signing_unavailable", err))
+	}
+	ev := st.event(action, audit.ResultGranted)
+	ev.JTI = jti
+	if err := g.Audit.Record(ctx, ev, rec); err != nil {
+		// Nothing was committed: the token is never returned.
+		return nil, oauth.Unavailable("audit_unavailable", err)
+	}
+	return &Result{
+		AccessToken:     raw,
+		IssuedTokenType: oauth.TokenTypeAccessToken,
+		TokenType:       "Bearer",
+		ExpiresIn:       int64(st.expiry.Sub(now).Round(time.Second) / time.Second),
+		Scope:           claims.Scope,
+		JTI:             jti,
+	}, nil
+}
+
+// subjectID is the token's sub: the person, or the client for its own token.
+func (st *state) subjectID() string {
+	if st.subject != nil {
+		return st.subject.Subject
+	}
+	return st.req.Client.ID
+}
+
+// event builds the audit record of what st established.
+func (st *state) event(action, result string) store.Event {
+	ev := store.Event{
+		Action:    action,
+		Result:    result,
+		RequestID: st.req.RequestID,
+		Performer: st.req.Client.ID,
+		ClientID:  st.req.Client.ID,
+		OnBehalf:  st.subjectID(),
+		Chain:     st.chain,
+		Scopes:    st.scopes,
+		Requested: st.req.Scopes,
+		Audience:  st.audience,
+	}
+	if ev.Audience == "" && len(st.req.Audiences)+len(st.req.Resources) > 0 {
+		ev.Audience = strings.Join(append(slices.Clip(st.req.Audiences), st.req.Resources...), " ")
+	}
+	if st.deleg != nil {
+		ev.DelegationID = st.deleg.ID
+	}
+	if st.subject != nil && st.subject.Own {
+		ev.ParentJTI = st.subject.JTI
+	}
+	ctx := st.context
+	if ctx == nil {
+		ctx = st.req.Context
+	}
+	if ctx != nil {
+		if b, err := json.Marshal(ctx); err == nil {
+			ev.Context = b
+		}
+	}
+	return ev
+}
+
+// refuse records a refusal and returns the error to answer with. When the
+// refusal cannot be recorded the answer is 503: no decision goes unaudited.
+func (g *Grant) refuse(ctx context.Context, action string, st *state, err error) error {
+	e := oauth.As(err)
+	ev := st.event(audit.ActionTokenRefused, audit.ResultRefused)
+	ev.Resource = action
+	ev.Reason = e.Reason
+	ev.Detail = e.Description
+	if rerr := g.Audit.Record(ctx, ev); rerr != nil {
+		return oauth.Unavailable("audit_unavailable", errors.Join(err, rerr))
+	}
+	return e
+}
+
+// ClientCredentials issues the client a token for itself (RFC 6749 §4.4):
+// sub and client_id are the client, there is no act, and the scopes are
+// the requested ones the client is allowed (all of them when none is
+// requested). Without an audience the token is addressed to this server,
+// which makes it usable as an actor_token.
+func (g *Grant) ClientCredentials(ctx context.Context, req Request) (*Result, error) {
+	st := &state{req: req, context: nil}
+	res, err := g.clientCredentials(ctx, st)
+	if err != nil {
+		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
+	}
+	return res, nil
+}
+
+func (g *Grant) clientCredentials(ctx context.Context, st *state) (*Result, error) {
+	req := st.req
+	st.scopes = req.Client.Scopes
+	if req.ScopeGiven {
+		st.scopes = intersect(req.Scopes, req.Client.Scopes)
+	}
+	if len(st.scopes) == 0 {
+		return nil, oauth.InvalidScope("no_scope_granted", "none of the requested scopes can be granted", nil)
+	}
+	if len(req.Audiences)+len(req.Resources) == 0 {
+		st.audience = g.Issuer
+	} else {
+		aud, err := g.pickAudience(req, nil)
+		if err != nil {
+			return nil, err
+		}
+		st.audience = aud
+	}
+	if req.Context != nil {
+		st.context = normalizeContext(req.Context, nil)
+	}
+	st.expiry = g.Now().Add(min(g.TTL, g.MaxTTL)).Truncate(time.Second)
+	return g.mint(ctx, st, audit.ActionTokenIssue, oauth.GrantClientCredentials)
+}
+
+// SignInClientID is the client_id of a person's own token, which no agent
+// requested.
+const SignInClientID = "mandate"
+
+// GrantSignIn is the grant recorded for a person's own token.
+const GrantSignIn = "sign_in"
+
+// SignIn issues a person's own token: sub is the user, there is no act, the
+// audience is this server and the scopes are the user's permissions. Such a
+// token starts a chain when an agent exchanges it. Until the login page
+// exists, administrators (and `serve --dev`) obtain it through the admin API.
+func (g *Grant) SignIn(ctx context.Context, userID, requestID string) (*Result, error) {
+	u, err := g.Directory.GetUser(ctx, userID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, &oauth.Error{Code: oauth.ErrNotFound, Reason: "subject_unknown", Description: "no such user", Err: err}
+	case err != nil:
+		return nil, oauth.Unavailable("store_unavailable", err)
+	case len(u.Permissions) == 0:
+		return nil, oauth.InvalidScope("no_scope_granted", "the user holds no permissions", nil)
+	}
+	st := &state{
+		req:      Request{Client: store.Agent{ID: SignInClientID}, RequestID: requestID},
+		user:     u,
+		audience: g.Issuer,
+		scopes:   u.Permissions,
+		expiry:   g.Now().Add(min(g.TTL, g.MaxTTL)).Truncate(time.Second),
+	}
+	st.subject = &token.Verified{Subject: u.ID}
+	return g.mint(ctx, st, audit.ActionTokenIssue, GrantSignIn)
+}

@@ -1,0 +1,68 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/mandate-dev/mandate/oauth"
+)
+
+// metadata serves RFC 8414 authorization server metadata, also at the OIDC
+// discovery path that openid-client looks up first.
+func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) error {
+	iss := s.cfg.Issuer
+	authMethods := []string{oauth.AuthMethodSecretBasic, oauth.AuthMethodSecretPost, oauth.AuthMethodPrivateKeyJWT}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                     iss,
+		"token_endpoint":                             iss + "/token",
+		"jwks_uri":                                   iss + "/jwks",
+		"introspection_endpoint":                     iss + "/introspect",
+		"revocation_endpoint":                        iss + "/revoke",
+		"grant_types_supported":                      []string{oauth.GrantTokenExchange, oauth.GrantClientCredentials},
+		"response_types_supported":                   []string{},
+		"token_endpoint_auth_methods_supported":      authMethods,
+		"introspection_endpoint_auth_methods_supported": authMethods,
+		"revocation_endpoint_auth_methods_supported": authMethods,
+		"token_endpoint_auth_signing_alg_values_supported": []string{"EdDSA", "ES256", "RS256", "PS256"},
+		"scopes_supported":                           []string{},
+		"subject_types_supported":                    []string{"public"},
+		"id_token_signing_alg_values_supported":      []string{"EdDSA", "ES256", "RS256"},
+		"token_exchange_token_types_supported": []string{
+			oauth.TokenTypeAccessToken, oauth.TokenTypeIDToken, oauth.TokenTypeJWT,
+		},
+	})
+	return nil
+}
+
+// jwks serves the public signing keys (RFC 7517).
+func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_, err := w.Write(s.cfg.Keys.JWKS())
+	return err
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	if err := s.cfg.Store.Ping(r.Context()); err != nil {
+		return oauth.Unavailable("store_unavailable", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (s *Server) notFound(http.ResponseWriter, *http.Request) error {
+	return &oauth.Error{Code: oauth.ErrNotFound, Reason: "not_found", Description: "no such endpoint"}
+}
+
+// writeJSON writes a JSON response that must not be cached unless the
+// handler set Cache-Control itself.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	if w.Header().Get("Cache-Control") != "" {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(v)
+		return
+	}
+	oauth.WriteJSON(w, status, v)
+}

@@ -1,0 +1,184 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/clientauth"
+	"github.com/mandate-dev/mandate/internal/exchange"
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/token"
+	"github.com/mandate-dev/mandate/internal/tokenstate"
+	"github.com/mandate-dev/mandate/oauth"
+)
+
+// Config holds the live objects the server is built from. Every field but
+// AdminToken, Logger and Registry is required.
+type Config struct {
+	Issuer   string
+	Store    store.Store
+	Grant    *exchange.Grant
+	Auth     *clientauth.Authenticator
+	Keys     *token.Keyring
+	Verifier *token.Verifier
+	Tokens   *tokenstate.Checker
+	Audit    *audit.Recorder
+	// AdminToken is the bearer for /admin and /audit; empty disables them.
+	AdminToken string
+	Logger     *slog.Logger
+	// Registry receives the server's metrics; nil makes a private one.
+	Registry *prometheus.Registry
+	Now      func() time.Time
+}
+
+// Server is Mandate's HTTP handler.
+type Server struct {
+	cfg       Config
+	adminHash [32]byte
+	metrics   *metrics
+	handler   http.Handler
+}
+
+// New builds the server and its routes.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Issuer == "", cfg.Store == nil, cfg.Grant == nil, cfg.Auth == nil,
+		cfg.Keys == nil, cfg.Verifier == nil, cfg.Tokens == nil, cfg.Audit == nil:
+		return nil, errors.New("server: incomplete configuration")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry)}
+	if cfg.AdminToken != "" {
+		s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// NewHTTPServer returns an http.Server with the timeouts and header limits
+// Mandate needs (THREATS.md T73, T76).
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+}
+
+// handlerFunc is a handler that returns its error; serve answers it.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// requestID returns the id serve gave the request.
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// serve wraps h: it gives the request an id, answers a returned error as
+// RFC 6749 JSON, and logs the outcome without tokens or secrets.
+func (s *Server) serve(name string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := audit.NewID("req_")
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		err := h(rec, r)
+		level := slog.LevelInfo
+		attrs := []slog.Attr{slog.String("request_id", id), slog.String("route", name)}
+		if err != nil {
+			e := oauth.As(err)
+			oauth.WriteError(rec, e)
+			attrs = append(attrs, slog.String("error", string(e.Code)), slog.String("reason", e.Reason))
+			if e.HTTPStatus() >= 500 {
+				level = slog.LevelWarn
+				if e.Err != nil {
+					attrs = append(attrs, slog.String("cause", e.Err.Error()))
+				}
+			}
+		}
+		attrs = append(attrs, slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
+		s.metrics.requests.WithLabelValues(name, statusClass(rec.status)).Inc()
+		s.cfg.Logger.LogAttrs(r.Context(), level, "request", attrs...)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func statusClass(code int) string {
+	return []string{"1xx", "2xx", "3xx", "4xx", "5xx"}[min(max(code/100, 1), 5)-1]
+}
+
+// requireAdmin checks the admin bearer token in constant time.
+func (s *Server) requireAdmin(r *http.Request) error {
+	if s.cfg.AdminToken == "" {
+		return &oauth.Error{Code: oauth.ErrAccessDenied, Status: http.StatusForbidden, Reason: "admin_disabled", Description: "the admin API is disabled: set admin.token"}
+	}
+	auth := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		return &oauth.Error{Code: oauth.ErrInvalidToken, Reason: "admin_unauthenticated", Description: "admin bearer token required"}
+	}
+	got := sha256.Sum256([]byte(auth[len(prefix):]))
+	if subtle.ConstantTimeCompare(got[:], s.adminHash[:]) != 1 {
+		return &oauth.Error{Code: oauth.ErrInvalidToken, Reason: "admin_unauthenticated", Description: "admin bearer token required"}
+	}
+	return nil
+}
+
+// decodeJSON reads a bounded JSON request body into v, refusing unknown
+// fields.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return oauth.InvalidRequest("malformed_json", "the request body is not the expected JSON", err)
+	}
+	return nil
+}
+
+// storeError maps a store failure to the answer: not found is 404, anything
+// else refuses with 503 (fail closed).
+func storeError(err error, what string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return &oauth.Error{Code: oauth.ErrNotFound, Reason: "not_found", Description: what + " not found", Err: err}
+	}
+	return oauth.Unavailable("store_unavailable", err)
+}

@@ -1,0 +1,353 @@
+package token
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mandate-dev/mandate/internal/jwks"
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// publishedKIDs parses the keyring's JWKS the way a verifier would.
+func publishedKIDs(t *testing.T, k *Keyring) []string {
+	t.Helper()
+	set, err := jwks.ParseSet(k.JWKS())
+	if err != nil {
+		t.Fatalf("JWKS is not a valid public set: %v", err)
+	}
+	var kids []string
+	for kid, key := range set {
+		if key.Use != "sig" || key.Algorithm == "" {
+			t.Fatalf("key %s: use=%q alg=%q", kid, key.Use, key.Algorithm)
+		}
+		kids = append(kids, kid)
+	}
+	slices.Sort(kids)
+	return kids
+}
+
+func sorted(s ...string) []string { slices.Sort(s); return s }
+
+func testClaims(now time.Time, ttl time.Duration) *Claims {
+	return &Claims{
+		Issuer: testIssuer, Subject: "user:sam", Audience: "agent:argocd", ClientID: "agent:infrabot",
+		JTI: "jti-" + now.String(), IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: now.Add(ttl).Unix(),
+	}
+}
+
+func headerKID(t *testing.T, tok string) string {
+	t.Helper()
+	j, err := ParseJWS(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j.Header.KeyID
+}
+
+func TestKeyringFirstStart(t *testing.T) {
+	for _, alg := range []string{AlgEdDSA, AlgES256, AlgRS256} {
+		t.Run(alg, func(t *testing.T) {
+			st, clk := openStore(t), newClock()
+			k, err := NewKeyring(t.Context(), st, KeyringConfig{Alg: alg, Now: clk.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := st.ListKeys(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 1 || recs[0].State != store.KeyActive || recs[0].Alg != alg || recs[0].KID != k.ActiveKID() {
+				t.Fatalf("stored keys = %+v", recs)
+			}
+			if _, err := x509.ParsePKCS8PrivateKey(recs[0].Private); err != nil {
+				t.Fatalf("stored key is not PKCS #8: %v", err)
+			}
+			var raw struct {
+				Keys []map[string]any `json:"keys"`
+			}
+			if err := json.Unmarshal(k.JWKS(), &raw); err != nil {
+				t.Fatal(err)
+			}
+			if len(raw.Keys) != 1 || raw.Keys[0]["alg"] != alg || raw.Keys[0]["use"] != "sig" || raw.Keys[0]["kid"] != k.ActiveKID() {
+				t.Fatalf("JWKS = %s", k.JWKS())
+			}
+			for _, m := range []string{"d", "p", "q", "dp", "dq", "qi"} {
+				if _, ok := raw.Keys[0][m]; ok {
+					t.Fatalf("JWKS publishes private member %q", m)
+				}
+			}
+			v := &Verifier{Issuer: testIssuer, Keyring: k, Now: clk.Now}
+			tok := mustSign(t, k, testClaims(clk.Now(), 10*time.Minute))
+			j, _ := ParseJWS(tok)
+			if j.Header.Algorithm != alg || j.Header.Type != "at+jwt" || j.Header.KeyID != k.ActiveKID() {
+				t.Fatalf("header = %+v", j.Header)
+			}
+			if _, err := v.Verify(t.Context(), tok); err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			// A restart loads the same key instead of making a new one.
+			k2, err := NewKeyring(t.Context(), st, KeyringConfig{Alg: alg, Now: clk.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k2.ActiveKID() != k.ActiveKID() {
+				t.Fatalf("restart active kid = %s, want %s", k2.ActiveKID(), k.ActiveKID())
+			}
+		})
+	}
+}
+
+func TestKeyringRotationLifecycle(t *testing.T) {
+	st, clk := openStore(t), newClock()
+	cfg := KeyringConfig{PublishDelay: time.Hour, RetireAfter: 16 * time.Minute, Now: clk.Now}
+	k, err := NewKeyring(t.Context(), st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &Verifier{Issuer: testIssuer, Keyring: k, Now: clk.Now, MaxTTL: 15 * time.Minute}
+	k1 := k.ActiveKID()
+
+	next, err := k.Rotate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2 := next.KID
+	if next.State != store.KeyNext || !next.ActivateAt.Equal(clk.Now().Add(time.Hour)) || next.Private != nil {
+		t.Fatalf("Rotate = %+v", next)
+	}
+	again, err := k.Rotate(t.Context())
+	if err != nil || again.KID != k2 {
+		t.Fatalf("second Rotate = %v, %v; want the pending key %s", again.KID, err, k2)
+	}
+	// The next key is published before it signs.
+	if diff := cmp.Diff(sorted(k1, k2), publishedKIDs(t, k)); diff != "" {
+		t.Fatalf("JWKS after rotate (-want +got):\n%s", diff)
+	}
+	if kid := headerKID(t, mustSign(t, k, testClaims(clk.Now(), time.Minute))); kid != k1 {
+		t.Fatalf("signing kid = %s before activation, want %s", kid, k1)
+	}
+
+	clk.Advance(59 * time.Minute)
+	if err := k.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if k.ActiveKID() != k1 {
+		t.Fatalf("next key active before ActivateAt")
+	}
+	old := mustSign(t, k, testClaims(clk.Now(), 10*time.Minute)) // signed by k1
+
+	clk.Advance(2 * time.Minute)
+	if err := k.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if k.ActiveKID() != k2 {
+		t.Fatalf("active = %s after ActivateAt, want %s", k.ActiveKID(), k2)
+	}
+	if kid := headerKID(t, mustSign(t, k, testClaims(clk.Now(), time.Minute))); kid != k2 {
+		t.Fatalf("signing kid = %s, want %s", kid, k2)
+	}
+	// The retired key stays published, and its tokens verify.
+	if diff := cmp.Diff(sorted(k1, k2), publishedKIDs(t, k)); diff != "" {
+		t.Fatalf("JWKS after activation (-want +got):\n%s", diff)
+	}
+	if _, err := v.Verify(t.Context(), old); err != nil {
+		t.Fatalf("token of the retired key: %v", err)
+	}
+	recs, _ := st.ListKeys(t.Context())
+	for _, r := range recs {
+		if r.KID == k1 && (r.State != store.KeyRetired || !r.RetireAt.Equal(clk.Now().Add(16*time.Minute))) {
+			t.Fatalf("retired key record = %+v", r)
+		}
+	}
+
+	clk.Advance(16*time.Minute + time.Second)
+	if err := k.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{k2}, publishedKIDs(t, k)); diff != "" {
+		t.Fatalf("JWKS after RetireAt (-want +got):\n%s", diff)
+	}
+	if _, ok := k.PublicKey(k1); ok {
+		t.Fatal("PublicKey still returns the retired key after RetireAt")
+	}
+	if _, err := v.Verify(t.Context(), old); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("token of a dropped key: error = %v, want ErrUnknownKey", err)
+	}
+}
+
+func TestKeyringRevokeKey(t *testing.T) {
+	st, clk := openStore(t), newClock()
+	k, err := NewKeyring(t.Context(), st, KeyringConfig{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &Verifier{Issuer: testIssuer, Keyring: k, Now: clk.Now}
+	k1 := k.ActiveKID()
+	tok := mustSign(t, k, testClaims(clk.Now(), 10*time.Minute))
+	next, err := k.Rotate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Revoking the active key: it leaves the JWKS at once and the pending
+	// key signs at once.
+	if err := k.RevokeKey(t.Context(), k1); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{next.KID}, publishedKIDs(t, k)); diff != "" {
+		t.Fatalf("JWKS after revoke (-want +got):\n%s", diff)
+	}
+	if k.ActiveKID() != next.KID {
+		t.Fatalf("active = %s, want the next key %s", k.ActiveKID(), next.KID)
+	}
+	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("token of a revoked key: error = %v, want ErrUnknownKey", err)
+	}
+
+	// Revoking the only key: a fresh one is generated and signs.
+	if err := k.RevokeKey(t.Context(), next.KID); err != nil {
+		t.Fatal(err)
+	}
+	k3 := k.ActiveKID()
+	if k3 == "" || k3 == k1 || k3 == next.KID {
+		t.Fatalf("active after revoking every key = %q", k3)
+	}
+	if diff := cmp.Diff([]string{k3}, publishedKIDs(t, k)); diff != "" {
+		t.Fatalf("JWKS (-want +got):\n%s", diff)
+	}
+
+	// Revoking a pending key: it is gone, the active key stays.
+	pending, err := k.Rotate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.RevokeKey(t.Context(), pending.KID); err != nil {
+		t.Fatal(err)
+	}
+	if k.ActiveKID() != k3 || slices.Contains(publishedKIDs(t, k), pending.KID) {
+		t.Fatalf("after revoking the next key: active=%s published=%v", k.ActiveKID(), publishedKIDs(t, k))
+	}
+	// A revoked key is never brought back by a later refresh or restart.
+	clk.Advance(48 * time.Hour)
+	k2, err := NewKeyring(t.Context(), st, KeyringConfig{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kid := range []string{k1, next.KID, pending.KID} {
+		if _, ok := k2.PublicKey(kid); ok {
+			t.Fatalf("revoked key %s published after restart", kid)
+		}
+	}
+	if err := k.RevokeKey(t.Context(), "no-such-kid"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RevokeKey(unknown) = %v, want store.ErrNotFound", err)
+	}
+}
+
+func TestKeyringSeesOtherInstance(t *testing.T) {
+	st, clk := openStore(t), newClock()
+	cfg := KeyringConfig{PublishDelay: time.Minute, Now: clk.Now}
+	a, err := NewKeyring(t.Context(), st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewKeyring(t.Context(), st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := a.Rotate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.PublicKey(next.KID); !ok {
+		t.Fatal("instance b does not publish a's next key")
+	}
+	clk.Advance(time.Minute)
+	for _, k := range []*Keyring{a, b} {
+		if err := k.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if k.ActiveKID() != next.KID {
+			t.Fatalf("active = %s, want %s", k.ActiveKID(), next.KID)
+		}
+	}
+}
+
+func TestKeyringRefusesBadStoredKey(t *testing.T) {
+	st, clk := openStore(t), newClock()
+	k, err := NewKeyring(t.Context(), st, KeyringConfig{Alg: AlgEdDSA, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpdateKey(t.Context(), k.ActiveKID(), func(r store.Key) (store.Key, error) {
+		r.Alg = AlgES256 // an Ed25519 key claiming ES256
+		return r, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewKeyring(t.Context(), st, KeyringConfig{Now: clk.Now}); err == nil {
+		t.Fatal("NewKeyring accepted a key that does not match its algorithm")
+	}
+	if _, err := NewKeyring(t.Context(), st, KeyringConfig{Alg: "HS256"}); err == nil {
+		t.Fatal("NewKeyring accepted HS256")
+	}
+}
+
+func TestKeyringSignRefusals(t *testing.T) {
+	var empty Keyring
+	if _, err := empty.Sign(testClaims(time.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) {
+		t.Fatalf("Sign without keys = %v, want ErrNoActiveKey", err)
+	}
+	if string(empty.JWKS()) != `{"keys":[]}` {
+		t.Fatalf("empty JWKS = %s", empty.JWKS())
+	}
+	f := newFixture(t)
+	c := testClaims(f.clk.Now(), time.Minute)
+	c.JTI = ""
+	if _, err := f.keyring.Sign(c); !errors.Is(err, ErrClaims) {
+		t.Fatalf("Sign without jti = %v, want ErrClaims", err)
+	}
+}
+
+func TestKeyringConcurrentUse(t *testing.T) {
+	f := newFixture(t)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				tok, err := f.keyring.Sign(testClaims(f.clk.Now(), time.Minute))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				// The clock jumps hours ahead meanwhile: expiry and dropped
+				// keys are expected, anything else is not.
+				_, err = f.verifier.Verify(t.Context(), tok)
+				if err != nil && !errors.Is(err, ErrExpired) && !errors.Is(err, ErrUnknownKey) {
+					t.Error(err)
+					return
+				}
+				_ = f.keyring.JWKS()
+			}
+		})
+	}
+	for range 3 {
+		if _, err := f.keyring.Rotate(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		f.clk.Advance(2 * time.Hour)
+		if err := f.keyring.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+}
