@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -22,11 +20,18 @@ var (
 // DefaultMaxDepth is the nesting bound used when Check is given zero.
 const DefaultMaxDepth = 32
 
+// smallObject is the member count up to which names are compared pairwise;
+// larger objects switch to a map so that a 10⁴-member object stays linear.
+const smallObject = 16
+
+// replacementChar is U+FFFD in UTF-8.
+var replacementChar = []byte("\uFFFD")
+
 // Check reports whether data is a single JSON value that every parser reads
 // the same way. maxDepth bounds object and array nesting (zero means
 // DefaultMaxDepth); the bound is checked by a byte scan before any decoding,
-// so a nesting bomb costs one pass over the input. Check is safe for
-// concurrent use.
+// so a nesting bomb costs one pass over the input. Check does not allocate
+// for typical token payloads and is safe for concurrent use.
 func Check(data []byte, maxDepth int) error {
 	if maxDepth <= 0 {
 		maxDepth = DefaultMaxDepth
@@ -34,18 +39,18 @@ func Check(data []byte, maxDepth int) error {
 	if !utf8.Valid(data) {
 		return fmt.Errorf("%w: not UTF-8", ErrInvalid)
 	}
+	if bytes.Contains(data, replacementChar) {
+		return fmt.Errorf("%w: replacement character", ErrInvalid)
+	}
 	if err := scanDepth(data, maxDepth); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := walk(dec); err != nil {
-		return err
+	// json.Valid settles the grammar (one value, no trailing data, no BOM),
+	// so the member scan below may assume well-formed input.
+	if !json.Valid(data) {
+		return fmt.Errorf("%w: not one well-formed JSON value", ErrInvalid)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: trailing data", ErrInvalid)
-	}
-	return nil
+	return scanMembers(data)
 }
 
 // scanDepth counts bracket nesting outside strings without decoding.
@@ -79,66 +84,130 @@ func scanDepth(data []byte, maxDepth int) error {
 	return nil
 }
 
-// walk reads one value from dec, checking member names, strings and numbers.
-func walk(dec *json.Decoder) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	switch v := tok.(type) {
-	case json.Delim:
-		switch v {
-		case '{':
-			seen := make(map[string]struct{})
-			for dec.More() {
-				nameTok, err := dec.Token()
-				if err != nil {
-					return fmt.Errorf("%w: %v", ErrInvalid, err)
-				}
-				name, ok := nameTok.(string)
-				if !ok {
-					return fmt.Errorf("%w: member name", ErrInvalid)
-				}
-				if err := checkString(name); err != nil {
-					return err
-				}
-				folded := strings.ToLower(name)
-				if _, dup := seen[folded]; dup {
-					return fmt.Errorf("%w: %q", ErrDuplicateMember, truncate(name))
-				}
-				seen[folded] = struct{}{}
-				if err := walk(dec); err != nil {
+// frame is one open object or array during scanMembers.
+type frame struct {
+	object    bool
+	expectKey bool
+	first     int                 // index of its first name in names
+	set       map[string]struct{} // folded names, once the object is large
+}
+
+// scanMembers walks well-formed JSON once: it checks the member names of
+// every object for duplicates under case folding, decodes only strings with
+// \u escapes (to catch lone surrogates), and parses only numbers that could
+// overflow a float64.
+func scanMembers(data []byte) error {
+	var stackBuf [DefaultMaxDepth]frame
+	var namesBuf [64][]byte
+	stack, names := stackBuf[:0], namesBuf[:0]
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '{' || c == '[':
+			stack = append(stack, frame{object: c == '{', expectKey: c == '{', first: len(names)})
+		case c == '}' || c == ']':
+			names = names[:stack[len(stack)-1].first]
+			stack = stack[:len(stack)-1]
+		case c == ',':
+			if top := &stack[len(stack)-1]; top.object {
+				top.expectKey = true
+			}
+		case c == ':':
+			stack[len(stack)-1].expectKey = false
+		case c == '"':
+			end, escaped := stringEnd(data, i)
+			s, err := stringValue(data[i:end+1], escaped)
+			if err != nil {
+				return err
+			}
+			if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expectKey {
+				if names, err = addName(&stack[n-1], names, s); err != nil {
 					return err
 				}
 			}
-		case '[':
-			for dec.More() {
-				if err := walk(dec); err != nil {
-					return err
-				}
+			i = end
+		case c == '-' || (c >= '0' && c <= '9'):
+			j := i
+			for j < len(data) && bytes.IndexByte([]byte("0123456789+-.eE"), data[j]) >= 0 {
+				j++
 			}
-		default:
-			return fmt.Errorf("%w: unexpected %v", ErrInvalid, v)
-		}
-		if _, err := dec.Token(); err != nil { // the closing delimiter
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-	case string:
-		return checkString(v)
-	case json.Number:
-		f, err := strconv.ParseFloat(string(v), 64)
-		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			return fmt.Errorf("%w: number out of range", ErrInvalid)
+			if err := checkNumber(data[i:j]); err != nil {
+				return err
+			}
+			i = j - 1
 		}
 	}
 	return nil
 }
 
-// checkString refuses U+FFFD, which encoding/json substitutes for lone
-// surrogates and which has no business in a claim.
-func checkString(s string) error {
-	if strings.ContainsRune(s, utf8.RuneError) {
-		return fmt.Errorf("%w: replacement character or lone surrogate", ErrInvalid)
+// stringEnd returns the index of the closing quote of the string opening at
+// i, and whether it holds escapes.
+func stringEnd(data []byte, i int) (int, bool) {
+	escaped := false
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j, escaped
+		}
+	}
+	return len(data) - 1, escaped
+}
+
+// stringValue returns the string's content: the raw bytes when it has no
+// escapes, else its decoding, refusing what decodes to U+FFFD.
+func stringValue(quoted []byte, escaped bool) ([]byte, error) {
+	if !escaped {
+		return quoted[1 : len(quoted)-1], nil
+	}
+	var s string
+	if err := json.Unmarshal(quoted, &s); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if bytes.Contains([]byte(s), replacementChar) {
+		return nil, fmt.Errorf("%w: lone surrogate", ErrInvalid)
+	}
+	return []byte(s), nil
+}
+
+// addName records a member name of the object f, refusing a duplicate under
+// case folding.
+func addName(f *frame, names [][]byte, name []byte) ([][]byte, error) {
+	dup := func() error { return fmt.Errorf("%w: %q", ErrDuplicateMember, truncate(string(name))) }
+	if f.set != nil {
+		folded := string(bytes.ToLower(name))
+		if _, ok := f.set[folded]; ok {
+			return names, dup()
+		}
+		f.set[folded] = struct{}{}
+		return names, nil
+	}
+	for _, n := range names[f.first:] {
+		if bytes.EqualFold(n, name) {
+			return names, dup()
+		}
+	}
+	names = append(names, name)
+	if len(names)-f.first > smallObject {
+		f.set = make(map[string]struct{}, 2*smallObject)
+		for _, n := range names[f.first:] {
+			f.set[string(bytes.ToLower(n))] = struct{}{}
+		}
+		names = names[:f.first]
+	}
+	return names, nil
+}
+
+// checkNumber refuses numbers that do not fit a float64 (1e400, or an
+// integer of hundreds of digits): parsers would read them as ±Inf or fail.
+func checkNumber(num []byte) error {
+	if len(num) < 300 && bytes.IndexAny(num, "eE") < 0 {
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(num), 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return fmt.Errorf("%w: number out of range", ErrInvalid)
 	}
 	return nil
 }

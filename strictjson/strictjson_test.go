@@ -2,6 +2,7 @@ package strictjson
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -46,4 +47,44 @@ func FuzzCheck(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_ = Check(data, 8)
 	})
+}
+
+// FuzzCheckAgreesWithDecoder compares Check with a slow reference built on
+// json.Decoder tokens: both must accept and refuse the same documents.
+func FuzzCheckAgreesWithDecoder(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `{"a":"b","A":"c"}`, `[{"x":1},{"x":2}]`, `{"\u0041":1,"a":2}`, `{"e":1e400}`, `{"s":"\ud800"}`, `{"k":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"A":18}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got := Check(data, 8) == nil
+		want := referenceCheck(data, 8) == nil
+		if got != want {
+			t.Fatalf("Check accepts=%v, reference accepts=%v for %q", got, want, data)
+		}
+	})
+}
+
+func TestLargeObjectIsLinear(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range 10000 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"m%d":%d`, i, i)
+	}
+	b.WriteString(`,"M5000":1}`)
+	if err := Check([]byte(b.String()), 0); !errors.Is(err, ErrDuplicateMember) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	payload := []byte(`{"iss":"https://idp.example","sub":"user:sam","aud":"mandate","iat":1722000000,"exp":1722000600,"jti":"abc","act":{"sub":"agent:infrabot","act":{"sub":"agent:argocd"}},"scope":"monitoring:read deploy:create","context":{"environment":"prod","trigger":"ci_pipeline"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Check(payload, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -115,6 +115,9 @@ func runServe(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	for _, w := range cfg.Warnings() {
+		logger.Warn("configuration", slog.String("warning", w.Error()))
+	}
 	app, err := Build(ctx, cfg, logger)
 	if err != nil {
 		return err

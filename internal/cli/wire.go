@@ -141,6 +141,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, logger *slo
 		Issuer:        cfg.Issuer,
 		TokenEndpoint: cfg.Issuer + "/token",
 		Now:           now,
+		KeySourceFor:  agentKeySources(),
 	}
 	adminToken, err := cfg.Admin.Resolve()
 	if err != nil {
@@ -190,4 +191,25 @@ func buildProviders(cfg *config.Config) ([]*token.Provider, error) {
 		out = append(out, &token.Provider{Issuer: p.Issuer, Audience: p.Audience, Algorithms: p.Algorithms, Keys: keys})
 	}
 	return out, nil
+}
+
+// agentKeySources returns the jwks_uri key sources of agents that use
+// private_key_jwt with published keys: one cache per URI, kept for the life
+// of the process, so the refetch cooldown holds across requests.
+func agentKeySources() func(store.Agent) (token.KeySource, error) {
+	var mu sync.Mutex
+	caches := make(map[string]*jwks.Cache)
+	return func(a store.Agent) (token.KeySource, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if c, ok := caches[a.JWKSURI]; ok {
+			return c, nil
+		}
+		c, err := jwks.New(jwks.Config{URI: a.JWKSURI})
+		if err != nil {
+			return nil, fmt.Errorf("agent %s jwks_uri: %w", a.ID, err)
+		}
+		caches[a.JWKSURI] = c
+		return c, nil
+	}
 }

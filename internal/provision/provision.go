@@ -87,7 +87,7 @@ func (p *syncer) user(ctx context.Context, cu config.User) error {
 	if err != nil {
 		return fmt.Errorf("provision: user %s: %w", cu.ID, err)
 	}
-	if sameSet(stored.Permissions, cu.Permissions) || !p.differ("user " + cu.ID + ": permissions") {
+	if sameSet(stored.Permissions, cu.Permissions) || !p.differ("user "+cu.ID+": permissions") {
 		return nil
 	}
 	ev := p.event(audit.ActionUserPermissions, cu.ID)

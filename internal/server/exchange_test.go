@@ -496,7 +496,13 @@ func checkResponse(t *testing.T, h *harness, r response, status int, code oauth.
 	}
 }
 
-func TestAuditUnwritableRefusesAndIssuesNothing(t *testing.T) {
+func TestAuditUnwritable(t *testing.T) {
+	t.Run("fail/audit-unwritable", testAuditUnwritable)
+}
+
+// testAuditUnwritable: when the audit record cannot be written the exchange
+// answers 503 and issues nothing; once the store heals it works again.
+func testAuditUnwritable(t *testing.T) {
 	h := newHarness(t)
 	before := len(h.events(store.EventFilter{}))
 	h.faulty.Fail("Commit", errors.New("disk full"))
