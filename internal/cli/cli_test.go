@@ -72,7 +72,9 @@ func TestServeAcceptsTheIssueSample(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
-	go func() { done <- Main(ctx, []string{"serve", "--config", "mandate.yaml", "--listen", addr}, &stdout, &stderr) }()
+	go func() {
+		done <- Main(ctx, []string{"serve", "--config", "mandate.yaml", "--listen", addr}, &stdout, &stderr)
+	}()
 	ok := false
 	for i := 0; i < 100 && !ok; i++ {
 		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {

@@ -19,17 +19,9 @@ var inactive = map[string]bool{"active": false}
 // to it; any other token, and any token not in force, is {"active": false}
 // with no other member (§2.2). A store failure is 503, never a stale answer.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
-	form, err := ParseForm(w, r)
+	caller, raw, err := s.tokenParam(w, r)
 	if err != nil {
 		return err
-	}
-	caller, err := s.authenticate(r, form)
-	if err != nil {
-		return err
-	}
-	raw := form.Get("token")
-	if raw == "" {
-		return oauth.InvalidRequest("token_missing", "token is required", nil)
 	}
 	v, rec, err := s.inForce(r, raw)
 	if err != nil {
@@ -65,6 +57,24 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// tokenParam reads the form of /introspect and /revoke: the client
+// authenticates (RFC 7662 §2.1, RFC 7009 §2.1) and the token is required.
+func (s *Server) tokenParam(w http.ResponseWriter, r *http.Request) (store.Agent, string, error) {
+	form, err := ParseForm(w, r)
+	if err != nil {
+		return store.Agent{}, "", err
+	}
+	caller, err := s.authenticate(r, form)
+	if err != nil {
+		return store.Agent{}, "", err
+	}
+	raw := form.Get("token")
+	if raw == "" {
+		return store.Agent{}, "", oauth.InvalidRequest("token_missing", "token is required", nil)
+	}
+	return caller, raw, nil
+}
+
 // inForce verifies a Mandate token and checks its record. It returns nil,
 // nil for a token that is invalid or no longer in force, and an error only
 // when the answer cannot be known.
@@ -91,17 +101,9 @@ func (s *Server) inForce(r *http.Request, raw string) (*token.Verified, store.Is
 // nothing changes (§2.2: no oracle). A revocation is durable, with its
 // audit record, before the 200; a store failure is 503.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
-	form, err := ParseForm(w, r)
+	caller, raw, err := s.tokenParam(w, r)
 	if err != nil {
 		return err
-	}
-	caller, err := s.authenticate(r, form)
-	if err != nil {
-		return err
-	}
-	raw := form.Get("token")
-	if raw == "" {
-		return oauth.InvalidRequest("token_missing", "token is required", nil)
 	}
 	if len(raw) <= maxTokenBytes {
 		// Signature only: an expired token may still be revoked.
