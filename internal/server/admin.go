@@ -396,10 +396,11 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := store.EventFilter{Actor: q.Get("actor"), Subject: q.Get("subject"), Action: q.Get("action"), JTI: q.Get("jti")}
 	var err error
-	if f.Since, err = parseTime(q.Get("since")); err != nil {
+	now := s.cfg.Now()
+	if f.Since, err = parseTime(q.Get("since"), now); err != nil {
 		return err
 	}
-	if f.Until, err = parseTime(q.Get("until")); err != nil {
+	if f.Until, err = parseTime(q.Get("until"), now); err != nil {
 		return err
 	}
 	if f.Limit, err = parseInt(q.Get("limit"), 1, 1000); err != nil {
@@ -427,7 +428,7 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) error {
 }
 
 // parseTime accepts RFC 3339 or a duration back from now ("15m").
-func parseTime(v string) (time.Time, error) {
+func parseTime(v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
@@ -435,7 +436,7 @@ func parseTime(v string) (time.Time, error) {
 		return t, nil
 	}
 	if d, err := time.ParseDuration(v); err == nil && d > 0 {
-		return time.Now().Add(-d), nil
+		return now.Add(-d), nil
 	}
 	return time.Time{}, oauth.InvalidRequest("time_invalid", "times are RFC 3339 or a duration such as 15m", nil)
 }
