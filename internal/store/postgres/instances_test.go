@@ -1,0 +1,229 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/store/postgres"
+)
+
+// Tests of several instances on one database: each instance is a Store with
+// its own connection pool on the same schema.
+
+// twoInstances opens two stores on one new schema.
+func twoInstances(t *testing.T) (a, b *postgres.Store, schema string) {
+	t.Helper()
+	schema = newSchema(t)
+	return openStore(t, config(t, schema)), openStore(t, config(t, schema)), schema
+}
+
+// TestNonceAcrossInstances: of 50 concurrent uses of one assertion jti,
+// spread over two instances, exactly one succeeds (THREATS T63).
+func TestNonceAcrossInstances(t *testing.T) {
+	a, b, _ := twoInstances(t)
+	const n = 50
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			<-start
+			errs[i] = s.UseNonce(t.Context(), "client_assertion", "same-jti", time.Now().Add(time.Hour))
+		})
+	}
+	close(start)
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, store.ErrReplay):
+			t.Errorf("UseNonce: %v, want nil or ErrReplay", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d of %d concurrent uses across two instances succeeded, want exactly 1", ok, n)
+	}
+}
+
+// TestSeqAcrossInstances: two instances commit concurrently; every event
+// gets its own Seq, the Seqs of one commit are consecutive in slice order,
+// and a reader never sees a hole, which would mean a lower Seq could still
+// appear after a higher one was read (one total order, in commit order).
+func TestSeqAcrossInstances(t *testing.T) {
+	a, b, _ := twoInstances(t)
+	const writers, commits = 4, 20 // per instance
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	readerDone := make(chan error, 1)
+	go func() {
+		var err error
+		reads := 0
+		for ctx.Err() == nil && err == nil {
+			var evs []store.Event
+			evs, err = a.QueryEvents(ctx, store.EventFilter{Limit: 1000})
+			if err != nil {
+				break
+			}
+			reads++
+			// Newest first: a prefix without holes is max, max-1, ..., 1.
+			for i, e := range evs {
+				if want := int64(len(evs) - i); e.Seq != want {
+					err = fmt.Errorf("read %d: event %d of %d has Seq %d, want %d (a hole)", reads, i, len(evs), e.Seq, want)
+					break
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			err = nil
+		}
+		readerDone <- err
+	}()
+
+	var wg sync.WaitGroup
+	for _, s := range []*postgres.Store{a, b} {
+		for w := range writers {
+			wg.Go(func() {
+				for c := range commits {
+					id := fmt.Sprintf("%p-w%d-c%d", s, w, c)
+					err := s.Commit(t.Context(), store.Batch{
+						Tokens: []store.IssuedToken{{JTI: id, IssuedAt: time.Now()}},
+						Events: []store.Event{{ID: id + "-0", Action: "token.issue"}, {ID: id + "-1", Action: "token.issue"}},
+					})
+					if err != nil {
+						t.Errorf("Commit %s: %v", id, err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	cancel()
+	if err := <-readerDone; err != nil {
+		t.Error(err)
+	}
+
+	evs, err := b.QueryEvents(t.Context(), store.EventFilter{Limit: 1000})
+	if err != nil {
+		t.Fatalf("QueryEvents: %v", err)
+	}
+	const total = 2 * writers * commits * 2
+	if len(evs) != total {
+		t.Fatalf("%d events, want %d", len(evs), total)
+	}
+	seen := map[int64]string{}
+	for i, e := range evs {
+		if prev, dup := seen[e.Seq]; dup {
+			t.Errorf("Seq %d is held by %s and %s", e.Seq, prev, e.ID)
+		}
+		seen[e.Seq] = e.ID
+		if want := int64(total - i); e.Seq != want {
+			t.Errorf("event %s has Seq %d, want %d", e.ID, e.Seq, want)
+		}
+		// Newest first: a commit's second event comes just before its first.
+		if i%2 == 0 && (len(e.ID) < 2 || e.ID[len(e.ID)-2:] != "-1" || evs[i+1].ID != e.ID[:len(e.ID)-2]+"-0") {
+			t.Errorf("events %s and %s are not one commit's pair in order", e.ID, evs[i+1].ID)
+		}
+	}
+}
+
+// TestListen: a change made through one instance reaches another's Listen;
+// tokens, revocations and nonces do not notify, and neither does a change
+// in another schema. Listen returns nil when its context ends.
+func TestListen(t *testing.T) {
+	a, b, _ := twoInstances(t)
+	other := openStore(t, config(t, newSchema(t)))
+	ctx, cancel := context.WithCancel(t.Context())
+	gens := make(chan int64, 16)
+	done := make(chan error, 1)
+	go func() { done <- a.Listen(ctx, func(g int64) { gens <- g }) }()
+
+	next := func(what string) int64 {
+		t.Helper()
+		select {
+		case g := <-gens:
+			return g
+		case err := <-done:
+			t.Fatalf("%s: Listen returned %v", what, err)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no notification within 5s", what)
+		}
+		return 0
+	}
+	quiet := func(what string) {
+		t.Helper()
+		select {
+		case g := <-gens:
+			t.Errorf("%s: notified of generation %d, want no notification", what, g)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+
+	if g := next("catch-up call"); g != 0 {
+		t.Errorf("catch-up generation = %d, want 0 on a new schema", g)
+	}
+	if err := b.CreateUser(t.Context(), store.User{ID: "u"}); err != nil {
+		t.Fatalf("CreateUser on b: %v", err)
+	}
+	want, err := b.Generation(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := next("CreateUser on b"); g != want {
+		t.Errorf("notified generation = %d, want %d", g, want)
+	}
+
+	if err := b.Commit(t.Context(), store.Batch{Tokens: []store.IssuedToken{{JTI: "t"}}, Events: []store.Event{{ID: "e"}}}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if err := b.RevokeToken(t.Context(), "t", time.Now()); err != nil {
+		t.Fatalf("RevokeToken: %v", err)
+	}
+	if err := b.UseNonce(t.Context(), "client_assertion", "n", time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("UseNonce: %v", err)
+	}
+	if err := other.CreateUser(t.Context(), store.User{ID: "u"}); err != nil {
+		t.Fatalf("CreateUser in another schema: %v", err)
+	}
+	quiet("tokens, nonces and another schema")
+	if g, err := b.Generation(t.Context()); err != nil || g != want {
+		t.Errorf("Generation after tokens and nonces = %d, %v; want %d", g, err, want)
+	}
+
+	if _, err := b.UpdateAgent(t.Context(), "missing", func(a store.Agent) (store.Agent, error) { return a, nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UpdateAgent missing: %v", err)
+	}
+	if _, err := b.UpdateUser(t.Context(), "u", func(u store.User) (store.User, error) { return u, errors.New("no") }); err == nil {
+		t.Fatal("a failing update succeeded")
+	}
+	quiet("failed updates")
+
+	if _, err := b.UpdateUser(t.Context(), "u", func(u store.User) (store.User, error) { u.Version++; return u, nil }); err != nil {
+		t.Fatalf("UpdateUser: %v", err)
+	}
+	if g := next("UpdateUser on b"); g != want+1 {
+		t.Errorf("notified generation = %d, want %d", g, want+1)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Listen after its context ended: %v, want nil", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("Listen did not return within 2s of its context ending")
+	}
+}
