@@ -43,9 +43,19 @@ type Config struct {
 	// ./mandate-data.
 	DataDir string `yaml:"data_dir"`
 	// Store selects the storage backend: empty for the SQLite file
-	// DATA_DIR/mandate.db, or "sqlite:PATH". Other schemes (postgres://) are
-	// refused for now.
+	// DATA_DIR/mandate.db, "sqlite:PATH", or a PostgreSQL URL
+	// ("postgres://USER@HOST:PORT/DB?sslmode=verify-full") for several
+	// instances on one database. The password may be in the URL, in
+	// StorePasswordFile, or in the PGPASSWORD environment variable; it is
+	// never printed.
 	Store string `yaml:"store"`
+	// StorePasswordFile is a file holding the PostgreSQL password; it wins
+	// over the URL and PGPASSWORD.
+	StorePasswordFile string `yaml:"store_password_file"`
+	// AllowAsyncCommit lets Mandate start on a PostgreSQL server that does
+	// not flush commits to disk (synchronous_commit=off or fsync=off), which
+	// can lose acknowledged revocations on a crash. Default false: refuse.
+	AllowAsyncCommit bool `yaml:"allow_async_commit"`
 	// Admin holds the bearer token for /admin and /audit. When neither token
 	// nor token_file is set, the admin API is disabled.
 	Admin Admin `yaml:"admin"`

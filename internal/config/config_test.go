@@ -92,8 +92,10 @@ delegations: [{subject: user:sam, actor: agent:a, scopes: [x], expires: 2027-01-
 			want: []want{{"issuer", "must use https"}}},
 		{name: "fail/listen-no-port", yaml: "listen: 127.0.0.1\n", want: []want{{"listen", "HOST:PORT"}}},
 		{name: "fail/listen-bad-port", yaml: "listen: 127.0.0.1:http\n", want: []want{{"listen", "port"}}},
-		{name: "fail/store-postgres", yaml: "store: postgres://u:hunter2@db/mandate\n",
-			want: []want{{"store", "PostgreSQL is not supported yet"}}},
+		{name: "ok/store-postgres", yaml: "store: postgres://mandate@db.internal:5432/mandate?sslmode=verify-full\n"},
+		{name: "fail/store-postgres-no-host", yaml: "store: postgres:///mandate\n", want: []want{{"store", "not a valid postgres:// URL"}}},
+		{name: "fail/store-password-file-missing", yaml: "store: postgres://mandate@db/mandate\nstore_password_file: /nonexistent/pw\n",
+			want: []want{{"store_password_file", ""}}},
 		{name: "fail/store-unknown", yaml: "store: mysql://db\n", want: []want{{"store", "unknown store"}}},
 		{name: "fail/store-sqlite-no-path", yaml: "store: 'sqlite:'\n", want: []want{{"store", "needs a file path"}}},
 

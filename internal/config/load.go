@@ -188,6 +188,11 @@ func (c *Config) SQLitePath() string {
 	return ""
 }
 
+// IsPostgres reports whether Store selects PostgreSQL.
+func (c *Config) IsPostgres() bool {
+	return strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://")
+}
+
 // LoopbackOnly reports whether both the issuer and the listen address are on
 // loopback, so that no other machine can reach the server. Such a server
 // accepts shorter secrets (8 bytes instead of 32), for development.

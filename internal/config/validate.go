@@ -117,11 +117,18 @@ func (c *Config) validateServer(p *problems) {
 		if strings.TrimPrefix(store, "sqlite:") == "" {
 			p.add("store", "sqlite: needs a file path, as in sqlite:/var/lib/mandate/mandate.db")
 		}
-	case strings.HasPrefix(store, "postgres://"), strings.HasPrefix(store, "postgresql://"):
-		p.add("store", "PostgreSQL is not supported yet; leave store empty or use sqlite:PATH")
+	case c.IsPostgres():
+		if u, err := url.Parse(store); err != nil || u.Host == "" {
+			p.add("store", "not a valid postgres:// URL")
+		}
+		if c.StorePasswordFile != "" {
+			if _, err := resolveSecret("", c.StorePasswordFile, "store", "store_password_file"); err != nil {
+				p.add("store_password_file", "%v", err)
+			}
+		}
 	default:
 		// The value is not echoed: a store DSN may hold a password.
-		p.add("store", "unknown store; leave it empty or use sqlite:PATH")
+		p.add("store", "unknown store; leave it empty, or use sqlite:PATH or postgres://HOST/DB")
 	}
 	minLen := c.minSecretLen()
 	token, err := c.Admin.Resolve()
