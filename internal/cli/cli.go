@@ -51,6 +51,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newServeCmd(stdout, stderr),
 		newConfigCmd(stdout),
 		newKeysCmd(stdout),
+		newMigrateCmd(stdout),
 		newBenchCmd(stdout),
 	)
 	return root

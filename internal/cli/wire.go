@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,7 +19,6 @@ import (
 	"github.com/mandate-dev/mandate/internal/server"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/store/cache"
-	"github.com/mandate-dev/mandate/internal/store/sqlite"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
 )
@@ -45,22 +42,6 @@ func (a *App) Close() {
 	a.wg.Wait()
 	a.audit.Close()
 	_ = a.raw.Close()
-}
-
-// openStore opens the backend cfg selects.
-func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
-	path := cfg.SQLitePath()
-	if path == "" {
-		return nil, fmt.Errorf("store %q: only SQLite is supported in this version", cfg.Store)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
-	}
-	s, err := sqlite.Open(ctx, path)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	return s, nil
 }
 
 // Build turns a validated configuration into live objects.
@@ -161,6 +142,18 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, logger *slo
 	app.wg.Add(2)
 	go func() { defer app.wg.Done(); cached.Run(loopCtx, time.Second) }()
 	go func() { defer app.wg.Done(); refreshKeys(loopCtx, keys, logger) }()
+	if l, ok := raw.(changeListener); ok {
+		app.wg.Add(1)
+		go func() {
+			defer app.wg.Done()
+			followChanges(loopCtx, l, func() {
+				cached.Invalidate()
+				if err := keys.Refresh(loopCtx); err != nil && loopCtx.Err() == nil {
+					logger.Warn("refreshing signing keys", slog.String("error", err.Error()))
+				}
+			}, logger)
+		}()
+	}
 	return app, nil
 }
 

@@ -52,6 +52,9 @@ type Config struct {
 	// StorePasswordFile is a file holding the PostgreSQL password; it wins
 	// over the URL and PGPASSWORD.
 	StorePasswordFile string `yaml:"store_password_file"`
+	// StoreSchema is the PostgreSQL schema that holds Mandate's tables,
+	// created if missing: a lower-case identifier. Default "mandate".
+	StoreSchema string `yaml:"store_schema"`
 	// AllowAsyncCommit lets Mandate start on a PostgreSQL server that does
 	// not flush commits to disk (synchronous_commit=off or fsync=off), which
 	// can lose acknowledged revocations on a crash. Default false: refuse.

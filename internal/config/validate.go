@@ -121,6 +121,9 @@ func (c *Config) validateServer(p *problems) {
 		if u, err := url.Parse(store); err != nil || u.Host == "" {
 			p.add("store", "not a valid postgres:// URL")
 		}
+		if c.StoreSchema != "" && !validSchema(c.StoreSchema) {
+			p.add("store_schema", "must be a lower-case identifier of at most 55 characters")
+		}
 		if c.StorePasswordFile != "" {
 			if _, err := resolveSecret("", c.StorePasswordFile, "store", "store_password_file"); err != nil {
 				p.add("store_password_file", "%v", err)
@@ -509,4 +512,18 @@ func checkDepth(p *problems, field string, depth int) {
 
 func hasSpaceOrControl(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
+}
+
+// validSchema reports whether s is a plain lower-case SQL identifier short
+// enough for PostgreSQL's 63-byte names with a suffix.
+func validSchema(s string) bool {
+	if len(s) == 0 || len(s) > 55 || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return true
 }

@@ -39,6 +39,10 @@ type Config struct {
 	// Registry receives the server's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	Now      func() time.Time
+	// RequestTimeout bounds the work of one request, so that a store that
+	// does not answer turns into a 503 rather than a hang (THREATS T60).
+	// Default 1.8 s.
+	RequestTimeout time.Duration
 }
 
 // Server is Mandate's HTTP handler.
@@ -64,6 +68,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 1800 * time.Millisecond
 	}
 	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry)}
 	if cfg.AdminToken != "" {
@@ -110,7 +117,9 @@ func (s *Server) serve(name string, h handlerFunc) http.Handler {
 		start := time.Now()
 		id := audit.NewID("req_")
 		w.Header().Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), requestIDKey, id), s.cfg.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		err := h(rec, r)
 		level := slog.LevelInfo
