@@ -1,9 +1,10 @@
 module github.com/mandate-dev/mandate
 
-go 1.26.0
+go 1.26.4
 
 require (
 	cel.dev/cel-go v0.33.2
+	github.com/c2sp/wycheproof v0.0.0-20260902155932-3fa63dd0344a
 	github.com/go-jose/go-jose/v4 v4.1.8
 	github.com/goccy/go-yaml v1.19.2
 	github.com/google/go-cmp v0.7.0

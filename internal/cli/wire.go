@@ -14,13 +14,13 @@ import (
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/exchange"
-	"github.com/mandate-dev/mandate/internal/jwks"
 	"github.com/mandate-dev/mandate/internal/policy"
 	"github.com/mandate-dev/mandate/internal/server"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/store/cache"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
+	"github.com/mandate-dev/mandate/jwks"
 )
 
 // App is a wired Mandate: the store and the HTTP handler over it, with the

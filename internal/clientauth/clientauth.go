@@ -10,9 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mandate-dev/mandate/internal/jwks"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
+	"github.com/mandate-dev/mandate/jwks"
+	"github.com/mandate-dev/mandate/jwt"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
@@ -55,7 +56,7 @@ const (
 
 // assertionAlgorithms are the algorithms a client assertion may be signed
 // with (ES256, EdDSA, RS256, PS256); each key narrows them further to its
-// own (token.AlgorithmsFor). Read-only.
+// own (jwt.AlgorithmsFor). Read-only.
 var assertionAlgorithms = []string{"ES256", "EdDSA", "RS256", "PS256"}
 
 // AgentSource finds agents; store.Agents and caches over it satisfy it.
@@ -161,7 +162,7 @@ func (a *Authenticator) secret(ctx context.Context, c Credentials) (store.Agent,
 
 // assertion checks a private_key_jwt client assertion (RFC 7523 §3).
 func (a *Authenticator) assertion(ctx context.Context, c Credentials) (store.Agent, error) {
-	j, err := token.ParseJWS(c.Assertion)
+	j, err := jwt.ParseJWS(c.Assertion)
 	if err != nil {
 		return store.Agent{}, failure(ReasonAssertionInvalid, err)
 	}
@@ -194,7 +195,7 @@ func (a *Authenticator) assertion(ctx context.Context, c Credentials) (store.Age
 	if err != nil {
 		return store.Agent{}, oauth.Unavailable("client_keys_unavailable", err)
 	}
-	claims, err := j.Verify(key, token.AlgorithmsFor(key, assertionAlgorithms))
+	claims, err := j.Verify(key, jwt.AlgorithmsFor(key, assertionAlgorithms))
 	if err != nil {
 		if errors.Is(err, token.ErrSignature) {
 			return store.Agent{}, failure(ReasonAssertionSignature, err)
@@ -233,7 +234,7 @@ func (a *Authenticator) leeway() time.Duration {
 
 // checkClaims applies RFC 7523 §3 to a verified assertion and returns its
 // jti and exp.
-func (a *Authenticator) checkClaims(c token.ClaimSet, clientID string) (string, time.Time, error) {
+func (a *Authenticator) checkClaims(c jwt.ClaimSet, clientID string) (string, time.Time, error) {
 	iss, _, err1 := c.String("iss")
 	sub, _, err2 := c.String("sub")
 	if err1 != nil || err2 != nil || iss != clientID || sub != clientID {

@@ -25,10 +25,10 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/mandate-dev/mandate/internal/jwks"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/store/sqlite"
 	"github.com/mandate-dev/mandate/internal/token"
+	"github.com/mandate-dev/mandate/jwks"
 	"github.com/mandate-dev/mandate/oauth"
 )
 

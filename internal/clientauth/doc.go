@@ -7,5 +7,5 @@
 // method at once; Authenticate checks them and answers every failure with an
 // invalid_client *oauth.Error whose Reason says why, and store trouble with
 // temporarily_unavailable. Assertions pass the same JOSE gate as every other
-// JWT the server reads (token.ParseJWS).
+// JWT the server reads (jwt.ParseJWS).
 package clientauth

@@ -14,8 +14,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/mandate-dev/mandate/internal/jwks"
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/jwks"
+	"github.com/mandate-dev/mandate/jwt"
 )
 
 // memKeys is a minimal in-memory store.Keys for the fuzz target, which runs
@@ -87,7 +88,7 @@ func FuzzVerify(f *testing.F) {
 		compact(mustJSON(oh), []byte(`{"sub":"a","SUB":"b","exp":1e309}`), hsSigner(nil)),
 		compact(mustJSON(oh), []byte(`{"act":`+nested(300)+`}`), hsSigner(nil)),
 		`{"protected":"e30","payload":"e30","signature":"AA"}`,
-		strings.Repeat("A", MaxTokenSize+1),
+		strings.Repeat("A", jwt.MaxTokenSize+1),
 	}
 	for _, s := range seeds {
 		f.Add(s)

@@ -23,9 +23,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/mandate-dev/mandate/internal/jwks"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/store/sqlite"
+	"github.com/mandate-dev/mandate/jwks"
 )
 
 const (

@@ -11,8 +11,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/mandate-dev/mandate/internal/jwks"
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/jwks"
+	"github.com/mandate-dev/mandate/jwt"
 )
 
 // publishedKIDs parses the keyring's JWKS the way a verifier would.
@@ -44,7 +45,7 @@ func testClaims(now time.Time, ttl time.Duration) *Claims {
 
 func headerKID(t *testing.T, tok string) string {
 	t.Helper()
-	j, err := ParseJWS(tok)
+	j, err := jwt.ParseJWS(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func TestKeyringFirstStart(t *testing.T) {
 			}
 			v := &Verifier{Issuer: testIssuer, Keyring: k, Now: clk.Now}
 			tok := mustSign(t, k, testClaims(clk.Now(), 10*time.Minute))
-			j, _ := ParseJWS(tok)
+			j, _ := jwt.ParseJWS(tok)
 			if j.Header.Algorithm != alg || j.Header.Type != "at+jwt" || j.Header.KeyID != k.ActiveKID() {
 				t.Fatalf("header = %+v", j.Header)
 			}

@@ -11,7 +11,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/mandate-dev/mandate/actor"
-	"github.com/mandate-dev/mandate/internal/jwks"
+	"github.com/mandate-dev/mandate/jwks"
+	"github.com/mandate-dev/mandate/jwt"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
@@ -21,7 +22,7 @@ const DefaultLeeway = 60 * time.Second
 
 // defaultProviderAlgorithms are the algorithms a Provider with no Algorithms
 // accepts (RS256, PS256, ES256, ES384, ES512, EdDSA); each key still pins its
-// own (AlgorithmsFor). Read-only.
+// own (jwt.AlgorithmsFor). Read-only.
 var defaultProviderAlgorithms = []string{"RS256", "PS256", "ES256", "ES384", "ES512", "EdDSA"}
 
 // KeySource finds a public key by kid. Key returns an error matching
@@ -93,7 +94,7 @@ type Verified struct {
 // verified payload only, strict JSON, typ, iss, aud, exp, nbf/iat, lifetime
 // and the remaining claims. Errors wrap one of the sentinels in errors.go.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Verified, error) {
-	j, err := ParseJWS(raw)
+	j, err := jwt.ParseJWS(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +126,7 @@ func (v *Verifier) key(ctx context.Context, iss, kid string) (jose.JSONWebKey, [
 		if !ok {
 			return jose.JSONWebKey{}, nil, nil, fmt.Errorf("%w: own kid", ErrUnknownKey)
 		}
-		return key, AlgorithmsFor(key, []string{key.Algorithm}), nil, nil
+		return key, jwt.AlgorithmsFor(key, []string{key.Algorithm}), nil, nil
 	}
 	for _, p := range v.Providers {
 		if p == nil || p.Issuer == "" || p.Issuer != iss {
@@ -145,14 +146,14 @@ func (v *Verifier) key(ctx context.Context, iss, kid string) (jose.JSONWebKey, [
 		if len(allowed) == 0 {
 			allowed = defaultProviderAlgorithms
 		}
-		return key, AlgorithmsFor(key, allowed), p, nil
+		return key, jwt.AlgorithmsFor(key, allowed), p, nil
 	}
 	return jose.JSONWebKey{}, nil, nil, ErrUnknownIssuer
 }
 
 // checkClaims validates the verified claims into out. prov is nil for
 // Mandate's own tokens.
-func (v *Verifier) checkClaims(c ClaimSet, prov *Provider, out *Verified) error {
+func (v *Verifier) checkClaims(c jwt.ClaimSet, prov *Provider, out *Verified) error {
 	if prov == nil && out.Type != oauth.AccessTokenJWTType {
 		// RFC 9068 §4: a Mandate token is only ever an access token; this
 		// keeps any other JWT we might sign from passing as one (T11).
@@ -170,7 +171,7 @@ func (v *Verifier) checkClaims(c ClaimSet, prov *Provider, out *Verified) error 
 	return checkIdentity(c, prov, out)
 }
 
-func (v *Verifier) checkAudience(c ClaimSet, prov *Provider, out *Verified) error {
+func (v *Verifier) checkAudience(c jwt.ClaimSet, prov *Provider, out *Verified) error {
 	aud, ok, err := c.Audience()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrAudience, err)
@@ -185,7 +186,7 @@ func (v *Verifier) checkAudience(c ClaimSet, prov *Provider, out *Verified) erro
 	return nil
 }
 
-func (v *Verifier) checkTimes(c ClaimSet, prov *Provider, out *Verified) error {
+func (v *Verifier) checkTimes(c jwt.ClaimSet, prov *Provider, out *Verified) error {
 	now := time.Now()
 	if v.Now != nil {
 		now = v.Now()
@@ -228,7 +229,7 @@ func (v *Verifier) checkTimes(c ClaimSet, prov *Provider, out *Verified) error {
 
 // checkIdentity reads sub, jti, client_id, scope, act, may_act and the other
 // claims Mandate uses.
-func checkIdentity(c ClaimSet, prov *Provider, out *Verified) error {
+func checkIdentity(c jwt.ClaimSet, prov *Provider, out *Verified) error {
 	own := prov == nil
 	var err error
 	var ok bool
@@ -265,7 +266,7 @@ func checkIdentity(c ClaimSet, prov *Provider, out *Verified) error {
 	if out.Context, err = c.Object("context"); err != nil {
 		return err
 	}
-	if ad, ok := c["authorization_details"]; ok && string(ad) != "null" {
+	if ad, ok := c.Raw("authorization_details"); ok && string(ad) != "null" {
 		if len(ad) == 0 || ad[0] != '[' {
 			return fmt.Errorf("%w: authorization_details must be an array", ErrClaims)
 		}

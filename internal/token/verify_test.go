@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mandate-dev/mandate/actor"
+	"github.com/mandate-dev/mandate/jwt"
 )
 
 // nested returns an act claim nested n levels deep, as raw JSON.
@@ -116,7 +117,7 @@ func TestVerify(t *testing.T) {
 		{name: "fail/inner-newline", token: strings.Replace(f.signOwn(oh, oc), ".", ".\n", 1), want: ErrMalformed},
 		{name: "fail/std-alphabet", token: strings.NewReplacer("-", "+", "_", "/").Replace(f.signOwn(oh, oc)) + "+/", want: ErrMalformed},
 		{name: "fail/non-canonical-base64-signature", token: flipLast(f.signOwn(oh, oc), nonCanonical(f.signOwn(oh, oc))), want: ErrMalformed},
-		{name: "fail/oversized", token: f.signOwn(oh, with(oc, "pad", strings.Repeat("a", MaxTokenSize))), want: ErrMalformed},
+		{name: "fail/oversized", token: f.signOwn(oh, with(oc, "pad", strings.Repeat("a", jwt.MaxTokenSize))), want: ErrMalformed},
 		{name: "fail/header-not-object", token: compact([]byte(`["alg"]`), mustJSON(oc), edSigner(f.ownPriv)), want: ErrMalformed},
 		{name: "fail/payload-not-object", token: f.signOwnRaw(`"hello"`), want: ErrUnknownIssuer},
 

@@ -1,5 +1,6 @@
 // Package jwks owns remote and inline JSON Web Key Sets (RFC 7517): the keys
-// of trusted identity providers and of agents that authenticate with
+// of Mandate itself as a resource server sees them (package verify), of
+// trusted identity providers, and of agents that authenticate with
 // private_key_jwt.
 //
 // Cache fetches a set over HTTPS (plain HTTP on loopback only), caps the body

@@ -1,0 +1,25 @@
+// Package verify is what a resource server imports to accept Mandate's
+// delegated access tokens: it checks a token (RFC 9068 JWT, RFC 8693 act
+// chain) and tells the handler on whose behalf the request is made
+// (Subject) and which agent makes it (Actor, then the prior ones in
+// Chain), with what scopes, context and limits.
+//
+// Setup is three lines:
+//
+//	v, err := verify.New(ctx, verify.Config{Issuer: "https://mandate.example", Audience: "https://deploy.example", Algorithms: []string{"EdDSA"}})
+//	mux.Handle("POST /deploys", v.Middleware(verify.RequireScope("deploy:create").Then(deploy)))
+//	p, _ := verify.FromContext(r.Context()) // in deploy: p.PerformedBy(), p.OnBehalfOf()
+//
+// Verify runs every check in a fixed order and reports the most severe
+// failure as a sentinel error (a bad signature is never reported as
+// "expired"); the middleware maps them to RFC 6750 answers: 401
+// invalid_token, 403 insufficient_scope, and 503 with Retry-After when the
+// keys or the revocation state cannot be known. Each request the
+// middleware sees yields one log/slog audit record with the field names of
+// Mandate's own audit log; the token is never logged.
+//
+// Keys come from the issuer's jwks_uri (discovered from its RFC 8414
+// metadata unless configured), cached, refetched on an unknown kid at most
+// once per 30 s. Without a Revocation hook a token is valid until it
+// expires. The package imports nothing from Mandate's internal packages.
+package verify

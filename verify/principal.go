@@ -1,0 +1,165 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"slices"
+	"time"
+
+	"github.com/mandate-dev/mandate/jwt"
+)
+
+// maxAuthorizationDetails bounds the authorization_details entries read.
+const maxAuthorizationDetails = 16
+
+// Principal is what a verified access token says: on whose behalf the
+// request is made (Subject) and who is making it (Actor, then the prior
+// actors in Chain), with what authority (Scopes, Context,
+// AuthorizationDetails). It is read-only once Verify returns it.
+type Principal struct {
+	// Subject is the person (or service) whose authority is used: sub.
+	Subject string
+	// Actor is the agent acting now, the outermost act.sub; "" when the
+	// token has no act claim (the subject acts for itself).
+	Actor string
+	// Chain is every actor, current first, then the ones it acts for
+	// (RFC 8693 §4.1 nesting). Prior actors are informational: access
+	// decisions look at Subject and Actor only.
+	Chain []string
+	// Scopes are the delegated scopes (scope, space-separated).
+	Scopes []string
+	// Audience holds the aud values; one of them is this resource.
+	Audience []string
+	// ClientID is the OAuth client the token was issued to.
+	ClientID string
+	// Context holds the facts the issuer's policy saw (environment,
+	// trigger, …); nil when the token has none.
+	Context Context
+	// AuthorizationDetails are the RFC 9396 entries the token carries, such
+	// as an expense limit; see CheckAmount.
+	AuthorizationDetails []AuthorizationDetail
+	// DelegationID names the stored delegation the token was minted under;
+	// "" when none.
+	DelegationID string
+	// JTI identifies the token; audit records and revocation use it.
+	JTI string
+	// Issuer is iss.
+	Issuer string
+	// IssuedAt, NotBefore and Expiry are iat, nbf (zero when absent) and
+	// exp.
+	IssuedAt, NotBefore, Expiry time.Time
+}
+
+// PerformedBy is who performs the request, as audit records name it: the
+// current actor, or the subject when no agent acts.
+func (p *Principal) PerformedBy() string {
+	if p.Actor != "" {
+		return p.Actor
+	}
+	return p.Subject
+}
+
+// OnBehalfOf is whose authority the request uses, as audit records name
+// it: the subject.
+func (p *Principal) OnBehalfOf() string { return p.Subject }
+
+// HasScope reports whether the token carries scope s, compared exactly.
+func (p *Principal) HasScope(s string) bool { return slices.Contains(p.Scopes, s) }
+
+// Context is the token's context claim: facts about the request that the
+// issuer's policy read, such as "environment" and "trigger".
+type Context map[string]any
+
+// String returns the string value of key; "" when it is absent or not a
+// string.
+func (c Context) String(key string) string {
+	s, _ := c[key].(string)
+	return s
+}
+
+// AuthorizationDetail is one RFC 9396 authorization_details entry: its
+// type, and the entry as raw JSON for the type-specific members (read them
+// with Fields or Decode, or with CheckAmount for limits).
+type AuthorizationDetail struct {
+	Type string
+	Raw  json.RawMessage
+}
+
+// Fields decodes every member of the entry, "type" included, with numbers
+// as json.Number so that amounts keep their exact decimal value.
+func (d AuthorizationDetail) Fields() (map[string]any, error) {
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(d.Raw))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("verify: authorization_details entry: %w", err)
+	}
+	return m, nil
+}
+
+// Decode unmarshals the entry into v with encoding/json.
+func (d AuthorizationDetail) Decode(v any) error { return json.Unmarshal(d.Raw, v) }
+
+// parseAuthorizationDetails reads an authorization_details claim: an array
+// of at most 16 objects, each with a non-empty string "type".
+func parseAuthorizationDetails(c jwt.ClaimSet) ([]AuthorizationDetail, error) {
+	elems, err := c.Array("authorization_details", maxAuthorizationDetails)
+	if err != nil || elems == nil {
+		return nil, err
+	}
+	out := make([]AuthorizationDetail, 0, len(elems))
+	for _, e := range elems {
+		raw, _ := jwt.Member(e, "type")
+		t, ok := jwt.StringValue(raw)
+		if !ok || t == "" {
+			return nil, errors.New("authorization_details entry without a type")
+		}
+		out = append(out, AuthorizationDetail{Type: t, Raw: e})
+	}
+	return out, nil
+}
+
+// CheckAmount reports whether the token allows an amount in currency under
+// an authorization_details entry of type typ: some entry of that type must
+// have a "max_amount" of at least amount, and, when it names a "currency",
+// the same currency. Amounts compare exactly (decimal, not float
+// rounding). It returns nil when allowed and an error wrapping
+// ErrLimitExceeded otherwise (no such entry, above every limit, another
+// currency, or an amount that is negative or not finite).
+func (p *Principal) CheckAmount(typ string, amount float64, currency string) error {
+	if math.IsNaN(amount) || math.IsInf(amount, 0) || amount < 0 {
+		return fmt.Errorf("%w: invalid amount", ErrLimitExceeded)
+	}
+	want := new(big.Rat).SetFloat64(amount)
+	found := false
+	for _, d := range p.AuthorizationDetails {
+		if d.Type != typ {
+			continue
+		}
+		if c, ok := jwt.Member(d.Raw, "currency"); ok {
+			if s, _ := jwt.StringValue(c); s != currency {
+				continue
+			}
+		}
+		n, ok := jwt.Member(d.Raw, "max_amount")
+		if !ok || len(n) == 0 || (n[0] != '-' && (n[0] < '0' || n[0] > '9')) {
+			continue
+		}
+		limit, ok := new(big.Rat).SetString(string(n))
+		if !ok {
+			continue
+		}
+		found = true
+		if want.Cmp(limit) <= 0 {
+			return nil
+		}
+	}
+	if !found {
+		return fmt.Errorf("%w: no %s limit in %s", ErrLimitExceeded, typ, currency)
+	}
+	return fmt.Errorf("%w: above the %s limit", ErrLimitExceeded, typ)
+}
