@@ -24,6 +24,9 @@ const (
 	DefaultSchema = "mandate"
 	// DefaultCallTimeout bounds a call whose context has no earlier deadline.
 	DefaultCallTimeout = 10 * time.Second
+	// MigrateTimeout bounds the migrations Open applies when the caller's
+	// context has no earlier deadline.
+	MigrateTimeout = time.Minute
 	// DefaultConnectTimeout bounds a connection attempt when the URL has no
 	// connect_timeout.
 	DefaultConnectTimeout = 5 * time.Second
@@ -163,8 +166,8 @@ var _ store.Store = (*Store)(nil)
 // Config.AllowAsyncCommit) and applies the pending migrations under an
 // advisory lock, so that several instances starting at once are safe (or,
 // with Config.SkipMigrations, checks the schema version). A database migrated
-// by a newer build is refused. Failing to reach the server, within ctx and
-// Config.CallTimeout, is an error wrapping store.ErrUnavailable; a server that
+// by a newer build is refused. Failing to reach the server, within ctx (and
+// at most MigrateTimeout), is an error wrapping store.ErrUnavailable; a server that
 // does not commit durably, ErrNotDurable. The caller must Close the store.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	pc, schema, err := cfg.connConfig()
@@ -200,7 +203,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // init migrates the schema, or with skip only checks its version. Taking
 // the first connection also runs the durability check.
 func (s *Store) init(ctx context.Context, schema string, skip bool) error {
-	ctx, cancel := s.bound(ctx)
+	// Migrations may outlast one call's timeout; the caller's ctx bounds
+	// them, or else MigrateTimeout.
+	ctx, cancel := context.WithTimeout(ctx, max(s.timeout, MigrateTimeout))
 	defer cancel()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
