@@ -1,0 +1,363 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/mandate-dev/mandate/oauth"
+)
+
+// Token types a subject token may be declared as (RFC 8693 §3).
+const (
+	TokenTypeAccessToken = oauth.TokenTypeAccessToken
+	TokenTypeIDToken     = oauth.TokenTypeIDToken
+	TokenTypeJWT         = oauth.TokenTypeJWT
+)
+
+// DefaultRefreshBefore is how long before expiry a cached token is renewed.
+const DefaultRefreshBefore = 30 * time.Second
+
+// maxResponse caps a token response body.
+const maxResponse = 64 << 10
+
+// Config configures a Client. TokenURL and ClientID are required, and one
+// credential: ClientSecret, or Key for private_key_jwt.
+type Config struct {
+	// TokenURL is the authorization server's token endpoint.
+	TokenURL string
+	// ClientID is the agent's client_id, e.g. "agent:infrabot".
+	ClientID string
+	// ClientSecret authenticates with client_secret_post.
+	ClientSecret string
+	// Key signs private_key_jwt client assertions (RFC 7523 §2.2); KeyID
+	// is its kid and Algorithm its JWS algorithm (EdDSA, ES256, RS256, ...).
+	Key       crypto.Signer
+	KeyID     string
+	Algorithm string
+	// Audience is the aud of client assertions; default: the issuer, taken
+	// as TokenURL without its path.
+	Audience string
+	// HTTPClient sends the token requests; default: a client with a 10 s
+	// timeout.
+	HTTPClient *http.Client
+	// RefreshBefore renews a cached token this long before it expires;
+	// default DefaultRefreshBefore.
+	RefreshBefore time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Request is one token exchange: the person's token and what the agent
+// needs it for.
+type Request struct {
+	SubjectToken     string
+	SubjectTokenType string
+	// ActorToken optionally proves the agent's own identity (its
+	// client_credentials token).
+	ActorToken string
+	// Audience and/or Resource name the one service the token is for.
+	Audience string
+	Resource string
+	// Scopes requested; empty asks for everything allowed.
+	Scopes []string
+	// Context is the agent's assertion about the request: environment,
+	// trigger, and anything policies read.
+	Context map[string]any
+}
+
+// Token is an issued access token.
+type Token struct {
+	AccessToken     string
+	IssuedTokenType string
+	Scopes          []string
+	ExpiresAt       time.Time
+}
+
+// Error is a refusal from the authorization server (RFC 6749 §5.2).
+type Error struct {
+	Status      int
+	Code        oauth.ErrorCode
+	Description string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("token endpoint: %d %s: %s", e.Status, e.Code, e.Description)
+}
+
+// Client gets and caches tokens. It is safe for concurrent use; concurrent
+// requests for the same token share one exchange.
+type Client struct {
+	cfg   Config
+	mu    sync.Mutex
+	cache map[string]*entry
+}
+
+type entry struct {
+	ready chan struct{}
+	tok   *Token
+	err   error
+}
+
+// New checks cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(cfg.TokenURL)
+	switch {
+	case err != nil || u.Scheme == "" || u.Host == "":
+		return nil, errors.New("agent: TokenURL must be an absolute URL")
+	case cfg.ClientID == "":
+		return nil, errors.New("agent: ClientID is required")
+	case (cfg.ClientSecret == "") == (cfg.Key == nil):
+		return nil, errors.New("agent: give exactly one of ClientSecret and Key")
+	case cfg.Key != nil && (cfg.KeyID == "" || cfg.Algorithm == ""):
+		return nil, errors.New("agent: Key needs KeyID and Algorithm")
+	}
+	if cfg.Audience == "" {
+		cfg.Audience = u.Scheme + "://" + u.Host
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.RefreshBefore <= 0 {
+		cfg.RefreshBefore = DefaultRefreshBefore
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Client{cfg: cfg, cache: make(map[string]*entry)}, nil
+}
+
+// Exchange returns a token for req, from the cache while it has more than
+// RefreshBefore left, else by an RFC 8693 token exchange. A refusal is an
+// *Error.
+func (c *Client) Exchange(ctx context.Context, req Request) (*Token, error) {
+	if req.SubjectToken == "" {
+		return nil, errors.New("agent: SubjectToken is required")
+	}
+	if req.SubjectTokenType == "" {
+		req.SubjectTokenType = TokenTypeAccessToken
+	}
+	form := url.Values{
+		"grant_type":         {oauth.GrantTokenExchange},
+		"subject_token":      {req.SubjectToken},
+		"subject_token_type": {req.SubjectTokenType},
+	}
+	if req.ActorToken != "" {
+		form.Set("actor_token", req.ActorToken)
+		form.Set("actor_token_type", TokenTypeAccessToken)
+	}
+	if err := addTarget(form, req.Audience, req.Resource, req.Scopes, req.Context); err != nil {
+		return nil, err
+	}
+	return c.cached(ctx, form)
+}
+
+// ClientCredentials returns the agent's own token (RFC 6749 §4.4), cached
+// like Exchange's.
+func (c *Client) ClientCredentials(ctx context.Context, audience string, scopes []string) (*Token, error) {
+	form := url.Values{"grant_type": {oauth.GrantClientCredentials}}
+	if err := addTarget(form, audience, "", scopes, nil); err != nil {
+		return nil, err
+	}
+	return c.cached(ctx, form)
+}
+
+func addTarget(form url.Values, audience, resource string, scopes []string, reqCtx map[string]any) error {
+	if audience != "" {
+		form.Set("audience", audience)
+	}
+	if resource != "" {
+		form.Set("resource", resource)
+	}
+	if len(scopes) > 0 {
+		form.Set("scope", strings.Join(scopes, " "))
+	}
+	if reqCtx != nil {
+		b, err := json.Marshal(reqCtx)
+		if err != nil {
+			return fmt.Errorf("agent: context: %w", err)
+		}
+		form.Set("context", string(b))
+	}
+	return nil
+}
+
+// cached answers from the cache or runs one request for all concurrent
+// callers with the same form.
+func (c *Client) cached(ctx context.Context, form url.Values) (*Token, error) {
+	key := cacheKey(form)
+	c.mu.Lock()
+	if e, ok := c.cache[key]; ok {
+		select {
+		case <-e.ready:
+			if e.err == nil && c.cfg.Now().Add(c.cfg.RefreshBefore).Before(e.tok.ExpiresAt) {
+				c.mu.Unlock()
+				return e.tok, nil
+			}
+		default:
+			c.mu.Unlock()
+			return wait(ctx, e)
+		}
+	}
+	e := &entry{ready: make(chan struct{})}
+	c.cache[key] = e
+	c.mu.Unlock()
+
+	e.tok, e.err = c.request(ctx, form)
+	if e.err != nil {
+		c.mu.Lock()
+		if c.cache[key] == e {
+			delete(c.cache, key)
+		}
+		c.mu.Unlock()
+	}
+	close(e.ready)
+	return e.tok, e.err
+}
+
+func wait(ctx context.Context, e *entry) (*Token, error) {
+	select {
+	case <-e.ready:
+		return e.tok, e.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// cacheKey hashes the form, so that tokens are not kept under keys that
+// hold them.
+func cacheKey(form url.Values) string {
+	keys := make([]string, 0, len(form))
+	for k := range form {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%d:%s=%d:%s;", len(k), k, len(form.Get(k)), form.Get(k))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (c *Client) request(ctx context.Context, form url.Values) (*Token, error) {
+	form.Set("client_id", c.cfg.ClientID)
+	if c.cfg.Key != nil {
+		assertion, err := c.assertion()
+		if err != nil {
+			return nil, err
+		}
+		form.Set("client_assertion_type", oauth.ClientAssertionTypeJWTBearer)
+		form.Set("client_assertion", assertion)
+	} else {
+		form.Set("client_secret", c.cfg.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.TokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	start := c.cfg.Now()
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent: token request: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return nil, fmt.Errorf("agent: token response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e oauth.Body
+		_ = json.Unmarshal(body, &e)
+		return nil, &Error{Status: resp.StatusCode, Code: e.Error, Description: e.Description}
+	}
+	var ok struct {
+		AccessToken     string `json:"access_token"`
+		IssuedTokenType string `json:"issued_token_type"`
+		ExpiresIn       int64  `json:"expires_in"`
+		Scope           string `json:"scope"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&ok); err != nil || ok.AccessToken == "" {
+		return nil, fmt.Errorf("agent: malformed token response")
+	}
+	return &Token{
+		AccessToken:     ok.AccessToken,
+		IssuedTokenType: ok.IssuedTokenType,
+		Scopes:          strings.Fields(ok.Scope),
+		ExpiresAt:       start.Add(time.Duration(ok.ExpiresIn) * time.Second),
+	}, nil
+}
+
+// assertion signs a private_key_jwt client assertion (RFC 7523 §3):
+// iss = sub = the client, aud = the server, a fresh jti, one minute of life.
+func (c *Client) assertion() (string, error) {
+	signer, err := jose.NewSigner(
+		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(c.cfg.Algorithm), Key: jose.JSONWebKey{Key: c.cfg.Key, KeyID: c.cfg.KeyID}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return "", fmt.Errorf("agent: assertion signer: %w", err)
+	}
+	var jti [16]byte
+	_, _ = rand.Read(jti[:])
+	now := c.cfg.Now()
+	claims := jwt.Claims{
+		Issuer:   c.cfg.ClientID,
+		Subject:  c.cfg.ClientID,
+		Audience: jwt.Audience{c.cfg.Audience},
+		ID:       hex.EncodeToString(jti[:]),
+		IssuedAt: jwt.NewNumericDate(now),
+		Expiry:   jwt.NewNumericDate(now.Add(time.Minute)),
+	}
+	s, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		return "", fmt.Errorf("agent: assertion: %w", err)
+	}
+	return s, nil
+}
+
+// Transport returns a RoundTripper that sends every request through base
+// (http.DefaultTransport when nil) with the token for req as its bearer,
+// exchanging or renewing it as needed.
+func (c *Client) Transport(base http.RoundTripper, req Request) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &transport{client: c, base: base, req: req}
+}
+
+type transport struct {
+	client *Client
+	base   http.RoundTripper
+	req    Request
+}
+
+// RoundTrip implements http.RoundTripper; it does not modify r.
+func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	tok, err := t.client.Exchange(r.Context(), t.req)
+	if err != nil {
+		if r.Body != nil {
+			_ = r.Body.Close()
+		}
+		return nil, err
+	}
+	r2 := r.Clone(r.Context())
+	r2.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	return t.base.RoundTrip(r2)
+}
