@@ -34,6 +34,9 @@ const (
 	ActionDelegationGone  = "delegation.revoked"
 	ActionKeyCreated      = "key.created"
 	ActionKeyRevoked      = "key.revoked"
+	// ActionEpochAdvanced records `mandate store advance-epoch`: every token
+	// issued before the new not-before epoch is refused (THREATS T56).
+	ActionEpochAdvanced = "store.epoch_advanced"
 )
 
 // Results.

@@ -1,7 +1,8 @@
 // Package store defines what Mandate keeps: users and their permissions,
-// agents, delegations, issued tokens, signing keys, single-use nonces and the
-// audit log. It holds the records, narrow per-aggregate interfaces and the
-// sentinel errors callers branch on, and imports no database driver.
+// agents, delegations, issued tokens, signing keys, single-use nonces, the
+// audit log and the not-before epoch that a restore from backup advances. It
+// holds the records, narrow per-aggregate interfaces and the sentinel errors
+// callers branch on, and imports no database driver.
 //
 // Backends live in sub-packages (sqlite, later postgres) and prove themselves
 // against the shared conformance suite in storetest. Every write is durable

@@ -247,6 +247,25 @@ type Nonces interface {
 	UseNonce(ctx context.Context, namespace, id string, expires time.Time) error
 }
 
+// NotBefore stores the global not-before epoch: every token issued before it
+// is inactive, whatever its own record says. Restoring the store from a
+// backup advances it to the restore time (THREATS T56), so that a token
+// revoked after the backup was taken, whose revocation the backup lost,
+// cannot come back.
+type NotBefore interface {
+	// NotBefore returns the epoch, in UTC to the microsecond, or the zero
+	// time when it was never set.
+	NotBefore(ctx context.Context) (time.Time, error)
+	// AdvanceNotBefore sets the epoch to the later of its current value and
+	// t (it never moves back), appends the events and bumps Generation, all
+	// in one transaction, and returns the epoch now in force (t truncated to
+	// the microsecond, or the later current value). Backends that notify
+	// other instances of changes (PostgreSQL) notify this one too, so that
+	// their caches drop the old epoch. The events are appended even when the
+	// epoch was already later than t. A zero t is refused.
+	AdvanceNotBefore(ctx context.Context, t time.Time, events ...Event) (time.Time, error)
+}
+
 // Store is a complete backend.
 type Store interface {
 	Users
@@ -256,9 +275,10 @@ type Store interface {
 	Keys
 	AuditLog
 	Nonces
+	NotBefore
 	// Generation is a counter that grows on every change to users, agents,
-	// delegations or keys, by any process; caches compare it to know they
-	// are stale.
+	// delegations, keys or the not-before epoch, by any process; caches
+	// compare it to know they are stale.
 	Generation(ctx context.Context) (int64, error)
 	// Ping checks that the backend can be reached.
 	Ping(ctx context.Context) error

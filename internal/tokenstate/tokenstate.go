@@ -24,6 +24,11 @@ const (
 	ReasonAgentDisabled     = "agent_disabled"
 	ReasonSubjectRevoked    = "subject_revoked"
 	ReasonPermissionRemoved = "permission_removed"
+	// ReasonRestoredEpoch means the token was issued before the store's
+	// not-before epoch: the store was restored from a backup since, and
+	// what the backup missed (a revocation made after it was taken) cannot
+	// be known (THREATS T56).
+	ReasonRestoredEpoch = "issued_before_restore"
 )
 
 // maxLineage bounds the walk up the parent links; chains are far shorter.
@@ -45,6 +50,9 @@ type Source interface {
 	GetUser(ctx context.Context, id string) (store.User, error)
 	GetAgent(ctx context.Context, id string) (store.Agent, error)
 	GetDelegation(ctx context.Context, id string) (store.Delegation, error)
+	// NotBefore is the global not-before epoch, zero when never set; it is
+	// read on every check, so it should come from a cache.
+	NotBefore(ctx context.Context) (time.Time, error)
 }
 
 // Checker answers whether issued tokens are in force. It is safe for
@@ -77,6 +85,15 @@ func (c *Checker) Check(ctx context.Context, rec store.IssuedToken) error {
 		return &InactiveError{Reason: ReasonRevoked}
 	case !now.Before(rec.ExpiresAt):
 		return &InactiveError{Reason: ReasonExpired}
+	}
+	nb, err := c.Store.NotBefore(ctx)
+	if err != nil {
+		return fmt.Errorf("tokenstate: not-before: %w", err)
+	}
+	// A token issued at the epoch itself is in force: the epoch is the
+	// restore time, and nothing the backup missed was issued after it.
+	if !nb.IsZero() && rec.IssuedAt.Before(nb) {
+		return &InactiveError{Reason: ReasonRestoredEpoch}
 	}
 	if err := c.checkLineage(ctx, rec.ParentJTI); err != nil {
 		return err

@@ -8,8 +8,8 @@ import (
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
-// Store is a store.Store whose users, agents and delegations reads are cached.
-// It is safe for concurrent use.
+// Store is a store.Store whose users, agents and delegations reads, and the
+// not-before epoch, are cached. It is safe for concurrent use.
 type Store struct {
 	store.Store
 
@@ -20,6 +20,8 @@ type Store struct {
 	agents      map[string]store.Agent
 	delegations map[string]store.Delegation
 	lists       map[store.DelegationFilter][]store.Delegation
+	// notBefore holds the epoch under the key struct{}{} once read.
+	notBefore map[struct{}]time.Time
 }
 
 // New wraps s.
@@ -35,6 +37,7 @@ func (c *Store) reset() {
 	c.agents = make(map[string]store.Agent)
 	c.delegations = make(map[string]store.Delegation)
 	c.lists = make(map[store.DelegationFilter][]store.Delegation)
+	c.notBefore = make(map[struct{}]time.Time, 1)
 }
 
 // Invalidate drops everything cached.
@@ -98,6 +101,15 @@ func (c *Store) ListDelegations(ctx context.Context, f store.DelegationFilter) (
 		func() ([]store.Delegation, error) { return c.Store.ListDelegations(ctx, f) })
 }
 
+// NotBefore reads through the cache, so that the token path does not query
+// the store on every request. Advancing the epoch bumps the store's
+// generation, so another process's advance is seen at the next Sync (or
+// change notification).
+func (c *Store) NotBefore(ctx context.Context) (time.Time, error) {
+	return readThrough(c, func() map[struct{}]time.Time { return c.notBefore }, struct{}{},
+		func() (time.Time, error) { return c.Store.NotBefore(ctx) })
+}
+
 // readThrough returns the cached value for key, or fetches and caches it. A
 // value fetched while the cache was invalidated is returned but not kept,
 // so a read racing a write never caches what the write replaced.
@@ -155,4 +167,10 @@ func (c *Store) CreateDelegation(ctx context.Context, d store.Delegation, events
 func (c *Store) UpdateDelegation(ctx context.Context, id string, fn func(store.Delegation) (store.Delegation, error), events ...store.Event) (store.Delegation, error) {
 	defer c.Invalidate()
 	return c.Store.UpdateDelegation(ctx, id, fn, events...)
+}
+
+// AdvanceNotBefore writes through and invalidates.
+func (c *Store) AdvanceNotBefore(ctx context.Context, t time.Time, events ...store.Event) (time.Time, error) {
+	defer c.Invalidate()
+	return c.Store.AdvanceNotBefore(ctx, t, events...)
 }

@@ -139,9 +139,9 @@ func TestSeqAcrossInstances(t *testing.T) {
 	}
 }
 
-// TestListen: a change made through one instance reaches another's Listen;
-// tokens, revocations and nonces do not notify, and neither does a change
-// in another schema. Listen returns nil when its context ends.
+// TestListen: a change made through one instance (the not-before epoch
+// included) reaches another's Listen; tokens, revocations and nonces do not
+// notify, and neither does a change in another schema. Listen returns nil when its context ends.
 func TestListen(t *testing.T) {
 	a, b, _ := twoInstances(t)
 	other := openStore(t, config(t, newSchema(t)))
@@ -215,6 +215,15 @@ func TestListen(t *testing.T) {
 	}
 	if g := next("UpdateUser on b"); g != want+1 {
 		t.Errorf("notified generation = %d, want %d", g, want+1)
+	}
+
+	// THREATS T56: a restore's epoch reaches the other instances' caches at
+	// once, like any other change.
+	if _, err := b.AdvanceNotBefore(t.Context(), time.Now()); err != nil {
+		t.Fatalf("AdvanceNotBefore: %v", err)
+	}
+	if g := next("AdvanceNotBefore on b"); g != want+2 {
+		t.Errorf("notified generation = %d, want %d", g, want+2)
 	}
 
 	cancel()

@@ -42,8 +42,8 @@ func testNonces(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 }
 
-// testGeneration checks that every change to users, agents, delegations or
-// keys moves the counter, and that a failed change does not.
+// testGeneration checks that every change to users, agents, delegations,
+// keys or the not-before epoch moves the counter, and that a failed change does not.
 func testGeneration(t *testing.T, open func(t *testing.T) store.Store) {
 	s, ctx := open(t), t.Context()
 	for _, tc := range []struct {
@@ -69,6 +69,10 @@ func testGeneration(t *testing.T, open func(t *testing.T) store.Store) {
 		{name: "ok/create-key", change: func() error { return s.CreateKey(ctx, newKey("k")) }, grows: true},
 		{name: "ok/update-key", grows: true, change: func() error {
 			_, err := s.UpdateKey(ctx, "k", func(k store.Key) (store.Key, error) { k.State = store.KeyActive; return k, nil })
+			return err
+		}},
+		{name: "ok/advance-not-before", grows: true, change: func() error {
+			_, err := s.AdvanceNotBefore(ctx, base())
 			return err
 		}},
 		{name: "fail/update-user-fn-error", change: func() error {

@@ -18,7 +18,7 @@ func methods() []string {
 		"CreateDelegation", "GetDelegation", "ListDelegations", "UpdateDelegation",
 		"GetToken", "RevokeToken", "Commit",
 		"CreateKey", "ListKeys", "UpdateKey",
-		"QueryEvents", "UseNonce", "Generation", "Ping",
+		"QueryEvents", "UseNonce", "NotBefore", "AdvanceNotBefore", "Generation", "Ping",
 	}
 }
 
@@ -258,6 +258,22 @@ func (f *Faulty) UseNonce(ctx context.Context, namespace, id string, expires tim
 		return err
 	}
 	return f.inner.UseNonce(ctx, namespace, id, expires)
+}
+
+// NotBefore implements store.NotBefore.
+func (f *Faulty) NotBefore(ctx context.Context) (time.Time, error) {
+	if err := f.fault("NotBefore"); err != nil {
+		return time.Time{}, err
+	}
+	return f.inner.NotBefore(ctx)
+}
+
+// AdvanceNotBefore implements store.NotBefore.
+func (f *Faulty) AdvanceNotBefore(ctx context.Context, t time.Time, events ...store.Event) (time.Time, error) {
+	if err := f.fault("AdvanceNotBefore"); err != nil {
+		return time.Time{}, err
+	}
+	return f.inner.AdvanceNotBefore(ctx, t, events...)
 }
 
 // Generation implements store.Store.

@@ -50,6 +50,10 @@ func testReopen(t *testing.T, open func() store.Store) {
 		}},
 		{"RevokeToken", func() error { return s.RevokeToken(ctx, revokedTok.JTI, base(), newEvent("e-revoke", "token.revoke")) }},
 		{"UseNonce", func() error { return s.UseNonce(ctx, "client_assertion", "n1", time.Now().Add(time.Hour)) }},
+		{"AdvanceNotBefore", func() error {
+			_, err := s.AdvanceNotBefore(ctx, base().Add(time.Hour), newEvent("e-epoch", "store.epoch_advanced"))
+			return err
+		}},
 	}
 	for _, w := range writes {
 		if err := w.do(); err != nil {
@@ -82,6 +86,10 @@ func testReopen(t *testing.T, open func() store.Store) {
 	}
 	if err := s.UseNonce(ctx, "client_assertion", "n1", time.Now().Add(time.Hour)); !errors.Is(err, store.ErrReplay) {
 		t.Errorf("UseNonce after reopen: err = %v, want ErrReplay", err)
+	}
+	// THREATS T56: the epoch survives a restart, like a revocation.
+	if nb := mustNotBefore(t, s); !nb.Equal(base().Add(time.Hour)) {
+		t.Errorf("NotBefore after reopen = %v, want %v", nb, base().Add(time.Hour))
 	}
 	if g := mustGeneration(t, s); g != gen {
 		t.Errorf("Generation after reopen = %d, want %d", g, gen)

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("QueryEventsLimit", func(t *testing.T) { t.Parallel(); testQueryEventsLimit(t, open) })
 	t.Run("Nonces", func(t *testing.T) { t.Parallel(); testNonces(t, open) })
 	t.Run("Generation", func(t *testing.T) { t.Parallel(); testGeneration(t, open) })
+	t.Run("NotBefore", func(t *testing.T) { t.Parallel(); testNotBefore(t, open) })
 	t.Run("Times", func(t *testing.T) { t.Parallel(); testTimes(t, open) })
 	t.Run("Ping", func(t *testing.T) { t.Parallel(); testPing(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { t.Parallel(); testConcurrency(t, open) })

@@ -1,0 +1,145 @@
+package exchange
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+
+	"github.com/mandate-dev/mandate/oauth"
+	"github.com/mandate-dev/mandate/strictjson"
+)
+
+// ErrInvalidAuthorizationDetails is the RFC 9396 §5 error code.
+const ErrInvalidAuthorizationDetails oauth.ErrorCode = "invalid_authorization_details"
+
+// Limits on an authorization_details parameter.
+const (
+	maxDetailsBytes   = 4 << 10
+	maxDetailsEntries = 8
+)
+
+// Detail is one RFC 9396 authorization_details entry, members by name.
+type Detail map[string]any
+
+// ParseDetails decodes an authorization_details parameter: a JSON array of
+// at most 8 objects, each with a string "type", that every parser reads the
+// same way. Numbers keep their decimal text.
+func ParseDetails(s string) ([]Detail, error) {
+	bad := func(why string) error {
+		return oauth.New(ErrInvalidAuthorizationDetails, "authorization_details_invalid", "authorization_details "+why, nil)
+	}
+	if len(s) > maxDetailsBytes {
+		return nil, bad("is too large")
+	}
+	if err := strictjson.Check([]byte(s), 6); err != nil {
+		return nil, bad("is not valid JSON")
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var out []Detail
+	if err := dec.Decode(&out); err != nil || len(out) == 0 || len(out) > maxDetailsEntries {
+		return nil, bad("must be an array of 1 to 8 objects")
+	}
+	for _, d := range out {
+		if t, ok := d["type"].(string); !ok || t == "" {
+			return nil, bad("entries need a type")
+		}
+	}
+	return out, nil
+}
+
+// grantDetails narrows the requested entries to what the limits cover: the
+// same "never wider" rule as scopes, per field. An entry is granted against
+// a limit of the same type when every field it names is in the limit: a
+// "max_" number is lowered to the limit's, a list must be a subset, and any
+// other value must be equal. An entry no limit covers refuses the request
+// (RFC 9396 §5: invalid_authorization_details).
+func grantDetails(requested, limits []Detail) ([]Detail, error) {
+	var out []Detail
+	for _, req := range requested {
+		granted, ok := Detail(nil), false
+		for _, lim := range limits {
+			if lim["type"] == req["type"] {
+				if granted, ok = narrow(req, lim); ok {
+					break
+				}
+			}
+		}
+		if !ok {
+			return nil, oauth.New(ErrInvalidAuthorizationDetails, "authorization_details_not_held",
+				"the person holds no limit that covers a requested authorization_details entry", nil)
+		}
+		out = append(out, granted)
+	}
+	return out, nil
+}
+
+// narrow returns req bounded by lim, or false when lim cannot cover it.
+func narrow(req, lim Detail) (Detail, bool) {
+	out := make(Detail, len(req))
+	for k, v := range req {
+		l, held := lim[k]
+		if !held {
+			return nil, false
+		}
+		switch {
+		case strings.HasPrefix(k, "max_"):
+			rv, lv, ok := decimals(v, l)
+			if !ok {
+				return nil, false
+			}
+			if rv.Cmp(lv) > 0 {
+				v = l
+			}
+		case isList(v):
+			if !subset(v, l) {
+				return nil, false
+			}
+		default:
+			if fmt.Sprint(v) != fmt.Sprint(l) {
+				return nil, false
+			}
+		}
+		out[k] = v
+	}
+	return out, true
+}
+
+// decimals reads two JSON numbers exactly.
+func decimals(a, b any) (*big.Rat, *big.Rat, bool) {
+	ra, okA := new(big.Rat).SetString(fmt.Sprint(a))
+	rb, okB := new(big.Rat).SetString(fmt.Sprint(b))
+	return ra, rb, okA && okB && ra.Sign() >= 0
+}
+
+func isList(v any) bool { _, ok := v.([]any); return ok }
+
+func subset(v, l any) bool {
+	vs, ok1 := v.([]any)
+	ls, ok2 := l.([]any)
+	if !ok1 || !ok2 {
+		return false
+	}
+	for _, x := range vs {
+		if !slices.ContainsFunc(ls, func(y any) bool { return fmt.Sprint(x) == fmt.Sprint(y) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// detailsFromJSON decodes stored or claimed details; nil for none.
+func detailsFromJSON(raw json.RawMessage) ([]Detail, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.UseNumber()
+	var out []Detail
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("authorization_details: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,74 @@
+package exchange
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/mandate-dev/mandate/oauth"
+)
+
+func TestGrantDetails(t *testing.T) {
+	limits := mustDetails(t, `[{"type":"expense_approval","max_amount":1000,"currency":"USD","actions":["approve","read"]}]`)
+	tests := []struct {
+		name     string
+		request  string
+		want     string
+		wantCode oauth.ErrorCode
+	}{
+		{name: "ok/within-limit", request: `[{"type":"expense_approval","max_amount":487.50,"currency":"USD"}]`,
+			want: `[{"currency":"USD","max_amount":487.50,"type":"expense_approval"}]`},
+		{name: "ok/clamped-to-limit", request: `[{"type":"expense_approval","max_amount":5000,"currency":"USD"}]`,
+			want: `[{"currency":"USD","max_amount":1000,"type":"expense_approval"}]`},
+		{name: "ok/list-subset", request: `[{"type":"expense_approval","actions":["approve"]}]`,
+			want: `[{"actions":["approve"],"type":"expense_approval"}]`},
+		{name: "fail/other-currency", request: `[{"type":"expense_approval","max_amount":10,"currency":"EUR"}]`, wantCode: ErrInvalidAuthorizationDetails},
+		{name: "fail/unknown-type", request: `[{"type":"payment_initiation","max_amount":10}]`, wantCode: ErrInvalidAuthorizationDetails},
+		{name: "fail/field-not-held", request: `[{"type":"expense_approval","creditor":"ACME"}]`, wantCode: ErrInvalidAuthorizationDetails},
+		{name: "fail/list-wider", request: `[{"type":"expense_approval","actions":["approve","delete"]}]`, wantCode: ErrInvalidAuthorizationDetails},
+		{name: "fail/negative-max", request: `[{"type":"expense_approval","max_amount":-1}]`, wantCode: ErrInvalidAuthorizationDetails},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := grantDetails(mustDetails(t, tc.request), limits)
+			if tc.wantCode != "" {
+				if err == nil || oauth.As(err).Code != tc.wantCode {
+					t.Fatalf("err = %v, want %s", err, tc.wantCode)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.Marshal(got)
+			if string(b) != tc.want {
+				t.Errorf("granted %s, want %s", b, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseDetails(t *testing.T) {
+	for name, in := range map[string]string{
+		"fail/not-array":     `{"type":"x"}`,
+		"fail/empty":         `[]`,
+		"fail/no-type":       `[{"max_amount":1}]`,
+		"fail/duplicate-key": `[{"type":"a","type":"b"}]`,
+		"fail/too-many":      `[{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a"}]`,
+	} {
+		if _, err := ParseDetails(in); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := ParseDetails(`[{"type":"expense_approval","max_amount":1000}]`); err != nil {
+		t.Errorf("ok: %v", err)
+	}
+}
+
+func mustDetails(t *testing.T, s string) []Detail {
+	t.Helper()
+	d, err := ParseDetails(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}

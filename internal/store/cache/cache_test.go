@@ -1,0 +1,95 @@
+package cache_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/store/cache"
+	"github.com/mandate-dev/mandate/internal/store/sqlite"
+	"github.com/mandate-dev/mandate/internal/store/storetest"
+)
+
+// openTwo opens two handles on one SQLite file: a server's and, for
+// example, a CLI command's.
+func openTwo(t *testing.T) (store.Store, store.Store) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "mandate.db")
+	var out [2]store.Store
+	for i := range out {
+		s, err := sqlite.Open(t.Context(), path)
+		if err != nil {
+			t.Fatalf("sqlite.Open: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		out[i] = s
+	}
+	return out[0], out[1]
+}
+
+func mustNotBefore(t *testing.T, s store.Store) time.Time {
+	t.Helper()
+	nb, err := s.NotBefore(t.Context())
+	if err != nil {
+		t.Fatalf("NotBefore: %v", err)
+	}
+	return nb
+}
+
+func TestNotBefore(t *testing.T) {
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	t.Run("ok/read-once", func(t *testing.T) {
+		raw, _ := openTwo(t)
+		f := storetest.NewFaulty(raw)
+		c := cache.New(f)
+		for range 3 {
+			if nb := mustNotBefore(t, c); !nb.IsZero() {
+				t.Fatalf("NotBefore = %v, want the zero time", nb)
+			}
+		}
+		if n := f.Calls("NotBefore"); n != 1 {
+			t.Errorf("the store was asked %d times, want once", n)
+		}
+	})
+	t.Run("ok/advance-invalidates", func(t *testing.T) {
+		raw, _ := openTwo(t)
+		c := cache.New(raw)
+		_ = mustNotBefore(t, c)
+		if _, err := c.AdvanceNotBefore(t.Context(), at); err != nil {
+			t.Fatalf("AdvanceNotBefore: %v", err)
+		}
+		if nb := mustNotBefore(t, c); !nb.Equal(at) {
+			t.Errorf("NotBefore after an advance through the cache = %v, want %v", nb, at)
+		}
+	})
+	t.Run("ok/other-process-seen-at-sync", func(t *testing.T) {
+		server, cli := openTwo(t)
+		c := cache.New(server)
+		c.Sync(t.Context())
+		_ = mustNotBefore(t, c)
+		if _, err := cli.AdvanceNotBefore(t.Context(), at); err != nil {
+			t.Fatalf("AdvanceNotBefore: %v", err)
+		}
+		c.Sync(t.Context())
+		if nb := mustNotBefore(t, c); !nb.Equal(at) {
+			t.Errorf("NotBefore after Sync = %v, want %v", nb, at)
+		}
+	})
+	t.Run("fail/store-error-not-cached", func(t *testing.T) {
+		raw, _ := openTwo(t)
+		f := storetest.NewFaulty(raw)
+		c := cache.New(f)
+		f.Fail("NotBefore", nil)
+		if _, err := c.NotBefore(t.Context()); err == nil {
+			t.Fatal("NotBefore succeeded on a failing store")
+		}
+		f.Heal()
+		if _, err := raw.AdvanceNotBefore(t.Context(), at); err != nil {
+			t.Fatalf("AdvanceNotBefore: %v", err)
+		}
+		if nb := mustNotBefore(t, c); !nb.Equal(at) {
+			t.Errorf("NotBefore after the store healed = %v, want %v", nb, at)
+		}
+	})
+}
