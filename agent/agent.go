@@ -80,6 +80,10 @@ type Request struct {
 	// Context is the agent's assertion about the request: environment,
 	// trigger, and anything policies read.
 	Context map[string]any
+	// AuthorizationDetails are RFC 9396 details requested, e.g.
+	// {"type": "expense_approval", "max_amount": 1000, "currency": "USD"};
+	// the server grants them only within the person's limits.
+	AuthorizationDetails []map[string]any
 }
 
 // Token is an issued access token.
@@ -88,6 +92,8 @@ type Token struct {
 	IssuedTokenType string
 	Scopes          []string
 	ExpiresAt       time.Time
+	// AuthorizationDetails are the details granted, as JSON.
+	AuthorizationDetails json.RawMessage
 }
 
 // Error is a refusal from the authorization server (RFC 6749 §5.2).
@@ -164,6 +170,13 @@ func (c *Client) Exchange(ctx context.Context, req Request) (*Token, error) {
 	}
 	if err := addTarget(form, req.Audience, req.Resource, req.Scopes, req.Context); err != nil {
 		return nil, err
+	}
+	if req.AuthorizationDetails != nil {
+		b, err := json.Marshal(req.AuthorizationDetails)
+		if err != nil {
+			return nil, fmt.Errorf("agent: authorization_details: %w", err)
+		}
+		form.Set("authorization_details", string(b))
 	}
 	return c.cached(ctx, form)
 }
@@ -289,10 +302,11 @@ func (c *Client) request(ctx context.Context, form url.Values) (*Token, error) {
 		return nil, &Error{Status: resp.StatusCode, Code: e.Error, Description: e.Description}
 	}
 	var ok struct {
-		AccessToken     string `json:"access_token"`
-		IssuedTokenType string `json:"issued_token_type"`
-		ExpiresIn       int64  `json:"expires_in"`
-		Scope           string `json:"scope"`
+		AccessToken     string          `json:"access_token"`
+		IssuedTokenType string          `json:"issued_token_type"`
+		ExpiresIn       int64           `json:"expires_in"`
+		Scope           string          `json:"scope"`
+		Details         json.RawMessage `json:"authorization_details"`
 	}
 	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&ok); err != nil || ok.AccessToken == "" {
 		return nil, fmt.Errorf("agent: malformed token response")
@@ -302,6 +316,8 @@ func (c *Client) request(ctx context.Context, form url.Values) (*Token, error) {
 		IssuedTokenType: ok.IssuedTokenType,
 		Scopes:          strings.Fields(ok.Scope),
 		ExpiresAt:       start.Add(time.Duration(ok.ExpiresIn) * time.Second),
+
+		AuthorizationDetails: ok.Details,
 	}, nil
 }
 

@@ -56,6 +56,16 @@ func SetAction(ctx context.Context, action, resource string) {
 	}
 }
 
+// Refused records in the current request's audit record that the handler
+// itself refused the request, with a machine-readable reason such as
+// "limit_exceeded"; the handler still writes its own answer. It does nothing
+// outside Middleware.
+func Refused(ctx context.Context, reason string) {
+	if st, ok := ctx.Value(stateKey{}).(*requestState); ok {
+		st.record.result, st.record.reason = ResultRefused, reason
+	}
+}
+
 // Middleware verifies the bearer token of every request before next runs,
 // and puts the Principal in the request context (FromContext). It reads
 // only the Authorization header (RFC 6750 §2.1; scheme case-insensitive);

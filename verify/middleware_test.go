@@ -332,3 +332,19 @@ func TestDiscovery(t *testing.T) {
 		t.Error("New accepted an issuer whose metadata is missing")
 	}
 }
+
+func TestRefusedMarksTheAuditRecord(t *testing.T) {
+	var logs bytes.Buffer
+	f := newFixture(t)
+	v := f.verifier(t, func(c *verify.Config) { c.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	h := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		verify.Refused(r.Context(), "limit_exceeded")
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	req := httptest.NewRequest(http.MethodPost, "/expenses/1/approve", nil)
+	req.Header.Set("Authorization", "Bearer "+f.token(claims()))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if !strings.Contains(logs.String(), `"result":"refused"`) || !strings.Contains(logs.String(), `"reason":"limit_exceeded"`) {
+		t.Fatalf("audit record = %s", logs.String())
+	}
+}

@@ -32,6 +32,7 @@ func approve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := p.CheckAmount("expense_approval", body.Amount, body.Currency); err != nil {
+		verify.Refused(r.Context(), "limit_exceeded")
 		writeJSON(w, http.StatusForbidden, map[string]any{
 			"error": "limit_exceeded", "error_description": "limit exceeded: the amount is above what the person may approve",
 			"expense": id, "performed_by": p.PerformedBy(), "on_behalf_of": p.OnBehalfOf(),

@@ -25,6 +25,7 @@ const (
 	ActionClientAuth      = "client.auth"
 	ActionUserPermissions = "user.permissions"
 	ActionUserRevoked     = "user.revoked"
+	ActionUserLimits      = "user.limits"
 	ActionUserCreated     = "user.created"
 	ActionAgentCreated    = "agent.created"
 	ActionAgentUpdated    = "agent.updated"

@@ -52,6 +52,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(stdout),
 		newKeysCmd(stdout),
 		newMigrateCmd(stdout),
+		newDemoCmd(stdout),
 		newStoreCmd(stdout),
 		newBenchCmd(stdout),
 	)

@@ -160,6 +160,24 @@ type User struct {
 	ID string `yaml:"id"`
 	// Permissions are the scopes the user holds (at most 64).
 	Permissions []string `yaml:"permissions"`
+	// Limits are RFC 9396 authorization_details the user holds, at most 8,
+	// each an object with a string "type", e.g.
+	// {type: expense_approval, max_amount: 1000, currency: USD}. An
+	// exchange grants details only within them: a "max_" number no higher,
+	// a list no longer, any other field equal.
+	Limits []map[string]any `yaml:"limits"`
+}
+
+// LimitsJSON returns the limits as a JSON array, or nil when there are none.
+func (u User) LimitsJSON() (json.RawMessage, error) {
+	if len(u.Limits) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(u.Limits)
+	if err != nil {
+		return nil, fmt.Errorf("user %q limits: %w", u.ID, err)
+	}
+	return b, nil
 }
 
 // Agent is an OAuth client that acts on behalf of users. It needs at least

@@ -93,6 +93,8 @@ delegations: [{subject: user:sam, actor: agent:a, scopes: [x], expires: 2027-01-
 		{name: "fail/listen-no-port", yaml: "listen: 127.0.0.1\n", want: []want{{"listen", "HOST:PORT"}}},
 		{name: "fail/listen-bad-port", yaml: "listen: 127.0.0.1:http\n", want: []want{{"listen", "port"}}},
 		{name: "ok/store-postgres", yaml: "store: postgres://mandate@db.internal:5432/mandate?sslmode=verify-full\n"},
+		{name: "ok/user-limits", yaml: "users:\n  - id: user:alice\n    permissions: [expense:approve]\n    limits:\n      - type: expense_approval\n        max_amount: 1000\n        currency: USD\n"},
+		{name: "fail/user-limit-without-type", yaml: "users:\n  - id: user:alice\n    limits:\n      - max_amount: 1000\n", want: []want{{"users[0].limits[0].type", "needs a type"}}},
 		{name: "fail/store-schema", yaml: "store: postgres://m@db/m\nstore_schema: Mandate-1\n", want: []want{{"store_schema", "lower-case identifier"}}},
 		{name: "fail/store-postgres-no-host", yaml: "store: postgres:///mandate\n", want: []want{{"store", "not a valid postgres:// URL"}}},
 		{name: "fail/store-password-file-missing", yaml: "store: postgres://mandate@db/mandate\nstore_password_file: /nonexistent/pw\n",

@@ -236,6 +236,7 @@ func (c *Config) validatePrincipals(p *problems) (users, agents map[string]int) 
 		f := fmt.Sprintf("users[%d]", i)
 		checkID(p, f+".id", u.ID, users, "users")
 		checkScopes(p, f+".permissions", u.Permissions, false)
+		checkLimits(p, f+".limits", u.Limits)
 	}
 	agents = map[string]int{}
 	for i, a := range c.Agents {
@@ -526,4 +527,17 @@ func validSchema(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkLimits checks a user's authorization_details limits: at most 8
+// objects, each with a non-empty string "type".
+func checkLimits(p *problems, field string, limits []map[string]any) {
+	if len(limits) > 8 {
+		p.add(field, "at most 8 limits")
+	}
+	for i, l := range limits {
+		if t, ok := l["type"].(string); !ok || t == "" {
+			p.add(fmt.Sprintf("%s[%d].type", field, i), "a limit needs a type, as in expense_approval")
+		}
+	}
 }

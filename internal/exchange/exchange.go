@@ -34,8 +34,10 @@ type Request struct {
 	Resources  []string
 	// Context is the agent's assertion about the request (environment,
 	// trigger, ...).
-	Context   map[string]any
-	RequestID string
+	Context map[string]any
+	// AuthorizationDetails are the RFC 9396 details requested (ParseDetails).
+	AuthorizationDetails []Detail
+	RequestID            string
 }
 
 // Result is a successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
@@ -45,6 +47,8 @@ type Result struct {
 	TokenType       string `json:"token_type"`
 	ExpiresIn       int64  `json:"expires_in"`
 	Scope           string `json:"scope"`
+	// AuthorizationDetails are the details granted (RFC 9396 §7).
+	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
 	// JTI identifies the issued token; it is not part of the response.
 	JTI string `json:"-"`
 }
@@ -105,6 +109,7 @@ type state struct {
 	chain    actor.Chain // the new chain, current actor first
 	audience string
 	scopes   []string
+	details  []Detail
 	context  map[string]any
 	expiry   time.Time
 }
@@ -133,6 +138,7 @@ func (g *Grant) exchange(ctx context.Context, st *state) (*Result, error) {
 		g.checkDepth,
 		g.checkAudience,
 		g.checkScopes,
+		g.checkDetails,
 		g.checkPolicy,
 		g.checkLifetime,
 	}
@@ -417,6 +423,37 @@ func intersect(a, b []string) []string {
 	return out
 }
 
+// checkDetails grants the requested authorization_details within the
+// person's limits now and, on a chain hop, within the subject token's; a
+// chain hop that requests none carries the subject token's forward, still
+// within the person's limits.
+func (g *Grant) checkDetails(_ context.Context, st *state) error {
+	requested := st.req.AuthorizationDetails
+	prior, err := detailsFromJSON(st.subject.AuthorizationDetails)
+	if err != nil {
+		return oauth.InvalidRequest("subject_token_invalid", "the subject_token's authorization_details are malformed", err)
+	}
+	if requested == nil {
+		requested = prior
+	}
+	if requested == nil {
+		return nil
+	}
+	limits, err := detailsFromJSON(st.user.Limits)
+	if err != nil {
+		return oauth.ServerError("user_limits_corrupt", err)
+	}
+	granted, err := grantDetails(requested, limits)
+	if err == nil && prior != nil {
+		granted, err = grantDetails(granted, prior)
+	}
+	if err != nil {
+		return err
+	}
+	st.details = granted
+	return nil
+}
+
 func (g *Grant) checkPolicy(ctx context.Context, st *state) error {
 	st.context = normalizeContext(st.req.Context, st.subject.Context)
 	if g.Policy == nil {
@@ -512,6 +549,13 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 		claims.DelegationID = st.deleg.ID
 		rec.DelegationID = st.deleg.ID
 	}
+	if st.details != nil {
+		b, err := json.Marshal(st.details)
+		if err != nil {
+			return nil, oauth.ServerError("authorization_details", err)
+		}
+		claims.AuthorizationDetails = b
+	}
 	if st.subject != nil && st.subject.Own {
 		rec.ParentJTI = st.subject.JTI
 	}
@@ -532,6 +576,8 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 		ExpiresIn:       int64(st.expiry.Sub(now).Round(time.Second) / time.Second),
 		Scope:           claims.Scope,
 		JTI:             jti,
+
+		AuthorizationDetails: claims.AuthorizationDetails,
 	}, nil
 }
 

@@ -3,8 +3,10 @@ package provision
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -73,11 +75,15 @@ func (p *syncer) differ(what string) bool {
 }
 
 func (p *syncer) user(ctx context.Context, cu config.User) error {
+	limits, err := cu.LimitsJSON()
+	if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
 	stored, err := p.s.GetUser(ctx, cu.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		ev := p.event(audit.ActionUserCreated, cu.ID)
 		ev.OnBehalf, ev.Scopes = cu.ID, cu.Permissions
-		u := store.User{ID: cu.ID, Permissions: cu.Permissions, CreatedAt: p.now, UpdatedAt: p.now}
+		u := store.User{ID: cu.ID, Permissions: cu.Permissions, Limits: limits, CreatedAt: p.now, UpdatedAt: p.now}
 		if err := p.s.CreateUser(ctx, u, ev); err != nil {
 			return fmt.Errorf("provision: user %s: %w", cu.ID, err)
 		}
@@ -93,7 +99,7 @@ func (p *syncer) user(ctx context.Context, cu config.User) error {
 	ev := p.event(audit.ActionUserPermissions, cu.ID)
 	ev.OnBehalf, ev.Scopes = cu.ID, cu.Permissions
 	_, err = p.s.UpdateUser(ctx, cu.ID, func(u store.User) (store.User, error) {
-		u.Permissions, u.UpdatedAt = cu.Permissions, p.now
+		u.Permissions, u.Limits, u.UpdatedAt = cu.Permissions, limits, p.now
 		return u, nil
 	}, ev)
 	if err != nil {
@@ -221,4 +227,16 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// sameJSON compares two JSON documents by value.
+func sameJSON(a, b json.RawMessage) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
 }

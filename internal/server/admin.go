@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/mandate-dev/mandate/actor"
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/exchange"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 )
@@ -59,13 +61,14 @@ func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) error {
 }
 
 type userJSON struct {
-	ID          string   `json:"id"`
-	Permissions []string `json:"permissions"`
-	Version     int64    `json:"revocation_version"`
+	ID          string          `json:"id"`
+	Permissions []string        `json:"permissions"`
+	Limits      json.RawMessage `json:"limits,omitempty"`
+	Version     int64           `json:"revocation_version"`
 }
 
 func toUserJSON(u store.User) userJSON {
-	return userJSON{ID: u.ID, Permissions: nonNil(u.Permissions), Version: u.Version}
+	return userJSON{ID: u.ID, Permissions: nonNil(u.Permissions), Limits: u.Limits, Version: u.Version}
 }
 
 // adminSetPermissions replaces a user's permissions, creating the user if
@@ -120,6 +123,41 @@ func (s *Server) adminSignIn(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	oauth.WriteJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// adminSetLimits replaces a user's authorization_details limits (RFC 9396).
+func (s *Server) adminSetLimits(w http.ResponseWriter, r *http.Request) error {
+	if err := s.requireAdmin(r); err != nil {
+		return err
+	}
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Limits json.RawMessage `json:"limits"`
+	}
+	if err := decodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	var limits json.RawMessage
+	if len(body.Limits) > 0 && string(body.Limits) != "null" && string(body.Limits) != "[]" {
+		if _, err := exchange.ParseDetails(string(body.Limits)); err != nil {
+			return oauth.InvalidRequest("limits_invalid", "limits must be an array of 1 to 8 objects with a type", err)
+		}
+		limits = body.Limits
+	}
+	ev := s.adminEvent(r, audit.ActionUserLimits, id)
+	ev.OnBehalf = id
+	u, err := s.cfg.Store.UpdateUser(r.Context(), id, func(u store.User) (store.User, error) {
+		u.Limits, u.UpdatedAt = limits, s.cfg.Now()
+		return u, nil
+	}, ev)
+	if err != nil {
+		return storeError(err, "user")
+	}
+	writeJSON(w, http.StatusOK, toUserJSON(u))
 	return nil
 }
 

@@ -179,6 +179,38 @@ func TestTokenExchange(t *testing.T) {
 			},
 		},
 		{
+			name: "ok/authorization-details-clamped-to-limit",
+			setup: func(h *harness) (string, url.Values) {
+				return "agent:expense", exchangeForm(h.idp.token(h.t, "user:alice", nil), idTok, "audience", "https://expenses.example",
+					"authorization_details", `[{"type":"expense_approval","max_amount":5000,"currency":"USD"}]`)
+			},
+			wantStatus: 200,
+			check: func(t *testing.T, _ *harness, tok string, body map[string]any) {
+				want := `[{"currency":"USD","max_amount":1000,"type":"expense_approval"}]`
+				got, _ := json.Marshal(claims(t, tok)["authorization_details"])
+				inResp, _ := json.Marshal(body["authorization_details"])
+				if string(got) != want || string(inResp) != want {
+					t.Errorf("authorization_details: token %s, response %s, want %s", got, inResp, want)
+				}
+			},
+		},
+		{
+			name: "fail/authorization-details-not-held",
+			setup: func(h *harness) (string, url.Values) {
+				return "agent:expense", exchangeForm(h.idp.token(h.t, "user:alice", nil), idTok, "audience", "https://expenses.example",
+					"authorization_details", `[{"type":"expense_approval","max_amount":10,"currency":"EUR"}]`)
+			},
+			wantStatus: 400, wantError: "invalid_authorization_details", wantReason: "authorization_details_not_held",
+		},
+		{
+			name: "fail/authorization-details-malformed",
+			setup: func(h *harness) (string, url.Values) {
+				return "agent:expense", exchangeForm(h.idp.token(h.t, "user:alice", nil), idTok, "audience", "https://expenses.example",
+					"authorization_details", `{"type":"expense_approval"}`)
+			},
+			wantStatus: 400, wantError: "invalid_authorization_details", wantReason: "authorization_details_invalid",
+		},
+		{
 			name: "fail/depth-exceeded",
 			setup: func(h *harness) (string, url.Values) {
 				hop1 := h.hop1("deploy:tag")

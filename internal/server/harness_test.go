@@ -54,6 +54,12 @@ users:
     permissions: [monitoring:read, deploy:create, secrets:manage, deploy:tag]
   - id: user:alex
     permissions: [monitoring:read]
+  - id: user:alice
+    permissions: [expense:approve]
+    limits:
+      - type: expense_approval
+        max_amount: 1000
+        currency: USD
 agents:
   - id: agent:infrabot
     secret: infrabot-secret
@@ -70,6 +76,9 @@ agents:
   - id: agent:reaper
     secret: reaper-secret
     scopes: [deploy:tag]
+  - id: agent:expense
+    secret: expense-secret
+    scopes: [expense:approve]
   - id: agent:mallory
     secret: mallory-secret
     scopes: [monitoring:read, deploy:create, secrets:manage]
@@ -81,6 +90,9 @@ delegations:
     actor: agent:infrabot
     scopes: [monitoring:read]
     audiences: [https://metrics.example]
+  - subject: user:alice
+    actor: agent:expense
+    scopes: [expense:approve]
 policies:
   - name: prod-deploys-only-from-ci
     if: 'context.environment == "prod" && "deploy:create" in scopes'

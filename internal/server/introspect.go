@@ -53,6 +53,9 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 	if v.Context != nil {
 		resp["context"] = v.Context
 	}
+	if len(v.AuthorizationDetails) > 0 {
+		resp["authorization_details"] = v.AuthorizationDetails
+	}
 	oauth.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }

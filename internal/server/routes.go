@@ -26,6 +26,7 @@ func (s *Server) routes() http.Handler {
 	// Admin and audit: AdminToken, Store, Audit.
 	mount("GET /admin/users", "admin", s.adminListUsers)
 	mount("PUT /admin/users/{id}/permissions", "admin", s.adminSetPermissions)
+	mount("PUT /admin/users/{id}/limits", "admin", s.adminSetLimits)
 	mount("POST /admin/users/{id}/token", "admin", s.adminSignIn)
 	mount("GET /admin/agents", "admin", s.adminListAgents)
 	mount("POST /admin/agents/{id}/disable", "admin", s.adminAgentState(true))

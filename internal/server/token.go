@@ -130,6 +130,13 @@ func tokenRequest(form url.Values, client store.Agent, reqID string) (exchange.R
 		}
 		req.Scopes, req.ScopeGiven = scopes, true
 	}
+	if ad := form.Get("authorization_details"); ad != "" {
+		details, err := exchange.ParseDetails(ad)
+		if err != nil {
+			return req, err
+		}
+		req.AuthorizationDetails = details
+	}
 	if c := form.Get("context"); c != "" {
 		ctx, err := ParseContext(c)
 		if err != nil {

@@ -25,6 +25,10 @@ type User struct {
 	ID string
 	// Permissions are the scopes the user holds now.
 	Permissions []string
+	// Limits are the user's RFC 9396 authorization_details limits, a JSON
+	// array of objects with a "type" (e.g. expense_approval with max_amount
+	// and currency); empty for none. Exchanges grant no wider.
+	Limits json.RawMessage
 	// Version is the user's revocation version: bumping it revokes every
 	// token issued with the user as subject before the bump. It only grows.
 	Version   int64

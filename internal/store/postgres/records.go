@@ -113,17 +113,19 @@ func get[T any](ctx context.Context, s *Store, what, query, id string, scan pgx.
 
 // Users.
 
-const userCols = "id, permissions, version, created_at, updated_at"
+const userCols = "id, permissions, limits, version, created_at, updated_at"
 
 func scanUser(row pgx.CollectableRow) (store.User, error) {
 	var (
 		u        store.User
 		perms    []string
+		limits   *string
 		cre, upd *time.Time
 	)
-	if err := row.Scan(&u.ID, &perms, &u.Version, &cre, &upd); err != nil {
+	if err := row.Scan(&u.ID, &perms, &limits, &u.Version, &cre, &upd); err != nil {
 		return store.User{}, err
 	}
+	u.Limits = textOut(limits)
 	u.Permissions = listOut(perms)
 	u.CreatedAt, u.UpdatedAt = timeOut(cre), timeOut(upd)
 	return u, nil
@@ -132,8 +134,8 @@ func scanUser(row pgx.CollectableRow) (store.User, error) {
 // CreateUser inserts u and appends events in one transaction; an existing ID
 // is store.ErrAlreadyExists.
 func (s *Store) CreateUser(ctx context.Context, u store.User, events ...store.Event) error {
-	return s.create(ctx, "user", u.ID, "INSERT INTO users ("+userCols+") VALUES ($1, $2, $3, $4, $5)",
-		[]any{u.ID, listIn(u.Permissions), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt)}, events)
+	return s.create(ctx, "user", u.ID, "INSERT INTO users ("+userCols+") VALUES ($1, $2, $3, $4, $5, $6)",
+		[]any{u.ID, listIn(u.Permissions), textIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt)}, events)
 }
 
 // GetUser returns the user, or store.ErrNotFound.
@@ -163,8 +165,8 @@ func userRecord() record[store.User] {
 			return nil
 		},
 		put: func(u store.User) (string, []any) {
-			return "UPDATE users SET permissions = $1, version = $2, created_at = $3, updated_at = $4 WHERE id = $5",
-				[]any{listIn(u.Permissions), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt), u.ID}
+			return "UPDATE users SET permissions = $1, limits = $2, version = $3, created_at = $4, updated_at = $5 WHERE id = $6",
+				[]any{listIn(u.Permissions), textIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt), u.ID}
 		},
 	}
 }

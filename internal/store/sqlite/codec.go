@@ -99,3 +99,11 @@ func boolIn(b bool) int {
 	}
 	return 0
 }
+
+// jsonIn stores a JSON document as TEXT, NULL when empty.
+func jsonIn(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}

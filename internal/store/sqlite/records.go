@@ -104,16 +104,20 @@ func list[T any](ctx context.Context, q querier, what, query string, scan func(s
 
 // Users.
 
-const userCols = "id, permissions, version, created_at, updated_at"
+const userCols = "id, permissions, limits, version, created_at, updated_at"
 
 func scanUser(sc scanner) (store.User, error) {
 	var (
 		u        store.User
 		perms    string
+		limits   sql.NullString
 		cre, upd sql.NullInt64
 	)
-	if err := sc.Scan(&u.ID, &perms, &u.Version, &cre, &upd); err != nil {
+	if err := sc.Scan(&u.ID, &perms, &limits, &u.Version, &cre, &upd); err != nil {
 		return store.User{}, dbErr(err)
+	}
+	if limits.Valid && limits.String != "" {
+		u.Limits = []byte(limits.String)
 	}
 	u.CreatedAt, u.UpdatedAt = timeOut(cre), timeOut(upd)
 	err := decodeLists(listCol{"permissions", perms, &u.Permissions})
@@ -128,8 +132,8 @@ func getUser(ctx context.Context, q querier, id string) (store.User, error) {
 // is store.ErrAlreadyExists.
 func (s *Store) CreateUser(ctx context.Context, u store.User, events ...store.Event) error {
 	return s.create(ctx, "user", u.ID, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "INSERT INTO users ("+userCols+") VALUES (?, ?, ?, ?, ?)",
-			u.ID, listIn(u.Permissions), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt))
+		_, err := tx.ExecContext(ctx, "INSERT INTO users ("+userCols+") VALUES (?, ?, ?, ?, ?, ?)",
+			u.ID, listIn(u.Permissions), jsonIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt))
 		return err
 	}, events)
 }
@@ -164,8 +168,8 @@ func userRecord() record[store.User] {
 			return nil
 		},
 		put: func(ctx context.Context, tx *sql.Tx, u store.User) error {
-			_, err := tx.ExecContext(ctx, "UPDATE users SET permissions = ?, version = ?, created_at = ?, updated_at = ? WHERE id = ?",
-				listIn(u.Permissions), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt), u.ID)
+			_, err := tx.ExecContext(ctx, "UPDATE users SET permissions = ?, limits = ?, version = ?, created_at = ?, updated_at = ? WHERE id = ?",
+				listIn(u.Permissions), jsonIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt), u.ID)
 			return err
 		},
 	}
@@ -207,11 +211,7 @@ func getAgent(ctx context.Context, q querier, id string) (store.Agent, error) {
 }
 
 func agentArgs(a store.Agent) []any {
-	var jwks any
-	if len(a.JWKS) > 0 {
-		jwks = string(a.JWKS)
-	}
-	return []any{bytesIn(a.SecretHash), jwks, a.JWKSURI, listIn(a.Scopes), listIn(a.DelegateTo),
+	return []any{bytesIn(a.SecretHash), jsonIn(a.JWKS), a.JWKSURI, listIn(a.Scopes), listIn(a.DelegateTo),
 		a.MaxDepth, boolIn(a.Disabled), timeIn(a.CreatedAt), timeIn(a.UpdatedAt), a.ID}
 }
 

@@ -62,6 +62,7 @@ func newUser(id string) store.User {
 	return store.User{
 		ID:          id,
 		Permissions: []string{"deploy:create", "deploy:read"},
+		Limits:      json.RawMessage(`[{"type":"expense_approval","max_amount":1000,"currency":"USD"}]`),
 		Version:     1,
 		CreatedAt:   base(),
 		UpdatedAt:   base().Add(time.Minute),

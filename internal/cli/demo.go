@@ -1,0 +1,432 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mandate-dev/mandate/agent"
+	"github.com/mandate-dev/mandate/examples/deployapi"
+	"github.com/mandate-dev/mandate/examples/expenseapi"
+	"github.com/mandate-dev/mandate/examples/monitoringapi"
+	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/provision"
+	"github.com/mandate-dev/mandate/internal/server"
+	"github.com/mandate-dev/mandate/verify"
+)
+
+func newDemoCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "demo",
+		Short: "Play the InfraBot and expense-agent stories against a real server and real APIs on loopback",
+		Long: `Play the two stories of the articles, step by step, against a real Mandate server
+and three example APIs protected by the verify package, all on 127.0.0.1 with a
+temporary data directory:
+
+  Sam -> InfraBot -> ArgoCD -> CleanupAgent: monitoring, a prod deploy from CI,
+  a refused manual prod deploy, a three-hop chain and a refused fourth hop;
+  Alice -> expense-agent-001: $487.50 approved, $1,250 refused (limit $1,000).
+
+It ends with the audit table: who acted, for whom, on what, with which result.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), stdout) },
+	}
+}
+
+// demoAPI is one example service on loopback, with the audit records its
+// verifier wrote.
+type demoAPI struct {
+	url string
+	log *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// listen binds a free loopback port.
+func listen() (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", fmt.Errorf("listen: %w", err)
+	}
+	return ln, "http://" + ln.Addr().String(), nil
+}
+
+// demoConfig is the cast of both stories.
+func demoConfig(dir, issuer string) *config.Config {
+	cfg := config.Dev(dir)
+	cfg.Issuer = issuer
+	cfg.Listen = strings.TrimPrefix(issuer, "http://")
+	cfg.Delegation.MaxDepth = 3
+	cfg.Admin.Token = audit.NewID("demo-admin-")
+	cfg.Users = append(cfg.Users, config.User{
+		ID:          "user:alice",
+		Permissions: []string{"expense:approve", "expense:read"},
+		Limits:      []map[string]any{{"type": "expense_approval", "max_amount": 1000, "currency": "USD"}},
+	})
+	cfg.Agents = append(cfg.Agents,
+		config.Agent{ID: "agent:expense-agent-001", Secret: "expense-demo-secret", Scopes: []string{"expense:approve", "expense:read"}},
+		config.Agent{ID: "agent:reaper", Secret: "reaper-demo-secret", Scopes: []string{"deploy:tag"}},
+	)
+	for i := range cfg.Agents {
+		if cfg.Agents[i].ID == "agent:cleanup_agent" {
+			cfg.Agents[i].DelegateTo = []string{"agent:reaper"}
+		}
+	}
+	cfg.Delegations = append(cfg.Delegations, config.Delegation{
+		ID: config.DelegationID("user:alice", "agent:expense-agent-001"), Subject: "user:alice",
+		Actor: "agent:expense-agent-001", Scopes: []string{"expense:approve"},
+	})
+	return cfg
+}
+
+func runDemo(ctx context.Context, stdout io.Writer) error {
+	dir, err := os.MkdirTemp("", "mandate-demo-")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	ln, issuer, err := listen()
+	if err != nil {
+		return err
+	}
+	cfg := demoConfig(dir, issuer)
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("demo configuration: %w", err)
+	}
+	app, err := Build(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	if _, err := provision.Sync(ctx, app.Store, cfg, false, time.Now()); err != nil {
+		return err
+	}
+	srv := server.NewHTTPServer(cfg.Listen, app.Handler)
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	apis := map[string]*demoAPI{}
+	for name, mk := range map[string]func(*verify.Verifier) http.Handler{
+		"deploy": deployapi.New, "monitoring": monitoringapi.New, "expense": expenseapi.New,
+	} {
+		api, stop, err := startDemoAPI(ctx, issuer, mk)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		apis[name] = api
+	}
+	d := &demo{out: stdout, issuer: issuer, admin: cfg.Admin.Token, apis: apis, started: time.Now()}
+	if err := d.infraBot(ctx); err != nil {
+		return err
+	}
+	if err := d.expenses(ctx); err != nil {
+		return err
+	}
+	return d.auditTable(ctx)
+}
+
+// startDemoAPI runs an example service whose audience is its own URL.
+func startDemoAPI(ctx context.Context, issuer string, mk func(*verify.Verifier) http.Handler) (*demoAPI, func(), error) {
+	ln, url, err := listen()
+	if err != nil {
+		return nil, nil, err
+	}
+	api := &demoAPI{url: url, log: &syncBuffer{}}
+	v, err := verify.New(ctx, verify.Config{
+		Issuer: issuer, Audience: url, Algorithms: []string{"EdDSA", "ES256", "RS256"},
+		Logger: slog.New(slog.NewJSONHandler(api.log, nil)),
+	})
+	if err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("demo API: %w", err)
+	}
+	srv := server.NewHTTPServer(ln.Addr().String(), mk(v))
+	go func() { _ = srv.Serve(ln) }()
+	return api, func() { _ = srv.Close() }, nil
+}
+
+// demo plays the stories and prints each decision.
+type demo struct {
+	out     io.Writer
+	issuer  string
+	admin   string
+	apis    map[string]*demoAPI
+	started time.Time
+	step    int
+}
+
+func (d *demo) say(format string, args ...any) {
+	d.step++
+	fmt.Fprintf(d.out, "\n%2d. %s\n", d.step, fmt.Sprintf(format, args...))
+}
+
+func (d *demo) result(format string, args ...any) {
+	fmt.Fprintf(d.out, "    -> %s\n", fmt.Sprintf(format, args...))
+}
+
+// signIn gets a person's own token (the admin API stands in for sign-in).
+func (d *demo) signIn(ctx context.Context, user string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, d.issuer+"/admin/users/"+user+"/token", nil)
+	req.Header.Set("Authorization", "Bearer "+d.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("sign-in: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.AccessToken == "" {
+		return "", fmt.Errorf("sign-in of %s failed (%d)", user, resp.StatusCode)
+	}
+	return body.AccessToken, nil
+}
+
+func (d *demo) agent(id, secret string) (*agent.Client, error) {
+	return agent.New(agent.Config{TokenURL: d.issuer + "/token", ClientID: id, ClientSecret: secret})
+}
+
+// exchange runs one exchange and prints the decision; refused says whether
+// a refusal is the expected outcome.
+func (d *demo) exchange(ctx context.Context, c *agent.Client, who string, req agent.Request, refused bool) (*agent.Token, error) {
+	tok, err := c.Exchange(ctx, req)
+	var e *agent.Error
+	switch {
+	case err == nil && !refused:
+		d.result("granted to %s: scope %q for %s, expires in %s", who, strings.Join(tok.Scopes, " "), req.Audience+req.Resource,
+			time.Until(tok.ExpiresAt).Round(time.Second))
+		return tok, nil
+	case errors.As(err, &e) && refused:
+		d.result("refused: %d %s (%s)", e.Status, e.Code, e.Description)
+		return nil, nil
+	case err == nil:
+		return nil, fmt.Errorf("demo: %s was granted a token that should have been refused", who)
+	default:
+		return nil, fmt.Errorf("demo: exchange by %s: %w", who, err)
+	}
+}
+
+// call sends a request to an example API with tok and prints its answer;
+// wantStatus is the expected status.
+func (d *demo) call(ctx context.Context, method, url, tok, body string, wantStatus int) error {
+	req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("demo: %s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	d.result("%s %s: %d %s", method, strings.TrimPrefix(url, "http://"), resp.StatusCode, strings.TrimSpace(string(b)))
+	if resp.StatusCode != wantStatus {
+		return fmt.Errorf("demo: %s %s answered %d, expected %d", method, url, resp.StatusCode, wantStatus)
+	}
+	return nil
+}
+
+func (d *demo) infraBot(ctx context.Context) error {
+	fmt.Fprintf(d.out, "Story 1: Sam -> InfraBot -> ArgoCD -> CleanupAgent (server %s)\n", d.issuer)
+	infrabot, err := d.agent("agent:infrabot", "infrabot-dev-secret")
+	if err != nil {
+		return err
+	}
+	argocd, _ := d.agent("agent:argocd", "argocd-dev-secret")
+	cleanup, _ := d.agent("agent:cleanup_agent", "cleanup-dev-secret")
+	reaper, _ := d.agent("agent:reaper", "reaper-demo-secret")
+
+	d.say("Sam signs in and hands InfraBot his token.")
+	sam, err := d.signIn(ctx, "user:sam")
+	if err != nil {
+		return err
+	}
+	d.result("Sam holds monitoring:read deploy:create deploy:comment secrets:manage deploy:tag infrastructure:clean")
+
+	mon := d.apis["monitoring"].url
+	d.say("InfraBot asks for monitoring:read and secrets:manage at the monitoring API: the delegation lacks secrets:manage, so it is dropped.")
+	tok, err := d.exchange(ctx, infrabot, "agent:infrabot", agent.Request{SubjectToken: sam, Audience: mon, Scopes: []string{"monitoring:read", "secrets:manage"}}, false)
+	if err != nil {
+		return err
+	}
+	d.say("InfraBot reads a dashboard for Sam.")
+	if err := d.call(ctx, http.MethodGet, mon+"/metrics/cpu", tok.AccessToken, "", http.StatusOK); err != nil {
+		return err
+	}
+
+	d.say("InfraBot, prompted in chat, asks for a prod deploy token: policy prod-deploys-only-from-ci refuses it.")
+	if _, err := d.exchange(ctx, infrabot, "agent:infrabot", agent.Request{SubjectToken: sam, Audience: "agent:argocd",
+		Scopes: []string{"deploy:create"}, Context: map[string]any{"environment": "prod", "trigger": "chat"}}, true); err != nil {
+		return err
+	}
+
+	d.say("The CI pipeline triggers InfraBot: it gets a prod deploy token addressed to ArgoCD.")
+	hop1, err := d.exchange(ctx, infrabot, "agent:infrabot", agent.Request{SubjectToken: sam, Audience: "agent:argocd",
+		Scopes: []string{"deploy:create", "deploy:tag"}, Context: map[string]any{"environment": "prod", "trigger": "ci_pipeline"}}, false)
+	if err != nil {
+		return err
+	}
+	dep := d.apis["deploy"].url
+	d.say("ArgoCD exchanges it for the deploy API (chain: ArgoCD, InfraBot) and deploys.")
+	hop2, err := d.exchange(ctx, argocd, "agent:argocd", agent.Request{SubjectToken: hop1.AccessToken, Audience: dep, Scopes: []string{"deploy:create"}}, false)
+	if err != nil {
+		return err
+	}
+	if err := d.call(ctx, http.MethodPost, dep+"/deployments", hop2.AccessToken, `{"service":"checkout"}`, http.StatusOK); err != nil {
+		return err
+	}
+
+	d.say("ArgoCD hands the tagging on to CleanupAgent (chain: CleanupAgent, ArgoCD, InfraBot: depth 3, the limit).")
+	hop3, err := d.exchange(ctx, argocd, "agent:argocd", agent.Request{SubjectToken: hop1.AccessToken, Audience: "agent:cleanup_agent", Scopes: []string{"deploy:tag"}}, false)
+	if err != nil {
+		return err
+	}
+	hop4, err := d.exchange(ctx, cleanup, "agent:cleanup_agent", agent.Request{SubjectToken: hop3.AccessToken, Audience: "agent:reaper", Scopes: []string{"deploy:tag"}}, false)
+	if err != nil {
+		return err
+	}
+	d.say("CleanupAgent tries to hand on to a fourth agent: refused, the chain would be too deep.")
+	_, err = d.exchange(ctx, reaper, "agent:reaper", agent.Request{SubjectToken: hop4.AccessToken, Resource: "https://aws.example/tags"}, true)
+	return err
+}
+
+func (d *demo) expenses(ctx context.Context) error {
+	fmt.Fprintf(d.out, "\nStory 2: Alice -> expense-agent-001 (Alice may approve up to $1,000)\n")
+	ea, err := d.agent("agent:expense-agent-001", "expense-demo-secret")
+	if err != nil {
+		return err
+	}
+	d.say("Alice signs in and asks her expense agent to approve her team's expenses.")
+	alice, err := d.signIn(ctx, "user:alice")
+	if err != nil {
+		return err
+	}
+	exp := d.apis["expense"].url
+	d.say("The agent asks for an expense_approval limit of $5,000: Mandate grants no more than Alice holds.")
+	tok, err := d.exchange(ctx, ea, "agent:expense-agent-001", agent.Request{SubjectToken: alice, Audience: exp, Scopes: []string{"expense:approve"},
+		AuthorizationDetails: []map[string]any{{"type": "expense_approval", "max_amount": 5000, "currency": "USD"}}}, false)
+	if err != nil {
+		return err
+	}
+	d.result("authorization_details granted: %s", tok.AuthorizationDetails)
+	d.say("It approves a $487.50 expense.")
+	if err := d.call(ctx, http.MethodPost, exp+"/expenses/EXP-1042/approve", tok.AccessToken, `{"amount":487.50,"currency":"USD"}`, http.StatusOK); err != nil {
+		return err
+	}
+	d.say("It tries to approve a $1,250 expense: limit exceeded.")
+	return d.call(ctx, http.MethodPost, exp+"/expenses/EXP-1043/approve", tok.AccessToken, `{"amount":1250,"currency":"USD"}`, http.StatusForbidden)
+}
+
+// auditRow is one line of the closing table.
+type auditRow struct {
+	time                                      time.Time
+	action, performedBy, onBehalfOf, resource string
+	result                                    string
+}
+
+// auditTable prints what the server and the APIs recorded, oldest first.
+func (d *demo) auditTable(ctx context.Context) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.issuer+"/audit?limit=200&since="+d.started.UTC().Format(time.RFC3339), nil)
+	req.Header.Set("Authorization", "Bearer "+d.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("demo: audit: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Events []struct {
+			Time      time.Time `json:"time"`
+			Action    string    `json:"action"`
+			Result    string    `json:"result"`
+			Reason    string    `json:"reason"`
+			Performer string    `json:"performed_by"`
+			OnBehalf  string    `json:"on_behalf_of"`
+			Audience  string    `json:"audience"`
+			Resource  string    `json:"resource"`
+		} `json:"events"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return fmt.Errorf("demo: audit: %w", err)
+	}
+	var rows []auditRow
+	for _, e := range body.Events {
+		if e.Performer == "config" {
+			continue // the cast being created at start
+		}
+		res := e.Result
+		if e.Reason != "" && e.Result != "ok" {
+			res += " (" + e.Reason + ")"
+		}
+		target := e.Audience
+		if target == "" {
+			target = e.Resource
+		}
+		rows = append(rows, auditRow{e.Time, e.Action, e.Performer, e.OnBehalf, "mandate: " + target, res})
+	}
+	for _, name := range []string{"deploy", "monitoring", "expense"} {
+		rows = append(rows, apiRows(name, d.apis[name].log.String())...)
+	}
+	slices.SortStableFunc(rows, func(a, b auditRow) int { return a.time.Compare(b.time) })
+	fmt.Fprintf(d.out, "\nAudit: who acted, on whose behalf, on what, with which result\n\n")
+	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tACTION\tPERFORMED BY\tON BEHALF OF\tRESOURCE\tRESULT")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.time.Format("15:04:05.000"), r.action, r.performedBy, r.onBehalfOf, r.resource, r.result)
+	}
+	return tw.Flush()
+}
+
+// apiRows reads the verify package's per-request records (slog JSON).
+func apiRows(api, log string) []auditRow {
+	var rows []auditRow
+	for _, line := range strings.Split(log, "\n") {
+		var rec struct {
+			Time        time.Time `json:"time"`
+			Action      string    `json:"action"`
+			Resource    string    `json:"resource"`
+			Result      string    `json:"result"`
+			Reason      string    `json:"reason"`
+			PerformedBy string    `json:"performed_by"`
+			OnBehalfOf  string    `json:"on_behalf_of"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Action == "" {
+			continue
+		}
+		res := rec.Result
+		if rec.Reason != "" {
+			res += " (" + rec.Reason + ")"
+		}
+		rows = append(rows, auditRow{rec.Time, rec.Action, rec.PerformedBy, rec.OnBehalfOf, api + " API: " + rec.Resource, res})
+	}
+	return rows
+}
