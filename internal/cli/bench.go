@@ -1,20 +1,650 @@
 package cli
 
 import (
-	"errors"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mandate-dev/mandate/internal/loadgen"
+	"github.com/mandate-dev/mandate/oauth"
 )
 
+// Grants `mandate bench` can drive.
+const (
+	benchGrantExchange = "exchange"
+	benchGrantCC       = "client_credentials"
+)
+
+// The cast of a self-contained benchmark.
+const (
+	benchSubject  = "user:sam"
+	benchAudience = "https://deploy.example"
+	benchScope    = "monitoring:read"
+)
+
+type benchFlags struct {
+	concurrency []int
+	duration    time.Duration
+	warmup      time.Duration
+	requests    int
+	rounds      int
+	grants      []string
+	agents      int
+	sharedAgent bool
+	serverCPU   int
+	loadCPU     int
+	noPin       bool
+	signingAlg  string
+	jsonOut     bool
+	keep        bool
+
+	// Driving a running server instead (--url).
+	url          string
+	pid          int
+	clientID     string
+	clientSecret string
+	subjectToken string
+	subjectType  string
+	audience     string
+	scope        string
+}
+
 func newBenchCmd(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
-		Use:    "bench",
-		Short:  "Drive /token over loopback and report throughput, latency and server CPU per request",
-		Hidden: true,
-		RunE: func(*cobra.Command, []string) error {
-			_ = stdout
-			return errors.New("bench: not built yet")
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Drive /token over loopback and report throughput, latency and server CPU per request",
+		Long: `Drive /token over loopback and report throughput, latency and server CPU per request.
+
+By default it is self-contained: it writes a configuration in a temporary
+directory (a loopback identity provider with an ES256 key, user:sam, one bench
+agent per worker and their delegations), starts "mandate serve" from this
+executable as a child process pinned to --server-cpu with taskset, pins itself
+to --load-cpu, waits for /healthz, and for each --concurrency value and each
+--grant runs a warm-up and a measured window. The server's CPU time per
+request is read from /proc/PID/stat over the measured window, its memory from
+/proc/PID/status. The child is stopped when the benchmark ends, fails or is
+interrupted.
+
+Before each run it times one ES256 verification and one EdDSA signature on the
+load CPU (the "floor"), and it reports how much CPU other processes took
+during the run ("others"): on a shared machine these say which runs to trust.
+--rounds N repeats everything N times and adds a table of medians.
+
+With --url it drives a server that is already running instead: give
+--client-id and --client-secret, --subject-token for the exchange, and --pid
+for the server's CPU and memory figures.
+
+See docs/benchmarks.md for the figures and how to read them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("requests") && !cmd.Flags().Changed("duration") {
+				f.duration = 0
+			}
+			return runBench(cmd.Context(), f, stdout, cmd.ErrOrStderr())
 		},
+	}
+	fl := cmd.Flags()
+	fl.IntSliceVar(&f.concurrency, "concurrency", []int{1, 32}, "concurrent workers; one measured run per value")
+	fl.DurationVar(&f.duration, "duration", 10*time.Second, "length of each measured window")
+	fl.DurationVar(&f.warmup, "warmup", 2*time.Second, "warm-up before each measured window, left out of the figures")
+	fl.IntVar(&f.rounds, "rounds", 1, "repeat every run this many times and add a table of medians (noisy machines)")
+	fl.IntVar(&f.requests, "requests", 0, "requests per measured window (instead of --duration, or with it: whichever ends first)")
+	fl.StringSliceVar(&f.grants, "grant", []string{benchGrantExchange, benchGrantCC}, "grants to measure: exchange, client_credentials (the baseline)")
+	fl.IntVar(&f.agents, "agents", 0, "bench agents to create; worker i uses agent i mod N (default: the largest --concurrency)")
+	fl.BoolVar(&f.sharedAgent, "shared-agent", false, "every worker authenticates as the same agent")
+	fl.IntVar(&f.serverCPU, "server-cpu", 1, "CPU the server is pinned to")
+	fl.IntVar(&f.loadCPU, "load-cpu", 0, "CPU the load generator is pinned to")
+	fl.BoolVar(&f.noPin, "no-pin", false, "pin neither the server nor the load")
+	fl.StringVar(&f.signingAlg, "signing-alg", "EdDSA", "signing algorithm of the server's tokens: EdDSA, ES256 or RS256")
+	fl.BoolVar(&f.jsonOut, "json", false, "print the results as JSON")
+	fl.BoolVar(&f.keep, "keep", false, "keep the temporary directory (configuration, database, server log)")
+	fl.StringVar(&f.url, "url", "", "base URL of a running server to drive instead of starting one")
+	fl.IntVar(&f.pid, "pid", 0, "with --url: the server's process id, for CPU and memory figures")
+	fl.StringVar(&f.clientID, "client-id", "", "with --url: the agent's client_id")
+	fl.StringVar(&f.clientSecret, "client-secret", "", "with --url: the agent's client secret (client_secret_post)")
+	fl.StringVar(&f.subjectToken, "subject-token", "", "with --url: the subject token to exchange (an IdP id_token)")
+	fl.StringVar(&f.subjectType, "subject-token-type", oauth.TokenTypeIDToken, "with --url: the subject token's type")
+	fl.StringVar(&f.audience, "audience", benchAudience, "audience to ask for")
+	fl.StringVar(&f.scope, "scope", benchScope, "scope to ask for")
+	return cmd
+}
+
+// benchResult is one measured run.
+type benchResult struct {
+	Grant string `json:"grant"`
+	Round int    `json:"round"`
+	// Floor is the signature floor measured on the load CPU just before
+	// the run, while the server was idle.
+	Floor loadgen.Calibration `json:"floor"`
+	loadgen.Report
+}
+
+// perFloor is the server's CPU per request in multiples of the signature
+// floor; 0 when unknown.
+func (r benchResult) perFloor() float64 {
+	if r.Server == nil {
+		return 0
+	}
+	return ratio(r.Server.CPUPerRequest, r.Floor.Floor)
+}
+
+// benchOutput is what `mandate bench --json` prints.
+type benchOutput struct {
+	Machine    loadgen.Machine `json:"machine"`
+	Self       bool            `json:"self_contained"`
+	Pinned     bool            `json:"pinned"`
+	ServerCPU  int             `json:"server_cpu"`
+	LoadCPU    int             `json:"load_cpu"`
+	SigningAlg string          `json:"signing_alg,omitempty"`
+	Agents     int             `json:"agents"`
+	Rounds     int             `json:"rounds"`
+	IdleRSS    int64           `json:"idle_rss_bytes,omitempty"`
+	FinalRSS   int64           `json:"final_rss_bytes,omitempty"`
+	Runs       []benchResult   `json:"runs"`
+}
+
+func (f *benchFlags) check() error {
+	usage := func(format string, args ...any) error {
+		return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+	}
+	if len(f.concurrency) == 0 || len(f.grants) == 0 {
+		return usage("--concurrency and --grant need at least one value")
+	}
+	if f.rounds < 1 || f.rounds > 100 {
+		return usage("--rounds %d: want 1 to 100", f.rounds)
+	}
+	for _, c := range f.concurrency {
+		if c < 1 || c > 4096 {
+			return usage("--concurrency %d: want 1 to 4096", c)
+		}
+	}
+	for _, g := range f.grants {
+		if g != benchGrantExchange && g != benchGrantCC {
+			return usage("--grant %q: want %s or %s", g, benchGrantExchange, benchGrantCC)
+		}
+	}
+	switch {
+	case f.duration < 0 || f.warmup < 0 || f.requests < 0:
+		return usage("--duration, --warmup and --requests must not be negative")
+	case f.duration == 0 && f.requests == 0:
+		return usage("give --duration or --requests")
+	case f.url == "" && (f.pid != 0 || f.clientID != "" || f.subjectToken != ""):
+		return usage("--pid, --client-id and --subject-token go with --url")
+	case f.url != "" && (f.clientID == "" || f.clientSecret == ""):
+		return usage("--url needs --client-id and --client-secret")
+	case f.url != "" && f.subjectToken == "" && slices.Contains(f.grants, benchGrantExchange):
+		return usage("--url with --grant exchange needs --subject-token")
+	}
+	return nil
+}
+
+func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error {
+	if err := f.check(); err != nil {
+		return err
+	}
+	out := benchOutput{Machine: loadgen.DescribeMachine(), Rounds: f.rounds}
+	if f.url != "" {
+		out.Agents = 1
+		agent := loadgen.Agent{ID: f.clientID, Secret: f.clientSecret}
+		w := workload{url: strings.TrimSuffix(f.url, "/") + "/token", pid: f.pid, agents: []loadgen.Agent{agent},
+			exchange: loadgen.Exchange{SubjectToken: f.subjectToken, SubjectTokenType: f.subjectType}}
+		runs, err := w.runAll(ctx, f, stderr)
+		if err != nil {
+			return err
+		}
+		out.Runs = runs
+		return printBench(stdout, f, out)
+	}
+	return runSelfContained(ctx, f, &out, stdout, stderr)
+}
+
+// runSelfContained starts the identity provider and the server, runs the
+// load and stops both.
+func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdout, stderr io.Writer) (err error) {
+	out.Self, out.SigningAlg = true, f.signingAlg
+	if !f.noPin {
+		if out.Machine.CPUs < 2 {
+			fmt.Fprintln(stderr, "bench: fewer than two CPUs, running unpinned")
+			f.noPin = true
+		} else if _, lookErr := exec.LookPath("taskset"); lookErr != nil {
+			fmt.Fprintln(stderr, "bench: taskset not found, running unpinned")
+			f.noPin = true
+		}
+	}
+	if !f.noPin {
+		if err := loadgen.PinSelf(ctx, f.loadCPU); err != nil {
+			return fmt.Errorf("pinning the load generator: %w", err)
+		}
+		out.Pinned, out.ServerCPU, out.LoadCPU = true, f.serverCPU, f.loadCPU
+	}
+	idp, err := loadgen.NewIdP()
+	if err != nil {
+		return err
+	}
+	defer idp.Close()
+
+	dir, err := os.MkdirTemp("", "mandate-bench-")
+	if err != nil {
+		return fmt.Errorf("temporary directory: %w", err)
+	}
+	if f.keep {
+		fmt.Fprintln(stderr, "bench: keeping", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	env, err := writeBenchConfig(dir, f, idp)
+	if err != nil {
+		return err
+	}
+	out.Agents = len(env.agents)
+	srv, err := startBenchServer(ctx, dir, env.issuer, f)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if stopErr := srv.Stop(10 * time.Second); stopErr != nil && err == nil {
+			err = fmt.Errorf("stopping the server: %w", stopErr)
+		}
+	}()
+	// Let the server settle after start-up before reading its idle memory.
+	if err := sleepCtx(ctx, time.Second); err != nil {
+		return err
+	}
+	if s, err := loadgen.ReadProc(srv.PID()); err == nil {
+		out.IdleRSS = s.RSS
+	}
+	w := workload{url: env.issuer + "/token", pid: srv.PID(), agents: env.agents,
+		exchange: loadgen.Exchange{IdP: idp, Subject: benchSubject}}
+	out.Runs, err = w.runAll(ctx, f, stderr)
+	if err != nil {
+		if tail := srv.LogTail(2000); tail != "" && ctx.Err() == nil {
+			fmt.Fprintf(stderr, "bench: the server's log ends with:\n%s\n", tail)
+		}
+		return err
+	}
+	if s, err := loadgen.ReadProc(srv.PID()); err == nil {
+		out.FinalRSS = s.RSS
+	}
+	return printBench(stdout, f, *out)
+}
+
+// startBenchServer starts `mandate serve` from this executable and waits
+// until it is ready.
+func startBenchServer(ctx context.Context, dir, issuer string, f benchFlags) (*loadgen.Process, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding this executable: %w", err)
+	}
+	log, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return nil, fmt.Errorf("server log: %w", err)
+	}
+	// The child holds its own descriptor; ours is only needed to start it.
+	defer log.Close()
+	cpu := -1
+	if !f.noPin {
+		cpu = f.serverCPU
+	}
+	srv, err := loadgen.Start(loadgen.ProcessConfig{
+		Path: exe, Args: []string{"serve", "--config", filepath.Join(dir, "mandate.yaml")}, CPU: cpu, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.WaitHealthy(ctx, issuer+"/healthz", 30*time.Second); err != nil {
+		_ = srv.Stop(5 * time.Second)
+		return nil, fmt.Errorf("%w\n%s", err, srv.LogTail(2000))
+	}
+	return srv, nil
+}
+
+// benchEnv is what writeBenchConfig set up.
+type benchEnv struct {
+	issuer string
+	agents []loadgen.Agent
+}
+
+// writeBenchConfig writes DIR/mandate.yaml: the bench identity provider,
+// user:sam, the bench agents with their delegations, a random admin token,
+// and the CEL policy of the issue's sample so that policy evaluation is paid
+// for as in a real deployment.
+func writeBenchConfig(dir string, f benchFlags, idp *loadgen.IdP) (benchEnv, error) {
+	port, err := freePort()
+	if err != nil {
+		return benchEnv{}, err
+	}
+	env := benchEnv{issuer: "http://127.0.0.1:" + port}
+	n := f.agents
+	if n <= 0 {
+		n = max(1, maxOf(f.concurrency))
+	}
+	if f.sharedAgent {
+		n = 1
+	}
+	// Every value is quoted: in YAML flow style an unquoted "user:sam" would
+	// read as a mapping.
+	const scopes = `["monitoring:read", "deploy:create"]`
+	var b strings.Builder
+	fmt.Fprintf(&b, "issuer: %q\nlisten: \"127.0.0.1:%s\"\ndata_dir: %q\n", env.issuer, port, filepath.Join(dir, "data"))
+	fmt.Fprintf(&b, "admin: {token: %q}\ntokens: {signing_alg: %q}\n", randomHex(32), f.signingAlg)
+	fmt.Fprintf(&b, "identity_providers:\n  - {issuer: %q, jwks_uri: %q, audience: %q}\n", idp.URL(), idp.JWKSURI(), idp.Audience)
+	fmt.Fprintf(&b, "users:\n  - {id: %q, permissions: %s}\nagents:\n", benchSubject, scopes)
+	for i := 1; i <= n; i++ {
+		a := loadgen.Agent{ID: fmt.Sprintf("agent:bench-%d", i), Secret: randomHex(32)}
+		env.agents = append(env.agents, a)
+		fmt.Fprintf(&b, "  - {id: %q, secret: %q, scopes: %s}\n", a.ID, a.Secret, scopes)
+	}
+	b.WriteString("delegations:\n")
+	for _, a := range env.agents {
+		fmt.Fprintf(&b, "  - {subject: %q, actor: %q, scopes: %s}\n", benchSubject, a.ID, scopes)
+	}
+	b.WriteString(`policies:
+  - name: prod-deploys-only-from-ci
+    if: 'context.environment == "prod" && "deploy:create" in scopes'
+    require: 'context.trigger == "ci_pipeline"'
+`)
+	if err := os.WriteFile(filepath.Join(dir, "mandate.yaml"), []byte(b.String()), 0o600); err != nil {
+		return benchEnv{}, fmt.Errorf("writing the configuration: %w", err)
+	}
+	return env, nil
+}
+
+// workload is what the runs send and where.
+type workload struct {
+	url      string
+	pid      int
+	agents   []loadgen.Agent
+	exchange loadgen.Exchange
+}
+
+// runAll measures each concurrency with each grant, the grants of one
+// concurrency back to back so that their ratio compares like with like, and
+// all of it --rounds times.
+func (w workload) runAll(ctx context.Context, f benchFlags, stderr io.Writer) ([]benchResult, error) {
+	var runs []benchResult
+	for round := 1; round <= f.rounds; round++ {
+		for _, c := range f.concurrency {
+			for _, g := range f.grants {
+				r, err := w.run(ctx, f, g, c, stderr)
+				if err != nil {
+					return nil, fmt.Errorf("%s at concurrency %d: %w", g, c, err)
+				}
+				r.Round = round
+				runs = append(runs, r)
+			}
+		}
+	}
+	return runs, nil
+}
+
+// run measures the signature floor, then grant at concurrency c.
+func (w workload) run(ctx context.Context, f benchFlags, grant string, c int, stderr io.Writer) (benchResult, error) {
+	body, err := w.bodies(grant, c, f)
+	if err != nil {
+		return benchResult{}, err
+	}
+	floor, err := loadgen.Calibrate(7, 100)
+	if err != nil {
+		return benchResult{}, err
+	}
+	fmt.Fprintf(stderr, "bench: %s, concurrency %d ...\n", grant, c)
+	rep, err := loadgen.Run(ctx, loadgen.Config{
+		URL: w.url, Body: body, Concurrency: c, Duration: f.duration, Requests: f.requests,
+		Warmup: f.warmup, PID: w.pid,
+	})
+	if err != nil {
+		return benchResult{}, err
+	}
+	if rep.Errors > 0 {
+		fmt.Fprintf(stderr, "bench: %d of %d requests failed; first: %s\n", rep.Errors, rep.Requests, rep.FirstError)
+	}
+	return benchResult{Grant: grant, Floor: floor, Report: rep}, nil
+}
+
+func (w workload) bodies(grant string, workers int, f benchFlags) (func(int) (string, error), error) {
+	if grant == benchGrantCC {
+		return loadgen.ClientCredentials{Agents: w.agents, Audience: f.audience, Scope: f.scope}.Bodies(workers)
+	}
+	e := w.exchange
+	e.Agents, e.Audience, e.Scope = w.agents, f.audience, f.scope
+	return e.Bodies(workers)
+}
+
+// printBench writes the table, or JSON with --json.
+func printBench(w io.Writer, f benchFlags, out benchOutput) error {
+	if f.jsonOut {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return fmt.Errorf("writing JSON: %w", err)
+		}
+		return nil
+	}
+	m := out.Machine
+	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, Linux %s\n", m.CPUs, m.CPUModel, m.GoVersion, m.Kernel)
+	switch {
+	case out.Self && out.Pinned:
+		fmt.Fprintf(w, "server: mandate serve on CPU %d, load on CPU %d; %s tokens, ES256 subject tokens, %d agents\n",
+			out.ServerCPU, out.LoadCPU, out.SigningAlg, out.Agents)
+	case out.Self:
+		fmt.Fprintf(w, "server: mandate serve, unpinned; %s tokens, ES256 subject tokens, %d agents\n", out.SigningAlg, out.Agents)
+	default:
+		fmt.Fprintf(w, "server: %s\n", f.url)
+	}
+	if out.IdleRSS > 0 {
+		fmt.Fprintf(w, "server RSS: %s idle, %s at the end\n", mib(out.IdleRSS), mib(out.FinalRSS))
+	}
+	fmt.Fprintln(w, "floor: one ES256 verification + one EdDSA signature, timed on the load CPU before each run")
+	fmt.Fprintln(w, "srv CPU: the server's CPU use (100% = one core); others: CPU used by other processes; steal: by other VMs")
+	fmt.Fprintln(w)
+	rows := [][]string{{"grant", "conc", "round", "requests", "errors", "req/s", "p50", "p90", "p99", "max",
+		"floor µs", "srv CPU µs/req", "÷ floor", "srv CPU", "srv RSS", "load CPU µs/req", "others", "steal"}}
+	for _, r := range out.Runs {
+		l := r.Latency
+		srvPer, perFloor, srvUtil, rss, loadPer, others, steal := "-", "-", "-", "-", "-", "-", "-"
+		if s := r.Server; s != nil {
+			srvPer = fmt.Sprintf("%.0f", micros(s.CPUPerRequest))
+			perFloor = fmt.Sprintf("%.1f", r.perFloor())
+			srvUtil = fmt.Sprintf("%.0f%%", 100*s.Utilization)
+			rss = mib(s.RSSAfter)
+		}
+		if s := r.Load; s != nil {
+			loadPer = fmt.Sprintf("%.0f", micros(s.CPUPerRequest))
+		}
+		if m := r.Machine; m != nil {
+			others, steal = fmt.Sprintf("%.0f%%", 100*m.Others), fmt.Sprintf("%.0f%%", 100*m.Steal)
+		}
+		rows = append(rows, []string{r.Grant, fmt.Sprint(r.Concurrency), fmt.Sprint(r.Round), fmt.Sprint(r.Requests),
+			fmt.Sprint(r.Errors), fmt.Sprintf("%.0f", r.Throughput), ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max),
+			fmt.Sprintf("%.0f", micros(r.Floor.Floor)), srvPer, perFloor, srvUtil, rss, loadPer, others, steal})
+	}
+	if err := writeTable(w, rows); err != nil {
+		return err
+	}
+	if out.Rounds > 1 {
+		if err := printMedians(w, out.Runs, f); err != nil {
+			return err
+		}
+	}
+	printRatios(w, out.Runs)
+	return nil
+}
+
+// printMedians writes, per grant and concurrency, the median of each figure
+// over the rounds.
+func printMedians(w io.Writer, runs []benchResult, f benchFlags) error {
+	fmt.Fprintf(w, "\nmedians of %d rounds:\n", f.rounds)
+	rows := [][]string{{"grant", "conc", "req/s", "p50", "p99", "srv CPU µs/req", "÷ floor"}}
+	for _, c := range f.concurrency {
+		for _, g := range f.grants {
+			var rps, p50, p99, cpu, per []float64
+			for _, r := range runs {
+				if r.Grant != g || r.Concurrency != c {
+					continue
+				}
+				rps, p50, p99 = append(rps, r.Throughput), append(p50, float64(r.Latency.P50)), append(p99, float64(r.Latency.P99))
+				if r.Server != nil {
+					cpu, per = append(cpu, micros(r.Server.CPUPerRequest)), append(per, r.perFloor())
+				}
+			}
+			rows = append(rows, []string{g, fmt.Sprint(c), fmt.Sprintf("%.0f", median(rps)),
+				ms(time.Duration(median(p50))), ms(time.Duration(median(p99))),
+				fmt.Sprintf("%.0f", median(cpu)), fmt.Sprintf("%.1f", median(per))})
+		}
+	}
+	return writeTable(w, rows)
+}
+
+// median returns the median of xs, 0 for none; it sorts xs.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[len(xs)/2]
+}
+
+// writeTable writes rows as columns two spaces apart, the first column
+// aligned left and the figures right.
+func writeTable(w io.Writer, rows [][]string) error {
+	var widths []int
+	for _, row := range rows {
+		for i, cell := range row {
+			if i == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+		}
+	}
+	var b strings.Builder
+	for _, row := range rows {
+		for i, cell := range row {
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell))
+			switch {
+			case i == 0:
+				b.WriteString(cell + pad)
+			default:
+				b.WriteString("  " + pad + cell)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("writing the table: %w", err)
+	}
+	return nil
+}
+
+// printRatios compares each exchange run with the client_credentials run of
+// the same round and concurrency, and gives the median over the rounds.
+func printRatios(w io.Writer, runs []benchResult) {
+	type key struct{ round, conc int }
+	base := map[key]loadgen.Report{}
+	for _, r := range runs {
+		if r.Grant == benchGrantCC {
+			base[key{r.Round, r.Concurrency}] = r.Report
+		}
+	}
+	var concs []int
+	ratios := map[int][4][]float64{} // by concurrency: throughput, p50, p99, CPU
+	for _, r := range runs {
+		b, ok := base[key{r.Round, r.Concurrency}]
+		if r.Grant != benchGrantExchange || !ok || b.Throughput == 0 {
+			continue
+		}
+		q, seen := ratios[r.Concurrency]
+		if !seen {
+			concs = append(concs, r.Concurrency)
+		}
+		q[0] = append(q[0], r.Throughput/b.Throughput)
+		q[1] = append(q[1], ratio(r.Latency.P50, b.Latency.P50))
+		q[2] = append(q[2], ratio(r.Latency.P99, b.Latency.P99))
+		if r.Server != nil && b.Server != nil {
+			q[3] = append(q[3], ratio(r.Server.CPUPerRequest, b.Server.CPUPerRequest))
+		}
+		ratios[r.Concurrency] = q
+	}
+	if len(concs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nexchange ÷ client_credentials (same round; median over rounds):")
+	for _, c := range concs {
+		q := ratios[c]
+		line := fmt.Sprintf("  c=%d: throughput ×%.2f, p50 ×%.2f, p99 ×%.2f", c, median(q[0]), median(q[1]), median(q[2]))
+		if len(q[3]) > 0 {
+			line += fmt.Sprintf(", server CPU/req ×%.2f", median(q[3]))
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+func mib(b int64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
+
+func maxOf(xs []int) int {
+	m := 0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// freePort asks the kernel for a free loopback port. Another process could
+// take it before the server binds; the server then fails to start and says
+// so.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	defer ln.Close()
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	return port, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

@@ -1,0 +1,11 @@
+// Package loadgen drives Mandate's token endpoint over HTTP and measures it:
+// Run sends requests from N concurrent workers over one keep-alive client for
+// a duration or a request count, and reports throughput, latency
+// percentiles, statuses and, given the server's process id, the server's CPU
+// time per request and its resident memory, read from /proc.
+//
+// It also holds IdP, a loopback identity provider (an ES256 key and its
+// JWKS) that mints the subject tokens a token exchange presents. The package
+// is used by `mandate bench` and by the server's in-process benchmarks; it
+// never imports the server.
+package loadgen
