@@ -18,24 +18,15 @@ const (
 const eventCols = `id, time, request_id, action, result, reason, detail, performer, on_behalf, chain,
 	client_id, scopes, requested, audience, resource, context, delegation_id, jti, parent_jti`
 
-// eventWriter appends events inside one transaction with prepared
-// statements, so that a batch of many events parses its SQL once.
+// eventWriter appends events inside one transaction with the statements
+// prepared once on the write connection (Store.prepared), so that a commit
+// parses no SQL.
 type eventWriter struct {
 	event, actor *sql.Stmt
 }
 
-func newEventWriter(ctx context.Context, tx *sql.Tx) (*eventWriter, error) {
-	event, err := tx.PrepareContext(ctx, "INSERT INTO events ("+eventCols+
-		") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq")
-	if err != nil {
-		return nil, fmt.Errorf("prepare event insert: %w", dbErr(err))
-	}
-	actor, err := tx.PrepareContext(ctx, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)")
-	if err != nil {
-		event.Close()
-		return nil, fmt.Errorf("prepare event actor insert: %w", dbErr(err))
-	}
-	return &eventWriter{event: event, actor: actor}, nil
+func (s *Store) newEventWriter(ctx context.Context, tx *sql.Tx) (*eventWriter, error) {
+	return &eventWriter{event: tx.StmtContext(ctx, s.stmts.event), actor: tx.StmtContext(ctx, s.stmts.actor)}, nil
 }
 
 // write appends e; the store assigns its Seq, so e.Seq is ignored.
@@ -86,11 +77,11 @@ func contains(l []string, s string) bool {
 }
 
 // insertEvents appends events inside tx.
-func insertEvents(ctx context.Context, tx *sql.Tx, events []store.Event) error {
+func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	w, err := newEventWriter(ctx, tx)
+	w, err := s.newEventWriter(ctx, tx)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func (s *Store) AdvanceNotBefore(ctx context.Context, t time.Time, events ...sto
 		if err := bumpGeneration(ctx, tx); err != nil {
 			return err
 		}
-		return insertEvents(ctx, tx, events)
+		return s.insertEvents(ctx, tx, events)
 	})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("sqlite: advance not-before to %s: %w", t.UTC().Format(time.RFC3339Nano), err)

@@ -22,7 +22,7 @@ func (s *Store) create(ctx context.Context, what, id string, insert func(*sql.Tx
 		if err := bumpGeneration(ctx, tx); err != nil {
 			return err
 		}
-		return insertEvents(ctx, tx, events)
+		return s.insertEvents(ctx, tx, events)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: create %s %q: %w", what, id, err)
@@ -68,7 +68,7 @@ func update[T any](ctx context.Context, s *Store, r record[T], id string, fn fun
 		if err := bumpGeneration(ctx, tx); err != nil {
 			return err
 		}
-		if err := insertEvents(ctx, tx, events); err != nil {
+		if err := s.insertEvents(ctx, tx, events); err != nil {
 			return err
 		}
 		out = v

@@ -48,6 +48,38 @@ type Store struct {
 	now func() time.Time
 	// nonceUses counts UseNonce calls to sweep expired nonces now and then.
 	nonceUses atomic.Uint64
+
+	// stmts are the commit path's statements, prepared on w at Open.
+	stmts *statements
+}
+
+// statements are prepared on the write connection and reused by every
+// transaction (Tx.StmtContext finds them on the same connection, and
+// re-prepares them if the connection was replaced).
+type statements struct {
+	token, event, actor *sql.Stmt
+}
+
+// prepare prepares the commit statements. It runs in Open, before any
+// transaction holds the single write connection.
+func (s *Store) prepare(ctx context.Context) error {
+	var st statements
+	for _, q := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&st.token, "INSERT INTO tokens (" + tokenCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{&st.event, "INSERT INTO events (" + eventCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq"},
+		{&st.actor, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
+	} {
+		stmt, err := s.w.PrepareContext(ctx, q.sql)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", dbErr(err))
+		}
+		*q.dst = stmt
+	}
+	s.stmts = &st
+	return nil
 }
 
 var _ store.Store = (*Store)(nil)
@@ -84,6 +116,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxIdleConns(n)
 	s := &Store{w: w, r: r, now: time.Now}
 	if err := s.init(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
@@ -265,6 +301,11 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes both connection pools. Calls in flight may fail.
 func (s *Store) Close() error {
+	if st := s.stmts; st != nil {
+		_ = st.token.Close()
+		_ = st.event.Close()
+		_ = st.actor.Close()
+	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 

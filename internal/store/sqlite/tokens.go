@@ -58,7 +58,7 @@ func (s *Store) RevokeToken(ctx context.Context, jti string, at time.Time, event
 				return dbErr(err)
 			}
 		}
-		return insertEvents(ctx, tx, events)
+		return s.insertEvents(ctx, tx, events)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: revoke token %q: %w", jti, err)
@@ -81,11 +81,11 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	}
 	err := s.write(ctx, "commit", func(tx *sql.Tx) error {
 		if len(b.Tokens) > 0 {
-			if err := insertTokens(ctx, tx, b.Tokens); err != nil {
+			if err := s.insertTokens(ctx, tx, b.Tokens); err != nil {
 				return err
 			}
 		}
-		return insertEvents(ctx, tx, b.Events)
+		return s.insertEvents(ctx, tx, b.Events)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: commit %d tokens, %d events: %w", len(b.Tokens), len(b.Events), err)
@@ -93,12 +93,8 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	return nil
 }
 
-func insertTokens(ctx context.Context, tx *sql.Tx, tokens []store.IssuedToken) error {
-	stmt, err := tx.PrepareContext(ctx, "INSERT INTO tokens ("+tokenCols+
-		") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	if err != nil {
-		return fmt.Errorf("prepare token insert: %w", dbErr(err))
-	}
+func (s *Store) insertTokens(ctx context.Context, tx *sql.Tx, tokens []store.IssuedToken) error {
+	stmt := tx.StmtContext(ctx, s.stmts.token)
 	defer stmt.Close()
 	for _, t := range tokens {
 		_, err := stmt.ExecContext(ctx, t.JTI, t.ParentJTI, t.GrantType, t.Subject, t.ClientID, listIn(t.Chain),
