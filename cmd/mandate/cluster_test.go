@@ -36,7 +36,7 @@ func TestTwoInstancesOneDatabase(t *testing.T) {
 		active, _ := body["active"].(bool)
 		return active
 	}
-	const trials = 30
+	const trials = 200
 	var latencies []time.Duration
 	for i := range trials {
 		if code, _, err := bInst.admin(http.MethodPost, "/admin/agents/agent:infrabot/enable", ""); err != nil || code != 200 {

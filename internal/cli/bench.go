@@ -48,6 +48,7 @@ type benchFlags struct {
 	loadCPU     int
 	noPin       bool
 	signingAlg  string
+	store       string
 	jsonOut     bool
 	keep        bool
 
@@ -111,6 +112,7 @@ See docs/benchmarks.md for the figures and how to read them.`,
 	fl.BoolVar(&f.noPin, "no-pin", false, "pin neither the server nor the load")
 	fl.StringVar(&f.signingAlg, "signing-alg", "EdDSA", "signing algorithm of the server's tokens: EdDSA, ES256 or RS256")
 	fl.BoolVar(&f.jsonOut, "json", false, "print the results as JSON")
+	fl.StringVar(&f.store, "store", "", "the server's store: empty for SQLite in the temporary directory, or a postgres:// URL (a fresh schema is used and left behind)")
 	fl.BoolVar(&f.keep, "keep", false, "keep the temporary directory (configuration, database, server log)")
 	fl.StringVar(&f.url, "url", "", "base URL of a running server to drive instead of starting one")
 	fl.IntVar(&f.pid, "pid", 0, "with --url: the server's process id, for CPU and memory figures")
@@ -341,6 +343,9 @@ func writeBenchConfig(dir string, f benchFlags, idp *loadgen.IdP) (benchEnv, err
 	var b strings.Builder
 	fmt.Fprintf(&b, "issuer: %q\nlisten: \"127.0.0.1:%s\"\ndata_dir: %q\n", env.issuer, port, filepath.Join(dir, "data"))
 	fmt.Fprintf(&b, "admin: {token: %q}\ntokens: {signing_alg: %q}\n", randomHex(32), f.signingAlg)
+	if f.store != "" {
+		fmt.Fprintf(&b, "store: %q\nstore_schema: %q\n", f.store, "bench_"+randomHex(6))
+	}
 	fmt.Fprintf(&b, "identity_providers:\n  - {issuer: %q, jwks_uri: %q, audience: %q}\n", idp.URL(), idp.JWKSURI(), idp.Audience)
 	fmt.Fprintf(&b, "users:\n  - {id: %q, permissions: %s}\nagents:\n", benchSubject, scopes)
 	for i := 1; i <= n; i++ {
