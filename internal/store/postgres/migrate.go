@@ -4,14 +4,11 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/mandate-dev/mandate/internal/store"
 )
 
 //go:embed migrations/*.sql
@@ -22,49 +19,15 @@ var migrationFS embed.FS
 // independently. 0x6d616e64 is "mand".
 const migrationLock = 0x6d616e64
 
-// migration is one embedded schema step.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in version order. Their names
-// are NNNN_what.sql.
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	var ms []migration
-	for _, name := range names {
-		base := path.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %q: name must start with a positive version and '_'", base)
-		}
-		b, err := migrationFS.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %q: %w", base, err)
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %q and %q share a version", ms[i-1].name, ms[i].name)
-		}
-	}
-	return ms, nil
-}
+// migrations returns the embedded migrations in version order.
+func migrations() ([]store.Migration, error) { return store.LoadMigrations(migrationFS) }
 
 // latest is the version of the last embedded migration.
-func latest(ms []migration) int {
+func latest(ms []store.Migration) int {
 	if len(ms) == 0 {
 		return 0
 	}
-	return ms[len(ms)-1].version
+	return ms[len(ms)-1].Version
 }
 
 // Migrate applies the pending migrations to the schema cfg names (creating
@@ -165,7 +128,7 @@ func migrate(ctx context.Context, conn *pgx.Conn, schema string, now func() time
 }
 
 // migrateTx is migrate's transaction.
-func migrateTx(ctx context.Context, tx pgx.Tx, schema string, ms []migration, now func() time.Time) error {
+func migrateTx(ctx context.Context, tx pgx.Tx, schema string, ms []store.Migration, now func() time.Time) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", migrationLock, schema); err != nil {
 		return fmt.Errorf("migrate: take the lock: %w", dbErr(err))
 	}
@@ -200,15 +163,15 @@ func migrateTx(ctx context.Context, tx pgx.Tx, schema string, ms []migration, no
 		return fmt.Errorf("schema version %d is newer than this build's %d", current, want)
 	}
 	for _, m := range ms {
-		if m.version <= current {
+		if m.Version <= current {
 			continue
 		}
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return fmt.Errorf("apply %s: %w", m.name, dbErr(err))
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("apply %s: %w", m.Name, dbErr(err))
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-			m.version, m.name, now().UTC()); err != nil {
-			return fmt.Errorf("record %s: %w", m.name, dbErr(err))
+			m.Version, m.Name, now().UTC()); err != nil {
+			return fmt.Errorf("record %s: %w", m.Name, dbErr(err))
 		}
 	}
 	return nil
