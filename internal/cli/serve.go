@@ -128,6 +128,11 @@ func runServe(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error
 		return fmt.Errorf("provisioning from the configuration: %w", err)
 	}
 	logReport(logger, report)
+	if cfg.IsPostgres() && cfg.AllowAsyncCommit {
+		// THREATS T59: a server that may lose acknowledged commits says so
+		// at every start.
+		logger.Error("allow_async_commit is set: if the database does not flush commits to disk, a crash of it loses tokens, revocations and audit records that Mandate already confirmed; use this for a test database only")
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -239,11 +239,11 @@ func checkDurable(ctx context.Context, conn *pgx.Conn) error {
 func durable(syncCommit, fsync string) error {
 	if strings.EqualFold(syncCommit, "off") {
 		return fmt.Errorf("%w: synchronous_commit is off, so a crash of the server loses acknowledged commits; "+
-			"set it to on (or allow asynchronous commit explicitly)", ErrNotDurable)
+			"set it to on (or, for a throwaway test database only, set allow_async_commit: true)", ErrNotDurable)
 	}
 	if strings.EqualFold(fsync, "off") {
 		return fmt.Errorf("%w: fsync is off, so a crash of the server loses acknowledged commits; "+
-			"set it to on (or allow asynchronous commit explicitly)", ErrNotDurable)
+			"set it to on (or, for a throwaway test database only, set allow_async_commit: true)", ErrNotDurable)
 	}
 	return nil
 }
