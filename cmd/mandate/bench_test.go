@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -23,5 +24,26 @@ func TestBenchRunsEndToEnd(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("bench output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestBenchPropagation runs the load tool's propagation mode: two
+// instances on one PostgreSQL database, an agent disabled on one, its token
+// refused by the other (issue 3).
+func TestBenchPropagation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs real processes")
+	}
+	pg := os.Getenv("MANDATE_TEST_POSTGRES_URL")
+	if pg == "" {
+		t.Skip("MANDATE_TEST_POSTGRES_URL not set: PostgreSQL tests skipped")
+	}
+	bin := buildBinary(t)
+	out, err := exec.Command(bin, "bench", "--propagation", "20", "--store", pg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench --propagation: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "trials 20") {
+		t.Errorf("output:\n%s", out)
 	}
 }

@@ -49,6 +49,7 @@ type benchFlags struct {
 	noPin       bool
 	signingAlg  string
 	store       string
+	propagation int
 	jsonOut     bool
 	keep        bool
 
@@ -112,6 +113,7 @@ See docs/benchmarks.md for the figures and how to read them.`,
 	fl.BoolVar(&f.noPin, "no-pin", false, "pin neither the server nor the load")
 	fl.StringVar(&f.signingAlg, "signing-alg", "EdDSA", "signing algorithm of the server's tokens: EdDSA, ES256 or RS256")
 	fl.BoolVar(&f.jsonOut, "json", false, "print the results as JSON")
+	fl.IntVar(&f.propagation, "propagation", 0, "instead of load: run N trials of revocation propagation between two instances on one PostgreSQL --store (an agent disabled on B, polled on A)")
 	fl.StringVar(&f.store, "store", "", "the server's store: empty for SQLite in the temporary directory, or a postgres:// URL (a fresh schema is used and left behind)")
 	fl.BoolVar(&f.keep, "keep", false, "keep the temporary directory (configuration, database, server log)")
 	fl.StringVar(&f.url, "url", "", "base URL of a running server to drive instead of starting one")
@@ -188,6 +190,8 @@ func (f *benchFlags) check() error {
 		return usage("--pid, --client-id and --subject-token go with --url")
 	case f.url != "" && (f.clientID == "" || f.clientSecret == ""):
 		return usage("--url needs --client-id and --client-secret")
+	case f.propagation > 0 && (f.url != "" || !strings.HasPrefix(f.store, "postgres")):
+		return usage("--propagation needs --store postgres://… and no --url")
 	case f.url != "" && f.subjectToken == "" && slices.Contains(f.grants, benchGrantExchange):
 		return usage("--url with --grant exchange needs --subject-token")
 	}
@@ -253,6 +257,9 @@ func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdou
 		return err
 	}
 	out.Agents = len(env.agents)
+	if f.propagation > 0 {
+		return runPropagation(ctx, dir, env, idp, f, stdout)
+	}
 	srv, err := startBenchServer(ctx, dir, env.issuer, f)
 	if err != nil {
 		return err
@@ -317,6 +324,7 @@ func startBenchServer(ctx context.Context, dir, issuer string, f benchFlags) (*l
 // benchEnv is what writeBenchConfig set up.
 type benchEnv struct {
 	issuer string
+	admin  string
 	agents []loadgen.Agent
 }
 
@@ -329,7 +337,7 @@ func writeBenchConfig(dir string, f benchFlags, idp *loadgen.IdP) (benchEnv, err
 	if err != nil {
 		return benchEnv{}, err
 	}
-	env := benchEnv{issuer: "http://127.0.0.1:" + port}
+	env := benchEnv{issuer: "http://127.0.0.1:" + port, admin: randomHex(32)}
 	n := f.agents
 	if n <= 0 {
 		n = max(1, maxOf(f.concurrency))
@@ -337,12 +345,15 @@ func writeBenchConfig(dir string, f benchFlags, idp *loadgen.IdP) (benchEnv, err
 	if f.sharedAgent {
 		n = 1
 	}
+	if f.propagation > 0 {
+		n = 2 // one agent is disabled, another watches
+	}
 	// Every value is quoted: in YAML flow style an unquoted "user:sam" would
 	// read as a mapping.
 	const scopes = `["monitoring:read", "deploy:create"]`
 	var b strings.Builder
 	fmt.Fprintf(&b, "issuer: %q\nlisten: \"127.0.0.1:%s\"\ndata_dir: %q\n", env.issuer, port, filepath.Join(dir, "data"))
-	fmt.Fprintf(&b, "admin: {token: %q}\ntokens: {signing_alg: %q}\n", randomHex(32), f.signingAlg)
+	fmt.Fprintf(&b, "admin: {token: %q}\ntokens: {signing_alg: %q}\n", env.admin, f.signingAlg)
 	if f.store != "" {
 		fmt.Fprintf(&b, "store: %q\nstore_schema: %q\n", f.store, "bench_"+randomHex(6))
 	}
