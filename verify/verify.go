@@ -110,7 +110,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 // readClaims checks iss, aud and the identity claims into p; times are
 // checked apart so that revocation can outrank expiry.
 func (v *Verifier) readClaims(c jwt.ClaimSet, p *Principal) error {
-	if iss, _, err := c.String("iss"); err != nil || iss != v.cfg.Issuer {
+	if _, same := c.StringEquals("iss", v.cfg.Issuer); !same {
 		return ErrIssuer
 	}
 	aud, ok, err := c.Audience()
@@ -121,20 +121,19 @@ func (v *Verifier) readClaims(c jwt.ClaimSet, p *Principal) error {
 		return ErrAudience
 	}
 	p.Audience = aud
-	if p.Subject, err = requiredString(c, "sub"); err != nil {
-		return err
+	// One allocation for the four identity strings (StringsInto).
+	var ids [4]string
+	if err := c.StringsInto([]string{"sub", "jti", "client_id", "delegation_id"}, ids[:]); err != nil {
+		return fmt.Errorf("%w: %w", ErrClaims, err)
+	}
+	p.Subject, p.JTI, p.ClientID, p.DelegationID = ids[0], ids[1], ids[2], ids[3]
+	for i, name := range []string{"sub", "jti", "client_id"} {
+		if ids[i] == "" {
+			return fmt.Errorf("%w: %s required", ErrClaims, name)
+		}
 	}
 	if actor.ValidSubject(p.Subject) != nil {
 		return fmt.Errorf("%w: sub", ErrClaims)
-	}
-	if p.JTI, err = requiredString(c, "jti"); err != nil {
-		return err
-	}
-	if p.ClientID, err = requiredString(c, "client_id"); err != nil {
-		return err
-	}
-	if p.DelegationID, _, err = c.String("delegation_id"); err != nil {
-		return fmt.Errorf("%w: %w", ErrClaims, err)
 	}
 	if p.Scopes, _, err = c.Scopes(false); err != nil {
 		return fmt.Errorf("%w: %w", ErrClaims, err)
@@ -165,14 +164,6 @@ func accessTokenType(typ string) bool {
 	return typ == oauth.AccessTokenJWTType ||
 		strings.EqualFold(typ, oauth.AccessTokenJWTType) ||
 		strings.EqualFold(typ, "application/"+oauth.AccessTokenJWTType)
-}
-
-func requiredString(c jwt.ClaimSet, name string) (string, error) {
-	s, ok, err := c.String(name)
-	if err != nil || !ok || s == "" {
-		return "", fmt.Errorf("%w: %s required", ErrClaims, name)
-	}
-	return s, nil
 }
 
 // readTimes reads exp, iat and nbf into p and checks the lifetime: a
