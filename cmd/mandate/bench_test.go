@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -34,10 +33,7 @@ func TestBenchPropagation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs real processes")
 	}
-	pg := os.Getenv("MANDATE_TEST_POSTGRES_URL")
-	if pg == "" {
-		t.Skip("MANDATE_TEST_POSTGRES_URL not set: PostgreSQL tests skipped")
-	}
+	pg := postgresURL(t)
 	bin := buildBinary(t)
 	out, err := exec.Command(bin, "bench", "--propagation", "20", "--store", pg).CombinedOutput()
 	if err != nil {

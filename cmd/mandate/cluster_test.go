@@ -3,7 +3,6 @@ package main
 import (
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -18,11 +17,8 @@ func TestTwoInstancesOneDatabase(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs real processes")
 	}
-	if os.Getenv("MANDATE_TEST_POSTGRES_URL") == "" {
-		t.Skip("MANDATE_TEST_POSTGRES_URL not set: PostgreSQL tests skipped")
-	}
+	b := postgresBackend(t, nil)
 	bin := buildBinary(t)
-	b := backends(t)[1]
 	dir := t.TempDir()
 	portA, portB := freePort(t), freePort(t)
 	a := startServer(t, bin, writeConfig(t, dir, portA, b), portA)

@@ -45,6 +45,35 @@ func backends(t *testing.T) []backend {
 	return out
 }
 
+// postgresURL returns MANDATE_TEST_POSTGRES_URL, skipping the test when
+// it is unset.
+func postgresURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("MANDATE_TEST_POSTGRES_URL")
+	if u == "" {
+		t.Skip("MANDATE_TEST_POSTGRES_URL not set: PostgreSQL tests skipped")
+	}
+	return u
+}
+
+// postgresBackend is the PostgreSQL backend (a fresh schema); with via,
+// the server reaches the database through the address via returns for the
+// database's host:port (a proxy under the test's control).
+func postgresBackend(t *testing.T, via func(dbHost string) string) backend {
+	t.Helper()
+	raw := postgresURL(t)
+	b := backends(t)[1]
+	if via != nil {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Host = via(u.Host)
+		b.yaml = strings.Replace(b.yaml, fmt.Sprintf("%q", raw), fmt.Sprintf("%q", u.String()), 1)
+	}
+	return b
+}
+
 // buildBinary compiles the mandate command once per test.
 func buildBinary(t *testing.T) string {
 	t.Helper()

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -81,18 +79,11 @@ func TestDatabaseOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs real processes")
 	}
-	raw := os.Getenv("MANDATE_TEST_POSTGRES_URL")
-	if raw == "" {
-		t.Skip("MANDATE_TEST_POSTGRES_URL not set: PostgreSQL tests skipped")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newTCPProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	b := backends(t)[1]
-	b.yaml = strings.Replace(b.yaml, fmt.Sprintf("%q", raw), fmt.Sprintf("%q", u.String()), 1)
+	var proxy *tcpProxy
+	b := postgresBackend(t, func(db string) string {
+		proxy = newTCPProxy(t, db)
+		return proxy.ln.Addr().String()
+	})
 	bin := buildBinary(t)
 	port := freePort(t)
 	p := startServer(t, bin, writeConfig(t, t.TempDir(), port, b), port)

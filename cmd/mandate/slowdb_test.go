@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -273,21 +272,15 @@ func TestSlowDatabase(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs real processes")
 	}
-	raw := os.Getenv("MANDATE_TEST_POSTGRES_URL")
-	if raw == "" {
-		t.Skip("MANDATE_TEST_POSTGRES_URL not set: PostgreSQL tests skipped")
-	}
+	postgresURL(t)
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		t.Skip("no /proc to count threads and file descriptors")
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newDelayProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	b := backends(t)[1]
-	b.yaml = strings.Replace(b.yaml, fmt.Sprintf("%q", raw), fmt.Sprintf("%q", u.String()), 1)
+	var proxy *delayProxy
+	b := postgresBackend(t, func(db string) string {
+		proxy = newDelayProxy(t, db)
+		return proxy.ln.Addr().String()
+	})
 	bin := buildBinary(t)
 	port := freePort(t)
 	p := startServer(t, bin, writeConfig(t, t.TempDir(), port, b), port)

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -223,11 +225,23 @@ func TestDiscoveryAndJWKS(t *testing.T) {
 			t.Errorf("key = %v", key)
 		}
 	}
-	// The token's kid is in the JWKS.
+	// The kid of an issued token names a key the JWKS publishes.
 	tok := h.hop1("monitoring:read")
-	hdr := strings.SplitN(tok, ".", 2)[0]
-	if !strings.Contains(j.raw, `"kid"`) || hdr == "" {
-		t.Error("no kid")
+	hdrJSON, err := base64.RawURLEncoding.DecodeString(strings.SplitN(tok, ".", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr struct {
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}
+	_ = json.Unmarshal(hdrJSON, &hdr)
+	published := false
+	for _, k := range keys {
+		published = published || k.(map[string]any)["kid"] == hdr.Kid
+	}
+	if hdr.Kid == "" || !published || hdr.Typ != "at+jwt" {
+		t.Errorf("token header %s: kid not published in the JWKS, or typ not at+jwt", hdrJSON)
 	}
 	if r := get("/healthz"); r.status != 200 {
 		t.Errorf("healthz = %d", r.status)
