@@ -12,8 +12,9 @@ import (
 )
 
 // burst runs work with 8 workers over items until ctx ends, collecting the
-// results that work acknowledged.
-func burst(ctx context.Context, items []string, work func(string) (string, bool)) []string {
+// results that work acknowledged. firstAck is closed on the first one, so that
+// a kill can wait until the burst is really under way.
+func burst(ctx context.Context, items []string, firstAck chan<- struct{}, work func(string) (string, bool)) []string {
 	var mu sync.Mutex
 	var acked []string
 	next := make(chan string)
@@ -26,6 +27,9 @@ func burst(ctx context.Context, items []string, work func(string) (string, bool)
 				if r, ok := work(it); ok {
 					mu.Lock()
 					acked = append(acked, r)
+					if len(acked) == 1 {
+						close(firstAck)
+					}
 					mu.Unlock()
 				}
 			}
@@ -46,8 +50,16 @@ func burst(ctx context.Context, items []string, work func(string) (string, bool)
 	return acked
 }
 
-// killAfterRandomDelay SIGKILLs p 20–220 ms from now and then cancels.
-func killAfterRandomDelay(t *testing.T, p *process, cancel context.CancelFunc) {
+// killAfterRandomDelay SIGKILLs p 20–220 ms after the burst's first
+// acknowledgement (or after 10 s without one) and then cancels. Waiting for
+// the first answer keeps a slow start (a cold PostgreSQL connection pool on
+// a busy CI machine) from turning the test into one that kills an idle
+// server and proves nothing.
+func killAfterRandomDelay(t *testing.T, p *process, firstAck <-chan struct{}, cancel context.CancelFunc) {
+	select {
+	case <-firstAck:
+	case <-time.After(10 * time.Second):
+	}
 	time.Sleep(time.Duration(20+rand.IntN(200)) * time.Millisecond)
 	p.kill(t)
 	cancel()
@@ -73,8 +85,9 @@ func TestSIGKILLDuringRevocations(t *testing.T) {
 					jtis = append(jtis, jtiOf(t, p.personToken(t)))
 				}
 				ctx, cancel := context.WithCancel(context.Background())
-				go killAfterRandomDelay(t, p, cancel)
-				acked := burst(ctx, jtis, func(jti string) (string, bool) {
+				firstAck := make(chan struct{})
+				go killAfterRandomDelay(t, p, firstAck, cancel)
+				acked := burst(ctx, jtis, firstAck, func(jti string) (string, bool) {
 					code, _, err := p.admin(http.MethodPost, "/admin/revoke", `{"jti":"`+jti+`"}`)
 					return jti, err == nil && code == 200
 				})
@@ -118,8 +131,9 @@ func TestSIGKILLDuringExchanges(t *testing.T) {
 			subject := p.personToken(t)
 			items := make([]string, 5000)
 			ctx, cancel := context.WithCancel(context.Background())
-			go killAfterRandomDelay(t, p, cancel)
-			acked := burst(ctx, items, func(string) (string, bool) {
+			firstAck := make(chan struct{})
+			go killAfterRandomDelay(t, p, firstAck, cancel)
+			acked := burst(ctx, items, firstAck, func(string) (string, bool) {
 				code, body, err := p.exchange(subject)
 				if err != nil || code != 200 {
 					return "", false
