@@ -14,6 +14,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/exchange"
+	"github.com/mandate-dev/mandate/internal/feed"
 	"github.com/mandate-dev/mandate/internal/policy"
 	"github.com/mandate-dev/mandate/internal/server"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -102,7 +103,20 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, logger *slo
 			auditFailures.Inc()
 		}
 	}})
-	checker := &tokenstate.Checker{Store: cached, Now: now}
+	hub, err := feed.New(feed.Config{Source: cached, MaxTTL: cfg.Tokens.MaxTTL.Std(), Slack: 2 * time.Minute, Now: now, Logger: logger})
+	if err != nil {
+		recorder.Close()
+		return nil, err
+	}
+	cached.OnWrite = hub.Poke
+	// Learn the generation and the revocations in force before serving; a
+	// store that cannot be read now is retried by the loops (and refused
+	// until then).
+	cached.Sync(ctx)
+	if err := hub.Load(ctx); err != nil {
+		logger.Warn("revocation feed: first read of the store", slog.String("error", err.Error()))
+	}
+	checker := &tokenstate.Checker{Store: cached, Revocations: hub, Now: now}
 	grant := &exchange.Grant{
 		Issuer:    cfg.Issuer,
 		Directory: cached,
@@ -115,6 +129,8 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, logger *slo
 		TTL:       cfg.Tokens.TTL.Std(),
 		MaxTTL:    cfg.Tokens.MaxTTL.Std(),
 		MaxDepth:  cfg.Delegation.MaxDepth,
+
+		Generation: cached.CachedGeneration,
 	}
 	auth := &clientauth.Authenticator{
 		Agents:        cached,
@@ -131,7 +147,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, logger *slo
 	}
 	srv, err := server.New(server.Config{
 		Issuer: cfg.Issuer, Store: cached, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
-		Tokens: checker, Audit: recorder, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
+		Tokens: checker, Audit: recorder, Feed: hub, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
 	})
 	if err != nil {
 		recorder.Close()
@@ -139,8 +155,9 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, logger *slo
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	app := &App{Store: cached, Keys: keys, Handler: srv, cancel: cancel, audit: recorder, raw: raw}
-	app.wg.Add(2)
+	app.wg.Add(3)
 	go func() { defer app.wg.Done(); cached.Run(loopCtx, time.Second) }()
+	go func() { defer app.wg.Done(); hub.Run(loopCtx) }()
 	go func() { defer app.wg.Done(); refreshKeys(loopCtx, keys, logger) }()
 	if l, ok := raw.(changeListener); ok {
 		app.wg.Add(1)
@@ -148,6 +165,8 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, logger *slo
 			defer app.wg.Done()
 			followChanges(loopCtx, l, func() {
 				cached.Invalidate()
+				cached.Sync(loopCtx)
+				hub.Poke()
 				if err := keys.Refresh(loopCtx); err != nil && loopCtx.Err() == nil {
 					logger.Warn("refreshing signing keys", slog.String("error", err.Error()))
 				}

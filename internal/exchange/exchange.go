@@ -38,6 +38,10 @@ type Request struct {
 	// AuthorizationDetails are the RFC 9396 details requested (ParseDetails).
 	AuthorizationDetails []Detail
 	RequestID            string
+	// Generation is Grant.CurrentGeneration read before the client was
+	// authenticated, so that the client record too is at least as new as
+	// the gen minted; zero means "read it now".
+	Generation int64
 }
 
 // Result is a successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
@@ -98,6 +102,12 @@ type Grant struct {
 	MaxTTL time.Duration
 	// MaxDepth is the global limit on actors in a chain.
 	MaxDepth int
+	// Generation returns a store generation that the Directory's answers
+	// are at least as new as (the cache's); minted tokens carry it as gen,
+	// so that revocation entries made at a higher generation apply to them
+	// (a grant decided on stale data is revoked, never kept). Nil means 0:
+	// every such entry applies.
+	Generation func() int64
 }
 
 // state is what a request has established so far; refusals record it.
@@ -112,6 +122,17 @@ type state struct {
 	details  []Detail
 	context  map[string]any
 	expiry   time.Time
+	// gen is the generation read before anything else, so that what the
+	// request decides on is at least as new as the gen it mints.
+	gen int64
+}
+
+// CurrentGeneration reads g.Generation, 0 when unset.
+func (g *Grant) CurrentGeneration() int64 {
+	if g.Generation == nil {
+		return 0
+	}
+	return g.Generation()
 }
 
 // Exchange runs the RFC 8693 token exchange. The checks run in this order
@@ -121,7 +142,10 @@ type state struct {
 // within every limit; audience allowed; scopes; policy. Errors are
 // *oauth.Error and are audited before they are returned.
 func (g *Grant) Exchange(ctx context.Context, req Request) (*Result, error) {
-	st := &state{req: req}
+	st := &state{req: req, gen: req.Generation}
+	if st.gen == 0 {
+		st.gen = g.CurrentGeneration()
+	}
 	res, err := g.exchange(ctx, st)
 	if err != nil {
 		return nil, g.refuse(ctx, audit.ActionTokenExchange, st, err)
@@ -556,8 +580,10 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 		}
 		claims.AuthorizationDetails = b
 	}
+	claims.Gen, rec.Gen = st.gen, st.gen
 	if st.subject != nil && st.subject.Own {
 		rec.ParentJTI = st.subject.JTI
+		claims.ExchangedFrom = append([]string{st.subject.JTI}, st.subject.ExchangedFrom...)
 	}
 	raw, err := g.Signer.Sign(claims)
 	if err != nil {
@@ -644,7 +670,10 @@ func (g *Grant) refuse(ctx context.Context, action string, st *state, err error)
 // requested). Without an audience the token is addressed to this server,
 // which makes it usable as an actor_token.
 func (g *Grant) ClientCredentials(ctx context.Context, req Request) (*Result, error) {
-	st := &state{req: req, context: nil}
+	st := &state{req: req, gen: req.Generation}
+	if st.gen == 0 {
+		st.gen = g.CurrentGeneration()
+	}
 	res, err := g.clientCredentials(ctx, st)
 	if err != nil {
 		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
@@ -689,6 +718,7 @@ const GrantSignIn = "sign_in"
 // token starts a chain when an agent exchanges it. Until the login page
 // exists, administrators (and `serve --dev`) obtain it through the admin API.
 func (g *Grant) SignIn(ctx context.Context, userID, requestID string) (*Result, error) {
+	gen := g.CurrentGeneration()
 	u, err := g.Directory.GetUser(ctx, userID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -700,6 +730,7 @@ func (g *Grant) SignIn(ctx context.Context, userID, requestID string) (*Result, 
 	}
 	st := &state{
 		req:      Request{Client: store.Agent{ID: SignInClientID}, RequestID: requestID},
+		gen:      gen,
 		user:     u,
 		audience: g.Issuer,
 		scopes:   u.Permissions,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -22,6 +23,11 @@ func (s *Server) routes() http.Handler {
 	mount("/introspect", "introspect", s.introspect)
 	mount("/revoke", "revoke", s.revoke)
 	mount("GET /revocations/{jti}", "revocation_status", s.revocationStatus)
+
+	// The revocation feed: Auth (subscribers are clients), Feed.
+	mount("GET /revocations", "revocation_snapshot", s.revocationSnapshot)
+	mux.Handle("GET /revocations/stream", s.serveFor("revocation_stream", 0, s.revocationStream))
+	mux.Handle("POST /revocations/sets", s.serveFor("revocation_sets", longPollWait+5*time.Second, s.securityEvents))
 
 	// Admin and audit: AdminToken, Store, Audit.
 	mount("GET /admin/users", "admin", s.adminListUsers)

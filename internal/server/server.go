@@ -16,6 +16,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/exchange"
+	"github.com/mandate-dev/mandate/internal/feed"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
@@ -33,6 +34,8 @@ type Config struct {
 	Verifier *token.Verifier
 	Tokens   *tokenstate.Checker
 	Audit    *audit.Recorder
+	// Feed is the revocation feed that /revocations serves.
+	Feed *feed.Hub
 	// AdminToken is the bearer for /admin and /audit; empty disables them.
 	AdminToken string
 	Logger     *slog.Logger
@@ -57,7 +60,7 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	switch {
 	case cfg.Issuer == "", cfg.Store == nil, cfg.Grant == nil, cfg.Auth == nil,
-		cfg.Keys == nil, cfg.Verifier == nil, cfg.Tokens == nil, cfg.Audit == nil:
+		cfg.Keys == nil, cfg.Verifier == nil, cfg.Tokens == nil, cfg.Audit == nil, cfg.Feed == nil:
 		return nil, errors.New("server: incomplete configuration")
 	}
 	if cfg.Logger == nil {
@@ -113,11 +116,20 @@ func requestID(ctx context.Context) string {
 // serve wraps h: it gives the request an id, answers a returned error as
 // RFC 6749 JSON, and logs the outcome without tokens or secrets.
 func (s *Server) serve(name string, h handlerFunc) http.Handler {
+	return s.serveFor(name, s.cfg.RequestTimeout, h)
+}
+
+// serveFor is serve with a request deadline of timeout; zero means none
+// (a long-lived stream, which bounds its own writes).
+func (s *Server) serveFor(name string, timeout time.Duration, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := audit.NewID("req_")
 		w.Header().Set("X-Request-Id", id)
-		ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), requestIDKey, id), s.cfg.RequestTimeout)
+		ctx, cancel := context.WithCancel(context.WithValue(r.Context(), requestIDKey, id))
+		if timeout > 0 {
+			ctx, cancel = context.WithTimeout(context.WithValue(r.Context(), requestIDKey, id), timeout)
+		}
 		defer cancel()
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -145,6 +157,10 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 }
+
+// Unwrap lets http.ResponseController reach the connection (flushes and
+// deadlines of the revocation stream).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code

@@ -22,11 +22,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	gen := s.cfg.Grant.CurrentGeneration()
 	client, err := s.authenticate(r, form)
 	if err != nil {
 		return err
 	}
 	req, err := tokenRequest(form, client, requestID(r.Context()))
+	req.Generation = gen
 	var res *exchange.Result
 	grant := form.Get("grant_type")
 	switch {

@@ -1,6 +1,7 @@
 // Package store defines what Mandate keeps: users and their permissions,
 // agents, delegations, issued tokens, signing keys, single-use nonces, the
-// audit log and the not-before epoch that a restore from backup advances. It
+// audit log, the revocation feed and the not-before epoch that a restore
+// from backup advances. It
 // holds the records, narrow per-aggregate interfaces and the sentinel errors
 // callers branch on, and imports no database driver.
 //
@@ -8,5 +9,7 @@
 // against the shared conformance suite in storetest. Every write is durable
 // when the call returns; updates take a function so the backend performs the
 // read-modify-write atomically; and writes that must be audited take the audit
-// events with them, committed in the same transaction.
+// events with them, committed in the same transaction. Revocation feed
+// entries are written the same way: every backend derives them with this
+// package's functions (UserRevocations, ...) inside the change's transaction.
 package store

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
+
+	"github.com/mandate-dev/mandate/revocation"
 )
 
 // Sentinel errors. Backends wrap them with %w.
@@ -106,10 +109,36 @@ type IssuedToken struct {
 	Audience     string
 	// SubjectVersion is the subject's User.Version at issuance.
 	SubjectVersion int64
-	IssuedAt       time.Time
-	ExpiresAt      time.Time
-	Revoked        bool
-	RevokedAt      time.Time
+	// Gen is the store Generation the token was minted at (its gen claim):
+	// revocation entries made at a higher generation apply to it.
+	Gen       int64
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	Revoked   bool
+	RevokedAt time.Time
+}
+
+// Revocation is one entry of the revocation feed. The store writes it in the
+// same transaction as the change that causes it, derived from the record
+// before and after the change (see the Update methods and RevokeToken), so
+// that no backend and no caller can forget one.
+type Revocation struct {
+	// Seq is assigned by the store from 1, without gaps, in commit order
+	// across every instance on the database.
+	Seq int64
+	// Kind is one of the revocation package's Kind constants.
+	Kind  string
+	ID    string
+	Scope string
+	// Gen is the Generation the change was committed at, for the kinds
+	// that hit tokens minted below it (subject, scope, agent, delegation);
+	// zero for token and key entries.
+	Gen int64
+	// At is when the change was made.
+	At time.Time
+	// Expires is, for a token entry, the revoked token's expiry (no token
+	// exchanged from it outlives it); zero for the other kinds.
+	Expires time.Time
 }
 
 // Key states, in the order a key passes through them.
@@ -270,6 +299,135 @@ type NotBefore interface {
 	AdvanceNotBefore(ctx context.Context, t time.Time, events ...Event) (time.Time, error)
 }
 
+// Revocations reads the revocation feed that updates append to.
+//
+// Entries are derived inside the write transactions:
+//   - UpdateUser: Version raised → a subject entry; each permission held
+//     before and not after → a scope entry (ID the user, Scope the
+//     permission);
+//   - UpdateAgent: Disabled false → true → an agent entry;
+//   - UpdateDelegation: an active delegation revoked, or a scope or
+//     audience removed from it, or its expiry brought forward → a
+//     delegation entry;
+//   - UpdateKey: State → KeyRevoked → a key entry (ID the kid);
+//   - RevokeToken: the first revocation of a token → a token entry with
+//     the token's expiry.
+//
+// Entries with a Gen carry the generation the same transaction bumped to.
+// UserRevocations, AgentRevocations, DelegationRevocations, KeyRevocations
+// and TokenRevocation implement these rules once, for every backend.
+type Revocations interface {
+	// ListRevocations returns up to limit entries (at most 10000; zero
+	// means 1000) with Seq above after, in Seq order.
+	ListRevocations(ctx context.Context, after int64, limit int) ([]Revocation, error)
+	// RevocationSeq returns the highest Seq handed out, 0 when none; it
+	// does not fall when entries are collected.
+	RevocationSeq(ctx context.Context) (int64, error)
+	// CollectRevocations deletes the token entries whose Expires is before
+	// tokensBefore and the other entries whose At is before othersBefore,
+	// and returns how many it deleted.
+	CollectRevocations(ctx context.Context, tokensBefore, othersBefore time.Time) (int, error)
+}
+
+// Revocation limits for ListRevocations.
+const (
+	DefaultRevocationLimit = 1000
+	MaxRevocationLimit     = 10000
+)
+
+// RevocationLimit is the number of entries ListRevocations returns for the
+// limit asked: DefaultRevocationLimit for zero or less, at most
+// MaxRevocationLimit.
+func RevocationLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultRevocationLimit
+	}
+	return min(limit, MaxRevocationLimit)
+}
+
+// The derivation functions below are the one place that decides which
+// revocation entries a change makes: every backend calls them inside the
+// write transaction, with the record before and after the change, the
+// Generation that transaction bumped to (gen) and the time of the change.
+// They return nil when the change revokes nothing.
+
+// UserRevocations returns the entries of a user update: a subject entry when
+// Version was raised, then a scope entry for each permission held before and
+// not after, in the order held before.
+func UserRevocations(before, after User, gen int64, at time.Time) []Revocation {
+	var out []Revocation
+	if after.Version > before.Version {
+		out = append(out, Revocation{Kind: revocation.KindSubject, ID: after.ID, Gen: gen, At: at})
+	}
+	// A set, and not slices.Contains: a user may hold thousands.
+	seen := make(map[string]bool, len(before.Permissions)+len(after.Permissions))
+	for _, p := range after.Permissions {
+		seen[p] = true
+	}
+	for _, p := range before.Permissions {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, Revocation{Kind: revocation.KindScope, ID: after.ID, Scope: p, Gen: gen, At: at})
+		}
+	}
+	return out
+}
+
+// AgentRevocations returns the entries of an agent update: an agent entry
+// when it was disabled.
+func AgentRevocations(before, after Agent, gen int64, at time.Time) []Revocation {
+	if before.Disabled || !after.Disabled {
+		return nil
+	}
+	return []Revocation{{Kind: revocation.KindAgent, ID: after.ID, Gen: gen, At: at}}
+}
+
+// DelegationRevocations returns the entries of a delegation update: one
+// delegation entry when a delegation active at at was revoked, lost a scope,
+// lost an audience (a delegation with no audiences allows any, so adding
+// the first one narrows it too), or had its expiry set or brought forward.
+// A delegation that was not active at at makes none: it was revoked or had
+// expired before, and no token minted under it outlives that.
+func DelegationRevocations(before, after Delegation, gen int64, at time.Time) []Revocation {
+	if !before.Active(at) {
+		return nil
+	}
+	narrowed := after.Revoked ||
+		removed(before.Scopes, after.Scopes) ||
+		(len(before.Audiences) == 0 && len(after.Audiences) > 0) ||
+		(len(after.Audiences) > 0 && removed(before.Audiences, after.Audiences)) ||
+		(!after.Expires.IsZero() && (before.Expires.IsZero() || after.Expires.Before(before.Expires)))
+	if !narrowed {
+		return nil
+	}
+	return []Revocation{{Kind: revocation.KindDelegation, ID: after.ID, Gen: gen, At: at}}
+}
+
+// KeyRevocations returns the entries of a key update: a key entry, without
+// a Gen, when the key was revoked.
+func KeyRevocations(before, after Key, _ int64, at time.Time) []Revocation {
+	if before.State == KeyRevoked || after.State != KeyRevoked {
+		return nil
+	}
+	return []Revocation{{Kind: revocation.KindKey, ID: after.KID, At: at}}
+}
+
+// TokenRevocation is the entry of the first revocation of the token jti,
+// which expires at expires, made at at; it has no Gen.
+func TokenRevocation(jti string, expires, at time.Time) Revocation {
+	return Revocation{Kind: revocation.KindToken, ID: jti, At: at, Expires: expires}
+}
+
+// removed reports whether before holds a value after does not.
+func removed(before, after []string) bool {
+	for _, v := range before {
+		if !slices.Contains(after, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // Store is a complete backend.
 type Store interface {
 	Users
@@ -280,6 +438,7 @@ type Store interface {
 	AuditLog
 	Nonces
 	NotBefore
+	Revocations
 	// Generation is a counter that grows on every change to users, agents,
 	// delegations, keys or the not-before epoch, by any process; caches
 	// compare it to know they are stale.

@@ -24,5 +24,13 @@ type Claims struct {
 	NotBefore            int64           `json:"nbf"`
 	Expiry               int64           `json:"exp"`
 	RevocationURL        string          `json:"revocation_url,omitempty"`
-	LogURL               string          `json:"log_url,omitempty"`
+	// ExchangedFrom holds the jti of every Mandate token this one was
+	// exchanged from, nearest first, so that a verifier revoking one of
+	// them revokes this one too without asking the server.
+	ExchangedFrom []string `json:"exchanged_from,omitempty"`
+	// Gen is the store generation the grant was decided at: revocation
+	// entries about people, agents and delegations made at a higher
+	// generation apply to the token.
+	Gen    int64  `json:"gen,omitempty"`
+	LogURL string `json:"log_url,omitempty"`
 }

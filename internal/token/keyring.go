@@ -81,6 +81,8 @@ type loadedKey struct {
 	alg    string
 	public jose.JSONWebKey // public members, kid, alg, use=sig
 	signer jose.Signer
+	// setSigner signs Security Event Tokens (typ secevent+jwt).
+	setSigner jose.Signer
 }
 
 // keyringState is an immutable snapshot of what is published and what signs.
@@ -408,6 +410,35 @@ func (k *Keyring) Sign(c *Claims) (string, error) {
 	return obj.CompactSerialize()
 }
 
+// SecurityEventType is the typ header of a Security Event Token (RFC 8417
+// §2.3).
+const SecurityEventType = "secevent+jwt"
+
+// SignSecurityEvent signs set, the claims of a Security Event Token (RFC
+// 8417), with the active key and typ "secevent+jwt", so that no verifier
+// can take it for an access token. It refuses claims without iss, jti, iat
+// or events.
+func (k *Keyring) SignSecurityEvent(set map[string]any) (string, error) {
+	st := k.state.Load()
+	if st == nil || st.active == nil {
+		return "", ErrNoActiveKey
+	}
+	for _, name := range []string{"iss", "jti", "iat", "events"} {
+		if _, ok := set[name]; !ok {
+			return "", fmt.Errorf("%w: a security event token needs %s", ErrClaims, name)
+		}
+	}
+	payload, err := json.Marshal(set)
+	if err != nil {
+		return "", fmt.Errorf("token: marshal security event: %w", err)
+	}
+	obj, err := st.active.setSigner.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("token: sign: %w", err)
+	}
+	return obj.CompactSerialize()
+}
+
 // generate makes a new key of the configured algorithm. Its kid is the RFC
 // 7638 thumbprint of the public key.
 func (k *Keyring) generate(state string, now time.Time) (store.Key, error) {
@@ -469,6 +500,13 @@ func loadKey(r store.Key) (*loadedKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token: key %s: %w", r.KID, err)
 	}
+	setSigner, err := jose.NewSigner(
+		jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: priv, KeyID: r.KID}},
+		(&jose.SignerOptions{}).WithType(SecurityEventType),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("token: key %s: %w", r.KID, err)
+	}
 	pub := jose.JSONWebKey{Key: priv.(crypto.Signer).Public(), KeyID: r.KID, Algorithm: r.Alg, Use: "sig"}
-	return &loadedKey{kid: r.KID, alg: r.Alg, public: pub, signer: signer}, nil
+	return &loadedKey{kid: r.KID, alg: r.Alg, public: pub, signer: signer, setSigner: setSigner}, nil
 }

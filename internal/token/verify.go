@@ -85,6 +85,10 @@ type Verified struct {
 	IssuedAt, NotBefore, Expiry time.Time
 	// Type is the typ header, "" when absent.
 	Type string
+	// ExchangedFrom and Gen are read from Mandate's own tokens only (see
+	// Claims).
+	ExchangedFrom []string
+	Gen           int64
 }
 
 // Verify checks raw and returns its claims. Checks run in this order, and
@@ -266,11 +270,34 @@ func checkIdentity(c jwt.ClaimSet, prov *Provider, out *Verified) error {
 	if out.Context, err = c.Object("context"); err != nil {
 		return err
 	}
+	if own {
+		if err := readLineage(c, out); err != nil {
+			return err
+		}
+	}
 	if ad, ok := c.Raw("authorization_details"); ok && string(ad) != "null" {
 		if len(ad) == 0 || ad[0] != '[' {
 			return fmt.Errorf("%w: authorization_details must be an array", ErrClaims)
 		}
 		out.AuthorizationDetails = slices.Clone(ad)
+	}
+	return nil
+}
+
+// maxExchangedFrom bounds the exchanged_from claim; a chain is far shorter.
+const maxExchangedFrom = 16
+
+// readLineage reads exchanged_from and gen from one of Mandate's tokens.
+func readLineage(c jwt.ClaimSet, out *Verified) error {
+	if raw, ok := c.Raw("exchanged_from"); ok {
+		if err := json.Unmarshal(raw, &out.ExchangedFrom); err != nil || len(out.ExchangedFrom) > maxExchangedFrom {
+			return fmt.Errorf("%w: exchanged_from must be a short array of strings", ErrClaims)
+		}
+	}
+	if raw, ok := c.Raw("gen"); ok {
+		if err := json.Unmarshal(raw, &out.Gen); err != nil || out.Gen < 0 {
+			return fmt.Errorf("%w: gen must be a non-negative integer", ErrClaims)
+		}
 	}
 	return nil
 }

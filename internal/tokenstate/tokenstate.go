@@ -9,6 +9,7 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
+	"github.com/mandate-dev/mandate/revocation"
 )
 
 // ErrInactive is wrapped by every *InactiveError.
@@ -55,11 +56,41 @@ type Source interface {
 	NotBefore(ctx context.Context) (time.Time, error)
 }
 
+// Revocations is the revocation feed's state (*feed.Hub): Check returns
+// the kind of the entry that revokes t, "" when none, or an error when the
+// state cannot be known.
+type Revocations interface {
+	Check(t *revocation.Token) (string, error)
+}
+
 // Checker answers whether issued tokens are in force. It is safe for
 // concurrent use.
 type Checker struct {
 	Store Source
-	Now   func() time.Time
+	// Revocations, when set, is consulted after the store's own records,
+	// so that the server refuses exactly what verifiers following the
+	// feed refuse: an entry outlives an agent's re-enabling or a
+	// permission given back, and revokes what was minted before it.
+	Revocations Revocations
+	Now         func() time.Time
+}
+
+// feedReason maps a revocation entry kind to the reason written to the
+// audit trail.
+func feedReason(kind string) string {
+	switch kind {
+	case revocation.KindDelegation:
+		return ReasonDelegationRevoked
+	case revocation.KindSubject:
+		return ReasonSubjectRevoked
+	case revocation.KindScope:
+		return ReasonPermissionRemoved
+	case revocation.KindAgent:
+		return ReasonAgentDisabled
+	case "not_before":
+		return ReasonRestoredEpoch
+	}
+	return ReasonRevoked
 }
 
 // CheckJTI looks the token up and checks it. An unknown jti is inactive
@@ -121,7 +152,35 @@ func (c *Checker) Check(ctx context.Context, rec store.IssuedToken) error {
 			return &InactiveError{Reason: ReasonAgentDisabled}
 		}
 	}
-	return c.checkSubject(ctx, rec)
+	if err := c.checkSubject(ctx, rec); err != nil {
+		return err
+	}
+	return c.checkFeed(rec)
+}
+
+// checkFeed applies the revocation feed's entries to rec.
+func (c *Checker) checkFeed(rec store.IssuedToken) error {
+	if c.Revocations == nil {
+		return nil
+	}
+	t := revocation.Token{
+		JTI:          rec.JTI,
+		Subject:      rec.Subject,
+		Chain:        rec.Chain,
+		ClientID:     rec.ClientID,
+		DelegationID: rec.DelegationID,
+		Scopes:       rec.Scopes,
+		Gen:          rec.Gen,
+		IssuedAt:     rec.IssuedAt.Unix(),
+	}
+	kind, err := c.Revocations.Check(&t)
+	switch {
+	case err != nil:
+		return fmt.Errorf("tokenstate: revocation feed: %w", err)
+	case kind != "":
+		return &InactiveError{Reason: feedReason(kind)}
+	}
+	return nil
 }
 
 func (c *Checker) checkLineage(ctx context.Context, parent string) error {

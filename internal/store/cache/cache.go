@@ -12,7 +12,14 @@ import (
 // not-before epoch, are cached. It is safe for concurrent use.
 type Store struct {
 	store.Store
+	// OnWrite, when set before use, is called after every write made
+	// through the cache (the revocation feed uses it to look for new
+	// entries at once).
+	OnWrite func()
 
+	// syncMu serializes Sync, so that a slow read of an older generation
+	// cannot overwrite a newer one.
+	syncMu      sync.Mutex
 	mu          sync.RWMutex
 	epoch       uint64 // grows on every invalidation
 	generation  int64
@@ -66,14 +73,39 @@ func (c *Store) Run(ctx context.Context, interval time.Duration) {
 // the cache when they differ. An unreachable store also invalidates it, so
 // that reads go to the store and fail closed rather than serve stale grants.
 func (c *Store) Sync(ctx context.Context) {
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
 	g, err := c.Store.Generation(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// Invalidate first, then keep the generation: a write racing this
-	// Sync is seen by the next one.
-	if err != nil || g != c.generation {
+	// The generation is read before the reset: everything read into the
+	// cache afterwards is at least as new as it (see Generation). A store
+	// that cannot be read keeps the old, lower generation.
+	switch {
+	case err != nil:
+		c.reset()
+	case g != c.generation:
 		c.reset()
 		c.generation = g
+	}
+}
+
+// CachedGeneration returns a store generation that everything the cache
+// holds or will read is at least as new as: the one read by the last Sync
+// (writes through the cache Sync too). Tokens carry it as their gen claim.
+func (c *Store) CachedGeneration() int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.generation
+}
+
+// afterWrite drops the cache at once, then learns the new generation and
+// tells OnWrite.
+func (c *Store) afterWrite(ctx context.Context) {
+	c.Invalidate()
+	c.Sync(context.WithoutCancel(ctx))
+	if c.OnWrite != nil {
+		c.OnWrite()
 	}
 }
 
@@ -135,42 +167,51 @@ func readThrough[K comparable, V any](c *Store, m func() map[K]V, key K, fetch f
 
 // CreateUser writes through and invalidates.
 func (c *Store) CreateUser(ctx context.Context, u store.User, events ...store.Event) error {
-	defer c.Invalidate()
+	defer c.afterWrite(ctx)
 	return c.Store.CreateUser(ctx, u, events...)
 }
 
 // UpdateUser writes through and invalidates.
 func (c *Store) UpdateUser(ctx context.Context, id string, fn func(store.User) (store.User, error), events ...store.Event) (store.User, error) {
-	defer c.Invalidate()
+	defer c.afterWrite(ctx)
 	return c.Store.UpdateUser(ctx, id, fn, events...)
 }
 
 // CreateAgent writes through and invalidates.
 func (c *Store) CreateAgent(ctx context.Context, a store.Agent, events ...store.Event) error {
-	defer c.Invalidate()
+	defer c.afterWrite(ctx)
 	return c.Store.CreateAgent(ctx, a, events...)
 }
 
 // UpdateAgent writes through and invalidates.
 func (c *Store) UpdateAgent(ctx context.Context, id string, fn func(store.Agent) (store.Agent, error), events ...store.Event) (store.Agent, error) {
-	defer c.Invalidate()
+	defer c.afterWrite(ctx)
 	return c.Store.UpdateAgent(ctx, id, fn, events...)
 }
 
 // CreateDelegation writes through and invalidates.
 func (c *Store) CreateDelegation(ctx context.Context, d store.Delegation, events ...store.Event) error {
-	defer c.Invalidate()
+	defer c.afterWrite(ctx)
 	return c.Store.CreateDelegation(ctx, d, events...)
 }
 
 // UpdateDelegation writes through and invalidates.
 func (c *Store) UpdateDelegation(ctx context.Context, id string, fn func(store.Delegation) (store.Delegation, error), events ...store.Event) (store.Delegation, error) {
-	defer c.Invalidate()
+	defer c.afterWrite(ctx)
 	return c.Store.UpdateDelegation(ctx, id, fn, events...)
 }
 
 // AdvanceNotBefore writes through and invalidates.
 func (c *Store) AdvanceNotBefore(ctx context.Context, t time.Time, events ...store.Event) (time.Time, error) {
-	defer c.Invalidate()
+	defer c.afterWrite(ctx)
 	return c.Store.AdvanceNotBefore(ctx, t, events...)
+}
+
+// RevokeToken writes through; tokens are not cached, but OnWrite is told.
+func (c *Store) RevokeToken(ctx context.Context, jti string, at time.Time, events ...store.Event) error {
+	err := c.Store.RevokeToken(ctx, jti, at, events...)
+	if c.OnWrite != nil {
+		c.OnWrite()
+	}
+	return err
 }

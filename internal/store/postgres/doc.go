@@ -7,8 +7,9 @@
 // serialization failure or deadlock store.ErrUnavailable.
 //
 // It keeps the SQLite backend's semantics: times to the microsecond in UTC,
-// keys sorted bytewise, Seq in commit order (one order across instances,
-// from a locked counter row), and a Generation counter bumped by every change
+// keys sorted bytewise, the Seq of audit events and of revocation entries in
+// commit order (one order across instances, each from a locked counter row),
+// and a Generation counter bumped by every change
 // to users, agents, delegations and keys, which also sends NOTIFY so that
 // Listen can tell every instance at once. Open refuses a server that does not
 // commit durably unless told otherwise.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/store/postgres"
+	"github.com/mandate-dev/mandate/revocation"
 )
 
 // Tests of several instances on one database: each instance is a Store with
@@ -136,6 +137,118 @@ func TestSeqAcrossInstances(t *testing.T) {
 		if i%2 == 0 && (len(e.ID) < 2 || e.ID[len(e.ID)-2:] != "-1" || evs[i+1].ID != e.ID[:len(e.ID)-2]+"-0") {
 			t.Errorf("events %s and %s are not one commit's pair in order", e.ID, evs[i+1].ID)
 		}
+	}
+}
+
+// TestRevocationSeqAcrossInstances: two instances revoke tokens and raise
+// users' versions concurrently; the revocation feed numbers every entry
+// once, from 1 without gaps, and a reader never sees a hole (which would
+// mean a lower Seq could still appear after a higher one was read), and the
+// subject entries' generations grow with their Seq.
+func TestRevocationSeqAcrossInstances(t *testing.T) {
+	a, b, _ := twoInstances(t)
+	const writers, each = 4, 10 // per instance
+	var batch store.Batch
+	for _, s := range []string{"a", "b"} {
+		for w := range writers {
+			for i := range each {
+				batch.Tokens = append(batch.Tokens, store.IssuedToken{JTI: fmt.Sprintf("%s-w%d-%d", s, w, i), IssuedAt: time.Now()})
+			}
+		}
+	}
+	if err := a.Commit(t.Context(), batch); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	for w := range 2 * writers {
+		if err := a.CreateUser(t.Context(), store.User{ID: fmt.Sprintf("u%d", w)}); err != nil {
+			t.Fatalf("CreateUser: %v", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	readerDone := make(chan error, 1)
+	go func() {
+		var err error
+		for reads := 1; ctx.Err() == nil && err == nil; reads++ {
+			var rs []store.Revocation
+			if rs, err = b.ListRevocations(ctx, 0, store.MaxRevocationLimit); err != nil {
+				break
+			}
+			for i, r := range rs {
+				if r.Seq != int64(i+1) {
+					err = fmt.Errorf("read %d: entry %d of %d has Seq %d, want %d (a hole)", reads, i, len(rs), r.Seq, i+1)
+					break
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			err = nil
+		}
+		readerDone <- err
+	}()
+
+	var wg sync.WaitGroup
+	for n, s := range []*postgres.Store{a, b} {
+		name := []string{"a", "b"}[n]
+		for w := range writers {
+			user := fmt.Sprintf("u%d", n*writers+w)
+			wg.Go(func() {
+				for i := range each {
+					jti := fmt.Sprintf("%s-w%d-%d", name, w, i)
+					if err := s.RevokeToken(t.Context(), jti, time.Now(), store.Event{ID: jti, Action: "token.revoke"}); err != nil {
+						t.Errorf("RevokeToken %s: %v", jti, err)
+						return
+					}
+					if _, err := s.UpdateUser(t.Context(), user, func(u store.User) (store.User, error) { u.Version++; return u, nil }); err != nil {
+						t.Errorf("UpdateUser %s: %v", user, err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	cancel()
+	if err := <-readerDone; err != nil {
+		t.Error(err)
+	}
+
+	rs, err := a.ListRevocations(t.Context(), 0, store.MaxRevocationLimit)
+	if err != nil {
+		t.Fatalf("ListRevocations: %v", err)
+	}
+	const total = 2 * writers * each * 2
+	if len(rs) != total {
+		t.Fatalf("%d entries, want %d", len(rs), total)
+	}
+	tokens, gens := map[string]bool{}, map[int64]bool{}
+	var lastGen int64
+	for i, r := range rs {
+		if r.Seq != int64(i+1) {
+			t.Errorf("entry %d has Seq %d, want %d", i, r.Seq, i+1)
+		}
+		switch r.Kind {
+		case revocation.KindToken:
+			if tokens[r.ID] {
+				t.Errorf("token %s has two entries", r.ID)
+			}
+			tokens[r.ID] = true
+		case revocation.KindSubject:
+			// The generation row, like revocations_head, is locked until
+			// commit: Gen grows with Seq.
+			if r.Gen <= lastGen {
+				t.Errorf("entry %d has Gen %d, not above the previous subject entry's %d", r.Seq, r.Gen, lastGen)
+			}
+			lastGen = r.Gen
+			gens[r.Gen] = true
+		}
+	}
+	if len(tokens) != total/2 || len(gens) != total/2 {
+		t.Errorf("%d token and %d subject entries, want %d of each", len(tokens), len(gens), total/2)
+	}
+	if seq, err := b.RevocationSeq(t.Context()); err != nil || seq != total {
+		t.Errorf("RevocationSeq on b = %d, %v; want %d", seq, err, total)
 	}
 }
 

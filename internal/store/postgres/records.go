@@ -41,11 +41,16 @@ type record[T any] struct {
 	check func(old, new T) error
 	// put is the UPDATE statement and its arguments for v.
 	put func(v T) (string, []any)
+	// revocations derives the revocation entries of the change (one of
+	// the store package's derivation functions).
+	revocations func(old, new T, gen int64, at time.Time) []store.Revocation
 }
 
 // update does the read-modify-write of one record in one transaction: read
-// and lock the row, apply fn, check, write, bump the generation, append the
-// events. A concurrent update of the same record waits for the lock and
+// and lock the row, apply fn, check, write and bump the generation (one
+// round trip, which reads the new generation back), then append the
+// revocation entries the change makes, with that generation, and the events
+// (another). A concurrent update of the same record waits for the lock and
 // then reads this one's result. An error from fn is returned wrapped and
 // rolls everything back.
 func update[T any](ctx context.Context, s *Store, r record[T], id string, fn func(T) (T, error), events []store.Event) (T, error) {
@@ -78,6 +83,13 @@ func update[T any](ctx context.Context, s *Store, r record[T], id string, fn fun
 		q, args := r.put(v)
 		b.Queue(q, args...)
 		queueGeneration(b, s.channel)
+		var gen int64
+		b.Queue("SELECT value FROM generation WHERE id = 1").QueryRow(func(row pgx.Row) error { return row.Scan(&gen) })
+		if err := send(ctx, tx, b); err != nil {
+			return err
+		}
+		b = &pgx.Batch{}
+		queueRevocations(b, r.revocations(old, v, gen, s.now()))
 		queueEvents(b, events)
 		if err := send(ctx, tx, b); err != nil {
 			return err
@@ -154,10 +166,11 @@ var errVersionDecrease = errors.New("user version may not decrease")
 
 func userRecord() record[store.User] {
 	return record[store.User]{
-		what: "user",
-		lock: "SELECT " + userCols + " FROM users WHERE id = $1 FOR UPDATE",
-		scan: scanUser,
-		id:   func(u store.User) string { return u.ID },
+		what:        "user",
+		revocations: store.UserRevocations,
+		lock:        "SELECT " + userCols + " FROM users WHERE id = $1 FOR UPDATE",
+		scan:        scanUser,
+		id:          func(u store.User) string { return u.ID },
 		check: func(old, u store.User) error {
 			if u.Version < old.Version {
 				return fmt.Errorf("%w: %d is below the stored %d", errVersionDecrease, u.Version, old.Version)
@@ -225,10 +238,11 @@ func (s *Store) ListAgents(ctx context.Context) ([]store.Agent, error) {
 
 func agentRecord() record[store.Agent] {
 	return record[store.Agent]{
-		what: "agent",
-		lock: "SELECT " + agentCols + " FROM agents WHERE id = $1 FOR UPDATE",
-		scan: scanAgent,
-		id:   func(a store.Agent) string { return a.ID },
+		what:        "agent",
+		revocations: store.AgentRevocations,
+		lock:        "SELECT " + agentCols + " FROM agents WHERE id = $1 FOR UPDATE",
+		scan:        scanAgent,
+		id:          func(a store.Agent) string { return a.ID },
 		put: func(a store.Agent) (string, []any) {
 			return `UPDATE agents SET secret_hash = $2, jwks = $3, jwks_uri = $4, scopes = $5, delegate_to = $6,
 				max_depth = $7, disabled = $8, created_at = $9, updated_at = $10 WHERE id = $1`, agentArgs(a)
@@ -306,10 +320,11 @@ func (s *Store) ListDelegations(ctx context.Context, f store.DelegationFilter) (
 
 func delegationRecord() record[store.Delegation] {
 	return record[store.Delegation]{
-		what: "delegation",
-		lock: "SELECT " + delegationCols + " FROM delegations WHERE id = $1 FOR UPDATE",
-		scan: scanDelegation,
-		id:   func(d store.Delegation) string { return d.ID },
+		what:        "delegation",
+		revocations: store.DelegationRevocations,
+		lock:        "SELECT " + delegationCols + " FROM delegations WHERE id = $1 FOR UPDATE",
+		scan:        scanDelegation,
+		id:          func(d store.Delegation) string { return d.ID },
 		put: func(d store.Delegation) (string, []any) {
 			return `UPDATE delegations SET subject = $2, actor = $3, scopes = $4, audiences = $5, max_depth = $6,
 				expires = $7, source = $8, revoked = $9, revoked_at = $10, created_at = $11 WHERE id = $1`, delegationArgs(d)
@@ -362,10 +377,11 @@ func (s *Store) ListKeys(ctx context.Context) ([]store.Key, error) {
 
 func keyRecord() record[store.Key] {
 	return record[store.Key]{
-		what: "key",
-		lock: "SELECT " + keyCols + " FROM signing_keys WHERE kid = $1 FOR UPDATE",
-		scan: scanKey,
-		id:   func(k store.Key) string { return k.KID },
+		what:        "key",
+		revocations: store.KeyRevocations,
+		lock:        "SELECT " + keyCols + " FROM signing_keys WHERE kid = $1 FOR UPDATE",
+		scan:        scanKey,
+		id:          func(k store.Key) string { return k.KID },
 		put: func(k store.Key) (string, []any) {
 			return `UPDATE signing_keys SET alg = $2, private = $3, state = $4, activate_at = $5, retire_at = $6,
 				created_at = $7 WHERE kid = $1`, keyArgs(k)

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 )
 
 const tokenCols = `jti, parent_jti, grant_type, subject, client_id, chain, delegation_id, scopes, audience,
-	subject_version, issued_at, expires_at, revoked, revoked_at`
+	subject_version, issued_at, expires_at, revoked, revoked_at, gen`
 
 func scanToken(row pgx.CollectableRow) (store.IssuedToken, error) {
 	var (
@@ -21,7 +22,7 @@ func scanToken(row pgx.CollectableRow) (store.IssuedToken, error) {
 		iat, exp, revokedAt *time.Time
 	)
 	err := row.Scan(&t.JTI, &t.ParentJTI, &t.GrantType, &t.Subject, &t.ClientID, &chain, &t.DelegationID,
-		&scopes, &t.Audience, &t.SubjectVersion, &iat, &exp, &t.Revoked, &revokedAt)
+		&scopes, &t.Audience, &t.SubjectVersion, &iat, &exp, &t.Revoked, &revokedAt, &t.Gen)
 	if err != nil {
 		return store.IssuedToken{}, err
 	}
@@ -36,9 +37,12 @@ func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, er
 }
 
 // RevokeToken marks the token revoked at at and appends the events, in one
-// transaction. Revoking a revoked token succeeds, keeps the first RevokedAt
-// and still appends the events; an unknown jti is store.ErrNotFound and
-// appends nothing. Tokens are not counted by Generation.
+// transaction; the first revocation also appends a token entry to the
+// revocation feed (at, or the store's clock when at is zero, with the
+// token's expiry). Revoking a revoked token succeeds, keeps the first
+// RevokedAt, appends no entry and still appends the events; an unknown jti
+// is store.ErrNotFound and appends nothing. Tokens are not counted by
+// Generation.
 func (s *Store) RevokeToken(ctx context.Context, jti string, at time.Time, events ...store.Event) error {
 	if !storable(jti) {
 		return fmt.Errorf("postgres: revoke token %q: %w", jti, notFound())
@@ -46,18 +50,26 @@ func (s *Store) RevokeToken(ctx context.Context, jti string, at time.Time, event
 	err := s.write(ctx, "revoke token", func(ctx context.Context, tx pgx.Tx) error {
 		// A concurrent revocation waits here for the row lock and then
 		// finds the token revoked: the first RevokedAt stays.
-		tag, err := tx.Exec(ctx, "UPDATE tokens SET revoked = true, revoked_at = $1 WHERE jti = $2 AND NOT revoked",
-			timeIn(at), jti)
-		if err != nil {
-			return dbErr(err)
-		}
-		if tag.RowsAffected() == 0 {
+		var exp *time.Time
+		err := tx.QueryRow(ctx, "UPDATE tokens SET revoked = true, revoked_at = $1 WHERE jti = $2 AND NOT revoked RETURNING expires_at",
+			timeIn(at), jti).Scan(&exp)
+		b := &pgx.Batch{}
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			// Revoked already, or unknown.
 			var one int
 			if err := tx.QueryRow(ctx, "SELECT 1 FROM tokens WHERE jti = $1", jti).Scan(&one); err != nil {
 				return dbErr(err)
 			}
+		case err != nil:
+			return dbErr(err)
+		default:
+			entryAt := at
+			if entryAt.IsZero() {
+				entryAt = s.now()
+			}
+			queueRevocations(b, []store.Revocation{store.TokenRevocation(jti, timeOut(exp), entryAt)})
 		}
-		b := &pgx.Batch{}
 		queueEvents(b, events)
 		return send(ctx, tx, b)
 	})
@@ -98,12 +110,12 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 const insertTokens = `INSERT INTO tokens (` + tokenCols + `)
 SELECT u.jti, u.parent_jti, u.grant_type, u.subject, u.client_id, ($15::text[])[u.chain_lo:u.chain_hi],
 	u.delegation_id, ($16::text[])[u.scopes_lo:u.scopes_hi], u.audience, u.subject_version, u.issued_at,
-	u.expires_at, u.revoked, u.revoked_at
+	u.expires_at, u.revoked, u.revoked_at, u.gen
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
 	$9::timestamptz[], $10::timestamptz[], $11::boolean[], $12::timestamptz[], $13::int[], $14::int[],
-	$17::int[], $18::int[])
+	$17::int[], $18::int[], $19::bigint[])
 	AS u(jti, parent_jti, grant_type, subject, client_id, delegation_id, audience, subject_version,
-		issued_at, expires_at, revoked, revoked_at, chain_lo, chain_hi, scopes_lo, scopes_hi)`
+		issued_at, expires_at, revoked, revoked_at, chain_lo, chain_hi, scopes_lo, scopes_hi, gen)`
 
 // queueTokens queues the statement that inserts tokens.
 func queueTokens(b *pgx.Batch, tokens []store.IssuedToken) {
@@ -114,18 +126,18 @@ func queueTokens(b *pgx.Batch, tokens []store.IssuedToken) {
 	var (
 		jti, parent, grant, subject, client, delegation, audience = make([]string, n), make([]string, n),
 			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		version                    = make([]int64, n)
+		version, gen               = make([]int64, n), make([]int64, n)
 		issued, expires, revokedAt = make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
 		revoked                    = make([]bool, n)
 		chain, scopes              ragged
 	)
 	for i, t := range tokens {
 		jti[i], parent[i], grant[i], subject[i], client[i] = t.JTI, t.ParentJTI, t.GrantType, t.Subject, t.ClientID
-		delegation[i], audience[i], version[i] = t.DelegationID, t.Audience, t.SubjectVersion
+		delegation[i], audience[i], version[i], gen[i] = t.DelegationID, t.Audience, t.SubjectVersion, t.Gen
 		issued[i], expires[i], revoked[i], revokedAt[i] = timestamp(t.IssuedAt), timestamp(t.ExpiresAt), t.Revoked, timestamp(t.RevokedAt)
 		chain.add(t.Chain)
 		scopes.add(t.Scopes)
 	}
 	b.Queue(insertTokens, jti, parent, grant, subject, client, delegation, audience, version,
-		issued, expires, revoked, revokedAt, chain.lo, chain.hi, chain.flat(), scopes.flat(), scopes.lo, scopes.hi)
+		issued, expires, revoked, revokedAt, chain.lo, chain.hi, chain.flat(), scopes.flat(), scopes.lo, scopes.hi, gen)
 }

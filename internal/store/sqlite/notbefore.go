@@ -38,7 +38,7 @@ func (s *Store) AdvanceNotBefore(ctx context.Context, t time.Time, events ...sto
 		if out, err = notBefore(ctx, tx); err != nil {
 			return err
 		}
-		if err := bumpGeneration(ctx, tx); err != nil {
+		if _, err := bumpGeneration(ctx, tx); err != nil {
 			return err
 		}
 		return s.insertEvents(ctx, tx, events)

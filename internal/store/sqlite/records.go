@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/mandate-dev/mandate/internal/store"
 )
@@ -19,7 +20,7 @@ func (s *Store) create(ctx context.Context, what, id string, insert func(*sql.Tx
 		if err := insert(tx); err != nil {
 			return dbErr(err)
 		}
-		if err := bumpGeneration(ctx, tx); err != nil {
+		if _, err := bumpGeneration(ctx, tx); err != nil {
 			return err
 		}
 		return s.insertEvents(ctx, tx, events)
@@ -38,11 +39,15 @@ type record[T any] struct {
 	// check vets the new value against the stored one; nil accepts all.
 	check func(old, new T) error
 	put   func(ctx context.Context, tx *sql.Tx, v T) error
+	// revocations derives the revocation entries of the change (one of
+	// the store package's derivation functions).
+	revocations func(old, new T, gen int64, at time.Time) []store.Revocation
 }
 
 // update does the read-modify-write of one record in one transaction: read,
-// apply fn, check, write, bump the generation, append the events. An error
-// from fn is returned wrapped and rolls everything back.
+// apply fn, check, write, bump the generation, append the revocation
+// entries the change makes (with the new generation) and the events. An
+// error from fn is returned wrapped and rolls everything back.
 func update[T any](ctx context.Context, s *Store, r record[T], id string, fn func(T) (T, error), events []store.Event) (T, error) {
 	var out T
 	err := s.write(ctx, "update "+r.what, func(tx *sql.Tx) error {
@@ -65,7 +70,11 @@ func update[T any](ctx context.Context, s *Store, r record[T], id string, fn fun
 		if err := r.put(ctx, tx, v); err != nil {
 			return dbErr(err)
 		}
-		if err := bumpGeneration(ctx, tx); err != nil {
+		gen, err := bumpGeneration(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if err := insertRevocations(ctx, tx, r.revocations(old, v, gen, s.now())); err != nil {
 			return err
 		}
 		if err := s.insertEvents(ctx, tx, events); err != nil {
@@ -158,9 +167,10 @@ var errVersionDecrease = errors.New("user version may not decrease")
 
 func userRecord() record[store.User] {
 	return record[store.User]{
-		what: "user",
-		get:  getUser,
-		id:   func(u store.User) string { return u.ID },
+		what:        "user",
+		get:         getUser,
+		revocations: store.UserRevocations,
+		id:          func(u store.User) string { return u.ID },
 		check: func(old, u store.User) error {
 			if u.Version < old.Version {
 				return fmt.Errorf("%w: %d is below the stored %d", errVersionDecrease, u.Version, old.Version)
@@ -241,9 +251,10 @@ func (s *Store) ListAgents(ctx context.Context) ([]store.Agent, error) {
 
 func agentRecord() record[store.Agent] {
 	return record[store.Agent]{
-		what: "agent",
-		get:  getAgent,
-		id:   func(a store.Agent) string { return a.ID },
+		what:        "agent",
+		get:         getAgent,
+		revocations: store.AgentRevocations,
+		id:          func(a store.Agent) string { return a.ID },
 		put: func(ctx context.Context, tx *sql.Tx, a store.Agent) error {
 			_, err := tx.ExecContext(ctx, `UPDATE agents SET secret_hash = ?, jwks = ?, jwks_uri = ?, scopes = ?,
 				delegate_to = ?, max_depth = ?, disabled = ?, created_at = ?, updated_at = ? WHERE id = ?`, agentArgs(a)...)
@@ -326,9 +337,10 @@ func (s *Store) ListDelegations(ctx context.Context, f store.DelegationFilter) (
 
 func delegationRecord() record[store.Delegation] {
 	return record[store.Delegation]{
-		what: "delegation",
-		get:  getDelegation,
-		id:   func(d store.Delegation) string { return d.ID },
+		what:        "delegation",
+		get:         getDelegation,
+		revocations: store.DelegationRevocations,
+		id:          func(d store.Delegation) string { return d.ID },
 		put: func(ctx context.Context, tx *sql.Tx, d store.Delegation) error {
 			_, err := tx.ExecContext(ctx, `UPDATE delegations SET subject = ?, actor = ?, scopes = ?, audiences = ?,
 				max_depth = ?, expires = ?, source = ?, revoked = ?, revoked_at = ?, created_at = ? WHERE id = ?`, delegationArgs(d)...)
@@ -387,9 +399,10 @@ func (s *Store) ListKeys(ctx context.Context) ([]store.Key, error) {
 
 func keyRecord() record[store.Key] {
 	return record[store.Key]{
-		what: "key",
-		get:  getKey,
-		id:   func(k store.Key) string { return k.KID },
+		what:        "key",
+		get:         getKey,
+		revocations: store.KeyRevocations,
+		id:          func(k store.Key) string { return k.KID },
 		put: func(ctx context.Context, tx *sql.Tx, k store.Key) error {
 			_, err := tx.ExecContext(ctx, `UPDATE signing_keys SET alg = ?, private = ?, state = ?, activate_at = ?,
 				retire_at = ?, created_at = ? WHERE kid = ?`, keyArgs(k)...)

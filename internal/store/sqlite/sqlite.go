@@ -65,7 +65,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&st.token, "INSERT INTO tokens (" + tokenCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{&st.token, "INSERT INTO tokens (" + tokenCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
 		{&st.event, "INSERT INTO events (" + eventCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq"},
 		{&st.actor, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
 	} {
@@ -312,12 +312,14 @@ func isBusy(err error) bool {
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
-// bumpGeneration increments the change counter inside tx.
-func bumpGeneration(ctx context.Context, tx *sql.Tx) error {
-	if _, err := tx.ExecContext(ctx, "UPDATE generation SET value = value + 1 WHERE id = 1"); err != nil {
-		return fmt.Errorf("bump generation: %w", dbErr(err))
+// bumpGeneration increments the change counter inside tx and returns its
+// new value.
+func bumpGeneration(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var g int64
+	if err := tx.QueryRowContext(ctx, "UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING value").Scan(&g); err != nil {
+		return 0, fmt.Errorf("bump generation: %w", dbErr(err))
 	}
-	return nil
+	return g, nil
 }
 
 // dbErr classifies an error from database/sql or the driver: no rows is

@@ -280,10 +280,35 @@ func TestFaulty(t *testing.T) {
 		t.Errorf("Commit under FailAll: err = %v, want the per-method fault", err)
 	}
 
+	if _, err := f.ListRevocations(ctx, 0, 0); !errors.Is(err, errBoom) {
+		t.Errorf("ListRevocations under FailAll: err = %v, want boom", err)
+	}
+
 	f.Heal()
 	if err := f.Commit(ctx, store.Batch{Tokens: []store.IssuedToken{{JTI: "t1"}}}); err != nil {
 		t.Errorf("Commit after Heal: %v", err)
 	}
+	if err := f.RevokeToken(ctx, "t1", time.Now()); err != nil {
+		t.Errorf("RevokeToken after Heal: %v", err)
+	}
+	// The revocation feed fails closed like the rest, and a failed
+	// collection reaches nothing.
+	for _, m := range []string{"ListRevocations", "RevocationSeq", "CollectRevocations"} {
+		f.Fail(m, nil)
+	}
+	if _, err := f.ListRevocations(ctx, 0, 0); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("ListRevocations: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := f.RevocationSeq(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("RevocationSeq: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := f.CollectRevocations(ctx, time.Now().Add(time.Hour), time.Now().Add(time.Hour)); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("CollectRevocations: err = %v, want ErrUnavailable", err)
+	}
+	if rs, err := inner.ListRevocations(ctx, 0, 0); err != nil || len(rs) != 1 {
+		t.Errorf("a failed CollectRevocations reached the store: ListRevocations = %v, %v; want one entry", rs, err)
+	}
+	f.Heal()
 	if got := f.Calls("Commit"); got != 3 {
 		t.Errorf("Calls(Commit) = %d, want 3", got)
 	}

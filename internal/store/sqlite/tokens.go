@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,7 +11,7 @@ import (
 )
 
 const tokenCols = `jti, parent_jti, grant_type, subject, client_id, chain, delegation_id, scopes, audience,
-	subject_version, issued_at, expires_at, revoked, revoked_at`
+	subject_version, issued_at, expires_at, revoked, revoked_at, gen`
 
 func scanToken(sc scanner) (store.IssuedToken, error) {
 	var (
@@ -19,7 +20,7 @@ func scanToken(sc scanner) (store.IssuedToken, error) {
 		iat, exp, revokedAt sql.NullInt64
 	)
 	err := sc.Scan(&t.JTI, &t.ParentJTI, &t.GrantType, &t.Subject, &t.ClientID, &chain, &t.DelegationID,
-		&scopes, &t.Audience, &t.SubjectVersion, &iat, &exp, &t.Revoked, &revokedAt)
+		&scopes, &t.Audience, &t.SubjectVersion, &iat, &exp, &t.Revoked, &revokedAt, &t.Gen)
 	if err != nil {
 		return store.IssuedToken{}, dbErr(err)
 	}
@@ -38,24 +39,32 @@ func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, er
 }
 
 // RevokeToken marks the token revoked at at and appends the events, in one
-// transaction. Revoking a revoked token succeeds, keeps the first RevokedAt
-// and still appends the events; an unknown jti is store.ErrNotFound and
-// appends nothing.
+// transaction; the first revocation also appends a token entry to the
+// revocation feed (at, or the store's clock when at is zero, with the
+// token's expiry). Revoking a revoked token succeeds, keeps the first
+// RevokedAt, appends no entry and still appends the events; an unknown jti
+// is store.ErrNotFound and appends nothing.
 func (s *Store) RevokeToken(ctx context.Context, jti string, at time.Time, events ...store.Event) error {
 	err := s.write(ctx, "revoke token", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE tokens SET revoked = 1, revoked_at = ? WHERE jti = ? AND revoked = 0",
-			timeIn(at), jti)
-		if err != nil {
-			return dbErr(err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return dbErr(err)
-		}
-		if n == 0 {
+		var exp sql.NullInt64
+		err := tx.QueryRowContext(ctx, "UPDATE tokens SET revoked = 1, revoked_at = ? WHERE jti = ? AND revoked = 0 RETURNING expires_at",
+			timeIn(at), jti).Scan(&exp)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// Revoked already, or unknown.
 			var one int
 			if err := tx.QueryRowContext(ctx, "SELECT 1 FROM tokens WHERE jti = ?", jti).Scan(&one); err != nil {
 				return dbErr(err)
+			}
+		case err != nil:
+			return dbErr(err)
+		default:
+			entryAt := at
+			if entryAt.IsZero() {
+				entryAt = s.now()
+			}
+			if err := insertRevocations(ctx, tx, []store.Revocation{store.TokenRevocation(jti, timeOut(exp), entryAt)}); err != nil {
+				return err
 			}
 		}
 		return s.insertEvents(ctx, tx, events)
@@ -99,7 +108,7 @@ func (s *Store) insertTokens(ctx context.Context, tx *sql.Tx, tokens []store.Iss
 	for _, t := range tokens {
 		_, err := stmt.ExecContext(ctx, t.JTI, t.ParentJTI, t.GrantType, t.Subject, t.ClientID, listIn(t.Chain),
 			t.DelegationID, listIn(t.Scopes), t.Audience, t.SubjectVersion, timeIn(t.IssuedAt), timeIn(t.ExpiresAt),
-			boolIn(t.Revoked), timeIn(t.RevokedAt))
+			boolIn(t.Revoked), timeIn(t.RevokedAt), t.Gen)
 		if err != nil {
 			return fmt.Errorf("insert token %q: %w", t.JTI, dbErr(err))
 		}

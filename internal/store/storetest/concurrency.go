@@ -162,6 +162,71 @@ func testConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Errorf("%d events after %d updates, want %d", len(evs), n, n)
 		}
 	})
+	// The revocation feed: concurrent revocations of different tokens get
+	// the Seqs 1..n, each once, and lose none.
+	t.Run("ok/revocation-seq-gapless", func(t *testing.T) {
+		const n = 30
+		s, ctx := open(t), t.Context()
+		var b store.Batch
+		for i := range n {
+			b.Tokens = append(b.Tokens, newToken(fmt.Sprintf("t-%02d", i)))
+		}
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, tok := range b.Tokens {
+			wg.Go(func() {
+				<-start
+				if err := s.RevokeToken(ctx, tok.JTI, base(), newEvent("rev-"+tok.JTI, "token.revoke")); err != nil {
+					t.Errorf("RevokeToken %s: %v", tok.JTI, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		rs := mustRevocations(t, s)
+		if len(rs) != n {
+			t.Fatalf("%d entries after %d revocations, want %d", len(rs), n, n)
+		}
+		seen := map[string]bool{}
+		for i, r := range rs {
+			if r.Seq != int64(i+1) {
+				t.Errorf("entry %d (%s) has Seq %d, want %d", i, r.ID, r.Seq, i+1)
+			}
+			if seen[r.ID] {
+				t.Errorf("token %s has two entries", r.ID)
+			}
+			seen[r.ID] = true
+		}
+		if seq := mustRevocationSeq(t, s); seq != n {
+			t.Errorf("RevocationSeq = %d, want %d", seq, n)
+		}
+	})
+	// Of concurrent revocations of one token, only the first makes an entry.
+	t.Run("ok/revoke-same-token-once", func(t *testing.T) {
+		const n = 20
+		s, ctx := open(t), t.Context()
+		if err := s.Commit(ctx, store.Batch{Tokens: []store.IssuedToken{newToken("t")}}); err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				<-start
+				if err := s.RevokeToken(ctx, "t", base()); err != nil {
+					t.Errorf("RevokeToken: %v", err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if rs := mustRevocations(t, s); len(rs) != 1 || rs[0].Seq != 1 || rs[0].ID != "t" {
+			t.Errorf("entries after %d concurrent revocations of one token = %+v, want one, with Seq 1", n, rs)
+		}
+	})
 	// T72: concurrent commits get distinct Seqs and lose nothing.
 	t.Run("ok/commit-seq-unique", func(t *testing.T) {
 		const writers, each = 10, 5

@@ -18,7 +18,9 @@ func methods() []string {
 		"CreateDelegation", "GetDelegation", "ListDelegations", "UpdateDelegation",
 		"GetToken", "RevokeToken", "Commit",
 		"CreateKey", "ListKeys", "UpdateKey",
-		"QueryEvents", "UseNonce", "NotBefore", "AdvanceNotBefore", "Generation", "Ping",
+		"QueryEvents", "UseNonce", "NotBefore", "AdvanceNotBefore",
+		"ListRevocations", "RevocationSeq", "CollectRevocations",
+		"Generation", "Ping",
 	}
 }
 
@@ -274,6 +276,30 @@ func (f *Faulty) AdvanceNotBefore(ctx context.Context, t time.Time, events ...st
 		return time.Time{}, err
 	}
 	return f.inner.AdvanceNotBefore(ctx, t, events...)
+}
+
+// ListRevocations implements store.Revocations.
+func (f *Faulty) ListRevocations(ctx context.Context, after int64, limit int) ([]store.Revocation, error) {
+	if err := f.fault("ListRevocations"); err != nil {
+		return nil, err
+	}
+	return f.inner.ListRevocations(ctx, after, limit)
+}
+
+// RevocationSeq implements store.Revocations.
+func (f *Faulty) RevocationSeq(ctx context.Context) (int64, error) {
+	if err := f.fault("RevocationSeq"); err != nil {
+		return 0, err
+	}
+	return f.inner.RevocationSeq(ctx)
+}
+
+// CollectRevocations implements store.Revocations.
+func (f *Faulty) CollectRevocations(ctx context.Context, tokensBefore, othersBefore time.Time) (int, error) {
+	if err := f.fault("CollectRevocations"); err != nil {
+		return 0, err
+	}
+	return f.inner.CollectRevocations(ctx, tokensBefore, othersBefore)
 }
 
 // Generation implements store.Store.

@@ -36,6 +36,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Nonces", func(t *testing.T) { t.Parallel(); testNonces(t, open) })
 	t.Run("Generation", func(t *testing.T) { t.Parallel(); testGeneration(t, open) })
 	t.Run("NotBefore", func(t *testing.T) { t.Parallel(); testNotBefore(t, open) })
+	t.Run("RevocationDerivation", func(t *testing.T) { t.Parallel(); testRevocationDerivation(t, open) })
+	t.Run("RevocationGen", func(t *testing.T) { t.Parallel(); testRevocationGenMatchesGeneration(t, open) })
+	t.Run("TokenGen", func(t *testing.T) { t.Parallel(); testTokenGen(t, open) })
+	t.Run("ListRevocations", func(t *testing.T) { t.Parallel(); testListRevocations(t, open) })
+	t.Run("ListRevocationsLimit", func(t *testing.T) { t.Parallel(); testListRevocationsLimit(t, open) })
+	t.Run("CollectRevocations", func(t *testing.T) { t.Parallel(); testCollectRevocations(t, open) })
 	t.Run("Times", func(t *testing.T) { t.Parallel(); testTimes(t, open) })
 	t.Run("Ping", func(t *testing.T) { t.Parallel(); testPing(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { t.Parallel(); testConcurrency(t, open) })
@@ -120,6 +126,7 @@ func newToken(jti string) store.IssuedToken {
 		Scopes:         []string{"deploy:create"},
 		Audience:       "https://deploy.example",
 		SubjectVersion: 3,
+		Gen:            7,
 		IssuedAt:       base(),
 		ExpiresAt:      base().Add(10 * time.Minute),
 	}
