@@ -80,7 +80,7 @@ delegations:
 	if _, err := provision.Sync(ctx, s, cfg, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	app, err := cli.BuildWith(ctx, cfg, s, slog.New(slog.DiscardHandler))
+	app, err := cli.BuildWith(ctx, cfg, s, cli.Env{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

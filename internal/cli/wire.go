@@ -45,13 +45,21 @@ func (a *App) Close() {
 	_ = a.raw.Close()
 }
 
+// Env is what a wired Mandate takes from its surroundings.
+type Env struct {
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Tests move it to show that no
+	// decision depends on it where it must not (THREATS T56).
+	Now func() time.Time
+}
+
 // Build turns a validated configuration into live objects.
 func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*App, error) {
 	raw, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	app, err := build(ctx, cfg, raw, logger)
+	app, err := build(ctx, cfg, raw, Env{Logger: logger})
 	if err != nil {
 		_ = raw.Close()
 		return nil, err
@@ -61,12 +69,18 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*App, 
 
 // BuildWith wires a Mandate over an already open store (tests use it with
 // fault-injecting wrappers). The App owns s from then on.
-func BuildWith(ctx context.Context, cfg *config.Config, s store.Store, logger *slog.Logger) (*App, error) {
-	return build(ctx, cfg, s, logger)
+func BuildWith(ctx context.Context, cfg *config.Config, s store.Store, env Env) (*App, error) {
+	return build(ctx, cfg, s, env)
 }
 
-func build(ctx context.Context, cfg *config.Config, raw store.Store, logger *slog.Logger) (*App, error) {
-	now := time.Now
+func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*App, error) {
+	now, logger := env.Now, env.Logger
+	if now == nil {
+		now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	cached := cache.New(raw)
 	keys, err := token.NewKeyring(ctx, raw, token.KeyringConfig{
 		Alg:          cfg.Tokens.SigningAlg,

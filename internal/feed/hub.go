@@ -190,7 +190,11 @@ func (h *Hub) publish(stream string, nb time.Time, fresh []revocation.Entry, seq
 	return nil
 }
 
-// entry turns a store record into what the feed publishes.
+// entry turns a store record into what the feed publishes. An entry lives
+// at least MaxTTL plus Slack from the moment the hub first reads it, by its
+// own clock, whatever the clock said when it was made: a clock stepped
+// back when the revocation was made cannot shorten its life and revive the
+// tokens minted before the step (THREATS T56).
 func (h *Hub) entry(r store.Revocation) revocation.Entry {
 	e := revocation.Entry{Seq: r.Seq, Kind: r.Kind, ID: r.ID, Scope: r.Scope, Gen: r.Gen}
 	if r.Kind == revocation.KindToken && !r.Expires.IsZero() {
@@ -198,6 +202,7 @@ func (h *Hub) entry(r store.Revocation) revocation.Entry {
 	} else {
 		e.Until = revocation.UntilFor(r.At, h.cfg.MaxTTL, h.cfg.Slack)
 	}
+	e.Until = max(e.Until, revocation.UntilFor(h.cfg.Now(), h.cfg.MaxTTL, h.cfg.Slack))
 	return e
 }
 

@@ -83,7 +83,7 @@ func newBenchHarness(b *testing.B) *benchHarness {
 	}
 	// Log as `mandate serve` does (JSON, one line per request), to nowhere:
 	// formatting the line is part of the cost.
-	app, err := cli.BuildWith(ctx, cfg, raw, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	app, err := cli.BuildWith(ctx, cfg, raw, cli.Env{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -185,7 +185,7 @@ func newHarness(t *testing.T) *harness {
 	if _, err := provision.Sync(ctx, faulty, cfg, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	app, err := cli.BuildWith(ctx, cfg, faulty, slog.New(slog.DiscardHandler))
+	app, err := cli.BuildWith(ctx, cfg, faulty, cli.Env{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
