@@ -4,10 +4,13 @@ import (
 	"crypto"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/mandate-dev/mandate/revocation"
 	"github.com/mandate-dev/mandate/verify"
 )
 
@@ -104,4 +107,65 @@ func BenchmarkMiddleware(b *testing.B) {
 func BenchmarkBareHandler(b *testing.B) {
 	f := newFixture(b)
 	benchHandler(b, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }), f.token(chain3()))
+}
+
+// BenchmarkVerifyWithFeed is BenchmarkVerifyEdDSA with a Feed holding
+// 100,000 token entries (and one entry of every other kind, none hitting
+// the token) as Config.Revocation; the token also carries exchanged_from
+// and gen, so that every check of the Set runs. Compare with
+// BenchmarkVerifyEdDSA and BenchmarkSignatureOnly.
+func BenchmarkVerifyWithFeed(b *testing.B) {
+	f := newFixture(b)
+	u := epoch.Add(time.Hour).Unix()
+	const n = 100_000
+	snap := revocation.Snapshot{Stream: "bench", Seq: n + 5, Entries: make([]revocation.Entry, 0, n+5)}
+	for i := range n {
+		snap.Entries = append(snap.Entries, revocation.Entry{Seq: int64(i + 1), Kind: revocation.KindToken, ID: "revoked-" + strconv.Itoa(i), Until: u})
+	}
+	snap.Entries = append(snap.Entries,
+		revocation.Entry{Seq: n + 1, Kind: revocation.KindKey, ID: "old-key", Until: u},
+		revocation.Entry{Seq: n + 2, Kind: revocation.KindSubject, ID: "user:gone", Gen: 9, Until: u},
+		revocation.Entry{Seq: n + 3, Kind: revocation.KindScope, ID: "user:sam", Scope: "deploy:delete", Gen: 9, Until: u},
+		revocation.Entry{Seq: n + 4, Kind: revocation.KindAgent, ID: "agent:rogue", Gen: 9, Until: u},
+		revocation.Entry{Seq: n + 5, Kind: revocation.KindDelegation, ID: "dlg_gone", Gen: 9, Until: u},
+	)
+	feed, err := verify.NewLoadedFeed(snap, func() time.Time { return epoch })
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := f.verifier(b, func(c *verify.Config) { c.Revocation = feed })
+	tok := f.token(with(chain3(), "exchanged_from", []string{"jti-parent", "jti-root"}, "gen", 7))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(b.Context(), tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFeedRevoked is the revocation check alone, on the Feed of
+// BenchmarkVerifyWithFeed: the cost the feed adds to Verify beside reading
+// the two claims.
+func BenchmarkFeedRevoked(b *testing.B) {
+	u := epoch.Add(time.Hour).Unix()
+	const n = 100_000
+	snap := revocation.Snapshot{Stream: "bench", Seq: n, Entries: make([]revocation.Entry, 0, n)}
+	for i := range n {
+		snap.Entries = append(snap.Entries, revocation.Entry{Seq: int64(i + 1), Kind: revocation.KindToken, ID: "revoked-" + strconv.Itoa(i), Until: u})
+	}
+	feed, err := verify.NewLoadedFeed(snap, func() time.Time { return epoch })
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := newFixture(b)
+	p, err := f.verifier(b).Verify(b.Context(), f.token(with(chain3(), "exchanged_from", []string{"jti-parent", "jti-root"}, "gen", 7)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if revoked, err := feed.Revoked(b.Context(), p); revoked || err != nil {
+			b.Fatal(revoked, err)
+		}
+	}
 }

@@ -52,7 +52,8 @@ type KeySource interface {
 // answer is unknown and the token is refused with ErrRevocationUnavailable
 // (503): never allowed. Implementations must be safe for concurrent use
 // and should answer from local state (a pushed feed), not a request per
-// token.
+// token. *Feed, subscribed to the issuer's revocation stream with NewFeed,
+// is the implementation for Mandate.
 type Revocation interface {
 	Revoked(ctx context.Context, p *Principal) (bool, error)
 }
@@ -90,9 +91,12 @@ type Config struct {
 	// DefaultMaxDepth (4). Depth is counted from the structure before any
 	// actor is decoded. At most 16.
 	MaxDepth int
-	// Revocation, when set, is asked about every otherwise valid token.
-	// When nil, a token is valid until it expires: revocation at the
-	// issuer takes effect here only when the token's exp passes.
+	// Revocation, when set, is asked about every otherwise valid token:
+	// set it to the *Feed NewFeed returns. When nil, a token is valid
+	// until it expires: revocation at the issuer takes effect here only
+	// when the token's exp passes. A Revocation error refuses the token
+	// with ErrRevocationUnavailable (503), so a Feed that is stale or has
+	// no snapshot yet refuses every token: it fails closed.
 	Revocation Revocation
 	// Logger receives one audit record per request the middleware sees
 	// (field names as in Mandate's audit log: performed_by, on_behalf_of,

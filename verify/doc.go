@@ -20,6 +20,20 @@
 //
 // Keys come from the issuer's jwks_uri (discovered from its RFC 8414
 // metadata unless configured), cached, refetched on an unknown kid at most
-// once per 30 s. Without a Revocation hook a token is valid until it
-// expires. The package imports nothing from Mandate's internal packages.
+// once per 30 s.
+//
+// Without a Revocation hook a token is valid until it expires. To honour
+// revocations as they happen, subscribe to the issuer's revocation feed,
+// which Verify then consults in memory on every token:
+//
+//	feed, err := verify.NewFeed(ctx, verify.FeedConfig{URL: "https://mandate.example/revocations/stream", ClientID: "deploy-api", ClientSecret: secret})
+//	v, err := verify.New(ctx, verify.Config{..., Revocation: feed})
+//
+// The feed fails closed: until its first snapshot has arrived (Feed.Ready
+// waits for it), and whenever the issuer has not been heard from for
+// FeedConfig.MaxStaleness (30 s), every token is refused with
+// ErrRevocationUnavailable and ErrRevocationStale, and the middleware
+// answers 503 with Retry-After; it recovers by itself. Feed.WriteMetrics
+// reports its staleness for monitoring. The package imports nothing from
+// Mandate's internal packages.
 package verify

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mandate-dev/mandate/jwt"
@@ -47,6 +48,17 @@ type Principal struct {
 	DelegationID string
 	// JTI identifies the token; audit records and revocation use it.
 	JTI string
+	// ExchangedFrom holds the jti of every Mandate token this one was
+	// exchanged from, nearest first (the exchanged_from claim); nil when
+	// the token was not exchanged from another. Revoking any of them
+	// revokes this token (Feed).
+	ExchangedFrom []string
+	// Generation is the issuer's store generation when the token was
+	// minted (the gen claim), 0 when absent. Revocations of a person, an
+	// agent or a delegation hit the tokens of a lower generation.
+	Generation int64
+	// KeyID is the kid of the issuer key that signed the token.
+	KeyID string
 	// Issuer is iss.
 	Issuer string
 	// IssuedAt, NotBefore and Expiry are iat, nbf (zero when absent) and
@@ -162,4 +174,69 @@ func (p *Principal) CheckAmount(typ string, amount float64, currency string) err
 		return fmt.Errorf("%w: no %s limit in %s", ErrLimitExceeded, typ, currency)
 	}
 	return fmt.Errorf("%w: above the %s limit", ErrLimitExceeded, typ)
+}
+
+// readExchangedFrom reads the exchanged_from claim: an array of at most
+// limit non-empty strings of at most jwt.MaxStringClaim bytes; nil when
+// absent, null or empty. The values share one allocation unless one has
+// escapes, as Verify reads the claim on every request.
+func readExchangedFrom(c jwt.ClaimSet, limit int) ([]string, error) {
+	elems, err := c.Array("exchanged_from", limit)
+	if err != nil || len(elems) == 0 {
+		return nil, err
+	}
+	n, escaped := 0, false
+	for _, e := range elems {
+		// An array element is a whole JSON value: one that starts with a
+		// quote is a string.
+		if len(e) < 3 || e[0] != '"' || len(e)-2 > jwt.MaxStringClaim {
+			return nil, errors.New("exchanged_from must hold non-empty strings")
+		}
+		n += len(e) - 2
+		escaped = escaped || bytes.IndexByte(e, '\\') >= 0
+	}
+	out := make([]string, len(elems))
+	if escaped {
+		for i, e := range elems {
+			s, ok := jwt.StringValue(e)
+			if !ok || s == "" || len(s) > jwt.MaxStringClaim {
+				return nil, errors.New("exchanged_from must hold non-empty strings")
+			}
+			out[i] = s
+		}
+		return out, nil
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, e := range elems {
+		b.Write(e[1 : len(e)-1])
+	}
+	all := b.String()
+	for i, e := range elems {
+		out[i], all = all[:len(e)-2], all[len(e)-2:]
+	}
+	return out, nil
+}
+
+// maxGenDigits keeps a gen claim within int64.
+const maxGenDigits = 18
+
+// readGeneration reads the gen claim: a non-negative JSON integer, 0 when
+// absent. Fractions, exponents, signs, strings and null are errors.
+func readGeneration(c jwt.ClaimSet) (int64, error) {
+	raw, ok := c.Raw("gen")
+	if !ok {
+		return 0, nil
+	}
+	if len(raw) == 0 || len(raw) > maxGenDigits || (len(raw) > 1 && raw[0] == '0') {
+		return 0, errors.New("gen must be a non-negative integer")
+	}
+	var n int64
+	for _, b := range raw {
+		if b < '0' || b > '9' {
+			return 0, errors.New("gen must be a non-negative integer")
+		}
+		n = n*10 + int64(b-'0')
+	}
+	return n, nil
 }

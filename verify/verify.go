@@ -84,7 +84,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 		// any other JWT from the same issuer is not an access token (T11).
 		return nil, ErrType
 	}
-	p := &Principal{Issuer: iss}
+	p := &Principal{Issuer: iss, KeyID: j.Header.KeyID}
 	if err := v.readClaims(claims, p); err != nil {
 		return nil, err
 	}
@@ -146,6 +146,14 @@ func (v *Verifier) readClaims(c jwt.ClaimSet, p *Principal) error {
 	}
 	if len(p.Chain) > 0 {
 		p.Actor = p.Chain[0]
+	}
+	// A token exchanged at every hop of the deepest chain allowed names
+	// at most MaxDepth+1 ancestors.
+	if p.ExchangedFrom, err = readExchangedFrom(c, v.cfg.MaxDepth+1); err != nil {
+		return fmt.Errorf("%w: %w", ErrClaims, err)
+	}
+	if p.Generation, err = readGeneration(c); err != nil {
+		return fmt.Errorf("%w: %w", ErrClaims, err)
 	}
 	ctxClaim, err := c.Object("context")
 	if err != nil {

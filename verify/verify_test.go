@@ -50,6 +50,7 @@ func TestVerifyAccepts(t *testing.T) {
 		Context:      verify.Context{"environment": "prod", "trigger": "ci_pipeline"},
 		DelegationID: "dlg_1",
 		JTI:          "jti-1",
+		KeyID:        "ed1",
 		Issuer:       issuer,
 		IssuedAt:     epoch,
 		NotBefore:    epoch,
