@@ -26,6 +26,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/store/postgres/pgtest"
 	"github.com/mandate-dev/mandate/internal/store/sqlite"
 	"github.com/mandate-dev/mandate/internal/store/storetest"
 	"github.com/mandate-dev/mandate/oauth"
@@ -79,6 +80,8 @@ agents:
   - id: agent:expense
     secret: expense-secret
     scopes: [expense:approve]
+  - id: rs:deploy
+    secret: rs-deploy-secret
   - id: agent:mallory
     secret: mallory-secret
     scopes: [monitoring:read, deploy:create, secrets:manage]
@@ -166,6 +169,45 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessOn(t, openSQLite, nil)
+}
+
+// openSQLite opens an SQLite store in t's temporary directory.
+func openSQLite(t *testing.T) store.Store {
+	t.Helper()
+	raw, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "mandate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// backend is a store the threat tests run on.
+type backend struct {
+	name string
+	open func(t *testing.T) store.Store
+}
+
+// backends are SQLite always and PostgreSQL when MANDATE_TEST_POSTGRES_URL
+// is set (a schema of the test's own; pgtest skips and says so without it).
+func backends() []backend {
+	return []backend{
+		{name: "sqlite", open: openSQLite},
+		{name: "postgres", open: func(t *testing.T) store.Store { return pgtest.Open(t) }},
+	}
+}
+
+// onEveryBackend runs test on a fresh harness per backend.
+func onEveryBackend(t *testing.T, test func(t *testing.T, h *harness)) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) { test(t, newHarnessOn(t, b.open, nil)) })
+	}
+}
+
+// newHarnessOn is a harness on the store open returns, with the clock now
+// (nil for time.Now).
+func newHarnessOn(t *testing.T, open func(t *testing.T) store.Store, now func() time.Time) *harness {
+	t.Helper()
 	ctx := context.Background()
 	p := newIDP(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -177,15 +219,12 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "mandate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := open(t)
 	faulty := storetest.NewFaulty(raw)
 	if _, err := provision.Sync(ctx, faulty, cfg, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	app, err := cli.BuildWith(ctx, cfg, faulty, cli.Env{Logger: slog.New(slog.DiscardHandler)})
+	app, err := cli.BuildWith(ctx, cfg, faulty, cli.Env{Logger: slog.New(slog.DiscardHandler), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/store/postgres"
+	"github.com/mandate-dev/mandate/internal/store/postgres/pgtest"
 	"github.com/mandate-dev/mandate/internal/store/storetest"
 )
 
@@ -29,14 +28,7 @@ import (
 const envURL = "MANDATE_TEST_POSTGRES_URL"
 
 // testURL returns the database URL, or skips t when there is none.
-func testURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv(envURL)
-	if u == "" {
-		t.Skip(envURL + " not set: PostgreSQL tests skipped")
-	}
-	return u
-}
+func testURL(t testing.TB) string { return pgtest.URL(t) }
 
 // withParam returns the connection string u with one more parameter, in
 // URL or key=value form.
@@ -55,29 +47,8 @@ func withParam(t testing.TB, u, key, value string) string {
 	return pu.String()
 }
 
-// newSchema returns the name of a schema no test uses and drops it, with
-// everything in it, when t ends (after the stores t opened are closed).
-func newSchema(t testing.TB) string {
-	t.Helper()
-	u := testURL(t)
-	b := make([]byte, 8)
-	rand.Read(b)
-	name := "mandate_test_" + hex.EncodeToString(b)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, u)
-		if err != nil {
-			t.Errorf("drop schema %s: connect: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-	})
-	return name
-}
+// newSchema returns a schema of the test's own (pgtest.NewSchema).
+func newSchema(t testing.TB) string { return pgtest.NewSchema(t) }
 
 // config is the Config of the test database and schema.
 func config(t testing.TB, schema string) postgres.Config {
