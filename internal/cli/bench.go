@@ -50,6 +50,8 @@ type benchFlags struct {
 	signingAlg  string
 	store       string
 	propagation int
+	feed        int
+	feedSet     bool // --feed was given, so that --feed 0 is refused
 	jsonOut     bool
 	keep        bool
 
@@ -90,11 +92,23 @@ With --url it drives a server that is already running instead: give
 --client-id and --client-secret, --subject-token for the exchange, and --pid
 for the server's CPU and memory figures.
 
+With --feed N it measures revocation propagation to verifiers instead: three
+verify.Verifiers, each following the revocation stream with its own
+verify.Feed, while an exchange load runs (--concurrency, 4 by default); on
+each of N trials a fresh token is revoked and the time from the revoking
+response to the last verifier's refusal is recorded. With a postgres://
+--store, two instances share the database and the revocations go through
+both, so that most refusals cross instances.
+
 See docs/benchmarks.md for the figures and how to read them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("requests") && !cmd.Flags().Changed("duration") {
 				f.duration = 0
+			}
+			f.feedSet = cmd.Flags().Changed("feed")
+			if f.feedSet && !cmd.Flags().Changed("concurrency") {
+				f.concurrency = []int{feedLoadConcurrency}
 			}
 			return runBench(cmd.Context(), f, stdout, cmd.ErrOrStderr())
 		},
@@ -113,6 +127,7 @@ See docs/benchmarks.md for the figures and how to read them.`,
 	fl.BoolVar(&f.noPin, "no-pin", false, "pin neither the server nor the load")
 	fl.StringVar(&f.signingAlg, "signing-alg", "EdDSA", "signing algorithm of the server's tokens: EdDSA, ES256 or RS256")
 	fl.BoolVar(&f.jsonOut, "json", false, "print the results as JSON")
+	fl.IntVar(&f.feed, "feed", 0, "instead of load: run N trials of revocation propagation to three verifiers following the revocation feed, under an exchange load (two instances with a postgres:// --store)")
 	fl.IntVar(&f.propagation, "propagation", 0, "instead of load: run N trials of revocation propagation between two instances on one PostgreSQL --store (an agent disabled on B, polled on A)")
 	fl.StringVar(&f.store, "store", "", "the server's store: empty for SQLite in the temporary directory, or a postgres:// URL (a fresh schema is used and left behind)")
 	fl.BoolVar(&f.keep, "keep", false, "keep the temporary directory (configuration, database, server log)")
@@ -192,6 +207,12 @@ func (f *benchFlags) check() error {
 		return usage("--url needs --client-id and --client-secret")
 	case f.propagation > 0 && (f.url != "" || !strings.HasPrefix(f.store, "postgres")):
 		return usage("--propagation needs --store postgres://… and no --url")
+	case f.feedSet && f.feed < 1:
+		return usage("--feed %d: want at least 1 trial", f.feed)
+	case f.feed > 0 && (f.url != "" || f.propagation > 0):
+		return usage("--feed starts its own servers: it goes with neither --url nor --propagation")
+	case f.feed > 0 && len(f.concurrency) != 1:
+		return usage("--feed runs one background load: give one --concurrency value")
 	case f.url != "" && f.subjectToken == "" && slices.Contains(f.grants, benchGrantExchange):
 		return usage("--url with --grant exchange needs --subject-token")
 	}
@@ -222,6 +243,11 @@ func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error
 // load and stops both.
 func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdout, stderr io.Writer) (err error) {
 	out.Self, out.SigningAlg = true, f.signingAlg
+	if f.feed > 0 {
+		// Servers, load and verifiers share the machine: the figure is a
+		// latency, not CPU per request.
+		f.noPin = true
+	}
 	if !f.noPin {
 		if out.Machine.CPUs < 2 {
 			fmt.Fprintln(stderr, "bench: fewer than two CPUs, running unpinned")
@@ -259,6 +285,9 @@ func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdou
 	out.Agents = len(env.agents)
 	if f.propagation > 0 {
 		return runPropagation(ctx, dir, env, idp, f, stdout)
+	}
+	if f.feed > 0 {
+		return runFeedBench(ctx, dir, env, idp, f, stdout, stderr)
 	}
 	srv, err := startBenchServer(ctx, dir, env.issuer, f)
 	if err != nil {
@@ -326,6 +355,9 @@ type benchEnv struct {
 	issuer string
 	admin  string
 	agents []loadgen.Agent
+	// resource is the resource server's client (no scopes) that verifiers
+	// subscribe to the revocation feed as; set with --feed only.
+	resource loadgen.Agent
 }
 
 // writeBenchConfig writes DIR/mandate.yaml: the bench identity provider,
@@ -350,7 +382,14 @@ func writeBenchConfig(dir string, f benchFlags, idp *loadgen.IdP) (benchEnv, err
 	}
 	// Every value is quoted: in YAML flow style an unquoted "user:sam" would
 	// read as a mapping.
-	const scopes = `["monitoring:read", "deploy:create"]`
+	scopes := `["monitoring:read", "deploy:create"]`
+	if f.feed > 0 {
+		// The trials' actor, then one agent per load worker; the trials
+		// revoke feedScope from the person, which the load never asks for.
+		n = maxOf(f.concurrency) + 1
+		scopes = fmt.Sprintf(`["monitoring:read", "deploy:create", %q]`, feedScope)
+		env.resource = loadgen.Agent{ID: feedResourceClient, Secret: randomHex(32)}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "issuer: %q\nlisten: \"127.0.0.1:%s\"\ndata_dir: %q\n", env.issuer, port, filepath.Join(dir, "data"))
 	fmt.Fprintf(&b, "admin: {token: %q}\ntokens: {signing_alg: %q}\n", env.admin, f.signingAlg)
@@ -363,6 +402,9 @@ func writeBenchConfig(dir string, f benchFlags, idp *loadgen.IdP) (benchEnv, err
 		a := loadgen.Agent{ID: fmt.Sprintf("agent:bench-%d", i), Secret: randomHex(32)}
 		env.agents = append(env.agents, a)
 		fmt.Fprintf(&b, "  - {id: %q, secret: %q, scopes: %s}\n", a.ID, a.Secret, scopes)
+	}
+	if env.resource.ID != "" {
+		fmt.Fprintf(&b, "  - {id: %q, secret: %q, scopes: []}\n", env.resource.ID, env.resource.Secret)
 	}
 	b.WriteString("delegations:\n")
 	for _, a := range env.agents {

@@ -27,12 +27,17 @@ type Config struct {
 	// flight. Default 1.
 	Concurrency int
 	// Duration bounds the measured window. When Requests is also set, the
-	// run ends at whichever bound comes first. Default 10s when Requests is
-	// 0.
+	// run ends at whichever bound comes first. Default 10s when Requests and
+	// Stop are not set.
 	Duration time.Duration
 	// Requests bounds the measured window by the number of requests sent.
 	// Zero means no count bound.
 	Requests int
+	// Stop, when not nil, ends the warm-up or the measured window when it
+	// is closed, as reaching Duration does: requests in flight are
+	// answered and counted, none is started after. It is how a caller runs
+	// a load in the background for as long as something else takes.
+	Stop <-chan struct{}
 	// Warmup is run before the measured window and left out of every
 	// figure: connections are opened, caches and the server's heap fill.
 	// Zero means none.
@@ -142,7 +147,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Requests < 0 || cfg.Duration < 0 || cfg.Warmup < 0 {
 		return Report{}, errors.New("loadgen: negative bound")
 	}
-	if cfg.Duration == 0 && cfg.Requests == 0 {
+	if cfg.Duration == 0 && cfg.Requests == 0 && cfg.Stop == nil {
 		cfg.Duration = 10 * time.Second
 	}
 	if cfg.Client == nil {
@@ -259,8 +264,9 @@ type worker struct {
 	err error
 }
 
-// phase runs cfg.Concurrency workers until d has passed (d > 0) or limit
-// requests were started (limit > 0), whichever comes first.
+// phase runs cfg.Concurrency workers until d has passed (d > 0), limit
+// requests were started (limit > 0) or cfg.Stop is closed, whichever comes
+// first.
 func phase(ctx context.Context, cfg Config, d time.Duration, limit int) (*result, error) {
 	var deadline time.Time
 	if d > 0 {
@@ -279,6 +285,11 @@ func phase(ctx context.Context, cfg Config, d time.Duration, limit int) (*result
 			for ctx.Err() == nil {
 				if !deadline.IsZero() && !time.Now().Before(deadline) {
 					return
+				}
+				select {
+				case <-cfg.Stop: // a nil Stop never fires
+					return
+				default:
 				}
 				if limit > 0 && started.Add(1) > int64(limit) {
 					return

@@ -97,6 +97,39 @@ func TestRunDurationBound(t *testing.T) {
 	}
 }
 
+// TestRunStopChannel runs a load with no bound but Stop, in the
+// background, and ends it by closing Stop: the figures of the window are
+// returned, not an error.
+func TestRunStopChannel(t *testing.T) {
+	var hits atomic.Int64
+	srv := fakeToken(t, &hits)
+	stop := make(chan struct{})
+	done := make(chan Report, 1)
+	go func() {
+		rep, err := Run(context.Background(), Config{
+			URL: srv.URL, Body: func(int) (string, error) { return "client_id=good", nil },
+			Concurrency: 2, Warmup: 20 * time.Millisecond, Stop: stop,
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rep
+	}()
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	select {
+	case rep := <-done:
+		if rep.Requests == 0 || rep.Errors != 0 || rep.Throughput <= 0 {
+			t.Errorf("requests %d, errors %d, throughput %v", rep.Requests, rep.Errors, rep.Throughput)
+		}
+		if rep.Elapsed > 5*time.Second {
+			t.Errorf("elapsed %v: the default duration was applied", rep.Elapsed)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not end after Stop was closed")
+	}
+}
+
 func TestRunStops(t *testing.T) {
 	var hits atomic.Int64
 	srv := fakeToken(t, &hits)
