@@ -11,8 +11,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2
-	golang.org/x/crypto v0.58.0
-	golang.org/x/time v0.16.0
+	golang.org/x/mod v0.42.0
 	modernc.org/sqlite v1.60.0
 )
 
