@@ -237,7 +237,7 @@ func (s *Set) Len() int {
 func (s *Set) Entries() []Entry {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []Entry
+	out := make([]Entry, 0, len(s.tokens)+len(s.keys)+len(s.subjects)+len(s.agents)+len(s.dlgs)+len(s.scopes))
 	for _, kv := range []struct {
 		kind string
 		m    map[string]int64

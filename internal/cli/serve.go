@@ -139,6 +139,7 @@ func runServe(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := server.NewHTTPServer(cfg.Listen, app.Handler)
+	srv.RegisterOnShutdown(app.Drain)
 	logger.Info("mandate serving", slog.String("issuer", cfg.Issuer), slog.String("listen", ln.Addr().String()))
 	if f.dev {
 		printDevHelp(stdout, cfg)

@@ -30,6 +30,9 @@ type App struct {
 	Store   *cache.Store
 	Keys    *token.Keyring
 	Handler http.Handler
+	// Drain ends the long-lived responses (revocation streams, SET long
+	// polls); serve registers it with http.Server.RegisterOnShutdown.
+	Drain func()
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -168,7 +171,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		return nil, err
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
-	app := &App{Store: cached, Keys: keys, Handler: srv, cancel: cancel, audit: recorder, raw: raw}
+	app := &App{Store: cached, Keys: keys, Handler: srv, Drain: srv.Drain, cancel: cancel, audit: recorder, raw: raw}
 	app.wg.Add(3)
 	go func() { defer app.wg.Done(); cached.Run(loopCtx, time.Second) }()
 	go func() { defer app.wg.Done(); hub.Run(loopCtx) }()

@@ -97,6 +97,8 @@ func (s *Server) revocationStream(w http.ResponseWriter, r *http.Request) error 
 		select {
 		case <-r.Context().Done():
 			return nil
+		case <-s.draining:
+			return nil
 		case <-pos.Changed:
 		case <-beat.C:
 			if err := sub.heartbeat(); err != nil {

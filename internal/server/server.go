@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,7 +55,16 @@ type Server struct {
 	adminHash [32]byte
 	metrics   *metrics
 	handler   http.Handler
+	// draining is closed by Drain: long-lived responses (the revocation
+	// stream, SET long polls) end so that a graceful shutdown finishes.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
+
+// Drain ends the long-lived responses: the revocation streams and SET
+// long polls return, so that http.Server.Shutdown, which waits for every
+// handler, can finish. Register it with http.Server.RegisterOnShutdown.
+func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 
 // New builds the server and its routes.
 func New(cfg Config) (*Server, error) {
@@ -75,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 1800 * time.Millisecond
 	}
-	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry)}
+	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{})}
 	if cfg.AdminToken != "" {
 		s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
 	}

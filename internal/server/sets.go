@@ -92,6 +92,7 @@ func (s *Server) securityEvents(w http.ResponseWriter, r *http.Request) error {
 		case <-pos.Changed:
 			entries, _ = s.cfg.Feed.Since(pos.Stream, after)
 		case <-timer.C:
+		case <-s.draining:
 		case <-r.Context().Done():
 			return nil
 		}
