@@ -55,6 +55,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newDemoCmd(stdout),
 		newStoreCmd(stdout),
 		newBenchCmd(stdout),
+		newAuditCmd(stdout),
 	)
 	return root
 }

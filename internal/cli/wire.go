@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/exchange"
@@ -162,9 +163,13 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		recorder.Close()
 		return nil, fmt.Errorf("admin: %w", err)
 	}
+	checkpoints := &auditlog.Checkpointer{
+		Store: raw, Origin: cfg.Issuer, Every: cfg.Audit.CheckpointEvery.Std(),
+		Witness: cfg.WitnessPath(), Now: now, Logger: logger,
+	}
 	srv, err := server.New(server.Config{
 		Issuer: cfg.Issuer, Store: cached, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
-		Tokens: checker, Audit: recorder, Feed: hub, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
+		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
 	})
 	if err != nil {
 		recorder.Close()
@@ -172,8 +177,9 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	app := &App{Store: cached, Keys: keys, Handler: srv, Drain: srv.Drain, cancel: cancel, audit: recorder, raw: raw}
-	app.wg.Add(3)
+	app.wg.Add(4)
 	go func() { defer app.wg.Done(); cached.Run(loopCtx, time.Second) }()
+	go func() { defer app.wg.Done(); checkpoints.Run(loopCtx) }()
 	go func() { defer app.wg.Done(); hub.Run(loopCtx) }()
 	go func() { defer app.wg.Done(); refreshKeys(loopCtx, keys, logger) }()
 	if l, ok := raw.(changeListener); ok {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +67,8 @@ type Config struct {
 	Tokens Tokens `yaml:"tokens"`
 	// Delegation sets the global limits on delegation chains.
 	Delegation DelegationLimits `yaml:"delegation"`
+	// Audit sets the audit log's signed checkpoints.
+	Audit Audit `yaml:"audit"`
 	// IdentityProviders are the issuers whose tokens Mandate accepts as a
 	// person's subject_token.
 	IdentityProviders []IdentityProvider `yaml:"identity_providers"`
@@ -130,6 +133,34 @@ type Tokens struct {
 	// before it signs, so verifiers' caches learn it first; at most 24h.
 	// Default 5m.
 	KeyPublishDelay Duration `yaml:"key_publish_delay"`
+}
+
+// Audit configures the tamper-evident audit log's checkpoints.
+type Audit struct {
+	// CheckpointEvery is how often the server signs a checkpoint of the
+	// log (its size, Merkle root and chain head) when it grew; 1s to 1h.
+	// Default 10s.
+	CheckpointEvery Duration `yaml:"checkpoint_every"`
+	// WitnessFile is a file every signed checkpoint is appended to: a copy
+	// kept outside the database, against which `mandate audit verify`
+	// detects a cut-off or rolled-back log. Relative paths are relative to
+	// the working directory. Default DATA_DIR/audit-witness.txt; "off"
+	// disables it.
+	WitnessFile string `yaml:"witness_file"`
+}
+
+// DefaultCheckpointEvery is Audit.CheckpointEvery's default.
+const DefaultCheckpointEvery = 10 * time.Second
+
+// WitnessPath returns the audit witness file's path, "" when disabled.
+func (c *Config) WitnessPath() string {
+	switch c.Audit.WitnessFile {
+	case "off":
+		return ""
+	case "":
+		return filepath.Join(c.DataDir, "audit-witness.txt")
+	}
+	return c.Audit.WitnessFile
 }
 
 // DelegationLimits are the global limits on delegation chains.

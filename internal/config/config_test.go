@@ -116,6 +116,9 @@ delegations: [{subject: user:sam, actor: agent:a, scopes: [x], expires: 2027-01-
 			want: []want{{"tokens.max_ttl", "at most 24h"}}},
 		{name: "fail/negative-duration", yaml: "tokens: {ttl: -1m}\n", want: []want{{"tokens.ttl", "positive"}}},
 		{name: "fail/leeway-above-5m", yaml: "tokens: {leeway: 6m}\n", want: []want{{"tokens.leeway", "at most 5m"}}},
+		{name: "fail/checkpoint-every-below-1s", yaml: "audit: {checkpoint_every: 500ms}\n", want: []want{{"audit.checkpoint_every", "from 1s to 1h"}}},
+		{name: "fail/checkpoint-every-above-1h", yaml: "audit: {checkpoint_every: 2h}\n", want: []want{{"audit.checkpoint_every", "from 1s to 1h"}}},
+		{name: "fail/audit-unknown-key", yaml: "audit: {witness: x}\n", want: []want{{"", `unknown field "witness"`}}},
 		{name: "fail/publish-delay-negative", yaml: "tokens: {key_publish_delay: -5m}\n",
 			want: []want{{"tokens.key_publish_delay", "positive"}}},
 		{name: "fail/signing-alg", yaml: "tokens: {signing_alg: HS256}\n", want: []want{{"tokens.signing_alg", `"HS256"`}}},
@@ -279,6 +282,7 @@ func TestLoadSample(t *testing.T) {
 			Leeway: config.Duration(time.Minute), KeyPublishDelay: config.Duration(5 * time.Minute),
 		},
 		Delegation: config.DelegationLimits{MaxDepth: 3},
+		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
 		IdentityProviders: []config.IdentityProvider{{
 			Issuer: "https://idp.example", JWKSURI: "https://idp.example/jwks", Audience: "mandate",
 			Algorithms: []string{"RS256", "ES256", "EdDSA"},
@@ -336,6 +340,7 @@ func TestDefaults(t *testing.T) {
 			Leeway: config.Duration(60 * time.Second), KeyPublishDelay: config.Duration(5 * time.Minute),
 		},
 		Delegation: config.DelegationLimits{MaxDepth: 4},
+		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
 		Source:     "empty.yaml",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {

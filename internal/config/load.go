@@ -150,6 +150,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Delegation.MaxDepth == 0 {
 		c.Delegation.MaxDepth = DefaultMaxDepth
 	}
+	if c.Audit.CheckpointEvery == 0 {
+		c.Audit.CheckpointEvery = Duration(DefaultCheckpointEvery)
+	}
 	for i := range c.IdentityProviders {
 		if len(c.IdentityProviders[i].Algorithms) == 0 {
 			c.IdentityProviders[i].Algorithms = []string{"RS256", "ES256", "EdDSA"}

@@ -189,6 +189,9 @@ func (c *Config) validateTokens(p *problems) {
 	if algs := SigningAlgs(); !slices.Contains(algs, t.SigningAlg) {
 		p.add("tokens.signing_alg", "%q is not one of %s", t.SigningAlg, strings.Join(algs, ", "))
 	}
+	if d := c.Audit.CheckpointEvery.Std(); d < time.Second || d > time.Hour {
+		p.add("audit.checkpoint_every", "must be from 1s to 1h, is %s", c.Audit.CheckpointEvery)
+	}
 	if d := c.Delegation.MaxDepth; d < 1 || d > MaxDepthLimit {
 		p.add("delegation.max_depth", "must be from 1 to %d, is %d", MaxDepthLimit, d)
 	}

@@ -74,6 +74,7 @@ func newBenchHarness(b *testing.B) *benchHarness {
 	if err != nil {
 		b.Fatal(err)
 	}
+	cfg.DataDir = b.TempDir() // the audit witness file goes there
 	raw, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "mandate.db"))
 	if err != nil {
 		b.Fatal(err)

@@ -324,7 +324,14 @@ func TestSecurityEventTokens(t *testing.T) {
 	if err := json.Unmarshal([]byte(h.do(mustRequest(t, h.url+"/jwks")).raw), &jwks); err != nil {
 		t.Fatal(err)
 	}
-	first := poll(`{"returnImmediately":true}`)
+	// The hub reads new entries within 100 ms of a write: wait for both.
+	var first map[string]any
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		first = poll(`{"returnImmediately":true}`)
+		if sets, _ := first["sets"].(map[string]any); len(sets) >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
 	sets, _ := first["sets"].(map[string]any)
 	if len(sets) != 2 || first["moreAvailable"] != false {
 		t.Fatalf("first poll = %v, want 2 SETs", first)

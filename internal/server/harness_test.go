@@ -219,6 +219,7 @@ func newHarnessOn(t *testing.T, open func(t *testing.T) store.Store, now func() 
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.DataDir = t.TempDir() // the audit witness file goes there
 	raw := open(t)
 	faulty := storetest.NewFaulty(raw)
 	if _, err := provision.Sync(ctx, faulty, cfg, false, time.Now()); err != nil {

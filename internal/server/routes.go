@@ -42,6 +42,9 @@ func (s *Server) routes() http.Handler {
 	mount("DELETE /admin/delegations/{id}", "admin", s.adminDeleteDelegation)
 	mount("POST /admin/revoke", "admin", s.adminRevoke)
 	mount("GET /audit", "audit", s.auditQuery)
+	mux.Handle("GET /audit/export", s.serveFor("audit_export", exportTimeout, s.auditExport))
+	mount("GET /audit/checkpoints", "audit", s.auditCheckpoints)
+	mount("POST /audit/checkpoints", "audit", s.auditCheckpointNow)
 
 	// Operations: Store.
 	mount("GET /healthz", "healthz", s.healthz)

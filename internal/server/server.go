@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/exchange"
 	"github.com/mandate-dev/mandate/internal/feed"
@@ -37,6 +38,8 @@ type Config struct {
 	Audit    *audit.Recorder
 	// Feed is the revocation feed that /revocations serves.
 	Feed *feed.Hub
+	// Checkpoints signs checkpoints of the audit log (/audit/checkpoints).
+	Checkpoints *auditlog.Checkpointer
 	// AdminToken is the bearer for /admin and /audit; empty disables them.
 	AdminToken string
 	Logger     *slog.Logger
@@ -70,7 +73,7 @@ func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 func New(cfg Config) (*Server, error) {
 	switch {
 	case cfg.Issuer == "", cfg.Store == nil, cfg.Grant == nil, cfg.Auth == nil,
-		cfg.Keys == nil, cfg.Verifier == nil, cfg.Tokens == nil, cfg.Audit == nil, cfg.Feed == nil:
+		cfg.Keys == nil, cfg.Verifier == nil, cfg.Tokens == nil, cfg.Audit == nil, cfg.Feed == nil, cfg.Checkpoints == nil:
 		return nil, errors.New("server: incomplete configuration")
 	}
 	if cfg.Logger == nil {

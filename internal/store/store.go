@@ -21,6 +21,11 @@ var (
 	// ErrUnavailable means the backend could not be reached or could not
 	// commit; the caller must refuse (fail closed) and may retry later.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrConflict means a write contradicts a stored record that never
+	// changes, such as a checkpoint of a size already checkpointed with
+	// another root: evidence of a fork or of tampering, not a retryable
+	// race.
+	ErrConflict = errors.New("store: conflicts with a stored record")
 )
 
 // User is a person (or service) whose authority agents use.
@@ -168,7 +173,8 @@ type Key struct {
 	CreatedAt time.Time
 }
 
-// Event is one audit record. Seq is assigned by the store, in commit order.
+// Event is one audit record. Seq and Hash are assigned by the store, in
+// commit order; the values a caller sets are ignored.
 type Event struct {
 	Seq       int64           `json:"seq"`
 	ID        string          `json:"id"`
@@ -191,6 +197,13 @@ type Event struct {
 	DelegationID string `json:"delegation_id,omitempty"`
 	JTI          string `json:"jti,omitempty"`
 	ParentJTI    string `json:"parent_jti,omitempty"`
+	// Hash is the record's chain hash (THREATS T67): auditchain.Next of the
+	// Hash of record Seq-1 (auditchain.Genesis before record 1) and this
+	// record with its Seq. The store computes it in the transaction that
+	// appends the record, from the last hash kept with the last Seq, so
+	// that the chain follows commit order across every instance (T72). It
+	// is not part of the record's canonical encoding.
+	Hash []byte `json:"hash,omitempty"`
 }
 
 // EventFilter selects audit events; empty fields match any. Events come back
@@ -270,6 +283,78 @@ type Keys interface {
 // AuditLog reads the audit events that writes appended.
 type AuditLog interface {
 	QueryEvents(ctx context.Context, f EventFilter) ([]Event, error)
+	// EventsAfter returns up to limit events (PageLimit: zero means
+	// DefaultPageLimit, at most MaxPageLimit) with Seq above afterSeq, in
+	// Seq order, oldest first: the log read forward, as a checkpointer or
+	// an exporter does. Seqs run from 1 without gaps, in commit order, so a
+	// reader that has seen Seq n never sees a lower one appear later.
+	EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]Event, error)
+}
+
+// Checkpoint is a signed statement of the audit log's state at Size
+// records (THREATS T68), kept apart from the events, so that truncating,
+// rolling back or rewriting the log is detected against it.
+type Checkpoint struct {
+	// Size is the number of records it covers: Seq 1 to Size.
+	Size int64
+	// Root is the root of the log's Merkle tree (RFC 6962, the leaves
+	// auditchain.LeafHash) at Size.
+	Root []byte
+	// Head is the chain hash (Event.Hash) of record Size.
+	Head []byte
+	// Tree is the JSON of the auditchain.Tree at Size, from which the next
+	// checkpoint continues without reading the log from the start.
+	Tree []byte
+	// Note is the signed note (the text and its signatures) that states
+	// Size and Root.
+	Note string
+	// CreatedAt is when it was made; the zero time means the store's clock.
+	CreatedAt time.Time
+}
+
+// Checkpoints stores audit-log checkpoints and the key that signs them.
+type Checkpoints interface {
+	// AddCheckpoint stores c. Checkpoints are stored in Size order, at
+	// most one per Size, and never change:
+	//   - c with the Size, Root and Head of a stored checkpoint succeeds
+	//     and stores nothing (a retry, or two instances checkpointing the
+	//     same size), even with another Note;
+	//   - c with the Size of a stored checkpoint but another Root or Head
+	//     is refused with an error wrapping ErrConflict (a fork, or a log
+	//     rewritten under the checkpointer);
+	//   - c below the latest checkpoint's Size, at a Size not stored, is
+	//     refused with an error wrapping ErrAlreadyExists (a later
+	//     checkpoint covers it).
+	// A Size below 1, or an empty Root, Head or Note, is refused.
+	AddCheckpoint(ctx context.Context, c Checkpoint) error
+	// Checkpoints returns up to limit checkpoints (PageLimit) with Size
+	// above after, oldest first.
+	Checkpoints(ctx context.Context, after int64, limit int) ([]Checkpoint, error)
+	// LatestCheckpoint returns the checkpoint with the largest Size, or an
+	// error wrapping ErrNotFound when there is none.
+	LatestCheckpoint(ctx context.Context) (Checkpoint, error)
+	// CheckpointKey returns the checkpoint signing key, an opaque string
+	// (the caller's encoding of a private key). The first call on a
+	// database calls create and stores what it returns; when several
+	// callers, in any number of instances, race to create it, one key is
+	// stored and every caller gets that one. create's error is returned
+	// wrapped, and an empty key is refused; either way nothing is stored.
+	CheckpointKey(ctx context.Context, create func() (string, error)) (string, error)
+}
+
+// Limits for the reads that page forward (EventsAfter, Checkpoints).
+const (
+	DefaultPageLimit = 1000
+	MaxPageLimit     = 10000
+)
+
+// PageLimit is the number of records a forward read returns for the limit
+// asked: DefaultPageLimit for zero or less, at most MaxPageLimit.
+func PageLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultPageLimit
+	}
+	return min(limit, MaxPageLimit)
 }
 
 // Nonces records single-use values such as client-assertion jti.
@@ -436,6 +521,7 @@ type Store interface {
 	Tokens
 	Keys
 	AuditLog
+	Checkpoints
 	Nonces
 	NotBefore
 	Revocations

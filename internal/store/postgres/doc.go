@@ -13,4 +13,12 @@
 // to users, agents, delegations and keys, which also sends NOTIFY so that
 // Listen can tell every instance at once. Open refuses a server that does not
 // commit durably unless told otherwise.
+//
+// The audit log is hash-chained (store.Event.Hash): the one append
+// statement, appendEvents, chains each record to the one before under the
+// events_head row lock that also hands out its Seq, so the chain follows
+// commit order across instances; the server computes the SHA-256 links
+// (PostgreSQL 11 or later) from the canonical encodings made in Go.
+// Migration 5 chains the records written before it. Signed checkpoints and
+// their key are kept in tables of their own.
 package postgres

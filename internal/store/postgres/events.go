@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
@@ -23,17 +25,46 @@ const (
 const eventCols = `id, time, request_id, action, result, reason, detail, performer, on_behalf, chain,
 	client_id, scopes, requested, audience, resource, context, delegation_id, jti, parent_jti`
 
+// eventSelect is the columns scanEvent reads.
+const eventSelect = "seq, " + eventCols + ", hash"
+
 // appendEvents appends a list of events in one statement, whatever its
-// length: it advances events_head by their number ($1), which locks its row
-// until the transaction commits, and numbers the events on from the
-// previous value in list order. Each column is an array with one element per
-// event; a list column is one flat array ($18-$20) with each event's 1-based
-// bounds in it; event_actors gets (actor, position of its event) pairs.
-const appendEvents = `WITH h AS (
-	UPDATE events_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq - $1 AS base
+// length. It locks the events_head row (h), which it holds until the
+// transaction commits, numbers the events on from last_seq in list order,
+// chains them on from last_hash (c), inserts them (e) and their actors (a),
+// and advances the head to the last one's seq and hash. Each column is an
+// array with one element per event; a list column is one flat array
+// ($18-$20) with each event's 1-based bounds in it; event_actors gets
+// (actor, position of its event) pairs.
+//
+// Taking the lock with FOR NO KEY UPDATE (the lock an UPDATE takes) and
+// updating the row at the end of the same statement is safe under READ
+// COMMITTED: a writer that waited for the
+// lock reads the row as the previous holder committed it, and the final
+// UPDATE, which finds that row updated since the statement's snapshot,
+// rechecks and updates the latest version, which this transaction has
+// locked. So the seqs and the chain follow commit order across every
+// instance, without gaps or forks (THREATS T72).
+//
+// The chain is auditchain.Next, computed by the server under the lock, so
+// that it costs no round trip, and the lock is not held for one more:
+// record i's hash is SHA-256(chainDomain ($31) || hash of
+// record i-1 || leaf), where leaf is tlog.RecordHash, SHA-256(0x00 ||
+// encoding), of the record's auditchain.Encode made in Go with Seq 0 ($29)
+// and the Seq, 8 bytes big-endian, laid over it at seqAt ($30, 1-based) once
+// it is known. TestChainMatchesAuditchain and the conformance suite's
+// VerifyChain hold it to auditchain.
+const appendEvents = `WITH RECURSIVE h AS (
+	SELECT last_seq AS base, last_hash FROM events_head WHERE id = 1 FOR NO KEY UPDATE
+), c(ord, hash) AS (
+	SELECT 0::bigint, h.last_hash FROM h
+	UNION ALL
+	SELECT c.ord + 1, sha256($31::bytea || c.hash || sha256('\x00'::bytea ||
+		overlay(($29::bytea[])[c.ord + 1] PLACING int8send(h.base + c.ord + 1) FROM $30::int FOR 8)))
+	FROM c, h WHERE c.ord < $1
 ), e AS (
-	INSERT INTO events (seq, ` + eventCols + `)
-	SELECT h.base + u.ord, u.id, u.time, u.request_id, u.action, u.result, u.reason, u.detail, u.performer,
+	INSERT INTO events (seq, hash, ` + eventCols + `)
+	SELECT h.base + u.ord, c.hash, u.id, u.time, u.request_id, u.action, u.result, u.reason, u.detail, u.performer,
 		u.on_behalf, ($18::text[])[u.chain_lo:u.chain_hi], u.client_id, ($19::text[])[u.scopes_lo:u.scopes_hi],
 		($20::text[])[u.requested_lo:u.requested_hi], u.audience, u.resource, u.context, u.delegation_id,
 		u.jti, u.parent_jti
@@ -43,15 +74,41 @@ const appendEvents = `WITH h AS (
 		WITH ORDINALITY AS u(id, time, request_id, action, result, reason, detail, performer, on_behalf,
 			client_id, audience, resource, context, delegation_id, jti, parent_jti,
 			chain_lo, chain_hi, scopes_lo, scopes_hi, requested_lo, requested_hi, ord)
-	RETURNING seq
+		JOIN c ON c.ord = u.ord
+), a AS (
+	INSERT INTO event_actors (actor, seq)
+	SELECT a.actor, h.base + a.ord FROM h, unnest($27::text[], $28::bigint[]) AS a(actor, ord)
 )
-INSERT INTO event_actors (actor, seq)
-SELECT a.actor, h.base + a.ord FROM h, unnest($27::text[], $28::bigint[]) AS a(actor, ord)`
+UPDATE events_head SET last_seq = h.base + $1, last_hash = c.hash
+FROM h, c WHERE events_head.id = 1 AND c.ord = $1`
 
-// queueEvents queues the statement that appends events in the order given.
-// Queue it after the transaction's other writes, so that the lock on
-// events_head, which makes Seq follow commit order across every instance,
-// is held as briefly as possible.
+// chainDomain is auditchain's domain tag of chain links.
+const chainDomain = "mandate-audit-chain-v1\x00"
+
+// seqAt is where auditchain.Encode puts Seq: 8 bytes big-endian, found
+// once by encoding two records that differ only in Seq. It panics if the
+// encoding has changed so that Seq is not there; TestChainMatchesAuditchain
+// holds appendEvents to auditchain.Next.
+var seqAt = func() int {
+	a, b := auditchain.Encode(store.Event{Seq: 0}), auditchain.Encode(store.Event{Seq: -1})
+	for i := range a {
+		if a[i] != b[i] {
+			if len(a) != len(b) || i+8 > len(a) || !bytes.Equal(a[i:i+8], make([]byte, 8)) ||
+				!bytes.Equal(b[i:i+8], bytes.Repeat([]byte{0xff}, 8)) || !bytes.Equal(a[i+8:], b[i+8:]) {
+				break
+			}
+			return i
+		}
+	}
+	panic("postgres: auditchain.Encode does not hold Seq as 8 bytes big-endian")
+}()
+
+// queueEvents queues the statement that appends events in the order given
+// and chains them; their own Seq and Hash are ignored. Queue them after the
+// transaction's other writes, so that the lock on events_head, which makes
+// Seq and the chain follow commit order across every instance (THREATS
+// T72), is held as briefly as possible. Every write that audits appends
+// through here.
 func queueEvents(b *pgx.Batch, events []store.Event) {
 	n := len(events)
 	if n == 0 {
@@ -64,6 +121,7 @@ func queueEvents(b *pgx.Batch, events []store.Event) {
 			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		at                       = make([]pgtype.Timestamptz, n)
 		evctx                    = make([]pgtype.Text, n)
+		encoded                  = make([][]byte, n)
 		chain, scopes, requested ragged
 		actors                   []string
 		actorOf                  []int64
@@ -81,11 +139,64 @@ func queueEvents(b *pgx.Batch, events []store.Event) {
 			actors = append(actors, a)
 			actorOf = append(actorOf, int64(i+1))
 		}
+		e.Seq = 0
+		encoded[i] = auditchain.Encode(e)
 	}
 	b.Queue(appendEvents, n, id, at, request, action, result, reason, detail, performer, onBehalf,
 		client, audience, resource, evctx, delegation, jti, parent,
 		chain.flat(), scopes.flat(), requested.flat(), chain.lo, chain.hi, scopes.lo, scopes.hi, requested.lo, requested.hi,
-		listIn(actors), actorOf)
+		listIn(actors), actorOf, encoded, seqAt+1, []byte(chainDomain))
+}
+
+// chainMigration is the migration that adds the hash chain; chainExisting
+// runs in its transaction.
+const chainMigration = 5
+
+// chainExisting chains the records written before chainMigration: in seq
+// order from auditchain.Genesis, each as it reads back, a page at a time;
+// sets events_head's last_hash to the last one's; and then requires a hash
+// of every record (NOT NULL), so that an instance of an older build still
+// running on the schema fails to append (closed) instead of breaking the
+// chain. It runs once, in the migration's transaction: either every record
+// is chained or the schema is not migrated.
+func chainExisting(ctx context.Context, tx pgx.Tx) error {
+	const page = 1000
+	hash, after := auditchain.Genesis, int64(0)
+	for {
+		rows, err := tx.Query(ctx, "SELECT "+eventSelect+" FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after, page)
+		if err != nil {
+			return fmt.Errorf("chain existing events: %w", dbErr(err))
+		}
+		evs, err := pgx.CollectRows(rows, scanEvent)
+		if err != nil {
+			return fmt.Errorf("chain existing events: %w", dbErr(err))
+		}
+		seqs, hashes := make([]int64, len(evs)), make([][]byte, len(evs))
+		for i, e := range evs {
+			hash = auditchain.Next(hash, e)
+			seqs[i], hashes[i] = e.Seq, bytes.Clone(hash[:])
+			after = e.Seq
+		}
+		if _, err := tx.Exec(ctx, `UPDATE events SET hash = u.hash FROM unnest($1::bigint[], $2::bytea[]) AS u(seq, hash)
+			WHERE events.seq = u.seq`, seqs, hashes); err != nil {
+			return fmt.Errorf("chain existing events: %w", dbErr(err))
+		}
+		if len(evs) < page {
+			break
+		}
+	}
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{"UPDATE events_head SET last_hash = $1 WHERE id = 1", []any{hash[:]}},
+		{"ALTER TABLE events ALTER COLUMN hash SET NOT NULL", nil},
+	} {
+		if _, err := tx.Exec(ctx, q.sql, q.args...); err != nil {
+			return fmt.Errorf("chain existing events: %w", dbErr(err))
+		}
+	}
+	return nil
 }
 
 // eventActors is every actor e names, each once: its chain, performer and
@@ -109,10 +220,11 @@ func scanEvent(row pgx.CollectableRow) (store.Event, error) {
 	)
 	err := row.Scan(&e.Seq, &e.ID, &t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
 		&e.OnBehalf, &chain, &e.ClientID, &scopes, &requested, &e.Audience, &e.Resource, &evctx,
-		&e.DelegationID, &e.JTI, &e.ParentJTI)
+		&e.DelegationID, &e.JTI, &e.ParentJTI, &e.Hash)
 	if err != nil {
 		return store.Event{}, err
 	}
+	e.Hash = bytesOut(e.Hash)
 	e.Time = timeOut(t)
 	e.Context = textOut(evctx)
 	e.Chain, e.Scopes, e.Requested = listOut(chain), listOut(scopes), listOut(requested)
@@ -167,12 +279,19 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		limit = defaultEventLimit
 	}
 	limit = min(limit, maxEventLimit)
-	q := "SELECT seq, " + eventCols + " FROM events"
+	q := "SELECT " + eventSelect + " FROM events"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY seq DESC LIMIT " + arg(limit)
 	return list(ctx, s, "events", q, scanEvent, args...)
+}
+
+// EventsAfter returns up to limit events with Seq above afterSeq, oldest
+// first; limit defaults to 1000 and is capped at 10000.
+func (s *Store) EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error) {
+	return list(ctx, s, "events", "SELECT "+eventSelect+" FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+		scanEvent, afterSeq, store.PageLimit(limit))
 }
 
 // list runs query and scans every row with scan.

@@ -94,9 +94,11 @@ func checkVersion(ctx context.Context, conn *pgx.Conn, schema string) error {
 // migrate applies the pending migrations in one transaction that holds an
 // advisory lock on the schema, so that concurrent openers apply each
 // migration once: a second opener waits for the first and then finds
-// nothing to do. A schema already at this build's version is left without
-// taking the lock or running any DDL, so a role without DDL rights can open
-// it. A schema migrated by a newer build is refused.
+// nothing to do. The migration that adds the audit hash chain also chains
+// the records written before it (chainExisting), in the same transaction. A
+// schema already at this build's version is left without taking the lock
+// or running any DDL, so a role without DDL rights can open it. A schema
+// migrated by a newer build is refused.
 func migrate(ctx context.Context, conn *pgx.Conn, schema string, now func() time.Time) error {
 	ms, err := migrations()
 	if err != nil {
@@ -168,6 +170,11 @@ func migrateTx(ctx context.Context, tx pgx.Tx, schema string, ms []store.Migrati
 		}
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return fmt.Errorf("apply %s: %w", m.Name, dbErr(err))
+		}
+		if m.Version == chainMigration {
+			if err := chainExisting(ctx, tx); err != nil {
+				return fmt.Errorf("apply %s: %w", m.Name, err)
+			}
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
 			m.Version, m.Name, now().UTC()); err != nil {

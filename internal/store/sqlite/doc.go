@@ -6,4 +6,10 @@
 // file: writes take the write lock at BEGIN (BEGIN IMMEDIATE), and within one
 // process they go through a single connection while reads use a small pool.
 // Times are kept as unix microseconds, the precision PostgreSQL keeps too.
+//
+// The audit log is hash-chained (store.Event.Hash): the one append path,
+// insertEvents, chains each record to the one before in the transaction
+// that appends it, from the last record itself (SQLite's single writer
+// orders them), and migration 6 chains the records written before it.
+// Signed checkpoints and their key are kept in tables of their own.
 package sqlite

@@ -3,9 +3,13 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
@@ -18,27 +22,39 @@ const (
 const eventCols = `id, time, request_id, action, result, reason, detail, performer, on_behalf, chain,
 	client_id, scopes, requested, audience, resource, context, delegation_id, jti, parent_jti`
 
+// eventSelect is the columns scanEvent reads.
+const eventSelect = "seq, " + eventCols + ", hash"
+
 // eventWriter appends events inside one transaction with the statements
 // prepared once on the write connection (Store.prepared), so that a commit
 // parses no SQL.
 type eventWriter struct {
-	event, actor *sql.Stmt
+	last, event, actor *sql.Stmt
 }
 
-func (s *Store) newEventWriter(ctx context.Context, tx *sql.Tx) (*eventWriter, error) {
-	return &eventWriter{event: tx.StmtContext(ctx, s.stmts.event), actor: tx.StmtContext(ctx, s.stmts.actor)}, nil
+func (s *Store) newEventWriter(ctx context.Context, tx *sql.Tx) *eventWriter {
+	return &eventWriter{
+		last:  tx.StmtContext(ctx, s.stmts.last),
+		event: tx.StmtContext(ctx, s.stmts.event),
+		actor: tx.StmtContext(ctx, s.stmts.actor),
+	}
 }
 
-// write appends e; the store assigns its Seq, so e.Seq is ignored.
-func (w *eventWriter) write(ctx context.Context, e store.Event) error {
+func (w *eventWriter) close() {
+	w.last.Close()
+	w.event.Close()
+	w.actor.Close()
+}
+
+// write appends e as record seq with chain hash hash.
+func (w *eventWriter) write(ctx context.Context, e store.Event, seq int64, hash []byte) error {
 	var evctx any
 	if len(e.Context) > 0 {
 		evctx = string(e.Context)
 	}
-	var seq int64
-	err := w.event.QueryRowContext(ctx, e.ID, timeIn(e.Time), e.RequestID, e.Action, e.Result, e.Reason,
+	_, err := w.event.ExecContext(ctx, seq, hash, e.ID, timeIn(e.Time), e.RequestID, e.Action, e.Result, e.Reason,
 		e.Detail, e.Performer, e.OnBehalf, listIn(e.Chain), e.ClientID, listIn(e.Scopes), listIn(e.Requested),
-		e.Audience, e.Resource, evctx, e.DelegationID, e.JTI, e.ParentJTI).Scan(&seq)
+		e.Audience, e.Resource, evctx, e.DelegationID, e.JTI, e.ParentJTI)
 	if err != nil {
 		return fmt.Errorf("insert event %q: %w", e.ID, dbErr(err))
 	}
@@ -48,11 +64,6 @@ func (w *eventWriter) write(ctx context.Context, e store.Event) error {
 		}
 	}
 	return nil
-}
-
-func (w *eventWriter) close() {
-	w.event.Close()
-	w.actor.Close()
 }
 
 // eventActors is every actor e names, each once: its chain, performer and
@@ -76,22 +87,114 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-// insertEvents appends events inside tx.
+// lastEvent reads the head of the log: the last seq handed out (which
+// AUTOINCREMENT keeps in sqlite_sequence, and which never falls) and the
+// chain hash of that record. It reads pages the append writes anyway, so
+// the chain costs no page of its own in the WAL.
+const lastEvent = `SELECT q.seq, e.hash FROM sqlite_sequence q LEFT JOIN events e ON e.seq = q.seq
+WHERE q.name = 'events'`
+
+// insertEvents appends events inside tx, the one path every write that
+// audits takes: it reads the head of the log (lastEvent), numbers the
+// events on from its seq in slice order, chains each to the one before
+// (auditchain.Next over the record as it will be read back, Seq included;
+// auditchain.Genesis before the first record) and writes each with its
+// hash. SQLite has one writer at a time, so the chain follows commit order
+// whichever process writes (THREATS T72); the events' own Seq and Hash are
+// ignored. A head whose record is missing or unchained (the end of the log
+// was cut or edited) fails the append: nothing is written on a broken
+// chain.
 func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	w, err := s.newEventWriter(ctx, tx)
-	if err != nil {
-		return err
-	}
+	w := s.newEventWriter(ctx, tx)
 	defer w.close()
+	var (
+		seq  int64
+		last []byte
+		hash auditchain.Hash
+	)
+	err := w.last.QueryRowContext(ctx).Scan(&seq, &last)
+	switch {
+	case errors.Is(err, sql.ErrNoRows): // nothing appended yet
+	case err != nil:
+		return fmt.Errorf("read the last event: %w", dbErr(err))
+	case seq == 0:
+	case len(last) != len(hash):
+		return fmt.Errorf("record %d, the last appended, is missing or has no chain hash: the audit log was cut or edited", seq)
+	default:
+		copy(hash[:], last)
+	}
 	for _, e := range events {
-		if err := w.write(ctx, e); err != nil {
+		seq++
+		e = asStored(e)
+		e.Seq = seq
+		hash = auditchain.Next(hash, e)
+		if err := w.write(ctx, e, seq, hash[:]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// asStored is e as it reads back, so that its hash verifies: a list is kept
+// as a JSON array, and encoding/json replaces each invalid UTF-8 byte of
+// an item with U+FFFD. Strings are kept byte for byte.
+func asStored(e store.Event) store.Event {
+	for _, l := range []*[]string{&e.Chain, &e.Scopes, &e.Requested} {
+		if validList(*l) {
+			continue
+		}
+		var back []string
+		_ = json.Unmarshal([]byte(listIn(*l)), &back) // what listIn wrote decodes
+		*l = back
+	}
+	return e
+}
+
+func validList(l []string) bool {
+	for _, s := range l {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// chainMigration is the migration that adds the hash chain; chainExisting
+// runs in its transaction.
+const chainMigration = 6
+
+// chainExisting chains the records written before chainMigration: in seq
+// order from auditchain.Genesis, each as it reads back, a page at a time.
+// It runs once, in the migration's transaction, so that either every
+// record is chained or none and the schema is not migrated.
+func chainExisting(ctx context.Context, tx *sql.Tx) error {
+	const page = 1000
+	set, err := tx.PrepareContext(ctx, "UPDATE events SET hash = ? WHERE seq = ?")
+	if err != nil {
+		return fmt.Errorf("chain existing events: %w", dbErr(err))
+	}
+	defer set.Close()
+	hash, after := auditchain.Genesis, int64(0)
+	for {
+		evs, err := list(ctx, tx, "events", "SELECT "+eventSelect+" FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+			scanEvent, after, page)
+		if err != nil {
+			return fmt.Errorf("chain existing events: %w", err)
+		}
+		for _, e := range evs {
+			hash = auditchain.Next(hash, e)
+			if _, err := set.ExecContext(ctx, hash[:], e.Seq); err != nil {
+				return fmt.Errorf("chain existing event %d: %w", e.Seq, dbErr(err))
+			}
+			after = e.Seq
+		}
+		if len(evs) < page {
+			return nil
+		}
+	}
 }
 
 func scanEvent(sc scanner) (store.Event, error) {
@@ -103,10 +206,11 @@ func scanEvent(sc scanner) (store.Event, error) {
 	)
 	err := sc.Scan(&e.Seq, &e.ID, &t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
 		&e.OnBehalf, &chain, &e.ClientID, &scopes, &requested, &e.Audience, &e.Resource, &evctx,
-		&e.DelegationID, &e.JTI, &e.ParentJTI)
+		&e.DelegationID, &e.JTI, &e.ParentJTI, &e.Hash)
 	if err != nil {
 		return store.Event{}, dbErr(err)
 	}
+	e.Hash = bytesOut(e.Hash)
 	e.Time = timeOut(t)
 	if evctx.Valid && evctx.String != "" {
 		e.Context = []byte(evctx.String)
@@ -159,11 +263,18 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		limit = defaultEventLimit
 	}
 	limit = min(limit, maxEventLimit)
-	q := "SELECT seq, " + eventCols + " FROM events"
+	q := "SELECT " + eventSelect + " FROM events"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY seq DESC LIMIT ?"
 	args = append(args, limit)
 	return list(ctx, s.r, "events", q, scanEvent, args...)
+}
+
+// EventsAfter returns up to limit events with Seq above afterSeq, oldest
+// first; limit defaults to 1000 and is capped at 10000.
+func (s *Store) EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error) {
+	return list(ctx, s.r, "events", "SELECT "+eventSelect+" FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+		scanEvent, afterSeq, store.PageLimit(limit))
 }

@@ -54,7 +54,12 @@ type Store struct {
 // transaction (Tx.StmtContext finds them on the same connection, and
 // re-prepares them if the connection was replaced).
 type statements struct {
-	token, event, actor *sql.Stmt
+	token, last, event, actor *sql.Stmt
+}
+
+// all is every statement, for Close.
+func (st *statements) all() []*sql.Stmt {
+	return []*sql.Stmt{st.token, st.last, st.event, st.actor}
 }
 
 // prepare prepares the commit statements. It runs in Open, before any
@@ -66,11 +71,17 @@ func (s *Store) prepare(ctx context.Context) error {
 		sql string
 	}{
 		{&st.token, "INSERT INTO tokens (" + tokenCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
-		{&st.event, "INSERT INTO events (" + eventCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq"},
+		{&st.last, lastEvent},
+		{&st.event, "INSERT INTO events (seq, hash, " + eventCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
 		{&st.actor, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
 	} {
 		stmt, err := s.w.PrepareContext(ctx, q.sql)
 		if err != nil {
+			for _, p := range st.all() {
+				if p != nil {
+					_ = p.Close()
+				}
+			}
 			return fmt.Errorf("prepare: %w", dbErr(err))
 		}
 		*q.dst = stmt
@@ -188,7 +199,8 @@ func migrations() ([]store.Migration, error) { return store.LoadMigrations(migra
 // migrate applies the pending migrations in one transaction. The write lock
 // taken at BEGIN IMMEDIATE makes concurrent openers (a server and a CLI
 // command) apply each migration once. A database migrated by a newer build
-// is refused.
+// is refused. The migration that adds the audit hash chain also chains the
+// records written before it (chainExisting), in the same transaction.
 func (s *Store) migrate(ctx context.Context) error {
 	ms, err := migrations()
 	if err != nil {
@@ -214,6 +226,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			}
 			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 				return fmt.Errorf("apply %s: %w", m.Name, dbErr(err))
+			}
+			if m.Version == chainMigration {
+				if err := chainExisting(ctx, tx); err != nil {
+					return fmt.Errorf("apply %s: %w", m.Name, err)
+				}
 			}
 			if _, err := tx.ExecContext(ctx,
 				"INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -265,9 +282,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes both connection pools. Calls in flight may fail.
 func (s *Store) Close() error {
 	if st := s.stmts; st != nil {
-		_ = st.token.Close()
-		_ = st.event.Close()
-		_ = st.actor.Close()
+		for _, p := range st.all() {
+			_ = p.Close()
+		}
 	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }

@@ -308,6 +308,31 @@ func TestFaulty(t *testing.T) {
 	if rs, err := inner.ListRevocations(ctx, 0, 0); err != nil || len(rs) != 1 {
 		t.Errorf("a failed CollectRevocations reached the store: ListRevocations = %v, %v; want one entry", rs, err)
 	}
+	// The audit log's readers and the checkpoints fail closed too, and a
+	// failed call reaches nothing: no checkpoint, no key, no create call.
+	for _, m := range []string{"EventsAfter", "AddCheckpoint", "Checkpoints", "LatestCheckpoint", "CheckpointKey"} {
+		f.Fail(m, nil)
+	}
+	if _, err := f.EventsAfter(ctx, 0, 0); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("EventsAfter: err = %v, want ErrUnavailable", err)
+	}
+	cp := store.Checkpoint{Size: 1, Root: []byte{1}, Head: []byte{2}, Note: "n"}
+	if err := f.AddCheckpoint(ctx, cp); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("AddCheckpoint: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := f.Checkpoints(ctx, 0, 0); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Checkpoints: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := f.LatestCheckpoint(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("LatestCheckpoint: err = %v, want ErrUnavailable", err)
+	}
+	created := false
+	if _, err := f.CheckpointKey(ctx, func() (string, error) { created = true; return "k", nil }); !errors.Is(err, store.ErrUnavailable) || created {
+		t.Errorf("CheckpointKey: err = %v, create called: %v; want ErrUnavailable without a call", err, created)
+	}
+	if _, err := inner.LatestCheckpoint(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a failed AddCheckpoint reached the store: LatestCheckpoint err = %v", err)
+	}
 	f.Heal()
 	if got := f.Calls("Commit"); got != 3 {
 		t.Errorf("Calls(Commit) = %d, want 3", got)

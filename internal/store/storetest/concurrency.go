@@ -227,6 +227,7 @@ func testConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Errorf("entries after %d concurrent revocations of one token = %+v, want one, with Seq 1", n, rs)
 		}
 	})
+	t.Run("ok/chain-without-fork", func(t *testing.T) { testChainConcurrency(t, open) })
 	// T72: concurrent commits get distinct Seqs and lose nothing.
 	t.Run("ok/commit-seq-unique", func(t *testing.T) {
 		const writers, each = 10, 5

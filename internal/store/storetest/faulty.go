@@ -18,7 +18,9 @@ func methods() []string {
 		"CreateDelegation", "GetDelegation", "ListDelegations", "UpdateDelegation",
 		"GetToken", "RevokeToken", "Commit",
 		"CreateKey", "ListKeys", "UpdateKey",
-		"QueryEvents", "UseNonce", "NotBefore", "AdvanceNotBefore",
+		"QueryEvents", "EventsAfter",
+		"AddCheckpoint", "Checkpoints", "LatestCheckpoint", "CheckpointKey",
+		"UseNonce", "NotBefore", "AdvanceNotBefore",
 		"ListRevocations", "RevocationSeq", "CollectRevocations",
 		"Generation", "Ping",
 	}
@@ -252,6 +254,47 @@ func (f *Faulty) QueryEvents(ctx context.Context, filter store.EventFilter) ([]s
 		return nil, err
 	}
 	return f.inner.QueryEvents(ctx, filter)
+}
+
+// EventsAfter implements store.AuditLog.
+func (f *Faulty) EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error) {
+	if err := f.fault("EventsAfter"); err != nil {
+		return nil, err
+	}
+	return f.inner.EventsAfter(ctx, afterSeq, limit)
+}
+
+// AddCheckpoint implements store.Checkpoints.
+func (f *Faulty) AddCheckpoint(ctx context.Context, c store.Checkpoint) error {
+	if err := f.fault("AddCheckpoint"); err != nil {
+		return err
+	}
+	return f.inner.AddCheckpoint(ctx, c)
+}
+
+// Checkpoints implements store.Checkpoints.
+func (f *Faulty) Checkpoints(ctx context.Context, after int64, limit int) ([]store.Checkpoint, error) {
+	if err := f.fault("Checkpoints"); err != nil {
+		return nil, err
+	}
+	return f.inner.Checkpoints(ctx, after, limit)
+}
+
+// LatestCheckpoint implements store.Checkpoints.
+func (f *Faulty) LatestCheckpoint(ctx context.Context) (store.Checkpoint, error) {
+	if err := f.fault("LatestCheckpoint"); err != nil {
+		return store.Checkpoint{}, err
+	}
+	return f.inner.LatestCheckpoint(ctx)
+}
+
+// CheckpointKey implements store.Checkpoints. A failed call does not call
+// create.
+func (f *Faulty) CheckpointKey(ctx context.Context, create func() (string, error)) (string, error) {
+	if err := f.fault("CheckpointKey"); err != nil {
+		return "", err
+	}
+	return f.inner.CheckpointKey(ctx, create)
 }
 
 // UseNonce implements store.Nonces.

@@ -20,6 +20,7 @@ import (
 func RunReopen(t *testing.T, newDB func(t *testing.T) (open func() store.Store)) {
 	t.Run("ok/reopen-keeps-everything", func(t *testing.T) { t.Parallel(); testReopen(t, newDB(t)) })
 	t.Run("ok/two-handles", func(t *testing.T) { t.Parallel(); testTwoHandles(t, newDB(t)) })
+	t.Run("ok/chain-across-reopen-and-handles", func(t *testing.T) { t.Parallel(); testChainHandles(t, newDB(t)) })
 }
 
 func closeStore(t *testing.T, s store.Store) {

@@ -1,0 +1,357 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mandate-dev/mandate/internal/auditlog"
+	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// maxExportLine bounds one record of an exported log.
+const maxExportLine = 1 << 20
+
+// auditFlags say where the log is: a configuration (the store itself), a
+// running server, or an exported file.
+type auditFlags struct {
+	config, server, adminToken, file string
+	witness, checkpoints, key        string
+	json                             bool
+}
+
+func newAuditCmd(stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Verify and export the tamper-evident audit log"}
+	var f auditFlags
+	source := func(c *cobra.Command) {
+		c.Flags().StringVar(&f.config, "config", "", "read the log from the store of this configuration file")
+		c.Flags().StringVar(&f.server, "server", "", "read the log from this running server (its issuer URL)")
+		c.Flags().StringVar(&f.adminToken, "admin-token", "", "the server's admin token (default: $MANDATE_ADMIN_TOKEN)")
+	}
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Check that every record chains to the one before and that the log matches every signed checkpoint",
+		Long: `Check the audit log: every record must chain to the one before it (an edited,
+deleted, swapped or inserted record is named), and the log must match every signed
+checkpoint (a cut-off tail, an older log swapped in, or a re-hashed forgery is caught).
+
+The log comes from --config (the store), --server (a running server) or --file (an
+export). Checkpoints come from the same place and from --witness (the witness file,
+kept outside the database) or --checkpoints (a saved GET /audit/checkpoints answer).
+Pin the checkpoint key with --key: a key read from the log's own store or server only
+proves that whoever controls them signed. Exit status 1 when the log fails.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := verifyLog(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				if err := json.NewEncoder(stdout).Encode(res); err != nil {
+					return err
+				}
+			} else if res.OK() {
+				fmt.Fprintf(stdout, "audit log OK: %d records, %d signed checkpoints matched, root %s\n",
+					res.Records, res.Checkpoints, base64.StdEncoding.EncodeToString(res.Root[:]))
+			} else if res.FirstBad > 0 {
+				fmt.Fprintf(stdout, "audit log FAILED at record %d: %s\n", res.FirstBad, res.Problem)
+			} else {
+				fmt.Fprintf(stdout, "audit log FAILED: %s\n", res.Problem)
+			}
+			if !res.OK() {
+				return &exitError{code: 1, err: fmt.Errorf("audit log does not verify (first bad record %d)", res.FirstBad)}
+			}
+			return nil
+		},
+	}
+	source(verify)
+	verify.Flags().StringVar(&f.file, "file", "", "read the log from an export (JSON lines)")
+	verify.Flags().StringVar(&f.witness, "witness", "", "a witness file of signed checkpoints")
+	verify.Flags().StringVar(&f.checkpoints, "checkpoints", "", "a saved GET /audit/checkpoints answer")
+	verify.Flags().StringVar(&f.key, "key", "", "the checkpoint verifier key to trust (from GET /audit/checkpoints, kept apart)")
+	verify.Flags().BoolVar(&f.json, "json", false, "print the result as JSON")
+
+	var out string
+	export := &cobra.Command{
+		Use:   "export",
+		Short: "Write the audit log as JSON lines, oldest first, each record with its chain hash",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := stdout
+			if out != "" && out != "-" {
+				file, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+				if err != nil {
+					return err
+				}
+				defer file.Close()
+				w = file
+			}
+			enc := json.NewEncoder(w)
+			src, err := openAuditSource(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			defer src.close()
+			return src.events(cmd.Context(), func(ev store.Event) error { return enc.Encode(ev) })
+		},
+	}
+	source(export)
+	export.Flags().StringVar(&out, "out", "", "the file to write (default standard output)")
+	cmd.AddCommand(verify, export)
+	return cmd
+}
+
+// auditSource reads a log and its checkpoints.
+type auditSource struct {
+	events func(ctx context.Context, fn func(store.Event) error) error
+	// notes are the checkpoint notes the source holds; key the verifier
+	// key it names ("" when it names none).
+	notes []string
+	key   string
+	close func()
+}
+
+// openAuditSource opens where f says the log is.
+func openAuditSource(ctx context.Context, f auditFlags) (*auditSource, error) {
+	set := 0
+	for _, v := range []string{f.config, f.server, f.file} {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 1 {
+		return nil, &exitError{code: 2, err: errors.New("give exactly one of --config, --server and --file")}
+	}
+	switch {
+	case f.config != "":
+		return storeSource(ctx, f.config)
+	case f.server != "":
+		return serverSource(ctx, f)
+	}
+	return fileSource(f.file)
+}
+
+func storeSource(ctx context.Context, path string) (*auditSource, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	src := &auditSource{close: func() { s.Close() }}
+	src.events = func(ctx context.Context, fn func(store.Event) error) error {
+		after := int64(0)
+		for {
+			evs, err := s.EventsAfter(ctx, after, store.MaxPageLimit)
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				if err := fn(ev); err != nil {
+					return err
+				}
+				after = ev.Seq
+			}
+			if len(evs) < store.MaxPageLimit {
+				return nil
+			}
+		}
+	}
+	for after := int64(0); ; {
+		cs, err := s.Checkpoints(ctx, after, store.MaxPageLimit)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		for _, c := range cs {
+			src.notes = append(src.notes, c.Note)
+			after = c.Size
+		}
+		if len(cs) < store.MaxPageLimit {
+			break
+		}
+	}
+	if len(src.notes) > 0 {
+		skey, err := s.CheckpointKey(ctx, func() (string, error) { return "", errors.New("no checkpoint key") })
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("checkpoint key: %w", err)
+		}
+		if src.key, err = auditlog.VerifierKey(skey); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if w := cfg.WitnessPath(); w != "" {
+		if b, err := os.ReadFile(w); err == nil {
+			src.notes = append(src.notes, auditlog.SplitNotes(string(b))...)
+		}
+	}
+	return src, nil
+}
+
+func serverSource(ctx context.Context, f auditFlags) (*auditSource, error) {
+	token := f.adminToken
+	if token == "" {
+		token = os.Getenv("MANDATE_ADMIN_TOKEN")
+	}
+	base := strings.TrimRight(f.server, "/")
+	get := func(ctx context.Context, path string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		return resp, nil
+	}
+	resp, err := get(ctx, "/audit/checkpoints")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Key         string `json:"verifier_key"`
+		Checkpoints []struct {
+			Note string `json:"note"`
+		} `json:"checkpoints"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&body); err != nil {
+		return nil, fmt.Errorf("GET /audit/checkpoints: %w", err)
+	}
+	src := &auditSource{key: body.Key, close: func() {}}
+	for _, c := range body.Checkpoints {
+		src.notes = append(src.notes, c.Note)
+	}
+	src.events = func(ctx context.Context, fn func(store.Event) error) error {
+		resp, err := get(ctx, "/audit/export")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return readExport(resp.Body, fn)
+	}
+	return src, nil
+}
+
+func fileSource(path string) (*auditSource, error) {
+	src := &auditSource{close: func() {}}
+	src.events = func(_ context.Context, fn func(store.Event) error) error {
+		file, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		return readExport(file, fn)
+	}
+	return src, nil
+}
+
+// readExport reads JSON lines of records.
+func readExport(r io.Reader, fn func(store.Event) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxExportLine)
+	for line := 1; sc.Scan(); line++ {
+		if len(strings.TrimSpace(sc.Text())) == 0 {
+			continue
+		}
+		var ev store.Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("export line %d: %w", line, err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	return nil
+}
+
+// verifyLog replays the log against every checkpoint the flags name.
+func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
+	src, err := openAuditSource(ctx, f)
+	if err != nil {
+		return auditlog.Result{}, err
+	}
+	defer src.close()
+	notes := src.notes
+	for _, path := range []string{f.witness, f.checkpoints} {
+		if path == "" {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return auditlog.Result{}, err
+		}
+		if path == f.checkpoints {
+			var saved struct {
+				Key         string `json:"verifier_key"`
+				Checkpoints []struct {
+					Note string `json:"note"`
+				} `json:"checkpoints"`
+			}
+			if err := json.Unmarshal(b, &saved); err != nil {
+				return auditlog.Result{}, fmt.Errorf("--checkpoints: %w", err)
+			}
+			for _, c := range saved.Checkpoints {
+				notes = append(notes, c.Note)
+			}
+			if src.key == "" {
+				src.key = saved.Key
+			}
+			continue
+		}
+		notes = append(notes, auditlog.SplitNotes(string(b))...)
+	}
+	key := f.key
+	if key == "" {
+		key = src.key
+	}
+	if key == "" && len(notes) > 0 {
+		return auditlog.Result{}, &exitError{code: 2, err: errors.New("checkpoints need a verifier key: give --key")}
+	}
+	if f.key != "" && src.key != "" && src.key != f.key {
+		return auditlog.Result{Problem: "the checkpoint key of the log's source is not the pinned one: its checkpoints were signed by someone else"}, nil
+	}
+	var checkpoints []auditlog.Checkpoint
+	for i, n := range notes {
+		c, err := auditlog.Open(n, key)
+		if err != nil {
+			return auditlog.Result{Problem: fmt.Sprintf("checkpoint %d does not verify with the key: %v", i+1, err)}, nil
+		}
+		checkpoints = append(checkpoints, c)
+	}
+	replay := auditlog.NewReplay(checkpoints)
+	stop := errors.New("stop")
+	err = src.events(ctx, func(ev store.Event) error {
+		if !replay.Add(ev) {
+			return stop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, stop) {
+		return auditlog.Result{}, err
+	}
+	return replay.Finish(), nil
+}
