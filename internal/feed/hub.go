@@ -245,6 +245,17 @@ func (h *Hub) Check(t *revocation.Token) (string, error) {
 	return h.set.Check(t), nil
 }
 
+// Progress returns the last sequence read and how long ago the store was
+// last read (the hub's staleness), whether or not it is within the bound.
+func (h *Hub) Progress() (seq int64, since time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.loadedAt.IsZero() {
+		return h.seq, 0
+	}
+	return h.seq, h.cfg.Now().Sub(h.loadedAt)
+}
+
 // Position is where the feed stands and a channel closed when it moves.
 type Position struct {
 	Stream  string

@@ -84,6 +84,8 @@ func (s *Server) revocationStream(w http.ResponseWriter, r *http.Request) error 
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	s.metrics.subscribers.Inc()
+	defer s.metrics.subscribers.Dec()
 	sub := &subscriber{w: w, rc: rc, hub: s.cfg.Feed}
 	stream, seq, resumed := parseEventID(r.Header.Get("Last-Event-ID"))
 	if !resumed || !sub.resume(stream, seq) {

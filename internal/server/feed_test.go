@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -206,6 +207,20 @@ func TestRevocationFeed(t *testing.T) {
 	r := h.admin(http.MethodGet, "/revocations", nil)
 	if r.status != http.StatusOK || len(r.body["entries"].([]any)) != len(cases) {
 		t.Errorf("GET /revocations: %d %s", r.status, r.raw)
+	}
+	// The server's own metrics: open streams and where the feed stands.
+	metrics := h.do(mustRequest(t, h.url+"/metrics")).raw
+	for _, want := range []string{
+		"mandate_revocation_feed_subscribers ",
+		fmt.Sprintf("mandate_revocation_feed_sequence %d\n", seq),
+		"mandate_revocation_feed_staleness_seconds ",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(metrics, "mandate_revocation_feed_subscribers 0\n") {
+		t.Error("/metrics counts no open stream while several are open")
 	}
 }
 

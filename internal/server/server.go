@@ -89,6 +89,10 @@ func New(cfg Config) (*Server, error) {
 		cfg.RequestTimeout = 1800 * time.Millisecond
 	}
 	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{})}
+	feedMetrics(cfg.Registry, func() (int64, float64) {
+		seq, since := cfg.Feed.Progress()
+		return seq, since.Seconds()
+	})
 	if cfg.AdminToken != "" {
 		s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
 	}
