@@ -131,7 +131,17 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (store.Checkpoint, error)
 		now = c.Now
 	}
 	cp := store.Checkpoint{Size: size, Root: root[:], Head: head[:], Tree: treeJSON, Note: msg, CreatedAt: now()}
-	if err := c.Store.AddCheckpoint(ctx, cp); err != nil {
+	err = c.Store.AddCheckpoint(ctx, cp)
+	if errors.Is(err, store.ErrAlreadyExists) {
+		// Another instance checkpointed a longer log meanwhile: that one
+		// covers this one, which is not stored.
+		latest, lerr := c.Store.LatestCheckpoint(ctx)
+		if lerr != nil {
+			return store.Checkpoint{}, fmt.Errorf("auditlog: %w", lerr)
+		}
+		return latest, nil
+	}
+	if err != nil {
 		return store.Checkpoint{}, fmt.Errorf("auditlog: %w", err)
 	}
 	if err := c.witness(msg); err != nil {

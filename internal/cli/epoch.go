@@ -12,8 +12,9 @@ import (
 	"github.com/mandate-dev/mandate/internal/config"
 )
 
-// epochPerformer is the performer of the audit event advance-epoch writes.
-const epochPerformer = "cli"
+// cliPerformer is the performer of the audit records that commands run on
+// the store directly write (advance-epoch, keys rotate and revoke).
+const cliPerformer = "cli"
 
 func newStoreCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "store", Short: "Maintain the store: the not-before epoch after a restore"}
@@ -68,7 +69,7 @@ refuse every token issued until then. The change is recorded in the audit trail
 				Time:      now().UTC(),
 				Action:    audit.ActionEpochAdvanced,
 				Result:    audit.ResultOK,
-				Performer: epochPerformer,
+				Performer: cliPerformer,
 				Detail:    "not-before epoch advanced to " + t.Format(time.RFC3339Nano),
 			}
 			got, err := s.AdvanceNotBefore(cmd.Context(), t, ev)

@@ -122,8 +122,8 @@ func TestAdvanceEpoch(t *testing.T) {
 		if err != nil {
 			t.Fatalf("QueryEvents: %v", err)
 		}
-		if len(evs) != 1 || evs[0].Performer != epochPerformer || evs[0].Result != audit.ResultOK {
-			t.Errorf("audit events for the advance = %+v, want one, ok, performed by %q", evs, epochPerformer)
+		if len(evs) != 1 || evs[0].Performer != cliPerformer || evs[0].Result != audit.ResultOK {
+			t.Errorf("audit events for the advance = %+v, want one, ok, performed by %q", evs, cliPerformer)
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
@@ -60,7 +61,7 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withKeyring(cmd.Context(), func(kr *token.Keyring, _ store.Store) error {
-				k, err := kr.Rotate(cmd.Context())
+				k, err := kr.Rotate(cmd.Context(), keyEvent(audit.ActionKeyCreated, ""))
 				if err != nil {
 					return err
 				}
@@ -72,10 +73,12 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 	revoke := &cobra.Command{
 		Use:   "revoke KID",
 		Short: "Withdraw a compromised key at once: it leaves the JWKS and its tokens stop verifying",
-		Args:  cobra.ExactArgs(1),
+		// A kid is base64url and may start with "-", which reads as a flag.
+		Example: "  mandate keys revoke --config mandate.yaml -- KID",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withKeyring(cmd.Context(), func(kr *token.Keyring, _ store.Store) error {
-				if err := kr.RevokeKey(cmd.Context(), args[0]); err != nil {
+				if err := kr.RevokeKey(cmd.Context(), args[0], keyEvent(audit.ActionKeyRevoked, args[0])); err != nil {
 					return err
 				}
 				fmt.Fprintf(stdout, "key %s revoked\n", args[0])
@@ -89,6 +92,20 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 		cmd.AddCommand(c)
 	}
 	return cmd
+}
+
+// keyEvent is the audit record of a key change made by `mandate keys`,
+// committed with the change (THREATS T66); kid is "" for a new key, whose
+// kid the keyring fills in.
+func keyEvent(action, kid string) audit.Event {
+	return audit.Event{
+		ID:        audit.NewID("evt_"),
+		Time:      time.Now().UTC(),
+		Action:    action,
+		Result:    audit.ResultOK,
+		Performer: cliPerformer,
+		Resource:  kid,
+	}
 }
 
 func stamp(t time.Time) string {

@@ -14,20 +14,47 @@ import (
 
 var inactive = map[string]bool{"active": false}
 
+// Reasons an introspection or a revocation did not apply to the presented
+// token, as written to the audit trail (the answer never says which).
+const (
+	reasonTokenInvalid    = "token_invalid"
+	reasonNotCallersToken = "token_not_issued_to_client"
+)
+
 // introspect is RFC 7662. The caller authenticates as a client (§2.1) and
 // sees a token as active only if it was issued to the caller or is addressed
 // to it; any other token, and any token not in force, is {"active": false}
 // with no other member (§2.2). A store failure is 503, never a stale answer.
+// Every answer is audited (THREATS T66) before it is sent; one that cannot
+// be is 503.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 	caller, raw, err := s.tokenParam(w, r)
 	if err != nil {
 		return err
 	}
-	v, rec, err := s.inForce(r, raw)
+	v, rec, reason, err := s.inForce(r, raw)
 	if err != nil {
 		return err
 	}
-	if v == nil || (rec.ClientID != caller.ID && rec.Audience != caller.ID) {
+	if v != nil && rec.ClientID != caller.ID && rec.Audience != caller.ID {
+		reason = reasonNotCallersToken
+	}
+	ev := audit.Event{
+		Action:    audit.ActionTokenIntrospect,
+		Result:    audit.ResultOK,
+		Reason:    reason,
+		RequestID: requestID(r.Context()),
+		Performer: caller.ID,
+		ClientID:  caller.ID,
+		JTI:       rec.JTI,
+	}
+	if reason == "" {
+		ev.OnBehalf, ev.Chain = v.Subject, v.Act.Chain()
+	}
+	if err := s.cfg.Audit.Record(r.Context(), ev); err != nil {
+		return oauth.Unavailable("audit_unavailable", err)
+	}
+	if reason != "" {
 		oauth.WriteJSON(w, http.StatusOK, inactive)
 		return nil
 	}
@@ -78,55 +105,80 @@ func (s *Server) tokenParam(w http.ResponseWriter, r *http.Request) (store.Agent
 	return caller, raw, nil
 }
 
-// inForce verifies a Mandate token and checks its record. It returns nil,
-// nil for a token that is invalid or no longer in force, and an error only
-// when the answer cannot be known.
-func (s *Server) inForce(r *http.Request, raw string) (*token.Verified, store.IssuedToken, error) {
+// inForce verifies a Mandate token and checks its record. For a token that
+// is invalid or no longer in force it returns a nil token and the reason
+// (with the record, whose JTI is set once the signature verified); an error
+// only when the answer cannot be known.
+func (s *Server) inForce(r *http.Request, raw string) (*token.Verified, store.IssuedToken, string, error) {
 	if len(raw) > maxTokenBytes {
-		return nil, store.IssuedToken{}, nil
+		return nil, store.IssuedToken{}, reasonTokenInvalid, nil
 	}
 	v, err := s.cfg.Verifier.Verify(r.Context(), raw)
 	if err != nil || !v.Own {
-		return nil, store.IssuedToken{}, nil
+		return nil, store.IssuedToken{}, reasonTokenInvalid, nil
 	}
 	rec, err := s.cfg.Tokens.CheckJTI(r.Context(), v.JTI)
-	if errors.Is(err, tokenstate.ErrInactive) {
-		return nil, rec, nil
+	rec.JTI = v.JTI
+	var ie *tokenstate.InactiveError
+	if errors.As(err, &ie) {
+		return nil, rec, ie.Reason, nil
 	}
 	if err != nil {
-		return nil, rec, oauth.Unavailable("store_unavailable", err)
+		return nil, rec, "", oauth.Unavailable("store_unavailable", err)
 	}
-	return v, rec, nil
+	return v, rec, "", nil
 }
 
 // revoke is RFC 7009. The caller may revoke the tokens issued to it; for
 // any other token, garbage or an unknown token the answer is 200 and
-// nothing changes (§2.2: no oracle). A revocation is durable, with its
-// audit record, before the 200; a store failure is 503.
+// nothing changes (§2.2: no oracle), and the attempt is audited as refused.
+// A revocation is durable, with its audit record, before the 200; a store
+// or audit failure is 503.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	caller, raw, err := s.tokenParam(w, r)
 	if err != nil {
 		return err
 	}
+	ev := audit.Event{
+		Action:    audit.ActionTokenRevoked,
+		Result:    audit.ResultRefused,
+		Reason:    reasonTokenInvalid,
+		Detail:    "the token is not one this server issued",
+		RequestID: requestID(r.Context()),
+		Performer: caller.ID,
+		ClientID:  caller.ID,
+	}
+	var v *token.Verified
 	if len(raw) <= maxTokenBytes {
 		// Signature only: an expired token may still be revoked.
-		if v, verr := s.cfg.Verifier.Verify(r.Context(), raw); verr == nil && v.Own && v.ClientID == caller.ID {
-			ev := audit.Event{
-				Action:    audit.ActionTokenRevoked,
-				Result:    audit.ResultOK,
-				Reason:    "rfc7009",
-				RequestID: requestID(r.Context()),
-				Performer: caller.ID,
-				ClientID:  caller.ID,
-				OnBehalf:  v.Subject,
-				Chain:     v.Act.Chain(),
-				JTI:       v.JTI,
+		if vv, verr := s.cfg.Verifier.Verify(r.Context(), raw); verr == nil && vv.Own {
+			v, ev.JTI = vv, vv.JTI
+		}
+	}
+	switch {
+	case v != nil && v.ClientID == caller.ID:
+		ev.Result, ev.Reason, ev.Detail = audit.ResultOK, "rfc7009", ""
+		ev.OnBehalf, ev.Chain = v.Subject, v.Act.Chain()
+		s.cfg.Audit.Stamp(&ev)
+		switch err := s.cfg.Store.RevokeToken(r.Context(), v.JTI, s.cfg.Now(), ev); {
+		case errors.Is(err, store.ErrNotFound):
+			// Signed here but unknown to the store (a restored backup):
+			// nothing to revoke, and the record did not commit with it.
+			ev.Result, ev.Reason, ev.Detail = audit.ResultRefused, tokenstate.ReasonUnknown, "the token has no record"
+			if err := s.cfg.Audit.Record(r.Context(), ev); err != nil {
+				return oauth.Unavailable("audit_unavailable", err)
 			}
-			s.cfg.Audit.Stamp(&ev)
-			err := s.cfg.Store.RevokeToken(r.Context(), v.JTI, s.cfg.Now(), ev)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return oauth.Unavailable("store_unavailable", err)
-			}
+		case err != nil:
+			return oauth.Unavailable("store_unavailable", err)
+		}
+	default:
+		// Nothing changes and the answer is still 200 (no oracle), but the
+		// attempt is recorded.
+		if v != nil {
+			ev.Reason, ev.Detail = reasonNotCallersToken, "the token was issued to another client"
+		}
+		if err := s.cfg.Audit.Record(r.Context(), ev); err != nil {
+			return oauth.Unavailable("audit_unavailable", err)
 		}
 	}
 	oauth.WriteJSON(w, http.StatusOK, map[string]any{})

@@ -96,8 +96,13 @@ func (s *Server) recordRefusal(ctx context.Context, clientID, grant, reqID strin
 		Performer: clientID,
 		ClientID:  clientID,
 	}
-	if grant == oauth.GrantTokenExchange || grant == oauth.GrantClientCredentials {
-		ev.Resource = grant
+	// The same Resource as a refusal the grant itself records
+	// (exchange.Grant.refuse): the action that was refused.
+	switch grant {
+	case oauth.GrantTokenExchange:
+		ev.Resource = audit.ActionTokenExchange
+	case oauth.GrantClientCredentials:
+		ev.Resource = audit.ActionTokenIssue
 	}
 	if rerr := s.cfg.Audit.Record(ctx, ev); rerr != nil {
 		return oauth.Unavailable("audit_unavailable", errors.Join(err, rerr))

@@ -297,8 +297,9 @@ func marshalJWKS(keys map[string]*loadedKey) ([]byte, error) {
 // Rotate starts a rotation: it stores a new "next" key, published at once
 // and signing from now + PublishDelay (after a Refresh at or past that
 // time). When a next key already exists, Rotate returns it and creates
-// nothing. events are committed with the new key. The returned record has no
-// private key.
+// nothing (and records nothing). events are committed with the new key; an
+// event without a Resource gets the new kid, which the caller cannot know
+// beforehand. The returned record has no private key.
 func (k *Keyring) Rotate(ctx context.Context, events ...store.Event) (store.Key, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -323,6 +324,12 @@ func (k *Keyring) Rotate(ctx context.Context, events ...store.Event) (store.Key,
 		return store.Key{}, err
 	}
 	rec.ActivateAt = now.Add(k.cfg.PublishDelay)
+	events = slices.Clone(events)
+	for i := range events {
+		if events[i].Resource == "" {
+			events[i].Resource = rec.KID
+		}
+	}
 	if err := k.store.CreateKey(ctx, rec, events...); err != nil {
 		return store.Key{}, fmt.Errorf("token: store new key: %w", err)
 	}

@@ -1,0 +1,146 @@
+package auditlog_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mandate-dev/mandate/internal/auditlog"
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/store/sqlite"
+)
+
+func appendEvents(t *testing.T, s store.Store, n int) {
+	t.Helper()
+	evs := make([]store.Event, n)
+	for i := range evs {
+		evs[i] = store.Event{ID: "evt", Action: "token.exchange", Result: "granted"}
+	}
+	if err := s.Commit(context.Background(), store.Batch{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestCheckpointer: checkpoints are signed with the store's key, extend one
+// another, go to the witness file, and a log that does not chain is not
+// checkpointed.
+func TestCheckpointer(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	witness := filepath.Join(t.TempDir(), "w", "witness.txt")
+	c := &auditlog.Checkpointer{Store: s, Origin: "https://mandate.example", Witness: witness}
+	if cp, err := c.Checkpoint(ctx); err != nil || cp.Size != 0 {
+		t.Fatalf("checkpoint of the empty log = %+v, %v; want nothing stored", cp, err)
+	}
+	appendEvents(t, s, 5)
+	first, err := c.Checkpoint(ctx)
+	if err != nil || first.Size != 5 {
+		t.Fatalf("first checkpoint = size %d, %v", first.Size, err)
+	}
+	appendEvents(t, s, 3)
+	second, err := c.Checkpoint(ctx)
+	if err != nil || second.Size != 8 {
+		t.Fatalf("second checkpoint = size %d, %v", second.Size, err)
+	}
+	if again, err := c.Checkpoint(ctx); err != nil || again.Size != 8 {
+		t.Errorf("checkpoint of a log that did not grow = %d, %v", again.Size, err)
+	}
+	vkey, err := c.VerifierKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(witness)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := auditlog.SplitNotes(string(b))
+	if len(notes) != 2 {
+		t.Fatalf("witness holds %d notes, want 2", len(notes))
+	}
+	for i, want := range []int64{5, 8} {
+		cp, err := auditlog.Open(notes[i], vkey)
+		if err != nil || cp.Size != want || cp.Origin != "https://mandate.example" {
+			t.Errorf("witness note %d = %+v, %v", i, cp, err)
+		}
+	}
+}
+
+// racing is the store as another instance sees it: just before this
+// instance stores its checkpoint, the other one stores a longer one.
+type racing struct {
+	store.Store
+	before func()
+}
+
+func (r *racing) AddCheckpoint(ctx context.Context, c store.Checkpoint) error {
+	if f := r.before; f != nil {
+		r.before = nil
+		f()
+	}
+	return r.Store.AddCheckpoint(ctx, c)
+}
+
+// TestCheckpointersRace: two instances checkpointing at once both succeed;
+// the longer checkpoint covers the shorter, which is not stored.
+func TestCheckpointersRace(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	other := &auditlog.Checkpointer{Store: s, Origin: "o"}
+	appendEvents(t, s, 4)
+	r := &racing{Store: s, before: func() {
+		appendEvents(t, s, 2)
+		if cp, err := other.Checkpoint(ctx); err != nil || cp.Size != 6 {
+			t.Errorf("the other instance's checkpoint = %d, %v", cp.Size, err)
+		}
+	}}
+	mine := &auditlog.Checkpointer{Store: r, Origin: "o"}
+	cp, err := mine.Checkpoint(ctx)
+	if err != nil || cp.Size != 6 {
+		t.Fatalf("checkpoint that lost the race = size %d, %v; want the other's (6) and no error", cp.Size, err)
+	}
+}
+
+// TestCheckpointerRefusesABrokenLog: a record edited under the
+// checkpointer stops it, naming the record.
+func TestCheckpointerRefusesABrokenLog(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	appendEvents(t, s, 3)
+	evs, err := s.EventsAfter(ctx, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs[1].Action = "forged"
+	broken := &edited{Store: s, evs: evs}
+	c := &auditlog.Checkpointer{Store: broken, Origin: "o"}
+	if _, err := c.Checkpoint(ctx); err == nil || !strings.Contains(err.Error(), "record 2") {
+		t.Errorf("checkpoint of a broken log = %v, want a refusal naming record 2", err)
+	}
+	if _, err := s.LatestCheckpoint(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a broken log was checkpointed: %v", err)
+	}
+}
+
+// edited serves a log with one record changed, as a tampered database
+// would.
+type edited struct {
+	store.Store
+	evs []store.Event
+}
+
+func (e *edited) EventsAfter(_ context.Context, after int64, _ int) ([]store.Event, error) {
+	return e.evs[after:], nil
+}
