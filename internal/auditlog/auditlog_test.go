@@ -169,6 +169,15 @@ func TestCheckpointNotes(t *testing.T) {
 	c2 := c
 	c2.Size = 9
 	msg2, _ := auditlog.Sign(c2, skey)
+	// A note torn by a crash does not swallow the one written after it
+	// (the checkpointer starts every note on a line of its own).
+	torn := auditlog.SplitNotes("\n" + msg[:len(msg)-20] + "\n" + msg2)
+	if len(torn) != 2 {
+		t.Fatalf("a torn note and a whole one split into %d notes", len(torn))
+	}
+	if got, err := auditlog.Open(torn[1], vkey); err != nil || got.Size != 9 {
+		t.Errorf("the note after a torn one: %+v, %v", got, err)
+	}
 	notes := auditlog.SplitNotes("junk before\n" + msg + "\n" + msg2 + "\n")
 	if len(notes) != 2 {
 		t.Fatalf("SplitNotes found %d notes, want 2", len(notes))

@@ -162,7 +162,9 @@ func (c *Checkpointer) witness(msg string) error {
 	if err != nil {
 		return fmt.Errorf("auditlog: witness: %w", err)
 	}
-	_, err = f.WriteString(msg + "\n")
+	// Each note starts on a line of its own, even after a note torn by a
+	// crash before the last sync: SplitNotes then keeps them apart.
+	_, err = f.WriteString("\n" + msg)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -338,7 +338,7 @@ func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
 	for i, n := range notes {
 		c, err := auditlog.Open(n, key)
 		if err != nil {
-			return auditlog.Result{Problem: fmt.Sprintf("checkpoint %d does not verify with the key: %v", i+1, err)}, nil
+			return auditlog.Result{Problem: fmt.Sprintf("checkpoint %d is malformed or does not verify with the key (a torn last note in a witness file means the machine stopped while writing it): %v", i+1, err)}, nil
 		}
 		checkpoints = append(checkpoints, c)
 	}

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# ab-bench.sh: compare two mandate binaries with `mandate bench` in
+# interleaved runs, so that whatever else the machine does weighs on both
+# alike. For each round and each concurrency it runs A then B (B then A in
+# even rounds, so that a drift over the session does not favour one), each a
+# `BIN bench --json --rounds 1 --concurrency C FLAGS…` that benchmarks a
+# server started from BIN itself. The JSON of every run is kept in DIR, and
+# a summary is printed: every run, then per concurrency the ratio B ÷ A of
+# each figure within each round, the median of those ratios, and the median
+# over the quiet rounds only (both runs with others < 0.25 cores).
+#
+#   scripts/ab-bench.sh [-n ROUNDS] [-c CONCURRENCIES] [-o DIR] A_BIN B_BIN [bench flags…]
+#   scripts/ab-bench.sh -n 8 -c 1,8,16 /tmp/mandate-nochain /tmp/mandate-chain \
+#     --grant exchange --duration 8s --warmup 2s [--store "$MANDATE_TEST_POSTGRES_URL"]
+#   scripts/ab-bench.sh -s DIR   # print the summary of a finished run again
+#
+# Figures: req/s; srv µs/req, the server's CPU per request; db+other µs/req,
+# the machine's busy CPU time less the server's and the load generator's,
+# per request (with a postgres:// --store on an otherwise idle machine,
+# mostly the database's own work); p50 and p99 latency; others, that same
+# CPU in cores. Defaults: 3 rounds, concurrency 1,16. Needs jq.
+set -euo pipefail
+
+usage() { sed -n '2,22p' "$0" >&2; exit 2; }
+rounds=3 concs=1,16 dir="" summary_only=""
+while getopts "n:c:o:s:" opt; do
+  case $opt in
+    n) rounds=$OPTARG ;;
+    c) concs=$OPTARG ;;
+    o) dir=$OPTARG ;;
+    s) summary_only=$OPTARG ;;
+    *) usage ;;
+  esac
+done
+shift $((OPTIND - 1))
+
+summary() {
+  local d=$1 prog='
+    def med: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
+      else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    def f(n): if n == null then "-" else (n * 100 | round) / 100 end;
+    def meds($r; $name): "\($name) \(f([$r[].rps] | med)) \(f([$r[].cpu] | med)) \(f([$r[].other | select(.)] | med)) \(f([$r[].p50] | med)) \(f([$r[].p99] | med))";
+    [ .[] as $f | $f.runs[] | {
+        round: $f.ab_round, bin: $f.ab_bin, grant, conc: .concurrency,
+        rps: .throughput_rps, errors,
+        cpu: (.server.cpu_per_request_ns / 1000),
+        other: ((.machine.others_cores // 0) * .elapsed_ns / .requests / 1000),
+        others: (.machine.others_cores // 0),
+        p50: (.latency.p50_ns / 1e6), p99: (.latency.p99_ns / 1e6) } ] as $runs
+    | if $what == "runs" then
+        "round bin grant conc req/s srv_us/req db+other_us/req p50_ms p99_ms others errors",
+        ($runs | sort_by(.grant, .conc, .round, .bin)[] |
+          "\(.round) \(.bin) \(.grant) \(.conc) \(.rps | round) \(.cpu | round) \(.other | round) \(f(.p50)) \(f(.p99)) \(f(.others)) \(.errors)")
+      else
+        "grant conc round req/s srv_us/req db+other_us/req p50 p99",
+        ($runs | group_by(.grant, .conc)[] | . as $g
+          | [ $g | group_by(.round)[] | select(length == 2)
+              | (map(select(.bin == "A"))[0]) as $a | (map(select(.bin == "B"))[0]) as $b
+              | { round: $a.round, rps: ($b.rps / $a.rps), cpu: ($b.cpu / $a.cpu),
+                  other: (if $a.other > 0 then $b.other / $a.other else null end),
+                  p50: ($b.p50 / $a.p50), p99: ($b.p99 / $a.p99),
+                  quiet: ([$a.others, $b.others] | max < 0.25) } ] as $r
+          | ($r[] | "\($g[0].grant) \($g[0].conc) \(.round)\(if .quiet then "q" else "" end) \(f(.rps)) \(f(.cpu)) \(f(.other)) \(f(.p50)) \(f(.p99))"),
+            meds($r; "\($g[0].grant) \($g[0].conc) median"),
+            ([$r[] | select(.quiet)] as $q | if ($q | length) > 0 then meds($q; "\($g[0].grant) \($g[0].conc) median-quiet(\($q | length))") else empty end))
+      end'
+  echo "runs"
+  jq -s -r --arg what runs "$prog" "$d"/r*[AB].json | column -t
+  echo
+  echo "B ÷ A within each round (q: a quiet round), the median of the rounds, and of the quiet rounds"
+  jq -s -r --arg what ratios "$prog" "$d"/r*[AB].json | column -t
+}
+
+if [ -n "$summary_only" ]; then summary "$summary_only"; exit 0; fi
+[ $# -ge 2 ] || usage
+a=$1 b=$2
+shift 2
+dir=${dir:-$(mktemp -d /tmp/ab-bench.XXXXXX)}
+mkdir -p "$dir"
+{
+  echo "A: $a (sha256 $(sha256sum "$a" | cut -c1-12))"
+  echo "B: $b (sha256 $(sha256sum "$b" | cut -c1-12))"
+  echo "rounds: $rounds; concurrency: $concs; bench flags: $*"
+  echo "started $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee "$dir/README"
+for r in $(seq "$rounds"); do
+  order="A B"
+  [ $((r % 2)) = 0 ] && order="B A"
+  for c in ${concs//,/ }; do
+    for side in $order; do
+      bin=$a
+      [ "$side" = B ] && bin=$b
+      out=$(printf '%s/r%02d-c%03d-%s.json' "$dir" "$r" "$c" "$side")
+      echo "round $r/$rounds, concurrency $c: $side" >&2
+      "$bin" bench --json --rounds 1 --concurrency "$c" "$@" 2>"$out.stderr" |
+        jq --argjson r "$r" --arg s "$side" '. + {ab_round: $r, ab_bin: $s}' >"$out"
+    done
+  done
+done
+echo "finished $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg); JSON in $dir" | tee -a "$dir/README"
+summary "$dir" | tee "$dir/summary.txt"
