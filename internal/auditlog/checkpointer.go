@@ -92,23 +92,18 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (store.Checkpoint, error)
 	var head auditchain.Hash
 	copy(head[:], last.Head)
 	size := last.Size
-	for {
-		evs, err := c.Store.EventsAfter(ctx, size, 1000)
-		if err != nil {
-			return store.Checkpoint{}, fmt.Errorf("auditlog: %w", err)
+	err = store.EachEvent(ctx, c.Store, size, func(ev store.Event) error {
+		leaf := auditchain.LeafHash(ev)
+		next := auditchain.Link(head, leaf)
+		if ev.Seq != size+1 || string(ev.Hash) != string(next[:]) {
+			return fmt.Errorf("the log does not chain at record %d: not checkpointed", size+1)
 		}
-		for _, ev := range evs {
-			leaf := auditchain.LeafHash(ev)
-			next := auditchain.Link(head, leaf)
-			if ev.Seq != size+1 || string(ev.Hash) != string(next[:]) {
-				return store.Checkpoint{}, fmt.Errorf("auditlog: the log does not chain at record %d: not checkpointed", size+1)
-			}
-			tree.Append(leaf)
-			head, size = next, ev.Seq
-		}
-		if len(evs) < 1000 {
-			break
-		}
+		tree.Append(leaf)
+		head, size = next, ev.Seq
+		return nil
+	})
+	if err != nil {
+		return store.Checkpoint{}, fmt.Errorf("auditlog: %w", err)
 	}
 	if size == last.Size {
 		return last, nil

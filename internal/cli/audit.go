@@ -111,6 +111,15 @@ proves that whoever controls them signed. Exit status 1 when the log fails.`,
 	return cmd
 }
 
+// checkpointsAnswer is what GET /audit/checkpoints answers, as read by
+// --server and --checkpoints.
+type checkpointsAnswer struct {
+	Key         string `json:"verifier_key"`
+	Checkpoints []struct {
+		Note string `json:"note"`
+	} `json:"checkpoints"`
+}
+
 // auditSource reads a log and its checkpoints.
 type auditSource struct {
 	events func(ctx context.Context, fn func(store.Event) error) error
@@ -152,36 +161,15 @@ func storeSource(ctx context.Context, path string) (*auditSource, error) {
 	}
 	src := &auditSource{close: func() { s.Close() }}
 	src.events = func(ctx context.Context, fn func(store.Event) error) error {
-		after := int64(0)
-		for {
-			evs, err := s.EventsAfter(ctx, after, store.MaxPageLimit)
-			if err != nil {
-				return err
-			}
-			for _, ev := range evs {
-				if err := fn(ev); err != nil {
-					return err
-				}
-				after = ev.Seq
-			}
-			if len(evs) < store.MaxPageLimit {
-				return nil
-			}
-		}
+		return store.EachEvent(ctx, s, 0, fn)
 	}
-	for after := int64(0); ; {
-		cs, err := s.Checkpoints(ctx, after, store.MaxPageLimit)
-		if err != nil {
-			s.Close()
-			return nil, err
-		}
-		for _, c := range cs {
-			src.notes = append(src.notes, c.Note)
-			after = c.Size
-		}
-		if len(cs) < store.MaxPageLimit {
-			break
-		}
+	cs, err := store.AllCheckpoints(ctx, s)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	for _, c := range cs {
+		src.notes = append(src.notes, c.Note)
 	}
 	if len(src.notes) > 0 {
 		skey, err := s.CheckpointKey(ctx, func() (string, error) { return "", errors.New("no checkpoint key") })
@@ -229,12 +217,7 @@ func serverSource(ctx context.Context, f auditFlags) (*auditSource, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var body struct {
-		Key         string `json:"verifier_key"`
-		Checkpoints []struct {
-			Note string `json:"note"`
-		} `json:"checkpoints"`
-	}
+	var body checkpointsAnswer
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&body); err != nil {
 		return nil, fmt.Errorf("GET /audit/checkpoints: %w", err)
 	}
@@ -305,12 +288,7 @@ func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
 			return auditlog.Result{}, err
 		}
 		if path == f.checkpoints {
-			var saved struct {
-				Key         string `json:"verifier_key"`
-				Checkpoints []struct {
-					Note string `json:"note"`
-				} `json:"checkpoints"`
-			}
+			var saved checkpointsAnswer
 			if err := json.Unmarshal(b, &saved); err != nil {
 				return auditlog.Result{}, fmt.Errorf("--checkpoints: %w", err)
 			}

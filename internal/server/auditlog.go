@@ -36,31 +36,20 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) error {
 	_ = rc.SetWriteDeadline(time.Now().Add(exportTimeout))
 	started := false
 	enc := json.NewEncoder(w)
-	for {
-		evs, err := s.cfg.Store.EventsAfter(r.Context(), after, store.MaxPageLimit)
-		if err != nil {
-			if !started {
-				return storeError(err, "audit log")
-			}
-			// The response has begun: cut it short, and the reader sees a
-			// log that stops before the end it was promised (no trailer).
-			return nil
-		}
+	err = store.EachEvent(r.Context(), s.cfg.Store, after, func(ev store.Event) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.Header().Set("Cache-Control", "no-store")
 			started = true
 		}
-		for _, ev := range evs {
-			if err := enc.Encode(ev); err != nil {
-				return nil
-			}
-			after = ev.Seq
-		}
-		if len(evs) < store.MaxPageLimit {
-			return nil
-		}
+		return enc.Encode(ev)
+	})
+	if err != nil && !started {
+		return storeError(err, "audit log")
 	}
+	// Once the response has begun an error cuts it short: the reader sees
+	// a log that stops before its end, which verify reports.
+	return nil
 }
 
 // auditCheckpoints answers GET /audit/checkpoints: every signed checkpoint
@@ -74,20 +63,13 @@ func (s *Server) auditCheckpoints(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return oauth.Unavailable("store_unavailable", err)
 	}
-	out := []checkpointJSON{}
-	after := int64(0)
-	for {
-		cs, err := s.cfg.Store.Checkpoints(r.Context(), after, store.MaxPageLimit)
-		if err != nil {
-			return storeError(err, "checkpoints")
-		}
-		for _, c := range cs {
-			out = append(out, checkpointJSON{Size: c.Size, Note: c.Note, CreatedAt: c.CreatedAt})
-			after = c.Size
-		}
-		if len(cs) < store.MaxPageLimit {
-			break
-		}
+	cs, err := store.AllCheckpoints(r.Context(), s.cfg.Store)
+	if err != nil {
+		return storeError(err, "checkpoints")
+	}
+	out := make([]checkpointJSON, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, checkpointJSON{Size: c.Size, Note: c.Note, CreatedAt: c.CreatedAt})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"verifier_key": vkey, "checkpoints": out})
 	return nil

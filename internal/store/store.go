@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -310,6 +311,61 @@ type Checkpoint struct {
 	Note string
 	// CreatedAt is when it was made; the zero time means the store's clock.
 	CreatedAt time.Time
+}
+
+// Check refuses a checkpoint no store keeps: a Size below 1, or an empty
+// Root, Head or Note. Backends add their own limits.
+func (c Checkpoint) Check() error {
+	switch {
+	case c.Size < 1:
+		return fmt.Errorf("size %d, want 1 or more", c.Size)
+	case len(c.Root) == 0, len(c.Head) == 0:
+		return errors.New("empty root or head")
+	case c.Note == "":
+		return errors.New("empty note")
+	}
+	return nil
+}
+
+// EventReader reads the audit log forward (AuditLog.EventsAfter).
+type EventReader interface {
+	EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]Event, error)
+}
+
+// EachEvent calls fn with every event after afterSeq, oldest first, reading
+// the log a page at a time; it stops at fn's first error and returns it.
+func EachEvent(ctx context.Context, log EventReader, afterSeq int64, fn func(Event) error) error {
+	for {
+		evs, err := log.EventsAfter(ctx, afterSeq, MaxPageLimit)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if err := fn(ev); err != nil {
+				return err
+			}
+			afterSeq = ev.Seq
+		}
+		if len(evs) < MaxPageLimit {
+			return nil
+		}
+	}
+}
+
+// AllCheckpoints returns every stored checkpoint, oldest first.
+func AllCheckpoints(ctx context.Context, cs Checkpoints) ([]Checkpoint, error) {
+	var out []Checkpoint
+	for after := int64(0); ; {
+		page, err := cs.Checkpoints(ctx, after, MaxPageLimit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < MaxPageLimit {
+			return out, nil
+		}
+		after = page[len(page)-1].Size
+	}
 }
 
 // Checkpoints stores audit-log checkpoints and the key that signs them.

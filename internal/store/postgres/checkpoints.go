@@ -32,16 +32,13 @@ func scanCheckpoint(row pgx.CollectableRow) (store.Checkpoint, error) {
 	return c, nil
 }
 
-// checkCheckpoint refuses a checkpoint no store would keep.
+// checkCheckpoint refuses a checkpoint no store would keep, nor
+// PostgreSQL text hold.
 func checkCheckpoint(c store.Checkpoint) error {
-	switch {
-	case c.Size < 1:
-		return fmt.Errorf("size %d, want 1 or more", c.Size)
-	case len(c.Root) == 0, len(c.Head) == 0:
-		return errors.New("empty root or head")
-	case c.Note == "":
-		return errors.New("empty note")
-	case !storable(c.Note):
+	if err := c.Check(); err != nil {
+		return err
+	}
+	if !storable(c.Note) {
 		return fmt.Errorf("note is %w", errNotStorable)
 	}
 	return nil

@@ -25,25 +25,12 @@ func scanCheckpoint(sc scanner) (store.Checkpoint, error) {
 	return c, nil
 }
 
-// checkCheckpoint refuses a checkpoint no store would keep.
-func checkCheckpoint(c store.Checkpoint) error {
-	switch {
-	case c.Size < 1:
-		return fmt.Errorf("size %d, want 1 or more", c.Size)
-	case len(c.Root) == 0, len(c.Head) == 0:
-		return errors.New("empty root or head")
-	case c.Note == "":
-		return errors.New("empty note")
-	}
-	return nil
-}
-
 // AddCheckpoint stores c unless a checkpoint of its Size is stored (then it
 // succeeds when that one has the same Root and Head and fails with
 // store.ErrConflict otherwise) or a later one is (store.ErrAlreadyExists),
 // in one write transaction. A zero CreatedAt is the store's clock.
 func (s *Store) AddCheckpoint(ctx context.Context, c store.Checkpoint) error {
-	if err := checkCheckpoint(c); err != nil {
+	if err := c.Check(); err != nil {
 		return fmt.Errorf("sqlite: add checkpoint: %w", err)
 	}
 	if c.CreatedAt.IsZero() {
