@@ -198,6 +198,22 @@ type Event struct {
 	DelegationID string `json:"delegation_id,omitempty"`
 	JTI          string `json:"jti,omitempty"`
 	ParentJTI    string `json:"parent_jti,omitempty"`
+	// AgentVersion is the version the acting agent declared in its token
+	// request (the agent_version parameter), so that refusal rates can be
+	// compared between versions of one agent.
+	AgentVersion string `json:"agent_version,omitempty"`
+	// AuthorizationDetails is the RFC 9396 authorization_details a token
+	// was granted (a JSON array), or that a refused request asked for.
+	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
+	// Operation is what a verifier's API did in a "request" record, named
+	// by the API (verify.SetAction), for example "expense:approve".
+	Operation string `json:"operation,omitempty"`
+	// Attributes is a JSON object of facts the API recorded about the
+	// request (verify.Attribute), for example {"amount":"487.50"}.
+	Attributes json.RawMessage `json:"attributes,omitempty"`
+	// ReportedBy is the client that forwarded a verifier's record to
+	// POST /audit/ingest; the server sets it, never the sender.
+	ReportedBy string `json:"reported_by,omitempty"`
 	// Hash is the record's chain hash (THREATS T67): auditchain.Next of the
 	// Hash of record Seq-1 (auditchain.Genesis before record 1) and this
 	// record with its Seq. The store computes it in the transaction that
@@ -217,9 +233,16 @@ type EventFilter struct {
 	Actor   string
 	Subject string
 	Action  string
-	JTI     string
-	Since   time.Time
-	Until   time.Time
+	// Result, Audience, Resource, DelegationID and AgentVersion match the
+	// event's field exactly.
+	Result       string
+	Audience     string
+	Resource     string
+	DelegationID string
+	AgentVersion string
+	JTI          string
+	Since        time.Time
+	Until        time.Time
 	// BeforeSeq, when positive, returns only events with Seq < BeforeSeq
 	// (the pagination cursor).
 	BeforeSeq int64
