@@ -38,6 +38,9 @@ const (
 	// ActionEpochAdvanced records `mandate store advance-epoch`: every token
 	// issued before the new not-before epoch is refused (THREATS T56).
 	ActionEpochAdvanced = "store.epoch_advanced"
+	// ActionRequest is a request a verifier (an API using the verify
+	// package) let through or refused, forwarded to POST /audit/ingest.
+	ActionRequest = "request"
 )
 
 // Results.

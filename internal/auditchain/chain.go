@@ -10,8 +10,19 @@ import (
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
-// version starts every encoding; a record format change gets a new one.
-const version = "mandate-audit-v1"
+// The versions that start an encoding. A record format change gets a new
+// one, and the old ones stay: a log is verified with the encoding each
+// record was written in. They have one length, so that Seq, which follows
+// the version, is at one offset in every record (the PostgreSQL backend
+// lays it over the encoding there, finding the offset from an empty
+// record).
+const (
+	// versionV1 is a record with none of the fields v2 added.
+	versionV1 = "mandate-audit-v1"
+	// versionV2 is a record with any of AgentVersion,
+	// AuthorizationDetails, Operation, Attributes or ReportedBy set.
+	versionV2 = "mandate-audit-v2"
+)
 
 // chainDomain separates chain links from every other SHA-256 use.
 const chainDomain = "mandate-audit-chain-v1\x00"
@@ -26,10 +37,25 @@ var Genesis Hash
 // field in a fixed order, each string and byte slice prefixed by its length
 // (uvarint), each list by its count, integers and times (Unix microseconds,
 // 0 for the zero time) as 8 bytes big-endian. Two different records never
-// encode the same.
+// encode the same (an empty and a nil JSON value are one record: the
+// stores read both back as nil).
+//
+// A record with none of AgentVersion, AuthorizationDetails, Operation,
+// Attributes and ReportedBy set is encoded as mandate-audit-v1, byte for
+// byte as before those fields existed, so that logs written then still
+// verify. A record with any of them set is mandate-audit-v2: the v1
+// fields in the v1 order, then those five in that order, each
+// length-prefixed (the JSON ones as the bytes given, never re-encoded).
+// The version tells the two apart, so no v1 record encodes as a v2 one.
 func Encode(ev store.Event) []byte {
-	b := make([]byte, 0, 256+len(ev.Context)+len(ev.Detail))
-	b = appendString(b, version)
+	v2 := ev.AgentVersion != "" || len(ev.AuthorizationDetails) > 0 || ev.Operation != "" ||
+		len(ev.Attributes) > 0 || ev.ReportedBy != ""
+	b := make([]byte, 0, 256+len(ev.Context)+len(ev.Detail)+len(ev.AuthorizationDetails)+len(ev.Attributes))
+	if v2 {
+		b = appendString(b, versionV2)
+	} else {
+		b = appendString(b, versionV1)
+	}
 	b = binary.BigEndian.AppendUint64(b, uint64(ev.Seq))
 	b = appendString(b, ev.ID)
 	b = binary.BigEndian.AppendUint64(b, uint64(micros(ev.Time)))
@@ -44,6 +70,12 @@ func Encode(ev store.Event) []byte {
 	b = appendString(b, ev.Resource)
 	b = appendString(b, string(ev.Context))
 	for _, s := range []string{ev.DelegationID, ev.JTI, ev.ParentJTI} {
+		b = appendString(b, s)
+	}
+	if !v2 {
+		return b
+	}
+	for _, s := range []string{ev.AgentVersion, string(ev.AuthorizationDetails), ev.Operation, string(ev.Attributes), ev.ReportedBy} {
 		b = appendString(b, s)
 	}
 	return b

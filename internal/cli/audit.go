@@ -10,7 +10,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -81,11 +83,18 @@ proves that whoever controls them signed. Exit status 1 when the log fails.`,
 	verify.Flags().StringVar(&f.key, "key", "", "the checkpoint verifier key to trust (from GET /audit/checkpoints, kept apart)")
 	verify.Flags().BoolVar(&f.json, "json", false, "print the result as JSON")
 
-	var out string
+	var (
+		out    string
+		follow bool
+		every  time.Duration
+	)
 	export := &cobra.Command{
 		Use:   "export",
 		Short: "Write the audit log as JSON lines, oldest first, each record with its chain hash",
-		Args:  cobra.NoArgs,
+		Long: `Write the audit log as JSON lines, oldest first, each record with its seq and chain
+hash, which "mandate audit verify --file" checks offline. With --follow it keeps
+running and writes each new record as it is appended (for a SIEM), until stopped.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := stdout
 			if out != "" && out != "-" {
@@ -96,19 +105,54 @@ proves that whoever controls them signed. Exit status 1 when the log fails.`,
 				defer file.Close()
 				w = file
 			}
-			enc := json.NewEncoder(w)
 			src, err := openAuditSource(cmd.Context(), f)
 			if err != nil {
 				return err
 			}
 			defer src.close()
-			return src.events(cmd.Context(), func(ev store.Event) error { return enc.Encode(ev) })
+			if follow && !src.follows {
+				return usage("--follow reads a store (--config) or a server (--server), not a file")
+			}
+			return exportLog(cmd.Context(), w, src, follow, every)
 		},
 	}
 	source(export)
 	export.Flags().StringVar(&out, "out", "", "the file to write (default standard output)")
+	export.Flags().BoolVar(&follow, "follow", false, "keep running and write new records as they are appended (for a SIEM)")
+	export.Flags().DurationVar(&every, "every", time.Second, "with --follow: how often to look for new records")
 	cmd.AddCommand(verify, export)
+	addQueryCmds(cmd, stdout, &f, source, time.Now)
 	return cmd
+}
+
+// exportLog writes the log as JSON lines; with follow, it then looks for
+// new records every every until ctx ends, resuming after the last seq it
+// wrote.
+func exportLog(ctx context.Context, w io.Writer, src *auditSource, follow bool, every time.Duration) error {
+	enc := json.NewEncoder(w)
+	var last int64
+	write := func(ev store.Event) error {
+		last = ev.Seq
+		return enc.Encode(ev)
+	}
+	if err := src.events(ctx, 0, write); err != nil || !follow {
+		return err
+	}
+	if every <= 0 {
+		return usage("--every must be positive")
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := src.events(ctx, last, write); err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
 }
 
 // checkpointsAnswer is what GET /audit/checkpoints answers, as read by
@@ -122,7 +166,10 @@ type checkpointsAnswer struct {
 
 // auditSource reads a log and its checkpoints.
 type auditSource struct {
-	events func(ctx context.Context, fn func(store.Event) error) error
+	// events calls fn with every record after seq after, in seq order.
+	events func(ctx context.Context, after int64, fn func(store.Event) error) error
+	// follows says whether the source can be read again for new records.
+	follows bool
 	// notes are the checkpoint notes the source holds; key the verifier
 	// key it names ("" when it names none).
 	notes []string
@@ -159,9 +206,9 @@ func storeSource(ctx context.Context, path string) (*auditSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	src := &auditSource{close: func() { s.Close() }}
-	src.events = func(ctx context.Context, fn func(store.Event) error) error {
-		return store.EachEvent(ctx, s, 0, fn)
+	src := &auditSource{close: func() { s.Close() }, follows: true}
+	src.events = func(ctx context.Context, after int64, fn func(store.Event) error) error {
+		return store.EachEvent(ctx, s, after, fn)
 	}
 	cs, err := store.AllCheckpoints(ctx, s)
 	if err != nil {
@@ -221,12 +268,12 @@ func serverSource(ctx context.Context, f auditFlags) (*auditSource, error) {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&body); err != nil {
 		return nil, fmt.Errorf("GET /audit/checkpoints: %w", err)
 	}
-	src := &auditSource{key: body.Key, close: func() {}}
+	src := &auditSource{key: body.Key, close: func() {}, follows: true}
 	for _, c := range body.Checkpoints {
 		src.notes = append(src.notes, c.Note)
 	}
-	src.events = func(ctx context.Context, fn func(store.Event) error) error {
-		resp, err := get(ctx, "/audit/export")
+	src.events = func(ctx context.Context, after int64, fn func(store.Event) error) error {
+		resp, err := get(ctx, "/audit/export?after="+strconv.FormatInt(after, 10))
 		if err != nil {
 			return err
 		}
@@ -238,13 +285,18 @@ func serverSource(ctx context.Context, f auditFlags) (*auditSource, error) {
 
 func fileSource(path string) (*auditSource, error) {
 	src := &auditSource{close: func() {}}
-	src.events = func(_ context.Context, fn func(store.Event) error) error {
+	src.events = func(_ context.Context, after int64, fn func(store.Event) error) error {
 		file, err := os.Open(path)
 		if err != nil {
 			return err
 		}
 		defer file.Close()
-		return readExport(file, fn)
+		return readExport(file, func(ev store.Event) error {
+			if ev.Seq <= after {
+				return nil
+			}
+			return fn(ev)
+		})
 	}
 	return src, nil
 }
@@ -322,7 +374,7 @@ func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
 	}
 	replay := auditlog.NewReplay(checkpoints)
 	stop := errors.New("stop")
-	err = src.events(ctx, func(ev store.Event) error {
+	err = src.events(ctx, 0, func(ev store.Event) error {
 		if !replay.Add(ev) {
 			return stop
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/mandate-dev/mandate/actor"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/exchange"
+	"github.com/mandate-dev/mandate/internal/forensics"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 )
@@ -432,8 +433,18 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	f := store.EventFilter{Actor: q.Get("actor"), Subject: q.Get("subject"), Action: q.Get("action"), JTI: q.Get("jti")}
-	var err error
+	f := store.EventFilter{
+		Actor: q.Get("actor"), Subject: q.Get("subject"), Action: q.Get("action"), Result: q.Get("result"),
+		Audience: q.Get("audience"), Resource: q.Get("resource"), DelegationID: q.Get("delegation"),
+		AgentVersion: q.Get("agent_version"), JTI: q.Get("jti"),
+	}
+	lineage, err := boolParam(q.Get("lineage"))
+	if err != nil {
+		return err
+	}
+	if lineage {
+		return s.auditLineage(w, r, f.JTI)
+	}
 	now := s.cfg.Now()
 	if f.Since, err = parseTime(q.Get("since"), now); err != nil {
 		return err
@@ -463,6 +474,35 @@ func (s *Server) auditQuery(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// auditLineage answers GET /audit?jti=J&lineage=true: every record about
+// the token J, the tokens it was exchanged from and every token exchanged
+// from it, oldest first, unpaged (forensics.Lineage).
+func (s *Server) auditLineage(w http.ResponseWriter, r *http.Request, jti string) error {
+	if jti == "" {
+		return oauth.InvalidRequest("lineage_needs_jti", "lineage=true needs jti", nil)
+	}
+	events, err := forensics.Lineage(r.Context(), s.cfg.Store, jti)
+	if errors.Is(err, forensics.ErrTooMany) {
+		return oauth.InvalidRequest("lineage_too_large", "the lineage has more tokens than one answer may hold", err)
+	}
+	if err != nil {
+		return storeError(err, "events")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": nonNil(events)})
+	return nil
+}
+
+// boolParam reads "true" or "false" (absent is false).
+func boolParam(v string) (bool, error) {
+	switch v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	return false, oauth.InvalidRequest("boolean_invalid", "expected true or false", nil)
 }
 
 // parseTime accepts RFC 3339 or a duration back from now ("15m").

@@ -82,6 +82,9 @@ agents:
     scopes: [expense:approve]
   - id: rs:deploy
     secret: rs-deploy-secret
+  - id: rs:reporter
+    secret: rs-reporter-secret
+    scopes: [audit:report]
   - id: agent:mallory
     secret: mallory-secret
     scopes: [monitoring:read, deploy:create, secrets:manage]

@@ -45,6 +45,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /audit/export", s.serveFor("audit_export", exportTimeout, s.auditExport))
 	mount("GET /audit/checkpoints", "audit", s.auditCheckpoints)
 	mount("POST /audit/checkpoints", "audit", s.auditCheckpointNow)
+	// Verifiers' records: Auth (reporters are clients with audit:report), Audit.
+	mount("POST /audit/ingest", "audit_ingest", s.auditIngest)
 
 	// Operations: Store.
 	mount("GET /healthz", "healthz", s.healthz)

@@ -21,8 +21,9 @@ import (
 
 // TestChainMatchesAuditchain: the chain the server computes in appendEvents
 // is auditchain.Next over the records as the caller gave them, numbered in
-// commit order, for batches of several sizes and records of every shape;
-// events_head keeps the last hash.
+// commit order, for batches of several sizes and records of every shape,
+// mandate-audit-v1 and v2 (the v2 fields, with JSON that jsonb would
+// normalize, read back byte for byte); events_head keeps the last hash.
 func TestChainMatchesAuditchain(t *testing.T) {
 	schema := newSchema(t)
 	s := openStore(t, config(t, schema))
@@ -44,6 +45,14 @@ func TestChainMatchesAuditchain(t *testing.T) {
 			if n%5 == 0 {
 				batch[i].Time, batch[i].Context = time.Time{}, nil
 			}
+			switch n % 3 {
+			case 1: // every v2 field
+				batch[i].AgentVersion, batch[i].Operation, batch[i].ReportedBy = "1.4."+strconv.Itoa(n), "expense:approve", "agent:gw"
+				batch[i].AuthorizationDetails = []byte("[ {\"type\" : \"x\",\n\t\"é\":\"🚀\"} ]")
+				batch[i].Attributes = []byte(`{"b":1 , "a":"ü", "a":` + strconv.Itoa(n) + `}`)
+			case 2: // one v2 field
+				batch[i].ReportedBy = "agent:gw"
+			}
 		}
 		if err := s.Commit(ctx, store.Batch{Events: batch}); err != nil {
 			t.Fatalf("Commit of %d: %v", size, err)
@@ -53,6 +62,12 @@ func TestChainMatchesAuditchain(t *testing.T) {
 	stored := storetest.VerifyChain(t, s)
 	if len(stored) != len(given) {
 		t.Fatalf("%d records, want %d", len(stored), len(given))
+	}
+	for i, e := range given {
+		if g := stored[i]; !bytes.Equal(g.Attributes, e.Attributes) || !bytes.Equal(g.AuthorizationDetails, e.AuthorizationDetails) ||
+			g.AgentVersion != e.AgentVersion || g.Operation != e.Operation || g.ReportedBy != e.ReportedBy {
+			t.Fatalf("record %d reads back other v2 fields than were given", i+1)
+		}
 	}
 	prev := auditchain.Genesis
 	for i, e := range given {

@@ -22,11 +22,21 @@ const (
 	maxEventLimit     = 1000
 )
 
-const eventCols = `id, time, request_id, action, result, reason, detail, performer, on_behalf, chain,
+// eventColsV1 are the columns of the fields of a mandate-audit-v1 record,
+// the events table before migration 6.
+const eventColsV1 = `id, time, request_id, action, result, reason, detail, performer, on_behalf, chain,
 	client_id, scopes, requested, audience, resource, context, delegation_id, jti, parent_jti`
+
+// eventCols are the columns of every field of a record, all but seq and
+// hash.
+const eventCols = eventColsV1 + `, agent_version, authorization_details, operation, attributes, reported_by`
 
 // eventSelect is the columns scanEvent reads.
 const eventSelect = "seq, " + eventCols + ", hash"
+
+// eventSelectV1 is the columns scanEventV1 reads: chainExisting runs at
+// migration 5, before the columns of migration 6 exist.
+const eventSelectV1 = "seq, " + eventColsV1 + ", hash"
 
 // appendEvents appends a list of events in one statement, whatever its
 // length. It locks the events_head row (h), which it holds until the
@@ -35,7 +45,8 @@ const eventSelect = "seq, " + eventCols + ", hash"
 // and advances the head to the last one's seq and hash. Each column is an
 // array with one element per event; a list column is one flat array
 // ($18-$20) with each event's 1-based bounds in it; event_actors gets
-// (actor, position of its event) pairs.
+// (actor, position of its event) pairs. The fields of mandate-audit-v2
+// are $32-$36, after the chain's parameters.
 //
 // Taking the lock with FOR NO KEY UPDATE (the lock an UPDATE takes) and
 // updating the row at the end of the same statement is safe under READ
@@ -67,13 +78,15 @@ const appendEvents = `WITH RECURSIVE h AS (
 	SELECT h.base + u.ord, c.hash, u.id, u.time, u.request_id, u.action, u.result, u.reason, u.detail, u.performer,
 		u.on_behalf, ($18::text[])[u.chain_lo:u.chain_hi], u.client_id, ($19::text[])[u.scopes_lo:u.scopes_hi],
 		($20::text[])[u.requested_lo:u.requested_hi], u.audience, u.resource, u.context, u.delegation_id,
-		u.jti, u.parent_jti
+		u.jti, u.parent_jti, u.agent_version, u.authorization_details, u.operation, u.attributes, u.reported_by
 	FROM h, unnest($2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-		$17::text[], $21::int[], $22::int[], $23::int[], $24::int[], $25::int[], $26::int[])
+		$17::text[], $21::int[], $22::int[], $23::int[], $24::int[], $25::int[], $26::int[],
+		$32::text[], $33::text[], $34::text[], $35::text[], $36::text[])
 		WITH ORDINALITY AS u(id, time, request_id, action, result, reason, detail, performer, on_behalf,
 			client_id, audience, resource, context, delegation_id, jti, parent_jti,
-			chain_lo, chain_hi, scopes_lo, scopes_hi, requested_lo, requested_hi, ord)
+			chain_lo, chain_hi, scopes_lo, scopes_hi, requested_lo, requested_hi,
+			agent_version, authorization_details, operation, attributes, reported_by, ord)
 		JOIN c ON c.ord = u.ord
 ), a AS (
 	INSERT INTO event_actors (actor, seq)
@@ -119,12 +132,13 @@ func queueEvents(b *pgx.Batch, events []store.Event) {
 			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		client, audience, resource, delegation, jti, parent = make([]string, n), make([]string, n),
 			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		at                       = make([]pgtype.Timestamptz, n)
-		evctx                    = make([]pgtype.Text, n)
-		encoded                  = make([][]byte, n)
-		chain, scopes, requested ragged
-		actors                   []string
-		actorOf                  []int64
+		agentVersion, operation, reportedBy = make([]string, n), make([]string, n), make([]string, n)
+		at                                  = make([]pgtype.Timestamptz, n)
+		evctx, authz, attrs                 = make([]pgtype.Text, n), make([]pgtype.Text, n), make([]pgtype.Text, n)
+		encoded                             = make([][]byte, n)
+		chain, scopes, requested            ragged
+		actors                              []string
+		actorOf                             []int64
 	)
 	for i, e := range events {
 		id[i], at[i], request[i], action[i], result[i] = e.ID, timestamp(e.Time), e.RequestID, e.Action, e.Result
@@ -132,6 +146,9 @@ func queueEvents(b *pgx.Batch, events []store.Event) {
 		client[i], audience[i], resource[i] = e.ClientID, e.Audience, e.Resource
 		evctx[i] = pgtype.Text{String: string(e.Context), Valid: len(e.Context) > 0}
 		delegation[i], jti[i], parent[i] = e.DelegationID, e.JTI, e.ParentJTI
+		agentVersion[i], operation[i], reportedBy[i] = e.AgentVersion, e.Operation, e.ReportedBy
+		authz[i] = pgtype.Text{String: string(e.AuthorizationDetails), Valid: len(e.AuthorizationDetails) > 0}
+		attrs[i] = pgtype.Text{String: string(e.Attributes), Valid: len(e.Attributes) > 0}
 		chain.add(e.Chain)
 		scopes.add(e.Scopes)
 		requested.add(e.Requested)
@@ -145,7 +162,8 @@ func queueEvents(b *pgx.Batch, events []store.Event) {
 	b.Queue(appendEvents, n, id, at, request, action, result, reason, detail, performer, onBehalf,
 		client, audience, resource, evctx, delegation, jti, parent,
 		chain.flat(), scopes.flat(), requested.flat(), chain.lo, chain.hi, scopes.lo, scopes.hi, requested.lo, requested.hi,
-		listIn(actors), actorOf, encoded, seqAt+1, []byte(chainDomain))
+		listIn(actors), actorOf, encoded, seqAt+1, []byte(chainDomain),
+		agentVersion, authz, operation, attrs, reportedBy)
 }
 
 // chainMigration is the migration that adds the hash chain; chainExisting
@@ -163,11 +181,11 @@ func chainExisting(ctx context.Context, tx pgx.Tx) error {
 	const page = 1000
 	hash, after := auditchain.Genesis, int64(0)
 	for {
-		rows, err := tx.Query(ctx, "SELECT "+eventSelect+" FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after, page)
+		rows, err := tx.Query(ctx, "SELECT "+eventSelectV1+" FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after, page)
 		if err != nil {
 			return fmt.Errorf("chain existing events: %w", dbErr(err))
 		}
-		evs, err := pgx.CollectRows(rows, scanEvent)
+		evs, err := pgx.CollectRows(rows, scanEventV1)
 		if err != nil {
 			return fmt.Errorf("chain existing events: %w", dbErr(err))
 		}
@@ -211,22 +229,31 @@ func eventActors(e store.Event) []string {
 	return out
 }
 
-func scanEvent(row pgx.CollectableRow) (store.Event, error) {
+// scanEvent reads the columns of eventSelect.
+func scanEvent(row pgx.CollectableRow) (store.Event, error) { return scanEventOf(row, true) }
+
+// scanEventV1 reads the columns of eventSelectV1.
+func scanEventV1(row pgx.CollectableRow) (store.Event, error) { return scanEventOf(row, false) }
+
+func scanEventOf(row pgx.CollectableRow, v2 bool) (store.Event, error) {
 	var (
 		e                        store.Event
 		t                        *time.Time
 		chain, scopes, requested []string
-		evctx                    *string
+		evctx, authz, attrs      *string
 	)
-	err := row.Scan(&e.Seq, &e.ID, &t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
+	dest := []any{&e.Seq, &e.ID, &t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
 		&e.OnBehalf, &chain, &e.ClientID, &scopes, &requested, &e.Audience, &e.Resource, &evctx,
-		&e.DelegationID, &e.JTI, &e.ParentJTI, &e.Hash)
-	if err != nil {
+		&e.DelegationID, &e.JTI, &e.ParentJTI}
+	if v2 {
+		dest = append(dest, &e.AgentVersion, &authz, &e.Operation, &attrs, &e.ReportedBy)
+	}
+	if err := row.Scan(append(dest, &e.Hash)...); err != nil {
 		return store.Event{}, err
 	}
 	e.Hash = bytesOut(e.Hash)
 	e.Time = timeOut(t)
-	e.Context = textOut(evctx)
+	e.Context, e.AuthorizationDetails, e.Attributes = textOut(evctx), textOut(authz), textOut(attrs)
 	e.Chain, e.Scopes, e.Requested = listOut(chain), listOut(scopes), listOut(requested)
 	return e, nil
 }
@@ -234,12 +261,14 @@ func scanEvent(row pgx.CollectableRow) (store.Event, error) {
 // QueryEvents returns the events f selects, newest (highest Seq) first.
 // Actor matches the chain, performer or client; Subject matches OnBehalf;
 // JTI matches the event's JTI or ParentJTI (an exchange from the token
-// concerns it too); Since is inclusive and Until exclusive. Limit defaults
-// to 100 and is capped at 1000.
+// concerns it too); Result, Audience, Resource, DelegationID and
+// AgentVersion match their field exactly; Since is inclusive and Until
+// exclusive. Limit defaults to 100 and is capped at 1000.
 func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
 	// A filter value that cannot be stored matches nothing, like any other
 	// unknown value; PostgreSQL would refuse it as a parameter.
-	for _, v := range []string{f.Actor, f.Subject, f.Action, f.JTI} {
+	for _, v := range []string{f.Actor, f.Subject, f.Action, f.JTI, f.Result, f.Audience, f.Resource,
+		f.DelegationID, f.AgentVersion} {
 		if !storable(v) {
 			return nil, nil
 		}
@@ -264,6 +293,19 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 	if f.JTI != "" {
 		p := arg(f.JTI)
 		where = append(where, "(jti = "+p+" OR parent_jti = "+p+")")
+	}
+	for _, c := range []struct{ col, v string }{
+		{"result", f.Result}, {"audience", f.Audience}, {"resource", f.Resource},
+		{"agent_version", f.AgentVersion}, {"delegation_id", f.DelegationID},
+	} {
+		if c.v != "" {
+			where = append(where, c.col+" = "+arg(c.v))
+		}
+	}
+	if f.DelegationID != "" {
+		// Implies the predicate of the partial index events_delegation,
+		// which a parameter does not in a generic plan.
+		where = append(where, "delegation_id <> ''")
 	}
 	if !f.Since.IsZero() {
 		where = append(where, "time >= "+arg(f.Since))

@@ -107,3 +107,11 @@ func jsonIn(b []byte) any {
 	}
 	return string(b)
 }
+
+// jsonOut is the inverse of jsonIn: nil for NULL or empty.
+func jsonOut(s sql.NullString) []byte {
+	if !s.Valid || s.String == "" {
+		return nil
+	}
+	return []byte(s.String)
+}

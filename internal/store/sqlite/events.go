@@ -19,11 +19,21 @@ const (
 	maxEventLimit     = 1000
 )
 
-const eventCols = `id, time, request_id, action, result, reason, detail, performer, on_behalf, chain,
+// eventColsV1 are the columns of the fields of a mandate-audit-v1 record,
+// the events table before migration 7.
+const eventColsV1 = `id, time, request_id, action, result, reason, detail, performer, on_behalf, chain,
 	client_id, scopes, requested, audience, resource, context, delegation_id, jti, parent_jti`
+
+// eventCols are the columns of every field of a record, all but seq and
+// hash.
+const eventCols = eventColsV1 + `, agent_version, authorization_details, operation, attributes, reported_by`
 
 // eventSelect is the columns scanEvent reads.
 const eventSelect = "seq, " + eventCols + ", hash"
+
+// eventSelectV1 is the columns scanEventV1 reads: chainExisting runs at
+// migration 6, before the columns of migration 7 exist.
+const eventSelectV1 = "seq, " + eventColsV1 + ", hash"
 
 // eventWriter appends events inside one transaction with the statements
 // prepared once on the write connection (Store.prepared), so that a commit
@@ -48,13 +58,10 @@ func (w *eventWriter) close() {
 
 // write appends e as record seq with chain hash hash.
 func (w *eventWriter) write(ctx context.Context, e store.Event, seq int64, hash []byte) error {
-	var evctx any
-	if len(e.Context) > 0 {
-		evctx = string(e.Context)
-	}
 	_, err := w.event.ExecContext(ctx, seq, hash, e.ID, timeIn(e.Time), e.RequestID, e.Action, e.Result, e.Reason,
 		e.Detail, e.Performer, e.OnBehalf, listIn(e.Chain), e.ClientID, listIn(e.Scopes), listIn(e.Requested),
-		e.Audience, e.Resource, evctx, e.DelegationID, e.JTI, e.ParentJTI)
+		e.Audience, e.Resource, jsonIn(e.Context), e.DelegationID, e.JTI, e.ParentJTI,
+		e.AgentVersion, jsonIn(e.AuthorizationDetails), e.Operation, jsonIn(e.Attributes), e.ReportedBy)
 	if err != nil {
 		return fmt.Errorf("insert event %q: %w", e.ID, dbErr(err))
 	}
@@ -140,7 +147,9 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Eve
 
 // asStored is e as it reads back, so that its hash verifies: a list is kept
 // as a JSON array, and encoding/json replaces each invalid UTF-8 byte of
-// an item with U+FFFD. Strings are kept byte for byte.
+// an item with U+FFFD. Strings, and the JSON values (Context,
+// AuthorizationDetails, Attributes: TEXT, never re-encoded), are kept byte
+// for byte; an empty JSON value reads back nil, which encodes the same.
 func asStored(e store.Event) store.Event {
 	for _, l := range []*[]string{&e.Chain, &e.Scopes, &e.Requested} {
 		if validList(*l) {
@@ -179,8 +188,8 @@ func chainExisting(ctx context.Context, tx *sql.Tx) error {
 	defer set.Close()
 	hash, after := auditchain.Genesis, int64(0)
 	for {
-		evs, err := list(ctx, tx, "events", "SELECT "+eventSelect+" FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-			scanEvent, after, page)
+		evs, err := list(ctx, tx, "events", "SELECT "+eventSelectV1+" FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+			scanEventV1, after, page)
 		if err != nil {
 			return fmt.Errorf("chain existing events: %w", err)
 		}
@@ -197,25 +206,32 @@ func chainExisting(ctx context.Context, tx *sql.Tx) error {
 	}
 }
 
-func scanEvent(sc scanner) (store.Event, error) {
+// scanEvent reads the columns of eventSelect.
+func scanEvent(sc scanner) (store.Event, error) { return scanEventOf(sc, true) }
+
+// scanEventV1 reads the columns of eventSelectV1.
+func scanEventV1(sc scanner) (store.Event, error) { return scanEventOf(sc, false) }
+
+func scanEventOf(sc scanner, v2 bool) (store.Event, error) {
 	var (
 		e                        store.Event
 		t                        sql.NullInt64
 		chain, scopes, requested string
-		evctx                    sql.NullString
+		evctx, authz, attrs      sql.NullString
 	)
-	err := sc.Scan(&e.Seq, &e.ID, &t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
+	dest := []any{&e.Seq, &e.ID, &t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
 		&e.OnBehalf, &chain, &e.ClientID, &scopes, &requested, &e.Audience, &e.Resource, &evctx,
-		&e.DelegationID, &e.JTI, &e.ParentJTI, &e.Hash)
-	if err != nil {
+		&e.DelegationID, &e.JTI, &e.ParentJTI}
+	if v2 {
+		dest = append(dest, &e.AgentVersion, &authz, &e.Operation, &attrs, &e.ReportedBy)
+	}
+	if err := sc.Scan(append(dest, &e.Hash)...); err != nil {
 		return store.Event{}, dbErr(err)
 	}
 	e.Hash = bytesOut(e.Hash)
 	e.Time = timeOut(t)
-	if evctx.Valid && evctx.String != "" {
-		e.Context = []byte(evctx.String)
-	}
-	err = decodeLists(listCol{"chain", chain, &e.Chain}, listCol{"scopes", scopes, &e.Scopes},
+	e.Context, e.AuthorizationDetails, e.Attributes = jsonOut(evctx), jsonOut(authz), jsonOut(attrs)
+	err := decodeLists(listCol{"chain", chain, &e.Chain}, listCol{"scopes", scopes, &e.Scopes},
 		listCol{"requested", requested, &e.Requested})
 	return e, err
 }
@@ -223,8 +239,9 @@ func scanEvent(sc scanner) (store.Event, error) {
 // QueryEvents returns the events f selects, newest (highest Seq) first.
 // Actor matches the chain, performer or client; Subject matches OnBehalf;
 // JTI matches the event's JTI or ParentJTI (an exchange from the token
-// concerns it too); Since is inclusive and Until exclusive. Limit defaults
-// to 100 and is capped at 1000.
+// concerns it too); Result, Audience, Resource, DelegationID and
+// AgentVersion match their field exactly; Since is inclusive and Until
+// exclusive. Limit defaults to 100 and is capped at 1000.
 func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
 	var (
 		where []string
@@ -245,6 +262,20 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 	if f.JTI != "" {
 		where = append(where, "(jti = ? OR parent_jti = ?)")
 		args = append(args, f.JTI, f.JTI)
+	}
+	for _, c := range []struct{ col, v string }{
+		{"result", f.Result}, {"audience", f.Audience}, {"resource", f.Resource},
+		{"agent_version", f.AgentVersion}, {"delegation_id", f.DelegationID},
+	} {
+		if c.v != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.v)
+		}
+	}
+	if f.DelegationID != "" {
+		// Implies the predicate of the partial index events_delegation,
+		// which a bound parameter does not.
+		where = append(where, "delegation_id <> ''")
 	}
 	if !f.Since.IsZero() {
 		where = append(where, "time >= ?")

@@ -72,7 +72,8 @@ func (s *Store) prepare(ctx context.Context) error {
 	}{
 		{&st.token, "INSERT INTO tokens (" + tokenCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
 		{&st.last, lastEvent},
-		{&st.event, "INSERT INTO events (seq, hash, " + eventCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{&st.event, "INSERT INTO events (seq, hash, " + eventCols + ") VALUES (?, ?" +
+			strings.Repeat(", ?", strings.Count(eventCols, ",")+1) + ")"},
 		{&st.actor, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
 	} {
 		stmt, err := s.w.PrepareContext(ctx, q.sql)

@@ -168,6 +168,30 @@ func testChain(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Errorf("records (-want +got):\n%s", diff)
 		}
 	})
+	// A verifier's record keeps its own id, and a resent one is refused
+	// whole (ErrAlreadyExists) with nothing of its batch written, so that
+	// POST /audit/ingest stores each once; the server's own records are not
+	// held to it.
+	t.Run("ok/request-ids-are-unique", func(t *testing.T) {
+		s, ctx := open(t), t.Context()
+		req := func(id string) store.Event {
+			ev := newEvent(id, "request")
+			ev.ReportedBy = "rs:api"
+			return ev
+		}
+		if err := s.Commit(ctx, store.Batch{Events: []store.Event{req("req_1"), req("req_2")}}); err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+		if err := s.Commit(ctx, store.Batch{Events: []store.Event{req("req_3"), req("req_2")}}); !errors.Is(err, store.ErrAlreadyExists) {
+			t.Fatalf("Commit of a resent request id: err = %v, want ErrAlreadyExists", err)
+		}
+		if err := s.Commit(ctx, store.Batch{Events: []store.Event{newEvent("evt_same", "token.issue"), newEvent("evt_same", "token.issue")}}); err != nil {
+			t.Fatalf("Commit of two server records with one id: %v", err)
+		}
+		if diff := cmp.Diff([]string{"req_1", "req_2", "evt_same", "evt_same"}, eventIDs(VerifyChain(t, s))); diff != "" {
+			t.Errorf("records (-want +got):\n%s", diff)
+		}
+	})
 	// Values at the edges of what a record holds read back so that the
 	// chain verifies, or are refused whole (PostgreSQL stores no NUL and
 	// no invalid UTF-8 in text).
@@ -190,6 +214,11 @@ func testChain(t *testing.T, open func(t *testing.T) store.Store) {
 			{"invalid-utf8-string", func(e *store.Event) { e.Reason = "bad\xff\xfe" }},
 			{"invalid-utf8-list-item", func(e *store.Event) { e.Chain = []string{"ok", "bad\xc3(", "\xff"} }},
 			{"nul", func(e *store.Event) { e.Detail = "a\x00b" }},
+			{"v2-json-spacing-unicode", func(e *store.Event) {
+				e.Attributes, e.AuthorizationDetails = []byte(`{ "b":1 ,"a" :"é🚀" }`), []byte("[\n\t{}\n]")
+			}},
+			{"v2-invalid-utf8-json", func(e *store.Event) { e.Attributes = []byte(`{"a":"\xff"}`) }},
+			{"v2-nul", func(e *store.Event) { e.Operation, e.ReportedBy = "a\x00b", "agent:\x00" }},
 		}
 		stored := 0
 		for _, o := range odd {

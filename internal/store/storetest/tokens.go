@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
@@ -170,14 +171,45 @@ func testEventRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
 		DelegationID: "dlg_1",
 		JTI:          "jti-2",
 		ParentJTI:    "jti-1",
+		AgentVersion: "1.4.2+build.7",
+		// Spacing, key order, duplicate keys, escapes and unicode that a
+		// JSON-normalizing column (jsonb) would not keep: the record must
+		// read back byte for byte as it was hashed.
+		AuthorizationDetails: []byte("[ {\"type\" : \"expense_approval\",\n\t\"max_amount\":500.10, \"currency\":\"EUR\"} ,{\"type\":\"x\"}]"),
+		Operation:            "expense:approve",
+		Attributes:           []byte(`{"zeta":1,  "amount":"487.50", "amount":"9", "city":"Zürich 日本 🚀", "esc":"\u00e9\n"}`),
+		ReportedBy:           "agent:gateway",
 	}
 	bare := store.Event{ID: "ev-bare", Action: "noop"}
-	if err := s.Commit(ctx, store.Batch{Events: []store.Event{full, bare}}); err != nil {
+	// one has a single v2 field set: a v2 record that is mostly empty.
+	one := store.Event{ID: "ev-one", Action: "request", ReportedBy: "agent:gateway"}
+	if err := s.Commit(ctx, store.Batch{Events: []store.Event{full, bare, one}}); err != nil {
 		t.Fatalf("Commit: %v", err)
 	}
 	got := mustEvents(t, s)
-	if diff := cmp.Diff([]store.Event{bare, full}, got, opts()); diff != "" {
+	if diff := cmp.Diff([]store.Event{one, bare, full}, got, opts()); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	chained := VerifyChain(t, s)
+	if diff := cmp.Diff([]store.Event{full, bare, one}, chained, opts()); diff != "" {
+		t.Errorf("events read forward (-want +got):\n%s", diff)
+	}
+	for _, e := range append(got, chained...) {
+		if e.ID != full.ID {
+			continue
+		}
+		for _, f := range []struct {
+			name      string
+			got, want []byte
+		}{
+			{"Context", e.Context, full.Context},
+			{"AuthorizationDetails", e.AuthorizationDetails, full.AuthorizationDetails},
+			{"Attributes", e.Attributes, full.Attributes},
+		} {
+			if !bytes.Equal(f.got, f.want) {
+				t.Errorf("%s reads back %q, want %q byte for byte", f.name, f.got, f.want)
+			}
+		}
 	}
 }
 
@@ -225,15 +257,19 @@ func testQueryEvents(t *testing.T, open func(t *testing.T) store.Store) {
 	s, ctx := open(t), t.Context()
 	at := func(m int) time.Time { return base().Add(time.Duration(m) * time.Minute) }
 	evs := []store.Event{
-		{ID: "e1", Time: at(0), Action: "token.exchange", Performer: "agent:a", OnBehalf: "user:sam",
-			Chain: []string{"agent:a"}, ClientID: "agent:a", JTI: "j1"},
-		{ID: "e2", Time: at(1), Action: "token.exchange", Performer: "agent:b", OnBehalf: "user:sam",
-			Chain: []string{"agent:b", "agent:a"}, ClientID: "agent:b", JTI: "j2", ParentJTI: "j1"},
-		{ID: "e3", Time: at(2), Action: "token.revoke", Performer: "admin:root", OnBehalf: "user:kim", JTI: "j3"},
-		{ID: "e4", Time: at(3), Action: "token.exchange", Performer: "agent:c", OnBehalf: "user:kim",
-			Chain: []string{"agent:c", "agent:d", "agent:e"}, ClientID: "agent:c", JTI: "j4"},
-		{ID: "e5", Time: at(4), Action: "client.auth", Result: "deny", ClientID: "agent:f"},
-		{ID: "e6", Time: at(5), Action: "token.revoke", Performer: "user:sam", OnBehalf: "user:sam", JTI: "j1"},
+		{ID: "e1", Time: at(0), Action: "token.exchange", Result: "granted", Performer: "agent:a", OnBehalf: "user:sam",
+			Chain: []string{"agent:a"}, ClientID: "agent:a", Audience: "agent:argocd", DelegationID: "dlg_1",
+			AgentVersion: "1.4.2", JTI: "j1"},
+		{ID: "e2", Time: at(1), Action: "token.exchange", Result: "granted", Performer: "agent:b", OnBehalf: "user:sam",
+			Chain: []string{"agent:b", "agent:a"}, ClientID: "agent:b", Audience: "agent:argocd",
+			Resource: "https://deploy.example/api", DelegationID: "dlg_1", AgentVersion: "1.5.0", JTI: "j2", ParentJTI: "j1"},
+		{ID: "e3", Time: at(2), Action: "token.revoke", Result: "ok", Performer: "admin:root", OnBehalf: "user:kim", JTI: "j3"},
+		{ID: "e4", Time: at(3), Action: "token.exchange", Result: "granted", Performer: "agent:c", OnBehalf: "user:kim",
+			Chain: []string{"agent:c", "agent:d", "agent:e"}, ClientID: "agent:c", Audience: "https://deploy.example",
+			Resource: "https://deploy.example/api", DelegationID: "dlg_2", AgentVersion: "1.4.2", JTI: "j4"},
+		{ID: "e5", Time: at(4), Action: "client.auth", Result: "deny", ClientID: "agent:f", AgentVersion: "1.4.2"},
+		{ID: "e6", Time: at(5), Action: "token.revoke", Result: "ok", Performer: "user:sam", OnBehalf: "user:sam", JTI: "j1",
+			DelegationID: "dlg_1"},
 	}
 	// One commit each, so that commit order is unambiguous.
 	for _, e := range evs {
@@ -270,6 +306,23 @@ func testQueryEvents(t *testing.T, open func(t *testing.T) store.Store) {
 		{name: "ok/before-seq-limit", filter: store.EventFilter{BeforeSeq: seq["e4"], Limit: 1}, want: []string{"e3"}},
 		{name: "ok/before-seq-and-actor", filter: store.EventFilter{BeforeSeq: seq["e2"], Actor: "agent:a"}, want: []string{"e1"}},
 		{name: "ok/before-first", filter: store.EventFilter{BeforeSeq: seq["e1"]}, want: nil},
+		{name: "ok/result", filter: store.EventFilter{Result: "granted"}, want: []string{"e4", "e2", "e1"}},
+		{name: "ok/result-exact-not-prefix", filter: store.EventFilter{Result: "grant"}, want: nil},
+		{name: "ok/result-and-action", filter: store.EventFilter{Result: "ok", Action: "token.revoke"}, want: []string{"e6", "e3"}},
+		{name: "ok/audience", filter: store.EventFilter{Audience: "agent:argocd"}, want: []string{"e2", "e1"}},
+		{name: "ok/audience-is-not-resource", filter: store.EventFilter{Audience: "https://deploy.example/api"}, want: nil},
+		{name: "ok/resource", filter: store.EventFilter{Resource: "https://deploy.example/api"}, want: []string{"e4", "e2"}},
+		{name: "ok/resource-is-not-audience", filter: store.EventFilter{Resource: "agent:argocd"}, want: nil},
+		{name: "ok/delegation", filter: store.EventFilter{DelegationID: "dlg_1"}, want: []string{"e6", "e2", "e1"}},
+		{name: "ok/delegation-exact-not-prefix", filter: store.EventFilter{DelegationID: "dlg"}, want: nil},
+		{name: "ok/delegation-and-before-seq", filter: store.EventFilter{DelegationID: "dlg_1", BeforeSeq: seq["e6"], Limit: 1},
+			want: []string{"e2"}},
+		{name: "ok/agent-version", filter: store.EventFilter{AgentVersion: "1.4.2"}, want: []string{"e5", "e4", "e1"}},
+		{name: "ok/agent-version-and-result", filter: store.EventFilter{AgentVersion: "1.4.2", Result: "deny"}, want: []string{"e5"}},
+		{name: "ok/agent-version-and-delegation", filter: store.EventFilter{AgentVersion: "1.4.2", DelegationID: "dlg_1"},
+			want: []string{"e1"}},
+		{name: "ok/every-new-filter", filter: store.EventFilter{Result: "granted", Audience: "agent:argocd",
+			Resource: "https://deploy.example/api", DelegationID: "dlg_1", AgentVersion: "1.5.0"}, want: []string{"e2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := s.QueryEvents(ctx, tc.filter)

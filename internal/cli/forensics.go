@@ -1,0 +1,414 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/forensics"
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// queryFlags are the filters of `mandate audit query` and the window of the
+// reports.
+type queryFlags struct {
+	actor, subject, action, result, audience, resource string
+	delegation, agentVersion, jti, since, until        string
+	limit                                              int
+	lineage                                            bool
+}
+
+func (q *queryFlags) window(c *cobra.Command) {
+	c.Flags().StringVar(&q.since, "since", "", "from this time (RFC 3339) or this long ago (24h)")
+	c.Flags().StringVar(&q.until, "until", "", "before this time (RFC 3339) or this long ago")
+}
+
+func (q *queryFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&q.actor, "actor", "", "records in which this agent appears anywhere in the chain")
+	c.Flags().StringVar(&q.subject, "subject", "", "records on behalf of this person")
+	c.Flags().StringVar(&q.action, "action", "", "records of this action (token.exchange, token.refused, request, ...)")
+	c.Flags().StringVar(&q.result, "result", "", "granted, refused, ok or failed")
+	c.Flags().StringVar(&q.audience, "audience", "", "records for this audience")
+	c.Flags().StringVar(&q.resource, "resource", "", "records on this resource")
+	c.Flags().StringVar(&q.delegation, "delegation", "", "records under this delegation id")
+	c.Flags().StringVar(&q.agentVersion, "agent-version", "", "records of requests by this declared agent version")
+	c.Flags().StringVar(&q.jti, "jti", "", "records about this token (and tokens exchanged from it)")
+	c.Flags().BoolVar(&q.lineage, "lineage", false, "with --jti: also every ancestor and descendant token, oldest first")
+	c.Flags().IntVar(&q.limit, "limit", 100, "at most this many records (0: all)")
+	q.window(c)
+}
+
+// filter is the flags as a store filter; now anchors relative times.
+func (q *queryFlags) filter(now time.Time) (store.EventFilter, error) {
+	w, err := q.timeWindow(now)
+	if err != nil {
+		return store.EventFilter{}, err
+	}
+	if q.limit < 0 {
+		return store.EventFilter{}, usage("--limit must not be negative")
+	}
+	if q.lineage && q.jti == "" {
+		return store.EventFilter{}, usage("--lineage needs --jti")
+	}
+	return store.EventFilter{
+		Actor: q.actor, Subject: q.subject, Action: q.action, Result: q.result, Audience: q.audience,
+		Resource: q.resource, DelegationID: q.delegation, AgentVersion: q.agentVersion, JTI: q.jti,
+		Since: w.Since, Until: w.Until, Limit: q.limit,
+	}, nil
+}
+
+func (q *queryFlags) timeWindow(now time.Time) (forensics.Window, error) {
+	var w forensics.Window
+	var err error
+	if w.Since, err = flagTime("--since", q.since, now); err != nil {
+		return w, err
+	}
+	w.Until, err = flagTime("--until", q.until, now)
+	return w, err
+}
+
+// flagTime reads RFC 3339 or a duration back from now.
+func flagTime(name, v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, usage(name + " takes an RFC 3339 time or a duration such as 24h")
+}
+
+func usage(msg string) error { return &exitError{code: 2, err: errors.New(msg)} }
+
+// openQuerySource opens where f says the log is, for queries.
+func openQuerySource(ctx context.Context, f auditFlags) (forensics.Source, func(), error) {
+	set := 0
+	for _, v := range []string{f.config, f.server, f.file} {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 1 {
+		return nil, nil, usage("give exactly one of --config, --server and --file")
+	}
+	switch {
+	case f.config != "":
+		cfg, err := config.Load(f.config)
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := openStore(ctx, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close() }, nil
+	case f.server != "":
+		token := f.adminToken
+		if token == "" {
+			token = os.Getenv("MANDATE_ADMIN_TOKEN")
+		}
+		return &forensics.Server{URL: f.server, AdminToken: token}, func() {}, nil
+	}
+	file, err := os.Open(f.file)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer file.Close()
+	var evs []store.Event
+	if err := readExport(file, func(ev store.Event) error { evs = append(evs, ev); return nil }); err != nil {
+		return nil, nil, err
+	}
+	return forensics.NewMemory(evs), func() {}, nil
+}
+
+// addQueryCmds adds query, agent, who-approved and agents to the audit
+// command, and makes `mandate audit` with filters a query.
+func addQueryCmds(cmd *cobra.Command, stdout io.Writer, f *auditFlags, source func(*cobra.Command), now func() time.Time) {
+	withSource := func(c *cobra.Command) {
+		source(c)
+		c.Flags().StringVar(&f.file, "file", "", "read the log from an export (JSON lines)")
+		c.Flags().BoolVar(&f.json, "json", false, "print JSON lines instead of a table")
+	}
+	var q queryFlags
+	runQuery := func(c *cobra.Command, _ []string) error {
+		filter, err := q.filter(now())
+		if err != nil {
+			return err
+		}
+		src, done, err := openQuerySource(c.Context(), *f)
+		if err != nil {
+			return err
+		}
+		defer done()
+		var evs []store.Event
+		if q.lineage {
+			evs, err = forensics.Lineage(c.Context(), src, q.jti)
+		} else {
+			err = forensics.Each(c.Context(), src, filter, func(ev store.Event) error { evs = append(evs, ev); return nil })
+			reverse(evs)
+		}
+		if err != nil {
+			return err
+		}
+		return printEvents(stdout, evs, f.json)
+	}
+	query := &cobra.Command{
+		Use:   "query",
+		Short: "List audit records by actor (anywhere in the chain), subject, action, result, audience, resource, delegation, jti or time",
+		Long: `List audit records, oldest first, as the table the articles show (time, action,
+performed by, on behalf of, resource, result) or as JSON lines (--json).
+
+Filters combine: --actor matches an agent anywhere in the delegation chain, so
+"everything agent:infrabot touched, for anyone" is --actor agent:infrabot.
+--jti J --lineage gives every record about token J, the tokens it was exchanged
+from and every token exchanged from it. The newest --limit records are shown.`,
+		Args: cobra.NoArgs,
+		RunE: runQuery,
+	}
+	withSource(query)
+	q.add(query)
+
+	var w queryFlags
+	agentCmd := &cobra.Command{
+		Use:   "agent AGENT",
+		Short: "Everything an agent did and for whom, with its refusals and their reasons",
+		Long: `Everything an agent did, for whom, and what was refused: the records in which it
+appears anywhere in the chain (the question after "this agent is compromised").`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			win, err := w.timeWindow(now())
+			if err != nil {
+				return err
+			}
+			src, done, err := openQuerySource(c.Context(), *f)
+			if err != nil {
+				return err
+			}
+			defer done()
+			a, err := forensics.AgentActivity(c.Context(), src, args[0], win)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return json.NewEncoder(stdout).Encode(a)
+			}
+			return printActivity(stdout, a)
+		},
+	}
+	withSource(agentCmd)
+	w.window(agentCmd)
+
+	var resource string
+	who := &cobra.Command{
+		Use:   "who-approved --resource RESOURCE",
+		Short: "Who stood behind each action on a resource: the person, every agent of the chain, the delegation and the grant",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if resource == "" {
+				return usage("--resource is required")
+			}
+			win, err := w.timeWindow(now())
+			if err != nil {
+				return err
+			}
+			src, done, err := openQuerySource(c.Context(), *f)
+			if err != nil {
+				return err
+			}
+			defer done()
+			aps, err := forensics.WhoApproved(c.Context(), src, resource, win)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				enc := json.NewEncoder(stdout)
+				for _, ap := range aps {
+					if err := enc.Encode(ap); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			return printApprovals(stdout, resource, aps)
+		},
+	}
+	withSource(who)
+	w.window(who)
+	who.Flags().StringVar(&resource, "resource", "", "the resource, as the API or the token request named it (e.g. expense/EXP-1042)")
+
+	agents := &cobra.Command{
+		Use:   "agents",
+		Short: "Per agent and agent version: tokens issued, refused and revoked, refusal rate, and API requests let through or refused",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			win, err := w.timeWindow(now())
+			if err != nil {
+				return err
+			}
+			src, done, err := openQuerySource(c.Context(), *f)
+			if err != nil {
+				return err
+			}
+			defer done()
+			rows, err := forensics.Agents(c.Context(), src, win)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				enc := json.NewEncoder(stdout)
+				for _, r := range rows {
+					if err := enc.Encode(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			return printAgents(stdout, rows)
+		},
+	}
+	withSource(agents)
+	w.window(agents)
+	cmd.AddCommand(query, agentCmd, who, agents)
+}
+
+func reverse(evs []store.Event) {
+	for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
+		evs[i], evs[j] = evs[j], evs[i]
+	}
+}
+
+// row is an event as a line of the articles' table.
+func row(ev store.Event) (action, resource, result string) {
+	action, resource, result = ev.Action, ev.Resource, ev.Result
+	if ev.Action == audit.ActionRequest && ev.Operation != "" {
+		action = ev.Operation
+	}
+	if ev.Audience != "" && (ev.Action != audit.ActionRequest || resource == "") {
+		resource = ev.Audience
+	}
+	if ev.Reason != "" && ev.Result != audit.ResultOK && ev.Result != audit.ResultGranted {
+		result += " (" + ev.Reason + ")"
+	}
+	return action, resource, result
+}
+
+// printEvents writes events as the table or as JSON lines.
+func printEvents(w io.Writer, evs []store.Event, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		for _, ev := range evs {
+			if err := enc.Encode(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tACTION\tPERFORMED BY\tON BEHALF OF\tRESOURCE\tRESULT")
+	for _, ev := range evs {
+		action, resource, result := row(ev)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format("2006-01-02 15:04:05.000"), action,
+			dash(ev.Performer), dash(ev.OnBehalf), dash(resource), result)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printActivity(w io.Writer, a forensics.Activity) error {
+	fmt.Fprintf(w, "Everything %s did (%d records)\n\n", a.Agent, len(a.Events))
+	if err := printEvents(w, a.Events, false); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nFor whom\n\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ON BEHALF OF\tTOKENS\tAPI REQUESTS\tREFUSED")
+	for _, s := range a.For {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", s.Subject, s.Tokens, s.Requests, s.Refused)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nRefusals (%d)\n\n", len(a.Refusals))
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tACTION\tON BEHALF OF\tREASON\tWHY")
+	for _, ev := range a.Refusals {
+		action, _, _ := row(ev)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format("2006-01-02 15:04:05.000"), action, dash(ev.OnBehalf),
+			dash(ev.Reason), dash(ev.Detail))
+	}
+	return tw.Flush()
+}
+
+func printApprovals(w io.Writer, resource string, aps []forensics.Approval) error {
+	if len(aps) == 0 {
+		fmt.Fprintf(w, "no record names %s\n", resource)
+		return nil
+	}
+	for i, ap := range aps {
+		ev := ap.Event
+		action, _, result := row(ev)
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s  %s %s: %s\n", ev.Time.UTC().Format(time.RFC3339Nano), action, resource, result)
+		fmt.Fprintf(w, "  on behalf of  %s\n", dash(ev.OnBehalf))
+		fmt.Fprintf(w, "  performed by  %s\n", dash(ev.Performer))
+		if len(ev.Chain) > 0 {
+			fmt.Fprintf(w, "  chain         %s\n", strings.Join(ev.Chain, " <- "))
+		}
+		if len(ev.Attributes) > 0 {
+			fmt.Fprintf(w, "  attributes    %s\n", ev.Attributes)
+		}
+		if ev.ReportedBy != "" {
+			fmt.Fprintf(w, "  reported by   %s (at %s)\n", ev.ReportedBy, dash(ev.Audience))
+		}
+		if ev.JTI != "" {
+			fmt.Fprintf(w, "  token         %s\n", ev.JTI)
+		}
+		for _, t := range ap.Authority {
+			line := fmt.Sprintf("  authority     %s %s: %s for %s, scopes %s", t.Time.UTC().Format(time.RFC3339), t.Action,
+				dash(t.ClientID), dash(t.OnBehalf), dash(strings.Join(t.Scopes, " ")))
+			if t.DelegationID != "" {
+				line += ", delegation " + t.DelegationID
+			}
+			if len(t.AuthorizationDetails) > 0 {
+				line += ", authorization_details " + string(t.AuthorizationDetails)
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	return nil
+}
+
+func printAgents(w io.Writer, rows []forensics.AgentStats) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AGENT\tVERSION\tISSUED\tREFUSED\tREVOKED\tREFUSAL RATE\tAPI OK\tAPI REFUSED")
+	for _, r := range rows {
+		version := r.Version
+		if version == "" {
+			version = "(all)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f%%\t%d\t%d\n", r.Agent, version, r.Issued, r.Refused, r.Revoked,
+			100*r.RefusalRate, r.APIGranted, r.APIRefused)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,249 @@
+package forensics
+
+import (
+	"cmp"
+	"context"
+	"slices"
+
+	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/exchange"
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// Activity is everything one agent did, as AgentActivity finds it.
+type Activity struct {
+	Agent string `json:"agent"`
+	// Events are the records in which the agent appears anywhere: as the
+	// client, the performer, or anywhere in the chain; oldest first.
+	Events []store.Event `json:"events"`
+	// For is what it did per person it acted for, most active first.
+	For []Subject `json:"for"`
+	// Refusals are the refused and failed records among Events.
+	Refusals []store.Event `json:"refusals"`
+}
+
+// Subject counts an agent's records on behalf of one person.
+type Subject struct {
+	Subject string `json:"subject"`
+	// Tokens is the number of tokens it was issued for the person.
+	Tokens int `json:"tokens"`
+	// Requests is the number of API requests verifiers reported.
+	Requests int `json:"requests"`
+	// Refused is the number of refused or failed records.
+	Refused int `json:"refused"`
+}
+
+// AgentActivity answers "this agent is compromised: what did it touch, and
+// for whom?": every record in w where the agent appears anywhere in the
+// chain, whoever the person.
+func AgentActivity(ctx context.Context, src Source, agent string, w Window) (Activity, error) {
+	f := w.filter()
+	f.Actor = agent
+	evs, err := All(ctx, src, f)
+	if err != nil {
+		return Activity{}, err
+	}
+	slices.Reverse(evs)
+	a := Activity{Agent: agent, Events: evs}
+	bySubject := map[string]*Subject{}
+	for _, ev := range evs {
+		if refused(ev) {
+			a.Refusals = append(a.Refusals, ev)
+		}
+		if ev.OnBehalf == "" || ev.OnBehalf == agent {
+			continue
+		}
+		s := bySubject[ev.OnBehalf]
+		if s == nil {
+			s = &Subject{Subject: ev.OnBehalf}
+			bySubject[ev.OnBehalf] = s
+		}
+		switch {
+		case refused(ev):
+			s.Refused++
+		case ev.Action == audit.ActionRequest:
+			s.Requests++
+		case issued(ev) && ev.ClientID == agent:
+			s.Tokens++
+		}
+	}
+	for _, s := range bySubject {
+		a.For = append(a.For, *s)
+	}
+	slices.SortFunc(a.For, func(x, y Subject) int {
+		return cmp.Or(cmp.Compare(y.Tokens+y.Requests+y.Refused, x.Tokens+x.Requests+x.Refused), cmp.Compare(x.Subject, y.Subject))
+	})
+	return a, nil
+}
+
+// Approval is one record of an action on a resource with the authority
+// behind it.
+type Approval struct {
+	// Event is the record of the action: a verifier's request record, or
+	// the server's own record naming the resource.
+	Event store.Event `json:"event"`
+	// Authority is how the token it used came to be, oldest first: the
+	// record that issued each token from the person's own to the one used
+	// (empty when the action's token is not in the log).
+	Authority []store.Event `json:"authority"`
+}
+
+// WhoApproved answers "who approved this?": every record of an action on
+// resource (exact match) in w, oldest first, each with the records that
+// issued its token and the tokens it came from: the person, every agent
+// of the chain, the delegation and the authorization_details granted.
+func WhoApproved(ctx context.Context, src Source, resource string, w Window) ([]Approval, error) {
+	f := w.filter()
+	f.Resource = resource
+	evs, err := All(ctx, src, f)
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(evs)
+	out := make([]Approval, 0, len(evs))
+	for _, ev := range evs {
+		ap := Approval{Event: ev}
+		if ev.JTI != "" {
+			if ap.Authority, err = ancestry(ctx, src, ev.JTI); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, ap)
+	}
+	return out, nil
+}
+
+// ancestry returns the records that issued jti and each token before it,
+// oldest first.
+func ancestry(ctx context.Context, src Source, jti string) ([]store.Event, error) {
+	var out []store.Event
+	seen := map[string]bool{}
+	for tok := jti; tok != "" && !seen[tok] && len(seen) < maxLineage; {
+		seen[tok] = true
+		evs, err := All(ctx, src, store.EventFilter{JTI: tok})
+		if err != nil {
+			return nil, err
+		}
+		next := ""
+		for _, ev := range evs {
+			if ev.JTI == tok && issued(ev) {
+				out = append(out, ev)
+				next = ev.ParentJTI
+				break
+			}
+		}
+		tok = next
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// AgentStats counts one agent's tokens and requests over a window. In
+// Agents' answer a row with an empty Version totals every version.
+type AgentStats struct {
+	Agent   string `json:"agent"`
+	Version string `json:"agent_version,omitempty"`
+	// Issued, Refused and Revoked count token requests granted, token
+	// requests refused, and tokens issued to it that were revoked.
+	Issued  int `json:"issued"`
+	Refused int `json:"refused"`
+	Revoked int `json:"revoked"`
+	// RefusalRate is Refused / (Issued + Refused), 0 without requests.
+	RefusalRate float64 `json:"refusal_rate"`
+	// APIGranted and APIRefused count the requests verifiers reported it
+	// made (as the current actor), let through or refused.
+	APIGranted int `json:"api_granted"`
+	APIRefused int `json:"api_refused"`
+}
+
+// Agents answers "which agents misbehave?": per agent, and per version an
+// agent declared, the tokens it was issued, refused and had revoked in w,
+// its token refusal rate, and its requests that APIs let through or
+// refused; highest refusal rate first.
+func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
+	evs, err := All(ctx, src, w.filter())
+	if err != nil {
+		return nil, err
+	}
+	type key struct{ agent, version string }
+	rows := map[key]*AgentStats{}
+	count := func(agent, version string, fn func(*AgentStats)) {
+		keys := []key{{agent, ""}}
+		if version != "" {
+			keys = append(keys, key{agent, version})
+		}
+		for _, k := range keys {
+			r := rows[k]
+			if r == nil {
+				r = &AgentStats{Agent: k.agent, Version: k.version}
+				rows[k] = r
+			}
+			fn(r)
+		}
+	}
+	// issuedTo maps a jti to the agent and version it was issued to.
+	issuedTo := map[string]key{}
+	for _, ev := range evs {
+		if issued(ev) && ev.JTI != "" {
+			issuedTo[ev.JTI] = key{ev.ClientID, ev.AgentVersion}
+		}
+	}
+	for _, ev := range evs {
+		switch {
+		case ev.ClientID == exchange.SignInClientID:
+			// A person's own token: no agent asked for it.
+		case issued(ev) && ev.ClientID != "":
+			count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Issued++ })
+		case tokenRefusal(ev) && ev.ClientID != "":
+			count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Refused++ })
+		case ev.Action == audit.ActionTokenRevoked && ev.Result != audit.ResultRefused && ev.JTI != "":
+			k, ok := issuedTo[ev.JTI]
+			if !ok {
+				// Issued before the window: find who it was issued to.
+				anc, err := ancestry(ctx, src, ev.JTI)
+				if err != nil {
+					return nil, err
+				}
+				if len(anc) > 0 {
+					k, ok = key{anc[len(anc)-1].ClientID, anc[len(anc)-1].AgentVersion}, true
+				}
+			}
+			if ok && k.agent != "" {
+				count(k.agent, k.version, func(r *AgentStats) { r.Revoked++ })
+			}
+		case ev.Action == audit.ActionRequest && ev.Performer != "":
+			if refused(ev) {
+				count(ev.Performer, "", func(r *AgentStats) { r.APIRefused++ })
+			} else {
+				count(ev.Performer, "", func(r *AgentStats) { r.APIGranted++ })
+			}
+		}
+	}
+	out := make([]AgentStats, 0, len(rows))
+	for _, r := range rows {
+		if n := r.Issued + r.Refused; n > 0 {
+			r.RefusalRate = float64(r.Refused) / float64(n)
+		}
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b AgentStats) int {
+		return cmp.Or(cmp.Compare(b.RefusalRate, a.RefusalRate), cmp.Compare(a.Agent, b.Agent), cmp.Compare(a.Version, b.Version))
+	})
+	return out, nil
+}
+
+// issued says whether ev records a token being issued.
+func issued(ev store.Event) bool {
+	return (ev.Action == audit.ActionTokenIssue || ev.Action == audit.ActionTokenExchange) && ev.Result == audit.ResultGranted
+}
+
+// tokenRefusal says whether ev records a token request refused, at the
+// grant or at client authentication.
+func tokenRefusal(ev store.Event) bool {
+	return ev.Action == audit.ActionTokenRefused || ev.Action == audit.ActionClientAuth && ev.Result == audit.ResultRefused
+}
+
+// refused says whether ev records a refusal or a failure.
+func refused(ev store.Event) bool {
+	return ev.Result == audit.ResultRefused || ev.Result == audit.ResultFailed
+}
