@@ -62,6 +62,12 @@ type Config struct {
 	RefreshBefore time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Version, if set, is sent as agent_version with every token request,
+	// so that the server's audit log can compare refusals across versions
+	// of the agent (e.g. "1.4.2" or "2026.03.1+g3f2a9c"). At most 64
+	// characters of A-Z a-z 0-9 . _ + -; New refuses anything else. It is
+	// the agent's own claim and grants nothing. Default: none is sent.
+	Version string
 }
 
 // Request is one token exchange: the person's token and what the agent
@@ -133,6 +139,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("agent: give exactly one of ClientSecret and Key")
 	case cfg.Key != nil && (cfg.KeyID == "" || cfg.Algorithm == ""):
 		return nil, errors.New("agent: Key needs KeyID and Algorithm")
+	case !validVersion(cfg.Version):
+		return nil, errors.New("agent: Version must be at most 64 characters of A-Z a-z 0-9 . _ + -")
 	}
 	if cfg.Audience == "" {
 		cfg.Audience = u.Scheme + "://" + u.Host
@@ -147,6 +155,22 @@ func New(cfg Config) (*Client, error) {
 		cfg.Now = time.Now
 	}
 	return &Client{cfg: cfg, cache: make(map[string]*entry)}, nil
+}
+
+// validVersion reports whether v is an agent_version the server accepts
+// (or empty).
+func validVersion(v string) bool {
+	if len(v) > 64 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '.' || c == '_' || c == '+' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Exchange returns a token for req, from the cache while it has more than
@@ -270,6 +294,9 @@ func cacheKey(form url.Values) string {
 
 func (c *Client) request(ctx context.Context, form url.Values) (*Token, error) {
 	form.Set("client_id", c.cfg.ClientID)
+	if c.cfg.Version != "" {
+		form.Set("agent_version", c.cfg.Version)
+	}
 	if c.cfg.Key != nil {
 		assertion, err := c.assertion()
 		if err != nil {

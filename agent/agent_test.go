@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/mandate-dev/mandate/agent"
 	"github.com/mandate-dev/mandate/internal/cli"
@@ -261,13 +263,85 @@ func TestTransportToVerifiedAPI(t *testing.T) {
 
 func TestNewRefusesBadConfig(t *testing.T) {
 	for name, cfg := range map[string]agent.Config{
-		"fail/no-url":         {ClientID: "a", ClientSecret: "s"},
-		"fail/no-client":      {TokenURL: "https://m/token", ClientSecret: "s"},
-		"fail/no-credential":  {TokenURL: "https://m/token", ClientID: "a"},
-		"fail/key-without-id": {TokenURL: "https://m/token", ClientID: "a", Key: ed25519.NewKeyFromSeed(make([]byte, 32))},
+		"fail/no-url":           {ClientID: "a", ClientSecret: "s"},
+		"fail/no-client":        {TokenURL: "https://m/token", ClientSecret: "s"},
+		"fail/no-credential":    {TokenURL: "https://m/token", ClientID: "a"},
+		"fail/key-without-id":   {TokenURL: "https://m/token", ClientID: "a", Key: ed25519.NewKeyFromSeed(make([]byte, 32))},
+		"fail/version-charset":  {TokenURL: "https://m/token", ClientID: "a", ClientSecret: "s", Version: "1.0 beta"},
+		"fail/version-too-long": {TokenURL: "https://m/token", ClientID: "a", ClientSecret: "s", Version: strings.Repeat("1", 65)},
 	} {
 		if _, err := agent.New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestVersionSent: Config.Version goes out as agent_version with both
+// grants, and nothing is sent without it.
+func TestVersionSent(t *testing.T) {
+	var mu sync.Mutex
+	var got []url.Values
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		got = append(got, r.PostForm)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"t","token_type":"Bearer","expires_in":300,"scope":"s"}`)
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name    string
+		version string
+		call    func(c *agent.Client) error
+		want    []string // the agent_version values sent
+	}{
+		{
+			name: "ok/exchange-with-version", version: "1.4.2+g3f2a9c",
+			call: func(c *agent.Client) error {
+				_, err := c.Exchange(context.Background(), agent.Request{SubjectToken: "s", Audience: "https://deploy.example"})
+				return err
+			},
+			want: []string{"1.4.2+g3f2a9c"},
+		},
+		{
+			name: "ok/client-credentials-with-version", version: "2026.03_rc-1",
+			call: func(c *agent.Client) error {
+				_, err := c.ClientCredentials(context.Background(), "", nil)
+				return err
+			},
+			want: []string{"2026.03_rc-1"},
+		},
+		{
+			name: "ok/no-version",
+			call: func(c *agent.Client) error {
+				_, err := c.Exchange(context.Background(), agent.Request{SubjectToken: "s", Audience: "https://deploy.example"})
+				return err
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			got = nil
+			mu.Unlock()
+			c, err := agent.New(agent.Config{TokenURL: srv.URL + "/token", ClientID: "agent:infrabot", ClientSecret: "x", Version: tc.version})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.call(c); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != 1 {
+				t.Fatalf("%d requests, want 1", len(got))
+			}
+			if diff := cmp.Diff(tc.want, got[0]["agent_version"]); diff != "" {
+				t.Errorf("agent_version (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -68,6 +68,7 @@ type Recorder struct {
 	maxBatch  int
 	timeout   time.Duration
 	onResult  func(n int, err error)
+	observe   func(Commit)
 
 	reqs      chan *pending
 	done      chan struct{}
@@ -85,8 +86,26 @@ type Config struct {
 	// Now stamps events that have no time; default time.Now.
 	Now func() time.Time
 	// OnCommit, if set, is called after every commit attempt with the
-	// number of requests it carried and its error (for metrics).
+	// number of events it carried and its error (for metrics).
 	OnCommit func(n int, err error)
+	// OnCommitted, if set, is called after every commit attempt, after
+	// OnCommit, with what the attempt wrote and how long it took (for
+	// metrics). Both run on the Recorder's one committing goroutine, so
+	// they are never called concurrently, and must return quickly: every
+	// waiting request waits for them too.
+	OnCommitted func(Commit)
+}
+
+// Commit describes one commit attempt of a Recorder.
+type Commit struct {
+	// Events and Tokens are the numbers of audit events and issued tokens
+	// the attempt carried; on success they are durable.
+	Events int
+	Tokens int
+	// Duration is how long the store took to commit or fail.
+	Duration time.Duration
+	// Err is the store's error; nil when the batch is durable.
+	Err error
 }
 
 type pending struct {
@@ -103,6 +122,7 @@ func NewRecorder(c Committer, cfg Config) *Recorder {
 		maxBatch:  cfg.MaxBatch,
 		timeout:   cfg.Timeout,
 		onResult:  cfg.OnCommit,
+		observe:   cfg.OnCommitted,
 		reqs:      make(chan *pending, 1024),
 		done:      make(chan struct{}),
 	}
@@ -218,9 +238,14 @@ func (r *Recorder) commit(batch []*pending) {
 func (r *Recorder) write(b store.Batch) error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
+	start := time.Now()
 	err := r.committer.Commit(ctx, b)
+	took := time.Since(start)
 	if r.onResult != nil {
 		r.onResult(len(b.Events), err)
+	}
+	if r.observe != nil {
+		r.observe(Commit{Events: len(b.Events), Tokens: len(b.Tokens), Duration: took, Err: err})
 	}
 	if err != nil {
 		return fmt.Errorf("audit: commit: %w", err)

@@ -120,7 +120,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		if err != nil {
 			auditFailures.Inc()
 		}
-	}})
+	}, OnCommitted: server.AuditMetrics(reg)})
 	hub, err := feed.New(feed.Config{Source: cached, MaxTTL: cfg.Tokens.MaxTTL.Std(), Slack: 2 * time.Minute, Now: now, Logger: logger})
 	if err != nil {
 		recorder.Close()

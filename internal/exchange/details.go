@@ -130,6 +130,20 @@ func subset(v, l any) bool {
 	return true
 }
 
+// DetailsJSON is ds as a compact JSON array for an audit record, nil for
+// none. ParseDetails output always encodes (numbers keep their text); a
+// value that cannot is recorded as nil rather than failing the request.
+func DetailsJSON(ds []Detail) json.RawMessage {
+	if len(ds) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(ds)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
 // detailsFromJSON decodes stored or claimed details; nil for none.
 func detailsFromJSON(raw json.RawMessage) ([]Detail, error) {
 	if len(raw) == 0 || string(raw) == "null" {

@@ -37,7 +37,11 @@ type Request struct {
 	Context map[string]any
 	// AuthorizationDetails are the RFC 9396 details requested (ParseDetails).
 	AuthorizationDetails []Detail
-	RequestID            string
+	// AgentVersion is the version the client declared (agent_version),
+	// already validated; it is recorded in every audit event of the
+	// request and decides nothing.
+	AgentVersion string
+	RequestID    string
 	// Generation is Grant.CurrentGeneration read before the client was
 	// authenticated, so that the client record too is at least as new as
 	// the gen minted; zero means "read it now".
@@ -55,6 +59,9 @@ type Result struct {
 	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
 	// JTI identifies the issued token; it is not part of the response.
 	JTI string `json:"-"`
+	// Chain is the issued token's actors, current first (its act claim);
+	// empty for a token without act. It is not part of the response.
+	Chain actor.Chain `json:"-"`
 }
 
 // Directory reads who may do what; a cached store satisfies it.
@@ -591,6 +598,8 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 	}
 	ev := st.event(action, audit.ResultGranted)
 	ev.JTI = jti
+	// What was granted, not what was asked: the record matches the token.
+	ev.AuthorizationDetails = claims.AuthorizationDetails
 	if err := g.Audit.Record(ctx, ev, rec); err != nil {
 		// Nothing was committed: the token is never returned.
 		return nil, oauth.Unavailable("audit_unavailable", err)
@@ -602,6 +611,7 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 		ExpiresIn:       int64(st.expiry.Sub(now).Round(time.Second) / time.Second),
 		Scope:           claims.Scope,
 		JTI:             jti,
+		Chain:           st.chain,
 
 		AuthorizationDetails: claims.AuthorizationDetails,
 	}, nil
@@ -628,6 +638,8 @@ func (st *state) event(action, result string) store.Event {
 		Scopes:    st.scopes,
 		Requested: st.req.Scopes,
 		Audience:  st.audience,
+
+		AgentVersion: st.req.AgentVersion,
 	}
 	if ev.Audience == "" && len(st.req.Audiences)+len(st.req.Resources) > 0 {
 		ev.Audience = strings.Join(append(slices.Clip(st.req.Audiences), st.req.Resources...), " ")
@@ -658,6 +670,7 @@ func (g *Grant) refuse(ctx context.Context, action string, st *state, err error)
 	ev.Resource = action
 	ev.Reason = e.Reason
 	ev.Detail = e.Description
+	ev.AuthorizationDetails = DetailsJSON(st.req.AuthorizationDetails)
 	if rerr := g.Audit.Record(ctx, ev); rerr != nil {
 		return oauth.Unavailable("audit_unavailable", errors.Join(err, rerr))
 	}

@@ -89,7 +89,8 @@ func safeName(k string) string {
 	switch k {
 	case "grant_type", "scope", "subject_token", "subject_token_type", "actor_token",
 		"actor_token_type", "requested_token_type", "client_id", "client_secret",
-		"client_assertion", "client_assertion_type", "context", "token", "token_type_hint", "authorization_details":
+		"client_assertion", "client_assertion_type", "context", "token", "token_type_hint", "authorization_details",
+		"agent_version":
 		return k
 	}
 	return "(unrecognized)"

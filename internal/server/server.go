@@ -89,6 +89,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.RequestTimeout = 1800 * time.Millisecond
 	}
 	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{})}
+	s.cfg.Store = revocationCounter{Store: cfg.Store, revoked: s.metrics.revoked}
 	feedMetrics(cfg.Registry, func() (int64, float64) {
 		seq, since := cfg.Feed.Progress()
 		return seq, since.Seconds()

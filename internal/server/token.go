@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/clientauth"
@@ -16,45 +17,73 @@ import (
 )
 
 // token is the token endpoint (RFC 6749 §3.2): client authentication, then
-// the grant.
+// the grant. Every outcome is counted (metrics.observeToken).
 func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
+	out := s.grantToken(w, r)
+	s.metrics.observeToken(out, time.Since(start))
+	if out.err != nil {
+		return out.err
+	}
+	oauth.WriteJSON(w, http.StatusOK, out.res)
+	return nil
+}
+
+// tokenOutcome is what one token request came to, for the metrics.
+type tokenOutcome struct {
+	// client is the authenticated client's id; empty until it has
+	// authenticated.
+	client string
+	// grant is the grant_type as sent; empty before the form was read.
+	grant string
+	res   *exchange.Result
+	err   error
+}
+
+// grantToken reads the form, authenticates the client and runs the grant.
+func (s *Server) grantToken(w http.ResponseWriter, r *http.Request) tokenOutcome {
 	form, err := ParseForm(w, r)
 	if err != nil {
-		return err
+		return tokenOutcome{err: err}
 	}
+	out := tokenOutcome{grant: form.Get("grant_type")}
 	gen := s.cfg.Grant.CurrentGeneration()
-	client, err := s.authenticate(r, form)
+	// A well-formed agent_version goes into the client.auth record too: a
+	// version whose credentials fail is worth seeing. A malformed one is
+	// refused after authentication, like every other parameter.
+	version, _ := parseAgentVersion(form) // "" when malformed
+	client, err := s.authenticateVersion(r, form, version)
 	if err != nil {
-		return err
+		out.err = err
+		return out
 	}
+	out.client = client.ID
 	req, err := tokenRequest(form, client, requestID(r.Context()))
 	req.Generation = gen
-	var res *exchange.Result
-	grant := form.Get("grant_type")
 	switch {
 	case err != nil:
 		// A malformed parameter is still a refusal worth a record.
-		err = s.recordRefusal(r.Context(), client.ID, grant, req.RequestID, err)
-	case grant == oauth.GrantTokenExchange:
-		res, err = s.cfg.Grant.Exchange(r.Context(), req)
-	case grant == oauth.GrantClientCredentials:
-		res, err = s.cfg.Grant.ClientCredentials(r.Context(), req)
+		out.err = s.recordRefusal(r.Context(), out.grant, req, err)
+	case out.grant == oauth.GrantTokenExchange:
+		out.res, out.err = s.cfg.Grant.Exchange(r.Context(), req)
+	case out.grant == oauth.GrantClientCredentials:
+		out.res, out.err = s.cfg.Grant.ClientCredentials(r.Context(), req)
 	default:
-		err = s.recordRefusal(r.Context(), client.ID, grant, req.RequestID,
+		out.err = s.recordRefusal(r.Context(), out.grant, req,
 			oauth.New(oauth.ErrUnsupportedGrantType, "grant_type_unsupported", "grant_type is missing or not supported", nil))
 	}
-	if err != nil {
-		s.metrics.refused.WithLabelValues(oauth.As(err).Reason).Inc()
-		return err
-	}
-	s.metrics.issued.WithLabelValues(client.ID, grant).Inc()
-	oauth.WriteJSON(w, http.StatusOK, res)
-	return nil
+	return out
 }
 
 // authenticate runs client authentication (RFC 6749 §2.3) and audits a
 // failure. A failure that cannot be audited is answered with 503.
 func (s *Server) authenticate(r *http.Request, form url.Values) (store.Agent, error) {
+	return s.authenticateVersion(r, form, "")
+}
+
+// authenticateVersion is authenticate for the token endpoint: a failure's
+// record also carries the agent_version the request declared.
+func (s *Server) authenticateVersion(r *http.Request, form url.Values, agentVersion string) (store.Agent, error) {
 	creds, err := clientauth.Extract(r, form)
 	if err == nil {
 		var agent store.Agent
@@ -74,6 +103,8 @@ func (s *Server) authenticate(r *http.Request, form url.Values) (store.Agent, er
 		Detail:    e.Description,
 		RequestID: requestID(r.Context()),
 		Resource:  r.URL.Path,
+
+		AgentVersion: agentVersion,
 	}
 	if creds.ClientID != "" && len(creds.ClientID) <= 256 {
 		ev.ClientID = creds.ClientID
@@ -84,17 +115,21 @@ func (s *Server) authenticate(r *http.Request, form url.Values) (store.Agent, er
 	return store.Agent{}, e
 }
 
-// recordRefusal audits a refusal decided before a grant ran.
-func (s *Server) recordRefusal(ctx context.Context, clientID, grant, reqID string, err error) error {
+// recordRefusal audits a refusal decided before a grant ran, with what of
+// req was parsed before it.
+func (s *Server) recordRefusal(ctx context.Context, grant string, req exchange.Request, err error) error {
 	e := oauth.As(err)
 	ev := audit.Event{
 		Action:    audit.ActionTokenRefused,
 		Result:    audit.ResultRefused,
 		Reason:    e.Reason,
 		Detail:    e.Description,
-		RequestID: reqID,
-		Performer: clientID,
-		ClientID:  clientID,
+		RequestID: req.RequestID,
+		Performer: req.Client.ID,
+		ClientID:  req.Client.ID,
+
+		AgentVersion:         req.AgentVersion,
+		AuthorizationDetails: exchange.DetailsJSON(req.AuthorizationDetails),
 	}
 	// The same Resource as a refusal the grant itself records
 	// (exchange.Grant.refuse): the action that was refused.
@@ -124,6 +159,12 @@ func tokenRequest(form url.Values, client store.Agent, reqID string) (exchange.R
 		Resources:          form["resource"],
 		RequestID:          reqID,
 	}
+	// First, so that the refusals of the checks below carry the version.
+	version, err := parseAgentVersion(form)
+	if err != nil {
+		return req, err
+	}
+	req.AgentVersion = version
 	if len(req.SubjectToken) > maxTokenBytes || len(req.ActorToken) > maxTokenBytes {
 		return req, oauth.InvalidRequest("token_too_large", "a presented token is too large", nil)
 	}
@@ -152,6 +193,27 @@ func tokenRequest(form url.Values, client store.Agent, reqID string) (exchange.R
 		req.Context = ctx
 	}
 	return req, nil
+}
+
+// maxAgentVersion is the longest agent_version accepted, in bytes.
+const maxAgentVersion = 64
+
+// parseAgentVersion reads the optional agent_version parameter: at most 64
+// bytes of A-Z a-z 0-9 . _ + - (a semantic version, a build tag, a commit).
+// It names the agent build in the audit log; it is the client's say-so and
+// grants nothing.
+func parseAgentVersion(form url.Values) (string, error) {
+	v := form.Get("agent_version")
+	ok := len(v) <= maxAgentVersion
+	for i := 0; ok && i < len(v); i++ {
+		c := v[i]
+		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '.' || c == '_' || c == '+' || c == '-'
+	}
+	if !ok {
+		return "", oauth.InvalidRequest("agent_version_invalid", "agent_version must be at most 64 characters of A-Z a-z 0-9 . _ + -", nil)
+	}
+	return v, nil
 }
 
 // ParseContext decodes the context parameter: one JSON object of at most

@@ -159,11 +159,38 @@ func prepareFile(path string) error {
 // init checks durability, then migrates.
 func (s *Store) init(ctx context.Context) error {
 	for _, db := range []*sql.DB{s.w, s.r} {
-		if err := checkDurable(ctx, db); err != nil {
+		if err := retryBusy(ctx, func() error { return checkDurable(ctx, db) }); err != nil {
 			return err
 		}
 	}
 	return s.migrate(ctx)
+}
+
+// openBusyFor bounds how long Open retries a new connection that SQLite
+// answers SQLITE_BUSY without waiting on busy_timeout: while another
+// process or store turns a new file to WAL or recovers its WAL, the first
+// statement of a connection (which applies the DSN's pragmas) can fail at
+// once.
+const openBusyFor = 5 * time.Second
+
+// retryBusy runs fn until it returns anything but SQLITE_BUSY, for at most
+// openBusyFor.
+func retryBusy(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(openBusyFor)
+	wait := 5 * time.Millisecond
+	for {
+		err := fn()
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
 
 // checkDurable asserts that a commit is fsynced before it returns (THREATS
