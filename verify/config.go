@@ -103,6 +103,12 @@ type Config struct {
 	// chain, scopes, context, action, resource, result, reason, jti). Nil
 	// means no records. The token itself is never logged.
 	Logger *slog.Logger
+	// Records, when set, receives the same record of every request as a
+	// Record (with an id, the time, the audience, the X-Request-Id and the
+	// attributes), after the handler returns: set it to the *Forwarder
+	// NewForwarder returns to send the records to the issuer. Its Record
+	// method runs on the request path and must not block. Nil means none.
+	Records RecordSink
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Resource describes this resource server in its RFC 9728 metadata.

@@ -34,6 +34,28 @@
 // FeedConfig.MaxStaleness (30 s), every token is refused with
 // ErrRevocationUnavailable and ErrRevocationStale, and the middleware
 // answers 503 with Retry-After; it recovers by itself. Feed.WriteMetrics
-// reports its staleness for monitoring. The package imports nothing from
-// Mandate's internal packages.
+// reports its staleness for monitoring.
+//
+// # Forwarding records to the issuer
+//
+// The records can also go to the issuer, which keeps them in its audit log
+// beside the tokens it issued: handlers add facts with Attribute (at most
+// 16 per request), and a Forwarder, set as Config.Records, sends the
+// records in batches to the issuer's ingest endpoint:
+//
+//	fw, err := verify.NewForwarder(ctx, verify.ForwarderConfig{URL: "https://mandate.example/audit/ingest", ClientID: "deploy-api", ClientSecret: secret, Dir: "/var/lib/deploy-api/records"})
+//	v, err := verify.New(ctx, verify.Config{..., Records: fw})
+//	defer fw.Close(shutdownCtx) // sends what is queued, or keeps it in Dir
+//
+// Forwarding never holds a request: Forwarder.Record queues the record,
+// and drops and counts it when MaxQueued records already wait. While the
+// issuer cannot be reached or answers 5xx or 429, batches wait in Dir
+// (synced files, at most MaxDiskBytes) and are sent oldest first, with
+// back-off, when it answers again, by this process or the next one on the
+// same Dir. A batch may be sent twice; the issuer keeps one copy of each
+// record id. Records the issuer refuses (a 4xx such as 401 for bad
+// credentials) are logged and dropped. Forwarder.Stats and WriteMetrics
+// report what was sent, queued, buffered, dropped and rejected.
+//
+// The package imports nothing from Mandate's internal packages.
 package verify

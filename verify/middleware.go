@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/mandate-dev/mandate/jwt"
 	"github.com/mandate-dev/mandate/oauth"
@@ -26,7 +28,13 @@ const (
 type requestState struct {
 	v         *Verifier
 	principal *Principal
-	record    auditRecord
+	// mu guards record and done: SetAction, Refused and Attribute may be
+	// called from goroutines the handler starts.
+	mu     sync.Mutex
+	record auditRecord
+	// done is set when the record is taken, after the handler returns;
+	// later changes are ignored, as the record may be in a sink's hands.
+	done bool
 }
 
 type stateKey struct{}
@@ -34,6 +42,16 @@ type stateKey struct{}
 // auditRecord is the one record logged per request.
 type auditRecord struct {
 	action, resource, result, reason string
+	attrs                            map[string]string // Attribute
+}
+
+// set records the result and reason unless the record was taken.
+func (st *requestState) set(result, reason string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.done {
+		st.record.result, st.record.reason = result, reason
+	}
 }
 
 // FromContext returns the Principal that Middleware verified for this
@@ -49,20 +67,24 @@ func FromContext(ctx context.Context) (*Principal, bool) {
 // SetAction names the action and resource of the current request in its
 // audit record (default: the method and the URL path), for example
 // SetAction(ctx, "deploy:create", "service/api"). It does nothing outside
-// Middleware.
+// Middleware or after the handler has returned.
 func SetAction(ctx context.Context, action, resource string) {
 	if st, ok := ctx.Value(stateKey{}).(*requestState); ok {
-		st.record.action, st.record.resource = action, resource
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if !st.done {
+			st.record.action, st.record.resource = action, resource
+		}
 	}
 }
 
 // Refused records in the current request's audit record that the handler
 // itself refused the request, with a machine-readable reason such as
 // "limit_exceeded"; the handler still writes its own answer. It does nothing
-// outside Middleware.
+// outside Middleware or after the handler has returned.
 func Refused(ctx context.Context, reason string) {
 	if st, ok := ctx.Value(stateKey{}).(*requestState); ok {
-		st.record.result, st.record.reason = ResultRefused, reason
+		st.set(ResultRefused, reason)
 	}
 }
 
@@ -75,9 +97,14 @@ func Refused(ctx context.Context, reason string) {
 // or revocation state that cannot be known are answered 503 with
 // Retry-After, never 401 and never allowed. Bodies are JSON with
 // Cache-Control: no-store, and their text never repeats the request. One
-// audit record per request goes to Config.Logger after next returns.
+// audit record per request goes to Config.Logger and Config.Records after
+// next returns, refusals included.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var start time.Time
+		if v.cfg.Records != nil {
+			start = v.cfg.Now()
+		}
 		st := &requestState{v: v, record: auditRecord{action: r.Method, resource: r.URL.Path}}
 		raw, err := bearerToken(r)
 		if err == nil {
@@ -90,12 +117,12 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 				st.record.result = ResultFailed
 			}
 			v.writeRefusal(w, ref, "", errors.Is(err, ErrNoToken))
-			v.audit(r.Context(), st)
+			v.audit(r, st, start)
 			return
 		}
 		st.record.result = ResultGranted
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-		v.audit(r.Context(), st)
+		v.audit(r, st, start)
 	})
 }
 
@@ -171,19 +198,31 @@ func (v *Verifier) challenge(ref refusal, scope string, bare bool) string {
 	return b.String()
 }
 
-// audit logs the request's record at Info (granted) or Warn (refused or
-// failed). The token is never logged; the chain, scopes and context are
-// the verified ones.
-func (v *Verifier) audit(ctx context.Context, st *requestState) {
+// audit takes the request's record, logs it at Info (granted) or Warn
+// (refused or failed), and hands it to Config.Records. The token is never
+// logged; the chain, scopes and context are the verified ones.
+func (v *Verifier) audit(r *http.Request, st *requestState, start time.Time) {
+	st.mu.Lock()
+	st.done = true
+	rec := st.record
+	st.mu.Unlock()
+	v.log(r.Context(), st.principal, rec)
+	if v.cfg.Records != nil {
+		v.cfg.Records.Record(v.newRecord(r, st.principal, rec, start))
+	}
+}
+
+// log writes rec to Config.Logger.
+func (v *Verifier) log(ctx context.Context, p *Principal, rec auditRecord) {
 	if v.cfg.Logger == nil {
 		return
 	}
 	level := slog.LevelInfo
-	if st.record.result != ResultGranted {
+	if rec.result != ResultGranted {
 		level = slog.LevelWarn
 	}
-	attrs := make([]slog.Attr, 0, 10)
-	if p := st.principal; p != nil {
+	attrs := make([]slog.Attr, 0, 11)
+	if p != nil {
 		attrs = append(attrs,
 			slog.String("performed_by", p.PerformedBy()),
 			slog.String("on_behalf_of", p.OnBehalfOf()),
@@ -193,13 +232,16 @@ func (v *Verifier) audit(ctx context.Context, st *requestState) {
 		)
 	}
 	attrs = append(attrs,
-		slog.String("action", st.record.action),
-		slog.String("resource", st.record.resource),
-		slog.String("result", st.record.result),
-		slog.String("reason", st.record.reason),
+		slog.String("action", rec.action),
+		slog.String("resource", rec.resource),
+		slog.String("result", rec.result),
+		slog.String("reason", rec.reason),
 	)
-	if p := st.principal; p != nil {
+	if p != nil {
 		attrs = append(attrs, slog.String("jti", p.JTI))
+	}
+	if len(rec.attrs) > 0 {
+		attrs = append(attrs, slog.Any("attributes", rec.attrs))
 	}
 	v.cfg.Logger.LogAttrs(ctx, level, "verify", attrs...)
 }
@@ -240,7 +282,7 @@ func rule(check func(p *Principal) (ref refusal, scope string, refused bool)) Ru
 				next.ServeHTTP(w, r)
 				return
 			}
-			st.record.result, st.record.reason = ResultRefused, ref.reason
+			st.set(ResultRefused, ref.reason)
 			st.v.writeRefusal(w, ref, scope, false)
 		})
 	}

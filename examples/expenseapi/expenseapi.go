@@ -8,6 +8,7 @@ package expenseapi
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 
 	"github.com/mandate-dev/mandate/verify"
 )
@@ -31,6 +32,10 @@ func approve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_request", "error_description": "amount and currency are required"})
 		return
 	}
+	// The amount goes into the request's audit record, so that "who
+	// approved the $487.50 expense?" has an answer in the log.
+	verify.Attribute(r.Context(), "amount", strconv.FormatFloat(body.Amount, 'f', 2, 64))
+	verify.Attribute(r.Context(), "currency", body.Currency)
 	if err := p.CheckAmount("expense_approval", body.Amount, body.Currency); err != nil {
 		verify.Refused(r.Context(), "limit_exceeded")
 		writeJSON(w, http.StatusForbidden, map[string]any{

@@ -1,22 +1,22 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"text/tabwriter"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/spf13/cobra"
 
 	"github.com/mandate-dev/mandate/agent"
@@ -25,13 +25,16 @@ import (
 	"github.com/mandate-dev/mandate/examples/monitoringapi"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/forensics"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/server"
+	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/verify"
 )
 
 func newDemoCmd(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var record string
+	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Play the InfraBot and expense-agent stories against a real server and real APIs on loopback",
 		Long: `Play the two stories of the articles, step by step, against a real Mandate server
@@ -42,34 +45,39 @@ temporary data directory:
   a refused manual prod deploy, a three-hop chain and a refused fourth hop;
   Alice -> expense-agent-001: $487.50 approved, $1,250 refused (limit $1,000).
 
-It ends with the audit table: who acted, for whom, on what, with which result.`,
+The APIs forward their per-request records to the server (POST /audit/ingest),
+and the demo ends with the audit table: who acted, for whom, on what, with which
+result. With --record DIR the data directory is kept in DIR with a
+configuration file, DIR/mandate.yaml, so that the run can be questioned
+afterwards:
+
+  mandate audit agent agent:argocd --config DIR/mandate.yaml
+  mandate audit who-approved --resource expense/EXP-1042 --config DIR/mandate.yaml
+  mandate audit agents --config DIR/mandate.yaml`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), stdout) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), stdout, record) },
 	}
+	cmd.Flags().StringVar(&record, "record", "", "keep the run's data directory here (new or empty), with mandate.yaml to query it")
+	return cmd
 }
 
-// demoAPI is one example service on loopback, with the audit records its
-// verifier wrote.
+// demoReporter is the client the example APIs forward their records as.
+const (
+	demoReporter       = "rs:demo-apis"
+	demoReporterSecret = "demo-apis-reporter-secret"
+)
+
+// demoVersions are the versions the demo's agents declare (agent_version).
+var demoVersions = map[string]string{
+	"agent:infrabot": "2.1.0", "agent:argocd": "2.9.4", "agent:cleanup_agent": "0.3.1",
+	"agent:reaper": "0.1.0", "agent:expense-agent-001": "1.0.3",
+}
+
+// demoAPI is one example service on loopback, and the forwarder that
+// reports its records to the server.
 type demoAPI struct {
 	url string
-	log *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	fwd *verify.Forwarder
 }
 
 // listen binds a free loopback port.
@@ -96,6 +104,7 @@ func demoConfig(dir, issuer string) *config.Config {
 	cfg.Agents = append(cfg.Agents,
 		config.Agent{ID: "agent:expense-agent-001", Secret: "expense-demo-secret", Scopes: []string{"expense:approve", "expense:read"}},
 		config.Agent{ID: "agent:reaper", Secret: "reaper-demo-secret", Scopes: []string{"deploy:tag"}},
+		config.Agent{ID: demoReporter, Secret: demoReporterSecret, Scopes: []string{server.ScopeAuditReport}},
 	)
 	for i := range cfg.Agents {
 		if cfg.Agents[i].ID == "agent:cleanup_agent" {
@@ -109,12 +118,14 @@ func demoConfig(dir, issuer string) *config.Config {
 	return cfg
 }
 
-func runDemo(ctx context.Context, stdout io.Writer) error {
-	dir, err := os.MkdirTemp("", "mandate-demo-")
+func runDemo(ctx context.Context, stdout io.Writer, record string) error {
+	dir, err := demoDir(record)
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err
 	}
-	defer os.RemoveAll(dir)
+	if record == "" {
+		defer os.RemoveAll(dir)
+	}
 	ln, issuer, err := listen()
 	if err != nil {
 		return err
@@ -122,6 +133,11 @@ func runDemo(ctx context.Context, stdout io.Writer) error {
 	cfg := demoConfig(dir, issuer)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo configuration: %w", err)
+	}
+	if record != "" {
+		if err := writeDemoConfig(cfg); err != nil {
+			return err
+		}
 	}
 	app, err := Build(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -153,27 +169,109 @@ func runDemo(ctx context.Context, stdout io.Writer) error {
 	if err := d.expenses(ctx); err != nil {
 		return err
 	}
-	return d.auditTable(ctx)
+	// The APIs' records reach the server before the table is read.
+	for name, api := range apis {
+		if err := api.fwd.Close(ctx); err != nil {
+			return fmt.Errorf("demo: the %s API's records: %w", name, err)
+		}
+		if st := api.fwd.Stats(); st.Dropped+st.Rejected > 0 {
+			return fmt.Errorf("demo: the %s API lost records: %+v", name, st)
+		}
+	}
+	if err := d.auditTable(ctx); err != nil {
+		return err
+	}
+	if record != "" {
+		// A signed checkpoint of the whole run, for audit verify.
+		if err := d.checkpoint(ctx); err != nil {
+			return err
+		}
+		path := filepath.Join(dir, demoConfigFile)
+		fmt.Fprintf(stdout, "\nThe run is recorded in %s. Question it with:\n\n", dir)
+		for _, q := range []string{"agent agent:argocd", "who-approved --resource expense/EXP-1042", "agents", "query --actor agent:infrabot"} {
+			fmt.Fprintf(stdout, "  mandate audit %s --config %s\n", q, path)
+		}
+		fmt.Fprintf(stdout, "  mandate audit verify --config %s\n", path)
+	}
+	return nil
 }
 
-// startDemoAPI runs an example service whose audience is its own URL.
+// demoConfigFile is the configuration a recorded run leaves in its directory.
+const demoConfigFile = "mandate.yaml"
+
+// demoDir is the run's data directory: record, which must be new or empty,
+// or a temporary one.
+func demoDir(record string) (string, error) {
+	if record == "" {
+		dir, err := os.MkdirTemp("", "mandate-demo-")
+		if err != nil {
+			return "", fmt.Errorf("demo: %w", err)
+		}
+		return dir, nil
+	}
+	entries, err := os.ReadDir(record)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(record, 0o700); err != nil {
+			return "", fmt.Errorf("demo: --record: %w", err)
+		}
+	case err != nil:
+		return "", fmt.Errorf("demo: --record: %w", err)
+	case len(entries) > 0:
+		return "", usage("demo: --record " + record + " is not empty: give a new or empty directory")
+	}
+	return filepath.Abs(record)
+}
+
+// writeDemoConfig writes the configuration of the recorded run to its data
+// directory (mode 0600: it holds the demo's admin token): the issuer, the
+// data directory and the admin token. The cast is in the store already,
+// which is authoritative once written; the file is for `mandate audit ...
+// --config` and `mandate serve --config`.
+func writeDemoConfig(cfg *config.Config) error {
+	b, err := yaml.Marshal(map[string]any{
+		"issuer": cfg.Issuer, "listen": cfg.Listen, "data_dir": cfg.DataDir,
+		"admin": map[string]string{"token": cfg.Admin.Token},
+	})
+	if err != nil {
+		return fmt.Errorf("demo: write the configuration: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, demoConfigFile)
+	if _, err := config.Parse(b, path); err != nil {
+		return fmt.Errorf("demo: the recorded configuration does not load back: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("demo: write the configuration: %w", err)
+	}
+	return nil
+}
+
+// startDemoAPI runs an example service whose audience is its own URL, and
+// which forwards its records to the server as demoReporter.
 func startDemoAPI(ctx context.Context, issuer string, mk func(*verify.Verifier) http.Handler) (*demoAPI, func(), error) {
 	ln, url, err := listen()
 	if err != nil {
 		return nil, nil, err
 	}
-	api := &demoAPI{url: url, log: &syncBuffer{}}
-	v, err := verify.New(ctx, verify.Config{
-		Issuer: issuer, Audience: url, Algorithms: []string{"EdDSA", "ES256", "RS256"},
-		Logger: slog.New(slog.NewJSONHandler(api.log, nil)),
+	fwd, err := verify.NewForwarder(ctx, verify.ForwarderConfig{
+		URL: issuer + "/audit/ingest", ClientID: demoReporter, ClientSecret: demoReporterSecret,
+		FlushEvery: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		ln.Close()
 		return nil, nil, fmt.Errorf("demo API: %w", err)
 	}
+	v, err := verify.New(ctx, verify.Config{
+		Issuer: issuer, Audience: url, Algorithms: []string{"EdDSA", "ES256", "RS256"}, Records: fwd,
+	})
+	if err != nil {
+		ln.Close()
+		_ = fwd.Close(ctx)
+		return nil, nil, fmt.Errorf("demo API: %w", err)
+	}
 	srv := server.NewHTTPServer(ln.Addr().String(), mk(v))
 	go func() { _ = srv.Serve(ln) }()
-	return api, func() { _ = srv.Close() }, nil
+	return &demoAPI{url: url, fwd: fwd}, func() { _ = srv.Close(); _ = fwd.Close(ctx) }, nil
 }
 
 // demo plays the stories and prints each decision.
@@ -214,7 +312,7 @@ func (d *demo) signIn(ctx context.Context, user string) (string, error) {
 }
 
 func (d *demo) agent(id, secret string) (*agent.Client, error) {
-	return agent.New(agent.Config{TokenURL: d.issuer + "/token", ClientID: id, ClientSecret: secret})
+	return agent.New(agent.Config{TokenURL: d.issuer + "/token", ClientID: id, ClientSecret: secret, Version: demoVersions[id]})
 }
 
 // exchange runs one exchange and prints the decision; refused says whether
@@ -347,86 +445,37 @@ func (d *demo) expenses(ctx context.Context) error {
 	return d.call(ctx, http.MethodPost, exp+"/expenses/EXP-1043/approve", tok.AccessToken, `{"amount":1250,"currency":"USD"}`, http.StatusForbidden)
 }
 
-// auditRow is one line of the closing table.
-type auditRow struct {
-	time                                      time.Time
-	action, performedBy, onBehalfOf, resource string
-	result                                    string
-}
-
-// auditTable prints what the server and the APIs recorded, oldest first.
-func (d *demo) auditTable(ctx context.Context) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.issuer+"/audit?limit=200&since="+d.started.UTC().Format(time.RFC3339), nil)
+// checkpoint asks the server to sign a checkpoint of the log as it is.
+func (d *demo) checkpoint(ctx context.Context) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, d.issuer+"/audit/checkpoints", nil)
 	req.Header.Set("Authorization", "Bearer "+d.admin)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("demo: audit: %w", err)
+		return fmt.Errorf("demo: checkpoint: %w", err)
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Events []struct {
-			Time      time.Time `json:"time"`
-			Action    string    `json:"action"`
-			Result    string    `json:"result"`
-			Reason    string    `json:"reason"`
-			Performer string    `json:"performed_by"`
-			OnBehalf  string    `json:"on_behalf_of"`
-			Audience  string    `json:"audience"`
-			Resource  string    `json:"resource"`
-		} `json:"events"`
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("demo: checkpoint: %s", resp.Status)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return fmt.Errorf("demo: audit: %w", err)
-	}
-	var rows []auditRow
-	for _, e := range body.Events {
-		if e.Performer == "config" {
-			continue // the cast being created at start
-		}
-		res := e.Result
-		if e.Reason != "" && e.Result != "ok" {
-			res += " (" + e.Reason + ")"
-		}
-		target := e.Audience
-		if target == "" {
-			target = e.Resource
-		}
-		rows = append(rows, auditRow{e.Time, e.Action, e.Performer, e.OnBehalf, "mandate: " + target, res})
-	}
-	for _, name := range []string{"deploy", "monitoring", "expense"} {
-		rows = append(rows, apiRows(name, d.apis[name].log.String())...)
-	}
-	slices.SortStableFunc(rows, func(a, b auditRow) int { return a.time.Compare(b.time) })
-	fmt.Fprintf(d.out, "\nAudit: who acted, on whose behalf, on what, with which result\n\n")
-	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tACTION\tPERFORMED BY\tON BEHALF OF\tRESOURCE\tRESULT")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.time.Format("15:04:05.000"), r.action, r.performedBy, r.onBehalfOf, r.resource, r.result)
-	}
-	return tw.Flush()
+	return nil
 }
 
-// apiRows reads the verify package's per-request records (slog JSON).
-func apiRows(api, log string) []auditRow {
-	var rows []auditRow
-	for _, line := range strings.Split(log, "\n") {
-		var rec struct {
-			Time        time.Time `json:"time"`
-			Action      string    `json:"action"`
-			Resource    string    `json:"resource"`
-			Result      string    `json:"result"`
-			Reason      string    `json:"reason"`
-			PerformedBy string    `json:"performed_by"`
-			OnBehalfOf  string    `json:"on_behalf_of"`
+// auditTable prints what the server recorded since the demo began, its
+// own decisions and the requests the APIs forwarded, oldest first.
+func (d *demo) auditTable(ctx context.Context) error {
+	src := &forensics.Server{URL: d.issuer, AdminToken: d.admin}
+	var evs []store.Event
+	err := forensics.Each(ctx, src, store.EventFilter{Since: d.started}, func(ev store.Event) error {
+		if ev.Performer != "config" { // the cast being created at start
+			evs = append(evs, ev)
 		}
-		if json.Unmarshal([]byte(line), &rec) != nil || rec.Action == "" {
-			continue
-		}
-		res := rec.Result
-		if rec.Reason != "" {
-			res += " (" + rec.Reason + ")"
-		}
-		rows = append(rows, auditRow{rec.Time, rec.Action, rec.PerformedBy, rec.OnBehalfOf, api + " API: " + rec.Resource, res})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("demo: audit: %w", err)
 	}
-	return rows
+	// In the order things happened: the APIs' records arrive in batches.
+	slices.SortStableFunc(evs, func(a, b store.Event) int { return a.Time.Compare(b.Time) })
+	fmt.Fprintf(d.out, "\nAudit: who acted, on whose behalf, on what, with which result\n\n")
+	return printEvents(d.out, evs, false)
 }

@@ -32,11 +32,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
-	found := false
-	for _, line := range strings.Split(out, "\n") {
-		found = found || strings.Contains(line, "expense API: expense/EXP-1043") && strings.Contains(line, "refused (limit_exceeded)")
-	}
-	if !found {
+	if !hasLine(out, "expense:approve", "agent:expense-agent-001", "user:alice", "expense/EXP-1043", "refused (limit_exceeded)") {
 		t.Error("the audit table does not show the refused $1,250 approval")
 	}
 	if t.Failed() {

@@ -1,0 +1,220 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/forensics"
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// recordDemo runs `mandate demo --record` once and returns the recorded
+// configuration's path and what the demo printed.
+func recordDemo(t *testing.T) (cfgPath, out string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "run")
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"demo", "--record", dir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("demo exited %d: %s\n%s", code, stderr.String(), stdout.String())
+	}
+	return filepath.Join(dir, demoConfigFile), stdout.String()
+}
+
+// run runs a mandate command and returns its standard output.
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("mandate %s exited %d: %s", strings.Join(args, " "), code, stderr.String())
+	}
+	return stdout.String()
+}
+
+// jsonLines decodes JSON lines into values of T.
+func jsonLines[T any](t *testing.T, out string) []T {
+	t.Helper()
+	var l []T
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var v T
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("%v: %q", err, line)
+		}
+		l = append(l, v)
+	}
+	return l
+}
+
+// hasLine says whether a line of out holds every one of parts, in order.
+func hasLine(out string, parts ...string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		rest, ok := line, true
+		for _, p := range parts {
+			i := strings.Index(rest, p)
+			if i < 0 {
+				ok = false
+				break
+			}
+			rest = rest[i+len(p):]
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDemoForensics is issue 6's must-show 2: the forensics questions
+// answered from a recorded run of `mandate demo`, each from the command's
+// own output: what agent:argocd did and for whom, who approved the $487.50
+// expense, and each agent's refusal rate. The APIs' requests are in the
+// server's log because the demo's APIs forward them (verify.Forwarder to
+// POST /audit/ingest).
+func TestDemoForensics(t *testing.T) {
+	cfg, demoOut := recordDemo(t)
+	if !strings.Contains(demoOut, "EXP-1042/approve: 200") || !strings.Contains(demoOut, `"amount":487.5`) {
+		t.Fatalf("the demo did not approve the $487.50 expense as EXP-1042:\n%s", demoOut)
+	}
+
+	t.Run("what-argocd-did-and-for-whom", func(t *testing.T) {
+		table := run(t, "audit", "agent", "agent:argocd", "--config", cfg)
+		for _, want := range [][]string{
+			{"deploy:create", "agent:argocd", "user:sam", "service/checkout", "granted"},         // its deploy, reported by the deploy API
+			{"token.refused", "agent:reaper", "user:sam", "refused (delegation_depth_exceeded)"}, // a chain it was in, refused further down
+		} {
+			if !hasLine(table, want...) {
+				t.Errorf("no line of the table has %q:\n%s", want, table)
+			}
+		}
+		a := jsonLines[forensics.Activity](t, run(t, "audit", "agent", "agent:argocd", "--config", cfg, "--json"))[0]
+		if want := []forensics.Subject{{Subject: "user:sam", Tokens: 2, Requests: 1, Refused: 1}}; !slices.Equal(a.For, want) {
+			t.Errorf("for whom: %+v, want %+v", a.For, want)
+		}
+		deploys := 0
+		for _, ev := range a.Events {
+			if ev.Action == "request" && ev.Operation == "deploy:create" && ev.Resource == "service/checkout" &&
+				ev.OnBehalf == "user:sam" && slices.Equal(ev.Chain, []string{"agent:argocd", "agent:infrabot"}) && ev.ReportedBy == demoReporter {
+				deploys++
+			}
+		}
+		if deploys != 1 {
+			t.Errorf("%d deploy records by argocd for sam, want 1", deploys)
+		}
+	})
+
+	t.Run("who-approved-the-487.50-expense", func(t *testing.T) {
+		table := run(t, "audit", "who-approved", "--resource", "expense/EXP-1042", "--config", cfg)
+		for _, want := range []string{"expense:approve expense/EXP-1042: granted", "on behalf of  user:alice",
+			"performed by  agent:expense-agent-001", `"amount":"487.50"`, `"max_amount":1000`} {
+			if !strings.Contains(table, want) {
+				t.Errorf("the answer lacks %q:\n%s", want, table)
+			}
+		}
+		aps := jsonLines[forensics.Approval](t, run(t, "audit", "who-approved", "--resource", "expense/EXP-1042", "--config", cfg, "--json"))
+		if len(aps) != 1 {
+			t.Fatalf("%d approvals, want 1", len(aps))
+		}
+		ap := aps[0]
+		var attrs map[string]string
+		_ = json.Unmarshal(ap.Event.Attributes, &attrs)
+		if ap.Event.Result != "granted" || ap.Event.OnBehalf != "user:alice" || ap.Event.Performer != "agent:expense-agent-001" || attrs["amount"] != "487.50" {
+			t.Errorf("approval %+v", ap.Event)
+		}
+		if len(ap.Authority) != 2 || ap.Authority[0].OnBehalf != "user:alice" || ap.Authority[1].ClientID != "agent:expense-agent-001" ||
+			ap.Authority[1].DelegationID == "" || !strings.Contains(string(ap.Authority[1].AuthorizationDetails), `"max_amount":1000`) {
+			t.Errorf("authority %+v: want Alice's sign-in, then the exchange under her delegation with the $1,000 limit", ap.Authority)
+		}
+	})
+
+	t.Run("refusal-rates-per-agent", func(t *testing.T) {
+		table := run(t, "audit", "agents", "--config", cfg)
+		if !strings.Contains(table, "REFUSAL RATE") || !strings.Contains(table, "33.3%") {
+			t.Errorf("the table lacks InfraBot's 33.3%%:\n%s", table)
+		}
+		type key struct{ agent, version string }
+		got := map[key]forensics.AgentStats{}
+		for _, r := range jsonLines[forensics.AgentStats](t, run(t, "audit", "agents", "--config", cfg, "--json")) {
+			got[key{r.Agent, r.Version}] = r
+		}
+		for _, want := range []forensics.AgentStats{
+			{Agent: "agent:infrabot", Issued: 2, Refused: 1, RefusalRate: 1.0 / 3, APIGranted: 1},    // the chat-triggered prod deploy
+			{Agent: "agent:infrabot", Version: "2.1.0", Issued: 2, Refused: 1, RefusalRate: 1.0 / 3}, // as the version it declared
+			{Agent: "agent:reaper", Refused: 1, RefusalRate: 1},                                      // the fourth hop
+			{Agent: "agent:expense-agent-001", Issued: 1, APIGranted: 1, APIRefused: 1},              // $1,250 refused by the API
+			{Agent: "agent:argocd", Issued: 2, APIGranted: 1},                                        //
+			{Agent: "agent:cleanup_agent", Issued: 1},                                                //
+		} {
+			if g := got[key{want.Agent, want.Version}]; g != want {
+				t.Errorf("%s %s: got %+v, want %+v", want.Agent, want.Version, g, want)
+			}
+		}
+	})
+
+	t.Run("token-lineage", func(t *testing.T) {
+		hop := jsonLines[store.Event](t, run(t, "audit", "query", "--config", cfg, "--actor", "agent:argocd",
+			"--action", "token.exchange", "--audience", "agent:cleanup_agent", "--json"))
+		if len(hop) != 1 {
+			t.Fatalf("%d hops to cleanup_agent", len(hop))
+		}
+		var actions []string
+		for _, ev := range jsonLines[store.Event](t, run(t, "audit", "query", "--config", cfg, "--jti", hop[0].JTI, "--lineage", "--json")) {
+			actions = append(actions, ev.ClientID+" "+ev.Action)
+		}
+		want := []string{"mandate token.issue", "agent:infrabot token.exchange", "agent:argocd token.exchange",
+			"agent:cleanup_agent token.exchange", "agent:reaper token.refused"}
+		if !slices.Equal(actions, want) {
+			t.Errorf("lineage %q, want %q", actions, want)
+		}
+	})
+
+	t.Run("log-verifies", func(t *testing.T) {
+		if out := run(t, "audit", "verify", "--config", cfg); !strings.Contains(out, "audit log OK") {
+			t.Errorf("verify: %s", out)
+		}
+	})
+
+	// Issue 6's must-show 4 on the recorded run: the demo's secrets (its
+	// agents' and the APIs' reporter secret) and its admin token appear
+	// nowhere in the database, the witness file or the export.
+	t.Run("no-secrets-in-the-record", func(t *testing.T) {
+		c, err := config.Load(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets := []string{c.Admin.Token, demoReporterSecret}
+		for _, a := range demoConfig(t.TempDir(), "http://127.0.0.1:1").Agents {
+			if a.Secret != "" {
+				secrets = append(secrets, a.Secret)
+			}
+		}
+		export := run(t, "audit", "export", "--config", cfg)
+		blobs := map[string][]byte{"export": []byte(export)}
+		entries, _ := os.ReadDir(c.DataDir)
+		for _, e := range entries {
+			if e.Name() == demoConfigFile || e.IsDir() {
+				continue // the configuration holds the admin token by design
+			}
+			b, err := os.ReadFile(filepath.Join(c.DataDir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobs[e.Name()] = b
+		}
+		if len(blobs) < 3 {
+			t.Fatalf("only %d files to scan", len(blobs))
+		}
+		for name, b := range blobs {
+			for _, s := range secrets {
+				if bytes.Contains(b, []byte(s)) {
+					t.Errorf("%s holds the secret %.6s…", name, s)
+				}
+			}
+		}
+	})
+}
