@@ -51,7 +51,8 @@ var rsSecrets = map[string]string{
 // writeFeedConfig writes the cast of the feed tests: Sam; InfraBot, which
 // may hand on to ArgoCD, which may hand on to CleanupAgent (Sam → InfraBot
 // → ArgoCD → CleanupAgent, three hops); Watcher with a delegation of its
-// own; and the two example APIs registered as clients without scopes.
+// own; and the two example APIs registered as clients whose only scope,
+// audit:report, lets them forward their records (POST /audit/ingest).
 func writeFeedConfig(t *testing.T, dir string, port int, b backend) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`issuer: http://127.0.0.1:%[1]d
@@ -79,8 +80,10 @@ agents:
     scopes: [monitoring:read]
   - id: %[9]s
     secret: %[10]s
+    scopes: [audit:report]
   - id: %[11]s
     secret: %[12]s
+    scopes: [audit:report]
 delegations:
   - subject: user:sam
     actor: agent:infrabot
