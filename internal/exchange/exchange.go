@@ -668,6 +668,11 @@ func (g *Grant) refuse(ctx context.Context, action string, st *state, err error)
 	e := oauth.As(err)
 	ev := st.event(audit.ActionTokenRefused, audit.ResultRefused)
 	ev.Resource = action
+	if action == audit.ActionTokenExchange && st.subject == nil {
+		// The subject token was not established: nobody is known to be
+		// acted for (the client is not its own subject here).
+		ev.OnBehalf = ""
+	}
 	ev.Reason = e.Reason
 	ev.Detail = e.Description
 	ev.AuthorizationDetails = DetailsJSON(st.req.AuthorizationDetails)

@@ -210,10 +210,11 @@ func completenessCases() []completenessCase {
 			},
 			wantStatus: 400,
 			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
-				// No subject was established: the record names the client.
+				// No subject was established: the record names nobody as
+				// acted for (not the client, which is not its subject).
 				return store.Event{
 					Action: audit.ActionTokenRefused, Result: audit.ResultRefused, Reason: "subject_token_invalid", Resource: exchangeAction,
-					Performer: "agent:infrabot", ClientID: "agent:infrabot", OnBehalf: "agent:infrabot", Audience: deployAPI,
+					Performer: "agent:infrabot", ClientID: "agent:infrabot", Audience: deployAPI,
 				}
 			},
 		},
