@@ -33,7 +33,7 @@ type auditFlags struct {
 }
 
 func newAuditCmd(stdout io.Writer) *cobra.Command {
-	cmd := &cobra.Command{Use: "audit", Short: "Verify and export the tamper-evident audit log"}
+	cmd := &cobra.Command{Use: "audit", Short: "Query, verify and export the tamper-evident audit log (mandate audit --actor ... is audit query)"}
 	var f auditFlags
 	source := func(c *cobra.Command) {
 		c.Flags().StringVar(&f.config, "config", "", "read the log from the store of this configuration file")

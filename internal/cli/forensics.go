@@ -180,6 +180,10 @@ from and every token exchanged from it. The newest --limit records are shown.`,
 	}
 	withSource(query)
 	q.add(query)
+	// `mandate audit --actor ...` is `mandate audit query --actor ...`.
+	cmd.Args, cmd.RunE = cobra.NoArgs, runQuery
+	withSource(cmd)
+	q.add(cmd)
 
 	var w queryFlags
 	agentCmd := &cobra.Command{
