@@ -548,7 +548,7 @@ func (g *Grant) checkLifetime(_ context.Context, st *state) error {
 // mint signs the token and makes it and its audit event durable.
 func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (*Result, error) {
 	now := g.Now()
-	jti := audit.NewID("")
+	jti := token.NewJTI(now)
 	claims := &token.Claims{
 		Issuer:        g.Issuer,
 		Subject:       st.subjectID(),
@@ -736,24 +736,24 @@ const GrantSignIn = "sign_in"
 // token starts a chain when an agent exchanges it. Until the login page
 // exists, administrators (and `serve --dev`) obtain it through the admin API.
 func (g *Grant) SignIn(ctx context.Context, userID, requestID string) (*Result, error) {
-	gen := g.CurrentGeneration()
+	st := &state{
+		req:      Request{Client: store.Agent{ID: SignInClientID}, RequestID: requestID},
+		gen:      g.CurrentGeneration(),
+		audience: g.Issuer,
+		subject:  &token.Verified{Subject: userID},
+	}
 	u, err := g.Directory.GetUser(ctx, userID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, &oauth.Error{Code: oauth.ErrNotFound, Reason: "subject_unknown", Description: "no such user", Err: err}
+		// Refusals are recorded like an agent's (token.refused).
+		return nil, g.refuse(ctx, audit.ActionTokenIssue, st,
+			&oauth.Error{Code: oauth.ErrNotFound, Reason: "subject_unknown", Description: "no such user", Err: err})
 	case err != nil:
 		return nil, oauth.Unavailable("store_unavailable", err)
 	case len(u.Permissions) == 0:
-		return nil, oauth.InvalidScope("no_scope_granted", "the user holds no permissions", nil)
+		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, oauth.InvalidScope("no_scope_granted", "the user holds no permissions", nil))
 	}
-	st := &state{
-		req:      Request{Client: store.Agent{ID: SignInClientID}, RequestID: requestID},
-		gen:      gen,
-		user:     u,
-		audience: g.Issuer,
-		scopes:   u.Permissions,
-		expiry:   g.Now().Add(min(g.TTL, g.MaxTTL)).Truncate(time.Second),
-	}
-	st.subject = &token.Verified{Subject: u.ID}
+	st.user, st.scopes = u, u.Permissions
+	st.expiry = g.Now().Add(min(g.TTL, g.MaxTTL)).Truncate(time.Second)
 	return g.mint(ctx, st, audit.ActionTokenIssue, GrantSignIn)
 }

@@ -595,6 +595,17 @@ func completenessCases() []completenessCase {
 					OnBehalf: "user:alex", Scopes: []string{"monitoring:read"}, Audience: h.url, JTI: issued(t, r)}
 			},
 		},
+		{
+			name: "fail/admin-sign-in-unknown-user",
+			prepare: func(_ *testing.T, h *harness) auditPrepared {
+				return auditPrepared{req: h.adminRequest(http.MethodPost, "/admin/users/user:nobody/token", nil)}
+			},
+			wantStatus: 404,
+			want: func(t *testing.T, h *harness, _ auditPrepared, r response) store.Event {
+				return store.Event{Action: audit.ActionTokenRefused, Result: audit.ResultRefused, Reason: "subject_unknown",
+					Performer: "mandate", ClientID: "mandate", OnBehalf: "user:nobody", Audience: h.url, Resource: audit.ActionTokenIssue}
+			},
+		},
 	}
 }
 
