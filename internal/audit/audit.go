@@ -23,6 +23,9 @@ const (
 	ActionTokenRevoked    = "token.revoked"
 	ActionTokenIntrospect = "token.introspect"
 	ActionClientAuth      = "client.auth"
+	// ActionAdminAuth records refused admin API calls (a wrong or missing
+	// admin bearer token), at most one record a second with the count.
+	ActionAdminAuth       = "admin.auth"
 	ActionUserPermissions = "user.permissions"
 	ActionUserRevoked     = "user.revoked"
 	ActionUserLimits      = "user.limits"

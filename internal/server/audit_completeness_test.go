@@ -596,6 +596,19 @@ func completenessCases() []completenessCase {
 			},
 		},
 		{
+			name: "fail/admin-wrong-bearer",
+			prepare: func(_ *testing.T, h *harness) auditPrepared {
+				req := h.adminRequest(http.MethodGet, "/admin/users", nil)
+				req.Header.Set("Authorization", "Bearer not-the-admin-token")
+				return auditPrepared{req: req}
+			},
+			wantStatus: 401,
+			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
+				return store.Event{Action: audit.ActionAdminAuth, Result: audit.ResultRefused, Reason: "admin_unauthenticated",
+					Resource: "/admin/users", Attributes: json.RawMessage(`{"refusals":"1"}`)}
+			},
+		},
+		{
 			name: "fail/admin-sign-in-unknown-user",
 			prepare: func(_ *testing.T, h *harness) auditPrepared {
 				return auditPrepared{req: h.adminRequest(http.MethodPost, "/admin/users/user:nobody/token", nil)}
@@ -717,7 +730,7 @@ var knownActions = []string{
 	audit.ActionTokenIntrospect, audit.ActionClientAuth, audit.ActionUserPermissions, audit.ActionUserRevoked,
 	audit.ActionUserLimits, audit.ActionUserCreated, audit.ActionAgentCreated, audit.ActionAgentUpdated,
 	audit.ActionAgentDisabled, audit.ActionAgentEnabled, audit.ActionDelegationNew, audit.ActionDelegationGone,
-	audit.ActionKeyCreated, audit.ActionKeyRevoked, audit.ActionEpochAdvanced,
+	audit.ActionKeyCreated, audit.ActionKeyRevoked, audit.ActionEpochAdvanced, audit.ActionAdminAuth, audit.ActionRequest,
 }
 
 // checkEventSchema checks what every record must have: a seq, an id, a

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +63,8 @@ type Server struct {
 	// stream, SET long polls) end so that a graceful shutdown finishes.
 	draining  chan struct{}
 	drainOnce sync.Once
+	// adminRefusals tallies refused admin calls for the audit log.
+	adminRefusals refusalTally
 }
 
 // Drain ends the long-lived responses: the revocation streams and SET
@@ -88,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 1800 * time.Millisecond
 	}
-	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{})}
+	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{}), adminRefusals: refusalTally{window: time.Second}}
 	s.cfg.Store = revocationCounter{Store: cfg.Store, revoked: s.metrics.revoked}
 	feedMetrics(cfg.Registry, func() (int64, float64) {
 		seq, since := cfg.Feed.Progress()
@@ -189,21 +192,70 @@ func statusClass(code int) string {
 	return []string{"1xx", "2xx", "3xx", "4xx", "5xx"}[min(max(code/100, 1), 5)-1]
 }
 
-// requireAdmin checks the admin bearer token in constant time.
+// requireAdmin checks the admin bearer token in constant time. A refusal
+// is audited through adminRefusals (admin.auth, at most one record a
+// second, each counting the refusals since the one before).
 func (s *Server) requireAdmin(r *http.Request) error {
 	if s.cfg.AdminToken == "" {
 		return &oauth.Error{Code: oauth.ErrAccessDenied, Status: http.StatusForbidden, Reason: "admin_disabled", Description: "the admin API is disabled: set admin.token"}
 	}
+	refused := &oauth.Error{Code: oauth.ErrInvalidToken, Reason: "admin_unauthenticated", Description: "admin bearer token required"}
 	auth := r.Header.Get("Authorization")
 	const prefix = "Bearer "
 	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		return &oauth.Error{Code: oauth.ErrInvalidToken, Reason: "admin_unauthenticated", Description: "admin bearer token required"}
+		return s.adminRefused(r, refused)
 	}
 	got := sha256.Sum256([]byte(auth[len(prefix):]))
 	if subtle.ConstantTimeCompare(got[:], s.adminHash[:]) != 1 {
-		return &oauth.Error{Code: oauth.ErrInvalidToken, Reason: "admin_unauthenticated", Description: "admin bearer token required"}
+		return s.adminRefused(r, refused)
 	}
 	return nil
+}
+
+// adminRefused audits a refused admin call and returns e; when its record
+// is due but cannot be written the answer is 503, as for every refusal.
+func (s *Server) adminRefused(r *http.Request, e *oauth.Error) error {
+	n, due := s.adminRefusals.add(s.cfg.Now())
+	if !due {
+		return e
+	}
+	ev := audit.Event{
+		Action: audit.ActionAdminAuth, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
+		RequestID: requestID(r.Context()), Resource: r.URL.Path,
+		Attributes: json.RawMessage(`{"refusals":"` + strconv.Itoa(n) + `"}`),
+	}
+	if err := s.cfg.Audit.Record(r.Context(), ev); err != nil {
+		return oauth.Unavailable("audit_unavailable", errors.Join(e, err))
+	}
+	return e
+}
+
+// refusalTally bounds the records of a refusal anyone can provoke for
+// nothing, such as a wrong admin bearer token, so that a flood cannot fill
+// the disk under a log that fails closed (THREATS T77): the first refusal
+// of each window is recorded, before its answer, with the number of
+// refusals since the previous record (itself included); the others of the
+// window are only counted, into the next record. At most one record per
+// window is written, and only the refusals of the last window before the
+// process stops go unrecorded.
+type refusalTally struct {
+	window  time.Duration
+	mu      sync.Mutex
+	next    time.Time // when the next record is due
+	pending int       // refusals since the last record
+}
+
+// add counts a refusal at now and says whether its record is due, with
+// the count it carries.
+func (t *refusalTally) add(now time.Time) (n int, due bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pending++
+	if now.Before(t.next) {
+		return 0, false
+	}
+	n, t.pending, t.next = t.pending, 0, now.Add(t.window)
+	return n, true
 }
 
 // decodeJSON reads a bounded JSON request body into v, refusing unknown
