@@ -72,6 +72,22 @@ func exportedLog(t *testing.T, bin, cfg string) []store.Event {
 	return evs
 }
 
+// waitLogSettled returns once the exported log of cfg's store has kept
+// its length for half a second (at most 15 s): after a SIGKILL, the
+// database may still be finishing the dead server's last commit.
+func waitLogSettled(t *testing.T, bin, cfg string) {
+	t.Helper()
+	last := -1
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		n := len(exportedLog(t, bin, cfg))
+		if n == last {
+			return
+		}
+		last = n
+	}
+	t.Fatal("the audit log kept growing for 15 s after the server was killed")
+}
+
 // checkSeqs fails the test unless evs are numbered 1 to n in order, n the
 // number of records verify chained: no gap, no duplicate, nothing past the
 // end of the verified chain.
@@ -195,6 +211,9 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 					t.Fatal("no exchange completed before the kill; the test proves nothing")
 				}
 				rate := float64(len(acked)) / time.Since(start).Seconds()
+				// PostgreSQL may still commit a transaction whose COMMIT the
+				// killed server sent: read the log once it has stopped growing.
+				waitLogSettled(t, bin, cfg)
 
 				records, checkpoints := auditOK(t, bin, "--config", cfg, "--key", key)
 				t.Logf("%d exchanges answered 200 before SIGKILL (%.0f/s); the log verifies: %d records, %d checkpoints matched",
