@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -202,6 +203,14 @@ func (r *Recorder) loop() {
 	batch := make([]*pending, 0, r.maxBatch)
 	for p := range r.reqs {
 		batch = append(batch[:0], p)
+		// Yield once before cutting the group, so that the handlers that
+		// are runnable now reach Record and join it. A channel send makes
+		// the receiver run next, so without this the group was mostly the
+		// one request that woke the loop (1.5 on average with 32 in
+		// flight on one core) and each paid a commit and an fsync of its
+		// own. With nothing else runnable, as with one request in flight,
+		// Gosched returns at once: no request waits for a timer.
+		runtime.Gosched()
 	drain:
 		for len(batch) < r.maxBatch {
 			select {

@@ -548,7 +548,7 @@ func (g *Grant) checkLifetime(_ context.Context, st *state) error {
 // mint signs the token and makes it and its audit event durable.
 func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (*Result, error) {
 	now := g.Now()
-	jti := audit.NewID("")
+	jti := token.NewJTI(now)
 	claims := &token.Claims{
 		Issuer:        g.Issuer,
 		Subject:       st.subjectID(),

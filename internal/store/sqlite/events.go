@@ -236,6 +236,12 @@ func scanEventOf(sc scanner, v2 bool) (store.Event, error) {
 	return e, err
 }
 
+// jtiMatch is QueryEvents' jti filter: the event's jti or parent_jti. Each
+// side states the predicate of its partial index (migration 8), which a
+// bound parameter does not imply, so that SQLite answers it from the two
+// indexes instead of walking the log.
+const jtiMatch = "((jti = ? AND jti <> '') OR (parent_jti = ? AND parent_jti <> ''))"
+
 // QueryEvents returns the events f selects, newest (highest Seq) first.
 // Actor matches the chain, performer or client; Subject matches OnBehalf;
 // JTI matches the event's JTI or ParentJTI (an exchange from the token
@@ -260,7 +266,7 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		args = append(args, f.Action)
 	}
 	if f.JTI != "" {
-		where = append(where, "(jti = ? OR parent_jti = ?)")
+		where = append(where, jtiMatch)
 		args = append(args, f.JTI, f.JTI)
 	}
 	for _, c := range []struct{ col, v string }{

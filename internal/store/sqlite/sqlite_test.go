@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/store/sqlite"
 	"github.com/mandate-dev/mandate/internal/store/storetest"
@@ -345,31 +346,39 @@ func TestFaulty(t *testing.T) {
 	f.Fail("Comit", nil)
 }
 
+// BenchmarkCommit commits batches shaped like the token endpoint's: per
+// request one issued token with a random jti (as audit.NewID makes them)
+// and its token.exchange record, with a delegation, a request id and a
+// context, as an exchange writes them.
 func BenchmarkCommit(b *testing.B) {
-	for _, size := range []int{1, 64} {
+	for _, size := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("batch-%d", size), func(b *testing.B) {
 			s := openAt(b, filepath.Join(b.TempDir(), "mandate.db"))
 			ctx := context.Background()
 			now := time.Now()
-			n := 0
+			b.ReportAllocs()
 			for b.Loop() {
 				batch := store.Batch{
 					Tokens: make([]store.IssuedToken, 0, size),
 					Events: make([]store.Event, 0, size),
 				}
 				for range size {
-					n++
-					jti := fmt.Sprintf("jti-%d", n)
+					jti := audit.NewID("")
 					batch.Tokens = append(batch.Tokens, store.IssuedToken{
 						JTI: jti, GrantType: "urn:ietf:params:oauth:grant-type:token-exchange",
 						Subject: "user:sam", ClientID: "agent:argocd", Chain: []string{"agent:argocd"},
-						Scopes: []string{"deploy:create"}, Audience: "https://deploy.example",
+						DelegationID: "dlg_0123456789abcdef", Scopes: []string{"deploy:create"},
+						Audience: "https://deploy.example", SubjectVersion: 1, Gen: 7,
 						IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute),
 					})
 					batch.Events = append(batch.Events, store.Event{
-						ID: "ev-" + jti, Time: now, Action: "token.exchange", Result: "ok",
+						ID: audit.NewID("evt_"), Time: now, RequestID: audit.NewID("req_"),
+						Action: "token.exchange", Result: "granted",
 						Performer: "agent:argocd", OnBehalf: "user:sam", Chain: []string{"agent:argocd"},
-						ClientID: "agent:argocd", Scopes: []string{"deploy:create"}, JTI: jti,
+						ClientID: "agent:argocd", Scopes: []string{"deploy:create"},
+						Requested: []string{"deploy:create"}, Audience: "https://deploy.example",
+						Context:      []byte(`{"environment":"prod","trigger":"ci_pipeline"}`),
+						DelegationID: "dlg_0123456789abcdef", JTI: jti,
 					})
 				}
 				if err := s.Commit(ctx, batch); err != nil {
