@@ -48,6 +48,8 @@ type Store struct {
 
 	// stmts are the commit path's statements, prepared on w at Open.
 	stmts *statements
+	// ckpt is the background WAL checkpointer (walCheckpointer).
+	ckpt *walCheckpointer
 }
 
 // statements are prepared on the write connection and reused by every
@@ -107,7 +109,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	params := "?_pragma=busy_timeout(" + strconv.FormatInt(busyPoll.Milliseconds(), 10) + ")" +
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
-	w, err := sql.Open("sqlite", path+params+"&_txlock=immediate")
+	// The write connection leaves checkpoints to the background
+	// checkpointer unless the WAL grows past writerCheckpointPages (the
+	// checkpointer stopped or cannot keep up).
+	w, err := sql.Open("sqlite", path+params+"&_txlock=immediate&_pragma=wal_autocheckpoint("+strconv.Itoa(writerCheckpointPages)+")")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
@@ -132,6 +137,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
+	c, err := sql.Open("sqlite", path+params)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	s.ckpt = startCheckpointer(c, checkpointEvery)
 	return s, nil
 }
 
@@ -309,12 +320,16 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes both connection pools. Calls in flight may fail.
 func (s *Store) Close() error {
+	var cerr error
+	if s.ckpt != nil {
+		cerr = s.ckpt.stop()
+	}
 	if st := s.stmts; st != nil {
 		for _, p := range st.all() {
 			_ = p.Close()
 		}
 	}
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(cerr, s.r.Close(), s.w.Close())
 }
 
 // write runs fn in one write transaction (BEGIN IMMEDIATE), committing when
