@@ -170,17 +170,7 @@ func newFeed(cfg FeedConfig) (*Feed, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	var client http.Client
-	if cfg.HTTPClient != nil {
-		client = *cfg.HTTPClient
-	} else {
-		client.Transport = defaultFeedTransport()
-	}
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	client, log := backgroundClient(cfg.HTTPClient, cfg.Logger)
 	u, _ := url.Parse(cfg.URL) // CheckURI parsed it
 	if q := u.Query(); !q.Has("heartbeat") {
 		q.Set("heartbeat", (cfg.MaxStaleness / 3).Round(time.Millisecond).String())
@@ -189,7 +179,7 @@ func newFeed(cfg FeedConfig) (*Feed, error) {
 	return &Feed{
 		streamURL: u.String(),
 		cfg:       cfg,
-		client:    &client,
+		client:    client,
 		log:       log,
 		set:       revocation.NewSet(),
 		start:     cfg.Now(),
@@ -197,6 +187,24 @@ func newFeed(cfg FeedConfig) (*Feed, error) {
 		done:      make(chan struct{}),
 		resync:    true,
 	}, nil
+}
+
+// backgroundClient is the HTTP client and the logger of a Feed or a
+// Forwarder: a copy of c (by default one with defaultFeedTransport) that
+// never follows a redirect, so that client credentials go nowhere but the
+// configured URL, and l or a logger that discards.
+func backgroundClient(c *http.Client, l *slog.Logger) (*http.Client, *slog.Logger) {
+	var client http.Client
+	if c != nil {
+		client = *c
+	} else {
+		client.Transport = defaultFeedTransport()
+	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &client, l
 }
 
 // defaultFeedTransport bounds every step of opening the stream but not

@@ -228,21 +228,10 @@ func newForwarder(cfg ForwarderConfig) (*Forwarder, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	var client http.Client
-	if cfg.HTTPClient != nil {
-		client = *cfg.HTTPClient
-	} else {
-		client.Transport = defaultFeedTransport()
-	}
-	// Basic credentials must not follow a redirect elsewhere.
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	client, log := backgroundClient(cfg.HTTPClient, cfg.Logger)
 	f := &Forwarder{
 		cfg:        cfg,
-		client:     &client,
+		client:     client,
 		log:        log,
 		backoffMin: forwardBackoffMin,
 		backoffMax: forwardBackoffMax,

@@ -39,8 +39,8 @@ func run(t *testing.T, args ...string) string {
 	return stdout.String()
 }
 
-// jsonLines decodes JSON lines into values of T.
-func jsonLines[T any](t *testing.T, out string) []T {
+// decodeLines decodes JSON lines into values of T.
+func decodeLines[T any](t *testing.T, out string) []T {
 	t.Helper()
 	var l []T
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -94,7 +94,7 @@ func TestDemoForensics(t *testing.T) {
 				t.Errorf("no line of the table has %q:\n%s", want, table)
 			}
 		}
-		a := jsonLines[forensics.Activity](t, run(t, "audit", "agent", "agent:argocd", "--config", cfg, "--json"))[0]
+		a := decodeLines[forensics.Activity](t, run(t, "audit", "agent", "agent:argocd", "--config", cfg, "--json"))[0]
 		if want := []forensics.Subject{{Subject: "user:sam", Tokens: 2, Requests: 1, Refused: 1}}; !slices.Equal(a.For, want) {
 			t.Errorf("for whom: %+v, want %+v", a.For, want)
 		}
@@ -118,7 +118,7 @@ func TestDemoForensics(t *testing.T) {
 				t.Errorf("the answer lacks %q:\n%s", want, table)
 			}
 		}
-		aps := jsonLines[forensics.Approval](t, run(t, "audit", "who-approved", "--resource", "expense/EXP-1042", "--config", cfg, "--json"))
+		aps := decodeLines[forensics.Approval](t, run(t, "audit", "who-approved", "--resource", "expense/EXP-1042", "--config", cfg, "--json"))
 		if len(aps) != 1 {
 			t.Fatalf("%d approvals, want 1", len(aps))
 		}
@@ -141,7 +141,7 @@ func TestDemoForensics(t *testing.T) {
 		}
 		type key struct{ agent, version string }
 		got := map[key]forensics.AgentStats{}
-		for _, r := range jsonLines[forensics.AgentStats](t, run(t, "audit", "agents", "--config", cfg, "--json")) {
+		for _, r := range decodeLines[forensics.AgentStats](t, run(t, "audit", "agents", "--config", cfg, "--json")) {
 			got[key{r.Agent, r.Version}] = r
 		}
 		for _, want := range []forensics.AgentStats{
@@ -159,13 +159,13 @@ func TestDemoForensics(t *testing.T) {
 	})
 
 	t.Run("token-lineage", func(t *testing.T) {
-		hop := jsonLines[store.Event](t, run(t, "audit", "query", "--config", cfg, "--actor", "agent:argocd",
+		hop := decodeLines[store.Event](t, run(t, "audit", "query", "--config", cfg, "--actor", "agent:argocd",
 			"--action", "token.exchange", "--audience", "agent:cleanup_agent", "--json"))
 		if len(hop) != 1 {
 			t.Fatalf("%d hops to cleanup_agent", len(hop))
 		}
 		var actions []string
-		for _, ev := range jsonLines[store.Event](t, run(t, "audit", "query", "--config", cfg, "--jti", hop[0].JTI, "--lineage", "--json")) {
+		for _, ev := range decodeLines[store.Event](t, run(t, "audit", "query", "--config", cfg, "--jti", hop[0].JTI, "--lineage", "--json")) {
 			actions = append(actions, ev.ClientID+" "+ev.Action)
 		}
 		want := []string{"mandate token.issue", "agent:infrabot token.exchange", "agent:argocd token.exchange",
@@ -229,7 +229,7 @@ func TestAuditQueryFromEverySource(t *testing.T) {
 	export := filepath.Join(t.TempDir(), "audit.jsonl")
 	run(t, "audit", "export", "--config", cfg, "--out", export)
 	want := run(t, "audit", "--config", cfg, "--actor", "agent:argocd", "--result", "granted", "--json")
-	if n := len(jsonLines[store.Event](t, want)); n != 4 {
+	if n := len(decodeLines[store.Event](t, want)); n != 4 {
 		t.Fatalf("%d records, want argocd's 3 tokens and its deploy", n)
 	}
 	if got := run(t, "audit", "query", "--file", export, "--actor", "agent:argocd", "--result", "granted", "--json"); got != want {

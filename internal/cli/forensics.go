@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -158,7 +159,7 @@ func addQueryCmds(cmd *cobra.Command, stdout io.Writer, f *auditFlags, source fu
 			evs, err = forensics.Lineage(c.Context(), src, q.jti)
 		} else {
 			err = forensics.Each(c.Context(), src, filter, func(ev store.Event) error { evs = append(evs, ev); return nil })
-			reverse(evs)
+			slices.Reverse(evs)
 		}
 		if err != nil {
 			return err
@@ -186,6 +187,19 @@ from and every token exchanged from it. The newest --limit records are shown.`,
 	q.add(cmd)
 
 	var w queryFlags
+	// report runs a report over the window and the source of the flags.
+	report := func(c *cobra.Command, fn func(ctx context.Context, src forensics.Source, win forensics.Window) error) error {
+		win, err := w.timeWindow(now())
+		if err != nil {
+			return err
+		}
+		src, done, err := openQuerySource(c.Context(), *f)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return fn(c.Context(), src, win)
+	}
 	agentCmd := &cobra.Command{
 		Use:   "agent AGENT",
 		Short: "Everything an agent did and for whom, with its refusals and their reasons",
@@ -193,27 +207,18 @@ from and every token exchanged from it. The newest --limit records are shown.`,
 appears anywhere in the chain (the question after "this agent is compromised").`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			win, err := w.timeWindow(now())
-			if err != nil {
-				return err
-			}
-			src, done, err := openQuerySource(c.Context(), *f)
-			if err != nil {
-				return err
-			}
-			defer done()
-			a, err := forensics.AgentActivity(c.Context(), src, args[0], win)
-			if err != nil {
-				return err
-			}
-			if f.json {
-				return json.NewEncoder(stdout).Encode(a)
-			}
-			return printActivity(stdout, a)
+			return report(c, func(ctx context.Context, src forensics.Source, win forensics.Window) error {
+				a, err := forensics.AgentActivity(ctx, src, args[0], win)
+				if err != nil {
+					return err
+				}
+				if f.json {
+					return jsonLines(stdout, []forensics.Activity{a})
+				}
+				return printActivity(stdout, a)
+			})
 		},
 	}
-	withSource(agentCmd)
-	w.window(agentCmd)
 
 	var resource string
 	who := &cobra.Command{
@@ -224,33 +229,18 @@ appears anywhere in the chain (the question after "this agent is compromised").`
 			if resource == "" {
 				return usage("--resource is required")
 			}
-			win, err := w.timeWindow(now())
-			if err != nil {
-				return err
-			}
-			src, done, err := openQuerySource(c.Context(), *f)
-			if err != nil {
-				return err
-			}
-			defer done()
-			aps, err := forensics.WhoApproved(c.Context(), src, resource, win)
-			if err != nil {
-				return err
-			}
-			if f.json {
-				enc := json.NewEncoder(stdout)
-				for _, ap := range aps {
-					if err := enc.Encode(ap); err != nil {
-						return err
-					}
+			return report(c, func(ctx context.Context, src forensics.Source, win forensics.Window) error {
+				aps, err := forensics.WhoApproved(ctx, src, resource, win)
+				if err != nil {
+					return err
 				}
-				return nil
-			}
-			return printApprovals(stdout, resource, aps)
+				if f.json {
+					return jsonLines(stdout, aps)
+				}
+				return printApprovals(stdout, resource, aps)
+			})
 		},
 	}
-	withSource(who)
-	w.window(who)
 	who.Flags().StringVar(&resource, "resource", "", "the resource, as the API or the token request named it (e.g. expense/EXP-1042)")
 
 	agents := &cobra.Command{
@@ -258,40 +248,23 @@ appears anywhere in the chain (the question after "this agent is compromised").`
 		Short: "Per agent and agent version: tokens issued, refused and revoked, refusal rate, and API requests let through or refused",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			win, err := w.timeWindow(now())
-			if err != nil {
-				return err
-			}
-			src, done, err := openQuerySource(c.Context(), *f)
-			if err != nil {
-				return err
-			}
-			defer done()
-			rows, err := forensics.Agents(c.Context(), src, win)
-			if err != nil {
-				return err
-			}
-			if f.json {
-				enc := json.NewEncoder(stdout)
-				for _, r := range rows {
-					if err := enc.Encode(r); err != nil {
-						return err
-					}
+			return report(c, func(ctx context.Context, src forensics.Source, win forensics.Window) error {
+				rows, err := forensics.Agents(ctx, src, win)
+				if err != nil {
+					return err
 				}
-				return nil
-			}
-			return printAgents(stdout, rows)
+				if f.json {
+					return jsonLines(stdout, rows)
+				}
+				return printAgents(stdout, rows)
+			})
 		},
 	}
-	withSource(agents)
-	w.window(agents)
-	cmd.AddCommand(query, agentCmd, who, agents)
-}
-
-func reverse(evs []store.Event) {
-	for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
-		evs[i], evs[j] = evs[j], evs[i]
+	for _, c := range []*cobra.Command{agentCmd, who, agents} {
+		withSource(c)
+		w.window(c)
 	}
+	cmd.AddCommand(query, agentCmd, who, agents)
 }
 
 // row is an event as a line of the articles' table.
@@ -309,16 +282,21 @@ func row(ev store.Event) (action, resource, result string) {
 	return action, resource, result
 }
 
+// jsonLines writes each value as a line of JSON.
+func jsonLines[T any](w io.Writer, vs []T) error {
+	enc := json.NewEncoder(w)
+	for _, v := range vs {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // printEvents writes events as the table or as JSON lines.
 func printEvents(w io.Writer, evs []store.Event, asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		for _, ev := range evs {
-			if err := enc.Encode(ev); err != nil {
-				return err
-			}
-		}
-		return nil
+		return jsonLines(w, evs)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tACTION\tPERFORMED BY\tON BEHALF OF\tRESOURCE\tRESULT")
