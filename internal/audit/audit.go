@@ -228,7 +228,18 @@ func (r *Recorder) loop() {
 }
 
 func (r *Recorder) commit(batch []*pending) {
+	var nev, ntok int
+	for _, p := range batch {
+		nev, ntok = nev+len(p.events), ntok+len(p.tokens)
+	}
+	// Sized once, nil when empty, as appending to nil slices left them.
 	var b store.Batch
+	if nev > 0 {
+		b.Events = make([]Event, 0, nev)
+	}
+	if ntok > 0 {
+		b.Tokens = make([]store.IssuedToken, 0, ntok)
+	}
 	for _, p := range batch {
 		b.Events = append(b.Events, p.events...)
 		b.Tokens = append(b.Tokens, p.tokens...)

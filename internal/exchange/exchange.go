@@ -128,7 +128,10 @@ type state struct {
 	scopes   []string
 	details  []Detail
 	context  map[string]any
-	expiry   time.Time
+	// contextJSON is context marshalled, once, by mint: the token and
+	// its record carry the same bytes.
+	contextJSON []byte
+	expiry      time.Time
 	// gen is the generation read before anything else, so that what the
 	// request decides on is at least as new as the gen it mints.
 	gen int64
@@ -556,7 +559,6 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 		Audience:      st.audience,
 		Scope:         strings.Join(st.scopes, " "),
 		ClientID:      st.req.Client.ID,
-		Context:       st.context,
 		JTI:           jti,
 		IssuedAt:      now.Unix(),
 		NotBefore:     now.Unix(),
@@ -591,6 +593,13 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 	if st.subject != nil && st.subject.Own {
 		rec.ParentJTI = st.subject.JTI
 		claims.ExchangedFrom = append([]string{st.subject.JTI}, st.subject.ExchangedFrom...)
+	}
+	if len(st.context) > 0 { // as omitempty left out an empty map
+		b, err := json.Marshal(st.context)
+		if err != nil {
+			return nil, g.refuse(ctx, action, st, oauth.Unavailable("signing_unavailable", err))
+		}
+		claims.Context, st.contextJSON = b, b
 	}
 	raw, err := g.Signer.Sign(claims)
 	if err != nil {
@@ -654,7 +663,10 @@ func (st *state) event(action, result string) store.Event {
 	if ctx == nil {
 		ctx = st.req.Context
 	}
-	if ctx != nil {
+	switch {
+	case st.contextJSON != nil: // st.context, as mint marshalled it
+		ev.Context = st.contextJSON
+	case ctx != nil:
 		if b, err := json.Marshal(ctx); err == nil {
 			ev.Context = b
 		}

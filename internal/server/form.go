@@ -41,7 +41,7 @@ func ParseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	if r.URL.RawQuery != "" {
 		return nil, oauth.InvalidRequest("query_parameters", "parameters must be sent in the request body", nil)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, maxBodyBytes), r.ContentLength)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -52,34 +52,72 @@ func ParseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	return DecodeForm(string(body))
 }
 
+// readBody is io.ReadAll with a buffer sized from the declared length (up
+// to maxBodyBytes), so that a body read in one piece costs one allocation;
+// the length is only a hint, the reader's end is the body's.
+func readBody(r io.Reader, declared int64) ([]byte, error) {
+	if declared < 0 || declared > maxBodyBytes {
+		return io.ReadAll(r)
+	}
+	// One byte more, so that reaching EOF needs no growth.
+	b := make([]byte, 0, declared+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = slices.Grow(b, 512)
+		}
+	}
+}
+
 // DecodeForm decodes a form body with the limits of ParseForm. It counts the
-// parameters before decoding, so a flood of them costs one pass.
+// parameters before decoding, so a flood of them costs one pass. It decodes
+// as url.ParseQuery does, into a map sized once, and drops empty values.
 func DecodeForm(body string) (url.Values, error) {
-	if strings.Count(body, "&")+1 > maxFormParams {
+	n := strings.Count(body, "&") + 1
+	if n > maxFormParams {
 		return nil, oauth.InvalidRequest("too_many_parameters", "too many parameters", nil)
 	}
 	if strings.Contains(body, ";") {
 		return nil, oauth.InvalidRequest("malformed_body", "the request body is malformed", nil)
 	}
-	raw, err := url.ParseQuery(body)
-	if err != nil {
-		return nil, oauth.InvalidRequest("malformed_body", "the request body is malformed", err)
-	}
-	form := make(url.Values, len(raw))
-	for k, vs := range raw {
-		var kept []string
-		for _, v := range vs {
-			if v != "" {
-				kept = append(kept, v)
-			}
-		}
-		if len(kept) == 0 {
+	form := make(url.Values, n)
+	// One array holds the first value of every parameter; a repeat, which
+	// only audience and resource may be, copies out of it (cap is 1).
+	firsts := make([]string, 0, n)
+	for rest := body; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		if pair == "" {
 			continue
 		}
-		if len(kept) > 1 && !multiValued[k] {
+		k, v, _ := strings.Cut(pair, "=")
+		k, err := url.QueryUnescape(k)
+		if err == nil {
+			v, err = url.QueryUnescape(v)
+		}
+		if err != nil {
+			return nil, oauth.InvalidRequest("malformed_body", "the request body is malformed", err)
+		}
+		switch vs, seen := form[k]; {
+		case v == "": // RFC 6749 §3.1: an empty value counts as absent
+		case seen:
+			form[k] = append(vs, v)
+		default:
+			firsts = append(firsts, v)
+			form[k] = firsts[len(firsts)-1 : len(firsts) : len(firsts)]
+		}
+	}
+	for k, vs := range form {
+		if len(vs) > 1 && !multiValued[k] {
 			return nil, oauth.InvalidRequest("duplicate_parameter", "a parameter is repeated: "+safeName(k), nil)
 		}
-		form[k] = kept
 	}
 	return form, nil
 }
@@ -104,7 +142,9 @@ func ParseScope(s string) ([]string, error) {
 		return nil, oauth.InvalidScope("scope_too_long", "the scope parameter is too long", nil)
 	}
 	var out []string
-	for tok := range strings.SplitSeq(s, " ") {
+	for rest, more := s, true; more; {
+		var tok string
+		tok, rest, more = strings.Cut(rest, " ")
 		if tok == "" {
 			return nil, oauth.InvalidScope("scope_malformed", "scopes are separated by single spaces", nil)
 		}

@@ -44,6 +44,59 @@ func TestDecodeForm(t *testing.T) {
 	}
 }
 
+// decodeFormReference is DecodeForm as it was written first, on
+// url.ParseQuery; TestDecodeFormMatchesReference holds the two together.
+func decodeFormReference(body string) (url.Values, error) {
+	if strings.Count(body, "&")+1 > maxFormParams {
+		return nil, oauth.InvalidRequest("too_many_parameters", "too many parameters", nil)
+	}
+	if strings.Contains(body, ";") {
+		return nil, oauth.InvalidRequest("malformed_body", "the request body is malformed", nil)
+	}
+	raw, err := url.ParseQuery(body)
+	if err != nil {
+		return nil, oauth.InvalidRequest("malformed_body", "the request body is malformed", err)
+	}
+	form := make(url.Values, len(raw))
+	for k, vs := range raw {
+		var kept []string
+		for _, v := range vs {
+			if v != "" {
+				kept = append(kept, v)
+			}
+		}
+		if len(kept) == 0 {
+			continue
+		}
+		if len(kept) > 1 && !multiValued[k] {
+			return nil, oauth.InvalidRequest("duplicate_parameter", "a parameter is repeated: "+safeName(k), nil)
+		}
+		form[k] = kept
+	}
+	return form, nil
+}
+
+func TestDecodeFormMatchesReference(t *testing.T) {
+	for _, body := range []string{
+		"", "&", "&&a=1&&", "=", "=x", "a", "a=", "a=&a=", "a=1&a=", "a=&a=1", "a=1&b=2&a=3",
+		"audience=a&audience=&audience=b&resource=r&resource=s", "scope=a+b%20c&grant_type=x",
+		"a=%zz", "a=1&b=%zz&a=2", "a=1&a=2&b=%zz", "%zz=1", "a%3Db=c%26d", "a=1;b=2",
+		"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=eyJ.eyJ.sig&audience=https%3A%2F%2Fdeploy.example",
+		strings.Repeat("a=1&", 99) + "a=1", strings.Repeat("audience=1&", 100),
+	} {
+		got, gotErr := DecodeForm(body)
+		want, wantErr := decodeFormReference(body)
+		if (gotErr == nil) != (wantErr == nil) ||
+			gotErr != nil && oauth.As(gotErr).Reason != oauth.As(wantErr).Reason {
+			t.Errorf("DecodeForm(%q) error %v, want %v", body, gotErr, wantErr)
+			continue
+		}
+		if gotErr == nil && fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("DecodeForm(%q) = %v, want %v", body, got, want)
+		}
+	}
+}
+
 func TestParseScope(t *testing.T) {
 	tests := []struct {
 		in      string

@@ -147,16 +147,20 @@ func (s *Server) serveFor(name string, timeout time.Duration, h handlerFunc) htt
 		start := time.Now()
 		id := audit.NewID("req_")
 		w.Header().Set("X-Request-Id", id)
-		ctx, cancel := context.WithCancel(context.WithValue(r.Context(), requestIDKey, id))
+		var ctx context.Context = context.WithValue(r.Context(), requestIDKey, id)
+		var cancel context.CancelFunc
 		if timeout > 0 {
-			ctx, cancel = context.WithTimeout(context.WithValue(r.Context(), requestIDKey, id), timeout)
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+		} else {
+			ctx, cancel = context.WithCancel(ctx)
 		}
 		defer cancel()
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		err := h(rec, r)
 		level := slog.LevelInfo
-		attrs := []slog.Attr{slog.String("request_id", id), slog.String("route", name)}
+		var buf [7]slog.Attr // at most seven attributes, on the stack
+		attrs := append(buf[:0], slog.String("request_id", id), slog.String("route", name))
 		if err != nil {
 			e := oauth.As(err)
 			oauth.WriteError(rec, e)

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -9,7 +10,7 @@ func BenchmarkSign(b *testing.B) {
 	f := newFixture(b)
 	c := testClaims(f.clk.Now(), 10*time.Minute)
 	c.Scope = "monitoring:read deploy:create"
-	c.Context = map[string]any{"environment": "prod", "trigger": "ci_pipeline"}
+	c.Context = json.RawMessage(`{"environment":"prod","trigger":"ci_pipeline"}`)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := f.keyring.Sign(c); err != nil {

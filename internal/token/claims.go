@@ -10,13 +10,15 @@ import (
 // format"; RFC 9068, RFC 8693 §4.1, RFC 9396). Times are seconds since the
 // epoch.
 type Claims struct {
-	Issuer               string          `json:"iss"`
-	Subject              string          `json:"sub"`
-	Act                  *actor.Actor    `json:"act,omitempty"`
-	Audience             string          `json:"aud"`
-	Scope                string          `json:"scope,omitempty"`
-	ClientID             string          `json:"client_id"`
-	Context              map[string]any  `json:"context,omitempty"`
+	Issuer   string       `json:"iss"`
+	Subject  string       `json:"sub"`
+	Act      *actor.Actor `json:"act,omitempty"`
+	Audience string       `json:"aud"`
+	Scope    string       `json:"scope,omitempty"`
+	ClientID string       `json:"client_id"`
+	// Context is a JSON object, marshalled by the caller, which also
+	// records it: one encoding serves the token and its audit record.
+	Context              json.RawMessage `json:"context,omitempty"`
 	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
 	DelegationID         string          `json:"delegation_id,omitempty"`
 	JTI                  string          `json:"jti"`

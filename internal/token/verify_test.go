@@ -249,7 +249,7 @@ func TestVerifyResult(t *testing.T) {
 		Issuer: testIssuer, Subject: "user:sam",
 		Act:      actor.New(actor.Chain{"agent:argocd", "agent:infrabot"}),
 		Audience: "https://deploy.example", Scope: "monitoring:read deploy:create",
-		ClientID: "agent:argocd", Context: map[string]any{"environment": "prod", "trigger": "ci_pipeline"},
+		ClientID: "agent:argocd", Context: json.RawMessage(`{"environment":"prod","trigger":"ci_pipeline"}`),
 		AuthorizationDetails: json.RawMessage(`[{"type":"expense_approval","max_amount":1000}]`),
 		DelegationID:         "dlg_1", JTI: "jti-42",
 		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: now.Add(10 * time.Minute).Unix(),

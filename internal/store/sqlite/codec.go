@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -24,8 +25,43 @@ func listIn(l []string) string {
 	if len(l) == 0 {
 		return "[]"
 	}
-	b, _ := json.Marshal(l) // a []string always marshals
-	return string(b)
+	// The common case, printable ASCII that encoding/json leaves as it is,
+	// is built in one allocation; anything else goes through json.Marshal.
+	n := 1 + len(l) // the brackets and the commas
+	for _, s := range l {
+		if !plainJSON(s) {
+			b, _ := json.Marshal(l) // a []string always marshals
+			return string(b)
+		}
+		n += len(s) + 2
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for i, s := range l {
+		if i == 0 {
+			sb.WriteByte('[')
+		} else {
+			sb.WriteByte(',')
+		}
+		sb.WriteByte('"')
+		sb.WriteString(s)
+		sb.WriteByte('"')
+	}
+	sb.WriteByte(']')
+	return sb.String()
+}
+
+// plainJSON reports whether json.Marshal writes s as itself in quotes:
+// printable ASCII without a quote, a backslash or one of the HTML
+// characters it escapes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // listOut decodes a JSON array; an empty array is nil, as records are

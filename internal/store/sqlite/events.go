@@ -77,10 +77,15 @@ func (w *eventWriter) write(ctx context.Context, e store.Event, seq int64, hash 
 // client. EventFilter.Actor matches any of them.
 func eventActors(e store.Event) []string {
 	out := make([]string, 0, len(e.Chain)+2)
-	for _, a := range append([]string{e.Performer, e.ClientID}, e.Chain...) {
+	add := func(a string) {
 		if a != "" && !contains(out, a) {
 			out = append(out, a)
 		}
+	}
+	add(e.Performer)
+	add(e.ClientID)
+	for _, a := range e.Chain {
+		add(a)
 	}
 	return out
 }
