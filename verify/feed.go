@@ -146,15 +146,7 @@ func NewFeed(ctx context.Context, cfg FeedConfig) (*Feed, error) {
 // newFeed checks cfg, fills in the defaults and returns a Feed that has
 // not started.
 func newFeed(cfg FeedConfig) (*Feed, error) {
-	var errs []error
-	if cfg.URL == "" {
-		errs = append(errs, errors.New("verify: FeedConfig.URL is required"))
-	} else if err := jwks.CheckURI(cfg.URL); err != nil {
-		errs = append(errs, fmt.Errorf("verify: FeedConfig.URL: %s", strings.TrimPrefix(err.Error(), "jwks: ")))
-	}
-	if cfg.ClientID == "" || cfg.ClientSecret == "" {
-		errs = append(errs, errors.New("verify: FeedConfig.ClientID and ClientSecret are required"))
-	}
+	errs := checkEndpoint("FeedConfig", cfg.URL, cfg.ClientID, cfg.ClientSecret)
 	if cfg.MaxStaleness < 0 || cfg.KeepAtLeast < 0 {
 		errs = append(errs, errors.New("verify: FeedConfig.MaxStaleness and KeepAtLeast must not be negative"))
 	}
@@ -187,6 +179,21 @@ func newFeed(cfg FeedConfig) (*Feed, error) {
 		done:      make(chan struct{}),
 		resync:    true,
 	}, nil
+}
+
+// checkEndpoint checks the server URL and the client credentials of a
+// Feed or Forwarder configuration (named by typ in the errors).
+func checkEndpoint(typ, u, clientID, secret string) []error {
+	var errs []error
+	if u == "" {
+		errs = append(errs, fmt.Errorf("verify: %s.URL is required", typ))
+	} else if err := jwks.CheckURI(u); err != nil {
+		errs = append(errs, fmt.Errorf("verify: %s.URL: %s", typ, strings.TrimPrefix(err.Error(), "jwks: ")))
+	}
+	if clientID == "" || secret == "" {
+		errs = append(errs, fmt.Errorf("verify: %s.ClientID and ClientSecret are required", typ))
+	}
+	return errs
 }
 
 // backgroundClient is the HTTP client and the logger of a Feed or a

@@ -12,12 +12,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/mandate-dev/mandate/jwks"
 )
 
 // Defaults of a Forwarder.
@@ -198,15 +195,7 @@ func NewForwarder(ctx context.Context, cfg ForwarderConfig) (*Forwarder, error) 
 // newForwarder checks cfg, fills in the defaults and opens Dir; the
 // Forwarder has not started.
 func newForwarder(cfg ForwarderConfig) (*Forwarder, error) {
-	var errs []error
-	if cfg.URL == "" {
-		errs = append(errs, errors.New("verify: ForwarderConfig.URL is required"))
-	} else if err := jwks.CheckURI(cfg.URL); err != nil {
-		errs = append(errs, fmt.Errorf("verify: ForwarderConfig.URL: %s", strings.TrimPrefix(err.Error(), "jwks: ")))
-	}
-	if cfg.ClientID == "" || cfg.ClientSecret == "" {
-		errs = append(errs, errors.New("verify: ForwarderConfig.ClientID and ClientSecret are required"))
-	}
+	errs := checkEndpoint("ForwarderConfig", cfg.URL, cfg.ClientID, cfg.ClientSecret)
 	if cfg.MaxQueued < 0 || cfg.MaxDiskBytes < 0 || cfg.BatchSize < 0 || cfg.FlushEvery < 0 {
 		errs = append(errs, errors.New("verify: ForwarderConfig.MaxQueued, MaxDiskBytes, BatchSize and FlushEvery must not be negative"))
 	}
@@ -360,29 +349,17 @@ func (f *Forwarder) run(ctx context.Context) {
 	defer close(f.done)
 	tick := time.NewTicker(f.cfg.FlushEvery)
 	defer tick.Stop()
+	// ready is closed: a select case on it is always ready.
+	ready := make(chan struct{})
+	close(ready)
 	for {
 		f.noteDrops(ctx)
+		// With a backlog to send and no backoff running, send one batch of
+		// it per turn, so that new records keep being batched (to Dir,
+		// behind it) while a long one drains; otherwise wait.
+		var sendBacklog <-chan struct{}
 		if !f.waiting && len(f.backlog) > 0 {
-			// One batch of the backlog per turn, so that new records keep
-			// being batched (to Dir, behind it) while a long one drains.
-			select {
-			case <-ctx.Done():
-				f.finish(ctx)
-				return
-			case <-f.stop:
-				f.finish(ctx)
-				return
-			case <-f.kick:
-				f.flush(ctx, false)
-			case <-tick.C:
-				f.flush(ctx, true)
-			default:
-				f.sendBacklog(ctx)
-				if len(f.backlog) == 0 {
-					f.flush(ctx, false)
-				}
-			}
-			continue
+			sendBacklog = ready
 		}
 		select {
 		case <-ctx.Done():
@@ -397,6 +374,11 @@ func (f *Forwarder) run(ctx context.Context) {
 			f.flush(ctx, true)
 		case <-f.retry.C:
 			f.waiting = false
+		case <-sendBacklog:
+			f.sendBacklog(ctx)
+			if len(f.backlog) == 0 {
+				f.flush(ctx, false)
+			}
 		}
 	}
 }

@@ -105,14 +105,14 @@ running and writes each new record as it is appended (for a SIEM), until stopped
 				defer file.Close()
 				w = file
 			}
+			if follow && every <= 0 {
+				return usage("--every must be positive")
+			}
 			src, err := openAuditSource(cmd.Context(), f)
 			if err != nil {
 				return err
 			}
 			defer src.close()
-			if follow && !src.follows {
-				return usage("--follow reads a store (--config) or a server (--server), not a file")
-			}
 			return exportLog(cmd.Context(), w, src, follow, every)
 		},
 	}
@@ -137,9 +137,6 @@ func exportLog(ctx context.Context, w io.Writer, src *auditSource, follow bool, 
 	}
 	if err := src.events(ctx, 0, write); err != nil || !follow {
 		return err
-	}
-	if every <= 0 {
-		return usage("--every must be positive")
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -168,8 +165,6 @@ type checkpointsAnswer struct {
 type auditSource struct {
 	// events calls fn with every record after seq after, in seq order.
 	events func(ctx context.Context, after int64, fn func(store.Event) error) error
-	// follows says whether the source can be read again for new records.
-	follows bool
 	// notes are the checkpoint notes the source holds; key the verifier
 	// key it names ("" when it names none).
 	notes []string
@@ -179,14 +174,8 @@ type auditSource struct {
 
 // openAuditSource opens where f says the log is.
 func openAuditSource(ctx context.Context, f auditFlags) (*auditSource, error) {
-	set := 0
-	for _, v := range []string{f.config, f.server, f.file} {
-		if v != "" {
-			set++
-		}
-	}
-	if set != 1 {
-		return nil, &exitError{code: 2, err: errors.New("give exactly one of --config, --server and --file")}
+	if err := f.oneSource(); err != nil {
+		return nil, err
 	}
 	switch {
 	case f.config != "":
@@ -206,7 +195,7 @@ func storeSource(ctx context.Context, path string) (*auditSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	src := &auditSource{close: func() { s.Close() }, follows: true}
+	src := &auditSource{close: func() { s.Close() }}
 	src.events = func(ctx context.Context, after int64, fn func(store.Event) error) error {
 		return store.EachEvent(ctx, s, after, fn)
 	}
@@ -237,11 +226,31 @@ func storeSource(ctx context.Context, path string) (*auditSource, error) {
 	return src, nil
 }
 
-func serverSource(ctx context.Context, f auditFlags) (*auditSource, error) {
-	token := f.adminToken
-	if token == "" {
-		token = os.Getenv("MANDATE_ADMIN_TOKEN")
+// oneSource checks that the flags name exactly one place to read the log.
+func (f auditFlags) oneSource() error {
+	set := 0
+	for _, v := range []string{f.config, f.server, f.file} {
+		if v != "" {
+			set++
+		}
 	}
+	if set != 1 {
+		return usage("give exactly one of --config, --server and --file")
+	}
+	return nil
+}
+
+// token is the admin token for --server: --admin-token or
+// $MANDATE_ADMIN_TOKEN.
+func (f auditFlags) token() string {
+	if f.adminToken != "" {
+		return f.adminToken
+	}
+	return os.Getenv("MANDATE_ADMIN_TOKEN")
+}
+
+func serverSource(ctx context.Context, f auditFlags) (*auditSource, error) {
+	token := f.token()
 	base := strings.TrimRight(f.server, "/")
 	get := func(ctx context.Context, path string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
@@ -268,7 +277,7 @@ func serverSource(ctx context.Context, f auditFlags) (*auditSource, error) {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&body); err != nil {
 		return nil, fmt.Errorf("GET /audit/checkpoints: %w", err)
 	}
-	src := &auditSource{key: body.Key, close: func() {}, follows: true}
+	src := &auditSource{key: body.Key, close: func() {}}
 	for _, c := range body.Checkpoints {
 		src.notes = append(src.notes, c.Note)
 	}

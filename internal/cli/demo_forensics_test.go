@@ -262,7 +262,7 @@ func TestAuditQueryFromEverySource(t *testing.T) {
 		{name: "lineage-without-jti", args: []string{"audit", "query", "--config", cfg, "--lineage"}},
 		{name: "bad-since", args: []string{"audit", "query", "--config", cfg, "--since", "yesterday"}},
 		{name: "who-approved-without-resource", args: []string{"audit", "who-approved", "--config", cfg}},
-		{name: "export-takes-no-file", args: []string{"audit", "export", "--file", export}},
+		{name: "follow-every-not-positive", args: []string{"audit", "export", "--config", cfg, "--follow", "--every", "0s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -96,14 +96,8 @@ func usage(msg string) error { return &exitError{code: 2, err: errors.New(msg)} 
 
 // openQuerySource opens where f says the log is, for queries.
 func openQuerySource(ctx context.Context, f auditFlags) (forensics.Source, func(), error) {
-	set := 0
-	for _, v := range []string{f.config, f.server, f.file} {
-		if v != "" {
-			set++
-		}
-	}
-	if set != 1 {
-		return nil, nil, usage("give exactly one of --config, --server and --file")
+	if err := f.oneSource(); err != nil {
+		return nil, nil, err
 	}
 	switch {
 	case f.config != "":
@@ -117,11 +111,7 @@ func openQuerySource(ctx context.Context, f auditFlags) (forensics.Source, func(
 		}
 		return s, func() { s.Close() }, nil
 	case f.server != "":
-		token := f.adminToken
-		if token == "" {
-			token = os.Getenv("MANDATE_ADMIN_TOKEN")
-		}
-		return &forensics.Server{URL: f.server, AdminToken: token}, func() {}, nil
+		return &forensics.Server{URL: f.server, AdminToken: f.token()}, func() {}, nil
 	}
 	file, err := os.Open(f.file)
 	if err != nil {

@@ -97,49 +97,37 @@ const maxLineage = 10_000
 func Lineage(ctx context.Context, src Source, jti string) ([]store.Event, error) {
 	bySeq := map[int64]store.Event{}
 	visited := map[string]bool{}
-	// about collects every record that names tok as its jti or its parent.
-	about := func(tok string) ([]store.Event, error) {
+	// keep holds the records about tok, a token of the lineage.
+	keep := func(tok string, evs []store.Event) {
 		visited[tok] = true
-		evs, err := All(ctx, src, store.EventFilter{JTI: tok})
 		for _, ev := range evs {
 			bySeq[ev.Seq] = ev
 		}
-		return evs, err
 	}
-	// Up: the parent of each token is in the record that issued it.
-	for tok := jti; tok != "" && !visited[tok]; {
-		evs, err := about(tok)
-		if err != nil {
-			return nil, err
-		}
-		parent := ""
-		for _, ev := range evs {
-			if ev.JTI == tok && ev.ParentJTI != "" {
-				parent = ev.ParentJTI
-			}
-		}
-		if len(visited) > maxLineage {
-			return nil, ErrTooMany
-		}
-		tok = parent
+	// Up: the token and each it was exchanged from.
+	if err := walkUp(ctx, src, jti, keep); err != nil {
+		return nil, err
 	}
 	// Down: a record whose parent is a token of the lineage issued a child.
 	below := map[string]bool{jti: true}
-	queue := []string{jti}
-	for len(queue) > 0 {
-		tok := queue[0]
-		queue = queue[1:]
+	for queue := []string{jti}; len(queue) > 0; queue = queue[1:] {
+		var children []string
 		for _, ev := range bySeq {
-			if ev.ParentJTI == tok && ev.JTI != "" && !visited[ev.JTI] {
-				if _, err := about(ev.JTI); err != nil {
-					return nil, err
-				}
-				below[ev.JTI] = true
-				queue = append(queue, ev.JTI)
+			if ev.ParentJTI == queue[0] && ev.JTI != "" && !visited[ev.JTI] && !slices.Contains(children, ev.JTI) {
+				children = append(children, ev.JTI)
 			}
 		}
-		if len(visited) > maxLineage {
-			return nil, ErrTooMany
+		for _, child := range children {
+			if len(visited) >= maxLineage {
+				return nil, ErrTooMany
+			}
+			evs, err := All(ctx, src, store.EventFilter{JTI: child})
+			if err != nil {
+				return nil, err
+			}
+			keep(child, evs)
+			below[child] = true
+			queue = append(queue, child)
 		}
 	}
 	// An ancestor's other children (siblings) and refused attempts to
@@ -154,6 +142,34 @@ func Lineage(ctx context.Context, src Source, jti string) ([]store.Event, error)
 	}
 	slices.SortFunc(out, func(a, b store.Event) int { return compareSeq(a.Seq, b.Seq) })
 	return out, nil
+}
+
+// walkUp calls fn with jti and every record that names it as its jti or
+// its parent, then does the same for the token jti was exchanged from (the
+// parent_jti of the record that issued it), and so on up to the first
+// token of the chain; it stops at a loop or after maxLineage tokens
+// (ErrTooMany).
+func walkUp(ctx context.Context, src Source, jti string, fn func(tok string, evs []store.Event)) error {
+	seen := map[string]bool{}
+	for tok := jti; tok != "" && !seen[tok]; {
+		if len(seen) == maxLineage {
+			return ErrTooMany
+		}
+		seen[tok] = true
+		evs, err := All(ctx, src, store.EventFilter{JTI: tok})
+		if err != nil {
+			return err
+		}
+		fn(tok, evs)
+		parent := ""
+		for _, ev := range evs {
+			if ev.JTI == tok && ev.ParentJTI != "" {
+				parent = ev.ParentJTI
+			}
+		}
+		tok = parent
+	}
+	return nil
 }
 
 func compareSeq(a, b int64) int {

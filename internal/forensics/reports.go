@@ -117,22 +117,16 @@ func WhoApproved(ctx context.Context, src Source, resource string, w Window) ([]
 // oldest first.
 func ancestry(ctx context.Context, src Source, jti string) ([]store.Event, error) {
 	var out []store.Event
-	seen := map[string]bool{}
-	for tok := jti; tok != "" && !seen[tok] && len(seen) < maxLineage; {
-		seen[tok] = true
-		evs, err := All(ctx, src, store.EventFilter{JTI: tok})
-		if err != nil {
-			return nil, err
-		}
-		next := ""
+	err := walkUp(ctx, src, jti, func(tok string, evs []store.Event) {
 		for _, ev := range evs {
 			if ev.JTI == tok && issued(ev) {
 				out = append(out, ev)
-				next = ev.ParentJTI
 				break
 			}
 		}
-		tok = next
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.Reverse(out)
 	return out, nil
