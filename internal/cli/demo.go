@@ -48,8 +48,8 @@ temporary data directory:
 The APIs forward their per-request records to the server (POST /audit/ingest),
 and the demo ends with the audit table: who acted, for whom, on what, with which
 result. With --record DIR the data directory is kept in DIR with a
-configuration file, DIR/mandate.yaml, so that the run can be questioned
-afterwards:
+configuration file, DIR/mandate.yaml, and the server's and the APIs' logs,
+DIR/mandate.log, so that the run can be questioned afterwards:
 
   mandate audit agent agent:argocd --config DIR/mandate.yaml
   mandate audit who-approved --resource expense/EXP-1042 --config DIR/mandate.yaml
@@ -134,12 +134,20 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo configuration: %w", err)
 	}
+	logger := slog.New(slog.DiscardHandler)
 	if record != "" {
 		if err := writeDemoConfig(cfg); err != nil {
 			return err
 		}
+		// The server's and the APIs' logs are kept with the run.
+		logFile, err := os.OpenFile(filepath.Join(dir, demoLogFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		defer logFile.Close()
+		logger = slog.New(slog.NewJSONHandler(logFile, nil))
 	}
-	app, err := Build(ctx, cfg, slog.New(slog.DiscardHandler))
+	app, err := Build(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -155,7 +163,7 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 	for name, mk := range map[string]func(*verify.Verifier) http.Handler{
 		"deploy": deployapi.New, "monitoring": monitoringapi.New, "expense": expenseapi.New,
 	} {
-		api, stop, err := startDemoAPI(ctx, issuer, mk)
+		api, stop, err := startDemoAPI(ctx, issuer, mk, logger)
 		if err != nil {
 			return err
 		}
@@ -196,8 +204,12 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 	return nil
 }
 
-// demoConfigFile is the configuration a recorded run leaves in its directory.
-const demoConfigFile = "mandate.yaml"
+// demoConfigFile is the configuration a recorded run leaves in its
+// directory, and demoLogFile the server's and the APIs' logs.
+const (
+	demoConfigFile = "mandate.yaml"
+	demoLogFile    = "mandate.log"
+)
 
 // demoDir is the run's data directory: record, which must be new or empty,
 // or a temporary one.
@@ -248,21 +260,21 @@ func writeDemoConfig(cfg *config.Config) error {
 
 // startDemoAPI runs an example service whose audience is its own URL, and
 // which forwards its records to the server as demoReporter.
-func startDemoAPI(ctx context.Context, issuer string, mk func(*verify.Verifier) http.Handler) (*demoAPI, func(), error) {
+func startDemoAPI(ctx context.Context, issuer string, mk func(*verify.Verifier) http.Handler, logger *slog.Logger) (*demoAPI, func(), error) {
 	ln, url, err := listen()
 	if err != nil {
 		return nil, nil, err
 	}
 	fwd, err := verify.NewForwarder(ctx, verify.ForwarderConfig{
 		URL: issuer + "/audit/ingest", ClientID: demoReporter, ClientSecret: demoReporterSecret,
-		FlushEvery: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		FlushEvery: 100 * time.Millisecond, Logger: logger,
 	})
 	if err != nil {
 		ln.Close()
 		return nil, nil, fmt.Errorf("demo API: %w", err)
 	}
 	v, err := verify.New(ctx, verify.Config{
-		Issuer: issuer, Audience: url, Algorithms: []string{"EdDSA", "ES256", "RS256"}, Records: fwd,
+		Issuer: issuer, Audience: url, Algorithms: []string{"EdDSA", "ES256", "RS256"}, Records: fwd, Logger: logger,
 	})
 	if err != nil {
 		ln.Close()

@@ -183,7 +183,7 @@ func TestDemoForensics(t *testing.T) {
 
 	// Issue 6's must-show 4 on the recorded run: the demo's secrets (its
 	// agents' and the APIs' reporter secret) and its admin token appear
-	// nowhere in the database, the witness file or the export.
+	// nowhere in the database, the witness file, the logs or the export.
 	t.Run("no-secrets-in-the-record", func(t *testing.T) {
 		c, err := config.Load(cfg)
 		if err != nil {
@@ -208,8 +208,12 @@ func TestDemoForensics(t *testing.T) {
 			}
 			blobs[e.Name()] = b
 		}
-		if len(blobs) < 3 {
+		if len(blobs) < 4 {
 			t.Fatalf("only %d files to scan", len(blobs))
+		}
+		// The logs are among them, and they hold the run's requests.
+		if log := string(blobs[demoLogFile]); !strings.Contains(log, `"route":"token"`) || !strings.Contains(log, `"performed_by":"agent:expense-agent-001"`) {
+			t.Fatalf("the recorded log lacks the server's or the APIs' records:\n%.2000s", log)
 		}
 		for name, b := range blobs {
 			for _, s := range secrets {
