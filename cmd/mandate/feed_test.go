@@ -520,7 +520,7 @@ func TestFeedEndToEnd(t *testing.T) {
 			t.Run("signing-key-revoked", func(t *testing.T) {
 				tok := p.mustExchange(t, "agent:infrabot", p.personToken(t), rsDeployAud, "deploy:create")
 				deploy.expect(t, "InfraBot token", tok, 200)
-				out, err := exec.Command(bin, "keys", "revoke", kidOf(t, tok), "--config", cfg).CombinedOutput()
+				out, err := exec.Command(bin, "keys", "revoke", "--config", cfg, "--", kidOf(t, tok)).CombinedOutput()
 				if err != nil {
 					t.Fatalf("mandate keys revoke: %v\n%s", err, out)
 				}

@@ -86,6 +86,9 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 			})
 		},
 	}
+	revoke.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: 2, err: fmt.Errorf("%w (a kid that begins with \"-\" goes after \"--\": mandate keys revoke --config FILE -- KID)", err)}
+	})
 	for _, c := range []*cobra.Command{list, rotate, revoke} {
 		c.Flags().StringVar(&path, "config", "", "configuration file (YAML)")
 		_ = c.MarkFlagRequired("config")

@@ -49,7 +49,11 @@ func TestKeysAudited(t *testing.T) {
 	if code, _, _ := f.run("keys", "revoke", "--config", "mandate.yaml", "no-such-kid"); code == 0 {
 		t.Error("keys revoke of an unknown kid succeeded")
 	}
-	// "--": a kid is base64url and may start with "-".
+	// A kid is base64url and may start with "-": without "--" it reads as
+	// a flag, and the error says how to pass it.
+	if code, _, stderr := f.run("keys", "revoke", "--config", "mandate.yaml", "-QRxQR9lPDBl8"); code != 2 || !strings.Contains(stderr, "-- KID") {
+		t.Errorf("keys revoke of a kid beginning with \"-\": exit %d, %q; want 2 and how to pass it after \"--\"", code, stderr)
+	}
 	if code, _, stderr := f.run("keys", "revoke", "--config", "mandate.yaml", "--", kid); code != 0 {
 		t.Fatalf("keys revoke: exit %d: %s", code, stderr)
 	}
