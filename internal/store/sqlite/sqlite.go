@@ -52,33 +52,40 @@ type Store struct {
 	ckpt *walCheckpointer
 }
 
-// statements are prepared on the write connection and reused by every
-// transaction (Tx.StmtContext finds them on the same connection, and
-// re-prepares them if the connection was replaced).
+// statements are the statements of the token path, prepared once. The
+// commit statements are prepared on the write connection and reused by
+// every transaction (Tx.StmtContext finds them on the same connection, and
+// re-prepares them if the connection was replaced); getToken is prepared on
+// the read pool, where database/sql prepares it once per connection.
 type statements struct {
 	token, last, event, actor *sql.Stmt
+	// getToken reads one tokens row by jti: every Mandate token presented
+	// as a subject or actor token, and each of its ancestors.
+	getToken *sql.Stmt
 }
 
 // all is every statement, for Close.
 func (st *statements) all() []*sql.Stmt {
-	return []*sql.Stmt{st.token, st.last, st.event, st.actor}
+	return []*sql.Stmt{st.token, st.last, st.event, st.actor, st.getToken}
 }
 
-// prepare prepares the commit statements. It runs in Open, before any
+// prepare prepares the token path's statements. It runs in Open, before any
 // transaction holds the single write connection.
 func (s *Store) prepare(ctx context.Context) error {
 	var st statements
 	for _, q := range []struct {
 		dst **sql.Stmt
+		db  *sql.DB
 		sql string
 	}{
-		{&st.token, "INSERT INTO tokens (" + tokenCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
-		{&st.last, lastEvent},
-		{&st.event, "INSERT INTO events (seq, hash, " + eventCols + ") VALUES (?, ?" +
+		{&st.token, s.w, "INSERT INTO tokens (" + tokenCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{&st.last, s.w, lastEvent},
+		{&st.event, s.w, "INSERT INTO events (seq, hash, " + eventCols + ") VALUES (?, ?" +
 			strings.Repeat(", ?", strings.Count(eventCols, ",")+1) + ")"},
-		{&st.actor, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
+		{&st.actor, s.w, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
+		{&st.getToken, s.r, "SELECT " + tokenCols + " FROM tokens WHERE jti = ?"},
 	} {
-		stmt, err := s.w.PrepareContext(ctx, q.sql)
+		stmt, err := q.db.PrepareContext(ctx, q.sql)
 		if err != nil {
 			for _, p := range st.all() {
 				if p != nil {

@@ -31,7 +31,7 @@ func scanToken(sc scanner) (store.IssuedToken, error) {
 
 // GetToken returns the issued token, or store.ErrNotFound.
 func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, error) {
-	t, err := scanToken(s.r.QueryRowContext(ctx, "SELECT "+tokenCols+" FROM tokens WHERE jti = ?", jti))
+	t, err := scanToken(s.stmts.getToken.QueryRowContext(ctx, jti))
 	if err != nil {
 		return store.IssuedToken{}, fmt.Errorf("sqlite: get token %q: %w", jti, err)
 	}
