@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
@@ -23,6 +24,47 @@ func TestBenchRunsEndToEnd(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("bench output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestBenchBareBaseline runs the exchange against mandate serve and against
+// the bare server of the same run, each request carrying an actor token
+// (two signatures to check), and checks that every request of both
+// succeeded and that the ratio is printed.
+func TestBenchBareBaseline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs real processes")
+	}
+	bin := buildBinary(t)
+	out, err := exec.Command(bin, "bench", "--requests", "40", "--warmup", "0s", "--concurrency", "2", "--no-pin",
+		"--grant", "exchange,bare", "--actor-token", "--json").Output()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	var res struct {
+		Runs []struct {
+			Grant    string `json:"grant"`
+			Requests int    `json:"requests"`
+			Errors   int    `json:"errors"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, out)
+	}
+	grants := map[string]bool{}
+	for _, r := range res.Runs {
+		grants[r.Grant] = true
+		if r.Requests < 40 || r.Errors != 0 {
+			t.Errorf("%s: %d requests, %d errors", r.Grant, r.Requests, r.Errors)
+		}
+	}
+	if !grants["exchange"] || !grants["bare"] {
+		t.Errorf("runs %+v, want exchange and bare", res.Runs)
+	}
+	text, err := exec.Command(bin, "bench", "--requests", "20", "--warmup", "0s", "--concurrency", "1", "--no-pin",
+		"--grant", "exchange,bare").CombinedOutput()
+	if err != nil || !strings.Contains(string(text), "exchange ÷ bare") {
+		t.Errorf("bench: %v, want the exchange ÷ bare ratio:\n%s", err, text)
 	}
 }
 

@@ -54,6 +54,7 @@ type benchFlags struct {
 	feedSet     bool // --feed was given, so that --feed 0 is refused
 	jsonOut     bool
 	keep        bool
+	actorToken  bool
 
 	// Driving a running server instead (--url).
 	url          string
@@ -119,7 +120,7 @@ See docs/benchmarks.md for the figures and how to read them.`,
 	fl.DurationVar(&f.warmup, "warmup", 2*time.Second, "warm-up before each measured window, left out of the figures")
 	fl.IntVar(&f.rounds, "rounds", 1, "repeat every run this many times and add a table of medians (noisy machines)")
 	fl.IntVar(&f.requests, "requests", 0, "requests per measured window (instead of --duration, or with it: whichever ends first)")
-	fl.StringSliceVar(&f.grants, "grant", []string{benchGrantExchange, benchGrantCC}, "grants to measure: exchange, client_credentials (the baseline)")
+	fl.StringSliceVar(&f.grants, "grant", []string{benchGrantExchange, benchGrantCC}, "grants to measure: exchange, client_credentials (the baseline), bare (the exchange request answered by a bare net/http server with the same signatures and nothing else: the issue's scale reference)")
 	fl.IntVar(&f.agents, "agents", 0, "bench agents to create; worker i uses agent i mod N (default: the largest --concurrency)")
 	fl.BoolVar(&f.sharedAgent, "shared-agent", false, "every worker authenticates as the same agent")
 	fl.IntVar(&f.serverCPU, "server-cpu", 1, "CPU the server is pinned to")
@@ -127,6 +128,7 @@ See docs/benchmarks.md for the figures and how to read them.`,
 	fl.BoolVar(&f.noPin, "no-pin", false, "pin neither the server nor the load")
 	fl.StringVar(&f.signingAlg, "signing-alg", "EdDSA", "signing algorithm of the server's tokens: EdDSA, ES256 or RS256")
 	fl.BoolVar(&f.jsonOut, "json", false, "print the results as JSON")
+	fl.BoolVar(&f.actorToken, "actor-token", false, "exchanges also send the agent's own token (client_credentials, fetched from the server measured) as actor_token: two signatures to check per request")
 	fl.IntVar(&f.feed, "feed", 0, "instead of load: run N trials of revocation propagation to three verifiers following the revocation feed, under an exchange load (two instances with a postgres:// --store)")
 	fl.IntVar(&f.propagation, "propagation", 0, "instead of load: run N trials of revocation propagation between two instances on one PostgreSQL --store (an agent disabled on B, polled on A)")
 	fl.StringVar(&f.store, "store", "", "the server's store: empty for SQLite in the temporary directory, or a postgres:// URL (a fresh schema is used and left behind)")
@@ -139,6 +141,7 @@ See docs/benchmarks.md for the figures and how to read them.`,
 	fl.StringVar(&f.subjectType, "subject-token-type", oauth.TokenTypeIDToken, "with --url: the subject token's type")
 	fl.StringVar(&f.audience, "audience", benchAudience, "audience to ask for")
 	fl.StringVar(&f.scope, "scope", benchScope, "scope to ask for")
+	cmd.AddCommand(newBenchBareCmd())
 	return cmd
 }
 
@@ -192,8 +195,8 @@ func (f *benchFlags) check() error {
 		}
 	}
 	for _, g := range f.grants {
-		if g != benchGrantExchange && g != benchGrantCC {
-			return usage("--grant %q: want %s or %s", g, benchGrantExchange, benchGrantCC)
+		if g != benchGrantExchange && g != benchGrantCC && g != benchGrantBare {
+			return usage("--grant %q: want %s, %s or %s", g, benchGrantExchange, benchGrantCC, benchGrantBare)
 		}
 	}
 	switch {
@@ -213,6 +216,8 @@ func (f *benchFlags) check() error {
 		return usage("--feed starts its own servers: it goes with neither --url nor --propagation")
 	case f.feed > 0 && len(f.concurrency) != 1:
 		return usage("--feed runs one background load: give one --concurrency value")
+	case slices.Contains(f.grants, benchGrantBare) && (f.url != "" || f.feed > 0 || f.propagation > 0):
+		return usage("--grant %s starts its own bare server beside mandate serve: it goes with neither --url, --feed nor --propagation", benchGrantBare)
 	case f.url != "" && f.subjectToken == "" && slices.Contains(f.grants, benchGrantExchange):
 		return usage("--url with --grant exchange needs --subject-token")
 	}
@@ -307,6 +312,14 @@ func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdou
 	}
 	w := workload{url: env.issuer + "/token", pid: srv.PID(), agents: env.agents,
 		exchange: loadgen.Exchange{IdP: idp, Subject: benchSubject}}
+	if slices.Contains(f.grants, benchGrantBare) {
+		bare, base, err := startBareServer(ctx, dir, f)
+		if err != nil {
+			return fmt.Errorf("starting the bare server: %w", err)
+		}
+		defer func() { _ = bare.Stop(10 * time.Second) }()
+		w.bareURL, w.barePID = base+"/token", bare.PID()
+	}
 	out.Runs, err = w.runAll(ctx, f, stderr)
 	if err != nil {
 		if tail := srv.LogTail(2000); tail != "" && ctx.Err() == nil {
@@ -323,31 +336,8 @@ func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdou
 // startBenchServer starts `mandate serve` from this executable and waits
 // until it is ready.
 func startBenchServer(ctx context.Context, dir, issuer string, f benchFlags) (*loadgen.Process, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("finding this executable: %w", err)
-	}
-	log, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		return nil, fmt.Errorf("server log: %w", err)
-	}
-	// The child holds its own descriptor; ours is only needed to start it.
-	defer log.Close()
-	cpu := -1
-	if !f.noPin {
-		cpu = f.serverCPU
-	}
-	srv, err := loadgen.Start(loadgen.ProcessConfig{
-		Path: exe, Args: []string{"serve", "--config", filepath.Join(dir, "mandate.yaml")}, CPU: cpu, Log: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := srv.WaitHealthy(ctx, issuer+"/healthz", 30*time.Second); err != nil {
-		_ = srv.Stop(5 * time.Second)
-		return nil, fmt.Errorf("%w\n%s", err, srv.LogTail(2000))
-	}
-	return srv, nil
+	srv, _, err := startChild(ctx, dir, "server.log", issuer, f, "serve", "--config", filepath.Join(dir, "mandate.yaml"))
+	return srv, err
 }
 
 // benchEnv is what writeBenchConfig set up.
@@ -427,6 +417,9 @@ type workload struct {
 	pid      int
 	agents   []loadgen.Agent
 	exchange loadgen.Exchange
+	// bareURL and barePID are the bare server's, for --grant bare.
+	bareURL string
+	barePID int
 }
 
 // runAll measures each concurrency with each grant, the grants of one
@@ -460,9 +453,13 @@ func (w workload) run(ctx context.Context, f benchFlags, grant string, c int, st
 		return benchResult{}, err
 	}
 	fmt.Fprintf(stderr, "bench: %s, concurrency %d ...\n", grant, c)
+	url, pid := w.url, w.pid
+	if grant == benchGrantBare {
+		url, pid = w.bareURL, w.barePID
+	}
 	rep, err := loadgen.Run(ctx, loadgen.Config{
-		URL: w.url, Body: body, Concurrency: c, Duration: f.duration, Requests: f.requests,
-		Warmup: f.warmup, PID: w.pid,
+		URL: url, Body: body, Concurrency: c, Duration: f.duration, Requests: f.requests,
+		Warmup: f.warmup, PID: pid,
 	})
 	if err != nil {
 		return benchResult{}, err
@@ -479,6 +476,15 @@ func (w workload) bodies(grant string, workers int, f benchFlags) (func(int) (st
 	}
 	e := w.exchange
 	e.Agents, e.Audience, e.Scope = w.agents, f.audience, f.scope
+	if f.actorToken {
+		url := w.url
+		if grant == benchGrantBare {
+			url = w.bareURL
+		}
+		e.ActorToken = func(a loadgen.Agent) (string, error) {
+			return loadgen.ClientToken(context.Background(), url, a, f.scope)
+		}
+	}
 	return e.Bodies(workers)
 }
 
@@ -610,21 +616,30 @@ func writeTable(w io.Writer, rows [][]string) error {
 	return nil
 }
 
-// printRatios compares each exchange run with the client_credentials run of
-// the same round and concurrency, and gives the median over the rounds.
+// printRatios compares each exchange run with the client_credentials run
+// and with the bare server's run of the same round and concurrency, and
+// gives the median over the rounds.
 func printRatios(w io.Writer, runs []benchResult) {
+	for _, base := range []string{benchGrantCC, benchGrantBare} {
+		printRatio(w, runs, benchGrantExchange, base)
+	}
+}
+
+// printRatio compares each num run with the base run of the same round and
+// concurrency.
+func printRatio(w io.Writer, runs []benchResult, num, base string) {
 	type key struct{ round, conc int }
-	base := map[key]loadgen.Report{}
+	den := map[key]loadgen.Report{}
 	for _, r := range runs {
-		if r.Grant == benchGrantCC {
-			base[key{r.Round, r.Concurrency}] = r.Report
+		if r.Grant == base {
+			den[key{r.Round, r.Concurrency}] = r.Report
 		}
 	}
 	var concs []int
 	ratios := map[int][4][]float64{} // by concurrency: throughput, p50, p99, CPU
 	for _, r := range runs {
-		b, ok := base[key{r.Round, r.Concurrency}]
-		if r.Grant != benchGrantExchange || !ok || b.Throughput == 0 {
+		b, ok := den[key{r.Round, r.Concurrency}]
+		if r.Grant != num || !ok || b.Throughput == 0 {
 			continue
 		}
 		q, seen := ratios[r.Concurrency]
@@ -642,7 +657,7 @@ func printRatios(w io.Writer, runs []benchResult) {
 	if len(concs) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\nexchange ÷ client_credentials (same round; median over rounds):")
+	fmt.Fprintf(w, "\n%s ÷ %s (same round; median over rounds):\n", num, base)
 	for _, c := range concs {
 		q := ratios[c]
 		line := fmt.Sprintf("  c=%d: throughput ×%.2f, p50 ×%.2f, p99 ×%.2f", c, median(q[0]), median(q[1]), median(q[2]))

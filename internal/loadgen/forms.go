@@ -1,9 +1,14 @@
 package loadgen
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/mandate-dev/mandate/oauth"
@@ -33,6 +38,11 @@ type Exchange struct {
 	// Audience and Scope are sent when not empty.
 	Audience string
 	Scope    string
+	// ActorToken, when set, gives an agent's actor_token (RFC 8693 §2.1),
+	// sent with every request of that agent: a second signature for the
+	// server to check. It is asked for again whenever the body is rebuilt,
+	// that is when the subject token is renewed.
+	ActorToken func(Agent) (string, error)
 }
 
 // Bodies returns a Config.Body for workers workers. Each worker keeps its own
@@ -78,6 +88,14 @@ func (e Exchange) Bodies(workers int) (func(w int) (string, error), error) {
 		}
 		setIf(form, "audience", e.Audience)
 		setIf(form, "scope", e.Scope)
+		if e.ActorToken != nil {
+			at, err := e.ActorToken(a)
+			if err != nil {
+				return "", fmt.Errorf("actor token of %s: %w", a.ID, err)
+			}
+			form.Set("actor_token", at)
+			form.Set("actor_token_type", oauth.TokenTypeAccessToken)
+		}
 		c.body = form.Encode()
 		return c.body, nil
 	}, nil
@@ -118,4 +136,39 @@ func setIf(form url.Values, k, v string) {
 	if v != "" {
 		form.Set(k, v)
 	}
+}
+
+// ClientToken asks the token endpoint at tokenURL for agent a's own token
+// (client_credentials, no audience, scope when not empty): a token
+// addressed to that server, usable as a's actor_token.
+func ClientToken(ctx context.Context, tokenURL string, a Agent, scope string) (string, error) {
+	form := url.Values{
+		"grant_type":    {oauth.GrantClientCredentials},
+		"client_id":     {a.ID},
+		"client_secret": {a.Secret},
+	}
+	setIf(form, "scope", scope)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", fmt.Errorf("loadgen: client token request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("loadgen: client token: %w", err)
+	}
+	defer res.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 64<<10)).Decode(&body); err != nil {
+		return "", fmt.Errorf("loadgen: client token: %s: %w", res.Status, err)
+	}
+	if res.StatusCode != http.StatusOK || body.AccessToken == "" {
+		return "", fmt.Errorf("loadgen: client token: %s %s", res.Status, body.Error)
+	}
+	return body.AccessToken, nil
 }
