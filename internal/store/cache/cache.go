@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -29,6 +30,20 @@ type Store struct {
 	lists       map[store.DelegationFilter][]store.Delegation
 	// notBefore holds the epoch under the key struct{}{} once read.
 	notBefore map[struct{}]time.Time
+	// absent holds the store.ErrNotFound answers, so that a lookup that
+	// finds nothing (the user of an agent's own token, whose subject is
+	// the agent) does not query the store each time. At most maxAbsent
+	// entries: a flood of made-up ids empties it instead of growing it.
+	absent map[absentKey]error
+}
+
+// maxAbsent bounds Store.absent.
+const maxAbsent = 4096
+
+// absentKey names a key of one kind that the store did not find.
+type absentKey struct {
+	kind string
+	key  any
 }
 
 // New wraps s.
@@ -45,6 +60,7 @@ func (c *Store) reset() {
 	c.delegations = make(map[string]store.Delegation)
 	c.lists = make(map[store.DelegationFilter][]store.Delegation)
 	c.notBefore = make(map[struct{}]time.Time, 1)
+	c.absent = make(map[absentKey]error)
 }
 
 // Invalidate drops everything cached.
@@ -111,25 +127,25 @@ func (c *Store) afterWrite(ctx context.Context) {
 
 // GetUser reads through the cache.
 func (c *Store) GetUser(ctx context.Context, id string) (store.User, error) {
-	return readThrough(c, func() map[string]store.User { return c.users }, id,
+	return readThrough(c, "user", func() map[string]store.User { return c.users }, id,
 		func() (store.User, error) { return c.Store.GetUser(ctx, id) })
 }
 
 // GetAgent reads through the cache.
 func (c *Store) GetAgent(ctx context.Context, id string) (store.Agent, error) {
-	return readThrough(c, func() map[string]store.Agent { return c.agents }, id,
+	return readThrough(c, "agent", func() map[string]store.Agent { return c.agents }, id,
 		func() (store.Agent, error) { return c.Store.GetAgent(ctx, id) })
 }
 
 // GetDelegation reads through the cache.
 func (c *Store) GetDelegation(ctx context.Context, id string) (store.Delegation, error) {
-	return readThrough(c, func() map[string]store.Delegation { return c.delegations }, id,
+	return readThrough(c, "delegation", func() map[string]store.Delegation { return c.delegations }, id,
 		func() (store.Delegation, error) { return c.Store.GetDelegation(ctx, id) })
 }
 
 // ListDelegations reads through the cache.
 func (c *Store) ListDelegations(ctx context.Context, f store.DelegationFilter) ([]store.Delegation, error) {
-	return readThrough(c, func() map[store.DelegationFilter][]store.Delegation { return c.lists }, f,
+	return readThrough(c, "delegations", func() map[store.DelegationFilter][]store.Delegation { return c.lists }, f,
 		func() ([]store.Delegation, error) { return c.Store.ListDelegations(ctx, f) })
 }
 
@@ -138,31 +154,44 @@ func (c *Store) ListDelegations(ctx context.Context, f store.DelegationFilter) (
 // generation, so another process's advance is seen at the next Sync (or
 // change notification).
 func (c *Store) NotBefore(ctx context.Context) (time.Time, error) {
-	return readThrough(c, func() map[struct{}]time.Time { return c.notBefore }, struct{}{},
+	return readThrough(c, "not-before", func() map[struct{}]time.Time { return c.notBefore }, struct{}{},
 		func() (time.Time, error) { return c.Store.NotBefore(ctx) })
 }
 
-// readThrough returns the cached value for key, or fetches and caches it. A
-// value fetched while the cache was invalidated is returned but not kept,
-// so a read racing a write never caches what the write replaced.
-func readThrough[K comparable, V any](c *Store, m func() map[K]V, key K, fetch func() (V, error)) (V, error) {
+// readThrough returns the cached value for key, or fetches and caches it;
+// a store.ErrNotFound answer is cached too, under kind. A value fetched
+// while the cache was invalidated is returned but not kept, so a read
+// racing a write never caches what the write replaced.
+func readThrough[K comparable, V any](c *Store, kind string, m func() map[K]V, key K, fetch func() (V, error)) (V, error) {
+	ak := absentKey{kind: kind, key: key}
 	c.mu.RLock()
 	v, ok := m()[key]
+	absentErr := c.absent[ak]
 	epoch := c.epoch
 	c.mu.RUnlock()
-	if ok {
+	switch {
+	case ok:
 		return v, nil
+	case absentErr != nil:
+		return v, absentErr
 	}
 	v, err := fetch()
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return v, err
 	}
 	c.mu.Lock()
-	if c.epoch == epoch {
+	switch {
+	case c.epoch != epoch:
+	case err != nil:
+		if len(c.absent) >= maxAbsent {
+			c.absent = make(map[absentKey]error)
+		}
+		c.absent[ak] = err
+	default:
 		m()[key] = v
 	}
 	c.mu.Unlock()
-	return v, nil
+	return v, err
 }
 
 // CreateUser writes through and invalidates.

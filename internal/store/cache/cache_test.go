@@ -1,6 +1,8 @@
 package cache_test
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -90,6 +92,90 @@ func TestNotBefore(t *testing.T) {
 		}
 		if nb := mustNotBefore(t, c); !nb.Equal(at) {
 			t.Errorf("NotBefore after the store healed = %v, want %v", nb, at)
+		}
+	})
+}
+
+// TestAbsent: a lookup that finds nothing is cached like one that finds
+// something (the subject of an agent's own token is looked up as a user on
+// every exchange that presents it), it is forgotten when the record is
+// created, here or by another process, and a flood of made-up ids cannot
+// grow the cache without bound.
+func TestAbsent(t *testing.T) {
+	ctx := t.Context()
+	lookup := func(t *testing.T, s store.Store, id string) error {
+		t.Helper()
+		_, err := s.GetUser(ctx, id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("GetUser(%q): %v", id, err)
+		}
+		return err
+	}
+	t.Run("ok/asked-once", func(t *testing.T) {
+		raw, _ := openTwo(t)
+		f := storetest.NewFaulty(raw)
+		c := cache.New(f)
+		for range 3 {
+			if err := lookup(t, c, "agent:bot"); err == nil {
+				t.Fatal("GetUser found a user that does not exist")
+			}
+		}
+		if n := f.Calls("GetUser"); n != 1 {
+			t.Errorf("the store was asked %d times, want once", n)
+		}
+	})
+	t.Run("ok/created-through-the-cache", func(t *testing.T) {
+		raw, _ := openTwo(t)
+		c := cache.New(raw)
+		_ = lookup(t, c, "user:ann")
+		if err := c.CreateUser(ctx, store.User{ID: "user:ann", Permissions: []string{"a"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := lookup(t, c, "user:ann"); err != nil {
+			t.Errorf("a user created through the cache is still absent: %v", err)
+		}
+	})
+	t.Run("ok/created-by-another-process", func(t *testing.T) {
+		server, cli := openTwo(t)
+		c := cache.New(server)
+		c.Sync(ctx)
+		_ = lookup(t, c, "user:ann")
+		if err := cli.CreateUser(ctx, store.User{ID: "user:ann", Permissions: []string{"a"}}); err != nil {
+			t.Fatal(err)
+		}
+		c.Sync(ctx)
+		if err := lookup(t, c, "user:ann"); err != nil {
+			t.Errorf("a user created by another process is still absent after Sync: %v", err)
+		}
+	})
+	t.Run("ok/bounded", func(t *testing.T) {
+		raw, _ := openTwo(t)
+		f := storetest.NewFaulty(raw)
+		c := cache.New(f)
+		_ = lookup(t, c, "user:first")
+		for i := range 5000 {
+			_ = lookup(t, c, fmt.Sprintf("user:flood-%d", i))
+		}
+		before := f.Calls("GetUser")
+		_ = lookup(t, c, "user:first")
+		if f.Calls("GetUser") != before+1 {
+			t.Error("the first absent id outlived a flood larger than the bound: the set grew past it")
+		}
+	})
+	t.Run("fail/store-error-not-cached", func(t *testing.T) {
+		raw, _ := openTwo(t)
+		f := storetest.NewFaulty(raw)
+		c := cache.New(f)
+		f.Fail("GetUser", nil)
+		if _, err := c.GetUser(ctx, "user:ann"); err == nil || errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("GetUser on a failing store: %v, want the failure", err)
+		}
+		f.Heal()
+		if err := raw.CreateUser(ctx, store.User{ID: "user:ann", Permissions: []string{"a"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := lookup(t, c, "user:ann"); err != nil {
+			t.Errorf("after the store healed: %v", err)
 		}
 	})
 }
