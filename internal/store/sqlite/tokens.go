@@ -31,7 +31,10 @@ func scanToken(sc scanner) (store.IssuedToken, error) {
 
 // GetToken returns the issued token, or store.ErrNotFound.
 func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, error) {
-	t, err := scanToken(s.stmts.getToken.QueryRowContext(ctx, jti))
+	// A point read by primary key: without ctx's cancellation, which would
+	// cost database/sql and the driver a goroutine each per call to watch
+	// it (see Commit).
+	t, err := scanToken(s.stmts.getToken.QueryRowContext(context.WithoutCancel(ctx), jti))
 	if err != nil {
 		return store.IssuedToken{}, fmt.Errorf("sqlite: get token %q: %w", jti, err)
 	}
@@ -88,13 +91,20 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 			return fmt.Errorf("sqlite: commit: token with empty jti")
 		}
 	}
+	// The statements run without ctx's cancellation (begin still honours
+	// it while it waits for the write lock, and database/sql still rolls
+	// the transaction back when ctx ends). Under a context that can end, the
+	// driver starts a goroutine for every statement, to interrupt it: one
+	// per row of a group commit. Once the write lock is held, what is left
+	// is local I/O, which an interrupt would not stop anyway (fsync).
+	stmtCtx := context.WithoutCancel(ctx)
 	err := s.write(ctx, "commit", func(tx *sql.Tx) error {
 		if len(b.Tokens) > 0 {
-			if err := s.insertTokens(ctx, tx, b.Tokens); err != nil {
+			if err := s.insertTokens(stmtCtx, tx, b.Tokens); err != nil {
 				return err
 			}
 		}
-		return s.insertEvents(ctx, tx, b.Events)
+		return s.insertEvents(stmtCtx, tx, b.Events)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: commit %d tokens, %d events: %w", len(b.Tokens), len(b.Events), err)
