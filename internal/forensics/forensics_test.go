@@ -274,3 +274,22 @@ func TestAgentsRevocationBeforeWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentsCountsAggregatedRefusals: a client.auth record that stands for
+// several failures (at most one a second per client, THREATS T77) counts
+// them all in the agent's refusals.
+func TestAgentsCountsAggregatedRefusals(t *testing.T) {
+	src := forensics.NewMemory([]store.Event{
+		{ID: "e1", Seq: 1, Time: t0, Action: "client.auth", Result: "refused", Reason: "client_secret_mismatch", ClientID: "agent:x",
+			Attributes: json.RawMessage(`{"refusals":"5"}`)},
+		{ID: "e2", Seq: 2, Time: t0.Add(time.Second), Action: "client.auth", Result: "refused", Reason: "client_secret_mismatch", ClientID: "agent:x"},
+		{ID: "e3", Seq: 3, Time: t0.Add(2 * time.Second), Action: "token.issue", Result: "granted", Performer: "agent:x", ClientID: "agent:x", JTI: "j"},
+	})
+	stats, err := forensics.Agents(context.Background(), src, forensics.Window{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != 1 || stats[0].Refused != 6 || stats[0].Issued != 1 || fmt.Sprintf("%.3f", stats[0].RefusalRate) != "0.857" {
+		t.Errorf("stats %+v, want agent:x refused 6 (5 + 1), issued 1, rate 6/7", stats)
+	}
+}

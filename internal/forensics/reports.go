@@ -3,7 +3,9 @@ package forensics
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"slices"
+	"strconv"
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/exchange"
@@ -189,7 +191,7 @@ func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
 		case issued(ev) && ev.ClientID != "":
 			count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Issued++ })
 		case tokenRefusal(ev) && ev.ClientID != "":
-			count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Refused++ })
+			count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Refused += refusals(ev) })
 		case ev.Action == audit.ActionTokenRevoked && ev.Result != audit.ResultRefused && ev.JTI != "":
 			k, ok := issuedTo[ev.JTI]
 			if !ok {
@@ -235,6 +237,23 @@ func issued(ev store.Event) bool {
 // grant or at client authentication.
 func tokenRefusal(ev store.Event) bool {
 	return ev.Action == audit.ActionTokenRefused || ev.Action == audit.ActionClientAuth && ev.Result == audit.ResultRefused
+}
+
+// refusals is how many refusals ev records: the count in its "refusals"
+// attribute for a record that stands for several (failed client
+// authentications are recorded at most once a second per client, with the
+// count since the client's previous record), 1 otherwise.
+func refusals(ev store.Event) int {
+	var attrs struct {
+		Refusals string `json:"refusals"`
+	}
+	if len(ev.Attributes) == 0 || json.Unmarshal(ev.Attributes, &attrs) != nil {
+		return 1
+	}
+	if n, err := strconv.Atoi(attrs.Refusals); err == nil && n > 0 {
+		return n
+	}
+	return 1
 }
 
 // refused says whether ev records a refusal or a failure.

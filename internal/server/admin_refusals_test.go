@@ -1,13 +1,17 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/oauth"
 )
 
 // TestAdminRefusalsAggregated is THREATS T77 for the admin API: a flood of
@@ -48,6 +52,64 @@ func TestAdminRefusalsAggregated(t *testing.T) {
 			got := records() // newest first
 			if len(got) != 2 || got[0] != `{"refusals":"50"}` {
 				t.Fatalf("the next second's record: %q, want it to count the 49 held back and itself", got)
+			}
+		})
+	}
+}
+
+// TestClientAuthRefusalsAggregated is THREATS T77 for client
+// authentication: failures are counted per client_id, each client's first
+// failure of a second is recorded with the count since its previous record,
+// and a flood of made-up client ids is recorded at most 32 times a second.
+func TestClientAuthRefusalsAggregated(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			var mu sync.Mutex
+			now := time.Now()
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+			h := newHarnessOn(t, b.open, clock)
+			bad := func(client string) {
+				t.Helper()
+				form := url.Values{"grant_type": {oauth.GrantClientCredentials}, "client_id": {client}, "client_secret": {"not-the-secret"}}
+				req, _ := http.NewRequest(http.MethodPost, h.url+"/token", strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				if r := h.do(req); r.status != http.StatusUnauthorized {
+					t.Fatalf("wrong secret for %s: %d", client, r.status)
+				}
+			}
+			records := func(client string) []string {
+				var out []string
+				for _, ev := range h.events(store.EventFilter{Action: audit.ActionClientAuth}) {
+					if ev.ClientID == client {
+						out = append(out, string(ev.Attributes))
+					}
+				}
+				return out
+			}
+			for range 50 {
+				bad("agent:infrabot")
+			}
+			bad("agent:argocd")
+			if got := records("agent:infrabot"); len(got) != 1 || got[0] != `{"refusals":"1"}` {
+				t.Fatalf("infrabot after a flood of 50 in one second: %q, want one record of the first", got)
+			}
+			if got := records("agent:argocd"); len(got) != 1 || got[0] != `{"refusals":"1"}` {
+				t.Fatalf("argocd, refused once in the same second: %q, want its own record", got)
+			}
+			advance(1100 * time.Millisecond)
+			bad("agent:infrabot")
+			if got := records("agent:infrabot"); len(got) != 2 || got[0] != `{"refusals":"50"}` {
+				t.Fatalf("infrabot's next second: %q, want a record counting the 49 held back and itself", got)
+			}
+
+			advance(1100 * time.Millisecond)
+			before := len(h.events(store.EventFilter{Action: audit.ActionClientAuth}))
+			for i := range 300 {
+				bad(fmt.Sprintf("agent:made-up-%d", i))
+			}
+			if n := len(h.events(store.EventFilter{Action: audit.ActionClientAuth})) - before; n != 32 {
+				t.Errorf("300 made-up client ids in one second wrote %d records, want 32", n)
 			}
 		})
 	}

@@ -325,7 +325,7 @@ func completenessCases() []completenessCase {
 			wantStatus: 401,
 			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
 				return store.Event{Action: audit.ActionClientAuth, Result: audit.ResultRefused, Reason: "client_secret_mismatch",
-					ClientID: "agent:infrabot", Resource: "/token"}
+					ClientID: "agent:infrabot", Resource: "/token", Attributes: json.RawMessage(firstRefusal)}
 			},
 		},
 		{
@@ -336,7 +336,7 @@ func completenessCases() []completenessCase {
 			wantStatus: 401,
 			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
 				return store.Event{Action: audit.ActionClientAuth, Result: audit.ResultRefused, Reason: "client_unknown",
-					ClientID: "agent:nobody", Resource: "/introspect"}
+					ClientID: "agent:nobody", Resource: "/introspect", Attributes: json.RawMessage(firstRefusal)}
 			},
 		},
 		{
@@ -346,7 +346,7 @@ func completenessCases() []completenessCase {
 			},
 			wantStatus: 401,
 			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
-				return store.Event{Action: audit.ActionClientAuth, Result: audit.ResultRefused, Reason: "client_unauthenticated", Resource: "/revoke"}
+				return store.Event{Action: audit.ActionClientAuth, Result: audit.ResultRefused, Reason: "client_unauthenticated", Resource: "/revoke", Attributes: json.RawMessage(firstRefusal)}
 			},
 		},
 		{
@@ -360,7 +360,7 @@ func completenessCases() []completenessCase {
 			wantStatus: 401,
 			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
 				return store.Event{Action: audit.ActionClientAuth, Result: audit.ResultRefused, Reason: "client_disabled",
-					ClientID: "agent:mallory", Resource: "/token"}
+					ClientID: "agent:mallory", Resource: "/token", Attributes: json.RawMessage(firstRefusal)}
 			},
 		},
 		// Revocation (RFC 7009): the caller's own token, garbage, another
@@ -778,3 +778,8 @@ func onEveryBackendEach(t *testing.T, test func(t *testing.T, newHarness func(t 
 		})
 	}
 }
+
+// firstRefusal is the attributes of the record of a client's first failed
+// authentication: failures are counted per client_id and recorded at most
+// once a second each, with the count since the previous record (T77).
+const firstRefusal = `{"refusals":"1"}`

@@ -65,6 +65,8 @@ type Server struct {
 	drainOnce sync.Once
 	// adminRefusals tallies refused admin calls for the audit log.
 	adminRefusals refusalTally
+	// clientRefusals tallies failed client authentications, per client_id.
+	clientRefusals refusalTally
 }
 
 // Drain ends the long-lived responses: the revocation streams and SET
@@ -91,7 +93,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 1800 * time.Millisecond
 	}
-	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{}), adminRefusals: refusalTally{window: time.Second}}
+	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{}), adminRefusals: refusalTally{window: time.Second},
+		clientRefusals: refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32}}
 	s.cfg.Store = revocationCounter{Store: cfg.Store, revoked: s.metrics.revoked}
 	feedMetrics(cfg.Registry, func() (int64, float64) {
 		seq, since := cfg.Feed.Progress()
@@ -219,47 +222,109 @@ func (s *Server) requireAdmin(r *http.Request) error {
 // adminRefused audits a refused admin call and returns e; when its record
 // is due but cannot be written the answer is 503, as for every refusal.
 func (s *Server) adminRefused(r *http.Request, e *oauth.Error) error {
-	n, due := s.adminRefusals.add(s.cfg.Now())
+	n, _, due := s.adminRefusals.add("", s.cfg.Now())
 	if !due {
 		return e
 	}
 	ev := audit.Event{
 		Action: audit.ActionAdminAuth, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
 		RequestID: requestID(r.Context()), Resource: r.URL.Path,
-		Attributes: json.RawMessage(`{"refusals":"` + strconv.Itoa(n) + `"}`),
+		Attributes: refusalsAttr(n),
 	}
 	if err := s.cfg.Audit.Record(r.Context(), ev); err != nil {
+		s.adminRefusals.undo("", n)
 		return oauth.Unavailable("audit_unavailable", errors.Join(e, err))
 	}
 	return e
 }
 
 // refusalTally bounds the records of a refusal anyone can provoke for
-// nothing, such as a wrong admin bearer token, so that a flood cannot fill
-// the disk under a log that fails closed (THREATS T77): the first refusal
-// of each window is recorded, before its answer, with the number of
-// refusals since the previous record (itself included); the others of the
-// window are only counted, into the next record. At most one record per
-// window is written, and only the refusals of the last window before the
-// process stops go unrecorded.
+// nothing, such as a wrong admin bearer token or client secret, so that a
+// flood cannot fill the disk under a log that fails closed (THREATS T77).
+// Refusals are counted per key (the client_id for client authentication):
+// the first refusal of a key in each window is recorded, before its answer,
+// with the number of that key's refusals since its previous record (itself
+// included); the others of the window are only counted, into the key's
+// next record. At most maxRecords records are due per window, whatever the
+// keys, and at most maxKeys keys are tracked: a refusal of a new key beyond
+// that counts under the key "" (so made-up client ids cannot grow memory
+// or the log). Only counts held back when the process stops, or by a key
+// that is never refused again, go unrecorded.
 type refusalTally struct {
-	window  time.Duration
+	window     time.Duration
+	maxKeys    int // 1 when zero
+	maxRecords int // per window; 1 when zero
+
 	mu      sync.Mutex
-	next    time.Time // when the next record is due
-	pending int       // refusals since the last record
+	keys    map[string]*tallyKey
+	windowN int       // records due in the current window
+	windowT time.Time // when the current window ends
 }
 
-// add counts a refusal at now and says whether its record is due, with
-// the count it carries.
-func (t *refusalTally) add(now time.Time) (n int, due bool) {
+// tallyKey is one key's count.
+type tallyKey struct {
+	next    time.Time // when the key's next record is due
+	pending int       // refusals since the key's last record
+}
+
+// add counts a refusal of key at now and says whether its record is due,
+// with the count it carries and the key it is recorded under ("" once the
+// tally holds maxKeys other keys).
+func (t *refusalTally) add(key string, now time.Time) (n int, under string, due bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.pending++
-	if now.Before(t.next) {
-		return 0, false
+	if t.keys == nil {
+		t.keys = make(map[string]*tallyKey)
 	}
-	n, t.pending, t.next = t.pending, 0, now.Add(t.window)
-	return n, true
+	if !now.Before(t.windowT) {
+		t.windowN, t.windowT = 0, now.Add(t.window)
+	}
+	k, ok := t.keys[key]
+	if !ok && len(t.keys) >= max(t.maxKeys, 1) {
+		t.prune(now)
+		if len(t.keys) >= max(t.maxKeys, 1) {
+			key = ""
+			k = t.keys[key]
+		}
+	}
+	if k == nil {
+		k = &tallyKey{}
+		t.keys[key] = k
+	}
+	k.pending++
+	if now.Before(k.next) || t.windowN >= max(t.maxRecords, 1) {
+		return 0, key, false
+	}
+	n, k.pending, k.next = k.pending, 0, now.Add(t.window)
+	t.windowN++
+	return n, key, true
+}
+
+// refusalsAttr is the attributes of a record that stands for n refusals.
+func refusalsAttr(n int) json.RawMessage {
+	return json.RawMessage(`{"refusals":"` + strconv.Itoa(n) + `"}`)
+}
+
+// undo gives back a due record that could not be written: its n refusals
+// are held back again and the key's next refusal is due at once, so that
+// a failing audit log loses no count.
+func (t *refusalTally) undo(key string, n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if k := t.keys[key]; k != nil {
+		k.pending += n
+		k.next = time.Time{}
+	}
+	t.windowN = max(t.windowN-1, 0)
+}
+
+// prune drops the keys with nothing held back whose window has passed.
+func (t *refusalTally) prune(now time.Time) {
+	for key, k := range t.keys {
+		if k.pending == 0 && !now.Before(k.next) {
+			delete(t.keys, key)
+		}
+	}
 }
 
 // decodeJSON reads a bounded JSON request body into v, refusing unknown

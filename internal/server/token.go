@@ -96,6 +96,17 @@ func (s *Server) authenticateVersion(r *http.Request, form url.Values, agentVers
 	if e.Code == oauth.ErrTemporarilyUnavailable {
 		return store.Agent{}, e
 	}
+	clientID := ""
+	if creds.ClientID != "" && len(creds.ClientID) <= 256 {
+		clientID = creds.ClientID
+	}
+	// Anyone can make client authentication fail, as often as they like:
+	// the failures are counted per client_id and recorded at most once a
+	// second each (THREATS T77, refusalTally).
+	n, under, due := s.clientRefusals.add(clientID, s.cfg.Now())
+	if !due {
+		return store.Agent{}, e
+	}
 	ev := audit.Event{
 		Action:    audit.ActionClientAuth,
 		Result:    audit.ResultRefused,
@@ -105,11 +116,11 @@ func (s *Server) authenticateVersion(r *http.Request, form url.Values, agentVers
 		Resource:  r.URL.Path,
 
 		AgentVersion: agentVersion,
-	}
-	if creds.ClientID != "" && len(creds.ClientID) <= 256 {
-		ev.ClientID = creds.ClientID
+		ClientID:     under,
+		Attributes:   refusalsAttr(n),
 	}
 	if rerr := s.cfg.Audit.Record(r.Context(), ev); rerr != nil {
+		s.clientRefusals.undo(under, n)
 		return store.Agent{}, oauth.Unavailable("audit_unavailable", errors.Join(err, rerr))
 	}
 	return store.Agent{}, e
