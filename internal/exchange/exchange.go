@@ -504,7 +504,10 @@ func (g *Grant) checkPolicy(ctx context.Context, st *state) error {
 	})
 	switch {
 	case err != nil:
-		return oauth.InvalidRequest("policy_error", "a policy could not be evaluated for this request", err)
+		// The policies are the server's: one that cannot be evaluated is
+		// the server's failure, refused as unavailable and never allowed
+		// (THREATS T32).
+		return oauth.Unavailable("policy_error", err)
 	case !d.Allow:
 		return oauth.InvalidRequest(d.Reason, "refused by policy "+d.Policy, nil)
 	}

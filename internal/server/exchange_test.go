@@ -336,6 +336,16 @@ func TestTokenExchange(t *testing.T) {
 			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "policy_denied:prod-deploys-only-from-ci",
 		},
 		{
+			// THREATS T32: a policy that cannot be evaluated refuses, as
+			// the server's failure (503), not the client's.
+			name: "fail/policy-engine-error",
+			setup: func(h *harness) (string, url.Values) {
+				return "agent:infrabot", exchangeForm(h.samToken(), idTok, "audience", "https://deploy.example", "scope", "deploy:create",
+					"context", `{"environment":"chaos","trigger":"chat"}`)
+			},
+			wantStatus: 503, wantError: oauth.ErrTemporarilyUnavailable, wantReason: "policy_error",
+		},
+		{
 			name: "fail/disabled-agent-in-chain",
 			setup: func(h *harness) (string, url.Values) {
 				hop1 := h.hop1("deploy:tag")

@@ -103,6 +103,11 @@ policies:
   - name: prod-deploys-only-from-ci
     if: 'context.environment == "prod" && "deploy:create" in scopes'
     require: 'context.trigger == "ci_pipeline"'
+  # Fails to evaluate (no such key) for the requests it selects: the
+  # engine-failure case of THREATS T32.
+  - name: chaos-needs-a-ticket
+    if: 'context.environment == "chaos"'
+    require: 'context.ticket == "approved"'
 `
 
 // idp is a trusted identity provider: an ES256 key and its JWKS.
