@@ -114,3 +114,50 @@ func TestClientAuthRefusalsAggregated(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedFormsRecorded: a form that cannot be read is refused before
+// any client authenticates, and still recorded (T66), as the endpoint's
+// refused action, at most once a second per endpoint with the count of
+// refusals since the endpoint's previous record (T77).
+func TestMalformedFormsRecorded(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			var mu sync.Mutex
+			now := time.Now()
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+			h := newHarnessOn(t, b.open, clock)
+			send := func(path, contentType, body string) {
+				t.Helper()
+				req, _ := http.NewRequest(http.MethodPost, h.url+path, strings.NewReader(body))
+				req.Header.Set("Content-Type", contentType)
+				if r := h.do(req); r.status != http.StatusBadRequest {
+					t.Fatalf("%s %q: %d %s", path, body, r.status, r.raw)
+				}
+			}
+			records := func(action string) []string {
+				var out []string
+				for _, ev := range h.events(store.EventFilter{Action: action, Result: audit.ResultRefused}) {
+					out = append(out, ev.Reason+" "+string(ev.Attributes))
+				}
+				return out
+			}
+			const form = "application/x-www-form-urlencoded"
+			for range 20 {
+				send("/token", form, "grant_type=client_credentials&grant_type=password")
+			}
+			send("/revoke", "text/plain", "token=x")
+			if got := records(audit.ActionTokenRefused); len(got) != 1 || got[0] != `duplicate_parameter {"refusals":"1"}` {
+				t.Fatalf("/token after 20 repeated parameters in one second: %q, want one record of the first", got)
+			}
+			if got := records(audit.ActionTokenRevoked); len(got) != 1 || got[0] != `content_type {"refusals":"1"}` {
+				t.Fatalf("/revoke with the wrong content type: %q, want its own record", got)
+			}
+			advance(1100 * time.Millisecond)
+			send("/token", form, "grant_type=client_credentials&grant_type=password")
+			if got := records(audit.ActionTokenRefused); len(got) != 2 || got[0] != `duplicate_parameter {"refusals":"20"}` {
+				t.Fatalf("/token the next second: %q, want a record counting the 19 held back and itself", got)
+			}
+		})
+	}
+}

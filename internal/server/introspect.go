@@ -90,7 +90,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 // tokenParam reads the form of /introspect and /revoke: the client
 // authenticates (RFC 7662 §2.1, RFC 7009 §2.1) and the token is required.
 func (s *Server) tokenParam(w http.ResponseWriter, r *http.Request) (store.Agent, string, error) {
-	form, err := ParseForm(w, r)
+	form, err := s.parseForm(w, r)
 	if err != nil {
 		return store.Agent{}, "", err
 	}

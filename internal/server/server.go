@@ -67,6 +67,8 @@ type Server struct {
 	adminRefusals refusalTally
 	// clientRefusals tallies failed client authentications, per client_id.
 	clientRefusals refusalTally
+	// formRefusals tallies forms that could not be read, per action.
+	formRefusals refusalTally
 }
 
 // Drain ends the long-lived responses: the revocation streams and SET
@@ -94,7 +96,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.RequestTimeout = 1800 * time.Millisecond
 	}
 	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{}), adminRefusals: refusalTally{window: time.Second},
-		clientRefusals: refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32}}
+		clientRefusals: refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32},
+		formRefusals:   refusalTally{window: time.Second, maxKeys: 3, maxRecords: 3}}
 	s.cfg.Store = revocationCounter{Store: cfg.Store, revoked: s.metrics.revoked}
 	feedMetrics(cfg.Registry, func() (int64, float64) {
 		seq, since := cfg.Feed.Progress()

@@ -42,7 +42,7 @@ type tokenOutcome struct {
 
 // grantToken reads the form, authenticates the client and runs the grant.
 func (s *Server) grantToken(w http.ResponseWriter, r *http.Request) tokenOutcome {
-	form, err := ParseForm(w, r)
+	form, err := s.parseForm(w, r)
 	if err != nil {
 		return tokenOutcome{err: err}
 	}
@@ -73,6 +73,40 @@ func (s *Server) grantToken(w http.ResponseWriter, r *http.Request) tokenOutcome
 			oauth.New(oauth.ErrUnsupportedGrantType, "grant_type_unsupported", "grant_type is missing or not supported", nil))
 	}
 	return out
+}
+
+// parseForm is ParseForm for /token, /introspect and /revoke, with the
+// refusal of a form that cannot be read recorded as the endpoint's refused
+// action (token.refused, token.introspect, token.revoked). It comes before
+// client authentication, so anyone can provoke it: the refusals are
+// recorded at most once a second per endpoint, with their count (THREATS
+// T77, refusalTally). A due record that cannot be written answers 503.
+func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	form, err := ParseForm(w, r)
+	if err == nil {
+		return form, nil
+	}
+	e := oauth.As(err)
+	action := audit.ActionTokenRefused
+	switch r.URL.Path {
+	case "/introspect":
+		action = audit.ActionTokenIntrospect
+	case "/revoke":
+		action = audit.ActionTokenRevoked
+	}
+	n, under, due := s.formRefusals.add(action, s.cfg.Now())
+	if !due {
+		return nil, e
+	}
+	ev := audit.Event{
+		Action: action, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
+		RequestID: requestID(r.Context()), Resource: r.URL.Path, Attributes: refusalsAttr(n),
+	}
+	if rerr := s.cfg.Audit.Record(r.Context(), ev); rerr != nil {
+		s.formRefusals.undo(under, n)
+		return nil, oauth.Unavailable("audit_unavailable", errors.Join(err, rerr))
+	}
+	return nil, e
 }
 
 // authenticate runs client authentication (RFC 6749 §2.3) and audits a
