@@ -461,6 +461,131 @@ func TestTokenExchange(t *testing.T) {
 			},
 			wantStatus: 401, wantError: oauth.ErrInvalidClient, wantReason: "client_secret_mismatch",
 		},
+		// THREATS T19: a resource outside the delegation's audiences.
+		{
+			name: "fail/resource-not-allowed",
+			setup: func(h *harness) (string, url.Values) {
+				return "agent:infrabot", exchangeForm(h.idp.token(h.t, "user:alex", nil), idTok, "resource", "https://evil.example/")
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidTarget, wantReason: "audience_not_allowed",
+		},
+		// THREATS T21: the client's own token, but addressed to an API,
+		// not to this server.
+		{
+			name: "fail/actor-token-other-audience",
+			setup: func(h *harness) (string, url.Values) {
+				r := h.post("/token", "agent:infrabot", url.Values{"grant_type": {oauth.GrantClientCredentials}, "audience": {"https://deploy.example"}})
+				return "agent:infrabot", exchangeForm(h.samToken(), idTok, "audience", "https://deploy.example",
+					"actor_token", r.str("access_token"), "actor_token_type", atTok)
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "actor_token_mismatch",
+		},
+		// THREATS T22: subject and actor swapped: the agent's own token as
+		// the subject, the person's as the actor.
+		{
+			name: "fail/subject-and-actor-swapped",
+			setup: func(h *harness) (string, url.Values) {
+				r := h.post("/token", "agent:infrabot", url.Values{"grant_type": {oauth.GrantClientCredentials}})
+				return "agent:infrabot", exchangeForm(r.str("access_token"), atTok, "audience", "https://deploy.example",
+					"actor_token", h.samToken(), "actor_token_type", atTok)
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "actor_token_mismatch",
+		},
+		// THREATS T24: not yet valid, a revoked actor token, and a missing,
+		// empty or repeated subject token or type; never a fallback to the
+		// client's own identity.
+		{
+			name: "fail/subject-not-yet-valid",
+			setup: func(h *harness) (string, url.Values) {
+				later := time.Now().Add(10 * time.Minute)
+				tok := h.idp.token(h.t, "user:sam", map[string]any{"nbf": later.Unix(), "iat": later.Unix(), "exp": later.Add(time.Hour).Unix()})
+				return "agent:infrabot", exchangeForm(tok, idTok, "audience", "https://deploy.example")
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "subject_token_invalid",
+		},
+		{
+			name: "fail/actor-token-revoked",
+			setup: func(h *harness) (string, url.Values) {
+				at := h.post("/token", "agent:infrabot", url.Values{"grant_type": {oauth.GrantClientCredentials}}).str("access_token")
+				if r := h.post("/revoke", "agent:infrabot", url.Values{"token": {at}}); r.status != 200 {
+					h.t.Fatalf("revoke: %d %s", r.status, r.raw)
+				}
+				return "agent:infrabot", exchangeForm(h.samToken(), idTok, "audience", "https://deploy.example",
+					"actor_token", at, "actor_token_type", atTok)
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "token_revoked",
+		},
+		{
+			name: "fail/subject-token-missing",
+			setup: func(h *harness) (string, url.Values) {
+				f := exchangeForm("", idTok, "audience", "https://deploy.example")
+				f.Del("subject_token")
+				return "agent:infrabot", f
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "subject_token_missing",
+		},
+		{
+			name: "fail/subject-token-empty",
+			setup: func(h *harness) (string, url.Values) {
+				return "agent:infrabot", exchangeForm("", idTok, "audience", "https://deploy.example")
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "subject_token_missing",
+		},
+		{
+			name: "fail/subject-token-repeated",
+			setup: func(h *harness) (string, url.Values) {
+				return "agent:infrabot", exchangeForm(h.samToken(), idTok, "audience", "https://deploy.example", "subject_token", h.samToken())
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "duplicate_parameter",
+		},
+		{
+			name: "fail/subject-token-type-missing",
+			setup: func(h *harness) (string, url.Values) {
+				f := exchangeForm(h.samToken(), idTok, "audience", "https://deploy.example")
+				f.Del("subject_token_type")
+				return "agent:infrabot", f
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "subject_token_type_unsupported",
+		},
+		// THREATS T25: an ID token is not issued from an exchange, and
+		// offline_access grants nothing: no refresh token.
+		{
+			name: "fail/id-token-requested",
+			setup: func(h *harness) (string, url.Values) {
+				return "agent:infrabot", exchangeForm(h.samToken(), idTok, "audience", "https://deploy.example", "requested_token_type", oauth.TokenTypeIDToken)
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "requested_token_type_unsupported",
+		},
+		{
+			name: "ok/offline-access-grants-nothing",
+			setup: func(h *harness) (string, url.Values) {
+				return "agent:infrabot", exchangeForm(h.samToken(), idTok, "audience", "https://deploy.example", "scope", "monitoring:read offline_access")
+			},
+			wantStatus: 200,
+			check: func(t *testing.T, _ *harness, tok string, body map[string]any) {
+				if _, ok := body["refresh_token"]; ok || body["scope"] != "monitoring:read" || body["issued_token_type"] != oauth.TokenTypeAccessToken {
+					t.Errorf("answer %v, want an access token for monitoring:read only, and no refresh token", body)
+				}
+			},
+		},
+		// THREATS T26: the lifetime never outlives the subject token.
+		{
+			name: "ok/lifetime-capped-by-subject",
+			setup: func(h *harness) (string, url.Values) {
+				tok := h.idp.token(h.t, "user:sam", map[string]any{"exp": time.Now().Add(2 * time.Minute).Unix()})
+				return "agent:infrabot", exchangeForm(tok, idTok, "audience", "https://deploy.example")
+			},
+			wantStatus: 200,
+			check: func(t *testing.T, h *harness, tok string, body map[string]any) {
+				exp, _ := claims(t, tok)["exp"].(float64)
+				if limit := time.Now().Add(2*time.Minute + time.Second).Unix(); int64(exp) > limit {
+					t.Errorf("exp %v outlives the subject token (%d)", exp, limit)
+				}
+				if ttl, _ := body["expires_in"].(float64); ttl > 121 {
+					t.Errorf("expires_in %v, want at most the subject's 120 s", ttl)
+				}
+			},
+		},
 		{
 			name: "fail/no-client-authentication",
 			setup: func(h *harness) (string, url.Values) {
