@@ -586,6 +586,38 @@ func TestTokenExchange(t *testing.T) {
 				}
 			},
 		},
+		// THREATS T26 across a hop: a person's token that ends in 3
+		// minutes caps the first hop, and the first hop caps the second.
+		{
+			name: "ok/lifetime-capped-across-hops",
+			setup: func(h *harness) (string, url.Values) {
+				short := h.idp.token(h.t, "user:sam", map[string]any{"exp": time.Now().Add(3 * time.Minute).Unix()})
+				hop1 := h.mustExchange("agent:infrabot", short, idTok, url.Values{"audience": {"agent:argocd"}, "scope": {"deploy:create"}})
+				return "agent:argocd", exchangeForm(hop1, atTok, "audience", "https://deploy.example")
+			},
+			wantStatus: 200,
+			check: func(t *testing.T, _ *harness, tok string, _ map[string]any) {
+				exp, _ := claims(t, tok)["exp"].(float64)
+				if limit := time.Now().Add(3*time.Minute + time.Second).Unix(); exp <= 0 || int64(exp) > limit {
+					t.Errorf("the second hop's exp %v outlives the person's token (%d)", exp, limit)
+				}
+			},
+		},
+		// THREATS T28: a subject token from an identity provider that
+		// carries its own act (here nested deep, and naming a privileged
+		// agent) is refused; only Mandate's own tokens carry a chain.
+		{
+			name: "fail/idp-token-with-act",
+			setup: func(h *harness) (string, url.Values) {
+				act := map[string]any{"sub": "agent:root"}
+				for range 50 {
+					act = map[string]any{"sub": "agent:x", "act": act}
+				}
+				tok := h.idp.token(h.t, "user:sam", map[string]any{"act": act})
+				return "agent:infrabot", exchangeForm(tok, idTok, "audience", "https://deploy.example")
+			},
+			wantStatus: 400, wantError: oauth.ErrInvalidRequest, wantReason: "subject_token_invalid",
+		},
 		{
 			name: "fail/no-client-authentication",
 			setup: func(h *harness) (string, url.Values) {
