@@ -21,11 +21,7 @@ import (
 func TestAdminRefusalsAggregated(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
-			var mu sync.Mutex
-			now := time.Now()
-			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-			h := newHarnessOn(t, b.open, clock)
+			h, advance := newClockedHarness(t, b.open)
 			bad := func() {
 				t.Helper()
 				req, _ := http.NewRequest(http.MethodGet, h.url+"/admin/agents", nil)
@@ -64,11 +60,7 @@ func TestAdminRefusalsAggregated(t *testing.T) {
 func TestClientAuthRefusalsAggregated(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
-			var mu sync.Mutex
-			now := time.Now()
-			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-			h := newHarnessOn(t, b.open, clock)
+			h, advance := newClockedHarness(t, b.open)
 			bad := func(client string) {
 				t.Helper()
 				form := url.Values{"grant_type": {oauth.GrantClientCredentials}, "client_id": {client}, "client_secret": {"not-the-secret"}}
@@ -122,11 +114,7 @@ func TestClientAuthRefusalsAggregated(t *testing.T) {
 func TestMalformedFormsRecorded(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
-			var mu sync.Mutex
-			now := time.Now()
-			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-			h := newHarnessOn(t, b.open, clock)
+			h, advance := newClockedHarness(t, b.open)
 			send := func(path, contentType, body string) {
 				t.Helper()
 				req, _ := http.NewRequest(http.MethodPost, h.url+path, strings.NewReader(body))
@@ -160,4 +148,14 @@ func TestMalformedFormsRecorded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newClockedHarness is a harness on open whose clock stands still until
+// advance moves it, for the once-a-second refusal records.
+func newClockedHarness(t *testing.T, open func(t *testing.T) store.Store) (*harness, func(time.Duration)) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	return newHarnessOn(t, open, clock), advance
 }
