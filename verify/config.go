@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -156,15 +157,9 @@ func (cfg *Config) check() error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if cfg.Leeway == 0 {
-		cfg.Leeway = DefaultLeeway
-	}
-	if cfg.MaxTTL == 0 {
-		cfg.MaxTTL = DefaultMaxTTL
-	}
-	if cfg.MaxDepth == 0 {
-		cfg.MaxDepth = DefaultMaxDepth
-	}
+	cfg.Leeway = cmp.Or(cfg.Leeway, DefaultLeeway)
+	cfg.MaxTTL = cmp.Or(cfg.MaxTTL, DefaultMaxTTL)
+	cfg.MaxDepth = cmp.Or(cfg.MaxDepth, DefaultMaxDepth)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

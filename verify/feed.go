@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -153,12 +154,8 @@ func newFeed(cfg FeedConfig) (*Feed, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if cfg.MaxStaleness == 0 {
-		cfg.MaxStaleness = DefaultMaxStaleness
-	}
-	if cfg.KeepAtLeast == 0 {
-		cfg.KeepAtLeast = DefaultKeepAtLeast
-	}
+	cfg.MaxStaleness = cmp.Or(cfg.MaxStaleness, DefaultMaxStaleness)
+	cfg.KeepAtLeast = cmp.Or(cfg.KeepAtLeast, DefaultKeepAtLeast)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

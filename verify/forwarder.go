@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -202,18 +203,10 @@ func newForwarder(cfg ForwarderConfig) (*Forwarder, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if cfg.MaxQueued == 0 {
-		cfg.MaxQueued = DefaultMaxQueued
-	}
-	if cfg.MaxDiskBytes == 0 {
-		cfg.MaxDiskBytes = DefaultMaxDiskBytes
-	}
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = DefaultBatchSize
-	}
-	if cfg.FlushEvery == 0 {
-		cfg.FlushEvery = DefaultFlushEvery
-	}
+	cfg.MaxQueued = cmp.Or(cfg.MaxQueued, DefaultMaxQueued)
+	cfg.MaxDiskBytes = cmp.Or(cfg.MaxDiskBytes, DefaultMaxDiskBytes)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
+	cfg.FlushEvery = cmp.Or(cfg.FlushEvery, DefaultFlushEvery)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
