@@ -43,96 +43,90 @@ import (
 // its server logs nowhere and its data directory is removed when it exits.
 // So the stories are played here, through HTTP, against `mandate serve`.
 func TestAuditNoSecrets(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real processes")
-	}
-	bin := buildBinary(t)
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			dir, port := t.TempDir(), freePort(t)
-			c := newLeakCanaries(t)
-			if b.name == "postgres" {
-				if u, err := url.Parse(postgresURL(t)); err == nil {
-					if pw, ok := u.User.Password(); ok && len(pw) >= 8 {
-						c.add("the database password", pw)
-					}
+	onEveryBackend(t, func(t *testing.T, bin string, b backend) {
+		dir, port := t.TempDir(), freePort(t)
+		c := newLeakCanaries(t)
+		if b.name == "postgres" {
+			if u, err := url.Parse(postgresURL(t)); err == nil {
+				if pw, ok := u.User.Password(); ok && len(pw) >= 8 {
+					c.add("the database password", pw)
 				}
 			}
-			cfgPath := c.writeConfig(t, dir, port, b)
-			// A control: the configuration file holds the secrets, and the
-			// scan finds them there.
-			cfgText := leakRead(t, cfgPath)
-			for _, n := range c.values {
-				if !bytes.Contains(cfgText, n.value) {
-					t.Fatalf("the scan does not find %s in the configuration file that holds it", n.what)
-				}
+		}
+		cfgPath := c.writeConfig(t, dir, port, b)
+		// A control: the configuration file holds the secrets, and the
+		// scan finds them there.
+		cfgText := leakRead(t, cfgPath)
+		for _, n := range c.values {
+			if !bytes.Contains(cfgText, n.value) {
+				t.Fatalf("the scan does not find %s in the configuration file that holds it", n.what)
 			}
-			srv := startLeakServer(t, bin, cfgPath, port, dir)
+		}
+		srv := startLeakServer(t, bin, cfgPath, port, dir)
 
-			s := &leakStories{t: t, c: c, base: srv.base, client: &http.Client{Timeout: 10 * time.Second}}
-			s.play()
-			t.Logf("%d access tokens issued, %d canaries in all", len(s.issued), len(c.values))
+		s := &leakStories{t: t, c: c, base: srv.base, client: &http.Client{Timeout: 10 * time.Second}}
+		s.play()
+		t.Logf("%d access tokens issued, %d canaries in all", len(s.issued), len(c.values))
 
-			// While the server runs, the SQLite write-ahead log holds the
-			// newest pages.
-			running := leakScanDir(t, filepath.Join(dir, "data"))
-			srv.stop(t)
-			scans := map[string][]byte{}
-			for name, content := range running {
-				scans["(server running) "+name] = content
+		// While the server runs, the SQLite write-ahead log holds the
+		// newest pages.
+		running := leakScanDir(t, filepath.Join(dir, "data"))
+		srv.stop(t)
+		scans := map[string][]byte{}
+		for name, content := range running {
+			scans["(server running) "+name] = content
+		}
+		for name, content := range leakScanDir(t, filepath.Join(dir, "data")) {
+			scans["(server stopped) "+name] = content
+		}
+		for _, name := range []string{"server.stdout", "server.stderr"} {
+			scans[name] = leakRead(t, filepath.Join(dir, name))
+		}
+		if len(scans["server.stderr"]) == 0 {
+			t.Error("the server logged nothing: the log scan would prove nothing")
+		}
+		export := filepath.Join(dir, "export.jsonl")
+		out, code := auditRun(t, bin, "export", "--config", cfgPath, "--out", export)
+		if code != 0 {
+			t.Fatalf("audit export: exit %d: %s", code, out)
+		}
+		scans["audit export"] = leakRead(t, export)
+		scans["audit export (command output)"] = []byte(out)
+		if !bytes.Contains(scans["audit export"], []byte(`"token.exchange"`)) || !bytes.Contains(scans["audit export"], []byte(`"token.refused"`)) {
+			t.Fatalf("the export lacks the stories' records:\n%s", scans["audit export"])
+		}
+		scans["store tables ("+b.name+")"] = leakDumpTables(t, openDB(t, b, dir), b.name)
+		if b.name == "sqlite" {
+			if _, ok := scans["(server stopped) mandate.db"]; !ok {
+				t.Fatalf("no mandate.db in the data directory: %v", leakNames(scans))
 			}
-			for name, content := range leakScanDir(t, filepath.Join(dir, "data")) {
-				scans["(server stopped) "+name] = content
-			}
-			for _, name := range []string{"server.stdout", "server.stderr"} {
-				scans[name] = leakRead(t, filepath.Join(dir, name))
-			}
-			if len(scans["server.stderr"]) == 0 {
-				t.Error("the server logged nothing: the log scan would prove nothing")
-			}
-			export := filepath.Join(dir, "export.jsonl")
-			out, code := auditRun(t, bin, "export", "--config", cfgPath, "--out", export)
-			if code != 0 {
-				t.Fatalf("audit export: exit %d: %s", code, out)
-			}
-			scans["audit export"] = leakRead(t, export)
-			scans["audit export (command output)"] = []byte(out)
-			if !bytes.Contains(scans["audit export"], []byte(`"token.exchange"`)) || !bytes.Contains(scans["audit export"], []byte(`"token.refused"`)) {
-				t.Fatalf("the export lacks the stories' records:\n%s", scans["audit export"])
-			}
-			scans["store tables ("+b.name+")"] = leakDumpTables(t, openDB(t, b, dir), b.name)
-			if b.name == "sqlite" {
-				if _, ok := scans["(server stopped) mandate.db"]; !ok {
-					t.Fatalf("no mandate.db in the data directory: %v", leakNames(scans))
+		}
+		if _, ok := scans["(server stopped) audit-witness.txt"]; !ok {
+			t.Errorf("no audit witness file in the data directory: %v", leakNames(scans))
+		}
+
+		// The scan must be able to see: the jti of every issued token
+		// is at rest, in the store and in the export.
+		for _, tok := range s.issued {
+			jti := jtiOf(t, tok)
+			for _, where := range []string{"audit export", "store tables (" + b.name + ")"} {
+				if !bytes.Contains(scans[where], []byte(jti)) {
+					t.Errorf("%s lacks the jti %s of an issued token: the scan cannot be trusted", where, jti)
 				}
 			}
-			if _, ok := scans["(server stopped) audit-witness.txt"]; !ok {
-				t.Errorf("no audit witness file in the data directory: %v", leakNames(scans))
-			}
+		}
 
-			// The scan must be able to see: the jti of every issued token
-			// is at rest, in the store and in the export.
-			for _, tok := range s.issued {
-				jti := jtiOf(t, tok)
-				for _, where := range []string{"audit export", "store tables (" + b.name + ")"} {
-					if !bytes.Contains(scans[where], []byte(jti)) {
-						t.Errorf("%s lacks the jti %s of an issued token: the scan cannot be trusted", where, jti)
-					}
+		hits := 0
+		for _, name := range leakNames(scans) {
+			for _, n := range c.needles() {
+				if i := bytes.Index(scans[name], n.value); i >= 0 {
+					hits++
+					t.Errorf("%s found in %s at byte %d: …%s…", n.what, name, i, leakContext(scans[name], i, len(n.value)))
 				}
 			}
-
-			hits := 0
-			for _, name := range leakNames(scans) {
-				for _, n := range c.needles() {
-					if i := bytes.Index(scans[name], n.value); i >= 0 {
-						hits++
-						t.Errorf("%s found in %s at byte %d: …%s…", n.what, name, i, leakContext(scans[name], i, len(n.value)))
-					}
-				}
-			}
-			t.Logf("scanned %v for %d needles: %d hits", leakNames(scans), len(c.needles()), hits)
-		})
-	}
+		}
+		t.Logf("scanned %v for %d needles: %d hits", leakNames(scans), len(c.needles()), hits)
+	})
 }
 
 // leakCanaries are the secret values of one run, each random and marked.

@@ -377,155 +377,149 @@ func kidOf(t *testing.T, tok string) string {
 // prior actor, a removed permission, a deleted delegation), T24 (a revoked
 // chain is not exchanged further: 400), T55 (an emergency-revoked key).
 func TestFeedEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real processes")
-	}
-	bin := buildBinary(t)
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			dir, port := t.TempDir(), freePort(t)
-			cfg := writeFeedConfig(t, dir, port, b)
-			p := startServer(t, bin, cfg, port)
-			deploy := startRS(t, p.base, rsDeployAud, rsOptions{})
-			mon := startRS(t, p.base, rsMonitoringAud, rsOptions{})
+	onEveryBackend(t, func(t *testing.T, bin string, b backend) {
+		dir, port := t.TempDir(), freePort(t)
+		cfg := writeFeedConfig(t, dir, port, b)
+		p := startServer(t, bin, cfg, port)
+		deploy := startRS(t, p.base, rsDeployAud, rsOptions{})
+		mon := startRS(t, p.base, rsMonitoringAud, rsOptions{})
 
-			// (a) Sam loses monitoring:read: InfraBot's token carrying it
-			// dies; his token without it lives; giving the permission back
-			// revives nothing.
-			t.Run("permission-removed", func(t *testing.T) {
-				sam := p.personToken(t)
-				withRead := p.mustExchange(t, "agent:infrabot", sam, rsMonitoringAud, "monitoring:read")
-				without := p.mustExchange(t, "agent:infrabot", sam, rsDeployAud, "deploy:create")
-				mon.expect(t, "InfraBot token with monitoring:read", withRead, 200)
-				deploy.expect(t, "InfraBot token without monitoring:read", without, 200)
+		// (a) Sam loses monitoring:read: InfraBot's token carrying it
+		// dies; his token without it lives; giving the permission back
+		// revives nothing.
+		t.Run("permission-removed", func(t *testing.T) {
+			sam := p.personToken(t)
+			withRead := p.mustExchange(t, "agent:infrabot", sam, rsMonitoringAud, "monitoring:read")
+			without := p.mustExchange(t, "agent:infrabot", sam, rsDeployAud, "deploy:create")
+			mon.expect(t, "InfraBot token with monitoring:read", withRead, 200)
+			deploy.expect(t, "InfraBot token without monitoring:read", without, 200)
 
-				restore := `{"permissions":["monitoring:read","deploy:create","deploy:tag"]}`
-				t.Cleanup(func() { _, _, _ = p.admin(http.MethodPut, "/admin/users/user:sam/permissions", restore) })
-				p.mustAdmin(t, http.MethodPut, "/admin/users/user:sam/permissions", `{"permissions":["deploy:create","deploy:tag"]}`)
-				awaitRefused(t, time.Now(), time.Second, rsProbe{"InfraBot token with monitoring:read", mon, withRead})
-				deploy.expect(t, "InfraBot token without monitoring:read, after the removal", without, 200)
+			restore := `{"permissions":["monitoring:read","deploy:create","deploy:tag"]}`
+			t.Cleanup(func() { _, _, _ = p.admin(http.MethodPut, "/admin/users/user:sam/permissions", restore) })
+			p.mustAdmin(t, http.MethodPut, "/admin/users/user:sam/permissions", `{"permissions":["deploy:create","deploy:tag"]}`)
+			awaitRefused(t, time.Now(), time.Second, rsProbe{"InfraBot token with monitoring:read", mon, withRead})
+			deploy.expect(t, "InfraBot token without monitoring:read, after the removal", without, 200)
 
-				p.mustAdmin(t, http.MethodPut, "/admin/users/user:sam/permissions", restore)
-				fresh := ""
-				if !eventually(5*time.Second, func() bool {
-					code, body, err := p.exchangeAs("agent:infrabot", p.personToken(t), rsMonitoringAud, "monitoring:read")
-					fresh, _ = body["access_token"].(string)
-					return err == nil && code == 200 && fresh != "" && strings.Contains(fmt.Sprint(body["scope"]), "monitoring:read")
-				}) {
-					t.Fatal("no token with monitoring:read after the permission was given back")
-				}
-				mon.expect(t, "a token minted after the permission was given back", fresh, 200)
-				mon.expect(t, "the token revoked by the removal, after the permission was given back", withRead, 401)
-			})
-
-			// (b) The first hop of Sam → InfraBot → ArgoCD is revoked: the
-			// ArgoCD token exchanged from it dies, and nothing in its
-			// lineage can be exchanged further.
-			t.Run("first-hop-revoked", func(t *testing.T) {
-				sam := p.personToken(t)
-				hop1 := p.mustExchange(t, "agent:infrabot", sam, "agent:argocd", "deploy:create")
-				hop2 := p.mustExchange(t, "agent:argocd", hop1, rsDeployAud, "deploy:create")
-				hop3 := p.mustExchange(t, "agent:argocd", hop1, "agent:cleanup_agent", "deploy:create")
-				control := p.mustExchange(t, "agent:infrabot", sam, rsDeployAud, "deploy:create")
-				deploy.expect(t, "ArgoCD token", hop2, 200)
-				deploy.expect(t, "InfraBot token of another lineage", control, 200)
-
-				p.mustAdmin(t, http.MethodPost, "/admin/revoke", `{"jti":"`+jtiOf(t, hop1)+`"}`)
-				awaitRefused(t, time.Now(), time.Second, rsProbe{"ArgoCD token exchanged from the revoked InfraBot token", deploy, hop2})
-				deploy.expect(t, "InfraBot token of another lineage, after the revocation", control, 200)
-
-				if code, body, err := p.exchangeAs("agent:cleanup_agent", hop3, rsDeployAud, "deploy:create"); err != nil || code != http.StatusBadRequest {
-					t.Errorf("CleanupAgent exchanged ArgoCD's token whose first hop is revoked: %d %v %v", code, body, err)
-				}
-				if code, body, err := p.exchangeAs("agent:argocd", hop1, "agent:cleanup_agent", "deploy:create"); err != nil || code != http.StatusBadRequest {
-					t.Errorf("ArgoCD exchanged the revoked InfraBot token: %d %v %v", code, body, err)
-				}
-				if _, active, err := p.introspectAs(rsDeployAud, hop2); err != nil || active {
-					t.Errorf("introspection of the ArgoCD token by the deploy API: active %v (%v)", active, err)
-				}
-				if _, active, err := p.introspectAs(rsDeployAud, control); err != nil || !active {
-					t.Errorf("introspection of the unrevoked token by the deploy API: active %v (%v)", active, err)
-				}
-			})
-
-			// (c) ArgoCD is disabled: every token with it in the chain
-			// dies, as the current actor and as a prior one (CleanupAgent's
-			// token, chain CleanupAgent ← ArgoCD ← InfraBot); enabling it
-			// again revives none of them.
-			t.Run("agent-disabled", func(t *testing.T) {
-				sam := p.personToken(t)
-				hop1 := p.mustExchange(t, "agent:infrabot", sam, "agent:argocd", "deploy:create")
-				hop2 := p.mustExchange(t, "agent:argocd", hop1, rsDeployAud, "deploy:create")
-				hop3 := p.mustExchange(t, "agent:argocd", hop1, "agent:cleanup_agent", "deploy:create")
-				hop4 := p.mustExchange(t, "agent:cleanup_agent", hop3, rsDeployAud, "deploy:create")
-				control := p.mustExchange(t, "agent:infrabot", sam, rsDeployAud, "deploy:create")
-				for what, tok := range map[string]string{"ArgoCD token": hop2, "CleanupAgent token": hop4, "InfraBot token": control} {
-					deploy.expect(t, what, tok, 200)
-				}
-
-				t.Cleanup(func() { _, _, _ = p.admin(http.MethodPost, "/admin/agents/agent:argocd/enable", "") })
-				p.mustAdmin(t, http.MethodPost, "/admin/agents/agent:argocd/disable", "")
-				awaitRefused(t, time.Now(), time.Second,
-					rsProbe{"ArgoCD token (ArgoCD the current actor)", deploy, hop2},
-					rsProbe{"CleanupAgent token (ArgoCD a prior actor)", deploy, hop4})
-				deploy.expect(t, "InfraBot token without ArgoCD in its chain", control, 200)
-				if code, _, err := p.introspectAs("agent:argocd", control); err != nil || code != http.StatusUnauthorized {
-					t.Errorf("the disabled ArgoCD authenticated as a client: %d %v", code, err)
-				}
-				if code, body, err := p.exchangeAs("agent:cleanup_agent", hop3, rsDeployAud, "deploy:create"); err != nil || code != http.StatusBadRequest {
-					t.Errorf("CleanupAgent exchanged a token with the disabled ArgoCD in its chain: %d %v %v", code, body, err)
-				}
-
-				p.mustAdmin(t, http.MethodPost, "/admin/agents/agent:argocd/enable", "")
-				var fresh string
-				if !eventually(5*time.Second, func() bool {
-					code, body, err := p.exchangeAs("agent:argocd", p.mustExchange(t, "agent:infrabot", sam, "agent:argocd", "deploy:create"), rsDeployAud, "deploy:create")
-					fresh, _ = body["access_token"].(string)
-					return err == nil && code == 200 && fresh != ""
-				}) {
-					t.Fatal("ArgoCD could not exchange after it was enabled again")
-				}
-				deploy.expect(t, "an ArgoCD token minted after it was enabled again", fresh, 200)
-				deploy.expect(t, "the ArgoCD token from before, after it was enabled again", hop2, 401)
-				deploy.expect(t, "the CleanupAgent token from before, after ArgoCD was enabled again", hop4, 401)
-			})
-
-			// (d) Sam's delegation to Watcher is deleted: Watcher's token
-			// dies; InfraBot's, under another delegation, lives.
-			t.Run("delegation-deleted", func(t *testing.T) {
-				sam := p.personToken(t)
-				watch := p.mustExchange(t, "agent:watcher", sam, rsMonitoringAud, "monitoring:read")
-				control := p.mustExchange(t, "agent:infrabot", sam, rsMonitoringAud, "monitoring:read")
-				mon.expect(t, "Watcher token", watch, 200)
-				mon.expect(t, "InfraBot token", control, 200)
-				list := p.mustAdmin(t, http.MethodGet, "/admin/delegations?subject=user:sam&actor=agent:watcher", "")
-				ds, _ := list["delegations"].([]any)
-				if len(ds) != 1 {
-					t.Fatalf("delegations of Sam to Watcher: %v", list)
-				}
-				id, _ := ds[0].(map[string]any)["id"].(string)
-
-				p.mustAdmin(t, http.MethodDelete, "/admin/delegations/"+id, "")
-				awaitRefused(t, time.Now(), time.Second, rsProbe{"Watcher token under the deleted delegation", mon, watch})
-				mon.expect(t, "InfraBot token under another delegation", control, 200)
-				if code, body, err := p.exchangeAs("agent:watcher", p.personToken(t), rsMonitoringAud, "monitoring:read"); err != nil || code != http.StatusBadRequest {
-					t.Errorf("Watcher exchanged without its delegation: %d %v %v", code, body, err)
-				}
-			})
-
-			// (e) The signing key is revoked with `mandate keys revoke`,
-			// another process on the same store: its tokens die although the
-			// APIs hold the key in their JWKS caches. Last: the server has
-			// no key to sign with afterwards.
-			t.Run("signing-key-revoked", func(t *testing.T) {
-				tok := p.mustExchange(t, "agent:infrabot", p.personToken(t), rsDeployAud, "deploy:create")
-				deploy.expect(t, "InfraBot token", tok, 200)
-				out, err := exec.Command(bin, "keys", "revoke", "--config", cfg, "--", kidOf(t, tok)).CombinedOutput()
-				if err != nil {
-					t.Fatalf("mandate keys revoke: %v\n%s", err, out)
-				}
-				awaitRefused(t, time.Now(), time.Second, rsProbe{"token signed with the revoked key", deploy, tok})
-			})
+			p.mustAdmin(t, http.MethodPut, "/admin/users/user:sam/permissions", restore)
+			fresh := ""
+			if !eventually(5*time.Second, func() bool {
+				code, body, err := p.exchangeAs("agent:infrabot", p.personToken(t), rsMonitoringAud, "monitoring:read")
+				fresh, _ = body["access_token"].(string)
+				return err == nil && code == 200 && fresh != "" && strings.Contains(fmt.Sprint(body["scope"]), "monitoring:read")
+			}) {
+				t.Fatal("no token with monitoring:read after the permission was given back")
+			}
+			mon.expect(t, "a token minted after the permission was given back", fresh, 200)
+			mon.expect(t, "the token revoked by the removal, after the permission was given back", withRead, 401)
 		})
-	}
+
+		// (b) The first hop of Sam → InfraBot → ArgoCD is revoked: the
+		// ArgoCD token exchanged from it dies, and nothing in its
+		// lineage can be exchanged further.
+		t.Run("first-hop-revoked", func(t *testing.T) {
+			sam := p.personToken(t)
+			hop1 := p.mustExchange(t, "agent:infrabot", sam, "agent:argocd", "deploy:create")
+			hop2 := p.mustExchange(t, "agent:argocd", hop1, rsDeployAud, "deploy:create")
+			hop3 := p.mustExchange(t, "agent:argocd", hop1, "agent:cleanup_agent", "deploy:create")
+			control := p.mustExchange(t, "agent:infrabot", sam, rsDeployAud, "deploy:create")
+			deploy.expect(t, "ArgoCD token", hop2, 200)
+			deploy.expect(t, "InfraBot token of another lineage", control, 200)
+
+			p.mustAdmin(t, http.MethodPost, "/admin/revoke", `{"jti":"`+jtiOf(t, hop1)+`"}`)
+			awaitRefused(t, time.Now(), time.Second, rsProbe{"ArgoCD token exchanged from the revoked InfraBot token", deploy, hop2})
+			deploy.expect(t, "InfraBot token of another lineage, after the revocation", control, 200)
+
+			if code, body, err := p.exchangeAs("agent:cleanup_agent", hop3, rsDeployAud, "deploy:create"); err != nil || code != http.StatusBadRequest {
+				t.Errorf("CleanupAgent exchanged ArgoCD's token whose first hop is revoked: %d %v %v", code, body, err)
+			}
+			if code, body, err := p.exchangeAs("agent:argocd", hop1, "agent:cleanup_agent", "deploy:create"); err != nil || code != http.StatusBadRequest {
+				t.Errorf("ArgoCD exchanged the revoked InfraBot token: %d %v %v", code, body, err)
+			}
+			if _, active, err := p.introspectAs(rsDeployAud, hop2); err != nil || active {
+				t.Errorf("introspection of the ArgoCD token by the deploy API: active %v (%v)", active, err)
+			}
+			if _, active, err := p.introspectAs(rsDeployAud, control); err != nil || !active {
+				t.Errorf("introspection of the unrevoked token by the deploy API: active %v (%v)", active, err)
+			}
+		})
+
+		// (c) ArgoCD is disabled: every token with it in the chain
+		// dies, as the current actor and as a prior one (CleanupAgent's
+		// token, chain CleanupAgent ← ArgoCD ← InfraBot); enabling it
+		// again revives none of them.
+		t.Run("agent-disabled", func(t *testing.T) {
+			sam := p.personToken(t)
+			hop1 := p.mustExchange(t, "agent:infrabot", sam, "agent:argocd", "deploy:create")
+			hop2 := p.mustExchange(t, "agent:argocd", hop1, rsDeployAud, "deploy:create")
+			hop3 := p.mustExchange(t, "agent:argocd", hop1, "agent:cleanup_agent", "deploy:create")
+			hop4 := p.mustExchange(t, "agent:cleanup_agent", hop3, rsDeployAud, "deploy:create")
+			control := p.mustExchange(t, "agent:infrabot", sam, rsDeployAud, "deploy:create")
+			for what, tok := range map[string]string{"ArgoCD token": hop2, "CleanupAgent token": hop4, "InfraBot token": control} {
+				deploy.expect(t, what, tok, 200)
+			}
+
+			t.Cleanup(func() { _, _, _ = p.admin(http.MethodPost, "/admin/agents/agent:argocd/enable", "") })
+			p.mustAdmin(t, http.MethodPost, "/admin/agents/agent:argocd/disable", "")
+			awaitRefused(t, time.Now(), time.Second,
+				rsProbe{"ArgoCD token (ArgoCD the current actor)", deploy, hop2},
+				rsProbe{"CleanupAgent token (ArgoCD a prior actor)", deploy, hop4})
+			deploy.expect(t, "InfraBot token without ArgoCD in its chain", control, 200)
+			if code, _, err := p.introspectAs("agent:argocd", control); err != nil || code != http.StatusUnauthorized {
+				t.Errorf("the disabled ArgoCD authenticated as a client: %d %v", code, err)
+			}
+			if code, body, err := p.exchangeAs("agent:cleanup_agent", hop3, rsDeployAud, "deploy:create"); err != nil || code != http.StatusBadRequest {
+				t.Errorf("CleanupAgent exchanged a token with the disabled ArgoCD in its chain: %d %v %v", code, body, err)
+			}
+
+			p.mustAdmin(t, http.MethodPost, "/admin/agents/agent:argocd/enable", "")
+			var fresh string
+			if !eventually(5*time.Second, func() bool {
+				code, body, err := p.exchangeAs("agent:argocd", p.mustExchange(t, "agent:infrabot", sam, "agent:argocd", "deploy:create"), rsDeployAud, "deploy:create")
+				fresh, _ = body["access_token"].(string)
+				return err == nil && code == 200 && fresh != ""
+			}) {
+				t.Fatal("ArgoCD could not exchange after it was enabled again")
+			}
+			deploy.expect(t, "an ArgoCD token minted after it was enabled again", fresh, 200)
+			deploy.expect(t, "the ArgoCD token from before, after it was enabled again", hop2, 401)
+			deploy.expect(t, "the CleanupAgent token from before, after ArgoCD was enabled again", hop4, 401)
+		})
+
+		// (d) Sam's delegation to Watcher is deleted: Watcher's token
+		// dies; InfraBot's, under another delegation, lives.
+		t.Run("delegation-deleted", func(t *testing.T) {
+			sam := p.personToken(t)
+			watch := p.mustExchange(t, "agent:watcher", sam, rsMonitoringAud, "monitoring:read")
+			control := p.mustExchange(t, "agent:infrabot", sam, rsMonitoringAud, "monitoring:read")
+			mon.expect(t, "Watcher token", watch, 200)
+			mon.expect(t, "InfraBot token", control, 200)
+			list := p.mustAdmin(t, http.MethodGet, "/admin/delegations?subject=user:sam&actor=agent:watcher", "")
+			ds, _ := list["delegations"].([]any)
+			if len(ds) != 1 {
+				t.Fatalf("delegations of Sam to Watcher: %v", list)
+			}
+			id, _ := ds[0].(map[string]any)["id"].(string)
+
+			p.mustAdmin(t, http.MethodDelete, "/admin/delegations/"+id, "")
+			awaitRefused(t, time.Now(), time.Second, rsProbe{"Watcher token under the deleted delegation", mon, watch})
+			mon.expect(t, "InfraBot token under another delegation", control, 200)
+			if code, body, err := p.exchangeAs("agent:watcher", p.personToken(t), rsMonitoringAud, "monitoring:read"); err != nil || code != http.StatusBadRequest {
+				t.Errorf("Watcher exchanged without its delegation: %d %v %v", code, body, err)
+			}
+		})
+
+		// (e) The signing key is revoked with `mandate keys revoke`,
+		// another process on the same store: its tokens die although the
+		// APIs hold the key in their JWKS caches. Last: the server has
+		// no key to sign with afterwards.
+		t.Run("signing-key-revoked", func(t *testing.T) {
+			tok := p.mustExchange(t, "agent:infrabot", p.personToken(t), rsDeployAud, "deploy:create")
+			deploy.expect(t, "InfraBot token", tok, 200)
+			out, err := exec.Command(bin, "keys", "revoke", "--config", cfg, "--", kidOf(t, tok)).CombinedOutput()
+			if err != nil {
+				t.Fatalf("mandate keys revoke: %v\n%s", err, out)
+			}
+			awaitRefused(t, time.Now(), time.Second, rsProbe{"token signed with the revoked key", deploy, tok})
+		})
+	})
 }

@@ -93,50 +93,44 @@ func watchRecovery(t *testing.T, api *rsAPI, tok string, within time.Duration) t
 // same port and store, and the API, not restarted, accepts the token again:
 // the Feed reconnects by itself.
 func TestFeedFailsClosed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real processes")
-	}
-	bin := buildBinary(t)
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			// The backends in parallel: most of the time is spent waiting
-			// for staleness and for the server to exit.
-			t.Parallel()
-			dir, port := t.TempDir(), freePort(t)
-			cfg := writeFeedConfig(t, dir, port, b)
-			p := startServer(t, bin, cfg, port)
-			api := startRS(t, p.base, rsDeployAud, rsOptions{maxStaleness: feedStaleness})
-			tok := p.mustExchange(t, "agent:infrabot", p.personToken(t), rsDeployAud, "deploy:create")
-			api.expect(t, "a valid token", tok, 200)
+	onEveryBackend(t, func(t *testing.T, bin string, b backend) {
+		// The backends in parallel: most of the time is spent waiting
+		// for staleness and for the server to exit.
+		t.Parallel()
+		dir, port := t.TempDir(), freePort(t)
+		cfg := writeFeedConfig(t, dir, port, b)
+		p := startServer(t, bin, cfg, port)
+		api := startRS(t, p.base, rsDeployAud, rsOptions{maxStaleness: feedStaleness})
+		tok := p.mustExchange(t, "agent:infrabot", p.personToken(t), rsDeployAud, "deploy:create")
+		api.expect(t, "a valid token", tok, 200)
 
-			// The restarted server belongs to this test, not to the
-			// subtest that restarts it (whose cleanup would kill it).
-			outer := t
-			for _, stop := range []struct {
-				name string
-				sig  os.Signal
-			}{{"SIGKILL", os.Kill}, {"SIGTERM", syscall.SIGTERM}} {
-				t.Run(stop.name, func(t *testing.T) {
-					sent := time.Now()
-					gone, err := stopServer(t, p, stop.sig)
-					t.Logf("the server exited %v after %s (exit status %d: %v)", gone.Sub(sent).Round(time.Millisecond), stop.name, exitCode(err), err)
-					// A graceful stop ends the open revocation stream
-					// instead of waiting out the 10 s shutdown timeout.
-					if stop.sig == syscall.SIGTERM && (err != nil || gone.Sub(sent) > 5*time.Second) {
-						t.Errorf("SIGTERM with a stream open: exit %v after %v, want status 0 well within the 10 s shutdown timeout", err, gone.Sub(sent))
-					}
-					// Staleness counts from the last word heard, at most when
-					// the process exited; heartbeats come every third of it.
-					first := watchFailClosed(t, api, tok, gone, feedStaleness+time.Second)
-					t.Logf("first 503 %v after the server was gone (MaxStaleness %v)", first.Round(time.Millisecond), feedStaleness)
+		// The restarted server belongs to this test, not to the
+		// subtest that restarts it (whose cleanup would kill it).
+		outer := t
+		for _, stop := range []struct {
+			name string
+			sig  os.Signal
+		}{{"SIGKILL", os.Kill}, {"SIGTERM", syscall.SIGTERM}} {
+			t.Run(stop.name, func(t *testing.T) {
+				sent := time.Now()
+				gone, err := stopServer(t, p, stop.sig)
+				t.Logf("the server exited %v after %s (exit status %d: %v)", gone.Sub(sent).Round(time.Millisecond), stop.name, exitCode(err), err)
+				// A graceful stop ends the open revocation stream
+				// instead of waiting out the 10 s shutdown timeout.
+				if stop.sig == syscall.SIGTERM && (err != nil || gone.Sub(sent) > 5*time.Second) {
+					t.Errorf("SIGTERM with a stream open: exit %v after %v, want status 0 well within the 10 s shutdown timeout", err, gone.Sub(sent))
+				}
+				// Staleness counts from the last word heard, at most when
+				// the process exited; heartbeats come every third of it.
+				first := watchFailClosed(t, api, tok, gone, feedStaleness+time.Second)
+				t.Logf("first 503 %v after the server was gone (MaxStaleness %v)", first.Round(time.Millisecond), feedStaleness)
 
-					p = startServer(outer, bin, cfg, port)
-					took := watchRecovery(t, api, tok, 15*time.Second)
-					t.Logf("the API accepts the token again %v after the server was healthy again", took.Round(time.Millisecond))
-				})
-			}
-		})
-	}
+				p = startServer(outer, bin, cfg, port)
+				took := watchRecovery(t, api, tok, 15*time.Second)
+				t.Logf("the API accepts the token again %v after the server was healthy again", took.Round(time.Millisecond))
+			})
+		}
+	})
 }
 
 // TestFeedResurrection is issue 5's third must-show (THREATS T56 (a)):
@@ -152,114 +146,108 @@ func TestFeedFailsClosed(t *testing.T) {
 // internal/feed and verify's Feed tests), the restored backup (T56 (b)) by
 // TestRestoredEpoch.
 func TestFeedResurrection(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real processes")
-	}
-	bin := buildBinary(t)
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			dir, port := t.TempDir(), freePort(t)
-			cfg := writeFeedConfig(t, dir, port, b)
-			p := startServer(t, bin, cfg, port)
-			before := startRS(t, p.base, rsDeployAud, rsOptions{maxStaleness: feedStaleness})
+	onEveryBackend(t, func(t *testing.T, bin string, b backend) {
+		dir, port := t.TempDir(), freePort(t)
+		cfg := writeFeedConfig(t, dir, port, b)
+		p := startServer(t, bin, cfg, port)
+		before := startRS(t, p.base, rsDeployAud, rsOptions{maxStaleness: feedStaleness})
 
-			sam := p.personToken(t)
-			hop1 := p.mustExchange(t, "agent:infrabot", sam, "agent:argocd", "deploy:create")
-			hop2 := p.mustExchange(t, "agent:argocd", hop1, rsDeployAud, "deploy:create")
-			hop3 := p.mustExchange(t, "agent:argocd", hop1, "agent:cleanup_agent", "deploy:create")
-			hop4 := p.mustExchange(t, "agent:cleanup_agent", hop3, rsDeployAud, "deploy:create")
-			direct := p.mustExchange(t, "agent:infrabot", sam, rsDeployAud, "deploy:create")
-			valid := p.mustExchange(t, "agent:infrabot", p.personToken(t), rsDeployAud, "deploy:create")
-			for _, tok := range []string{hop2, hop4, direct, valid} {
-				before.expect(t, "a token before the revocations", tok, 200)
-			}
-			// InfraBot's token to ArgoCD is revoked (and with it ArgoCD's,
-			// exchanged from it); CleanupAgent is disabled; InfraBot's
-			// direct token is revoked by its jti.
-			p.mustAdmin(t, http.MethodPost, "/admin/revoke", `{"jti":"`+jtiOf(t, hop1)+`"}`)
-			p.mustAdmin(t, http.MethodPost, "/admin/agents/agent:cleanup_agent/disable", "")
-			p.mustAdmin(t, http.MethodPost, "/admin/revoke", `{"jti":"`+jtiOf(t, direct)+`"}`)
-			revoked := []rsProbe{
-				{"ArgoCD token exchanged from a revoked token", before, hop2},
-				{"CleanupAgent token (agent disabled)", before, hop4},
-				{"InfraBot token revoked by jti", before, direct},
-			}
-			awaitRefused(t, time.Now(), time.Second, revoked...)
+		sam := p.personToken(t)
+		hop1 := p.mustExchange(t, "agent:infrabot", sam, "agent:argocd", "deploy:create")
+		hop2 := p.mustExchange(t, "agent:argocd", hop1, rsDeployAud, "deploy:create")
+		hop3 := p.mustExchange(t, "agent:argocd", hop1, "agent:cleanup_agent", "deploy:create")
+		hop4 := p.mustExchange(t, "agent:cleanup_agent", hop3, rsDeployAud, "deploy:create")
+		direct := p.mustExchange(t, "agent:infrabot", sam, rsDeployAud, "deploy:create")
+		valid := p.mustExchange(t, "agent:infrabot", p.personToken(t), rsDeployAud, "deploy:create")
+		for _, tok := range []string{hop2, hop4, direct, valid} {
+			before.expect(t, "a token before the revocations", tok, 200)
+		}
+		// InfraBot's token to ArgoCD is revoked (and with it ArgoCD's,
+		// exchanged from it); CleanupAgent is disabled; InfraBot's
+		// direct token is revoked by its jti.
+		p.mustAdmin(t, http.MethodPost, "/admin/revoke", `{"jti":"`+jtiOf(t, hop1)+`"}`)
+		p.mustAdmin(t, http.MethodPost, "/admin/agents/agent:cleanup_agent/disable", "")
+		p.mustAdmin(t, http.MethodPost, "/admin/revoke", `{"jti":"`+jtiOf(t, direct)+`"}`)
+		revoked := []rsProbe{
+			{"ArgoCD token exchanged from a revoked token", before, hop2},
+			{"CleanupAgent token (agent disabled)", before, hop4},
+			{"InfraBot token revoked by jti", before, direct},
+		}
+		awaitRefused(t, time.Now(), time.Second, revoked...)
 
-			// (b) From now on the connected verifier is asked about the
-			// revoked tokens without a pause: none may be accepted again.
-			stopWatch := make(chan struct{})
-			var watch sync.WaitGroup
-			var resurrected []string
-			var mu sync.Mutex
-			for _, pr := range revoked {
-				watch.Add(1)
-				go func() {
-					defer watch.Done()
-					for {
-						select {
-						case <-stopWatch:
-							return
-						default:
-						}
-						if ans := pr.api.ask(pr.tok); ans.code == http.StatusOK {
-							mu.Lock()
-							resurrected = append(resurrected, pr.what)
-							mu.Unlock()
-						}
-						time.Sleep(10 * time.Millisecond)
+		// (b) From now on the connected verifier is asked about the
+		// revoked tokens without a pause: none may be accepted again.
+		stopWatch := make(chan struct{})
+		var watch sync.WaitGroup
+		var resurrected []string
+		var mu sync.Mutex
+		for _, pr := range revoked {
+			watch.Add(1)
+			go func() {
+				defer watch.Done()
+				for {
+					select {
+					case <-stopWatch:
+						return
+					default:
 					}
-				}()
-			}
-			endWatch := sync.OnceFunc(func() {
-				close(stopWatch)
-				watch.Wait()
-				if len(resurrected) > 0 {
-					t.Errorf("the connected verifier accepted revoked tokens again around the crash: %v", resurrected)
+					if ans := pr.api.ask(pr.tok); ans.code == http.StatusOK {
+						mu.Lock()
+						resurrected = append(resurrected, pr.what)
+						mu.Unlock()
+					}
+					time.Sleep(10 * time.Millisecond)
 				}
-			})
-			t.Cleanup(endWatch)
-
-			p.kill(t)
-			// The connected verifier goes stale while the server is down,
-			// so that it has to come back from a reconnection.
-			if !eventually(feedStaleness+3*time.Second, func() bool { return before.ask(valid).code == http.StatusServiceUnavailable }) {
-				t.Fatal("the connected verifier did not fail closed while the server was down")
-			}
-			p = startServer(t, bin, cfg, port)
-
-			t.Run("new-verifier", func(t *testing.T) {
-				after := startRS(t, p.base, rsDeployAud, rsOptions{maxStaleness: feedStaleness})
-				if n := after.snapshots(); n != 1 {
-					t.Errorf("the new verifier loaded %d snapshots, want 1", n)
-				}
-				for _, pr := range revoked {
-					after.expect(t, pr.what+", after the crash, new verifier", pr.tok, 401)
-				}
-				after.expect(t, "a valid token, after the crash, new verifier", valid, 200)
-			})
-			t.Run("connected-verifier", func(t *testing.T) {
-				took := watchRecovery(t, before, valid, 15*time.Second)
-				t.Logf("the connected verifier accepts the valid token again %v after the restart", took.Round(time.Millisecond))
-				endWatch()
-				for _, pr := range revoked {
-					before.expect(t, pr.what+", after the crash, connected verifier", pr.tok, 401)
-				}
-				// It follows the restarted server: a revocation made now
-				// reaches it.
-				fresh := p.mustExchange(t, "agent:infrabot", p.personToken(t), rsDeployAud, "deploy:create")
-				before.expect(t, "a token minted after the restart", fresh, 200)
-				p.mustAdmin(t, http.MethodPost, "/admin/revoke", `{"jti":"`+jtiOf(t, fresh)+`"}`)
-				awaitRefused(t, time.Now(), time.Second, rsProbe{"token revoked after the restart", before, fresh})
-			})
-			// What the store says agrees: the server itself refuses them.
-			for _, tok := range []string{hop2, hop4, direct} {
-				if _, active, err := p.introspectAs(rsDeployAud, tok); err != nil || active {
-					t.Errorf("introspection after the crash: a revoked token is active (%v)", err)
-				}
+			}()
+		}
+		endWatch := sync.OnceFunc(func() {
+			close(stopWatch)
+			watch.Wait()
+			if len(resurrected) > 0 {
+				t.Errorf("the connected verifier accepted revoked tokens again around the crash: %v", resurrected)
 			}
 		})
-	}
+		t.Cleanup(endWatch)
+
+		p.kill(t)
+		// The connected verifier goes stale while the server is down,
+		// so that it has to come back from a reconnection.
+		if !eventually(feedStaleness+3*time.Second, func() bool { return before.ask(valid).code == http.StatusServiceUnavailable }) {
+			t.Fatal("the connected verifier did not fail closed while the server was down")
+		}
+		p = startServer(t, bin, cfg, port)
+
+		t.Run("new-verifier", func(t *testing.T) {
+			after := startRS(t, p.base, rsDeployAud, rsOptions{maxStaleness: feedStaleness})
+			if n := after.snapshots(); n != 1 {
+				t.Errorf("the new verifier loaded %d snapshots, want 1", n)
+			}
+			for _, pr := range revoked {
+				after.expect(t, pr.what+", after the crash, new verifier", pr.tok, 401)
+			}
+			after.expect(t, "a valid token, after the crash, new verifier", valid, 200)
+		})
+		t.Run("connected-verifier", func(t *testing.T) {
+			took := watchRecovery(t, before, valid, 15*time.Second)
+			t.Logf("the connected verifier accepts the valid token again %v after the restart", took.Round(time.Millisecond))
+			endWatch()
+			for _, pr := range revoked {
+				before.expect(t, pr.what+", after the crash, connected verifier", pr.tok, 401)
+			}
+			// It follows the restarted server: a revocation made now
+			// reaches it.
+			fresh := p.mustExchange(t, "agent:infrabot", p.personToken(t), rsDeployAud, "deploy:create")
+			before.expect(t, "a token minted after the restart", fresh, 200)
+			p.mustAdmin(t, http.MethodPost, "/admin/revoke", `{"jti":"`+jtiOf(t, fresh)+`"}`)
+			awaitRefused(t, time.Now(), time.Second, rsProbe{"token revoked after the restart", before, fresh})
+		})
+		// What the store says agrees: the server itself refuses them.
+		for _, tok := range []string{hop2, hop4, direct} {
+			if _, active, err := p.introspectAs(rsDeployAud, tok); err != nil || active {
+				t.Errorf("introspection after the crash: a revoked token is active (%v)", err)
+			}
+		}
+	})
 }
 
 // exitCode is the status of an exited process, -1 when it was killed by a

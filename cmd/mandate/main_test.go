@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -74,14 +75,42 @@ func postgresBackend(t *testing.T, via func(dbHost string) string) backend {
 	return b
 }
 
-// buildBinary compiles the mandate command once per test.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mandate")
+// testBinDir is where builtBinary puts the mandate command; TestMain makes
+// it and removes it.
+var testBinDir string
+
+// builtBinary compiles the mandate command the first time a process test
+// asks for it: one link of the 40 MB binary per test run instead of one per
+// test.
+var builtBinary = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(testBinDir, "mandate")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
+		return "", fmt.Errorf("go build: %w", err)
+	}
+	return bin, nil
+})
+
+// TestMain runs the tests with a directory for the binary they share.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mandate-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testBinDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildBinary returns the mandate command, compiled once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := builtBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -278,4 +307,17 @@ func warnings(log string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// onEveryBackend runs fn as a subtest per backend, with the mandate
+// command built; it skips in -short mode, since it runs real processes.
+func onEveryBackend(t *testing.T, fn func(t *testing.T, bin string, b backend)) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs real processes")
+	}
+	bin := buildBinary(t)
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) { fn(t, bin, b) })
+	}
 }
