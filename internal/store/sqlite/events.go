@@ -317,6 +317,6 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 // EventsAfter returns up to limit events with Seq above afterSeq, oldest
 // first; limit defaults to 1000 and is capped at 10000.
 func (s *Store) EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error) {
-	return list(ctx, s.r, "events", "SELECT "+eventSelect+" FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-		scanEvent, afterSeq, store.PageLimit(limit))
+	rows, err := s.stmts.eventsAfter.QueryContext(ctx, afterSeq)
+	return collect(rows, err, "events", scanEvent, store.PageLimit(limit))
 }

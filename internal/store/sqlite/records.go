@@ -93,12 +93,18 @@ func update[T any](ctx context.Context, s *Store, r record[T], id string, fn fun
 // list runs query and scans every row with scan.
 func list[T any](ctx context.Context, q querier, what, query string, scan func(scanner) (T, error), args ...any) ([]T, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
+	return collect(rows, err, what, scan, -1)
+}
+
+// collect scans the rows of a query's result (rows, err) with scan, at most
+// limit of them when limit >= 0.
+func collect[T any](rows *sql.Rows, err error, what string, scan func(scanner) (T, error), limit int) ([]T, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list %s: %w", what, dbErr(err))
 	}
 	defer rows.Close()
 	var out []T
-	for rows.Next() {
+	for len(out) != limit && rows.Next() {
 		v, err := scan(rows)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: list %s: %w", what, err)

@@ -62,11 +62,17 @@ type statements struct {
 	// getToken reads one tokens row by jti: every Mandate token presented
 	// as a subject or actor token, and each of its ancestors.
 	getToken *sql.Stmt
+	// eventsAfter reads the log from a seq on; EventsAfter stops reading
+	// after a page. The audit checkpointer reads the new records every
+	// 250 ms, a few at a time. It has no LIMIT: a bound LIMIT makes SQLite
+	// prepare the statement again on every run (it plans with the value),
+	// which cost more than reading the page.
+	eventsAfter *sql.Stmt
 }
 
 // all is every statement, for Close.
 func (st *statements) all() []*sql.Stmt {
-	return []*sql.Stmt{st.token, st.last, st.event, st.actor, st.getToken}
+	return []*sql.Stmt{st.token, st.last, st.event, st.actor, st.getToken, st.eventsAfter}
 }
 
 // prepare prepares the token path's statements. It runs in Open, before any
@@ -84,6 +90,7 @@ func (s *Store) prepare(ctx context.Context) error {
 			strings.Repeat(", ?", strings.Count(eventCols, ",")+1) + ")"},
 		{&st.actor, s.w, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
 		{&st.getToken, s.r, "SELECT " + tokenCols + " FROM tokens WHERE jti = ?"},
+		{&st.eventsAfter, s.r, "SELECT " + eventSelect + " FROM events WHERE seq > ? ORDER BY seq"},
 	} {
 		stmt, err := q.db.PrepareContext(ctx, q.sql)
 		if err != nil {
