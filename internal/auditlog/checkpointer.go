@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,13 +32,49 @@ type Checkpointer struct {
 	Origin string
 	// Every is how often Run checkpoints a log that grew; default 10 s.
 	Every time.Duration
+	// ReadEvery is how often Run reads and checks the records appended
+	// since its last read, ahead of the next checkpoint; default 250 ms.
+	// Reading the log in small steps keeps the work off the request path:
+	// read all at once every 10 s, 30,000 records at 3,000 tokens a second
+	// took the one core for 0.4 s and tripled p99 latency for that time.
+	ReadEvery time.Duration
 	// Witness, when set, is a file every new checkpoint note is appended
 	// to: a copy held outside the database.
 	Witness string
 	Now     func() time.Time
 	Logger  *slog.Logger
 
-	mu sync.Mutex // one checkpoint at a time
+	mu sync.Mutex // one read or checkpoint at a time
+	// read is the log as far as it has been read and checked: it extends
+	// the latest stored checkpoint, or is behind it (then it is dropped).
+	progress progress
+	hasRead  bool
+}
+
+// progress is a checked prefix of the log: its size, chain head and tree.
+type progress struct {
+	size int64
+	head auditchain.Hash
+	tree auditchain.Tree
+}
+
+// readPage is how many records a read takes at a time (about 0.4 ms of
+// CPU here), and readPause how long Read sleeps between pages. Sleeping,
+// not just yielding, lets the scheduler poll the network: a goroutine that
+// only yields runs again before any request that arrived meanwhile is seen.
+const (
+	readPage  = 16
+	readPause = time.Millisecond
+)
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // VerifierKey returns the public key auditors verify checkpoints with.
@@ -49,22 +86,90 @@ func (c *Checkpointer) VerifierKey(ctx context.Context) (string, error) {
 	return VerifierKey(skey)
 }
 
-// Run checkpoints every Every until ctx ends.
+// Run checkpoints every Every, and reads the log every ReadEvery, until ctx
+// ends.
 func (c *Checkpointer) Run(ctx context.Context) {
-	every := c.Every
-	if every <= 0 {
-		every = 10 * time.Second
-	}
+	every := cmp.Or(c.Every, 10*time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	read := time.NewTicker(cmp.Or(c.ReadEvery, 250*time.Millisecond))
+	defer read.Stop()
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return
+		case <-read.C:
+			_, err = c.read(ctx, readPause)
 		case <-t.C:
-			if _, err := c.Checkpoint(ctx); err != nil && ctx.Err() == nil && c.Logger != nil {
-				c.Logger.Error("audit checkpoint", slog.String("error", err.Error()))
+			_, err = c.Checkpoint(ctx)
+		}
+		if err != nil && ctx.Err() == nil && c.Logger != nil {
+			c.Logger.Error("audit checkpoint", slog.String("error", err.Error()))
+		}
+	}
+}
+
+// Read reads and checks the records appended since the last read, or since
+// the latest stored checkpoint, and returns the size of the log read so
+// far. The next checkpoint starts from there. A record that does not chain
+// stops it: the error names the record.
+func (c *Checkpointer) Read(ctx context.Context) (int64, error) {
+	return c.read(ctx, 0)
+}
+
+// read is Read, sleeping pause between pages.
+func (c *Checkpointer) read(ctx context.Context, pause time.Duration) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := c.readLocked(ctx, pause); err != nil {
+		return c.progress.size, err
+	}
+	return c.progress.size, nil
+}
+
+// readLocked brings c.progress up to the end of the log and returns the latest
+// stored checkpoint (the zero Checkpoint at the genesis head when there is
+// none).
+func (c *Checkpointer) readLocked(ctx context.Context, pause time.Duration) (store.Checkpoint, error) {
+	last, err := c.Store.LatestCheckpoint(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		last = store.Checkpoint{Head: auditchain.Genesis[:]}
+	case err != nil:
+		return store.Checkpoint{}, fmt.Errorf("auditlog: %w", err)
+	}
+	if !c.hasRead || c.progress.size < last.Size {
+		// First read, or another instance checkpointed further: start from
+		// the stored checkpoint.
+		p := progress{size: last.Size}
+		if len(last.Tree) > 0 {
+			if err := json.Unmarshal(last.Tree, &p.tree); err != nil || !p.tree.Valid() || p.tree.N != last.Size {
+				return store.Checkpoint{}, fmt.Errorf("auditlog: the checkpoint at size %d holds no valid tree", last.Size)
 			}
+		}
+		copy(p.head[:], last.Head)
+		c.progress, c.hasRead = p, true
+	}
+	for {
+		evs, err := c.Store.EventsAfter(ctx, c.progress.size, readPage)
+		if err != nil {
+			return store.Checkpoint{}, fmt.Errorf("auditlog: %w", err)
+		}
+		for _, ev := range evs {
+			leaf := auditchain.LeafHash(ev)
+			next := auditchain.Link(c.progress.head, leaf)
+			if ev.Seq != c.progress.size+1 || string(ev.Hash) != string(next[:]) {
+				return store.Checkpoint{}, fmt.Errorf("auditlog: the log does not chain at record %d: not checkpointed", c.progress.size+1)
+			}
+			c.progress.tree.Append(leaf)
+			c.progress.head, c.progress.size = next, ev.Seq
+		}
+		if len(evs) < readPage {
+			return last, nil
+		}
+		if pause > 0 {
+			sleep(ctx, pause)
 		}
 	}
 }
@@ -76,35 +181,11 @@ func (c *Checkpointer) Run(ctx context.Context) {
 func (c *Checkpointer) Checkpoint(ctx context.Context) (store.Checkpoint, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	last, err := c.Store.LatestCheckpoint(ctx)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		last = store.Checkpoint{Head: auditchain.Genesis[:]}
-	case err != nil:
-		return store.Checkpoint{}, fmt.Errorf("auditlog: %w", err)
-	}
-	var tree auditchain.Tree
-	if len(last.Tree) > 0 {
-		if err := json.Unmarshal(last.Tree, &tree); err != nil || !tree.Valid() || tree.N != last.Size {
-			return store.Checkpoint{}, fmt.Errorf("auditlog: the checkpoint at size %d holds no valid tree", last.Size)
-		}
-	}
-	var head auditchain.Hash
-	copy(head[:], last.Head)
-	size := last.Size
-	err = store.EachEvent(ctx, c.Store, size, func(ev store.Event) error {
-		leaf := auditchain.LeafHash(ev)
-		next := auditchain.Link(head, leaf)
-		if ev.Seq != size+1 || string(ev.Hash) != string(next[:]) {
-			return fmt.Errorf("the log does not chain at record %d: not checkpointed", size+1)
-		}
-		tree.Append(leaf)
-		head, size = next, ev.Seq
-		return nil
-	})
+	last, err := c.readLocked(ctx, 0)
 	if err != nil {
-		return store.Checkpoint{}, fmt.Errorf("auditlog: %w", err)
+		return store.Checkpoint{}, err
 	}
+	size, head, tree := c.progress.size, c.progress.head, c.progress.tree
 	if size == last.Size {
 		return last, nil
 	}

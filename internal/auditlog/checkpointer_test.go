@@ -5,8 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -24,7 +27,7 @@ func appendEvents(t *testing.T, s store.Store, n int) {
 	}
 }
 
-func openStore(t *testing.T) store.Store {
+func openStore(t testing.TB) store.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "m.db"))
 	if err != nil {
@@ -143,4 +146,84 @@ type edited struct {
 
 func (e *edited) EventsAfter(_ context.Context, after int64, _ int) ([]store.Event, error) {
 	return e.evs[after:], nil
+}
+
+// TestCheckpointerReadsAhead: Read checks the records appended since the
+// last read, in pages, and signs nothing; the next checkpoint starts where
+// it stopped. A record edited after it was read does not change what is
+// signed, and a replay of the edited log fails against that checkpoint.
+func TestCheckpointerReadsAhead(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	appendEvents(t, s, 300) // more than two pages
+	c := &auditlog.Checkpointer{Store: s, Origin: "o"}
+	if n, err := c.Read(ctx); err != nil || n != 300 {
+		t.Fatalf("Read = %d, %v; want 300", n, err)
+	}
+	if _, err := s.LatestCheckpoint(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Read stored a checkpoint: %v", err)
+	}
+	var evs []store.Event
+	if err := store.EachEvent(ctx, s, 0, func(ev store.Event) error { evs = append(evs, ev); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	forged := slices.Clone(evs)
+	forged[149].Action = "forged"
+	c.Store = &edited{Store: s, evs: forged}
+	cp, err := c.Checkpoint(ctx)
+	if err != nil || cp.Size != 300 || string(cp.Head) != string(evs[299].Hash) {
+		t.Fatalf("checkpoint after the edit = size %d head %x, %v; want 300 and the head read before it", cp.Size, cp.Head, err)
+	}
+	vkey, err := c.VerifierKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := auditlog.Open(cp.Note, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, log := range map[string][]store.Event{"as written": evs, "edited": forged} {
+		r := auditlog.NewReplay([]auditlog.Checkpoint{opened})
+		for _, ev := range log {
+			r.Add(ev)
+		}
+		res := r.Finish()
+		if ok := name == "as written"; res.OK() != ok || res.Checkpoints != map[bool]int{true: 1}[ok] {
+			t.Errorf("replay of the log %s = %+v", name, res)
+		}
+	}
+}
+
+// reads counts the records a Checkpointer read.
+type reads struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (r *reads) EventsAfter(ctx context.Context, after int64, limit int) ([]store.Event, error) {
+	evs, err := r.Store.EventsAfter(ctx, after, limit)
+	r.n.Add(int64(len(evs)))
+	return evs, err
+}
+
+// TestCheckpointerRunReadsBetweenCheckpoints: Run reads new records every
+// ReadEvery, long before the next checkpoint is due.
+func TestCheckpointerRunReadsBetweenCheckpoints(t *testing.T) {
+	s := openStore(t)
+	r := &reads{Store: s}
+	c := &auditlog.Checkpointer{Store: r, Origin: "o", Every: time.Hour, ReadEvery: 5 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	appendEvents(t, s, 7)
+	for deadline := time.Now().Add(10 * time.Second); r.n.Load() < 7; {
+		if time.Now().After(deadline) {
+			t.Fatalf("Run read %d records in 10 s, want 7", r.n.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := s.LatestCheckpoint(context.Background()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Run checkpointed before Every: %v", err)
+	}
 }
