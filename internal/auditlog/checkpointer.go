@@ -122,10 +122,15 @@ func (c *Checkpointer) Read(ctx context.Context) (int64, error) {
 func (c *Checkpointer) read(ctx context.Context, pause time.Duration) (int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, err := c.readLocked(ctx, pause); err != nil {
-		return c.progress.size, err
+	var err error
+	if c.hasRead {
+		// Reading on from where the last read stopped needs no look at
+		// the stored checkpoints: Checkpoint looks before it signs.
+		err = c.readOn(ctx, pause)
+	} else {
+		_, err = c.readLocked(ctx, pause)
 	}
-	return c.progress.size, nil
+	return c.progress.size, err
 }
 
 // readLocked brings c.progress up to the end of the log and returns the latest
@@ -151,22 +156,31 @@ func (c *Checkpointer) readLocked(ctx context.Context, pause time.Duration) (sto
 		copy(p.head[:], last.Head)
 		c.progress, c.hasRead = p, true
 	}
+	if err := c.readOn(ctx, pause); err != nil {
+		return store.Checkpoint{}, err
+	}
+	return last, nil
+}
+
+// readOn reads and checks the records after c.progress, sleeping pause
+// between pages.
+func (c *Checkpointer) readOn(ctx context.Context, pause time.Duration) error {
 	for {
 		evs, err := c.Store.EventsAfter(ctx, c.progress.size, readPage)
 		if err != nil {
-			return store.Checkpoint{}, fmt.Errorf("auditlog: %w", err)
+			return fmt.Errorf("auditlog: %w", err)
 		}
 		for _, ev := range evs {
 			leaf := auditchain.LeafHash(ev)
 			next := auditchain.Link(c.progress.head, leaf)
 			if ev.Seq != c.progress.size+1 || string(ev.Hash) != string(next[:]) {
-				return store.Checkpoint{}, fmt.Errorf("auditlog: the log does not chain at record %d: not checkpointed", c.progress.size+1)
+				return fmt.Errorf("auditlog: the log does not chain at record %d: not checkpointed", c.progress.size+1)
 			}
 			c.progress.tree.Append(leaf)
 			c.progress.head, c.progress.size = next, ev.Seq
 		}
 		if len(evs) < readPage {
-			return last, nil
+			return nil
 		}
 		if pause > 0 {
 			sleep(ctx, pause)
