@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/idlemem"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/server"
 )
@@ -114,8 +115,8 @@ func devAdminToken(dir string) (string, error) {
 // serve` when the environment sets none. The live heap is a few MB, so at
 // Go's default of 100 the collector ran a dozen times a second under load;
 // at 400 an exchange costs 4-8% less CPU and p99 falls by about a fifth,
-// for about 10 MiB more resident memory under load and none at idle
-// (docs/benchmarks.md, "Garbage collection").
+// for about 10 MiB more resident memory under load (docs/benchmarks.md,
+// "Garbage collection"). At idle, internal/idlemem gives it back.
 const defaultGCPercent = 400
 
 // tuneGC sets the collector's target to defaultGCPercent unless GOGC is set
@@ -159,7 +160,11 @@ func runServe(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := server.NewHTTPServer(cfg.Listen, app.Handler)
+	// Start-up's garbage goes back to the system now, and the heap's free
+	// pages whenever the server is idle (internal/idlemem).
+	idle := &idlemem.Releaser{}
+	go idle.Run(ctx)
+	srv := server.NewHTTPServer(cfg.Listen, idle.Handler(app.Handler))
 	srv.RegisterOnShutdown(app.Drain)
 	logger.Info("mandate serving", slog.String("issuer", cfg.Issuer), slog.String("listen", ln.Addr().String()))
 	if f.dev {
