@@ -227,3 +227,41 @@ func TestCheckpointerRunReadsBetweenCheckpoints(t *testing.T) {
 		t.Errorf("Run checkpointed before Every: %v", err)
 	}
 }
+
+// TestCheckpointerCheckpointsDuringReads: checkpoints asked for while Run
+// reads ahead (and lets go of the checkpointer between pages) cover the log
+// as it grows, and the last one matches a replay of the whole log.
+func TestCheckpointerCheckpointsDuringReads(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	c := &auditlog.Checkpointer{Store: s, Origin: "o", Every: time.Hour, ReadEvery: time.Millisecond}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(runCtx) }()
+	var last store.Checkpoint
+	for i := range 10 {
+		appendEvents(t, s, 200)
+		cp, err := c.Checkpoint(ctx)
+		if err != nil || cp.Size != int64(200*(i+1)) {
+			t.Fatalf("checkpoint %d = size %d, %v; want %d", i, cp.Size, err, 200*(i+1))
+		}
+		last = cp
+	}
+	cancel()
+	<-done
+	vkey, err := c.VerifierKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := auditlog.Open(last.Note, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := auditlog.NewReplay([]auditlog.Checkpoint{opened})
+	if err := store.EachEvent(ctx, s, 0, func(ev store.Event) error { r.Add(ev); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if res := r.Finish(); !res.OK() || res.Checkpoints != 1 || res.Records != 2000 {
+		t.Errorf("replay against the last checkpoint = %+v", res)
+	}
+}
