@@ -17,6 +17,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/exchange"
 	"github.com/mandate-dev/mandate/internal/feed"
 	"github.com/mandate-dev/mandate/internal/policy"
+	"github.com/mandate-dev/mandate/internal/ratelimit"
 	"github.com/mandate-dev/mandate/internal/server"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/store/cache"
@@ -170,6 +171,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	srv, err := server.New(server.Config{
 		Issuer: cfg.Issuer, Store: cached, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
+		ClientLimit: newLimiter(cfg.RateLimits.PerClient, now), IPLimit: newLimiter(cfg.RateLimits.PerIP, now),
 	})
 	if err != nil {
 		recorder.Close()
@@ -197,6 +199,19 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		}()
 	}
 	return app, nil
+}
+
+// limiterKeys is how many callers a rate limit tracks at once; beyond
+// that, new ones share one bucket (internal/ratelimit).
+const limiterKeys = 10_000
+
+// newLimiter is a rate limit of perSecond requests a second per caller, in
+// bursts of twice that; nil (no limit) for 0.
+func newLimiter(perSecond float64, now func() time.Time) *ratelimit.Limiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	return ratelimit.New(perSecond, max(int(2*perSecond), 1), limiterKeys, now)
 }
 
 // refreshKeys advances key rotation and picks up keys rotated by another

@@ -69,6 +69,9 @@ type Config struct {
 	Delegation DelegationLimits `yaml:"delegation"`
 	// Audit sets the audit log's signed checkpoints.
 	Audit Audit `yaml:"audit"`
+	// RateLimits bounds how often one caller is served at /token,
+	// /introspect and /revoke. Off by default.
+	RateLimits RateLimits `yaml:"rate_limits"`
 	// IdentityProviders are the issuers whose tokens Mandate accepts as a
 	// person's subject_token.
 	IdentityProviders []IdentityProvider `yaml:"identity_providers"`
@@ -148,6 +151,24 @@ type Audit struct {
 	// disables it.
 	WitnessFile string `yaml:"witness_file"`
 }
+
+// RateLimits are per-caller request rates at /token, /introspect and
+// /revoke, checked before any signature, hash or database work (THREATS
+// T78). A caller over its rate is answered 429 with Retry-After; each rate
+// allows bursts of twice as many requests. 0, the default, is no limit.
+type RateLimits struct {
+	// PerClient is the requests a second one client_id may send, whether
+	// or not it authenticates; 0 to 100000.
+	PerClient float64 `yaml:"per_client"`
+	// PerIP is the requests a second one remote address may send; 0 to
+	// 100000. Behind a proxy every caller has the proxy's address (the
+	// X-Forwarded-For header is not trusted), so set it only when callers
+	// connect directly.
+	PerIP float64 `yaml:"per_ip"`
+}
+
+// MaxRate is the largest rate RateLimits accepts.
+const MaxRate = 100_000
 
 // DefaultCheckpointEvery is Audit.CheckpointEvery's default.
 const DefaultCheckpointEvery = 10 * time.Second

@@ -192,6 +192,14 @@ func (c *Config) validateTokens(p *problems) {
 	if d := c.Audit.CheckpointEvery.Std(); d < time.Second || d > time.Hour {
 		p.add("audit.checkpoint_every", "must be from 1s to 1h, is %s", c.Audit.CheckpointEvery)
 	}
+	for _, r := range []struct {
+		field string
+		v     float64
+	}{{"rate_limits.per_client", c.RateLimits.PerClient}, {"rate_limits.per_ip", c.RateLimits.PerIP}} {
+		if !(r.v >= 0 && r.v <= MaxRate) { // also refuses NaN
+			p.add(r.field, "must be from 0 (no limit) to %d requests a second, is %v", MaxRate, r.v)
+		}
+	}
 	if d := c.Delegation.MaxDepth; d < 1 || d > MaxDepthLimit {
 		p.add("delegation.max_depth", "must be from 1 to %d, is %d", MaxDepthLimit, d)
 	}

@@ -216,6 +216,13 @@ func onEveryBackend(t *testing.T, test func(t *testing.T, h *harness)) {
 // (nil for time.Now).
 func newHarnessOn(t *testing.T, open func(t *testing.T) store.Store, now func() time.Time) *harness {
 	t.Helper()
+	return newHarnessEdited(t, open, now, nil)
+}
+
+// newHarnessEdited is newHarnessOn with testConfig changed by edit (when
+// not nil) before the server is built.
+func newHarnessEdited(t *testing.T, open func(t *testing.T) store.Store, now func() time.Time, edit func(*config.Config)) *harness {
+	t.Helper()
 	ctx := context.Background()
 	p := newIDP(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -228,6 +235,9 @@ func newHarnessOn(t *testing.T, open func(t *testing.T) store.Store, now func() 
 		t.Fatal(err)
 	}
 	cfg.DataDir = t.TempDir() // the audit witness file goes there
+	if edit != nil {
+		edit(cfg)
+	}
 	raw := open(t)
 	faulty := storetest.NewFaulty(raw)
 	if _, err := provision.Sync(ctx, faulty, cfg, false, time.Now()); err != nil {

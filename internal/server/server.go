@@ -20,6 +20,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/exchange"
 	"github.com/mandate-dev/mandate/internal/feed"
+	"github.com/mandate-dev/mandate/internal/ratelimit"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
@@ -51,6 +52,10 @@ type Config struct {
 	// does not answer turns into a 503 rather than a hang (THREATS T60).
 	// Default 1.8 s.
 	RequestTimeout time.Duration
+	// ClientLimit and IPLimit, when set, bound how often one client_id and
+	// one remote address are served at /token, /introspect and /revoke
+	// (THREATS T78).
+	ClientLimit, IPLimit *ratelimit.Limiter
 }
 
 // Server is Mandate's HTTP handler.
@@ -69,6 +74,8 @@ type Server struct {
 	clientRefusals refusalTally
 	// formRefusals tallies forms that could not be read, per action.
 	formRefusals refusalTally
+	// limitRefusals tallies the requests the rate limits refused.
+	limitRefusals refusalTally
 }
 
 // Drain ends the long-lived responses: the revocation streams and SET
@@ -97,7 +104,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{}), adminRefusals: refusalTally{window: time.Second},
 		clientRefusals: refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32},
-		formRefusals:   refusalTally{window: time.Second, maxKeys: 3, maxRecords: 3}}
+		formRefusals:   refusalTally{window: time.Second, maxKeys: 3, maxRecords: 3},
+		limitRefusals:  refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32}}
 	s.cfg.Store = revocationCounter{Store: cfg.Store, revoked: s.metrics.revoked}
 	feedMetrics(cfg.Registry, func() (int64, float64) {
 		seq, since := cfg.Feed.Progress()

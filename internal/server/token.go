@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -87,13 +88,7 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 		return form, nil
 	}
 	e := oauth.As(err)
-	action := audit.ActionTokenRefused
-	switch r.URL.Path {
-	case "/introspect":
-		action = audit.ActionTokenIntrospect
-	case "/revoke":
-		action = audit.ActionTokenRevoked
-	}
+	action := refusedAction(r)
 	n, under, due := s.formRefusals.add(action, s.cfg.Now())
 	if !due {
 		return nil, e
@@ -109,6 +104,59 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 	return nil, e
 }
 
+// refusedAction is the audit action of a request to r's endpoint that is
+// refused before its client is known.
+func refusedAction(r *http.Request) string {
+	switch r.URL.Path {
+	case "/introspect":
+		return audit.ActionTokenIntrospect
+	case "/revoke":
+		return audit.ActionTokenRevoked
+	}
+	return audit.ActionTokenRefused
+}
+
+// admit applies the per-address and per-client rate limits (THREATS T78),
+// before any signature, hash or database work. A refusal is answered 429
+// with Retry-After and recorded like a failed authentication: at most once
+// a second per limited caller, with the count of its refusals.
+func (s *Server) admit(r *http.Request, clientID string) error {
+	var key, reason string
+	switch {
+	case s.cfg.IPLimit != nil && !s.cfg.IPLimit.Allow(remoteAddr(r)):
+		key, reason = "ip "+remoteAddr(r), "rate_limited_address"
+	case s.cfg.ClientLimit != nil && !s.cfg.ClientLimit.Allow(clientID):
+		key, reason = "client "+clientID, "rate_limited_client"
+	default:
+		return nil
+	}
+	e := &oauth.Error{Code: oauth.ErrTemporarilyUnavailable, Reason: reason, Status: http.StatusTooManyRequests,
+		Description: "too many requests, retry later"}
+	n, under, due := s.limitRefusals.add(key, s.cfg.Now())
+	if !due {
+		return e
+	}
+	ev := audit.Event{
+		Action: refusedAction(r), Result: audit.ResultRefused, Reason: reason, Detail: under,
+		RequestID: requestID(r.Context()), Resource: r.URL.Path, ClientID: clientID, Attributes: refusalsAttr(n),
+	}
+	if rerr := s.cfg.Audit.Record(r.Context(), ev); rerr != nil {
+		s.limitRefusals.undo(under, n)
+		return oauth.Unavailable("audit_unavailable", errors.Join(e, rerr))
+	}
+	return e
+}
+
+// remoteAddr is the address the request came from, without its port; the
+// X-Forwarded-For header is not trusted.
+func remoteAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 // authenticate runs client authentication (RFC 6749 §2.3) and audits a
 // failure. A failure that cannot be audited is answered with 503.
 func (s *Server) authenticate(r *http.Request, form url.Values) (store.Agent, error) {
@@ -119,6 +167,13 @@ func (s *Server) authenticate(r *http.Request, form url.Values) (store.Agent, er
 // record also carries the agent_version the request declared.
 func (s *Server) authenticateVersion(r *http.Request, form url.Values, agentVersion string) (store.Agent, error) {
 	creds, err := clientauth.Extract(r, form)
+	clientID := ""
+	if creds.ClientID != "" && len(creds.ClientID) <= 256 {
+		clientID = creds.ClientID
+	}
+	if lerr := s.admit(r, clientID); lerr != nil {
+		return store.Agent{}, lerr
+	}
 	if err == nil {
 		var agent store.Agent
 		agent, err = s.cfg.Auth.Authenticate(r.Context(), creds)
@@ -129,10 +184,6 @@ func (s *Server) authenticateVersion(r *http.Request, form url.Values, agentVers
 	e := oauth.As(err)
 	if e.Code == oauth.ErrTemporarilyUnavailable {
 		return store.Agent{}, e
-	}
-	clientID := ""
-	if creds.ClientID != "" && len(creds.ClientID) <= 256 {
-		clientID = creds.ClientID
 	}
 	// Anyone can make client authentication fail, as often as they like:
 	// the failures are counted per client_id and recorded at most once a
