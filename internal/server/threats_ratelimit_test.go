@@ -70,21 +70,40 @@ func TestRateLimits(t *testing.T) {
 	}
 }
 
-// TestRateLimitPerAddress (T78): with a per-address rate, every client
-// from one address shares it, at /introspect too.
+// TestRateLimitPerAddress (T78, T50): the limits hold at /introspect and
+// /revoke too. With a per-address rate, every client from one address
+// shares it; with a per-client rate, a client scanning /introspect with
+// guessed tokens is stopped after its burst.
 func TestRateLimitPerAddress(t *testing.T) {
-	h := newHarnessEdited(t, openSQLite, nil, func(c *config.Config) {
-		c.RateLimits = config.RateLimits{PerIP: 0.001} // a burst of 1, then one in 1,000 s
-	})
-	if r := h.post("/introspect", "agent:infrabot", url.Values{"token": {"x"}}); r.status != http.StatusOK {
-		t.Fatalf("first request: %d %s", r.status, r.raw)
-	}
-	r := h.post("/introspect", "agent:argocd", url.Values{"token": {"x"}})
-	if r.status != http.StatusTooManyRequests {
-		t.Fatalf("second request from the address, another client: %d %s", r.status, r.raw)
-	}
-	evs := h.events(store.EventFilter{Action: audit.ActionTokenIntrospect})
-	if len(evs) == 0 || evs[0].Reason != "rate_limited_address" || evs[0].ClientID != "agent:argocd" {
-		t.Errorf("newest introspection record = %+v, want the refusal", evs)
+	for _, c := range []struct {
+		name          string
+		limits        config.RateLimits
+		path          string
+		first, second string // the clients of the two requests
+		action        string
+		reason        string
+	}{
+		{"introspect/per-address", config.RateLimits{PerIP: 0.001}, "/introspect", "agent:infrabot", "agent:argocd",
+			audit.ActionTokenIntrospect, "rate_limited_address"},
+		{"introspect/per-client-scan", config.RateLimits{PerClient: 0.001}, "/introspect", "agent:infrabot", "agent:infrabot",
+			audit.ActionTokenIntrospect, "rate_limited_client"},
+		{"revoke/per-client", config.RateLimits{PerClient: 0.001}, "/revoke", "agent:infrabot", "agent:infrabot",
+			audit.ActionTokenRevoked, "rate_limited_client"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// A rate of one in 1,000 s: a burst of one request.
+			h := newHarnessEdited(t, openSQLite, nil, func(cfg *config.Config) { cfg.RateLimits = c.limits })
+			if r := h.post(c.path, c.first, url.Values{"token": {"guess-1"}}); r.status != http.StatusOK {
+				t.Fatalf("first request: %d %s", r.status, r.raw)
+			}
+			r := h.post(c.path, c.second, url.Values{"token": {"guess-2"}})
+			if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+				t.Fatalf("second request: %d %s", r.status, r.raw)
+			}
+			evs := h.events(store.EventFilter{Action: c.action})
+			if len(evs) == 0 || evs[0].Reason != c.reason || evs[0].ClientID != c.second || evs[0].Result != audit.ResultRefused {
+				t.Errorf("newest %s record = %+v, want the refusal", c.action, evs)
+			}
+		})
 	}
 }
