@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 )
@@ -153,9 +154,15 @@ func TestMalformedFormsRecorded(t *testing.T) {
 // newClockedHarness is a harness on open whose clock stands still until
 // advance moves it, for the once-a-second refusal records.
 func newClockedHarness(t *testing.T, open func(t *testing.T) store.Store) (*harness, func(time.Duration)) {
+	return newClockedHarnessEdited(t, open, nil)
+}
+
+// newClockedHarnessEdited is newClockedHarness with testConfig changed by
+// edit (newHarnessEdited).
+func newClockedHarnessEdited(t *testing.T, open func(t *testing.T) store.Store, edit func(*config.Config)) (*harness, func(time.Duration)) {
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	return newHarnessOn(t, open, clock), advance
+	return newHarnessEdited(t, open, clock, edit), advance
 }

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,11 +21,7 @@ import (
 func TestRateLimits(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
-			var mu sync.Mutex
-			now := time.Now()
-			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-			h := newHarnessEdited(t, b.open, clock, func(c *config.Config) {
+			h, advance := newClockedHarnessEdited(t, b.open, func(c *config.Config) {
 				c.RateLimits = config.RateLimits{PerClient: 1} // bursts of 2
 			})
 			grant := func(client, secret string) response {
