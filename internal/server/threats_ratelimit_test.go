@@ -102,3 +102,31 @@ func TestRateLimitPerAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestRateLimitIgnoresForwardedFor (T32): the per-address limit keys on the
+// connection's address; an X-Forwarded-For header, which any client can
+// write, changes nothing.
+func TestRateLimitIgnoresForwardedFor(t *testing.T) {
+	h := newHarnessEdited(t, openSQLite, nil, func(cfg *config.Config) { cfg.RateLimits = config.RateLimits{PerIP: 0.001} })
+	send := func(forwardedFor string) response {
+		t.Helper()
+		form := url.Values{"token": {"x"}, "client_id": {"agent:infrabot"}, "client_secret": {"infrabot-secret"}}
+		req, _ := http.NewRequest(http.MethodPost, h.url+"/introspect", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+		return h.do(req)
+	}
+	if r := send("203.0.113.1"); r.status != http.StatusOK {
+		t.Fatalf("first request: %d %s", r.status, r.raw)
+	}
+	if r := send("203.0.113.2"); r.status != http.StatusTooManyRequests {
+		t.Fatalf("second request, claiming another address: %d, want 429", r.status)
+	}
+	evs := h.events(store.EventFilter{Action: audit.ActionTokenIntrospect})
+	if len(evs) == 0 {
+		t.Fatal("no introspection record")
+	}
+	if evs[0].Detail != "ip 127.0.0.1" {
+		t.Errorf("the refusal's record names %q, want the connection's address", evs[0].Detail)
+	}
+}
