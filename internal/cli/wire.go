@@ -168,6 +168,12 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		Store: raw, Origin: cfg.Issuer, Every: cfg.Audit.CheckpointEvery.Std(),
 		Witness: cfg.WitnessPath(), Now: now, Logger: logger,
 	}
+	if cfg.IsPostgres() {
+		// A page read from PostgreSQL costs a round trip; read ahead in
+		// pages as large as a second's worth at a few hundred tokens a
+		// second, not SQLite's 16.
+		checkpoints.ReadPage = pgReadPage
+	}
 	srv, err := server.New(server.Config{
 		Issuer: cfg.Issuer, Store: cached, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
@@ -200,6 +206,9 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	}
 	return app, nil
 }
+
+// pgReadPage is the audit checkpointer's page on PostgreSQL.
+const pgReadPage = 256
 
 // limiterKeys is how many callers a rate limit tracks at once; beyond
 // that, new ones share one bucket (internal/ratelimit).
