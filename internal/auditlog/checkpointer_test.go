@@ -265,3 +265,34 @@ func TestCheckpointerCheckpointsDuringReads(t *testing.T) {
 		t.Errorf("replay against the last checkpoint = %+v", res)
 	}
 }
+
+// pages records the page sizes a Checkpointer asked for.
+type pages struct {
+	store.Store
+	limits []int
+}
+
+func (p *pages) EventsAfter(ctx context.Context, after int64, limit int) ([]store.Event, error) {
+	p.limits = append(p.limits, limit)
+	return p.Store.EventsAfter(ctx, after, limit)
+}
+
+// TestCheckpointerReadPage: reads go in pages of ReadPage, 16 by default,
+// to the end of the log.
+func TestCheckpointerReadPage(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	appendEvents(t, s, 100)
+	for _, c := range []struct {
+		page, want, calls int
+	}{{0, 16, 7}, {7, 7, 15}, {256, 256, 1}} {
+		p := &pages{Store: s}
+		ck := &auditlog.Checkpointer{Store: p, Origin: "o", ReadPage: c.page}
+		if n, err := ck.Read(ctx); err != nil || n != 100 {
+			t.Fatalf("ReadPage %d: Read = %d, %v", c.page, n, err)
+		}
+		if len(p.limits) != c.calls || p.limits[0] != c.want {
+			t.Errorf("ReadPage %d: pages asked for %v, want %d of %d", c.page, p.limits, c.calls, c.want)
+		}
+	}
+}
