@@ -7,7 +7,7 @@
 // runtime keeps the pages it collected for reuse. At idle the background
 // loops (the audit checkpointer, the revocation feed, the cache's poll)
 // still allocate a little, so an idle server's resident memory crept up by
-// about 50 kB a second until the forced collection every two minutes, and
+// about 40 kB a second until the forced collection every two minutes, and
 // after a burst of load it stayed at the burst's peak. A Releaser collects
 // and returns that memory at start-up and whenever the server has been
 // idle for a while and its heap has grown since the last time.
