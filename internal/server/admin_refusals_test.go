@@ -64,10 +64,8 @@ func TestClientAuthRefusalsAggregated(t *testing.T) {
 			h, advance := newClockedHarness(t, b.open)
 			bad := func(client string) {
 				t.Helper()
-				form := url.Values{"grant_type": {oauth.GrantClientCredentials}, "client_id": {client}, "client_secret": {"not-the-secret"}}
-				req, _ := http.NewRequest(http.MethodPost, h.url+"/token", strings.NewReader(form.Encode()))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				if r := h.do(req); r.status != http.StatusUnauthorized {
+				form := url.Values{"grant_type": {oauth.GrantClientCredentials}}
+				if r := h.postAs("/token", client, "not-the-secret", form, nil); r.status != http.StatusUnauthorized {
 					t.Fatalf("wrong secret for %s: %d", client, r.status)
 				}
 			}

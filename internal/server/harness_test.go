@@ -282,11 +282,21 @@ func (h *harness) do(req *http.Request) response {
 // unless client is "".
 func (h *harness) post(path, client string, form url.Values) response {
 	h.t.Helper()
+	return h.postAs(path, client, strings.TrimPrefix(client, "agent:")+"-secret", form, nil)
+}
+
+// postAs sends a form to path with client and secret (client_secret_post;
+// none when client is ""), and any extra headers.
+func (h *harness) postAs(path, client, secret string, form url.Values, header http.Header) response {
+	h.t.Helper()
 	if client != "" {
 		form.Set("client_id", client)
-		form.Set("client_secret", strings.TrimPrefix(client, "agent:")+"-secret")
+		form.Set("client_secret", secret)
 	}
 	req, _ := http.NewRequest(http.MethodPost, h.url+path, strings.NewReader(form.Encode()))
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return h.do(req)
 }

@@ -172,10 +172,8 @@ func TestMetrics(t *testing.T) {
 			name: "fail/made-up-client-id",
 			do: func(t *testing.T, h *harness, _ string) {
 				form := url.Values{"grant_type": {exchangeGrant}, "subject_token": {h.samToken()},
-					"subject_token_type": {oauth.TokenTypeIDToken}, "client_id": {madeUp}, "client_secret": {"guess"}}
-				req, _ := http.NewRequest(http.MethodPost, h.url+"/token", strings.NewReader(form.Encode()))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				wantStatus(t, h.do(req), http.StatusUnauthorized)
+					"subject_token_type": {oauth.TokenTypeIDToken}}
+				wantStatus(t, h.postAs("/token", madeUp, "guess", form, nil), http.StatusUnauthorized)
 			},
 			want: map[string]float64{
 				refused("unauthenticated", "client_unknown"): 1, duration(exchangeGrant): 1, records: 1,

@@ -3,7 +3,6 @@ package server_test
 import (
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,10 +25,7 @@ func TestRateLimits(t *testing.T) {
 			})
 			grant := func(client, secret string) response {
 				t.Helper()
-				form := url.Values{"grant_type": {oauth.GrantClientCredentials}, "client_id": {client}, "client_secret": {secret}}
-				req, _ := http.NewRequest(http.MethodPost, h.url+"/token", strings.NewReader(form.Encode()))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				return h.do(req)
+				return h.postAs("/token", client, secret, url.Values{"grant_type": {oauth.GrantClientCredentials}}, nil)
 			}
 			for i := range 2 {
 				if r := grant("agent:infrabot", "infrabot-secret"); r.status != http.StatusOK {
@@ -110,11 +106,8 @@ func TestRateLimitIgnoresForwardedFor(t *testing.T) {
 	h := newHarnessEdited(t, openSQLite, nil, func(cfg *config.Config) { cfg.RateLimits = config.RateLimits{PerIP: 0.001} })
 	send := func(forwardedFor string) response {
 		t.Helper()
-		form := url.Values{"token": {"x"}, "client_id": {"agent:infrabot"}, "client_secret": {"infrabot-secret"}}
-		req, _ := http.NewRequest(http.MethodPost, h.url+"/introspect", strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("X-Forwarded-For", forwardedFor)
-		return h.do(req)
+		return h.postAs("/introspect", "agent:infrabot", "infrabot-secret", url.Values{"token": {"x"}},
+			http.Header{"X-Forwarded-For": {forwardedFor}})
 	}
 	if r := send("203.0.113.1"); r.status != http.StatusOK {
 		t.Fatalf("first request: %d %s", r.status, r.raw)

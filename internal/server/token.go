@@ -122,12 +122,15 @@ func refusedAction(r *http.Request) string {
 // a second per limited caller, with the count of its refusals.
 func (s *Server) admit(r *http.Request, clientID string) error {
 	var key, reason string
-	switch {
-	case s.cfg.IPLimit != nil && !s.cfg.IPLimit.Allow(remoteAddr(r)):
-		key, reason = "ip "+remoteAddr(r), "rate_limited_address"
-	case s.cfg.ClientLimit != nil && !s.cfg.ClientLimit.Allow(clientID):
+	if l := s.cfg.IPLimit; l != nil {
+		if addr := remoteAddr(r); !l.Allow(addr) {
+			key, reason = "ip "+addr, "rate_limited_address"
+		}
+	}
+	if l := s.cfg.ClientLimit; key == "" && l != nil && !l.Allow(clientID) {
 		key, reason = "client "+clientID, "rate_limited_client"
-	default:
+	}
+	if key == "" {
 		return nil
 	}
 	e := &oauth.Error{Code: oauth.ErrTemporarilyUnavailable, Reason: reason, Status: http.StatusTooManyRequests,
