@@ -732,9 +732,9 @@ type modelPolicyInput struct {
 // other fields fill it in. cel gives its CEL text (for the config), denies
 // its meaning (for the model).
 type modelPolicy struct {
-	Name, Kind                                     string
+	Name, Kind                                    string
 	Env, Trigger, Scope, Audience, Subject, Agent string
-	N                                              int
+	N                                             int
 }
 
 // Kinds of policy.
