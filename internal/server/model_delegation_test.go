@@ -16,10 +16,10 @@ import (
 // Sizes of the fixed-seed run.
 const (
 	modelSeed          = 0x6d616e6461746521
-	modelWorlds        = 64
+	modelWorlds        = 50
 	modelWorldsShort   = 8
-	modelOpsPerWorld   = 320
-	modelWorkers       = 6
+	modelOpsPerWorld   = 400
+	modelWorkers       = 8
 	modelShrinkBudget  = 45 * time.Second
 	modelShrinkFailure = 3 // distinct disagreements shrunk per run
 )
@@ -94,8 +94,7 @@ func TestDelegationModel(t *testing.T) {
 			run++
 		}
 	}
-	t.Logf("delegation model: seed %#x, %d worlds, %d operations (%d exchanges: %d granted, %d refused as the model predicts), %d server checks of tokens in force, %d verifier checks, in %v",
-		seed, run, total.Ops, total.Exchanges, total.Granted, total.Refused, total.Introspections, total.Verifications, time.Since(start).Round(time.Millisecond))
+	t.Logf("delegation model: seed %#x, %d worlds, %v; in %v", seed, run, total, time.Since(start).Round(time.Millisecond))
 
 	// One shrunk reproduction per kind of disagreement, the first few.
 	var sigs []string

@@ -145,7 +145,7 @@ func (g *modelGen) world() modelWorld {
 		w.TTL = 15 * time.Minute
 	}
 	for i := range 2 + g.r.IntN(3) {
-		p := modelPerson{ID: fmt.Sprintf("user:p%d", i), Permissions: g.subset(modelScopes, 0.65)}
+		p := modelPerson{ID: fmt.Sprintf("user:p%d", i), Permissions: g.subset(modelScopes, 0.85)}
 		if g.p(0.6) {
 			p.Limits = g.limits()
 		}
@@ -157,9 +157,9 @@ func (g *modelGen) world() modelWorld {
 		ids = append(ids, fmt.Sprintf("agent:a%d", i))
 	}
 	for _, id := range ids {
-		a := modelAgent{ID: id, Scopes: g.subset(modelScopes, 0.7)}
+		a := modelAgent{ID: id, Scopes: g.subset(modelScopes, 0.8)}
 		for _, other := range ids {
-			if other != id && g.p(0.45) {
+			if other != id && g.p(0.5) {
 				a.DelegateTo = append(a.DelegateTo, other)
 			}
 		}
@@ -170,12 +170,12 @@ func (g *modelGen) world() modelWorld {
 		w.Agents = append(w.Agents, a)
 	}
 	for _, p := range w.People {
-		for _, a := range ids {
+		for i, a := range ids {
 			if !g.p(0.4) {
 				continue
 			}
 			d := modelDelegation{ID: fmt.Sprintf("dlg_c%d", len(w.Delegations)), Subject: p.ID, Actor: a,
-				Scopes: g.some(modelScopes, 4), Audiences: g.audiences(ids), MaxDepth: g.depthLimit()}
+				Scopes: g.delegationScopes(w.Agents[i].Scopes), Audiences: g.audiences(ids), MaxDepth: g.depthLimit()}
 			switch {
 			case g.p(0.2):
 				d.Expires = time.Duration(2+g.r.IntN(30)) * time.Minute
@@ -189,6 +189,17 @@ func (g *modelGen) world() modelWorld {
 		w.Policies = append(w.Policies, g.policy(i, w, ids))
 	}
 	return w
+}
+
+// delegationScopes are some of the actor's scopes and sometimes another.
+func (g *modelGen) delegationScopes(actor []string) []string {
+	out := g.subset(actor, 0.8)
+	if len(out) == 0 || g.p(0.3) {
+		if s := pick(g, modelScopes); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (g *modelGen) depthLimit() int {
@@ -271,23 +282,26 @@ func (g *modelGen) value(k string) any {
 	panic("no values for " + k)
 }
 
-// details are requested entries, mostly of the person's limit types.
+// details are requested entries, mostly near one of the person's limits.
 func (g *modelGen) details(person string) []modelDetail {
-	var types []string
+	var limits []modelDetail
 	if p := g.m.people[person]; p != nil {
-		for _, l := range p.Limits {
-			types = append(types, l["type"].(string))
-		}
+		limits = p.Limits
 	}
 	var out []modelDetail
 	for range 1 + g.r.IntN(2) {
-		typ := pick(g, modelLimitTypes)
-		if len(types) > 0 && g.p(0.85) {
-			typ = pick(g, types)
+		near := modelDetail{"type": pick(g, modelLimitTypes)}
+		if len(limits) > 0 && g.p(0.85) {
+			near = pick(g, limits)
 		}
+		typ := near["type"].(string)
 		e := modelDetail{"type": typ}
 		for _, k := range modelLimitKeys[typ] {
-			if g.p(0.5) {
+			switch v, ok := near[k]; {
+			case !g.p(0.5):
+			case ok && g.p(0.6):
+				e[k] = v
+			default:
 				e[k] = g.value(k)
 			}
 		}
@@ -360,7 +374,7 @@ func (g *modelGen) op(i int) modelOp {
 	case x < 14:
 		return g.idp(label)
 	case x < 20:
-		op := modelOp{Kind: opCC, Label: label, Client: pick(g, g.m.agentIDs)}
+		op := modelOp{Kind: opCC, Label: label, Client: g.client()}
 		if g.p(0.5) {
 			op.Scope, op.ScopeGiven = g.some(modelScopes, 3), true
 		}
@@ -402,7 +416,7 @@ func (g *modelGen) op(i int) modelOp {
 			op.Limits = g.limits()
 		}
 		return op
-	case x < 83:
+	case x < 82:
 		kind := opDisable
 		if g.p(0.2) {
 			kind = opAdminRevokeAgent
@@ -426,6 +440,20 @@ func (g *modelGen) op(i int) modelOp {
 	return g.clock()
 }
 
+// client is an agent, an enabled one mostly.
+func (g *modelGen) client() string {
+	var on []string
+	for _, id := range g.m.agentIDs {
+		if !g.m.agents[id].Disabled {
+			on = append(on, id)
+		}
+	}
+	if len(on) == 0 || g.p(0.1) {
+		return pick(g, g.m.agentIDs)
+	}
+	return pick(g, on)
+}
+
 func (g *modelGen) idp(label string) modelOp {
 	op := modelOp{Kind: opIdP, Label: label, Person: pick(g, g.w.People).ID,
 		Duration: pick(g, []time.Duration{2 * time.Second, 20 * time.Second, 65 * time.Second, 3 * time.Minute, 10 * time.Minute, 30 * time.Minute})}
@@ -445,94 +473,130 @@ func (g *modelGen) anyAudience() string {
 	return pick(g, append(slices.Clone(modelURLs), g.m.agentIDs...))
 }
 
-// exchange draws a token exchange that is plausible more often than not.
+// exchange draws a token exchange that is plausible more often than not:
+// a token in force, handed to the agent it is addressed to or that holds
+// the person's delegation, for an audience it may hand on to.
 func (g *modelGen) exchange(label string) modelOp {
 	m := g.m
-	alive := func(kinds ...string) []string {
-		return g.tokens(func(t *modelToken) bool { return slices.Contains(kinds, t.Kind) && m.inForce(t) })
+	enabled := func(id string) bool { a := m.agents[id]; return a != nil && !a.Disabled }
+	holders := func(sub string) []string {
+		var out []string
+		for _, l := range m.dlgLabels {
+			if d := m.dlgs[l]; d.Subject == sub && m.dlgActive(d) && enabled(d.Actor) {
+				out = append(out, d.Actor)
+			}
+		}
+		return out
 	}
-	var T string
+	live := func(keep func(*modelToken) bool) []string {
+		return g.tokens(func(t *modelToken) bool { return m.inForce(t) && keep(t) })
+	}
+	kinds := []func(*modelToken) bool{
+		func(t *modelToken) bool { // a hand-off
+			return t.Kind == modelDelegated && enabled(t.Aud) && !slices.Contains(t.Chain, t.Aud)
+		},
+		func(t *modelToken) bool { return t.Kind == modelDelegated },
+		func(t *modelToken) bool { // a start
+			return (t.Kind == modelSignIn || t.Kind == modelIdP) && (len(holders(t.Sub)) > 0 || enabled(t.MayAct))
+		},
+		func(t *modelToken) bool { return t.Kind == modelSignIn || t.Kind == modelIdP },
+		func(t *modelToken) bool { return t.Kind == modelCC },
+		func(*modelToken) bool { return true },
+	}
+	first := 0
 	switch x := g.r.Float64(); {
+	case x < 0.45:
 	case x < 0.5:
-		if ls := alive(modelDelegated); len(ls) > 0 {
-			T = pick(g, ls)
-		}
+		first = 1
 	case x < 0.8:
-		if ls := alive(modelSignIn, modelIdP); len(ls) > 0 {
-			T = pick(g, ls)
-		}
+		first = 2
 	case x < 0.87:
-		if ls := alive(modelCC); len(ls) > 0 {
+		first = 3
+	case x < 0.92:
+		first = 4
+	default:
+		first = len(kinds)
+	}
+	T := ""
+	for _, keep := range kinds[first:] {
+		if ls := live(keep); len(ls) > 0 {
 			T = pick(g, ls)
+			break
 		}
 	}
 	if T == "" {
 		T = pick(g, m.labels)
 	}
 	t := m.tokens[T]
-	op := modelOp{Kind: opExchange, Label: label, Token: T, Client: pick(g, m.agentIDs)}
+	op := modelOp{Kind: opExchange, Label: label, Token: T, Client: g.client()}
 
 	// The client: the one the chain is handed to, mostly.
-	holders := func() []string {
-		var out []string
-		for _, l := range m.dlgLabels {
-			if d := m.dlgs[l]; d.Subject == t.Sub && m.dlgActive(d) {
-				out = append(out, d.Actor)
-			}
-		}
-		return out
-	}
 	x := g.r.Float64()
-	switch {
-	case len(t.Chain) > 0 && x < 0.55 && m.agents[t.Aud] != nil:
+	switch hs := holders(t.Sub); {
+	case len(t.Chain) > 0 && x < 0.6 && m.agents[t.Aud] != nil:
 		op.Client = t.Aud
 	case len(t.Chain) > 0 && x < 0.75 && len(m.agents[t.Chain[0]].DelegateTo) > 0:
 		op.Client = pick(g, m.agents[t.Chain[0]].DelegateTo)
-	case len(t.Chain) > 0 && x < 0.85 && len(holders()) > 0:
-		op.Client = pick(g, holders()) // a splice attempt
-	case len(t.Chain) == 0 && x < 0.6 && len(holders()) > 0:
-		op.Client = pick(g, holders())
-	case len(t.Chain) == 0 && x < 0.8 && t.MayAct != "":
+	case len(t.Chain) > 0 && x < 0.85 && len(hs) > 0:
+		op.Client = pick(g, hs) // a splice attempt
+	case len(t.Chain) == 0 && x < 0.8 && len(hs) > 0:
+		op.Client = pick(g, hs)
+	case len(t.Chain) == 0 && x < 0.9 && t.MayAct != "":
 		op.Client = t.MayAct
 	}
 
 	switch x := g.r.Float64(); {
-	case x < 0.2:
+	case x < 0.15:
+		if own := live(func(a *modelToken) bool { return a.Kind == modelCC && a.Sub == op.Client }); len(own) > 0 {
+			op.ActorToken = pick(g, own)
+		}
+	case x < 0.18:
 		if own := g.tokens(func(a *modelToken) bool { return a.Kind == modelCC && a.Sub == op.Client }); len(own) > 0 {
 			op.ActorToken = pick(g, own)
 		}
-	case x < 0.25:
+	case x < 0.21:
 		op.ActorToken = pick(g, m.labels)
 	}
 
-	// The audience: someone the client may hand on to, mostly.
+	// The audience: one the delegation allows, or someone the client may
+	// hand on to, mostly.
 	var D *modelDlg
 	if len(t.Chain) == 0 {
 		D = m.activeDelegation(t.Sub, op.Client)
 	} else if t.Delegation != "" {
 		D = m.dlgs[t.Delegation]
 	}
+	// Mostly an agent that can take the chain on.
+	next := slices.DeleteFunc(slices.Clone(m.agents[op.Client].DelegateTo), func(a string) bool {
+		return a == op.Client || slices.Contains(t.Chain, a) || g.p(0.8) && !enabled(a)
+	})
+	if len(next) == 0 {
+		next = m.agents[op.Client].DelegateTo
+	}
 	switch x := g.r.Float64(); {
-	case x < 0.4 && len(m.agents[op.Client].DelegateTo) > 0:
-		op.Audience = []string{pick(g, m.agents[op.Client].DelegateTo)}
-	case x < 0.55 && D != nil && len(D.Audiences) > 0:
+	case D != nil && len(D.Audiences) == 1 && x < 0.3:
+	case D != nil && len(D.Audiences) > 0 && x < 0.6:
 		op.Audience = []string{pick(g, D.Audiences)}
-	case x < 0.65:
-	case x < 0.75:
+	case x < 0.6:
+		if len(next) > 0 {
+			op.Audience = []string{pick(g, next)}
+		} else {
+			op.Audience = []string{g.anyAudience()}
+		}
+	case x < 0.67:
+	case x < 0.77:
 		op.Resource = []string{pick(g, modelURLs)}
-	case x < 0.8:
+	case x < 0.81:
 		op.Audience = []string{g.anyAudience(), g.anyAudience()}
 	default:
 		op.Audience = []string{g.anyAudience()}
 	}
 
-	if g.p(0.55) {
-		if len(t.Scopes) > 0 && g.p(0.6) {
-			op.Scope = g.some(t.Scopes, 3)
-		} else {
-			op.Scope = g.some(modelScopes, 3)
-		}
-		op.ScopeGiven = true
+	switch x := g.r.Float64(); {
+	case x < 0.35 && len(t.Scopes) > 0:
+		op.Scope, op.ScopeGiven = g.some(t.Scopes, 3), true
+	case x < 0.5:
+		op.Scope, op.ScopeGiven = g.some(modelScopes, 3), true
 	}
 	if g.p(0.5) {
 		op.Context = g.context(t.Context)
@@ -550,13 +614,13 @@ func (g *modelGen) setPermissions() modelOp {
 	held := g.m.people[p.ID].Permissions
 	op := modelOp{Kind: opSetPermissions, Person: p.ID}
 	switch x := g.r.Float64(); {
-	case x < 0.45 && len(held) > 0:
+	case x < 0.35 && len(held) > 0:
 		drop := pick(g, held)
 		op.Permissions = slices.DeleteFunc(slices.Clone(held), func(s string) bool { return s == drop })
-	case x < 0.75:
+	case x < 0.8:
 		op.Permissions = slices.Clone(p.Permissions) // given back
 	default:
-		op.Permissions = g.subset(modelScopes, 0.6)
+		op.Permissions = g.subset(modelScopes, 0.7)
 	}
 	if op.Permissions == nil {
 		op.Permissions = []string{}
@@ -578,7 +642,7 @@ func (g *modelGen) createDelegation(label string) modelOp {
 	}
 	pair := pick(g, pairs)
 	op := modelOp{Kind: opCreateDelegation, Label: label, Person: pair[0], Agent: pair[1],
-		Scope: g.some(modelScopes, 4), Audience: g.audiences(g.m.agentIDs), MaxDepth: g.depthLimit()}
+		Scope: g.delegationScopes(g.m.agents[pair[1]].Scopes), Audience: g.audiences(g.m.agentIDs), MaxDepth: g.depthLimit()}
 	if g.p(0.4) {
 		op.Duration = time.Duration(1+g.r.IntN(20)) * time.Minute
 	}
@@ -617,10 +681,10 @@ func (g *modelGen) reconfigure() modelOp {
 func (g *modelGen) clock() modelOp {
 	var d time.Duration
 	switch x := g.r.Float64(); {
-	case x < 0.7:
+	case x < 0.75:
 		d = time.Duration(1+g.r.IntN(20)) * time.Second
-	case x < 0.9:
-		d = time.Duration(1+g.r.IntN(5)) * time.Minute
+	case x < 0.95:
+		d = time.Duration(1+g.r.IntN(4)) * time.Minute
 	default:
 		d = time.Duration(8+g.r.IntN(9)) * time.Minute
 	}

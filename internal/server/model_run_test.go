@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +47,10 @@ func (c *modelClock) advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d
 // modelStats counts what a run did.
 type modelStats struct {
 	Ops, Exchanges, Granted, Refused, Introspections, Verifications int
+	// ByRule counts the exchanges refused by each check (as the model
+	// predicted); Depth the exchanges granted by the chain's length.
+	ByRule [11]int
+	Depth  [11]int
 }
 
 func (s *modelStats) add(o modelStats) {
@@ -55,6 +60,25 @@ func (s *modelStats) add(o modelStats) {
 	s.Refused += o.Refused
 	s.Introspections += o.Introspections
 	s.Verifications += o.Verifications
+	for i := range s.ByRule {
+		s.ByRule[i] += o.ByRule[i]
+		s.Depth[i] += o.Depth[i]
+	}
+}
+
+// String is the summary TestDelegationModel logs.
+func (s modelStats) String() string {
+	var rules, depths []string
+	for i := range s.ByRule {
+		if s.ByRule[i] > 0 {
+			rules = append(rules, fmt.Sprintf("%d:%d", i, s.ByRule[i]))
+		}
+		if s.Depth[i] > 0 {
+			depths = append(depths, fmt.Sprintf("%d:%d", i, s.Depth[i]))
+		}
+	}
+	return fmt.Sprintf("%d operations; %d exchanges, %d granted (by chain length %s), %d refused as the model predicts (by check %s); %d checks of tokens in force at the server, %d at a verifier",
+		s.Ops, s.Exchanges, s.Granted, strings.Join(depths, " "), s.Refused, strings.Join(rules, " "), s.Introspections, s.Verifications)
 }
 
 // modelDisagreement is the first place where the server and the model
@@ -212,14 +236,22 @@ func (r *modelRun) waitFeed() error {
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	return r.feedAt(want)
+}
+
+// feedCurrent waits until the feed answers, a second at most: enough for
+// a token minted now, which no revocation made before can hit.
+func (r *modelRun) feedCurrent() error { return r.feedAt(0) }
+
+func (r *modelRun) feedAt(seq int64) error {
 	deadline := time.Now().Add(time.Second)
 	for {
 		_, err := r.feed.Revoked(r.ctx, &verify.Principal{})
-		if err == nil && r.feed.Seq() >= want {
+		if err == nil && r.feed.Seq() >= seq {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the revocation feed stands at %d, the store at %d, after a second (%v)", r.feed.Seq(), want, err)
+			return fmt.Errorf("the revocation feed stands at %d, the store at %d, after a second (%v)", r.feed.Seq(), seq, err)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -395,14 +427,22 @@ func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *m
 	case want.Refused != "" && resp.str("error") != want.Refused:
 		return r.fail(i, fmt.Sprintf("%s: server refuses %s, model refuses %s (rule %s)", op.Kind, resp.str("error"), want.Refused, rule(want.Rule)),
 			"server: %d %s\nmodel:  refused %s (%s)", resp.status, resp.raw, want.Refused, want.Rule)
-	case want.Refused != "":
+	case want.Refused != "" && op.Kind == opExchange:
 		r.stats.Refused++
+		if n, err := strconv.Atoi(rule(want.Rule)); err == nil {
+			r.stats.ByRule[n]++
+		}
+		return nil
+	case want.Refused != "":
 		return nil
 	case !granted:
 		return r.fail(i, fmt.Sprintf("%s: server refuses %s (%s), model grants", op.Kind, resp.str("error"), resp.str("error_description")),
 			"server: %d %s\nmodel:  grants %s", resp.status, resp.raw, r.describeModel(want.Token))
 	}
-	r.stats.Granted++
+	if op.Kind == opExchange {
+		r.stats.Granted++
+		r.stats.Depth[min(len(want.Token.Chain), 10)]++
+	}
 	raw := resp.str("access_token")
 	got := r.parse(raw)
 	r.raw[op.Label], r.jti[op.Label] = raw, got.jti
@@ -422,7 +462,7 @@ func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *m
 		return r.fail(i, fmt.Sprintf("%s: claims differ: %s", op.Kind, strings.Join(slices.Compact(rules), ", ")),
 			"%s\nserver: %s\nmodel:  %s", strings.Join(diffs, "\n"), r.describe(raw), r.describeModel(want.Token))
 	}
-	if err := r.waitFeed(); err != nil {
+	if err := r.feedCurrent(); err != nil {
 		return r.fail(i, "revocation feed: late", "%v", err)
 	}
 	r.stats.Verifications++
@@ -676,9 +716,9 @@ func modelWithin(g, l modelDetail) bool {
 	return true
 }
 
-// checkAfter checks, after a revocation or a change, the tokens it
-// concerns at the server and with a verifier, and every unexpired token
-// with a verifier.
+// checkAfter checks, after a revocation or a change, the unexpired
+// tokens it concerns and a few others: all of them with a verifier
+// following the feed, the newest 4 concerned and one other at the server.
 func (r *modelRun) checkAfter(i int, op modelOp) *modelDisagreement {
 	related := func(t *modelToken) bool { return false }
 	switch op.Kind {
@@ -693,28 +733,28 @@ func (r *modelRun) checkAfter(i int, op modelOp) *modelDisagreement {
 		}
 	case opDeleteDelegation, opAdminRevokeDelegation:
 		related = func(t *modelToken) bool { return t.Delegation == op.Delegation }
-	case opRevokeSubject, opSetPermissions, opSetLimits:
+	case opRevokeSubject, opSetPermissions, opSetLimits, opCreateDelegation:
 		related = func(t *modelToken) bool { return t.Sub == op.Person }
 	case opDisable, opEnable, opAdminRevokeAgent, opReconfigure:
 		related = func(t *modelToken) bool { return slices.Contains(t.Chain, op.Agent) || t.ClientID == op.Agent }
-	case opCreateDelegation:
-		related = func(t *modelToken) bool { return t.Sub == op.Person }
 	}
 	if err := r.waitFeed(); err != nil {
 		return r.fail(i, "revocation feed: late", "%v", err)
 	}
-	asked := 0
-	for j := len(r.m.labels) - 1; j >= 0; j-- {
+	n := len(r.m.labels)
+	asked, others := 0, []int{(i * 7919) % n, (i * 104729) % n}
+	for j := n - 1; j >= 0; j-- {
 		t := r.m.tokens[r.m.labels[j]]
 		if t.Kind == modelIdP || !r.m.now.Before(t.Exp) {
 			continue
 		}
-		if d := r.checkVerifier(i, t); d != nil {
-			return d
+		rel, other := related(t), slices.Contains(others, j)
+		if rel || other {
+			if d := r.checkVerifier(i, t); d != nil {
+				return d
+			}
 		}
-		// The server is asked about the tokens concerned (the newest 16)
-		// and, every few operations, one other.
-		if (related(t) && asked < 16) || (j+i)%23 == 0 {
+		if rel && asked < 4 || j == others[0] && i%2 == 0 {
 			asked++
 			if d := r.checkServer(i, t); d != nil {
 				return d
@@ -724,14 +764,13 @@ func (r *modelRun) checkAfter(i int, op modelOp) *modelDisagreement {
 	return nil
 }
 
-// checkExpired checks the tokens that expired in a clock step (the
-// newest 4).
+// checkExpired checks the newest token that expired in a clock step.
 func (r *modelRun) checkExpired(i int, before time.Time) *modelDisagreement {
 	if err := r.waitFeed(); err != nil {
 		return r.fail(i, "revocation feed: late", "%v", err)
 	}
 	n := 0
-	for j := len(r.m.labels) - 1; j >= 0 && n < 4; j-- {
+	for j := len(r.m.labels) - 1; j >= 0 && n < 1; j-- {
 		t := r.m.tokens[r.m.labels[j]]
 		if t.Kind != modelIdP && before.Before(t.Exp) && !r.m.now.Before(t.Exp) {
 			n++
@@ -746,23 +785,32 @@ func (r *modelRun) checkExpired(i int, before time.Time) *modelDisagreement {
 	return nil
 }
 
-// sweep checks every token at the end of a case.
+// sweep checks, at the end of a case, every token with a verifier, and
+// at the server the newest 12 unexpired, those out of force first.
 func (r *modelRun) sweep(i int) *modelDisagreement {
 	if err := r.waitFeed(); err != nil {
 		return r.fail(i, "revocation feed: late", "%v", err)
 	}
-	for _, l := range r.m.labels {
-		t := r.m.tokens[l]
+	var dead, alive []*modelToken
+	for j := len(r.m.labels) - 1; j >= 0; j-- {
+		t := r.m.tokens[r.m.labels[j]]
 		if t.Kind == modelIdP {
 			continue
 		}
 		if d := r.checkVerifier(i, t); d != nil {
 			return d
 		}
-		if r.m.now.Before(t.Exp) {
-			if d := r.checkServer(i, t); d != nil {
-				return d
-			}
+		switch {
+		case !r.m.now.Before(t.Exp):
+		case r.m.inForce(t):
+			alive = append(alive, t)
+		default:
+			dead = append(dead, t)
+		}
+	}
+	for _, t := range append(dead, alive...)[:min(12, len(dead)+len(alive))] {
+		if d := r.checkServer(i, t); d != nil {
+			return d
 		}
 	}
 	return nil
