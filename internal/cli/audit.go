@@ -19,6 +19,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/termsafe"
 )
 
 // maxExportLine bounds one record of an exported log.
@@ -66,9 +67,9 @@ proves that whoever controls them signed. Exit status 1 when the log fails.`,
 				fmt.Fprintf(stdout, "audit log OK: %d records, %d signed checkpoints matched, root %s\n",
 					res.Records, res.Checkpoints, base64.StdEncoding.EncodeToString(res.Root[:]))
 			} else if res.FirstBad > 0 {
-				fmt.Fprintf(stdout, "audit log FAILED at record %d: %s\n", res.FirstBad, res.Problem)
+				fmt.Fprintf(stdout, "audit log FAILED at record %d: %s\n", res.FirstBad, termsafe.String(res.Problem))
 			} else {
-				fmt.Fprintf(stdout, "audit log FAILED: %s\n", res.Problem)
+				fmt.Fprintf(stdout, "audit log FAILED: %s\n", termsafe.String(res.Problem))
 			}
 			if !res.OK() {
 				return &exitError{code: 1, err: fmt.Errorf("audit log does not verify (first bad record %d)", res.FirstBad)}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mandate-dev/mandate/internal/termsafe"
 )
 
 // exitError carries an exit code other than 1.
@@ -29,7 +32,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(stderr, "mandate:", err)
+	// A message may quote what a file, a store or a server held: each of
+	// its lines is escaped, the line breaks between them kept.
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = termsafe.String(l)
+	}
+	fmt.Fprintln(stderr, "mandate:", strings.Join(lines, "\n"))
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

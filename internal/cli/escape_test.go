@@ -1,0 +1,272 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/forensics"
+	"github.com/mandate-dev/mandate/internal/provision"
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/oauth"
+)
+
+// forgedRow is a line of the audit table, as a caller would like it to
+// appear: a grant that never happened.
+const forgedRow = "2099-01-01 00:00:00.000  token.exchange  agent:infrabot  user:sam  prod  granted"
+
+// Hostile values a caller sends (THREATS T85): a URL path, an audience, a
+// client id and a context value.
+const (
+	hostilePath     = "/admin/users/x\n" + forgedRow + "/token"
+	hostileAudience = "agent:argocd\x1b[2J\x1b[1;1H\x1b[32mgranted\x1b[0m\u202etoor"
+	hostileClientID = "agent:evil\n" + forgedRow + "\t\x1b]0;pwned\x07"
+	hostileContext  = "dev\r\x00\u2066hidden\u2069\u0085"
+)
+
+// syncBuffer is a bytes.Buffer a server's goroutines may write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// hostileServer runs a real server (the dev cast, SQLite in a temporary
+// directory, real HTTP) with logger writing to logs, and returns its
+// configuration file, its URL and its admin token; the server stops at
+// the end of the test.
+func hostileServer(t *testing.T, logger func(io.Writer) *slog.Logger, logs io.Writer) (cfgPath, url, admin string, stop func()) {
+	t.Helper()
+	dir := t.TempDir()
+	srv := httptest.NewUnstartedServer(nil)
+	cfg := config.Dev(dir)
+	cfg.Issuer = "http://" + srv.Listener.Addr().String()
+	cfg.Listen = srv.Listener.Addr().String()
+	cfg.Admin.Token = "escape-test-admin-token-0123456789abcdef"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeDemoConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	app, err := Build(ctx, cfg, logger(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provision.Sync(ctx, app.Store, cfg, false, time.Now()); err != nil {
+		app.Close()
+		t.Fatal(err)
+	}
+	srv.Config.Handler = app.Handler
+	srv.Start()
+	var once sync.Once
+	stop = func() { once.Do(func() { srv.Close(); app.Close() }) }
+	t.Cleanup(stop)
+	return filepath.Join(dir, demoConfigFile), srv.URL, cfg.Admin.Token, stop
+}
+
+// post sends a form (nil for none) to path, with the admin token when
+// admin is set, and returns the status and the decoded JSON answer.
+func post(t *testing.T, base, path string, form url.Values, admin string) (int, map[string]any) {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = path // escaped by URL.String: a newline travels as %0A
+	req, err := http.NewRequest(http.MethodPost, u.String(), strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if admin != "" {
+		req.Header.Set("Authorization", "Bearer "+admin)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+// rawControls lists the control, format (bidi and other invisible) and
+// other non-graphic runes of out, and its invalid UTF-8, except the line
+// feeds that end lines.
+func rawControls(out string) []string {
+	var bad []string
+	for i, r := range out {
+		switch {
+		case r == '\n':
+		case r == utf8.RuneError:
+			if _, size := utf8.DecodeRuneInString(out[i:]); size == 1 {
+				bad = append(bad, "invalid UTF-8")
+			}
+		case r != ' ' && !unicode.IsGraphic(r):
+			bad = append(bad, fmt.Sprintf("%U", r))
+		}
+	}
+	return bad
+}
+
+// TestAuditTableEscapesCallerValues is THREATS T85 end to end: values a
+// caller sends, unauthenticated or not, reach the audit tables escaped. A
+// real server records an unauthenticated admin call whose URL path holds
+// a newline and a forged row, a token exchange whose audience holds ANSI
+// escapes and a bidi override and whose context holds CR and NUL, and a
+// client authentication whose client_id holds a newline, a tab and an OSC
+// sequence. Every table command, from the store and from the server, then
+// prints one line per record (no forged row), no ESC and no other raw
+// control or bidi rune, and shows the escaped forms; the JSON export
+// still holds every value exactly as sent.
+func TestAuditTableEscapesCallerValues(t *testing.T) {
+	logs := &syncBuffer{}
+	cfgPath, base, admin, stop := hostileServer(t, func(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }, logs)
+
+	// Unauthenticated: no admin token.
+	if code, _ := post(t, base, hostilePath, nil, ""); code != http.StatusUnauthorized {
+		t.Fatalf("unauthenticated admin call: %d, want 401", code)
+	}
+	code, body := post(t, base, "/admin/users/user:sam/token", nil, admin)
+	if code != http.StatusOK {
+		t.Fatalf("sign-in: %d %v", code, body)
+	}
+	subject := body["access_token"].(string)
+	ctxJSON, _ := json.Marshal(map[string]string{"environment": hostileContext})
+	exchange := func(audience string) (int, map[string]any) {
+		return post(t, base, "/token", url.Values{
+			"client_id": {"agent:infrabot"}, "client_secret": {"infrabot-dev-secret"},
+			"grant_type": {oauth.GrantTokenExchange}, "subject_token_type": {oauth.TokenTypeAccessToken},
+			"subject_token": {subject}, "audience": {audience}, "scope": {"monitoring:read"},
+			"context": {string(ctxJSON)},
+		}, "")
+	}
+	if code, body := exchange(hostileAudience); code != http.StatusBadRequest {
+		t.Fatalf("exchange for the hostile audience: %d %v, want 400", code, body)
+	}
+	if code, body := exchange("agent:argocd"); code != http.StatusOK {
+		t.Fatalf("exchange with the hostile context: %d %v", code, body)
+	}
+	if code, body := post(t, base, "/token", url.Values{
+		"client_id": {hostileClientID}, "client_secret": {"wrong"}, "grant_type": {oauth.GrantClientCredentials},
+	}, ""); code != http.StatusUnauthorized {
+		t.Fatalf("client authentication with the hostile client_id: %d %v, want 401", code, body)
+	}
+
+	// The JSON export keeps every value exactly as sent.
+	found := map[string]bool{}
+	for _, ev := range decodeLines[store.Event](t, run(t, "audit", "export", "--config", cfgPath)) {
+		found["path"] = found["path"] || ev.Resource == hostilePath
+		found["audience"] = found["audience"] || ev.Audience == hostileAudience
+		found["client_id"] = found["client_id"] || ev.ClientID == hostileClientID
+		var c map[string]string
+		if json.Unmarshal(ev.Context, &c) == nil && c["environment"] == hostileContext {
+			found["context"] = true
+		}
+	}
+	for _, what := range []string{"path", "audience", "client_id", "context"} {
+		if !found[what] {
+			t.Errorf("no exported record holds the %s exactly as sent", what)
+		}
+	}
+
+	// checkTable holds a table's output to the rules: no forged row, no
+	// raw control, bidi or escape rune, and the wanted escaped forms.
+	checkTable := func(t *testing.T, out string, want ...string) {
+		t.Helper()
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "2099-") {
+				t.Errorf("a forged row made it to a line of its own: %q", line)
+			}
+		}
+		if strings.ContainsRune(out, 0x1b) {
+			t.Errorf("ESC reaches the terminal")
+		}
+		if bad := rawControls(out); len(bad) > 0 {
+			t.Errorf("raw control, bidi or invalid runes reach the terminal: %q", bad)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("the output lacks the escaped %q", w)
+			}
+		}
+		if t.Failed() {
+			t.Logf("output:\n%s", out)
+		}
+	}
+	escPath := `/admin/users/x\n2099-01-01`
+	escAudience := `agent:argocd\x1b[2J\x1b[1;1H\x1b[32mgranted\x1b[0m\u202etoor`
+	escClient := `agent:evil\n2099-01-01`
+
+	sources := map[string][]string{
+		"store":  {"--config", cfgPath},
+		"server": {"--server", base, "--admin-token", admin},
+	}
+	for _, name := range []string{"server", "store"} {
+		src := sources[name]
+		if name == "store" {
+			stop() // the store read by itself, as after an incident
+		}
+		t.Run(name+"/query", func(t *testing.T) {
+			out := run(t, append([]string{"audit", "query", "--limit", "0"}, src...)...)
+			n := len(decodeLines[store.Event](t, run(t, append([]string{"audit", "query", "--limit", "0", "--json"}, src...)...)))
+			if lines := strings.Count(out, "\n"); lines != n+1 {
+				t.Errorf("%d lines for %d records and the header: a value made a row of its own", lines, n)
+			}
+			checkTable(t, out, escPath, escAudience)
+		})
+		t.Run(name+"/agent", func(t *testing.T) {
+			out := run(t, append([]string{"audit", "agent", "agent:infrabot"}, src...)...)
+			a := decodeLines[forensics.Activity](t, run(t, append([]string{"audit", "agent", "agent:infrabot", "--json"}, src...)...))[0]
+			events := strings.SplitN(out, "\n\n", 3)[1]
+			if lines := strings.Count(events, "\n"); lines != len(a.Events) {
+				t.Errorf("%d lines for %d records and the header: a value made a row of its own", lines, len(a.Events))
+			}
+			checkTable(t, out, escAudience)
+		})
+		t.Run(name+"/agents", func(t *testing.T) {
+			out := run(t, append([]string{"audit", "agents"}, src...)...)
+			n := len(decodeLines[forensics.AgentStats](t, run(t, append([]string{"audit", "agents", "--json"}, src...)...)))
+			if lines := strings.Count(out, "\n"); lines != n+1 {
+				t.Errorf("%d lines for %d rows and the header: a value made a row of its own", lines, n)
+			}
+			checkTable(t, out, escClient, `\t\x1b]0;pwned\x07`)
+		})
+		t.Run(name+"/who-approved", func(t *testing.T) {
+			out := run(t, append([]string{"audit", "who-approved", "--resource", hostilePath}, src...)...)
+			checkTable(t, out, escPath)
+			out = run(t, append([]string{"audit", "who-approved", "--resource", "token.exchange"}, src...)...)
+			checkTable(t, out, escAudience, `"environment":"dev\r\u0000\u2066hidden\u2069\u0085"`)
+		})
+	}
+}
