@@ -50,7 +50,8 @@ checkpoint (a cut-off tail, an older log swapped in, or a re-hashed forgery is c
 
 The log comes from --config (the store), --server (a running server) or --file (an
 export). Checkpoints come from the same place and from --witness (the witness file,
-kept outside the database) or --checkpoints (a saved GET /audit/checkpoints answer).
+kept outside the database; one that holds no checkpoint fails) or --checkpoints (a
+saved GET /audit/checkpoints answer).
 Pin the checkpoint key with --key: a key read from the log's own store or server only
 proves that whoever controls them signed. Exit status 1 when the log fails.`,
 		Args: cobra.NoArgs,
@@ -362,7 +363,11 @@ func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
 			}
 			continue
 		}
-		notes = append(notes, auditlog.SplitNotes(string(b))...)
+		witnessed, err := auditlog.WitnessNotes(string(b))
+		if err != nil {
+			return auditlog.Result{Problem: fmt.Sprintf("the witness file %s holds no checkpoint: it is empty, cut short or not a witness file", path)}, nil
+		}
+		notes = append(notes, witnessed...)
 	}
 	key := f.key
 	if key == "" {

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -267,6 +269,77 @@ func TestAuditTableEscapesCallerValues(t *testing.T) {
 			checkTable(t, out, escPath)
 			out = run(t, append([]string{"audit", "who-approved", "--resource", "token.exchange"}, src...)...)
 			checkTable(t, out, escAudience, `"environment":"dev\r\u0000\u2066hidden\u2069\u0085"`)
+		})
+	}
+}
+
+// TestAuditVerifyWitnessWithoutCheckpoint: `audit verify --witness FILE`
+// on a file that holds no checkpoint fails (exit 1) and says so, instead
+// of reporting the log OK against nothing; a witness file with the
+// server's checkpoint verifies.
+func TestAuditVerifyWitnessWithoutCheckpoint(t *testing.T) {
+	cfgPath, base, admin, stop := hostileServer(t, func(io.Writer) *slog.Logger { return slog.New(slog.DiscardHandler) }, io.Discard)
+	get := func(method, path string) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s: %d %v", method, path, resp.StatusCode, err)
+		}
+		return body
+	}
+	get(http.MethodPost, "/audit/checkpoints")
+	key := get(http.MethodGet, "/audit/checkpoints")["verifier_key"].(string)
+	stop()
+	dir := t.TempDir()
+	export := filepath.Join(dir, "audit.jsonl")
+	run(t, "audit", "export", "--config", cfgPath, "--out", export)
+	c, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		witness string // the file's text
+		server  bool   // the server's own witness file instead
+		code    int
+		want    string
+	}{
+		{name: "fail/empty-file", code: 1, want: "holds no checkpoint"},
+		{name: "fail/text-without-a-note", witness: "not a checkpoint\n\nnor this\n", code: 1, want: "holds no checkpoint"},
+		{name: "ok/the-server-witness", server: true, code: 0, want: "audit log OK: 5 records"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := c.WitnessPath()
+			if !tc.server {
+				path = filepath.Join(dir, strings.ReplaceAll(tc.name, "/", "-")+".txt")
+				if err := os.WriteFile(path, []byte(tc.witness), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := []string{"audit", "verify", "--file", export, "--witness", path, "--key", key}
+			for _, args := range [][]string{args, append(args[:len(args):len(args)], "--json"), args[:6]} {
+				if tc.server && len(args) == 6 {
+					continue // the server's checkpoints need the key
+				}
+				var stdout, stderr bytes.Buffer
+				code := Main(context.Background(), args, &stdout, &stderr)
+				want := tc.want
+				if slices.Contains(args, "--json") && !tc.server {
+					want = `"problem":"the witness file`
+				} else if slices.Contains(args, "--json") {
+					want = `"records":5`
+				}
+				if code != tc.code || !strings.Contains(stdout.String()+stderr.String(), want) {
+					t.Errorf("%s: exit %d, want %d with %q:\n%s%s", strings.Join(args[2:], " "), code, tc.code, want, stdout.String(), stderr.String())
+				}
+			}
 		})
 	}
 }
