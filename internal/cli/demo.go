@@ -146,7 +146,7 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 			return fmt.Errorf("demo: %w", err)
 		}
 		defer logFile.Close()
-		logger = slog.New(slog.NewJSONHandler(logFile, nil))
+		logger = newLogger(logFile)
 	}
 	app, err := Build(ctx, cfg, logger)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
+	"github.com/mandate-dev/mandate/verify"
 )
 
 // forgedRow is a line of the audit table, as a caller would like it to
@@ -153,7 +154,7 @@ func rawControls(out string) []string {
 // still holds every value exactly as sent.
 func TestAuditTableEscapesCallerValues(t *testing.T) {
 	logs := &syncBuffer{}
-	cfgPath, base, admin, stop := hostileServer(t, func(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }, logs)
+	cfgPath, base, admin, stop := hostileServer(t, newLogger, logs)
 
 	// Unauthenticated: no admin token.
 	if code, _ := post(t, base, hostilePath, nil, ""); code != http.StatusUnauthorized {
@@ -342,4 +343,97 @@ func TestAuditVerifyWitnessWithoutCheckpoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkLogLines holds a log to the rules of THREATS T85: n records, each
+// one line of JSON, with no raw control, bidi or other invisible rune.
+func checkLogLines(t *testing.T, name, log string, n int) []map[string]any {
+	t.Helper()
+	if bad := rawControls(log); len(bad) > 0 {
+		t.Errorf("%s: raw control, bidi or invalid runes in the log: %q", name, bad)
+	}
+	lines := strings.Split(strings.TrimSuffix(log, "\n"), "\n")
+	if n >= 0 && len(lines) != n {
+		t.Errorf("%s: %d lines for %d records", name, len(lines), n)
+	}
+	var recs []map[string]any
+	for _, line := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("%s: a line is not a record: %v: %q", name, err, line)
+		}
+		recs = append(recs, rec)
+	}
+	if t.Failed() {
+		t.Logf("%s:\n%s", name, log)
+	}
+	return recs
+}
+
+// TestLogLinesEscapeCallerValues is THREATS T85 for logs: the logger of
+// `mandate serve` and of a recorded demo (newLogger) writes one line of
+// JSON per record whatever a caller sent, with no raw control, bidi or
+// other invisible rune, and the values decode exactly as sent. The
+// server's own request log carries no caller text (route names, error
+// codes and reasons only); an API's verify middleware logs the request's
+// path and the token's context, which a caller chooses, so it is driven
+// with a hostile path and a hostile context here.
+func TestLogLinesEscapeCallerValues(t *testing.T) {
+	serverLogs, apiLogs := &syncBuffer{}, &syncBuffer{}
+	_, base, admin, stop := hostileServer(t, newLogger, serverLogs)
+	ctx := context.Background()
+	api := httptest.NewUnstartedServer(nil)
+	apiURL := "http://" + api.Listener.Addr().String()
+	v, err := verify.New(ctx, verify.Config{
+		Issuer: base, Audience: apiURL, Algorithms: []string{"EdDSA", "ES256", "RS256"}, Logger: newLogger(apiLogs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.Config.Handler = v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	api.Start()
+	defer api.Close()
+
+	code, body := post(t, base, "/admin/users/user:sam/token", nil, admin)
+	if code != http.StatusOK {
+		t.Fatalf("sign-in: %d %v", code, body)
+	}
+	ctxJSON, _ := json.Marshal(map[string]string{"environment": hostileContext})
+	code, body = post(t, base, "/token", url.Values{
+		"client_id": {"agent:infrabot"}, "client_secret": {"infrabot-dev-secret"},
+		"grant_type": {oauth.GrantTokenExchange}, "subject_token_type": {oauth.TokenTypeAccessToken},
+		"subject_token": {body["access_token"].(string)}, "audience": {apiURL}, "scope": {"monitoring:read"},
+		"context": {string(ctxJSON)},
+	}, "")
+	if code != http.StatusOK {
+		t.Fatalf("exchange: %d %v", code, body)
+	}
+	hostileAPIPath := "/dashboards/x\n" + `{"level":"INFO","msg":"verify","result":"granted"}` + "\u202e\x1b[2J\u0085"
+	call := func(path, token string) {
+		t.Helper()
+		u, _ := url.Parse(apiURL)
+		u.Path = path
+		req, _ := http.NewRequest(http.MethodGet, u.String(), nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	call(hostileAPIPath, "")                             // refused: no token
+	call("/dashboards/1", body["access_token"].(string)) // granted: the hostile context
+	recs := checkLogLines(t, "the API's log", apiLogs.String(), 2)
+	if len(recs) == 2 {
+		if recs[0]["resource"] != hostileAPIPath || recs[0]["result"] != "refused" {
+			t.Errorf("the refusal's record: %v, want the resource exactly as sent", recs[0])
+		}
+		if c, _ := recs[1]["context"].(map[string]any); c["environment"] != hostileContext || recs[1]["result"] != "granted" {
+			t.Errorf("the grant's record: %v, want the context exactly as sent", recs[1])
+		}
+	}
+	stop()
+	checkLogLines(t, "the server's log", serverLogs.String(), -1)
 }
