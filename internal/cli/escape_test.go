@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,10 +21,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/goccy/go-yaml"
+
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/forensics"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/store/postgres/pgtest"
 	"github.com/mandate-dev/mandate/oauth"
 	"github.com/mandate-dev/mandate/verify"
 )
@@ -59,22 +63,34 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// hostileServer runs a real server (the dev cast, SQLite in a temporary
-// directory, real HTTP) with logger writing to logs, and returns its
-// configuration file, its URL and its admin token; the server stops at
-// the end of the test.
-func hostileServer(t *testing.T, logger func(io.Writer) *slog.Logger, logs io.Writer) (cfgPath, url, admin string, stop func()) {
+// hostileServer runs a real server (the dev cast, real HTTP) on backend,
+// "sqlite" (in a temporary directory) or "postgres" (a fresh schema;
+// skipped without MANDATE_TEST_POSTGRES_URL), with logger writing to logs,
+// and returns its configuration file, its URL and its admin token; the
+// server stops at the end of the test, or at stop.
+func hostileServer(t *testing.T, backend string, logger func(io.Writer) *slog.Logger, logs io.Writer) (cfgPath, url, admin string, stop func()) {
 	t.Helper()
 	dir := t.TempDir()
-	srv := httptest.NewUnstartedServer(nil)
 	cfg := config.Dev(dir)
+	if backend == "postgres" {
+		cfg.Store, cfg.StoreSchema = pgtest.URL(t), pgtest.NewSchema(t)
+	}
+	srv := httptest.NewUnstartedServer(nil)
 	cfg.Issuer = "http://" + srv.Listener.Addr().String()
 	cfg.Listen = srv.Listener.Addr().String()
 	cfg.Admin.Token = "escape-test-admin-token-0123456789abcdef"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeDemoConfig(cfg); err != nil {
+	b, err := yaml.Marshal(map[string]any{
+		"issuer": cfg.Issuer, "listen": cfg.Listen, "data_dir": cfg.DataDir, "store": cfg.Store, "store_schema": cfg.StoreSchema,
+		"admin": map[string]string{"token": cfg.Admin.Token},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath = filepath.Join(dir, "mandate.yaml")
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -91,7 +107,7 @@ func hostileServer(t *testing.T, logger func(io.Writer) *slog.Logger, logs io.Wr
 	var once sync.Once
 	stop = func() { once.Do(func() { srv.Close(); app.Close() }) }
 	t.Cleanup(stop)
-	return filepath.Join(dir, demoConfigFile), srv.URL, cfg.Admin.Token, stop
+	return cfgPath, srv.URL, cfg.Admin.Token, stop
 }
 
 // post sends a form (nil for none) to path, with the admin token when
@@ -153,8 +169,14 @@ func rawControls(out string) []string {
 // control or bidi rune, and shows the escaped forms; the JSON export
 // still holds every value exactly as sent.
 func TestAuditTableEscapesCallerValues(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) { testAuditTableEscapes(t, backend) })
+	}
+}
+
+func testAuditTableEscapes(t *testing.T, backend string) {
 	logs := &syncBuffer{}
-	cfgPath, base, admin, stop := hostileServer(t, newLogger, logs)
+	cfgPath, base, admin, stop := hostileServer(t, backend, newLogger, logs)
 
 	// Unauthenticated: no admin token.
 	if code, _ := post(t, base, hostilePath, nil, ""); code != http.StatusUnauthorized {
@@ -185,6 +207,8 @@ func TestAuditTableEscapesCallerValues(t *testing.T) {
 	}, ""); code != http.StatusUnauthorized {
 		t.Fatalf("client authentication with the hostile client_id: %d %v, want 401", code, body)
 	}
+
+	checkLogLines(t, "the server's log", logs.String(), -1)
 
 	// The JSON export keeps every value exactly as sent.
 	found := map[string]bool{}
@@ -279,7 +303,7 @@ func TestAuditTableEscapesCallerValues(t *testing.T) {
 // of reporting the log OK against nothing; a witness file with the
 // server's checkpoint verifies.
 func TestAuditVerifyWitnessWithoutCheckpoint(t *testing.T) {
-	cfgPath, base, admin, stop := hostileServer(t, func(io.Writer) *slog.Logger { return slog.New(slog.DiscardHandler) }, io.Discard)
+	cfgPath, base, admin, stop := hostileServer(t, "sqlite", func(io.Writer) *slog.Logger { return slog.New(slog.DiscardHandler) }, io.Discard)
 	get := func(method, path string) map[string]any {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, nil)
@@ -380,7 +404,7 @@ func checkLogLines(t *testing.T, name, log string, n int) []map[string]any {
 // with a hostile path and a hostile context here.
 func TestLogLinesEscapeCallerValues(t *testing.T) {
 	serverLogs, apiLogs := &syncBuffer{}, &syncBuffer{}
-	_, base, admin, stop := hostileServer(t, newLogger, serverLogs)
+	_, base, admin, stop := hostileServer(t, "sqlite", newLogger, serverLogs)
 	ctx := context.Background()
 	api := httptest.NewUnstartedServer(nil)
 	apiURL := "http://" + api.Listener.Addr().String()
@@ -436,4 +460,67 @@ func TestLogLinesEscapeCallerValues(t *testing.T) {
 	}
 	stop()
 	checkLogLines(t, "the server's log", serverLogs.String(), -1)
+}
+
+// TestAuditRecordsBoundCallerValues is THREATS T85's "stored as sent,
+// bounded", on every backend: a 20 KB admin URL path with a NUL and a byte
+// that is not UTF-8 (unauthenticated), a client_id with the same, and a
+// 50 KB audience are each answered as a refusal (never 503: PostgreSQL
+// stores no NUL and no invalid UTF-8, and a record it refuses fails every
+// request committed with it), and recorded bounded: at most
+// audit.MaxFieldBytes of the value as sent, cut at a character, with the
+// size it had, NUL and invalid bytes as U+FFFD. The log still verifies.
+func TestAuditRecordsBoundCallerValues(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			cfgPath, base, admin, stop := hostileServer(t, backend, func(io.Writer) *slog.Logger { return slog.New(slog.DiscardHandler) }, io.Discard)
+			longPath := "/admin/users/x\x00\xff" + strings.Repeat("a", 20_000) + "/token"
+			longAudience := "agent:" + strings.Repeat("b", 50_000) + "\x00"
+			badClient := "agent:\x00\xff"
+			if code, body := post(t, base, longPath, nil, ""); code != http.StatusUnauthorized {
+				t.Errorf("unauthenticated admin call with a long path: %d %v, want 401", code, body)
+			}
+			if code, body := post(t, base, "/token", url.Values{
+				"client_id": {badClient}, "client_secret": {"wrong"}, "grant_type": {oauth.GrantClientCredentials},
+			}, ""); code != http.StatusUnauthorized {
+				t.Errorf("client_id with NUL: %d %v, want 401", code, body)
+			}
+			code, body := post(t, base, "/admin/users/user:sam/token", nil, admin)
+			if code != http.StatusOK {
+				t.Fatalf("sign-in: %d %v", code, body)
+			}
+			if code, body := post(t, base, "/token", url.Values{
+				"client_id": {"agent:infrabot"}, "client_secret": {"infrabot-dev-secret"},
+				"grant_type": {oauth.GrantTokenExchange}, "subject_token_type": {oauth.TokenTypeAccessToken},
+				"subject_token": {body["access_token"].(string)}, "audience": {longAudience},
+			}, ""); code != http.StatusBadRequest {
+				t.Errorf("exchange for a 50 KB audience: %d %v, want 400", code, body)
+			}
+			stop()
+			evs := decodeLines[store.Event](t, run(t, "audit", "export", "--config", cfgPath))
+			// bounded says whether v is raw as recorded: its start, at
+			// most MaxFieldBytes, valid UTF-8 without NUL, and the size
+			// raw had.
+			bounded := func(v, raw, start string) bool {
+				return strings.HasPrefix(v, start) && len(v) <= 1024+32 && utf8.ValidString(v) && !strings.ContainsRune(v, 0) &&
+					strings.Contains(v, strconv.Itoa(len(raw))+" bytes")
+			}
+			var path, client, aud bool
+			for _, ev := range evs {
+				path = path || bounded(ev.Resource, longPath, "/admin/users/x\uFFFD\uFFFDaaa")
+				client = client || ev.ClientID == "agent:\uFFFD\uFFFD"
+				aud = aud || bounded(ev.Audience, longAudience, "agent:bbb")
+			}
+			if !path || !client || !aud {
+				t.Errorf("recorded bounded: path %v, client_id %v, audience %v; want all", path, client, aud)
+				for _, ev := range evs {
+					t.Logf("%s %s resource %d bytes %.40q, client_id %q, audience %d bytes %.40q", ev.Action, ev.Result, len(ev.Resource), ev.Resource,
+						ev.ClientID, len(ev.Audience), ev.Audience)
+				}
+			}
+			if out := run(t, "audit", "verify", "--config", cfgPath); !strings.Contains(out, "audit log OK") {
+				t.Errorf("verify: %s", out)
+			}
+		})
+	}
 }
