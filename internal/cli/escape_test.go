@@ -524,3 +524,26 @@ func TestAuditRecordsBoundCallerValues(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorLineEscaped: the error line of a command quotes what it was
+// given or read (a file name here) escaped, and keeps the line breaks
+// between the problems it lists.
+func TestErrorLineEscaped(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	bad := filepath.Join(dir, "x\x1b[2J\u202e\n2099-01-01.jsonl")
+	if code := Main(context.Background(), []string{"audit", "query", "--file", bad}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1: %s", code, stderr.String())
+	}
+	if got := stderr.String(); strings.Count(got, "\n") != 1 || len(rawControls(got)) > 0 || !strings.Contains(got, `x\x1b[2J\u202e\n2099-01-01.jsonl`) {
+		t.Errorf("error line %q: want one line with the name escaped", got)
+	}
+	cfg := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(cfg, []byte("issuer: ftp://x\nlisten: nowhere\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	if code := Main(context.Background(), []string{"config", "check", "--config", cfg}, &stdout, &stderr); code == 0 || strings.Count(stderr.String(), "\n") < 2 {
+		t.Errorf("exit %d with %q: want every problem on a line of its own", code, stderr.String())
+	}
+}
