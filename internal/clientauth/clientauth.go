@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -215,7 +216,7 @@ func (a *Authenticator) assertion(ctx context.Context, c Credentials) (store.Age
 	}
 	// The jti is spent last, after every other check passed, and keyed by
 	// client and jti, never by token bytes (THREATS.md T08, T36).
-	err = a.Nonces.UseNonce(ctx, NonceNamespace, clientID+"|"+jti, exp.Add(a.leeway()))
+	err = a.Nonces.UseNonce(ctx, NonceNamespace, replayKey(clientID, jti), exp.Add(a.leeway()))
 	if errors.Is(err, store.ErrReplay) {
 		return store.Agent{}, failure(ReasonAssertionReplayed, nil)
 	}
@@ -223,6 +224,31 @@ func (a *Authenticator) assertion(ctx context.Context, c Credentials) (store.Age
 		return store.Agent{}, oauth.Unavailable("nonce_store_unavailable", err)
 	}
 	return agent, nil
+}
+
+// replayKey is the store.Nonces id of an assertion: the client id with a
+// backslash before each backslash and "|" in it, then "|" and the jti. The
+// first unescaped "|" ends the client id, so no two (client, jti) pairs
+// share a key: client "a|b" with jti "c" is `a\|b|c`, client "a" with jti
+// "b|c" is "a|b|c" (THREATS T89). A client id with neither character keeps
+// the plain "client|jti" of earlier versions, so nonces stored before an
+// upgrade go on refusing replays after it; only ids holding them change
+// form, and their old keys expire with their assertions (a few minutes).
+func replayKey(clientID, jti string) string {
+	if !strings.ContainsAny(clientID, `\|`) {
+		return clientID + "|" + jti
+	}
+	var b strings.Builder
+	b.Grow(len(clientID) + len(jti) + 8)
+	for i := 0; i < len(clientID); i++ {
+		if c := clientID[i]; c == '\\' || c == '|' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(clientID[i])
+	}
+	b.WriteByte('|')
+	b.WriteString(jti)
+	return b.String()
 }
 
 func (a *Authenticator) leeway() time.Duration {

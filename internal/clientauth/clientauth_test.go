@@ -397,3 +397,58 @@ func TestHashSecret(t *testing.T) {
 		t.Fatalf("HashSecret = %x", got)
 	}
 }
+
+// TestAssertionReplayKeyUnambiguous is THREATS T89: the replay key of an
+// assertion encodes its client and jti so that no two pairs share one.
+// Client "a|b" with jti "c" and client "a" with jti "b|c" are two
+// assertions; spending either burns only itself.
+func TestAssertionReplayKeyUnambiguous(t *testing.T) {
+	type use struct{ client, jti string }
+	tests := []struct {
+		name  string
+		first use
+		then  use
+	}{
+		{name: "ok/pipe-in-client-then-pipe-in-jti", first: use{"a|b", "c"}, then: use{"a", "b|c"}},
+		{name: "ok/pipe-in-jti-then-pipe-in-client", first: use{"a", "b|c"}, then: use{"a|b", "c"}},
+		{name: "ok/backslash-in-client", first: use{`a\`, "|c"}, then: use{`a\|`, "c"}},
+		{name: "ok/escaped-pipe-in-client", first: use{`a\|b`, "c"}, then: use{"a", `\|b|c`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			set := mustJSON(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &f.ecPriv.PublicKey, KeyID: "jwt-1", Algorithm: "ES256", Use: "sig"}}})
+			for _, id := range []string{tc.first.client, tc.then.client} {
+				if err := f.store.CreateAgent(t.Context(), store.Agent{ID: id, JWKS: set}); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+					t.Fatal(err)
+				}
+			}
+			authenticate := func(u use) error {
+				a := compact(mustJSON(ecHeader("jwt-1")), mustJSON(with(f.claims(u.client), "jti", u.jti)), es256(f.ecPriv))
+				_, err := f.auth.Authenticate(t.Context(), Credentials{ClientID: u.client, Assertion: a,
+					AssertionType: oauth.ClientAssertionTypeJWTBearer, Method: oauth.AuthMethodPrivateKeyJWT})
+				return err
+			}
+			if err := authenticate(tc.first); err != nil {
+				t.Fatalf("first assertion %+v: %v", tc.first, err)
+			}
+			if err := authenticate(tc.then); err != nil {
+				t.Fatalf("assertion %+v after %+v: %v, want it accepted (a key of its own)", tc.then, tc.first, err)
+			}
+			for _, u := range []use{tc.first, tc.then} {
+				if err := authenticate(u); oauth.As(err).Reason != ReasonAssertionReplayed {
+					t.Errorf("replay of %+v: %v, want %s", u, err, ReasonAssertionReplayed)
+				}
+			}
+		})
+	}
+}
+
+// TestReplayKeyKeepsPlainForm: a client id without "|" or "\" keeps the
+// key form of earlier versions, so that nonces stored before an upgrade
+// still refuse a replay after it.
+func TestReplayKeyKeepsPlainForm(t *testing.T) {
+	if got := replayKey("agent:jwt", "jti-1|x"); got != "agent:jwt|jti-1|x" {
+		t.Errorf("replayKey = %q, want the earlier form", got)
+	}
+}
