@@ -338,17 +338,6 @@ func (t *refusalTally) prune(now time.Time) {
 	}
 }
 
-// decodeJSON reads a bounded JSON request body into v, refusing unknown
-// fields.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return oauth.InvalidRequest("malformed_json", "the request body is not the expected JSON", err)
-	}
-	return nil
-}
-
 // storeError maps a store failure to the answer: not found is 404, anything
 // else refuses with 503 (fail closed).
 func storeError(err error, what string) error {
