@@ -452,3 +452,49 @@ func TestReplayKeyKeepsPlainForm(t *testing.T) {
 		t.Errorf("replayKey = %q, want the earlier form", got)
 	}
 }
+
+// TestRegisteredClient (THREATS T86): a refusal names the registered
+// client it is about, so that the server can record it under that client
+// however many made-up ids fail around it; a refusal of an id the store
+// does not hold, or of credentials that name no client, names none.
+func TestRegisteredClient(t *testing.T) {
+	f := newFixture(t)
+	otherEC, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwt := func(sign signFunc, c map[string]any) string {
+		return compact(mustJSON(ecHeader("jwt-1")), mustJSON(c), sign)
+	}
+	assertion := func(a string) Credentials {
+		return Credentials{Assertion: a, AssertionType: oauth.ClientAssertionTypeJWTBearer, Method: oauth.AuthMethodPrivateKeyJWT}
+	}
+	tests := []struct {
+		name string
+		c    Credentials
+		want string // "" when no registered client is named
+	}{
+		{name: "fail/wrong-secret", c: Credentials{ClientID: "agent:secret", Secret: "nope", Method: oauth.AuthMethodSecretPost}, want: "agent:secret"},
+		{name: "fail/disabled", c: Credentials{ClientID: "agent:off", Secret: "off-secret", Method: oauth.AuthMethodSecretBasic}, want: "agent:off"},
+		{name: "fail/secret-for-jwt-only-client", c: Credentials{ClientID: "agent:jwt", Secret: "x", Method: oauth.AuthMethodSecretPost}, want: "agent:jwt"},
+		{name: "fail/forged-assertion-without-client-id", c: assertion(jwt(es256(otherEC), f.claims("agent:jwt"))), want: "agent:jwt"},
+		{name: "fail/expired-assertion", c: assertion(jwt(es256(f.ecPriv), with(f.claims("agent:jwt"), "exp", f.now.Unix()-300, "iat", f.now.Unix()-360))), want: "agent:jwt"},
+		{name: "fail/unknown-client", c: Credentials{ClientID: "agent:nobody", Secret: "x", Method: oauth.AuthMethodSecretPost}},
+		{name: "fail/unknown-assertion-subject", c: assertion(jwt(es256(f.ecPriv), f.claims("agent:nobody")))},
+		{name: "fail/unparsable-assertion", c: assertion("not.a.jws")},
+		{name: "fail/no-client-id", c: Credentials{Secret: "x", Method: oauth.AuthMethodSecretPost}},
+		{name: "fail/no-method", c: Credentials{ClientID: "agent:secret"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.auth.Authenticate(t.Context(), tc.c)
+			if oauth.As(err).Code != oauth.ErrInvalidClient {
+				t.Fatalf("error = %v, want invalid_client", err)
+			}
+			id, ok := RegisteredClient(err)
+			if id != tc.want || ok != (tc.want != "") {
+				t.Errorf("RegisteredClient = %q, %v; want %q", id, ok, tc.want)
+			}
+		})
+	}
+	if _, ok := RegisteredClient(oauth.Unavailable("client_store_unavailable", errors.New("down"))); ok {
+		t.Error("a store failure names a registered client")
+	}
+}
