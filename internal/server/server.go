@@ -75,6 +75,8 @@ type Server struct {
 	formRefusals refusalTally
 	// limitRefusals tallies the requests the rate limits refused.
 	limitRefusals refusalTally
+	// streams counts the open revocation streams per reader.
+	streams streams
 }
 
 // Drain ends the long-lived responses: the revocation streams and SET
