@@ -21,8 +21,8 @@ import (
 // registered client among them. The registered client's failures are all
 // recorded under its own id (at most once a second, each record counting
 // the failures since the one before); the made-up ids are summed into one
-// record a second that counts them and the distinct ids among them,
-// without naming more than the one that wrote it.
+// record a second that counts them and the distinct ids among them, and
+// names none of them.
 func TestRefusalFloodKeepsRegisteredClients(t *testing.T) {
 	h, advance := newClockedHarness(t, openSQLite)
 	// In process (the server's own handler, without the loopback
@@ -82,6 +82,9 @@ func TestRefusalFloodKeepsRegisteredClients(t *testing.T) {
 		default:
 			if ev.Reason != "client_unknown" {
 				t.Errorf("a made-up id's record has reason %q", ev.Reason)
+			}
+			if n > 1 && ev.ClientID != "" {
+				t.Errorf("a sum of %d made-up ids names the client %q", n, ev.ClientID)
 			}
 			unknownRecords++
 			unknownCount += n

@@ -29,17 +29,17 @@ const maxSumIDs = 4096
 // are only counted, into the key's next record. The sum is recorded the
 // same way, once a window, with its count and the number of distinct ids
 // in it, so that made-up client ids cost one record a second whatever
-// their number and name none but the one whose refusal wrote it.
+// their number; a record of more than one of them names none.
 //
 // At most maxRecords records are due per window, whatever the keys. When
 // a window ends, the next refusal also writes out, within that budget, the
-// counts the keys held back in earlier windows (sweep), so a key refused
-// once more in a window is recorded within about a window even if it is
-// never refused again. At most maxKeys keys are held: a new key that finds
-// the tally full of keys with counts held back writes out the one held
-// longest and takes its place (evict), so no key's count is dropped
-// unrecorded and memory stays bounded. Only counts held back when the
-// process stops go unrecorded.
+// counts the keys held back in earlier windows (sweep), so a count held
+// back is written by the first refusal of any key after its window, even
+// if its own key is never refused again. At most maxKeys keys are held: a
+// new key that finds the tally full of keys with counts held back writes
+// out the one held longest and takes its place (evict), so no key's count
+// is dropped unrecorded and memory stays bounded. Only the counts held
+// back when the process stops go unrecorded.
 //
 // Records the tally makes due for other keys than the refusal's own carry
 // the event of their key's latest refusal.
@@ -126,13 +126,17 @@ type tallyRecord struct {
 	ev       audit.Event
 }
 
-// event is the audit record of r.
+// event is the audit record of r. A record of the sum that stands for
+// more than one refusal names no client (nor agent version): it is about
+// many ids, and `mandate audit agents`, which adds up refusals per
+// client_id, must not charge them to one.
 func (r tallyRecord) event() audit.Event {
 	ev := r.ev
 	if !r.sum || r.n == 1 {
 		ev.Attributes = refusalsAttr(r.n)
 		return ev
 	}
+	ev.ClientID, ev.AgentVersion = "", ""
 	ids := strconv.Itoa(len(r.ids))
 	if r.idsFull {
 		ids += "+"
