@@ -55,7 +55,7 @@ func TestAdminJSONStrict(t *testing.T) {
 		{name: "fail/revoke-unknown-member", method: http.MethodPost, path: "/admin/revoke",
 			body: `{"agent":"agent:argocd","reason":"compromised"}`, member: "reason"},
 	}
-	before := h.adminState()
+	before := h.adminStoreState()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			seq := h.lastSeq()
@@ -72,7 +72,7 @@ func TestAdminJSONStrict(t *testing.T) {
 			if got := h.eventsSince(seq); len(got) != 0 {
 				t.Errorf("a refused body left audit records: %s", eventsJSON(got))
 			}
-			if diff := cmp.Diff(before, h.adminState()); diff != "" {
+			if diff := cmp.Diff(before, h.adminStoreState()); diff != "" {
 				t.Errorf("a refused body changed the store (-before +after):\n%s", diff)
 			}
 		})
@@ -85,9 +85,9 @@ func TestAdminJSONStrict(t *testing.T) {
 	})
 }
 
-// adminState is what the admin API can change: users, agents and every
+// adminStoreState is what the admin API can change: users, agents and every
 // delegation, revoked ones included.
-func (h *harness) adminState() map[string]any {
+func (h *harness) adminStoreState() map[string]any {
 	h.t.Helper()
 	ctx := context.Background()
 	users, err := h.store.ListUsers(ctx)

@@ -73,16 +73,16 @@ func resourceServer(a store.Agent) bool {
 	return true
 }
 
-// streams counts the open revocation streams and SET long polls per
+// streamCounts counts the open revocation streams and SET long polls per
 // reader.
-type streams struct {
+type streamCounts struct {
 	mu   sync.Mutex
 	open map[string]int
 }
 
 // acquire takes one of reader's maxStreamsPerReader; false when it holds
 // them all.
-func (st *streams) acquire(reader string) bool {
+func (st *streamCounts) acquire(reader string) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.open[reader] >= maxStreamsPerReader {
@@ -96,7 +96,7 @@ func (st *streams) acquire(reader string) bool {
 }
 
 // release gives back one acquired by reader.
-func (st *streams) release(reader string) {
+func (st *streamCounts) release(reader string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.open[reader]--; st.open[reader] <= 0 {
@@ -117,7 +117,7 @@ func (s *Server) tooManyStreams(r *http.Request, reader string) error {
 	if reader != adminPerformer {
 		ev.ClientID = ev.Performer
 	}
-	if err := s.record(r.Context(), &s.limitRefusals, s.limitRefusals.add("streams "+reader, ev, s.cfg.Now())); err != nil {
+	if err := s.recordTallied(r.Context(), &s.limitRefusals, s.limitRefusals.add("streams "+reader, ev, s.cfg.Now())); err != nil {
 		return oauth.Unavailable("audit_unavailable", errors.Join(e, err))
 	}
 	return e
@@ -148,8 +148,8 @@ func (s *Server) revocationStream(w http.ResponseWriter, r *http.Request) error 
 	actx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	reader, err := s.feedReader(r.WithContext(actx))
 	if err == nil {
-		if s.streams.acquire(reader) {
-			defer s.streams.release(reader)
+		if s.openStreams.acquire(reader) {
+			defer s.openStreams.release(reader)
 		} else {
 			err = s.tooManyStreams(r.WithContext(actx), reader)
 		}

@@ -29,7 +29,7 @@ func (h *harness) feedRequest(ctx context.Context, path, client string) *http.Re
 	if client == "admin" {
 		req.Header.Set("Authorization", "Bearer "+adminToken)
 	} else {
-		req.SetBasicAuth(url.QueryEscape(client), url.QueryEscape(clientSecret(client)))
+		req.SetBasicAuth(url.QueryEscape(client), url.QueryEscape(configSecret(client)))
 	}
 	return req
 }

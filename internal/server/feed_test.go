@@ -34,9 +34,9 @@ type stream struct {
 // close ends the subscription.
 func (s *stream) close() { s.cancel(); s.resp.Body.Close() }
 
-// clientSecret is the secret testConfig gives client: "rs:deploy" has
+// configSecret is the secret testConfig gives client: "rs:deploy" has
 // "rs-deploy-secret", "agent:argocd" "argocd-secret".
-func clientSecret(client string) string {
+func configSecret(client string) string {
 	return strings.ReplaceAll(strings.TrimPrefix(client, "agent:"), ":", "-") + "-secret"
 }
 
@@ -46,7 +46,7 @@ func (h *harness) subscribe(client, lastID string) *stream {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/revocations/stream?heartbeat=200ms", nil)
-	req.SetBasicAuth(url.QueryEscape(client), url.QueryEscape(clientSecret(client)))
+	req.SetBasicAuth(url.QueryEscape(client), url.QueryEscape(configSecret(client)))
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}

@@ -107,15 +107,15 @@ func exactMembers(data []byte, t reflect.Type) error {
 	return nil
 }
 
-// member is one name and value of a JSON object.
-type member struct {
+// jsonMember is one name and value of a JSON object.
+type jsonMember struct {
 	name  string
 	value json.RawMessage
 }
 
 // objectMembers returns the members of the JSON object data in order; ok
 // is false when data is not an object.
-func objectMembers(data []byte) (members []member, ok bool) {
+func objectMembers(data []byte) (members []jsonMember, ok bool) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil, false
@@ -130,7 +130,7 @@ func objectMembers(data []byte) (members []member, ok bool) {
 		if err := dec.Decode(&value); err != nil {
 			return nil, false
 		}
-		members = append(members, member{name: name, value: value})
+		members = append(members, jsonMember{name: name, value: value})
 	}
 	return members, true
 }

@@ -311,11 +311,11 @@ func (t *refusalTally) undo(recs []tallyRecord) {
 	}
 }
 
-// record writes the records t made due, in order. When one cannot be
+// recordTallied writes the records t made due, in order. When one cannot be
 // written it and the ones after it are given back to t and the error is
 // returned: the refusal is then answered 503, as every refusal whose
 // record is lost.
-func (s *Server) record(ctx context.Context, t *refusalTally, recs []tallyRecord) error {
+func (s *Server) recordTallied(ctx context.Context, t *refusalTally, recs []tallyRecord) error {
 	for i, rec := range recs {
 		if err := s.cfg.Audit.Record(ctx, rec.event()); err != nil {
 			t.undo(recs[i:])

@@ -75,8 +75,8 @@ type Server struct {
 	formRefusals refusalTally
 	// limitRefusals tallies the requests the rate limits refused.
 	limitRefusals refusalTally
-	// streams counts the open revocation streams per reader.
-	streams streams
+	// openStreams counts the open revocation streams per reader.
+	openStreams streamCounts
 }
 
 // Drain ends the long-lived responses: the revocation streams and SET
@@ -238,7 +238,7 @@ func (s *Server) adminRefused(r *http.Request, e *oauth.Error) error {
 		Action: audit.ActionAdminAuth, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
 		RequestID: requestID(r.Context()), Resource: r.URL.Path,
 	}
-	if err := s.record(r.Context(), &s.adminRefusals, s.adminRefusals.add("", ev, s.cfg.Now())); err != nil {
+	if err := s.recordTallied(r.Context(), &s.adminRefusals, s.adminRefusals.add("", ev, s.cfg.Now())); err != nil {
 		return oauth.Unavailable("audit_unavailable", errors.Join(e, err))
 	}
 	return e

@@ -84,8 +84,8 @@ func (s *Server) securityEvents(w http.ResponseWriter, r *http.Request) error {
 	// A long poll holds a response open as a stream does, and counts
 	// against the reader's streams (THREATS T87): a reader that holds them
 	// all is answered at once, as a short poll, instead of waiting.
-	if len(entries) == 0 && !req.ReturnImmediately && limit > 0 && s.streams.acquire(reader) {
-		defer s.streams.release(reader)
+	if len(entries) == 0 && !req.ReturnImmediately && limit > 0 && s.openStreams.acquire(reader) {
+		defer s.openStreams.release(reader)
 		// A long poll outlives the server's read and write timeouts.
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Time{})

@@ -93,7 +93,7 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 		Action: action, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
 		RequestID: requestID(r.Context()), Resource: r.URL.Path,
 	}
-	if rerr := s.record(r.Context(), &s.formRefusals, s.formRefusals.add(action, ev, s.cfg.Now())); rerr != nil {
+	if rerr := s.recordTallied(r.Context(), &s.formRefusals, s.formRefusals.add(action, ev, s.cfg.Now())); rerr != nil {
 		return nil, oauth.Unavailable("audit_unavailable", errors.Join(err, rerr))
 	}
 	return nil, e
@@ -134,7 +134,7 @@ func (s *Server) admit(r *http.Request, clientID string) error {
 		Action: refusedAction(r), Result: audit.ResultRefused, Reason: reason, Detail: key,
 		RequestID: requestID(r.Context()), Resource: r.URL.Path, ClientID: clientID,
 	}
-	if rerr := s.record(r.Context(), &s.limitRefusals, s.limitRefusals.add(key, ev, s.cfg.Now())); rerr != nil {
+	if rerr := s.recordTallied(r.Context(), &s.limitRefusals, s.limitRefusals.add(key, ev, s.cfg.Now())); rerr != nil {
 		return oauth.Unavailable("audit_unavailable", errors.Join(e, rerr))
 	}
 	return e
@@ -201,7 +201,7 @@ func (s *Server) authenticateVersion(r *http.Request, form url.Values, agentVers
 	} else {
 		due = s.clientRefusals.addUnnamed(clientID, ev, s.cfg.Now())
 	}
-	if rerr := s.record(r.Context(), &s.clientRefusals, due); rerr != nil {
+	if rerr := s.recordTallied(r.Context(), &s.clientRefusals, due); rerr != nil {
 		return store.Agent{}, oauth.Unavailable("audit_unavailable", errors.Join(err, rerr))
 	}
 	return store.Agent{}, e
