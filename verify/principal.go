@@ -137,11 +137,13 @@ func parseAuthorizationDetails(c jwt.ClaimSet) ([]AuthorizationDetail, error) {
 
 // CheckAmount reports whether the token allows an amount in currency under
 // an authorization_details entry of type typ: some entry of that type must
-// have a "max_amount" of at least amount, and, when it names a "currency",
-// the same currency. Amounts compare exactly (decimal, not float
-// rounding). It returns nil when allowed and an error wrapping
-// ErrLimitExceeded otherwise (no such entry, above every limit, another
-// currency, or an amount that is negative or not finite).
+// have a "max_amount" of at least amount and a "currency" equal to
+// currency. An entry that lacks either constraint allows nothing: a limit
+// without its currency is not a limit in every currency. Amounts compare
+// exactly (decimal, not float rounding). It returns nil when allowed and
+// an error wrapping ErrLimitExceeded otherwise (no such entry, above every
+// limit, another or no currency, or an amount that is negative or not
+// finite).
 func (p *Principal) CheckAmount(typ string, amount float64, currency string) error {
 	if math.IsNaN(amount) || math.IsInf(amount, 0) || amount < 0 {
 		return fmt.Errorf("%w: invalid amount", ErrLimitExceeded)
@@ -152,10 +154,12 @@ func (p *Principal) CheckAmount(typ string, amount float64, currency string) err
 		if d.Type != typ {
 			continue
 		}
-		if c, ok := jwt.Member(d.Raw, "currency"); ok {
-			if s, _ := jwt.StringValue(c); s != currency {
-				continue
-			}
+		c, ok := jwt.Member(d.Raw, "currency")
+		if !ok {
+			continue
+		}
+		if s, isString := jwt.StringValue(c); !isString || s != currency {
+			continue
 		}
 		n, ok := jwt.Member(d.Raw, "max_amount")
 		if !ok || len(n) == 0 || (n[0] != '-' && (n[0] < '0' || n[0] > '9')) {

@@ -197,3 +197,41 @@ func TestVerifyForgery(t *testing.T) { // THREATS.md T01–T05
 		t.Errorf("canary recorded %d fetches, want 0", n)
 	}
 }
+
+// TestCheckAmountRefusesMissingConstraint (THREATS T82): an entry that
+// lacks a constraint CheckAmount needs (the currency, the maximum) allows
+// nothing, instead of allowing the amount in any currency.
+func TestCheckAmountRefusesMissingConstraint(t *testing.T) {
+	f := newFixture(t)
+	v := f.verifier(t)
+	for _, tc := range []struct {
+		name    string
+		details []any
+		wantOK  bool
+	}{
+		{name: "ok/usd-limit", details: []any{map[string]any{"type": "expense_approval", "max_amount": 1000, "currency": "USD"}}, wantOK: true},
+		{name: "fail/no-currency", details: []any{map[string]any{"type": "expense_approval", "max_amount": 1000}}},
+		{name: "fail/currency-not-a-string", details: []any{map[string]any{"type": "expense_approval", "max_amount": 1000, "currency": 1}}},
+		{name: "fail/no-max-amount", details: []any{map[string]any{"type": "expense_approval", "currency": "KWD"}}},
+		{name: "fail/other-type", details: []any{map[string]any{"type": "travel", "max_amount": 1000, "currency": "KWD"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := claims()
+			c["authorization_details"] = tc.details
+			p, err := v.Verify(t.Context(), f.token(c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = p.CheckAmount("expense_approval", 1000, "KWD")
+			if tc.wantOK {
+				err = p.CheckAmount("expense_approval", 1000, "USD")
+			}
+			if got := err == nil; got != tc.wantOK {
+				t.Errorf("CheckAmount(1000) = %v, want allowed %v", err, tc.wantOK)
+			}
+			if !tc.wantOK && !errors.Is(err, verify.ErrLimitExceeded) {
+				t.Errorf("err = %v, want ErrLimitExceeded", err)
+			}
+		})
+	}
+}

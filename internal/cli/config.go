@@ -9,6 +9,7 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/provision"
+	"github.com/mandate-dev/mandate/internal/termsafe"
 )
 
 func newConfigCmd(stdout io.Writer) *cobra.Command {
@@ -22,7 +23,7 @@ func newConfigCmd(stdout io.Writer) *cobra.Command {
 			if _, err := config.Load(path); err != nil {
 				return err
 			}
-			fmt.Fprintln(stdout, path+": ok")
+			fmt.Fprintln(stdout, termsafe.String(path)+": ok")
 			return nil
 		},
 	}
@@ -47,13 +48,13 @@ stored records that differ from the file, each change audited.`,
 			defer s.Close()
 			report, err := provision.Sync(cmd.Context(), s, cfg, true, time.Now())
 			for _, c := range report.Created {
-				fmt.Fprintln(stdout, "created", c)
+				fmt.Fprintln(stdout, "created", termsafe.String(c))
 			}
 			for _, u := range report.Updated {
-				fmt.Fprintln(stdout, "updated", u)
+				fmt.Fprintln(stdout, "updated", termsafe.String(u))
 			}
 			if err == nil && len(report.Created)+len(report.Updated) == 0 {
-				fmt.Fprintln(stdout, "the store already matches", path)
+				fmt.Fprintln(stdout, "the store already matches", termsafe.String(path))
 			}
 			return err
 		},

@@ -49,7 +49,7 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "KID\tALG\tSTATE\tACTIVATE AT\tRETIRE AT")
 				for _, k := range keys {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.KID, k.Alg, k.State, stamp(k.ActivateAt), stamp(k.RetireAt))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(k.KID), cell(k.Alg), cell(k.State), stamp(k.ActivateAt), stamp(k.RetireAt))
 				}
 				return tw.Flush()
 			})
@@ -65,7 +65,7 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "key %s (%s) published; it signs from %s\n", k.KID, k.Alg, stamp(k.ActivateAt))
+				fmt.Fprintf(stdout, "key %s (%s) published; it signs from %s\n", cell(k.KID), cell(k.Alg), stamp(k.ActivateAt))
 				return nil
 			})
 		},
@@ -81,7 +81,7 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 				if err := kr.RevokeKey(cmd.Context(), args[0], keyEvent(audit.ActionKeyRevoked, args[0])); err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "key %s revoked\n", args[0])
+				fmt.Fprintf(stdout, "key %s revoked\n", cell(args[0]))
 				return nil
 			})
 		},

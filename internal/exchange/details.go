@@ -51,11 +51,9 @@ func ParseDetails(s string) ([]Detail, error) {
 }
 
 // grantDetails narrows the requested entries to what the limits cover: the
-// same "never wider" rule as scopes, per field. An entry is granted against
-// a limit of the same type when every field it names is in the limit: a
-// "max_" number is lowered to the limit's, a list must be a subset, and any
-// other value must be equal. An entry no limit covers refuses the request
-// (RFC 9396 §5: invalid_authorization_details).
+// same "never wider" rule as scopes, per field (see narrow). An entry no
+// limit covers refuses the request (RFC 9396 §5:
+// invalid_authorization_details).
 func grantDetails(requested, limits []Detail) ([]Detail, error) {
 	var out []Detail
 	for _, req := range requested {
@@ -77,8 +75,17 @@ func grantDetails(requested, limits []Detail) ([]Detail, error) {
 }
 
 // narrow returns req bounded by lim, or false when lim cannot cover it.
+// Every member req names must be in lim: a "max_" number is lowered to
+// lim's, a list is intersected with lim's (nothing in common cannot be
+// covered), and any other value must equal lim's. Every member of lim that
+// req leaves out is copied, so that a granted entry never has fewer
+// constraints than the limit it came from: a limit in USD asked for
+// without a currency is granted in USD, never in any currency.
 func narrow(req, lim Detail) (Detail, bool) {
-	out := make(Detail, len(req))
+	out := make(Detail, len(lim))
+	for k, l := range lim {
+		out[k] = l
+	}
 	for k, v := range req {
 		l, held := lim[k]
 		if !held {
@@ -90,44 +97,62 @@ func narrow(req, lim Detail) (Detail, bool) {
 			if !ok {
 				return nil, false
 			}
-			if rv.Cmp(lv) > 0 {
-				v = l
+			if rv.Cmp(lv) < 0 {
+				out[k] = v
 			}
-		case isList(v):
-			if !subset(v, l) {
+		case isList(v) || isList(l):
+			common, ok := intersectLists(v, l)
+			if !ok || len(common) == 0 {
 				return nil, false
 			}
+			out[k] = common
 		default:
-			if fmt.Sprint(v) != fmt.Sprint(l) {
+			if !sameJSON(v, l) {
 				return nil, false
 			}
 		}
-		out[k] = v
 	}
 	return out, true
 }
 
-// decimals reads two JSON numbers exactly.
+// decimals reads two JSON numbers exactly; both must be non-negative.
 func decimals(a, b any) (*big.Rat, *big.Rat, bool) {
-	ra, okA := new(big.Rat).SetString(fmt.Sprint(a))
-	rb, okB := new(big.Rat).SetString(fmt.Sprint(b))
-	return ra, rb, okA && okB && ra.Sign() >= 0
+	na, okA := a.(json.Number)
+	nb, okB := b.(json.Number)
+	if !okA || !okB {
+		return nil, nil, false
+	}
+	ra, okA := new(big.Rat).SetString(na.String())
+	rb, okB := new(big.Rat).SetString(nb.String())
+	return ra, rb, okA && okB && ra.Sign() >= 0 && rb.Sign() >= 0
 }
 
 func isList(v any) bool { _, ok := v.([]any); return ok }
 
-func subset(v, l any) bool {
+// intersectLists returns the members of v that are in l, in v's order,
+// once each; false when either is not a list.
+func intersectLists(v, l any) ([]any, bool) {
 	vs, ok1 := v.([]any)
 	ls, ok2 := l.([]any)
 	if !ok1 || !ok2 {
-		return false
+		return nil, false
 	}
+	out := make([]any, 0, len(vs))
 	for _, x := range vs {
-		if !slices.ContainsFunc(ls, func(y any) bool { return fmt.Sprint(x) == fmt.Sprint(y) }) {
-			return false
+		in := func(y any) bool { return sameJSON(x, y) }
+		if slices.ContainsFunc(ls, in) && !slices.ContainsFunc(out, in) {
+			out = append(out, x)
 		}
 	}
-	return true
+	return out, true
+}
+
+// sameJSON reports whether a and b encode to the same JSON: a string is
+// never equal to a number of the same digits.
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
 }
 
 // DetailsJSON is ds as a compact JSON array for an audit record, nil for

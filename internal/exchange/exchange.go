@@ -119,11 +119,18 @@ type Grant struct {
 
 // state is what a request has established so far; refusals record it.
 type state struct {
-	req      Request
-	subject  *token.Verified
-	user     store.User
-	deleg    *store.Delegation
-	chain    actor.Chain // the new chain, current actor first
+	req Request
+	// grant is the grant type being run (oauth.GrantTokenExchange,
+	// oauth.GrantClientCredentials or GrantSignIn).
+	grant   string
+	subject *token.Verified
+	// actorToken is the verified actor_token, nil when none was sent.
+	actorToken *token.Verified
+	user       store.User
+	deleg      *store.Delegation
+	chain      actor.Chain // the new chain, current actor first
+	// bounds is what the hop may not exceed (Grant.bound).
+	bounds   bounds
 	audience string
 	scopes   []string
 	details  []Detail
@@ -148,11 +155,13 @@ func (g *Grant) CurrentGeneration() int64 {
 // Exchange runs the RFC 8693 token exchange. The checks run in this order
 // and the first failure refuses: request shape; subject token valid,
 // unexpired and in force; actor token (if any) names the client; a
-// delegation, delegate_to or may_act lets the client act; no loop; depth
-// within every limit; audience allowed; scopes; policy. Errors are
-// *oauth.Error and are audited before they are returned.
+// delegation or may_act (first hop) or the current actor's delegate_to
+// (chain hop) lets the client act, with no loop; the bounds of the hop
+// from every grant on its path (bound); depth, audience, scopes,
+// authorization_details, context facts and lifetime within them; policy.
+// Errors are *oauth.Error and are audited before they are returned.
 func (g *Grant) Exchange(ctx context.Context, req Request) (*Result, error) {
-	st := &state{req: req, gen: req.Generation}
+	st := &state{req: req, grant: oauth.GrantTokenExchange, gen: req.Generation}
 	if st.gen == 0 {
 		st.gen = g.CurrentGeneration()
 	}
@@ -169,10 +178,12 @@ func (g *Grant) exchange(ctx context.Context, st *state) (*Result, error) {
 		g.checkSubject,
 		g.checkActorToken,
 		g.checkActor,
+		g.bound,
 		g.checkDepth,
 		g.checkAudience,
 		g.checkScopes,
 		g.checkDetails,
+		g.checkContext,
 		g.checkPolicy,
 		g.checkLifetime,
 	}
@@ -273,13 +284,20 @@ func (g *Grant) checkActorToken(ctx context.Context, st *state) error {
 	if !v.Own || v.Act != nil || v.Subject != st.req.Client.ID || !slices.Contains(v.Audiences, g.Issuer) {
 		return oauth.InvalidRequest("actor_token_mismatch", "the actor_token does not identify the authenticated client", nil)
 	}
-	_, err = g.checkInForce(ctx, v, "actor_token")
-	return err
+	if _, err = g.checkInForce(ctx, v, "actor_token"); err != nil {
+		return err
+	}
+	st.actorToken = v
+	return nil
 }
 
 // checkActor decides whether the client may act for the subject: on the
-// first hop through a delegation or may_act, on a chain hop because the
-// token is addressed to it and the current actor may hand on to it.
+// first hop through its delegation from the person or the subject token's
+// may_act; on a chain hop only because the token is addressed to it and
+// the current actor may hand on to it (delegate_to). A delegation the
+// client holds itself never admits a chain hop: the hop would then be
+// bounded by a delegation the token does not carry, and the current actor
+// never agreed to hand on (docs/security.md).
 func (g *Grant) checkActor(ctx context.Context, st *state) error {
 	v, client := st.subject, st.req.Client
 	prior := v.Act.Chain()
@@ -287,12 +305,11 @@ func (g *Grant) checkActor(ctx context.Context, st *state) error {
 		return oauth.InvalidRequest("actor_loop", "the client already acts in this chain", nil)
 	}
 	st.chain = append(actor.Chain{client.ID}, prior...)
-	direct, err := g.activeDelegation(ctx, v.Subject, client.ID)
-	if err != nil {
-		return err
-	}
 	if len(prior) == 0 {
+		direct, err := g.activeDelegation(ctx, v.Subject, client.ID)
 		switch {
+		case err != nil:
+			return err
 		case direct != nil:
 			st.deleg = direct
 		case v.MayAct != nil && v.MayAct.Subject == client.ID:
@@ -309,7 +326,7 @@ func (g *Grant) checkActor(ctx context.Context, st *state) error {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return oauth.Unavailable("store_unavailable", err)
 	}
-	if !slices.Contains(current.DelegateTo, client.ID) && direct == nil {
+	if !slices.Contains(current.DelegateTo, client.ID) {
 		return oauth.InvalidRequest("actor_not_delegated", "the current actor may not hand on to this client", nil)
 	}
 	if v.DelegationID != "" {
@@ -336,34 +353,15 @@ func (g *Grant) activeDelegation(ctx context.Context, subject, actorID string) (
 	return nil, nil
 }
 
-func (g *Grant) checkDepth(ctx context.Context, st *state) error {
-	limit := g.MaxDepth
-	tighten := func(n int) {
-		if n > 0 && n < limit {
-			limit = n
-		}
-	}
-	if st.deleg != nil {
-		tighten(st.deleg.MaxDepth)
-	}
-	for i, id := range st.chain {
-		a := st.req.Client
-		if i > 0 {
-			var err error
-			if a, err = g.Directory.GetAgent(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return oauth.Unavailable("store_unavailable", err)
-			}
-		}
-		tighten(a.MaxDepth)
-	}
-	if len(st.chain) > limit {
+func (g *Grant) checkDepth(_ context.Context, st *state) error {
+	if len(st.chain) > st.bounds.depth {
 		return oauth.InvalidRequest("delegation_depth_exceeded", "the delegation chain would be too deep", nil)
 	}
 	return nil
 }
 
 func (g *Grant) checkAudience(_ context.Context, st *state) error {
-	aud, err := g.pickAudience(st.req, st.deleg)
+	aud, err := pickAudience(st.req, &st.bounds)
 	if err != nil {
 		return err
 	}
@@ -372,9 +370,9 @@ func (g *Grant) checkAudience(_ context.Context, st *state) error {
 }
 
 // pickAudience chooses the single audience of the token (RFC 8693 §2.1:
-// audience and resource both name targets). Without one, a delegation
-// with exactly one audience supplies it.
-func (g *Grant) pickAudience(r Request, d *store.Delegation) (string, error) {
+// audience and resource both name targets) within b. Without one, b's
+// default audience is used.
+func pickAudience(r Request, b *bounds) (string, error) {
 	var targets []string
 	for _, res := range r.Resources {
 		if !isAbsoluteURI(res) {
@@ -392,11 +390,11 @@ func (g *Grant) pickAudience(r Request, d *store.Delegation) (string, error) {
 	switch {
 	case len(targets) > 1:
 		return "", oauth.InvalidTarget("audience_multiple", "one audience per token", nil)
-	case len(targets) == 0 && d != nil && len(d.Audiences) == 1:
-		return d.Audiences[0], nil
+	case len(targets) == 0 && b.defaultAudience != "":
+		return b.defaultAudience, nil
 	case len(targets) == 0:
 		return "", oauth.InvalidTarget("audience_missing", "an audience or resource is required", nil)
-	case d != nil && len(d.Audiences) > 0 && !slices.Contains(d.Audiences, targets[0]):
+	case len(b.audiences) > 0 && !slices.Contains(b.audiences, targets[0]):
 		return "", oauth.InvalidTarget("audience_not_allowed", "the audience is not allowed by the delegation", nil)
 	}
 	return targets[0], nil
@@ -407,30 +405,15 @@ func isAbsoluteURI(s string) bool {
 	return i > 0 && !strings.ContainsAny(s, "# \t") && len(s) > i+3
 }
 
-// checkScopes computes the grant: requested ∩ the person's permissions now
-// ∩ the delegation ∩ the agent ∩ the subject token. On a chain hop a
-// requested scope the subject token lacks is widening and refused; on the
-// first hop what is not allowed is dropped (RFC 6749 §3.3).
-func (g *Grant) checkScopes(ctx context.Context, st *state) error {
-	v := st.subject
-	u, err := g.Directory.GetUser(ctx, v.Subject)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return oauth.InvalidRequest("subject_unknown", "the subject is not known to this server", nil)
-	case err != nil:
-		return oauth.Unavailable("store_unavailable", err)
-	}
-	st.user = u
-	allowed := intersect(u.Permissions, st.req.Client.Scopes)
-	if st.deleg != nil {
-		allowed = intersect(allowed, st.deleg.Scopes)
-	}
-	if v.HasScope {
-		allowed = intersect(allowed, v.Scopes)
-	}
+// checkScopes grants the requested scopes within the bounds (all of them
+// when none is requested). On a chain hop a requested scope the subject
+// token lacks is widening and refused; otherwise what is not allowed is
+// dropped (RFC 6749 §3.3). Nothing granted refuses.
+func (g *Grant) checkScopes(_ context.Context, st *state) error {
+	allowed := st.bounds.scopes
 	granted := allowed
 	if st.req.ScopeGiven {
-		if v.HasScope && v.Act != nil {
+		if v := st.subject; v != nil && v.HasScope && v.Act != nil {
 			for _, s := range st.req.Scopes {
 				if !slices.Contains(v.Scopes, s) {
 					return oauth.InvalidScope("scope_widening", "a requested scope exceeds the subject_token", nil)
@@ -457,39 +440,41 @@ func intersect(a, b []string) []string {
 	return out
 }
 
-// checkDetails grants the requested authorization_details within the
-// person's limits now and, on a chain hop, within the subject token's; a
-// chain hop that requests none carries the subject token's forward, still
-// within the person's limits.
+// checkDetails grants the requested authorization_details within every
+// set of limits in the bounds (the person's now and, on a chain hop, the
+// subject token's); a hop that requests none carries the subject token's
+// forward, within the same limits.
 func (g *Grant) checkDetails(_ context.Context, st *state) error {
 	requested := st.req.AuthorizationDetails
-	prior, err := detailsFromJSON(st.subject.AuthorizationDetails)
-	if err != nil {
-		return oauth.InvalidRequest("subject_token_invalid", "the subject_token's authorization_details are malformed", err)
-	}
 	if requested == nil {
-		requested = prior
+		requested = st.bounds.carried
 	}
 	if requested == nil {
 		return nil
 	}
-	limits, err := detailsFromJSON(st.user.Limits)
-	if err != nil {
-		return oauth.ServerError("user_limits_corrupt", err)
-	}
-	granted, err := grantDetails(requested, limits)
-	if err == nil && prior != nil {
-		granted, err = grantDetails(granted, prior)
-	}
-	if err != nil {
-		return err
+	granted := requested
+	for _, limits := range st.bounds.limits {
+		var err error
+		if granted, err = grantDetails(granted, limits); err != nil {
+			return err
+		}
 	}
 	st.details = granted
 	return nil
 }
 
+// checkContext adds the request's context to the facts earlier hops
+// asserted; changing one refuses (context_conflict).
+func (g *Grant) checkContext(_ context.Context, st *state) error {
+	c, err := mergeContext(st.bounds.facts, st.req.Context)
+	if err != nil {
+		return err
+	}
+	st.context = c
+	return nil
+}
+
 func (g *Grant) checkPolicy(ctx context.Context, st *state) error {
-	st.context = normalizeContext(st.req.Context, st.subject.Context)
 	if g.Policy == nil {
 		return nil
 	}
@@ -500,7 +485,7 @@ func (g *Grant) checkPolicy(ctx context.Context, st *state) error {
 		Scopes:   st.scopes,
 		Audience: st.audience,
 		ClientID: st.req.Client.ID,
-		Context:  st.context,
+		Context:  policyContext(st.context),
 	})
 	switch {
 	case err != nil:
@@ -514,38 +499,14 @@ func (g *Grant) checkPolicy(ctx context.Context, st *state) error {
 	return nil
 }
 
-// normalizeContext returns the request's context, or the subject token's
-// when the request has none, always holding environment and trigger.
-func normalizeContext(req, inherited map[string]any) map[string]any {
-	src := req
-	if src == nil {
-		src = inherited
-	}
-	out := make(map[string]any, len(src)+2)
-	for k, v := range src {
-		out[k] = v
-	}
-	for _, k := range []string{"environment", "trigger"} {
-		if _, ok := out[k].(string); !ok {
-			out[k] = ""
-		}
-	}
-	return out
-}
-
-// checkLifetime clamps the expiry: never beyond the TTL, the maximum, the
-// subject token or the delegation.
+// checkLifetime sets the expiry to the bounds' (the TTL, the maximum, the
+// subject token, the delegation and the actor token), refusing a token
+// that would live less than a second.
 func (g *Grant) checkLifetime(_ context.Context, st *state) error {
-	now := g.Now()
-	exp := now.Add(min(g.TTL, g.MaxTTL))
-	if !st.subject.Expiry.IsZero() && st.subject.Expiry.Before(exp) {
-		exp = st.subject.Expiry
-	}
-	if st.deleg != nil && !st.deleg.Expires.IsZero() && st.deleg.Expires.Before(exp) {
-		exp = st.deleg.Expires
-	}
-	if exp.Sub(now) < time.Second {
-		return oauth.InvalidRequest("subject_token_expired", "the subject_token is about to expire", nil)
+	exp := st.bounds.expiry
+	if exp.Sub(g.Now()) < time.Second {
+		return oauth.InvalidRequest("token_lifetime_too_short",
+			"the token would expire within a second: the subject token, the actor token or the delegation is about to expire", nil)
 	}
 	st.expiry = exp.Truncate(time.Second)
 	return nil
@@ -703,7 +664,7 @@ func (g *Grant) refuse(ctx context.Context, action string, st *state, err error)
 // requested). Without an audience the token is addressed to this server,
 // which makes it usable as an actor_token.
 func (g *Grant) ClientCredentials(ctx context.Context, req Request) (*Result, error) {
-	st := &state{req: req, gen: req.Generation}
+	st := &state{req: req, grant: oauth.GrantClientCredentials, gen: req.Generation}
 	if st.gen == 0 {
 		st.gen = g.CurrentGeneration()
 	}
@@ -715,27 +676,18 @@ func (g *Grant) ClientCredentials(ctx context.Context, req Request) (*Result, er
 }
 
 func (g *Grant) clientCredentials(ctx context.Context, st *state) (*Result, error) {
-	req := st.req
-	st.scopes = req.Client.Scopes
-	if req.ScopeGiven {
-		st.scopes = intersect(req.Scopes, req.Client.Scopes)
+	steps := []func(context.Context, *state) error{
+		g.bound,
+		g.checkScopes,
+		g.checkAudience,
+		g.checkContext,
+		g.checkLifetime,
 	}
-	if len(st.scopes) == 0 {
-		return nil, oauth.InvalidScope("no_scope_granted", "none of the requested scopes can be granted", nil)
-	}
-	if len(req.Audiences)+len(req.Resources) == 0 {
-		st.audience = g.Issuer
-	} else {
-		aud, err := g.pickAudience(req, nil)
-		if err != nil {
+	for _, step := range steps {
+		if err := step(ctx, st); err != nil {
 			return nil, err
 		}
-		st.audience = aud
 	}
-	if req.Context != nil {
-		st.context = normalizeContext(req.Context, nil)
-	}
-	st.expiry = g.Now().Add(min(g.TTL, g.MaxTTL)).Truncate(time.Second)
 	return g.mint(ctx, st, audit.ActionTokenIssue, oauth.GrantClientCredentials)
 }
 
@@ -753,6 +705,7 @@ const GrantSignIn = "sign_in"
 func (g *Grant) SignIn(ctx context.Context, userID, requestID string) (*Result, error) {
 	st := &state{
 		req:      Request{Client: store.Agent{ID: SignInClientID}, RequestID: requestID},
+		grant:    GrantSignIn,
 		gen:      g.CurrentGeneration(),
 		audience: g.Issuer,
 		subject:  &token.Verified{Subject: userID},
@@ -768,7 +721,11 @@ func (g *Grant) SignIn(ctx context.Context, userID, requestID string) (*Result, 
 	case len(u.Permissions) == 0:
 		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, oauth.InvalidScope("no_scope_granted", "the user holds no permissions", nil))
 	}
-	st.user, st.scopes = u, u.Permissions
-	st.expiry = g.Now().Add(min(g.TTL, g.MaxTTL)).Truncate(time.Second)
+	st.user = u
+	for _, step := range []func(context.Context, *state) error{g.bound, g.checkScopes, g.checkAudience, g.checkLifetime} {
+		if err := step(ctx, st); err != nil {
+			return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
+		}
+	}
 	return g.mint(ctx, st, audit.ActionTokenIssue, GrantSignIn)
 }

@@ -97,10 +97,16 @@ func TestTokenExchange(t *testing.T) {
 				if exp-iat > 600 || exp-iat < 590 {
 					t.Errorf("lifetime = %vs, want 600s", exp-iat)
 				}
-				for _, k := range []string{"jti", "nbf", "delegation_id", "revocation_url", "log_url", "context"} {
+				for _, k := range []string{"jti", "nbf", "delegation_id", "revocation_url", "log_url"} {
 					if _, ok := c[k]; !ok {
 						t.Errorf("claim %s missing", k)
 					}
+				}
+				// Nobody asserted a context: the token invents no facts
+				// (an empty environment would be one a later hop could
+				// not set).
+				if ctx, ok := c["context"]; ok {
+					t.Errorf("context = %v, want none asserted", ctx)
 				}
 			},
 		},

@@ -71,7 +71,7 @@ func (s *Server) auditIngest(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !slices.Contains(client.Scopes, ScopeAuditReport) {
-		return s.refuseIngest(r, client.ID, &oauth.Error{Code: oauth.ErrAccessDenied, Status: http.StatusForbidden,
+		return s.refuseRequest(r, client.ID, &oauth.Error{Code: oauth.ErrAccessDenied, Status: http.StatusForbidden,
 			Reason: "audit_report_not_allowed", Description: "the client may not report audit records: it lacks the " + ScopeAuditReport + " scope"})
 	}
 	var body struct {
@@ -80,17 +80,17 @@ func (s *Server) auditIngest(w http.ResponseWriter, r *http.Request) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxIngestBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
-		return s.refuseIngest(r, client.ID, oauth.InvalidRequest("malformed_json", "the body is not {\"records\": [...]} as verify sends it", err))
+		return s.refuseRequest(r, client.ID, oauth.InvalidRequest("malformed_json", "the body is not {\"records\": [...]} as verify sends it", err))
 	}
 	if len(body.Records) == 0 || len(body.Records) > maxIngestRecords {
-		return s.refuseIngest(r, client.ID, oauth.InvalidRequest("records_count", fmt.Sprintf("send 1 to %d records", maxIngestRecords), nil))
+		return s.refuseRequest(r, client.ID, oauth.InvalidRequest("records_count", fmt.Sprintf("send 1 to %d records", maxIngestRecords), nil))
 	}
 	events := make([]store.Event, 0, len(body.Records))
 	now := s.cfg.Now()
 	for i, rec := range body.Records {
 		ev, err := rec.event(now)
 		if err != nil {
-			return s.refuseIngest(r, client.ID, oauth.InvalidRequest("record_invalid", fmt.Sprintf("record %d: %v", i, err), nil))
+			return s.refuseRequest(r, client.ID, oauth.InvalidRequest("record_invalid", fmt.Sprintf("record %d: %v", i, err), nil))
 		}
 		ev.ReportedBy = client.ID
 		events = append(events, ev)
@@ -120,8 +120,10 @@ func (s *Server) auditIngest(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// refuseIngest records a refused ingest call and returns e.
-func (s *Server) refuseIngest(r *http.Request, clientID string, e *oauth.Error) error {
+// refuseRequest records the refusal of an authenticated client's call to
+// the ingest or the revocation feed (a "request" record naming the path)
+// and returns e; a record that cannot be written answers 503.
+func (s *Server) refuseRequest(r *http.Request, clientID string, e *oauth.Error) error {
 	ev := audit.Event{
 		Action: audit.ActionRequest, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
 		RequestID: requestID(r.Context()), Performer: clientID, ClientID: clientID, Resource: r.URL.Path,
