@@ -742,6 +742,9 @@ func (r *modelRun) checkAfter(i int, op modelOp) *modelDisagreement {
 		return r.fail(i, "revocation feed: late", "%v", err)
 	}
 	n := len(r.m.labels)
+	if n == 0 {
+		return nil
+	}
 	asked, others := 0, []int{(i * 7919) % n, (i * 104729) % n}
 	for j := n - 1; j >= 0; j-- {
 		t := r.m.tokens[r.m.labels[j]]

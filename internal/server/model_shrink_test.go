@@ -38,6 +38,23 @@ func shrinkModelCase(t *testing.T, c modelCase, d *modelDisagreement, budget tim
 		best, bestD = cand, got
 		return true
 	}
+	// First the slice of what the failing operation names (the tokens
+	// and delegations it was made from, transitively), with and then
+	// without the changes made in between; then halves and smaller runs.
+	slice := modelSlice(best.Ops)
+	for _, keepChanges := range []bool{true, false} {
+		cand := best
+		cand.Ops = nil
+		for i, op := range best.Ops {
+			mints := slices.Contains([]string{opSignIn, opIdP, opCC, opExchange}, op.Kind)
+			if slice[i] || keepChanges && !mints {
+				cand.Ops = append(cand.Ops, op)
+			}
+		}
+		if len(cand.Ops) < len(best.Ops) {
+			try(cand)
+		}
+	}
 	for chunk := len(best.Ops) / 2; chunk >= 1 && time.Now().Before(deadline); chunk /= 2 {
 		for i := 0; i < len(best.Ops) && time.Now().Before(deadline); {
 			cand := best
@@ -76,25 +93,69 @@ func shrinkModelCase(t *testing.T, c modelCase, d *modelDisagreement, budget tim
 		try(cand)
 	}
 	for i := len(best.World.Agents) - 1; i >= 0; i-- {
-		if id := best.World.Agents[i].ID; !modelMentions(best, id) {
+		id := best.World.Agents[i].ID
+		if modelMentions(best, id) {
+			continue
+		}
+		cand := best
+		cand.World.Agents = nil
+		for j, a := range best.World.Agents {
+			if j != i {
+				a.DelegateTo = slices.DeleteFunc(slices.Clone(a.DelegateTo), func(s string) bool { return s == id })
+				cand.World.Agents = append(cand.World.Agents, a)
+			}
+		}
+		try(cand)
+	}
+	// Then the agents' fields that may not matter.
+	for i := range best.World.Agents {
+		for _, clear := range []func(*modelAgent){
+			func(a *modelAgent) { a.DelegateTo = nil },
+			func(a *modelAgent) { a.MaxDepth = 0 },
+		} {
 			cand := best
-			cand.World.Agents = slices.Delete(slices.Clone(best.World.Agents), i, i+1)
-			try(cand)
+			cand.World.Agents = slices.Clone(best.World.Agents)
+			before := cand.World.Agents[i]
+			clear(&cand.World.Agents[i])
+			if !reflect.DeepEqual(before, cand.World.Agents[i]) {
+				try(cand)
+			}
 		}
 	}
 	return best, bestD, replays
 }
 
-// modelMentions reports whether anything in c but its own entry names id
-// (a person or an agent).
-func modelMentions(c modelCase, id string) bool {
-	w := c.World
-	c.World.People, c.World.Agents = nil, nil
-	for _, a := range w.Agents {
-		if slices.Contains(a.DelegateTo, id) {
-			return true
+// modelSlice marks the last operation of ops and those that made what it
+// names, transitively: the tokens it presents and the tokens and
+// delegations those came from.
+func modelSlice(ops []modelOp) []bool {
+	made := map[string]int{}
+	for i, op := range ops {
+		if op.Label != "" {
+			made[op.Label] = i
 		}
 	}
+	keep := make([]bool, len(ops))
+	var mark func(i int)
+	mark = func(i int) {
+		if keep[i] {
+			return
+		}
+		keep[i] = true
+		for _, l := range []string{ops[i].Token, ops[i].ActorToken, ops[i].Delegation} {
+			if j, ok := made[l]; ok && j < i {
+				mark(j)
+			}
+		}
+	}
+	mark(len(ops) - 1)
+	return keep
+}
+
+// modelMentions reports whether anything in c but the people and agents
+// names id (a person or an agent).
+func modelMentions(c modelCase, id string) bool {
+	c.World.People, c.World.Agents = nil, nil
 	return strings.Contains(modelGoString(c, ""), strconv.Quote(id))
 }
 
