@@ -85,6 +85,9 @@ func shrinkModelCase(t *testing.T, c modelCase, d *modelDisagreement, budget tim
 		cand.World.People = slices.Clone(best.World.People)
 		if p := cand.World.People[i]; !modelMentions(cand, p.ID) {
 			cand.World.People = slices.Delete(cand.World.People, i, i+1)
+			if len(cand.World.People) == 0 {
+				cand.World.People = nil
+			}
 		} else if p.Limits != nil {
 			cand.World.People[i].Limits = nil
 		} else {
