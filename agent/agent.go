@@ -40,7 +40,9 @@ const maxResponse = 64 << 10
 // Config configures a Client. TokenURL and ClientID are required, and one
 // credential: ClientSecret, or Key for private_key_jwt.
 type Config struct {
-	// TokenURL is the authorization server's token endpoint.
+	// TokenURL is the authorization server's token endpoint: https, or
+	// plain http to a loopback host (localhost, 127.0.0.0/8, ::1). New
+	// refuses plain http to any other host.
 	TokenURL string
 	// ClientID is the agent's client_id, e.g. "agent:infrabot".
 	ClientID string
@@ -55,7 +57,9 @@ type Config struct {
 	// as TokenURL without its path.
 	Audience string
 	// HTTPClient sends the token requests; default: a client with a 10 s
-	// timeout.
+	// timeout. The Client uses a copy of it that never follows a redirect,
+	// so that the client secret and the person's token go to TokenURL and
+	// nowhere else; a redirect is an error.
 	HTTPClient *http.Client
 	// RefreshBefore renews a cached token this long before it expires;
 	// default DefaultRefreshBefore.
@@ -68,6 +72,16 @@ type Config struct {
 	// characters of A-Z a-z 0-9 . _ + -; New refuses anything else. It is
 	// the agent's own claim and grants nothing. Default: none is sent.
 	Version string
+	// Origins maps the audience of a Request (or its resource, when it
+	// has no audience) to the origin, scheme://host[:port], of the API
+	// that accepts its tokens: Transport sends the token to that origin
+	// only. An audience that is an http(s) URL needs no entry, its own
+	// scheme, host and port are its origin; an entry for it overrides
+	// that. An audience that is not a URL, such as an agent id
+	// ("agent:cleanup_agent"), needs an entry, or Transport refuses it.
+	// New refuses an entry that is not an origin, or that is plain http
+	// to a host that is not loopback.
+	Origins map[string]string
 }
 
 // Request is one token exchange: the person's token and what the agent
@@ -116,9 +130,10 @@ func (e *Error) Error() string {
 // Client gets and caches tokens. It is safe for concurrent use; concurrent
 // requests for the same token share one exchange.
 type Client struct {
-	cfg   Config
-	mu    sync.Mutex
-	cache map[string]*entry
+	cfg     Config
+	origins map[string]origin // Config.Origins, parsed
+	mu      sync.Mutex
+	cache   map[string]*entry
 }
 
 type entry struct {
@@ -127,7 +142,8 @@ type entry struct {
 	err   error
 }
 
-// New checks cfg and returns a Client.
+// New checks cfg and returns a Client. It refuses plain http to a host
+// that is not loopback, for TokenURL and for every entry of Origins.
 func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(cfg.TokenURL)
 	switch {
@@ -142,19 +158,35 @@ func New(cfg Config) (*Client, error) {
 	case !validVersion(cfg.Version):
 		return nil, errors.New("agent: Version must be at most 64 characters of A-Z a-z 0-9 . _ + -")
 	}
+	if err := checkScheme("TokenURL", u); err != nil {
+		return nil, err
+	}
+	origins := make(map[string]origin, len(cfg.Origins))
+	for aud, raw := range cfg.Origins {
+		o, err := parseOrigin(fmt.Sprintf("Origins[%q]", aud), raw)
+		if err != nil {
+			return nil, err
+		}
+		origins[aud] = o
+	}
 	if cfg.Audience == "" {
 		cfg.Audience = u.Scheme + "://" + u.Host
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	hc := http.Client{Timeout: 10 * time.Second}
+	if cfg.HTTPClient != nil {
+		hc = *cfg.HTTPClient
 	}
+	// A redirected token request would re-post the client credentials
+	// and the person's token (307, 308) to wherever it points.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.HTTPClient = &hc
 	if cfg.RefreshBefore <= 0 {
 		cfg.RefreshBefore = DefaultRefreshBefore
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Client{cfg: cfg, cache: make(map[string]*entry)}, nil
+	return &Client{cfg: cfg, origins: origins, cache: make(map[string]*entry)}, nil
 }
 
 // validVersion reports whether v is an agent_version the server accepts
@@ -319,6 +351,9 @@ func (c *Client) request(ctx context.Context, form url.Values) (*Token, error) {
 		return nil, fmt.Errorf("agent: token request: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, fmt.Errorf("agent: the token endpoint redirected (%d to %.200q); token requests never follow redirects, set TokenURL to the endpoint itself", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
 		return nil, fmt.Errorf("agent: token response: %w", err)
@@ -373,34 +408,4 @@ func (c *Client) assertion() (string, error) {
 		return "", fmt.Errorf("agent: assertion: %w", err)
 	}
 	return s, nil
-}
-
-// Transport returns a RoundTripper that sends every request through base
-// (http.DefaultTransport when nil) with the token for req as its bearer,
-// exchanging or renewing it as needed.
-func (c *Client) Transport(base http.RoundTripper, req Request) http.RoundTripper {
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	return &transport{client: c, base: base, req: req}
-}
-
-type transport struct {
-	client *Client
-	base   http.RoundTripper
-	req    Request
-}
-
-// RoundTrip implements http.RoundTripper; it does not modify r.
-func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	tok, err := t.client.Exchange(r.Context(), t.req)
-	if err != nil {
-		if r.Body != nil {
-			_ = r.Body.Close()
-		}
-		return nil, err
-	}
-	r2 := r.Clone(r.Context())
-	r2.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	return t.base.RoundTrip(r2)
 }

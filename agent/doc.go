@@ -7,7 +7,13 @@
 //
 //	c, _ := agent.New(agent.Config{TokenURL: "https://mandate.example/token",
 //		ClientID: "agent:infrabot", ClientSecret: secret})
-//	httpClient := &http.Client{Transport: c.Transport(nil, agent.Request{
+//	rt, err := c.Transport(nil, agent.Request{
 //		SubjectToken: samToken, SubjectTokenType: agent.TokenTypeAccessToken,
-//		Audience: "https://deploy.example", Scopes: []string{"deploy:create"}})}
+//		Audience: "https://deploy.example", Scopes: []string{"deploy:create"}})
+//	httpClient := &http.Client{Transport: rt}
+//
+// The delegated token goes to the audience's origin (scheme, host and
+// port) and nowhere else: not to where the API redirects, and not to where
+// the token endpoint redirects, which is never followed. Plain http is
+// allowed to loopback hosts only.
 package agent
