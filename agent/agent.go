@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -82,6 +80,9 @@ type Config struct {
 	// New refuses an entry that is not an origin, or that is plain http
 	// to a host that is not loopback.
 	Origins map[string]string
+	// CacheSize bounds how many tokens the Client keeps; beyond it the
+	// least recently used leaves. Default DefaultCacheSize.
+	CacheSize int
 }
 
 // Request is one token exchange: the person's token and what the agent
@@ -128,18 +129,15 @@ func (e *Error) Error() string {
 }
 
 // Client gets and caches tokens. It is safe for concurrent use; concurrent
-// requests for the same token share one exchange.
+// requests for the same token share one exchange. It keeps at most
+// Config.CacheSize tokens, each until RefreshBefore ahead of its expiry,
+// under an HMAC of its request rather than the person's token itself.
 type Client struct {
-	cfg     Config
-	origins map[string]origin // Config.Origins, parsed
-	mu      sync.Mutex
-	cache   map[string]*entry
-}
-
-type entry struct {
-	ready chan struct{}
-	tok   *Token
-	err   error
+	cfg         Config
+	origins     map[string]origin // Config.Origins, parsed
+	cacheSecret [32]byte          // keys the HMAC that names cache entries
+	mu          sync.Mutex
+	cache       *tokenCache
 }
 
 // New checks cfg and returns a Client. It refuses plain http to a host
@@ -180,13 +178,20 @@ func New(cfg Config) (*Client, error) {
 	// and the person's token (307, 308) to wherever it points.
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cfg.HTTPClient = &hc
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
 	if cfg.RefreshBefore <= 0 {
 		cfg.RefreshBefore = DefaultRefreshBefore
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Client{cfg: cfg, origins: origins, cache: make(map[string]*entry)}, nil
+	c := &Client{cfg: cfg, origins: origins, cache: newTokenCache(cfg.CacheSize)}
+	if _, err := rand.Read(c.cacheSecret[:]); err != nil {
+		return nil, fmt.Errorf("agent: cache key: %w", err)
+	}
+	return c, nil
 }
 
 // validVersion reports whether v is an agent_version the server accepts
@@ -265,63 +270,6 @@ func addTarget(form url.Values, audience, resource string, scopes []string, reqC
 		form.Set("context", string(b))
 	}
 	return nil
-}
-
-// cached answers from the cache or runs one request for all concurrent
-// callers with the same form.
-func (c *Client) cached(ctx context.Context, form url.Values) (*Token, error) {
-	key := cacheKey(form)
-	c.mu.Lock()
-	if e, ok := c.cache[key]; ok {
-		select {
-		case <-e.ready:
-			if e.err == nil && c.cfg.Now().Add(c.cfg.RefreshBefore).Before(e.tok.ExpiresAt) {
-				c.mu.Unlock()
-				return e.tok, nil
-			}
-		default:
-			c.mu.Unlock()
-			return wait(ctx, e)
-		}
-	}
-	e := &entry{ready: make(chan struct{})}
-	c.cache[key] = e
-	c.mu.Unlock()
-
-	e.tok, e.err = c.request(ctx, form)
-	if e.err != nil {
-		c.mu.Lock()
-		if c.cache[key] == e {
-			delete(c.cache, key)
-		}
-		c.mu.Unlock()
-	}
-	close(e.ready)
-	return e.tok, e.err
-}
-
-func wait(ctx context.Context, e *entry) (*Token, error) {
-	select {
-	case <-e.ready:
-		return e.tok, e.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// cacheKey hashes the form, so that tokens are not kept under keys that
-// hold them.
-func cacheKey(form url.Values) string {
-	keys := make([]string, 0, len(form))
-	for k := range form {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		fmt.Fprintf(h, "%d:%s=%d:%s;", len(k), k, len(form.Get(k)), form.Get(k))
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func (c *Client) request(ctx context.Context, form url.Values) (*Token, error) {

@@ -2,7 +2,8 @@
 // an RFC 8693 token-exchange client that authenticates the agent
 // (client_secret_post or private_key_jwt, RFC 7523), exchanges a person's
 // token for one the agent holds on their behalf for a given audience and
-// scopes, caches the result until shortly before it expires, and plugs
+// scopes, caches the result until shortly before it expires (at most
+// Config.CacheSize tokens, the least recently used leaving first), and plugs
 // into http.Client as a Transport.
 //
 //	c, _ := agent.New(agent.Config{TokenURL: "https://mandate.example/token",
