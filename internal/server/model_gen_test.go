@@ -96,7 +96,7 @@ type modelGen struct {
 
 func (g *modelGen) p(x float64) bool { return g.r.Float64() < x }
 
-func pick[T any](g *modelGen, xs []T) T { return xs[g.r.IntN(len(xs))] }
+func modelPick[T any](g *modelGen, xs []T) T { return xs[g.r.IntN(len(xs))] }
 
 // subset returns each member of xs with probability x, in order.
 func (g *modelGen) subset(xs []string, x float64) []string {
@@ -195,7 +195,7 @@ func (g *modelGen) world() modelWorld {
 func (g *modelGen) delegationScopes(actor []string) []string {
 	out := g.subset(actor, 0.8)
 	if len(out) == 0 || g.p(0.3) {
-		if s := pick(g, modelScopes); !slices.Contains(out, s) {
+		if s := modelPick(g, modelScopes); !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
@@ -216,7 +216,7 @@ func (g *modelGen) audiences(agents []string) []string {
 	case g.p(0.55):
 		return nil
 	case g.p(0.6):
-		return []string{pick(g, all)}
+		return []string{modelPick(g, all)}
 	}
 	return g.some(all, 3)
 }
@@ -225,15 +225,15 @@ func (g *modelGen) policy(i int, w modelWorld, agents []string) modelPolicy {
 	p := modelPolicy{Name: fmt.Sprintf("policy-%d", i)}
 	switch g.r.IntN(6) {
 	case 0:
-		p.Kind, p.Env, p.Trigger, p.Scope = policyEnvTrigger, pick(g, []string{"prod", "staging"}), "ci_pipeline", pick(g, modelScopes)
+		p.Kind, p.Env, p.Trigger, p.Scope = policyEnvTrigger, modelPick(g, []string{"prod", "staging"}), "ci_pipeline", modelPick(g, modelScopes)
 	case 1:
-		p.Kind, p.Audience, p.N = policyAudDepth, pick(g, append(slices.Clone(modelURLs), agents...)), 1+g.r.IntN(2)
+		p.Kind, p.Audience, p.N = policyAudDepth, modelPick(g, append(slices.Clone(modelURLs), agents...)), 1+g.r.IntN(2)
 	case 2:
-		p.Kind, p.Subject, p.Agent = policyNoAgent, pick(g, w.People).ID, pick(g, agents)
+		p.Kind, p.Subject, p.Agent = policyNoAgent, modelPick(g, w.People).ID, modelPick(g, agents)
 	case 3:
-		p.Kind, p.Scope = policyTicket, pick(g, modelScopes)
+		p.Kind, p.Scope = policyTicket, modelPick(g, modelScopes)
 	case 4:
-		p.Kind, p.Scope = policyEnvRequired, pick(g, modelScopes)
+		p.Kind, p.Scope = policyEnvRequired, modelPick(g, modelScopes)
 	default:
 		p.Kind = policyNotManual
 	}
@@ -244,7 +244,7 @@ func (g *modelGen) policy(i int, w modelWorld, agents []string) modelPolicy {
 func (g *modelGen) limits() []modelDetail {
 	var out []modelDetail
 	for range 1 + g.r.IntN(2) {
-		typ := pick(g, modelLimitTypes)
+		typ := modelPick(g, modelLimitTypes)
 		l := modelDetail{"type": typ}
 		for _, k := range modelLimitKeys[typ] {
 			if g.p(0.7) {
@@ -267,13 +267,13 @@ func (g *modelGen) value(k string) any {
 	}
 	switch k {
 	case "max_amount":
-		return pick(g, []int{100, 500, 1000, 5000})
+		return modelPick(g, []int{100, 500, 1000, 5000})
 	case "max_instances":
-		return pick(g, []int{1, 3, 10})
+		return modelPick(g, []int{1, 3, 10})
 	case "currency":
-		return pick(g, []string{"USD", "EUR"})
+		return modelPick(g, []string{"USD", "EUR"})
 	case "region":
-		return pick(g, []string{"eu", "us"})
+		return modelPick(g, []string{"eu", "us"})
 	case "categories":
 		return list("travel", "meals", "hardware", "software")
 	case "actions":
@@ -290,9 +290,9 @@ func (g *modelGen) details(person string) []modelDetail {
 	}
 	var out []modelDetail
 	for range 1 + g.r.IntN(2) {
-		near := modelDetail{"type": pick(g, modelLimitTypes)}
+		near := modelDetail{"type": modelPick(g, modelLimitTypes)}
 		if len(limits) > 0 && g.p(0.85) {
-			near = pick(g, limits)
+			near = modelPick(g, limits)
 		}
 		typ := near["type"].(string)
 		e := modelDetail{"type": typ}
@@ -336,11 +336,11 @@ func (g *modelGen) context(facts map[string]any) map[string]any {
 func (g *modelGen) contextValue(k string) any {
 	switch k {
 	case "environment":
-		return pick(g, []string{"prod", "staging"})
+		return modelPick(g, []string{"prod", "staging"})
 	case "trigger":
-		return pick(g, []string{"ci_pipeline", "manual"})
+		return modelPick(g, []string{"ci_pipeline", "manual"})
 	case "ticket":
-		return pick(g, []string{"approved", "pending"})
+		return modelPick(g, []string{"approved", "pending"})
 	}
 	return 1 + g.r.IntN(3)
 }
@@ -361,7 +361,7 @@ func (g *modelGen) mandateToken() string {
 	if len(ls) == 0 {
 		return ""
 	}
-	return pick(g, ls)
+	return modelPick(g, ls)
 }
 
 // op draws operation i.
@@ -370,7 +370,7 @@ func (g *modelGen) op(i int) modelOp {
 	x := g.r.Float64() * 100
 	switch {
 	case x < 8 || len(g.m.labels) == 0:
-		return modelOp{Kind: opSignIn, Label: label, Person: pick(g, g.w.People).ID}
+		return modelOp{Kind: opSignIn, Label: label, Person: modelPick(g, g.w.People).ID}
 	case x < 14:
 		return g.idp(label)
 	case x < 20:
@@ -391,7 +391,7 @@ func (g *modelGen) op(i int) modelOp {
 		}
 		client := g.m.tokens[t].ClientID
 		if g.m.agents[client] == nil || g.p(0.3) {
-			client = pick(g, g.m.agentIDs)
+			client = modelPick(g, g.m.agentIDs)
 		}
 		return modelOp{Kind: opRevoke, Token: t, Client: client}
 	case x < 71:
@@ -404,14 +404,14 @@ func (g *modelGen) op(i int) modelOp {
 			if g.p(0.5) {
 				kind = opAdminRevokeDelegation
 			}
-			return modelOp{Kind: kind, Delegation: pick(g, g.m.dlgLabels)}
+			return modelOp{Kind: kind, Delegation: modelPick(g, g.m.dlgLabels)}
 		}
 	case x < 74.5:
-		return modelOp{Kind: opRevokeSubject, Person: pick(g, g.w.People).ID}
+		return modelOp{Kind: opRevokeSubject, Person: modelPick(g, g.w.People).ID}
 	case x < 78.5:
 		return g.setPermissions()
 	case x < 80.5:
-		op := modelOp{Kind: opSetLimits, Person: pick(g, g.w.People).ID, Limits: []modelDetail{}}
+		op := modelOp{Kind: opSetLimits, Person: modelPick(g, g.w.People).ID, Limits: []modelDetail{}}
 		if g.p(0.8) {
 			op.Limits = g.limits()
 		}
@@ -421,7 +421,7 @@ func (g *modelGen) op(i int) modelOp {
 		if g.p(0.2) {
 			kind = opAdminRevokeAgent
 		}
-		return modelOp{Kind: kind, Agent: pick(g, g.m.agentIDs)}
+		return modelOp{Kind: kind, Agent: modelPick(g, g.m.agentIDs)}
 	case x < 85.5:
 		var off []string
 		for _, id := range g.m.agentIDs {
@@ -430,7 +430,7 @@ func (g *modelGen) op(i int) modelOp {
 			}
 		}
 		if len(off) > 0 {
-			return modelOp{Kind: opEnable, Agent: pick(g, off)}
+			return modelOp{Kind: opEnable, Agent: modelPick(g, off)}
 		}
 	case x < 88.5:
 		return g.createDelegation(fmt.Sprintf("d%d", i))
@@ -449,19 +449,19 @@ func (g *modelGen) client() string {
 		}
 	}
 	if len(on) == 0 || g.p(0.1) {
-		return pick(g, g.m.agentIDs)
+		return modelPick(g, g.m.agentIDs)
 	}
-	return pick(g, on)
+	return modelPick(g, on)
 }
 
 func (g *modelGen) idp(label string) modelOp {
-	op := modelOp{Kind: opIdP, Label: label, Person: pick(g, g.w.People).ID,
-		Duration: pick(g, []time.Duration{2 * time.Second, 20 * time.Second, 65 * time.Second, 3 * time.Minute, 10 * time.Minute, 30 * time.Minute})}
+	op := modelOp{Kind: opIdP, Label: label, Person: modelPick(g, g.w.People).ID,
+		Duration: modelPick(g, []time.Duration{2 * time.Second, 20 * time.Second, 65 * time.Second, 3 * time.Minute, 10 * time.Minute, 30 * time.Minute})}
 	if g.p(0.1) {
 		op.Person = "user:ghost"
 	}
 	if g.p(0.45) {
-		op.MayAct = pick(g, g.m.agentIDs)
+		op.MayAct = modelPick(g, g.m.agentIDs)
 	}
 	if g.p(0.2) {
 		op.Scope, op.ScopeGiven = g.some(modelScopes, 4), true
@@ -470,7 +470,7 @@ func (g *modelGen) idp(label string) modelOp {
 }
 
 func (g *modelGen) anyAudience() string {
-	return pick(g, append(slices.Clone(modelURLs), g.m.agentIDs...))
+	return modelPick(g, append(slices.Clone(modelURLs), g.m.agentIDs...))
 }
 
 // exchange draws a token exchange that is plausible more often than not:
@@ -520,12 +520,12 @@ func (g *modelGen) exchange(label string) modelOp {
 	T := ""
 	for _, keep := range kinds[first:] {
 		if ls := live(keep); len(ls) > 0 {
-			T = pick(g, ls)
+			T = modelPick(g, ls)
 			break
 		}
 	}
 	if T == "" {
-		T = pick(g, m.labels)
+		T = modelPick(g, m.labels)
 	}
 	t := m.tokens[T]
 	op := modelOp{Kind: opExchange, Label: label, Token: T, Client: g.client()}
@@ -536,11 +536,11 @@ func (g *modelGen) exchange(label string) modelOp {
 	case len(t.Chain) > 0 && x < 0.6 && m.agents[t.Aud] != nil:
 		op.Client = t.Aud
 	case len(t.Chain) > 0 && x < 0.75 && len(m.agents[t.Chain[0]].DelegateTo) > 0:
-		op.Client = pick(g, m.agents[t.Chain[0]].DelegateTo)
+		op.Client = modelPick(g, m.agents[t.Chain[0]].DelegateTo)
 	case len(t.Chain) > 0 && x < 0.85 && len(hs) > 0:
-		op.Client = pick(g, hs) // a splice attempt
+		op.Client = modelPick(g, hs) // a splice attempt
 	case len(t.Chain) == 0 && x < 0.8 && len(hs) > 0:
-		op.Client = pick(g, hs)
+		op.Client = modelPick(g, hs)
 	case len(t.Chain) == 0 && x < 0.9 && t.MayAct != "":
 		op.Client = t.MayAct
 	}
@@ -548,14 +548,14 @@ func (g *modelGen) exchange(label string) modelOp {
 	switch x := g.r.Float64(); {
 	case x < 0.15:
 		if own := live(func(a *modelToken) bool { return a.Kind == modelCC && a.Sub == op.Client }); len(own) > 0 {
-			op.ActorToken = pick(g, own)
+			op.ActorToken = modelPick(g, own)
 		}
 	case x < 0.18:
 		if own := g.tokens(func(a *modelToken) bool { return a.Kind == modelCC && a.Sub == op.Client }); len(own) > 0 {
-			op.ActorToken = pick(g, own)
+			op.ActorToken = modelPick(g, own)
 		}
 	case x < 0.21:
-		op.ActorToken = pick(g, m.labels)
+		op.ActorToken = modelPick(g, m.labels)
 	}
 
 	// The audience: one the delegation allows, or someone the client may
@@ -576,16 +576,16 @@ func (g *modelGen) exchange(label string) modelOp {
 	switch x := g.r.Float64(); {
 	case D != nil && len(D.Audiences) == 1 && x < 0.3:
 	case D != nil && len(D.Audiences) > 0 && x < 0.6:
-		op.Audience = []string{pick(g, D.Audiences)}
+		op.Audience = []string{modelPick(g, D.Audiences)}
 	case x < 0.6:
 		if len(next) > 0 {
-			op.Audience = []string{pick(g, next)}
+			op.Audience = []string{modelPick(g, next)}
 		} else {
 			op.Audience = []string{g.anyAudience()}
 		}
 	case x < 0.67:
 	case x < 0.77:
-		op.Resource = []string{pick(g, modelURLs)}
+		op.Resource = []string{modelPick(g, modelURLs)}
 	case x < 0.81:
 		op.Audience = []string{g.anyAudience(), g.anyAudience()}
 	default:
@@ -610,12 +610,12 @@ func (g *modelGen) exchange(label string) modelOp {
 }
 
 func (g *modelGen) setPermissions() modelOp {
-	p := pick(g, g.w.People)
+	p := modelPick(g, g.w.People)
 	held := g.m.people[p.ID].Permissions
 	op := modelOp{Kind: opSetPermissions, Person: p.ID}
 	switch x := g.r.Float64(); {
 	case x < 0.35 && len(held) > 0:
-		drop := pick(g, held)
+		drop := modelPick(g, held)
 		op.Permissions = slices.DeleteFunc(slices.Clone(held), func(s string) bool { return s == drop })
 	case x < 0.8:
 		op.Permissions = slices.Clone(p.Permissions) // given back
@@ -640,7 +640,7 @@ func (g *modelGen) createDelegation(label string) modelOp {
 	if len(pairs) == 0 {
 		return g.clock()
 	}
-	pair := pick(g, pairs)
+	pair := modelPick(g, pairs)
 	op := modelOp{Kind: opCreateDelegation, Label: label, Person: pair[0], Agent: pair[1],
 		Scope: g.delegationScopes(g.m.agents[pair[1]].Scopes), Audience: g.audiences(g.m.agentIDs), MaxDepth: g.depthLimit()}
 	if g.p(0.4) {
@@ -650,15 +650,15 @@ func (g *modelGen) createDelegation(label string) modelOp {
 }
 
 func (g *modelGen) reconfigure() modelOp {
-	id := pick(g, g.m.agentIDs)
+	id := modelPick(g, g.m.agentIDs)
 	a := g.m.agents[id]
 	op := modelOp{Kind: opReconfigure, Agent: id, Scope: slices.Clone(a.Scopes), DelegateTo: slices.Clone(a.DelegateTo), MaxDepth: a.MaxDepth}
 	switch x := g.r.Float64(); {
 	case x < 0.5 && len(a.Scopes) > 0:
-		drop := pick(g, a.Scopes)
+		drop := modelPick(g, a.Scopes)
 		op.Scope = slices.DeleteFunc(op.Scope, func(s string) bool { return s == drop })
 	case x < 0.75:
-		if add := pick(g, modelScopes); !slices.Contains(op.Scope, add) {
+		if add := modelPick(g, modelScopes); !slices.Contains(op.Scope, add) {
 			op.Scope = append(op.Scope, add)
 		}
 	default:

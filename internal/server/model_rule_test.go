@@ -6,8 +6,23 @@ package server_test
 // internal/exchange and no code shared with it: model_run_test.go runs the
 // same operations against a real server and compares every answer with
 // the model's.
+//
+// Where the rule is silent the model assumes, and the generator keeps to:
+//   - at most one active delegation per person and agent at a time (which
+//     of two the server would use is not part of the rule);
+//   - an identity provider's token is unexpired until exp plus the leeway
+//     (tokens.leeway, 60 s); Mandate's own are in force until exp;
+//   - every exp and expiry is a whole second and the clock stands at half
+//     a second, so "less than a second left" reads the same before and
+//     after truncation;
+//   - on a chain hop a requested entry is covered by the person's limits
+//     first, then the result by the subject token's entries, each by the
+//     first entry that covers it;
+//   - client_credentials checks the scope before the audience;
+//   - /revoke by a client of a token issued to another changes nothing.
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -160,7 +175,7 @@ type modelState struct {
 // newModelState starts w at start.
 func newModelState(w modelWorld, start time.Time) *modelState {
 	m := &modelState{
-		start: start, now: start, ttl: min(cmpOr(w.TTL, modelDefaultTTL), modelMaxTTL), maxDepth: w.MaxDepth,
+		start: start, now: start, ttl: min(cmp.Or(w.TTL, modelDefaultTTL), modelMaxTTL), maxDepth: w.MaxDepth,
 		people: map[string]*modelPersonState{}, agents: map[string]*modelAgentState{},
 		dlgs: map[string]*modelDlg{}, tokens: map[string]*modelToken{}, policies: w.Policies,
 	}
@@ -203,7 +218,7 @@ type modelOutcome struct {
 	Skipped bool
 }
 
-func refuse(code, rule string, args ...any) modelOutcome {
+func modelRefuse(code, rule string, args ...any) modelOutcome {
 	return modelOutcome{Refused: code, Rule: fmt.Sprintf(rule, args...)}
 }
 
@@ -269,10 +284,10 @@ func (m *modelState) addToken(t *modelToken) {
 func (m *modelState) signIn(op modelOp) modelOutcome {
 	p := m.people[op.Person]
 	if p == nil {
-		return refuse("not_found", "sign-in: unknown person")
+		return modelRefuse("not_found", "sign-in: unknown person")
 	}
 	if len(p.Permissions) == 0 {
-		return refuse(errInvalidScope, "sign-in: the person holds no permission")
+		return modelRefuse(errInvalidScope, "sign-in: the person holds no permission")
 	}
 	t := &modelToken{Label: op.Label, Kind: modelSignIn, Sub: op.Person, ClientID: modelSignInClient, Aud: modelIssuer,
 		Scopes: slices.Clone(p.Permissions), HasScope: true, IssuedAt: m.now, Exp: m.now.Add(m.ttl).Truncate(time.Second)}
@@ -296,18 +311,18 @@ func (m *modelState) idpToken(op modelOp) modelOutcome {
 func (m *modelState) clientCredentials(op modelOp) modelOutcome {
 	c := m.agents[op.Client]
 	if c.Disabled {
-		return refuse(errInvalidClient, "client authentication: the client is disabled")
+		return modelRefuse(errInvalidClient, "client authentication: the client is disabled")
 	}
 	scopes := slices.Clone(c.Scopes)
 	if op.ScopeGiven {
 		scopes = modelIntersect(op.Scope, c.Scopes)
 	}
 	if len(scopes) == 0 {
-		return refuse(errInvalidScope, "client_credentials: no scope the client holds")
+		return modelRefuse(errInvalidScope, "client_credentials: no scope the client holds")
 	}
 	aud := modelIssuer
 	if targets := modelTargets(op); len(targets) > 1 {
-		return refuse(errInvalidTarget, "client_credentials: more than one target")
+		return modelRefuse(errInvalidTarget, "client_credentials: more than one target")
 	} else if len(targets) == 1 {
 		aud = targets[0]
 	}
@@ -333,7 +348,7 @@ func modelTargets(op modelOp) []string {
 func (m *modelState) exchange(op modelOp) modelOutcome {
 	c := m.agents[op.Client]
 	if c.Disabled {
-		return refuse(errInvalidClient, "client authentication: the client is disabled")
+		return modelRefuse(errInvalidClient, "client authentication: the client is disabled")
 	}
 	T := m.tokens[op.Token]
 	now := m.now
@@ -341,10 +356,10 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 	// 1. T is valid, unexpired and in force. A Mandate token that starts
 	// a chain (no act) is addressed to the issuer.
 	if !m.inForce(T) {
-		return refuse(errInvalidRequest, "1: the subject token is not in force (%s)", m.whyDead(T))
+		return modelRefuse(errInvalidRequest, "1: the subject token is not in force (%s)", m.whyDead(T))
 	}
 	if T.Kind != modelIdP && len(T.Chain) == 0 && T.Aud != modelIssuer {
-		return refuse(errInvalidRequest, "1: the subject token starts no chain and is not addressed to the issuer")
+		return modelRefuse(errInvalidRequest, "1: the subject token starts no chain and is not addressed to the issuer")
 	}
 
 	// 2. The actor token: C's own client_credentials token, addressed to
@@ -353,7 +368,7 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 	if op.ActorToken != "" {
 		A = m.tokens[op.ActorToken]
 		if A.Kind != modelCC || A.Sub != op.Client || A.Aud != modelIssuer || !m.inForce(A) {
-			return refuse(errInvalidRequest, "2: the actor token is not the client's own token in force")
+			return modelRefuse(errInvalidRequest, "2: the actor token is not the client's own token in force")
 		}
 	}
 
@@ -363,18 +378,18 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 	if !hop {
 		D = m.activeDelegation(T.Sub, op.Client)
 		if D == nil && !(T.Kind == modelIdP && T.MayAct == op.Client) {
-			return refuse(errInvalidRequest, "3: first hop: no active delegation from %s to %s and no may_act", T.Sub, op.Client)
+			return modelRefuse(errInvalidRequest, "3: first hop: no active delegation from %s to %s and no may_act", T.Sub, op.Client)
 		}
 	} else {
 		switch {
 		case slices.Contains(T.Chain, op.Client):
-			return refuse(errInvalidRequest, "3: chain hop: %s is already in the chain (actor_loop)", op.Client)
+			return modelRefuse(errInvalidRequest, "3: chain hop: %s is already in the chain (actor_loop)", op.Client)
 		case T.Aud != op.Client:
-			return refuse(errInvalidRequest, "3: chain hop: the subject token is addressed to %s, not %s", T.Aud, op.Client)
+			return modelRefuse(errInvalidRequest, "3: chain hop: the subject token is addressed to %s, not %s", T.Aud, op.Client)
 		case !slices.Contains(m.agents[T.Chain[0]].DelegateTo, op.Client):
 			// Holding one's own delegation from the person never admits a
 			// chain hop.
-			return refuse(errInvalidRequest, "3: chain hop: %s does not list %s in delegate_to", T.Chain[0], op.Client)
+			return modelRefuse(errInvalidRequest, "3: chain hop: %s does not list %s in delegate_to", T.Chain[0], op.Client)
 		}
 		if T.Delegation != "" {
 			D = m.dlgs[T.Delegation]
@@ -393,7 +408,7 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 		}
 	}
 	if len(chain) > limit {
-		return refuse(errInvalidRequest, "4: a chain of %d is deeper than %d", len(chain), limit)
+		return modelRefuse(errInvalidRequest, "4: a chain of %d is deeper than %d", len(chain), limit)
 	}
 
 	// 5. Audience: exactly one target.
@@ -401,13 +416,13 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 	targets := modelTargets(op)
 	switch {
 	case len(targets) > 1:
-		return refuse(errInvalidTarget, "5: more than one target")
+		return modelRefuse(errInvalidTarget, "5: more than one target")
 	case len(targets) == 0 && D != nil && len(D.Audiences) == 1:
 		aud = D.Audiences[0]
 	case len(targets) == 0:
-		return refuse(errInvalidTarget, "5: no target")
+		return modelRefuse(errInvalidTarget, "5: no target")
 	case D != nil && len(D.Audiences) > 0 && !slices.Contains(D.Audiences, targets[0]):
-		return refuse(errInvalidTarget, "5: %s is not among the delegation's audiences", targets[0])
+		return modelRefuse(errInvalidTarget, "5: %s is not among the delegation's audiences", targets[0])
 	default:
 		aud = targets[0]
 	}
@@ -415,7 +430,7 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 	// 6. Scopes: never wider than anything on the path, as it is now.
 	person := m.people[T.Sub]
 	if person == nil {
-		return refuse(errInvalidRequest, "6: unknown person %s", T.Sub)
+		return modelRefuse(errInvalidRequest, "6: unknown person %s", T.Sub)
 	}
 	allowed := modelIntersect(person.Permissions, c.Scopes)
 	if D != nil {
@@ -432,14 +447,14 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 		if hop {
 			for _, s := range op.Scope {
 				if !slices.Contains(T.Scopes, s) {
-					return refuse(errInvalidScope, "6: chain hop: %s is not in the subject token's scope", s)
+					return modelRefuse(errInvalidScope, "6: chain hop: %s is not in the subject token's scope", s)
 				}
 			}
 		}
 		granted = modelIntersect(op.Scope, allowed)
 	}
 	if len(granted) == 0 {
-		return refuse(errInvalidScope, "6: no scope can be granted")
+		return modelRefuse(errInvalidScope, "6: no scope can be granted")
 	}
 
 	// 7. authorization_details: within the person's limits now and, on a
@@ -453,11 +468,11 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 		var ok bool
 		details, ok = modelGrantDetails(requested, person.Limits)
 		if !ok {
-			return refuse(errInvalidDetails, "7: an entry is not covered by the person's limits")
+			return modelRefuse(errInvalidDetails, "7: an entry is not covered by the person's limits")
 		}
 		if hop {
 			if details, ok = modelGrantDetails(details, T.Details); !ok {
-				return refuse(errInvalidDetails, "7: chain hop: an entry is not covered by the subject token's details")
+				return modelRefuse(errInvalidDetails, "7: chain hop: an entry is not covered by the subject token's details")
 			}
 		}
 	}
@@ -470,7 +485,7 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 	}
 	for k, v := range modelNormMap(op.Context) {
 		if fact, ok := T.Context[k]; ok && !reflect.DeepEqual(fact, v) {
-			return refuse(errInvalidRequest, "8: context_conflict on %q", k)
+			return modelRefuse(errInvalidRequest, "8: context_conflict on %q", k)
 		}
 		ctx[k] = v
 	}
@@ -485,7 +500,7 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 	}
 	for _, p := range m.policies {
 		if p.denies(in) {
-			return refuse(errInvalidRequest, "9: policy %s denies", p.Name)
+			return modelRefuse(errInvalidRequest, "9: policy %s denies", p.Name)
 		}
 	}
 
@@ -504,7 +519,7 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 		}
 	}
 	if exp.Sub(now) < time.Second {
-		return refuse(errInvalidRequest, "10: less than a second left (%v)", exp.Sub(now))
+		return modelRefuse(errInvalidRequest, "10: less than a second left (%v)", exp.Sub(now))
 	}
 
 	t := &modelToken{Label: op.Label, Kind: modelDelegated, Sub: T.Sub, ClientID: op.Client, Chain: chain, Aud: aud,
@@ -638,7 +653,7 @@ func (m *modelState) kill(why string, hit func(*modelToken) bool) {
 // revoke is RFC 7009 by op.Client: it revokes only a token issued to it.
 func (m *modelState) revoke(op modelOp) modelOutcome {
 	if m.agents[op.Client].Disabled {
-		return refuse(errInvalidClient, "client authentication: the client is disabled")
+		return modelRefuse(errInvalidClient, "client authentication: the client is disabled")
 	}
 	if t := m.tokens[op.Token]; t.Kind != modelIdP && t.ClientID == op.Client {
 		t.Revoked = true

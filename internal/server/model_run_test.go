@@ -8,6 +8,7 @@ package server_test
 // Verifier that follows the server's revocation feed.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -433,17 +434,17 @@ func (r *modelRun) idpToken(t *modelToken) string {
 func (r *modelRun) answer(i int, op modelOp, want modelOutcome, resp response) *modelDisagreement {
 	got := ""
 	if resp.status != http.StatusOK {
-		got = cmpOr(resp.str("error"), fmt.Sprintf("status %d", resp.status))
+		got = cmp.Or(resp.str("error"), fmt.Sprintf("status %d", resp.status))
 	}
 	if got == want.Refused {
 		return nil
 	}
 	return r.fail(i, fmt.Sprintf("%s: server %q, model %q", op.Kind, got, want.Refused),
-		"server: %d %s\nmodel:  %s %s", resp.status, resp.raw, cmpOr(want.Refused, "ok"), want.Rule)
+		"server: %d %s\nmodel:  %s %s", resp.status, resp.raw, cmp.Or(want.Refused, "ok"), want.Rule)
 }
 
 // rule is the number of the check that decided a refusal ("3" of "3: ...").
-func rule(s string) string { n, _, _ := strings.Cut(s, ":"); return n }
+func modelRuleOf(s string) string { n, _, _ := strings.Cut(s, ":"); return n }
 
 // grant compares the server's answer to a request that mints a token.
 func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *modelDisagreement {
@@ -453,14 +454,14 @@ func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *m
 	granted := resp.status == http.StatusOK && resp.str("access_token") != ""
 	switch {
 	case want.Refused != "" && granted:
-		return r.fail(i, fmt.Sprintf("%s: server grants, model refuses (rule %s)", op.Kind, rule(want.Rule)),
+		return r.fail(i, fmt.Sprintf("%s: server grants, model refuses (rule %s)", op.Kind, modelRuleOf(want.Rule)),
 			"server: granted %s\nmodel:  refused %s (%s)", r.describe(resp.str("access_token")), want.Refused, want.Rule)
 	case want.Refused != "" && resp.str("error") != want.Refused:
-		return r.fail(i, fmt.Sprintf("%s: server refuses %s, model refuses %s (rule %s)", op.Kind, resp.str("error"), want.Refused, rule(want.Rule)),
+		return r.fail(i, fmt.Sprintf("%s: server refuses %s, model refuses %s (rule %s)", op.Kind, resp.str("error"), want.Refused, modelRuleOf(want.Rule)),
 			"server: %d %s\nmodel:  refused %s (%s)", resp.status, resp.raw, want.Refused, want.Rule)
 	case want.Refused != "" && op.Kind == opExchange:
 		r.stats.Refused++
-		if n, err := strconv.Atoi(rule(want.Rule)); err == nil {
+		if n, err := strconv.Atoi(modelRuleOf(want.Rule)); err == nil {
 			r.stats.ByRule[n]++
 		}
 		return nil
@@ -485,7 +486,7 @@ func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *m
 	if op.Kind == opExchange {
 		for _, b := range modelBounds(r.m, op, got.tok) {
 			diffs = append(diffs, "bound: "+b)
-			rules = append(rules, "bound "+rule(b))
+			rules = append(rules, "bound "+modelRuleOf(b))
 		}
 	}
 	if len(diffs) > 0 {
@@ -503,14 +504,14 @@ func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *m
 	return nil
 }
 
-// serverToken is a minted token as the server wrote it.
-type serverToken struct {
+// modelServerToken is a minted token as the server wrote it.
+type modelServerToken struct {
 	tok *modelToken
 	jti string
 }
 
 // parse reads a minted token's claims into the model's terms.
-func (r *modelRun) parse(raw string) serverToken {
+func (r *modelRun) parse(raw string) modelServerToken {
 	c := claims(r.t, raw)
 	str := func(k string) string { s, _ := c[k].(string); return s }
 	t := &modelToken{Sub: str("sub"), ClientID: str("client_id"), Aud: str("aud"), HasScope: true}
@@ -533,12 +534,12 @@ func (r *modelRun) parse(raw string) serverToken {
 	}
 	t.Context, _ = c["context"].(map[string]any)
 	if id := str("delegation_id"); id != "" {
-		t.Delegation = cmpOr(r.dlgLabel[id], "unknown:"+id)
+		t.Delegation = cmp.Or(r.dlgLabel[id], "unknown:"+id)
 	}
 	exp, _ := c["exp"].(float64)
 	iat, _ := c["iat"].(float64)
 	t.Exp, t.IssuedAt = time.Unix(int64(exp), 0), time.Unix(int64(iat), 0)
-	return serverToken{tok: t, jti: str("jti")}
+	return modelServerToken{tok: t, jti: str("jti")}
 }
 
 // describe prints a minted token's claims that the model speaks of.
