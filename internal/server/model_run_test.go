@@ -748,10 +748,11 @@ func modelWithin(g, l modelDetail) bool {
 	return true
 }
 
-// checkAfter checks, after a revocation or a change, the unexpired tokens
-// it concerns and two others with a verifier following the feed; and at
-// the server every token it took out of force, the newest two concerned
-// still in force and, every other operation, one other.
+// checkAfter checks, after a revocation or a change, unexpired tokens:
+// with a verifier following the feed, every one after a revocation (or a
+// permission change), those concerned and two others after any other
+// change; at the server, every token it took out of force, the newest two
+// concerned still in force and, every other operation, one other.
 func (r *modelRun) checkAfter(i int, op modelOp, wasInForce map[string]bool) *modelDisagreement {
 	related := func(t *modelToken) bool { return false }
 	switch op.Kind {
@@ -778,6 +779,8 @@ func (r *modelRun) checkAfter(i int, op modelOp, wasInForce map[string]bool) *mo
 	if n == 0 {
 		return nil
 	}
+	revocation := slices.Contains([]string{opRevoke, opAdminRevokeJTI, opDeleteDelegation, opAdminRevokeDelegation,
+		opRevokeSubject, opSetPermissions, opDisable, opAdminRevokeAgent}, op.Kind)
 	asked, others := 0, []int{(i * 7919) % n, (i * 104729) % n}
 	for j := n - 1; j >= 0; j-- {
 		t := r.m.tokens[r.m.labels[j]]
@@ -785,7 +788,7 @@ func (r *modelRun) checkAfter(i int, op modelOp, wasInForce map[string]bool) *mo
 			continue
 		}
 		rel, other := related(t), slices.Contains(others, j)
-		if rel || other {
+		if rel || other || revocation {
 			if d := r.checkVerifier(i, t); d != nil {
 				return d
 			}
