@@ -33,11 +33,22 @@ const (
 	AlgRS256 = "RS256"
 )
 
-// Keyring defaults.
+// Keyring defaults and bounds.
 const (
-	// DefaultPublishDelay is how long a new key is published before it signs:
-	// long enough for every verifier's JWKS cache to have seen it.
-	DefaultPublishDelay = time.Hour
+	// MinPublishDelay is the least time a key is in the JWKS before it
+	// signs, whatever the configuration, with one exception: the first key
+	// of an empty store, which no verifier can have missed. It is longer
+	// than a verifier's refetch cooldown (30 s in package jwks, so 30 s at
+	// most before a verifier may look again for a kid it does not know)
+	// plus the few seconds every instance takes to publish a key another
+	// stored: a verifier that fetched the set the moment before the key
+	// appeared finds it when the first token under it arrives. When no key
+	// signs (the active key was revoked), a next key published this long
+	// signs at once, before its ActivateAt.
+	MinPublishDelay = time.Minute
+	// DefaultPublishDelay is how long a rotated-in key is published before
+	// it signs.
+	DefaultPublishDelay = 5 * time.Minute
 	// DefaultRetireAfter keeps a retired key published for the maximum
 	// token lifetime (15 min) plus the leeway.
 	DefaultRetireAfter = 15*time.Minute + DefaultLeeway
@@ -49,7 +60,7 @@ type KeyringConfig struct {
 	// or "RS256" (2048-bit).
 	Alg string
 	// PublishDelay is how long a rotated-in key is in the JWKS before it
-	// signs; default DefaultPublishDelay.
+	// signs; default DefaultPublishDelay, at least MinPublishDelay.
 	PublishDelay time.Duration
 	// RetireAfter is how long a key stays in the JWKS after it stops
 	// signing: at least the maximum token lifetime plus the leeway; default
@@ -90,6 +101,10 @@ type keyringState struct {
 	active    *loadedKey
 	published map[string]*loadedKey
 	jwks      []byte
+	// wake is, when no key is active, the earliest time a next key (kid
+	// wakeKID) has been published long enough to sign (zero otherwise).
+	wake    time.Time
+	wakeKID string
 }
 
 // NewKeyring loads the keys in keys and advances their states (see Refresh).
@@ -109,6 +124,9 @@ func NewKeyring(ctx context.Context, keys store.Keys, cfg KeyringConfig) (*Keyri
 	if cfg.PublishDelay == 0 {
 		cfg.PublishDelay = DefaultPublishDelay
 	}
+	if cfg.PublishDelay < MinPublishDelay {
+		return nil, fmt.Errorf("token: key publish delay %v is below the minimum %v (a verifier's refetch cooldown is 30 s)", cfg.PublishDelay, MinPublishDelay)
+	}
 	if cfg.RetireAfter == 0 {
 		cfg.RetireAfter = DefaultRetireAfter
 	}
@@ -126,9 +144,13 @@ func NewKeyring(ctx context.Context, keys store.Keys, cfg KeyringConfig) (*Keyri
 // newest "next" key whose ActivateAt has passed becomes active and the
 // previous active key is retired with RetireAt = now + RetireAfter; a
 // retired key is dropped from the JWKS once RetireAt has passed; revoked
-// keys are never published nor used. With no active key left, the newest
-// next key is activated at once, or a new key is generated. On error the
-// previous snapshot stays in use.
+// keys are never published nor used. No key signs before it has been
+// published for MinPublishDelay. With no active key left (it was revoked),
+// the newest next key published that long is activated at once; when there
+// is none, no key signs until one has been (Sign returns ErrNoActiveKey),
+// and a new next key is generated if there is no next key at all. Only an
+// empty store gets an active key at once. On error the previous snapshot
+// stays in use.
 func (k *Keyring) Refresh(ctx context.Context) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -156,15 +178,18 @@ func (k *Keyring) refreshLocked(ctx context.Context) error {
 // advance performs the due state transitions in the store. It reports
 // whether it changed anything.
 func (k *Keyring) advance(ctx context.Context, recs []store.Key, now time.Time) (bool, error) {
-	var actives, nexts, due []store.Key
+	var actives, nexts, ready, due []store.Key
 	for _, r := range recs {
 		switch r.State {
 		case store.KeyActive:
 			actives = append(actives, r)
 		case store.KeyNext:
 			nexts = append(nexts, r)
-			if !r.ActivateAt.After(now) {
-				due = append(due, r)
+			if !now.Before(readyAt(r)) {
+				ready = append(ready, r)
+				if !r.ActivateAt.After(now) {
+					due = append(due, r)
+				}
 			}
 		}
 	}
@@ -174,13 +199,28 @@ func (k *Keyring) advance(ctx context.Context, recs []store.Key, now time.Time) 
 		signer = newest(due)
 	case len(actives) > 0:
 		signer = newest(actives)
+	case len(ready) > 0:
+		// No key signs (the active one was revoked): one that every
+		// verifier can know already signs now rather than at ActivateAt.
+		signer = newest(ready)
 	case len(nexts) > 0:
-		// No key signs: activating early beats signing nothing.
-		signer = newest(nexts)
+		// No key may sign yet: signing nothing (503) beats signing with a
+		// key that verifiers may refuse for their refetch cooldown.
+		return false, nil
 	default:
-		rec, err := k.generate(store.KeyActive, now)
+		// An empty store (a first start) gets a key that signs at once:
+		// no verifier can hold a set without it. Otherwise the new key
+		// waits like any other.
+		state := store.KeyNext
+		if len(recs) == 0 {
+			state = store.KeyActive
+		}
+		rec, err := k.generate(state, now)
 		if err != nil {
 			return false, err
+		}
+		if state == store.KeyNext {
+			rec.ActivateAt = readyAt(rec)
 		}
 		if err := k.store.CreateKey(ctx, rec); err != nil {
 			return false, fmt.Errorf("token: store new key: %w", err)
@@ -207,6 +247,10 @@ func (k *Keyring) advance(ctx context.Context, recs []store.Key, now time.Time) 
 	}
 	return changed, nil
 }
+
+// readyAt is when r has been published long enough to sign: MinPublishDelay
+// after it was stored (and published by the instance that stored it).
+func readyAt(r store.Key) time.Time { return r.CreatedAt.Add(MinPublishDelay) }
 
 // newest orders by ActivateAt, then CreatedAt, then kid, so that every
 // instance picks the same key.
@@ -267,6 +311,12 @@ func (k *Keyring) install(recs []store.Key, now time.Time) error {
 		if r.State == store.KeyActive && (st.active == nil || newest([]store.Key{activeRec, r}).KID == r.KID) {
 			st.active, activeRec = lk, r
 		}
+		if r.State == store.KeyNext && (st.wake.IsZero() || readyAt(r).Before(st.wake)) {
+			st.wake, st.wakeKID = readyAt(r), r.KID
+		}
+	}
+	if st.active != nil {
+		st.wake, st.wakeKID = time.Time{}, ""
 	}
 	for kid := range k.parsed {
 		if !keep[kid] {
@@ -341,9 +391,11 @@ func (k *Keyring) Rotate(ctx context.Context, events ...store.Event) (store.Key,
 }
 
 // RevokeKey withdraws a key at once (compromise): it leaves the JWKS and
-// never signs again. If it was the active key, the newest next key, or a
-// freshly generated one, becomes active immediately. events are committed
-// with the revocation. Unknown kids return an error wrapping
+// never signs again. If it was the active key, the newest next key that has
+// been published for MinPublishDelay signs at once; without one, no key
+// signs (Sign returns ErrNoActiveKey) until a next key, the pending one or
+// one generated now, has been published that long (see Refresh). events are
+// committed with the revocation. Unknown kids return an error wrapping
 // store.ErrNotFound.
 func (k *Keyring) RevokeKey(ctx context.Context, kid string, events ...store.Event) error {
 	k.mu.Lock()
@@ -394,14 +446,25 @@ func (k *Keyring) ActiveKID() string {
 	return ""
 }
 
+// Waiting reports, when no key signs, the next key that will and from when
+// (once it has been published for MinPublishDelay); ok is false when a key
+// signs or none is waiting.
+func (k *Keyring) Waiting() (kid string, from time.Time, ok bool) {
+	st := k.state.Load()
+	if st == nil || st.active != nil || st.wakeKID == "" {
+		return "", time.Time{}, false
+	}
+	return st.wakeKID, st.wake, true
+}
+
 // Sign signs c with the active key as an RFC 9068 access token: header typ
 // "at+jwt", kid and the key's alg. It refuses claims without iss, sub, jti,
 // client_id or exp, and returns ErrNoActiveKey when no key may sign (never
 // an unsigned token, never another key). It does not touch the store.
 func (k *Keyring) Sign(c *Claims) (string, error) {
-	st := k.state.Load()
-	if st == nil || st.active == nil {
-		return "", ErrNoActiveKey
+	st, err := k.signingState()
+	if err != nil {
+		return "", err
 	}
 	if c == nil || c.Issuer == "" || c.Subject == "" || c.JTI == "" || c.ClientID == "" || c.Expiry == 0 {
 		return "", fmt.Errorf("%w: iss, sub, jti, client_id and exp are required", ErrClaims)
@@ -417,6 +480,35 @@ func (k *Keyring) Sign(c *Claims) (string, error) {
 	return obj.CompactSerialize()
 }
 
+// storeTimeout bounds the store reads Sign makes itself.
+const storeTimeout = 5 * time.Second
+
+// signingState returns the snapshot to sign with, or ErrNoActiveKey. When
+// no key is active and a next key has just been published long enough, it
+// refreshes at once rather than leave the next periodic Refresh to end the
+// pause.
+func (k *Keyring) signingState() (*keyringState, error) {
+	st := k.state.Load()
+	if st != nil && st.active == nil && !st.wake.IsZero() && !k.cfg.Now().Before(st.wake) {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		k.mu.Lock()
+		var err error
+		if st = k.state.Load(); st.active == nil {
+			err = k.refreshLocked(ctx)
+		}
+		k.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNoActiveKey, err)
+		}
+		st = k.state.Load()
+	}
+	if st == nil || st.active == nil {
+		return nil, ErrNoActiveKey
+	}
+	return st, nil
+}
+
 // SecurityEventType is the typ header of a Security Event Token (RFC 8417
 // §2.3).
 const SecurityEventType = "secevent+jwt"
@@ -426,9 +518,9 @@ const SecurityEventType = "secevent+jwt"
 // can take it for an access token. It refuses claims without iss, jti, iat
 // or events.
 func (k *Keyring) SignSecurityEvent(set map[string]any) (string, error) {
-	st := k.state.Load()
-	if st == nil || st.active == nil {
-		return "", ErrNoActiveKey
+	st, err := k.signingState()
+	if err != nil {
+		return "", err
 	}
 	for _, name := range []string{"iss", "jti", "iat", "events"} {
 		if _, ok := set[name]; !ok {
