@@ -73,7 +73,9 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 	revoke := &cobra.Command{
 		Use:   "revoke KID",
 		Short: "Withdraw a compromised key at once: it leaves the JWKS and its tokens stop verifying",
-		Long: `Withdraw a compromised key at once: it leaves the JWKS and its tokens stop verifying.
+		Long: `Withdraw a compromised key at once: it leaves the JWKS, its tokens stop verifying,
+and no server on the store signs with it once this command has returned (every
+signature is checked against the store before the token leaves the server).
 
 If it was the signing key, a next key published for at least a minute signs
 in its place at once. Without one, no key signs (the server answers /token

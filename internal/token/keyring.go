@@ -70,16 +70,27 @@ type KeyringConfig struct {
 	Now func() time.Time
 }
 
-// Keyring holds Mandate's signing keys, backed by store.Keys. Private keys
-// are parsed once and kept in memory; Sign, JWKS and PublicKey read an
-// immutable snapshot and never touch the store. Refresh, Rotate and RevokeKey
-// write to the store and are serialized. A Keyring is safe for concurrent
-// use. Call Refresh periodically (every few seconds to a minute) so that due
-// keys activate, retired keys leave the JWKS and other instances' changes
-// are seen.
+// KeyStore is where a Keyring keeps its keys: the store's keys and its
+// generation, which every key change raises in the same commit. Any
+// store.Store is one.
+type KeyStore interface {
+	store.Keys
+	Generation(ctx context.Context) (int64, error)
+}
+
+// Keyring holds Mandate's signing keys, backed by a KeyStore. Private keys
+// are parsed once and kept in memory; JWKS and PublicKey read an immutable
+// snapshot and never touch the store. Sign reads the store's generation
+// after each signature, shared by the signatures made meanwhile, so that no
+// token leaves it signed with a key revoked before (by any process on the
+// store). Refresh, Rotate and RevokeKey write to the store and are
+// serialized. A Keyring is safe for concurrent use. Call Refresh
+// periodically (every few seconds to a minute) so that due keys activate,
+// retired keys leave the JWKS and other instances' changes are seen.
 type Keyring struct {
-	store store.Keys
+	store KeyStore
 	cfg   KeyringConfig
+	gens  genReader
 
 	mu     sync.Mutex            // serializes Refresh, Rotate and RevokeKey
 	parsed map[string]*loadedKey // by kid; guarded by mu
@@ -105,13 +116,16 @@ type keyringState struct {
 	// wakeKID) has been published long enough to sign (zero otherwise).
 	wake    time.Time
 	wakeKID string
+	// gen is the store generation read before the keys of this snapshot:
+	// while the store is still at gen, no key changed since.
+	gen int64
 }
 
 // NewKeyring loads the keys in keys and advances their states (see Refresh).
 // A store without a usable key gets a freshly generated active key. It fails
 // when the store fails, cfg.Alg is not supported, or a stored key cannot be
 // parsed or does not match its algorithm.
-func NewKeyring(ctx context.Context, keys store.Keys, cfg KeyringConfig) (*Keyring, error) {
+func NewKeyring(ctx context.Context, keys KeyStore, cfg KeyringConfig) (*Keyring, error) {
 	if cfg.Alg == "" {
 		cfg.Alg = AlgEdDSA
 	}
@@ -134,6 +148,7 @@ func NewKeyring(ctx context.Context, keys store.Keys, cfg KeyringConfig) (*Keyri
 		cfg.Now = time.Now
 	}
 	k := &Keyring{store: keys, cfg: cfg, parsed: map[string]*loadedKey{}}
+	k.gens.read = keys.Generation
 	if err := k.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -158,9 +173,9 @@ func (k *Keyring) Refresh(ctx context.Context) error {
 }
 
 func (k *Keyring) refreshLocked(ctx context.Context) error {
-	recs, err := k.store.ListKeys(ctx)
+	gen, recs, err := k.load(ctx)
 	if err != nil {
-		return fmt.Errorf("token: list keys: %w", err)
+		return err
 	}
 	now := k.cfg.Now()
 	changed, err := k.advance(ctx, recs, now)
@@ -168,11 +183,25 @@ func (k *Keyring) refreshLocked(ctx context.Context) error {
 		return err
 	}
 	if changed {
-		if recs, err = k.store.ListKeys(ctx); err != nil {
-			return fmt.Errorf("token: list keys: %w", err)
+		if gen, recs, err = k.load(ctx); err != nil {
+			return err
 		}
 	}
-	return k.install(recs, now)
+	return k.install(recs, now, gen)
+}
+
+// load reads the store's generation, then its keys: the keys are at least
+// as new as the generation.
+func (k *Keyring) load(ctx context.Context) (int64, []store.Key, error) {
+	gen, err := k.store.Generation(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("token: store generation: %w", err)
+	}
+	recs, err := k.store.ListKeys(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("token: list keys: %w", err)
+	}
+	return gen, recs, nil
 }
 
 // advance performs the due state transitions in the store. It reports
@@ -285,8 +314,8 @@ func (k *Keyring) setState(ctx context.Context, kid, from, to string, now time.T
 }
 
 // install parses what is new and publishes a snapshot of recs.
-func (k *Keyring) install(recs []store.Key, now time.Time) error {
-	st := &keyringState{published: map[string]*loadedKey{}}
+func (k *Keyring) install(recs []store.Key, now time.Time, gen int64) error {
+	st := &keyringState{published: map[string]*loadedKey{}, gen: gen}
 	var activeRec store.Key
 	keep := map[string]bool{}
 	for _, r := range recs {
@@ -473,11 +502,68 @@ func (k *Keyring) Sign(c *Claims) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("token: marshal claims: %w", err)
 	}
-	obj, err := st.active.signer.Sign(payload)
-	if err != nil {
-		return "", fmt.Errorf("token: sign: %w", err)
+	return k.signConfirmed(st, payload, func(lk *loadedKey) jose.Signer { return lk.signer })
+}
+
+// maxSignAttempts bounds how often Sign signs again with the key that
+// replaced the one it signed with.
+const maxSignAttempts = 3
+
+// signConfirmed signs payload with the active key of st and returns the
+// token only once a store read that began after the signature shows that
+// key still active: a key whose revocation (or replacement) committed
+// before the signature, by any process on the store, is never in a token
+// that leaves here. When the key changed it refreshes and signs again with
+// the new active key. It fails closed: a store that cannot be read, or no
+// key that may sign, is an error and no token.
+func (k *Keyring) signConfirmed(st *keyringState, payload []byte, signer func(*loadedKey) jose.Signer) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	for range maxSignAttempts {
+		obj, err := signer(st.active).Sign(payload)
+		if err != nil {
+			return "", fmt.Errorf("token: sign: %w", err)
+		}
+		raw, err := obj.CompactSerialize()
+		if err != nil {
+			return "", fmt.Errorf("token: sign: %w", err)
+		}
+		cur, err := k.current(ctx)
+		if err != nil {
+			return "", fmt.Errorf("%w: cannot confirm the signing key with the store: %w", ErrNoActiveKey, err)
+		}
+		if cur.active != nil && cur.active.kid == st.active.kid {
+			return raw, nil
+		}
+		if st, err = k.signingState(); err != nil {
+			return "", err
+		}
 	}
-	return obj.CompactSerialize()
+	return "", fmt.Errorf("%w: the signing key kept changing", ErrNoActiveKey)
+}
+
+// current returns a snapshot at least as new as every key change committed
+// before the call: the one held when the store's generation (read after the
+// call began, see genReader) has not moved since it was loaded, or a fresh
+// one.
+func (k *Keyring) current(ctx context.Context) (*keyringState, error) {
+	gen, err := k.gens.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st := k.state.Load(); st != nil && st.gen == gen {
+		return st, nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	// Another caller may have loaded the keys at gen meanwhile.
+	if st := k.state.Load(); st != nil && st.gen == gen {
+		return st, nil
+	}
+	if err := k.refreshLocked(ctx); err != nil {
+		return nil, err
+	}
+	return k.state.Load(), nil
 }
 
 // storeTimeout bounds the store reads Sign makes itself.
@@ -531,11 +617,7 @@ func (k *Keyring) SignSecurityEvent(set map[string]any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("token: marshal security event: %w", err)
 	}
-	obj, err := st.active.setSigner.Sign(payload)
-	if err != nil {
-		return "", fmt.Errorf("token: sign: %w", err)
-	}
-	return obj.CompactSerialize()
+	return k.signConfirmed(st, payload, func(lk *loadedKey) jose.Signer { return lk.setSigner })
 }
 
 // generate makes a new key of the configured algorithm. Its kid is the RFC

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -8,12 +9,14 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/store/sqlite"
 	"github.com/mandate-dev/mandate/jwks"
 	"github.com/mandate-dev/mandate/jwt"
 )
@@ -481,5 +484,126 @@ func TestNewKeyPublishedBeforeSigning(t *testing.T) {
 				t.Error("no new key ever signed")
 			}
 		})
+	}
+}
+
+// genFaults is a KeyStore whose Generation fails on demand.
+type genFaults struct {
+	*sqlite.Store
+	fail atomic.Bool
+}
+
+func (g *genFaults) Generation(ctx context.Context) (int64, error) {
+	if g.fail.Load() {
+		return 0, errors.New("database unreachable")
+	}
+	return g.Store.Generation(ctx)
+}
+
+// TestKeyringSignsNothingUnderAKeyRevokedElsewhere (THREATS T103): a key
+// revoked by another process on the store (`mandate keys revoke`, another
+// instance) is in no token Sign or SignSecurityEvent returns once the
+// revocation has committed, although this keyring has not refreshed: a
+// ready next key signs instead, or nothing does. Signatures made
+// concurrently with the revocation are in the same case once it returned.
+// A store that cannot say refuses the signature.
+func TestKeyringSignsNothingUnderAKeyRevokedElsewhere(t *testing.T) {
+	st, clk := &genFaults{Store: openStore(t)}, newClock()
+	server, err := NewKeyring(t.Context(), st, KeyringConfig{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := NewKeyring(t.Context(), st, KeyringConfig{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := server.ActiveKID()
+	next, err := cli.Rotate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(MinPublishDelay)
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	type signed struct {
+		began time.Time
+		kid   string
+	}
+	var got []signed
+	stop := make(chan struct{})
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				began := time.Now()
+				tok, err := server.Sign(testClaims(clk.Now(), time.Minute))
+				if err != nil {
+					t.Errorf("Sign: %v", err)
+					return
+				}
+				mu.Lock()
+				got = append(got, signed{began, headerKID(t, tok)})
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := cli.RevokeKey(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	returned := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	var before, after int
+	for _, s := range got {
+		switch {
+		case s.began.After(returned) && s.kid == old:
+			t.Fatalf("a signature begun %v after the revocation returned is under the revoked key", s.began.Sub(returned))
+		case s.began.After(returned):
+			after++
+		case s.kid == old:
+			before++
+		}
+	}
+	if before == 0 || after == 0 {
+		t.Fatalf("signatures: %d under the old key before, %d after the revocation; want some of each", before, after)
+	}
+	if server.ActiveKID() != next.KID || slices.Contains(publishedKIDs(t, server), old) {
+		t.Errorf("after signing: active %s, published %v; want %s active, %s gone", server.ActiveKID(), publishedKIDs(t, server), next.KID, old)
+	}
+
+	// The next key revoked too, and no key ready: nothing signs.
+	if err := cli.RevokeKey(t.Context(), next.KID); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := server.Sign(testClaims(clk.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) {
+		t.Fatalf("Sign with every ready key revoked elsewhere = %q, %v; want ErrNoActiveKey", tok, err)
+	}
+	set := map[string]any{"iss": testIssuer, "jti": "set-1", "iat": clk.Now().Unix(), "events": map[string]any{}}
+	if tok, err := server.SignSecurityEvent(set); !errors.Is(err, ErrNoActiveKey) {
+		t.Fatalf("SignSecurityEvent with every ready key revoked elsewhere = %q, %v; want ErrNoActiveKey", tok, err)
+	}
+
+	// Once a key may sign again, a store that cannot be read refuses.
+	clk.Advance(MinPublishDelay)
+	if _, err := server.Sign(testClaims(clk.Now(), time.Minute)); err != nil {
+		t.Fatalf("Sign once the generated key is ready: %v", err)
+	}
+	st.fail.Store(true)
+	if tok, err := server.Sign(testClaims(clk.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) || tok != "" {
+		t.Fatalf("Sign with the store unreachable = %q, %v; want ErrNoActiveKey", tok, err)
+	}
+	if tok, err := server.SignSecurityEvent(set); !errors.Is(err, ErrNoActiveKey) || tok != "" {
+		t.Fatalf("SignSecurityEvent with the store unreachable = %q, %v; want ErrNoActiveKey", tok, err)
+	}
+	st.fail.Store(false)
+	if _, err := server.SignSecurityEvent(set); err != nil {
+		t.Fatalf("SignSecurityEvent with the store back: %v", err)
 	}
 }
