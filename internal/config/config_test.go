@@ -471,3 +471,32 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("Load big = %v", err)
 	}
 }
+
+// TestReadableSecretsQuotesPaths: a warning's chmod is a shell word the
+// operator can paste, whatever the path holds, and never carries a control
+// character raw.
+func TestReadableSecretsQuotesPaths(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{name: "ok/plain", file: "agent.secret", want: "chmod 600 " + filepath.Join(dir, "agent.secret")},
+		{name: "ok/space-and-quote", file: "my secrets'", want: "chmod 600 '" + filepath.Join(dir, "my secrets") + `'\'''`},
+		{name: "ok/control-character", file: "a\x1b[2Jb", want: "chmod 600 '" + filepath.Join(dir, "a") + `'$'\x1b''[2Jb'`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.file)
+			if err := os.WriteFile(path, []byte("a-client-secret-of-32-bytes-or-more"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c := &config.Config{Source: "m.yaml", Store: "postgres://db.example/m", StorePasswordFile: path}
+			got := c.ReadableSecrets()
+			if len(got) != 1 || !strings.HasSuffix(got[0].Error(), tc.want) || strings.Contains(got[0].Error(), "\x1b") {
+				t.Fatalf("ReadableSecrets = %q, want one ending %q", got, tc.want)
+			}
+		})
+	}
+}
