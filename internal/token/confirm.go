@@ -29,6 +29,9 @@ type genRound struct {
 // get returns the generation read by a round that began after the call. It
 // returns ctx's error if ctx ends first; the round goes on for the others.
 func (r *genReader) get(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, context.Cause(ctx)
+	}
 	r.mu.Lock()
 	if r.next == nil {
 		r.next = &genRound{done: make(chan struct{})}
