@@ -488,15 +488,19 @@ func (k *Keyring) Waiting() (kid string, from time.Time, ok bool) {
 
 // Sign signs c with the active key as an RFC 9068 access token: header typ
 // "at+jwt", kid and the key's alg. It refuses claims without iss, sub, jti,
-// client_id or exp, and returns ErrNoActiveKey when no key may sign (never
-// an unsigned token, never another key). It does not touch the store.
+// client_id or exp. After signing it reads the store's generation (one read
+// shared by concurrent signatures) and returns the token only if the key is
+// still the active one (see signConfirmed), or signs again with the key that
+// replaced it. It returns an error wrapping ErrNoActiveKey when no key may
+// sign or the store cannot confirm the key: never an unsigned token, never a
+// revoked key. Each call waits for a store read, at most 5 s.
 func (k *Keyring) Sign(c *Claims) (string, error) {
+	if c == nil || c.Issuer == "" || c.Subject == "" || c.JTI == "" || c.ClientID == "" || c.Expiry == 0 {
+		return "", fmt.Errorf("%w: iss, sub, jti, client_id and exp are required", ErrClaims)
+	}
 	st, err := k.signingState()
 	if err != nil {
 		return "", err
-	}
-	if c == nil || c.Issuer == "" || c.Subject == "" || c.JTI == "" || c.ClientID == "" || c.Expiry == 0 {
-		return "", fmt.Errorf("%w: iss, sub, jti, client_id and exp are required", ErrClaims)
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
@@ -602,16 +606,16 @@ const SecurityEventType = "secevent+jwt"
 // SignSecurityEvent signs set, the claims of a Security Event Token (RFC
 // 8417), with the active key and typ "secevent+jwt", so that no verifier
 // can take it for an access token. It refuses claims without iss, jti, iat
-// or events.
+// or events, and confirms the key with the store as Sign does.
 func (k *Keyring) SignSecurityEvent(set map[string]any) (string, error) {
-	st, err := k.signingState()
-	if err != nil {
-		return "", err
-	}
 	for _, name := range []string{"iss", "jti", "iat", "events"} {
 		if _, ok := set[name]; !ok {
 			return "", fmt.Errorf("%w: a security event token needs %s", ErrClaims, name)
 		}
+	}
+	st, err := k.signingState()
+	if err != nil {
+		return "", err
 	}
 	payload, err := json.Marshal(set)
 	if err != nil {
