@@ -83,9 +83,9 @@ func TestModelRegressions(t *testing.T) {
 			},
 		},
 		{
-			// Open: a hop whose subject token carries no
-			// authorization_details may not add some; the server grants
-			// them within the person's limits only.
+			// A hop whose subject token carries no authorization_details
+			// may not add some: the server granted them within the
+			// person's limits only.
 			name: "rule7/no-details-added-at-a-chain-hop",
 			c: modelCase{
 				World: modelWorld{MaxDepth: 3, People: []modelPerson{expense}, Agents: []modelAgent{withDelegateTo(a1, "agent:a2"), a2}, Delegations: []modelDelegation{expenseDlg}},
@@ -144,10 +144,12 @@ func TestModelRegressions(t *testing.T) {
 			},
 		},
 		{
-			// Open: the audience (check 5) is decided before the person is
-			// looked up (check 6); the server answers an unknown person
-			// first (invalid_request, not invalid_target).
-			name: "rule5/audience-before-person",
+			// The model first weighed the audience (invalid_target) and
+			// looked the person up with the scopes; the server looks the
+			// person up with the rest of the path's grants, before any of
+			// them narrows the request. The model now does the same: an
+			// unknown person is refused first (invalid_request).
+			name: "bounds/unknown-person-before-audience",
 			c: modelCase{
 				World: modelWorld{MaxDepth: 2, Agents: []modelAgent{a0}},
 				Ops: []modelOp{

@@ -397,6 +397,14 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 	}
 	chain := append([]string{op.Client}, T.Chain...)
 
+	// The person is looked up with the rest of the path's grants, before
+	// any of them narrows the request: an unknown person is refused before
+	// depth and audience are weighed.
+	person := m.people[T.Sub]
+	if person == nil {
+		return modelRefuse(errInvalidRequest, "3: unknown person %s", T.Sub)
+	}
+
 	// 4. Depth: every limit on the way, the tightest wins.
 	limit := m.maxDepth
 	if D != nil && D.MaxDepth > 0 {
@@ -428,10 +436,6 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 	}
 
 	// 6. Scopes: never wider than anything on the path, as it is now.
-	person := m.people[T.Sub]
-	if person == nil {
-		return modelRefuse(errInvalidRequest, "6: unknown person %s", T.Sub)
-	}
 	allowed := modelIntersect(person.Permissions, c.Scopes)
 	if D != nil {
 		allowed = modelIntersect(allowed, D.Scopes)
