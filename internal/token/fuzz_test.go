@@ -77,7 +77,7 @@ func FuzzVerify(f *testing.F) {
 			Keys: jwks.Static{"idp": jose.JSONWebKey{Key: &idpPriv.PublicKey, KeyID: "idp", Algorithm: "ES256"}}}},
 	}
 	fx := &fixture{clk: clk, ownKID: keyring.ActiveKID(), idpKID: "idp", idpPriv: idpPriv}
-	own, err := keyring.Sign(testClaims(clk.Now(), 10*time.Minute))
+	own, err := keyring.Sign(context.Background(), testClaims(clk.Now(), 10*time.Minute))
 	if err != nil {
 		f.Fatal(err)
 	}

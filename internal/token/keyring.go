@@ -493,12 +493,13 @@ func (k *Keyring) Waiting() (kid string, from time.Time, ok bool) {
 // still the active one (see signConfirmed), or signs again with the key that
 // replaced it. It returns an error wrapping ErrNoActiveKey when no key may
 // sign or the store cannot confirm the key: never an unsigned token, never a
-// revoked key. Each call waits for a store read, at most 5 s.
-func (k *Keyring) Sign(c *Claims) (string, error) {
+// revoked key. Each call waits for a store read, until ctx ends and at
+// most 5 s.
+func (k *Keyring) Sign(ctx context.Context, c *Claims) (string, error) {
 	if c == nil || c.Issuer == "" || c.Subject == "" || c.JTI == "" || c.ClientID == "" || c.Expiry == 0 {
 		return "", fmt.Errorf("%w: iss, sub, jti, client_id and exp are required", ErrClaims)
 	}
-	st, err := k.signingState()
+	st, err := k.signingState(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -506,7 +507,7 @@ func (k *Keyring) Sign(c *Claims) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("token: marshal claims: %w", err)
 	}
-	return k.signConfirmed(st, payload, func(lk *loadedKey) jose.Signer { return lk.signer })
+	return k.signConfirmed(ctx, st, payload, func(lk *loadedKey) jose.Signer { return lk.signer })
 }
 
 // maxSignAttempts bounds how often Sign signs again with the key that
@@ -520,8 +521,8 @@ const maxSignAttempts = 3
 // that leaves here. When the key changed it refreshes and signs again with
 // the new active key. It fails closed: a store that cannot be read, or no
 // key that may sign, is an error and no token.
-func (k *Keyring) signConfirmed(st *keyringState, payload []byte, signer func(*loadedKey) jose.Signer) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (k *Keyring) signConfirmed(ctx context.Context, st *keyringState, payload []byte, signer func(*loadedKey) jose.Signer) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	for range maxSignAttempts {
 		obj, err := signer(st.active).Sign(payload)
@@ -539,7 +540,7 @@ func (k *Keyring) signConfirmed(st *keyringState, payload []byte, signer func(*l
 		if cur.active != nil && cur.active.kid == st.active.kid {
 			return raw, nil
 		}
-		if st, err = k.signingState(); err != nil {
+		if st, err = k.signingState(ctx); err != nil {
 			return "", err
 		}
 	}
@@ -570,17 +571,18 @@ func (k *Keyring) current(ctx context.Context) (*keyringState, error) {
 	return k.state.Load(), nil
 }
 
-// storeTimeout bounds the store reads Sign makes itself.
+// storeTimeout bounds the store reads Sign makes, whatever its caller's
+// context allows.
 const storeTimeout = 5 * time.Second
 
 // signingState returns the snapshot to sign with, or ErrNoActiveKey. When
 // no key is active and a next key has just been published long enough, it
 // refreshes at once rather than leave the next periodic Refresh to end the
 // pause.
-func (k *Keyring) signingState() (*keyringState, error) {
+func (k *Keyring) signingState(ctx context.Context) (*keyringState, error) {
 	st := k.state.Load()
 	if st != nil && st.active == nil && !st.wake.IsZero() && !k.cfg.Now().Before(st.wake) {
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
 		k.mu.Lock()
 		var err error
@@ -607,13 +609,13 @@ const SecurityEventType = "secevent+jwt"
 // 8417), with the active key and typ "secevent+jwt", so that no verifier
 // can take it for an access token. It refuses claims without iss, jti, iat
 // or events, and confirms the key with the store as Sign does.
-func (k *Keyring) SignSecurityEvent(set map[string]any) (string, error) {
+func (k *Keyring) SignSecurityEvent(ctx context.Context, set map[string]any) (string, error) {
 	for _, name := range []string{"iss", "jti", "iat", "events"} {
 		if _, ok := set[name]; !ok {
 			return "", fmt.Errorf("%w: a security event token needs %s", ErrClaims, name)
 		}
 	}
-	st, err := k.signingState()
+	st, err := k.signingState(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -621,7 +623,7 @@ func (k *Keyring) SignSecurityEvent(set map[string]any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("token: marshal security event: %w", err)
 	}
-	return k.signConfirmed(st, payload, func(lk *loadedKey) jose.Signer { return lk.setSigner })
+	return k.signConfirmed(ctx, st, payload, func(lk *loadedKey) jose.Signer { return lk.setSigner })
 }
 
 // generate makes a new key of the configured algorithm. Its kid is the RFC

@@ -211,7 +211,7 @@ func TestKeyringRevokeKey(t *testing.T) {
 	if diff := cmp.Diff([]string{next.KID}, publishedKIDs(t, k)); diff != "" {
 		t.Fatalf("JWKS after revoke (-want +got):\n%s", diff)
 	}
-	if _, err := k.Sign(testClaims(clk.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) || k.ActiveKID() != "" {
+	if _, err := k.Sign(context.Background(), testClaims(clk.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) || k.ActiveKID() != "" {
 		t.Fatalf("Sign right after revoking the active key: %v (active %q), want ErrNoActiveKey", err, k.ActiveKID())
 	}
 	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, ErrUnknownKey) {
@@ -318,7 +318,7 @@ func TestKeyringRefusesBadStoredKey(t *testing.T) {
 
 func TestKeyringSignRefusals(t *testing.T) {
 	var empty Keyring
-	if _, err := empty.Sign(testClaims(time.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) {
+	if _, err := empty.Sign(context.Background(), testClaims(time.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) {
 		t.Fatalf("Sign without keys = %v, want ErrNoActiveKey", err)
 	}
 	if string(empty.JWKS()) != `{"keys":[]}` {
@@ -327,8 +327,24 @@ func TestKeyringSignRefusals(t *testing.T) {
 	f := newFixture(t)
 	c := testClaims(f.clk.Now(), time.Minute)
 	c.JTI = ""
-	if _, err := f.keyring.Sign(c); !errors.Is(err, ErrClaims) {
+	if _, err := f.keyring.Sign(context.Background(), c); !errors.Is(err, ErrClaims) {
 		t.Fatalf("Sign without jti = %v, want ErrClaims", err)
+	}
+}
+
+// TestSignEndsWithItsContext: Sign waits for the store only as long as its
+// caller may (a request's deadline), not its own 5 s.
+func TestSignEndsWithItsContext(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	tok, err := f.keyring.Sign(ctx, testClaims(f.clk.Now(), time.Minute))
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrNoActiveKey) || tok != "" {
+		t.Fatalf("Sign with an ended context = %q, %v; want no token and context.Canceled", tok, err)
+	}
+	set := map[string]any{"iss": "x", "jti": "y", "iat": 1, "events": map[string]any{}}
+	if tok, err := f.keyring.SignSecurityEvent(ctx, set); !errors.Is(err, context.Canceled) || tok != "" {
+		t.Fatalf("SignSecurityEvent with an ended context = %q, %v; want no token and context.Canceled", tok, err)
 	}
 }
 
@@ -338,7 +354,7 @@ func TestKeyringConcurrentUse(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 50 {
-				tok, err := f.keyring.Sign(testClaims(f.clk.Now(), time.Minute))
+				tok, err := f.keyring.Sign(context.Background(), testClaims(f.clk.Now(), time.Minute))
 				if err != nil {
 					t.Error(err)
 					return
@@ -452,7 +468,7 @@ func TestNewKeyPublishedBeforeSigning(t *testing.T) {
 					}
 				}
 				seen()
-				tok, err := k.Sign(testClaims(clk.Now(), time.Minute))
+				tok, err := k.Sign(context.Background(), testClaims(clk.Now(), time.Minute))
 				if errors.Is(err, ErrNoActiveKey) {
 					if step != paused {
 						t.Fatalf("at +%v: no key signs, after a key signed at +%v", step, paused)
@@ -541,7 +557,7 @@ func TestKeyringSignsNothingUnderAKeyRevokedElsewhere(t *testing.T) {
 				default:
 				}
 				began := time.Now()
-				tok, err := server.Sign(testClaims(clk.Now(), time.Minute))
+				tok, err := server.Sign(context.Background(), testClaims(clk.Now(), time.Minute))
 				if err != nil {
 					t.Errorf("Sign: %v", err)
 					return
@@ -582,28 +598,28 @@ func TestKeyringSignsNothingUnderAKeyRevokedElsewhere(t *testing.T) {
 	if err := cli.RevokeKey(t.Context(), next.KID); err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := server.Sign(testClaims(clk.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) {
+	if tok, err := server.Sign(context.Background(), testClaims(clk.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) {
 		t.Fatalf("Sign with every ready key revoked elsewhere = %q, %v; want ErrNoActiveKey", tok, err)
 	}
 	set := map[string]any{"iss": testIssuer, "jti": "set-1", "iat": clk.Now().Unix(), "events": map[string]any{}}
-	if tok, err := server.SignSecurityEvent(set); !errors.Is(err, ErrNoActiveKey) {
+	if tok, err := server.SignSecurityEvent(context.Background(), set); !errors.Is(err, ErrNoActiveKey) {
 		t.Fatalf("SignSecurityEvent with every ready key revoked elsewhere = %q, %v; want ErrNoActiveKey", tok, err)
 	}
 
 	// Once a key may sign again, a store that cannot be read refuses.
 	clk.Advance(MinPublishDelay)
-	if _, err := server.Sign(testClaims(clk.Now(), time.Minute)); err != nil {
+	if _, err := server.Sign(context.Background(), testClaims(clk.Now(), time.Minute)); err != nil {
 		t.Fatalf("Sign once the generated key is ready: %v", err)
 	}
 	st.fail.Store(true)
-	if tok, err := server.Sign(testClaims(clk.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) || tok != "" {
+	if tok, err := server.Sign(context.Background(), testClaims(clk.Now(), time.Minute)); !errors.Is(err, ErrNoActiveKey) || tok != "" {
 		t.Fatalf("Sign with the store unreachable = %q, %v; want ErrNoActiveKey", tok, err)
 	}
-	if tok, err := server.SignSecurityEvent(set); !errors.Is(err, ErrNoActiveKey) || tok != "" {
+	if tok, err := server.SignSecurityEvent(context.Background(), set); !errors.Is(err, ErrNoActiveKey) || tok != "" {
 		t.Fatalf("SignSecurityEvent with the store unreachable = %q, %v; want ErrNoActiveKey", tok, err)
 	}
 	st.fail.Store(false)
-	if _, err := server.SignSecurityEvent(set); err != nil {
+	if _, err := server.SignSecurityEvent(context.Background(), set); err != nil {
 		t.Fatalf("SignSecurityEvent with the store back: %v", err)
 	}
 }
