@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
@@ -145,7 +146,7 @@ func NewRecorder(c Committer, cfg Config) *Recorder {
 
 // Record durably writes ev and the tokens it records, in the same
 // transaction, and returns once they are committed. Events without an ID or
-// a time get them. An error means nothing was written and the caller must
+// a time get them (Stamp). An error means nothing was written and the caller must
 // refuse the request it was recording.
 func (r *Recorder) Record(ctx context.Context, ev Event, tokens ...store.IssuedToken) error {
 	return r.RecordAll(ctx, []Event{ev}, tokens...)
@@ -177,14 +178,17 @@ func (r *Recorder) RecordAll(ctx context.Context, evs []Event, tokens ...store.I
 	}
 }
 
-// Stamp gives ev an ID and a time if it has none.
+// Stamp gives ev an ID and a time if it has none, and makes its time what
+// the log keeps (auditchain.Time: whole microseconds in UTC), so that the
+// record is hashed as it reads back.
 func (r *Recorder) Stamp(ev *Event) {
 	if ev.ID == "" {
 		ev.ID = NewID("evt_")
 	}
 	if ev.Time.IsZero() {
-		ev.Time = r.now().UTC()
+		ev.Time = r.now()
 	}
+	ev.Time = auditchain.Time(ev.Time)
 }
 
 // Close writes what is queued and stops the Recorder.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -61,7 +62,7 @@ type syncer struct {
 }
 
 func (p *syncer) event(action, resource string) store.Event {
-	return store.Event{ID: audit.NewID("evt_"), Time: p.now, Action: action, Result: audit.ResultOK, Performer: performer, Resource: resource}
+	return store.Event{ID: audit.NewID("evt_"), Time: auditchain.Time(p.now), Action: action, Result: audit.ResultOK, Performer: performer, Resource: resource}
 }
 
 // differ records a difference, or returns true when it must be enforced.

@@ -117,7 +117,9 @@ var seqAt = func() int {
 }()
 
 // queueEvents queues the statement that appends events in the order given
-// and chains them; their own Seq and Hash are ignored. Queue them after the
+// and chains them; their own Seq and Hash are ignored, and their times are
+// auditchain.Time of them (whole microseconds in UTC, as timestamptz keeps
+// them), so that each reads back as it was hashed. Queue them after the
 // transaction's other writes, so that the lock on events_head, which makes
 // Seq and the chain follow commit order across every instance (THREATS
 // T72), is held as briefly as possible. Every write that audits appends
@@ -141,6 +143,8 @@ func queueEvents(b *pgx.Batch, events []store.Event) {
 		actorOf                             []int64
 	)
 	for i, e := range events {
+		// What timestamptz keeps, hashed as it reads back.
+		e.Time = auditchain.Time(e.Time)
 		id[i], at[i], request[i], action[i], result[i] = e.ID, timestamp(e.Time), e.RequestID, e.Action, e.Result
 		reason[i], detail[i], performer[i], onBehalf[i] = e.Reason, e.Detail, e.Performer, e.OnBehalf
 		client[i], audience[i], resource[i] = e.ClientID, e.Audience, e.Resource

@@ -150,12 +150,15 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Eve
 	return nil
 }
 
-// asStored is e as it reads back, so that its hash verifies: a list is kept
-// as a JSON array, and encoding/json replaces each invalid UTF-8 byte of
-// an item with U+FFFD. Strings, and the JSON values (Context,
+// asStored is e as it reads back, so that its hash verifies: its time is
+// auditchain.Time of it (whole microseconds in UTC; within a microsecond
+// after the zero time it reads back as no time); a list is kept as a JSON
+// array, and encoding/json replaces each invalid UTF-8 byte of an item
+// with U+FFFD. Strings, and the JSON values (Context,
 // AuthorizationDetails, Attributes: TEXT, never re-encoded), are kept byte
 // for byte; an empty JSON value reads back nil, which encodes the same.
 func asStored(e store.Event) store.Event {
+	e.Time = auditchain.Time(e.Time)
 	for _, l := range []*[]string{&e.Chain, &e.Scopes, &e.Requested} {
 		if validList(*l) {
 			continue
