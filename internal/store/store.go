@@ -241,14 +241,23 @@ type EventFilter struct {
 	DelegationID string
 	AgentVersion string
 	JTI          string
-	Since        time.Time
-	Until        time.Time
+	// IDs, when not empty, matches an event whose ID is one of them (at
+	// most MaxEventIDs). Only verifiers' records (Action "request") have
+	// unique ids; with Action "request" the stores answer it from their
+	// index of those ids.
+	IDs   []string
+	Since time.Time
+	Until time.Time
 	// BeforeSeq, when positive, returns only events with Seq < BeforeSeq
 	// (the pagination cursor).
 	BeforeSeq int64
 	// Limit caps the result; zero means 100.
 	Limit int
 }
+
+// MaxEventIDs is the most ids EventFilter.IDs may name; QueryEvents
+// refuses more.
+const MaxEventIDs = 1000
 
 // Batch is written in one transaction by Commit: the tokens a group of
 // requests issued and the audit events that record them.
