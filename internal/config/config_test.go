@@ -126,6 +126,11 @@ delegations: [{subject: user:sam, actor: agent:a, scopes: [x], expires: 2027-01-
 			want: []want{{"rate_limits.per_ip", "from 0 (no limit) to 100000"}}},
 		{name: "fail/rate-limit-nan", yaml: "rate_limits: {per_ip: .nan}\n",
 			want: []want{{"rate_limits.per_ip", "from 0 (no limit)"}}},
+		{name: "ok/ingest-per-reporter", yaml: "rate_limits: {ingest_per_reporter: 500}\n"},
+		{name: "fail/ingest-per-reporter-negative", yaml: "rate_limits: {ingest_per_reporter: -1}\n",
+			want: []want{{"rate_limits.ingest_per_reporter", "from 1 to 100000"}}},
+		{name: "fail/ingest-per-reporter-too-high", yaml: "rate_limits: {ingest_per_reporter: 1e6}\n",
+			want: []want{{"rate_limits.ingest_per_reporter", "from 1 to 100000"}}},
 		{name: "fail/publish-delay-negative", yaml: "tokens: {key_publish_delay: -5m}\n",
 			want: []want{{"tokens.key_publish_delay", "positive"}}},
 		{name: "fail/signing-alg", yaml: "tokens: {signing_alg: HS256}\n", want: []want{{"tokens.signing_alg", `"HS256"`}}},
@@ -290,6 +295,7 @@ func TestLoadSample(t *testing.T) {
 		},
 		Delegation: config.DelegationLimits{MaxDepth: 3},
 		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
+		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
 		IdentityProviders: []config.IdentityProvider{{
 			Issuer: "https://idp.example", JWKSURI: "https://idp.example/jwks", Audience: "mandate",
 			Algorithms: []string{"RS256", "ES256", "EdDSA"},
@@ -348,6 +354,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Delegation: config.DelegationLimits{MaxDepth: 4},
 		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
+		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
 		Source:     "empty.yaml",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {

@@ -200,6 +200,9 @@ func (c *Config) validateTokens(p *problems) {
 			p.add(r.field, "must be from 0 (no limit) to %d requests a second, is %v", MaxRate, r.v)
 		}
 	}
+	if v := c.RateLimits.IngestPerReporter; !(v >= 1 && v <= MaxRate) {
+		p.add("rate_limits.ingest_per_reporter", "must be from 1 to %d batches a second, is %v", MaxRate, v)
+	}
 	if d := c.Delegation.MaxDepth; d < 1 || d > MaxDepthLimit {
 		p.add("delegation.max_depth", "must be from 1 to %d, is %d", MaxDepthLimit, d)
 	}
