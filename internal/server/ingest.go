@@ -325,6 +325,7 @@ func decodeIngestRecord(raw json.RawMessage, now time.Time) (store.Event, string
 	var rec ingestRecord
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
+	dec.UseNumber() // context numbers are kept as sent
 	if err := dec.Decode(&rec); err != nil {
 		return store.Event{}, rec.ID, badRecord("record_malformed", "the record is not an object of the fields verify sends, with their types")
 	}
