@@ -48,6 +48,21 @@ const (
 	ActionRequest = "request"
 )
 
+// Attributes the server adds to a verifier's record ("request").
+const (
+	// ServerAttributePrefix starts the names of the attributes the server
+	// adds to a verifier's record: POST /audit/ingest refuses a record
+	// that brings one of its own, and verify.Attribute ignores them.
+	ServerAttributePrefix = "mandate."
+	// AttributeTokenMismatch flags a record whose jti names a token the
+	// server issued when the record says otherwise than that token about
+	// who acted, for whom or for which audience: its value names the
+	// fields that differ, among subject, chain, performed_by and audience
+	// (THREATS T101). The record is the reporter's word against the
+	// server's.
+	AttributeTokenMismatch = ServerAttributePrefix + "token_mismatch"
+)
+
 // Results.
 const (
 	ResultGranted = "granted"

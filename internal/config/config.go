@@ -269,6 +269,14 @@ type Agent struct {
 	// MaxDepth, when not 0, is the agent's own chain-depth limit (1 to 10);
 	// the tightest of all limits applies.
 	MaxDepth int `yaml:"max_depth"`
+	// Resources are the resource identifiers (token audiences, such as
+	// "https://expense.example") the client serves as a resource server.
+	// A client with the audit:report scope may forward verifiers' records
+	// to POST /audit/ingest only for these audiences and its own id; a
+	// record for another audience is refused. Optional (at most 64, each
+	// as an audience is written): without it a reporter reports for its
+	// own id only, as when the id is the audience.
+	Resources []string `yaml:"resources"`
 	// Disabled refuses the agent everywhere, in any chain.
 	Disabled bool `yaml:"disabled"`
 }
@@ -293,8 +301,8 @@ func (a Agent) JWKSJSON() (json.RawMessage, error) {
 
 // String never prints the secret.
 func (a Agent) String() string {
-	return fmt.Sprintf("{ID:%s Secret:%s SecretFile:%s JWKS:%t JWKSURI:%s Scopes:%v DelegateTo:%v MaxDepth:%d Disabled:%t}",
-		a.ID, redact(a.Secret), a.SecretFile, a.JWKS != nil, a.JWKSURI, a.Scopes, a.DelegateTo, a.MaxDepth, a.Disabled)
+	return fmt.Sprintf("{ID:%s Secret:%s SecretFile:%s JWKS:%t JWKSURI:%s Scopes:%v DelegateTo:%v MaxDepth:%d Resources:%v Disabled:%t}",
+		a.ID, redact(a.Secret), a.SecretFile, a.JWKS != nil, a.JWKSURI, a.Scopes, a.DelegateTo, a.MaxDepth, a.Resources, a.Disabled)
 }
 
 // GoString never prints the secret.

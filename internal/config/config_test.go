@@ -194,6 +194,13 @@ agents:
 			want: []want{{"agents[0].jwks_uri", "https"}}},
 		{name: "fail/delegate-to-self", yaml: "agents: [{id: agent:a, secret: 12345678, delegate_to: ['agent:a']}]\n",
 			want: []want{{"agents[0].delegate_to[0]", "itself"}}},
+		{name: "ok/agent-resources", yaml: "agents: [{id: rs:api, secret: 12345678, scopes: ['audit:report'], resources: ['https://api.example', 'rs:api-v2']}]\n"},
+		{name: "fail/agent-resource-with-space", yaml: "agents: [{id: rs:api, secret: 12345678, resources: ['https://api.example x']}]\n",
+			want: []want{{"agents[0].resources[0]", "white space"}}},
+		{name: "fail/agent-resource-empty", yaml: "agents: [{id: rs:api, secret: 12345678, resources: ['']}]\n",
+			want: []want{{"agents[0].resources[0]", "must not be empty"}}},
+		{name: "fail/agent-resource-twice", yaml: "agents: [{id: rs:api, secret: 12345678, resources: [a, b, a]}]\n",
+			want: []want{{"agents[0].resources[2]", "listed twice"}}},
 		{name: "fail/agent-depth", yaml: "agents: [{id: agent:a, secret: 12345678, max_depth: 11}]\n",
 			want: []want{{"agents[0].max_depth", "0 (no own limit) to 10"}}},
 

@@ -112,7 +112,7 @@ func (p *syncer) user(ctx context.Context, cu config.User) error {
 // toAgent converts a config agent to its stored form.
 func toAgent(ca config.Agent, now time.Time) (store.Agent, error) {
 	a := store.Agent{ID: ca.ID, JWKSURI: ca.JWKSURI, Scopes: ca.Scopes, DelegateTo: ca.DelegateTo,
-		MaxDepth: ca.MaxDepth, Disabled: ca.Disabled, CreatedAt: now, UpdatedAt: now}
+		MaxDepth: ca.MaxDepth, Resources: ca.Resources, Disabled: ca.Disabled, CreatedAt: now, UpdatedAt: now}
 	secret, err := ca.ResolveSecret()
 	if err != nil {
 		return a, fmt.Errorf("provision: %w", err)
@@ -154,6 +154,7 @@ func (p *syncer) agent(ctx context.Context, ca config.Agent) error {
 		{"scopes", sameSet(stored.Scopes, want.Scopes)},
 		{"delegate_to", sameSet(stored.DelegateTo, want.DelegateTo)},
 		{"max_depth", stored.MaxDepth == want.MaxDepth},
+		{"resources", sameSet(stored.Resources, want.Resources)},
 		{"disabled", stored.Disabled == want.Disabled},
 	} {
 		if !d.same {

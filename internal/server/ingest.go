@@ -137,12 +137,15 @@ func badRecord(reason, format string, args ...any) *recordError {
 // Each record is judged alone (THREATS T99, T100): one that is not well
 // formed (an unknown field, a time before 2000 or more than 5 minutes
 // ahead, a NUL or another control character, a field over its bound) is
-// refused and named in the answer with its index, id and reason, and the
-// others are stored. Times are stored as the log keeps them
-// (auditchain.Time). A record whose id the log already holds is skipped,
-// so that a verifier may resend a batch whose answer it never saw; the ids
-// are looked up once per batch, so a resent batch costs what a new one
-// does. The stored records and the record of the refused ones commit
+// refused (400) and named in the answer with its index, id and reason,
+// and so is one for an audience the reporter does not serve (403,
+// mayReport); the others are stored. A record whose jti names a token the
+// server issued is stored flagged (audit.AttributeTokenMismatch) when it
+// names another subject, chain, performer or audience than that token.
+// Times are stored as the log keeps them (auditchain.Time). A record whose
+// id the log already holds is skipped, so that a verifier may resend a
+// batch whose answer it never saw; the ids are looked up once per batch,
+// so a resent batch costs what a new one does. The stored records and the record of the refused ones commit
 // together; 503 when the log cannot be written, and nothing is stored.
 // A body that is not {"records": [...]} with 1 to 500 records is refused
 // whole (400).
@@ -175,6 +178,9 @@ func (s *Server) auditIngest(w http.ResponseWriter, r *http.Request) error {
 	now := s.cfg.Now()
 	for i, raw := range body.Records {
 		ev, id, rerr := decodeIngestRecord(raw, now)
+		if rerr == nil {
+			rerr = mayReport(client, ev)
+		}
 		if rerr != nil {
 			ans.Refused = append(ans.Refused, refusalOf(i, id, rerr))
 			continue
@@ -186,6 +192,9 @@ func (s *Server) auditIngest(w http.ResponseWriter, r *http.Request) error {
 		seen[ev.ID] = true
 		ev.ReportedBy = client.ID
 		events = append(events, ev)
+	}
+	if err := s.flagTokenMismatches(r, events); err != nil {
+		return oauth.Unavailable("store_unavailable", err)
 	}
 	refusal := s.refusedRecordsEvent(r, client.ID, len(body.Records), ans.Refused)
 	for attempt := 1; ; attempt++ {
@@ -214,6 +223,81 @@ func (s *Server) auditIngest(w http.ResponseWriter, r *http.Request) error {
 	ans.Accepted = len(events)
 	writeJSON(w, http.StatusOK, ans)
 	return nil
+}
+
+// mayReport refuses (403) a record for an audience the reporter does not
+// serve: a reporter reports only for its own client id and its resource
+// identifiers (store.Agent.Resources, the agent's resources in the
+// configuration), so that it cannot put words in another API's mouth
+// (THREATS T101).
+func mayReport(client store.Agent, ev store.Event) *recordError {
+	if ev.Audience != "" && (ev.Audience == client.ID || slices.Contains(client.Resources, ev.Audience)) {
+		return nil
+	}
+	return &recordError{status: http.StatusForbidden, reason: "audience_not_allowed",
+		description: "the client reports only for its own id and the resources it is registered for"}
+}
+
+// flagTokenMismatches checks each record whose jti names a token the
+// server issued against that token (one lookup per jti of the batch) and
+// adds audit.AttributeTokenMismatch to those that differ. A jti the store
+// does not know (another issuer's, or a token since collected) is not
+// checked; a store that cannot be read fails the batch.
+func (s *Server) flagTokenMismatches(r *http.Request, events []store.Event) error {
+	tokens := map[string]*store.IssuedToken{}
+	for i := range events {
+		ev := &events[i]
+		if ev.JTI == "" {
+			continue
+		}
+		tok, looked := tokens[ev.JTI]
+		if !looked {
+			t, err := s.cfg.Store.GetToken(r.Context(), ev.JTI)
+			switch {
+			case err == nil:
+				tok = &t
+			case !errors.Is(err, store.ErrNotFound):
+				return fmt.Errorf("look up token %q: %w", ev.JTI, err)
+			}
+			tokens[ev.JTI] = tok
+		}
+		if tok == nil {
+			continue
+		}
+		if differ := tokenMismatch(*tok, *ev); differ != "" {
+			attrs := map[string]string{}
+			if len(ev.Attributes) > 0 {
+				_ = json.Unmarshal(ev.Attributes, &attrs) // a map of strings, as event made it
+			}
+			attrs[audit.AttributeTokenMismatch] = differ
+			ev.Attributes, _ = json.Marshal(attrs)
+		}
+	}
+	return nil
+}
+
+// tokenMismatch names the fields of ev that differ from the token it
+// names, comma-separated; "" when none does.
+func tokenMismatch(tok store.IssuedToken, ev store.Event) string {
+	performer := tok.Subject
+	if len(tok.Chain) > 0 {
+		performer = tok.Chain[0]
+	}
+	var differ []string
+	for _, f := range []struct {
+		name string
+		same bool
+	}{
+		{"subject", ev.OnBehalf == tok.Subject},
+		{"chain", slices.Equal(ev.Chain, tok.Chain) || len(ev.Chain) == 0 && len(tok.Chain) == 0},
+		{"performed_by", ev.Performer == performer},
+		{"audience", ev.Audience == tok.Audience},
+	} {
+		if !f.same {
+			differ = append(differ, f.name)
+		}
+	}
+	return strings.Join(differ, ",")
 }
 
 // withoutHeld returns events without those whose id the log already holds
@@ -378,8 +462,8 @@ func (rec ingestRecord) event(now time.Time) (store.Event, *recordError) {
 		if k == "" || len(k) > maxIngestAttrKey || len(v) > maxIngestAttrVal {
 			return store.Event{}, badRecord("field_too_long", "attribute names are 1 to %d bytes, values at most %d", maxIngestAttrKey, maxIngestAttrVal)
 		}
-		if strings.HasPrefix(k, ServerAttributePrefix) {
-			return store.Event{}, badRecord("attribute_reserved", "attribute names starting with %q are the server's", ServerAttributePrefix)
+		if strings.HasPrefix(k, audit.ServerAttributePrefix) {
+			return store.Event{}, badRecord("attribute_reserved", "attribute names starting with %q are the server's", audit.ServerAttributePrefix)
 		}
 		if err := checkText("attributes", k+v, maxIngestAttrKey+maxIngestAttrVal); err != nil {
 			return store.Event{}, err
@@ -402,12 +486,6 @@ func (rec ingestRecord) event(now time.Time) (store.Event, *recordError) {
 	}
 	return ev, nil
 }
-
-// ServerAttributePrefix starts the names of the attributes the server
-// adds to a verifier's record (such as the token mismatch flag); a
-// record that brings one of its own is refused, and verify.Attribute
-// ignores them.
-const ServerAttributePrefix = "mandate."
 
 // checkText refuses a field longer than max bytes, or holding a NUL or
 // another control character (U+0000 to U+001F, U+007F): verify escapes

@@ -211,7 +211,8 @@ func TestIngestRateLimited(t *testing.T) {
 	clock := time.Now()
 	h := newHarnessEdited(t, openSQLite, func() time.Time { return clock }, func(c *config.Config) {
 		c.RateLimits.IngestPerReporter = 1 // bursts of 2
-		c.Agents = append(c.Agents, config.Agent{ID: "rs:other", Secret: "rs-other-secret", Scopes: []string{"audit:report"}})
+		c.Agents = append(c.Agents, config.Agent{ID: "rs:other", Secret: "rs-other-secret", Scopes: []string{"audit:report"},
+			Resources: []string{"https://expense.example"}})
 	})
 	body := func(n int) any { return map[string]any{"records": []any{ingestRecord(n, clock)}} }
 	for n := range 2 {

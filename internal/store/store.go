@@ -60,7 +60,12 @@ type Agent struct {
 	// DelegateTo lists the agents it may hand its delegation on to.
 	DelegateTo []string
 	// MaxDepth, when positive, caps the chain length of tokens it acts in.
-	MaxDepth  int
+	MaxDepth int
+	// Resources are the resource identifiers (token audiences) the client
+	// serves as a resource server, besides its own ID: as a reporter
+	// (audit:report) it may forward verifiers' records for these
+	// audiences only.
+	Resources []string
 	Disabled  bool
 	CreatedAt time.Time
 	UpdatedAt time.Time
