@@ -154,12 +154,14 @@ func (s *Server) auditIngest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Before anything is recorded: a client without the scope is held to
+	// the rate too, so that its refusals cannot flood the log.
+	if err := s.admitReporter(r, client.ID); err != nil {
+		return err
+	}
 	if !slices.Contains(client.Scopes, ScopeAuditReport) {
 		return s.refuseIngest(r, client.ID, &oauth.Error{Code: oauth.ErrAccessDenied, Status: http.StatusForbidden,
 			Reason: "audit_report_not_allowed", Description: "the client may not report audit records: it lacks the " + ScopeAuditReport + " scope"})
-	}
-	if err := s.admitReporter(r, client.ID); err != nil {
-		return err
 	}
 	var body struct {
 		Records []json.RawMessage `json:"records"`
@@ -325,9 +327,10 @@ func (s *Server) withoutHeld(r *http.Request, events []store.Event) ([]store.Eve
 	return out, len(ids) - len(out), nil
 }
 
-// admitReporter applies the reporter's rate (Config.IngestLimit): beyond
-// it the call is answered 429 with Retry-After, recorded at most once a
-// second per reporter with the count of its refusals.
+// admitReporter applies the rate of an authenticated client at
+// /audit/ingest (Config.IngestLimit): beyond it the call is answered 429
+// with Retry-After, recorded at most once a second per client with the
+// count of its refusals.
 func (s *Server) admitReporter(r *http.Request, clientID string) error {
 	if l := s.cfg.IngestLimit; l == nil || l.Allow(clientID) {
 		return nil
