@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -40,7 +38,9 @@ const maxResponse = 64 << 10
 // Config configures a Client. TokenURL and ClientID are required, and one
 // credential: ClientSecret, or Key for private_key_jwt.
 type Config struct {
-	// TokenURL is the authorization server's token endpoint.
+	// TokenURL is the authorization server's token endpoint: https, or
+	// plain http to a loopback host (localhost, 127.0.0.0/8, ::1). New
+	// refuses plain http to any other host.
 	TokenURL string
 	// ClientID is the agent's client_id, e.g. "agent:infrabot".
 	ClientID string
@@ -55,7 +55,9 @@ type Config struct {
 	// as TokenURL without its path.
 	Audience string
 	// HTTPClient sends the token requests; default: a client with a 10 s
-	// timeout.
+	// timeout. The Client uses a copy of it that never follows a redirect,
+	// so that the client secret and the person's token go to TokenURL and
+	// nowhere else; a redirect is an error.
 	HTTPClient *http.Client
 	// RefreshBefore renews a cached token this long before it expires;
 	// default DefaultRefreshBefore.
@@ -68,6 +70,19 @@ type Config struct {
 	// characters of A-Z a-z 0-9 . _ + -; New refuses anything else. It is
 	// the agent's own claim and grants nothing. Default: none is sent.
 	Version string
+	// Origins maps the audience of a Request (or its resource, when it
+	// has no audience) to the origin, scheme://host[:port], of the API
+	// that accepts its tokens: Transport sends the token to that origin
+	// only. An audience that is an http(s) URL needs no entry, its own
+	// scheme, host and port are its origin; an entry for it overrides
+	// that. An audience that is not a URL, such as an agent id
+	// ("agent:cleanup_agent"), needs an entry, or Transport refuses it.
+	// New refuses an entry that is not an origin, or that is plain http
+	// to a host that is not loopback.
+	Origins map[string]string
+	// CacheSize bounds how many tokens the Client keeps; beyond it the
+	// least recently used leaves. Default DefaultCacheSize.
+	CacheSize int
 }
 
 // Request is one token exchange: the person's token and what the agent
@@ -114,20 +129,19 @@ func (e *Error) Error() string {
 }
 
 // Client gets and caches tokens. It is safe for concurrent use; concurrent
-// requests for the same token share one exchange.
+// requests for the same token share one exchange. It keeps at most
+// Config.CacheSize tokens, each until RefreshBefore ahead of its expiry,
+// under an HMAC of its request rather than the person's token itself.
 type Client struct {
-	cfg   Config
-	mu    sync.Mutex
-	cache map[string]*entry
+	cfg         Config
+	origins     map[string]origin // Config.Origins, parsed
+	cacheSecret [32]byte          // keys the HMAC that names cache entries
+	mu          sync.Mutex
+	cache       *tokenCache
 }
 
-type entry struct {
-	ready chan struct{}
-	tok   *Token
-	err   error
-}
-
-// New checks cfg and returns a Client.
+// New checks cfg and returns a Client. It refuses plain http to a host
+// that is not loopback, for TokenURL and for every entry of Origins.
 func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(cfg.TokenURL)
 	switch {
@@ -142,11 +156,30 @@ func New(cfg Config) (*Client, error) {
 	case !validVersion(cfg.Version):
 		return nil, errors.New("agent: Version must be at most 64 characters of A-Z a-z 0-9 . _ + -")
 	}
+	if err := checkScheme("TokenURL", u); err != nil {
+		return nil, err
+	}
+	origins := make(map[string]origin, len(cfg.Origins))
+	for aud, raw := range cfg.Origins {
+		o, err := parseOrigin(fmt.Sprintf("Origins[%q]", aud), raw)
+		if err != nil {
+			return nil, err
+		}
+		origins[aud] = o
+	}
 	if cfg.Audience == "" {
 		cfg.Audience = u.Scheme + "://" + u.Host
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	hc := http.Client{Timeout: 10 * time.Second}
+	if cfg.HTTPClient != nil {
+		hc = *cfg.HTTPClient
+	}
+	// A redirected token request would re-post the client credentials
+	// and the person's token (307, 308) to wherever it points.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.HTTPClient = &hc
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = DefaultCacheSize
 	}
 	if cfg.RefreshBefore <= 0 {
 		cfg.RefreshBefore = DefaultRefreshBefore
@@ -154,7 +187,11 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Client{cfg: cfg, cache: make(map[string]*entry)}, nil
+	c := &Client{cfg: cfg, origins: origins, cache: newTokenCache(cfg.CacheSize)}
+	if _, err := rand.Read(c.cacheSecret[:]); err != nil {
+		return nil, fmt.Errorf("agent: cache key: %w", err)
+	}
+	return c, nil
 }
 
 // validVersion reports whether v is an agent_version the server accepts
@@ -235,63 +272,6 @@ func addTarget(form url.Values, audience, resource string, scopes []string, reqC
 	return nil
 }
 
-// cached answers from the cache or runs one request for all concurrent
-// callers with the same form.
-func (c *Client) cached(ctx context.Context, form url.Values) (*Token, error) {
-	key := cacheKey(form)
-	c.mu.Lock()
-	if e, ok := c.cache[key]; ok {
-		select {
-		case <-e.ready:
-			if e.err == nil && c.cfg.Now().Add(c.cfg.RefreshBefore).Before(e.tok.ExpiresAt) {
-				c.mu.Unlock()
-				return e.tok, nil
-			}
-		default:
-			c.mu.Unlock()
-			return wait(ctx, e)
-		}
-	}
-	e := &entry{ready: make(chan struct{})}
-	c.cache[key] = e
-	c.mu.Unlock()
-
-	e.tok, e.err = c.request(ctx, form)
-	if e.err != nil {
-		c.mu.Lock()
-		if c.cache[key] == e {
-			delete(c.cache, key)
-		}
-		c.mu.Unlock()
-	}
-	close(e.ready)
-	return e.tok, e.err
-}
-
-func wait(ctx context.Context, e *entry) (*Token, error) {
-	select {
-	case <-e.ready:
-		return e.tok, e.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// cacheKey hashes the form, so that tokens are not kept under keys that
-// hold them.
-func cacheKey(form url.Values) string {
-	keys := make([]string, 0, len(form))
-	for k := range form {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		fmt.Fprintf(h, "%d:%s=%d:%s;", len(k), k, len(form.Get(k)), form.Get(k))
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 func (c *Client) request(ctx context.Context, form url.Values) (*Token, error) {
 	form.Set("client_id", c.cfg.ClientID)
 	if c.cfg.Version != "" {
@@ -319,6 +299,9 @@ func (c *Client) request(ctx context.Context, form url.Values) (*Token, error) {
 		return nil, fmt.Errorf("agent: token request: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, fmt.Errorf("agent: the token endpoint redirected (%d to %.200q); token requests never follow redirects, set TokenURL to the endpoint itself", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
 		return nil, fmt.Errorf("agent: token response: %w", err)
@@ -373,34 +356,4 @@ func (c *Client) assertion() (string, error) {
 		return "", fmt.Errorf("agent: assertion: %w", err)
 	}
 	return s, nil
-}
-
-// Transport returns a RoundTripper that sends every request through base
-// (http.DefaultTransport when nil) with the token for req as its bearer,
-// exchanging or renewing it as needed.
-func (c *Client) Transport(base http.RoundTripper, req Request) http.RoundTripper {
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	return &transport{client: c, base: base, req: req}
-}
-
-type transport struct {
-	client *Client
-	base   http.RoundTripper
-	req    Request
-}
-
-// RoundTrip implements http.RoundTripper; it does not modify r.
-func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	tok, err := t.client.Exchange(r.Context(), t.req)
-	if err != nil {
-		if r.Body != nil {
-			_ = r.Body.Close()
-		}
-		return nil, err
-	}
-	r2 := r.Clone(r.Context())
-	r2.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	return t.base.RoundTrip(r2)
 }

@@ -238,11 +238,13 @@ func TestTransportToVerifiedAPI(t *testing.T) {
 		fmt.Fprintf(w, "%s for %s", p.PerformedBy(), p.OnBehalfOf())
 	}))))
 	defer api.Close()
-	c, err := agent.New(agent.Config{TokenURL: m.url + "/token", ClientID: "agent:infrabot", ClientSecret: "infrabot-secret"})
+	// The audience names the service; here it is served on loopback.
+	c, err := agent.New(agent.Config{TokenURL: m.url + "/token", ClientID: "agent:infrabot", ClientSecret: "infrabot-secret",
+		Origins: map[string]string{"https://deploy.example": api.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &http.Client{Transport: c.Transport(nil, agent.Request{
+	hc := &http.Client{Transport: transport(t, c, nil, agent.Request{
 		SubjectToken: m.samToken(t), Audience: "https://deploy.example", Scopes: []string{"deploy:create"},
 	})}
 	resp, err := hc.Get(api.URL)
@@ -255,7 +257,7 @@ func TestTransportToVerifiedAPI(t *testing.T) {
 		t.Fatalf("API answered %d %q", resp.StatusCode, body)
 	}
 	// The transport surfaces a refusal as an error, without calling the API.
-	bad := &http.Client{Transport: c.Transport(nil, agent.Request{SubjectToken: "garbage", Audience: "https://deploy.example"})}
+	bad := &http.Client{Transport: transport(t, c, nil, agent.Request{SubjectToken: "garbage", Audience: "https://deploy.example"})}
 	if _, err := bad.Get(api.URL); err == nil {
 		t.Fatal("a refused exchange still reached the API")
 	}

@@ -21,13 +21,20 @@ func ExampleClient_Transport() {
 		fmt.Println(err)
 		return
 	}
-	deployAPI := &http.Client{Transport: c.Transport(nil, agent.Request{
+	// The token goes to https://deploy.example only: not to another
+	// host, port or scheme, even when the API redirects there.
+	rt, err := c.Transport(nil, agent.Request{
 		SubjectToken:     "the person's token",
 		SubjectTokenType: agent.TokenTypeAccessToken,
 		Audience:         "https://deploy.example",
 		Scopes:           []string{"deploy:create"},
 		Context:          map[string]any{"environment": "prod", "trigger": "ci_pipeline"},
-	})}
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	deployAPI := &http.Client{Transport: rt}
 	_ = deployAPI // deployAPI.Post("https://deploy.example/deployments", ...)
 	fmt.Println("ready")
 	// Output: ready

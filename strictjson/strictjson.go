@@ -17,6 +17,20 @@ var (
 	ErrInvalid         = errors.New("strictjson: invalid JSON")
 )
 
+// MemberError is the error Check returns for a member name that repeats an
+// earlier one of the same object, exactly or in another case. It wraps
+// ErrDuplicateMember. Name is the repeating name as sent (after JSON
+// unescaping), cut to 32 bytes.
+type MemberError struct {
+	Name string
+}
+
+// Error implements error.
+func (e *MemberError) Error() string { return fmt.Sprintf("%v: %q", ErrDuplicateMember, e.Name) }
+
+// Unwrap returns ErrDuplicateMember.
+func (e *MemberError) Unwrap() error { return ErrDuplicateMember }
+
 // DefaultMaxDepth is the nesting bound used when Check is given zero.
 const DefaultMaxDepth = 32
 
@@ -174,7 +188,7 @@ func stringValue(quoted []byte, escaped bool) ([]byte, error) {
 // addName records a member name of the object f, refusing a duplicate under
 // case folding.
 func addName(f *frame, names [][]byte, name []byte) ([][]byte, error) {
-	dup := func() error { return fmt.Errorf("%w: %q", ErrDuplicateMember, truncate(string(name))) }
+	dup := func() error { return &MemberError{Name: truncate(string(name))} }
 	if f.set != nil {
 		folded := string(bytes.ToLower(name))
 		if _, ok := f.set[folded]; ok {

@@ -88,3 +88,40 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// TestMemberErrorNamesTheMember: a repeated member is reported as a
+// *MemberError naming the second occurrence as sent (unescaped), so that a
+// caller can tell its client which member to fix.
+func TestMemberErrorNamesTheMember(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{name: "fail/duplicate", in: `{"sub":"alice","sub":"admin"}`, want: "sub"},
+		{name: "fail/case-variant", in: `{"sub":"alice","SUB":"admin"}`, want: "SUB"},
+		{name: "fail/escaped", in: `{"a":1,"\u0041":2}`, want: "A"},
+		{name: "fail/nested-large-object", in: `{"o":{` + manyMembers(20) + `,"M3":0}}`, want: "M3"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Check([]byte(tc.in), 0)
+			var me *MemberError
+			if !errors.As(err, &me) || !errors.Is(err, ErrDuplicateMember) {
+				t.Fatalf("err = %v, want a *MemberError wrapping ErrDuplicateMember", err)
+			}
+			if me.Name != tc.want {
+				t.Errorf("Name = %q, want %q", me.Name, tc.want)
+			}
+		})
+	}
+}
+
+// manyMembers is n members "m0" to "m<n-1>", comma-separated.
+func manyMembers(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf(`"m%d":%d`, i, i)
+	}
+	return strings.Join(parts, ",")
+}

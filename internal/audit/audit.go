@@ -7,8 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -193,9 +197,11 @@ func (r *Recorder) RecordAll(ctx context.Context, evs []Event, tokens ...store.I
 	}
 }
 
-// Stamp gives ev an ID and a time if it has none, and makes its time what
-// the log keeps (auditchain.Time: whole microseconds in UTC), so that the
-// record is hashed as it reads back.
+// Stamp gives ev an ID and a time if it has none, makes its time what the
+// log keeps (auditchain.Time: whole microseconds in UTC), so that the
+// record is hashed as it reads back, and bounds its text (Bound). Every
+// record a Recorder writes is stamped, and so is every record a caller
+// commits itself with a change (the admin API's).
 func (r *Recorder) Stamp(ev *Event) {
 	if ev.ID == "" {
 		ev.ID = NewID("evt_")
@@ -204,6 +210,65 @@ func (r *Recorder) Stamp(ev *Event) {
 		ev.Time = r.now()
 	}
 	ev.Time = auditchain.Time(ev.Time)
+	Bound(ev)
+}
+
+// MaxFieldBytes bounds each text field of a record, and each item of its
+// lists: a URL path, an audience or a client_id is what a caller sent, and
+// anyone can send 60 KB of it. The limits before the log (form, scope,
+// context and client_id limits, the checks of POST /audit/ingest) keep the
+// other fields under it; the JSON fields (context, attributes,
+// authorization_details) are bounded there.
+const MaxFieldBytes = 1024
+
+// Bound makes every text field of ev, and every item of its lists, one a
+// store keeps as given: valid UTF-8 without NUL, each invalid byte and NUL
+// written as U+FFFD (PostgreSQL text holds neither, and a record it
+// refuses fails every request committed with it), and at most
+// MaxFieldBytes of the value, cut at a character and followed by
+// "…[N bytes]" with the size it had. A value within the bounds is kept
+// exactly as it was; the JSON fields are left as they are.
+func Bound(ev *Event) {
+	for _, f := range []*string{
+		&ev.ID, &ev.RequestID, &ev.Action, &ev.Result, &ev.Reason, &ev.Detail, &ev.Performer, &ev.OnBehalf,
+		&ev.ClientID, &ev.Audience, &ev.Resource, &ev.DelegationID, &ev.JTI, &ev.ParentJTI, &ev.AgentVersion,
+		&ev.Operation, &ev.ReportedBy,
+	} {
+		*f = boundText(*f)
+	}
+	for _, l := range []*[]string{&ev.Chain, &ev.Scopes, &ev.Requested} {
+		cloned := false
+		for i, v := range *l {
+			if b := boundText(v); b != v {
+				if !cloned {
+					*l, cloned = slices.Clone(*l), true // the caller's array is left as it was
+				}
+				(*l)[i] = b
+			}
+		}
+	}
+}
+
+// boundText is s as Bound keeps it.
+func boundText(s string) string {
+	if len(s) <= MaxFieldBytes && utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	// Each invalid byte, and NUL, becomes U+FFFD.
+	kept := strings.Map(func(r rune) rune {
+		if r == 0 {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
+	if len(kept) <= MaxFieldBytes {
+		return kept
+	}
+	n := MaxFieldBytes
+	for n > 0 && !utf8.RuneStart(kept[n]) {
+		n--
+	}
+	return kept[:n] + "…[" + strconv.Itoa(len(s)) + " bytes]"
 }
 
 // Close writes what is queued and stops the Recorder.

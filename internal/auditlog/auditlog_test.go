@@ -188,6 +188,23 @@ func TestCheckpointNotes(t *testing.T) {
 			t.Errorf("note %d: %+v, %v", i, got, err)
 		}
 	}
+	// A witness file must hold a checkpoint: an empty or wrong file where
+	// one was named is not a pass.
+	for _, tc := range []struct {
+		name, data string
+		want       int
+		err        error
+	}{
+		{name: "fail/empty", err: auditlog.ErrNoCheckpoint},
+		{name: "fail/no-note", data: "junk\n\nmore junk\n", err: auditlog.ErrNoCheckpoint},
+		{name: "ok/two-notes", data: msg + msg2, want: 2},
+		{name: "ok/torn-note", data: msg[:len(msg)-20], want: 1}, // Open names it
+	} {
+		got, err := auditlog.WitnessNotes(tc.data)
+		if len(got) != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("%s: WitnessNotes = %d notes, %v; want %d, %v", tc.name, len(got), err, tc.want, tc.err)
+		}
+	}
 }
 
 // TestVerifierKey derives the same verifier key GenerateKey gives.

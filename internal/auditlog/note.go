@@ -113,6 +113,23 @@ func parse(text string) (Checkpoint, error) {
 	return c, nil
 }
 
+// ErrNoCheckpoint is the error of WitnessNotes for a witness file that
+// holds no checkpoint.
+var ErrNoCheckpoint = errors.New("auditlog: the witness file holds no checkpoint")
+
+// WitnessNotes returns the checkpoint notes of a witness file, as
+// SplitNotes splits them. A file that holds none is ErrNoCheckpoint: a
+// log checked against it would be checked against nothing, and an empty
+// or wrong file where a witness was named is itself something to look
+// into, not a pass.
+func WitnessNotes(data string) ([]string, error) {
+	notes := SplitNotes(data)
+	if len(notes) == 0 {
+		return nil, ErrNoCheckpoint
+	}
+	return notes, nil
+}
+
 // SplitNotes splits a witness file (signed notes, one after another) into
 // its notes. A note starts with the checkpoint header line; anything before
 // the first one is ignored.

@@ -19,6 +19,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/termsafe"
 )
 
 // maxExportLine bounds one record of an exported log.
@@ -49,7 +50,8 @@ checkpoint (a cut-off tail, an older log swapped in, or a re-hashed forgery is c
 
 The log comes from --config (the store), --server (a running server) or --file (an
 export). Checkpoints come from the same place and from --witness (the witness file,
-kept outside the database) or --checkpoints (a saved GET /audit/checkpoints answer).
+kept outside the database; one that holds no checkpoint fails) or --checkpoints (a
+saved GET /audit/checkpoints answer).
 Pin the checkpoint key with --key: a key read from the log's own store or server only
 proves that whoever controls them signed. Exit status 1 when the log fails.`,
 		Args: cobra.NoArgs,
@@ -66,9 +68,9 @@ proves that whoever controls them signed. Exit status 1 when the log fails.`,
 				fmt.Fprintf(stdout, "audit log OK: %d records, %d signed checkpoints matched, root %s\n",
 					res.Records, res.Checkpoints, base64.StdEncoding.EncodeToString(res.Root[:]))
 			} else if res.FirstBad > 0 {
-				fmt.Fprintf(stdout, "audit log FAILED at record %d: %s\n", res.FirstBad, res.Problem)
+				fmt.Fprintf(stdout, "audit log FAILED at record %d: %s\n", res.FirstBad, termsafe.String(res.Problem))
 			} else {
-				fmt.Fprintf(stdout, "audit log FAILED: %s\n", res.Problem)
+				fmt.Fprintf(stdout, "audit log FAILED: %s\n", termsafe.String(res.Problem))
 			}
 			if !res.OK() {
 				return &exitError{code: 1, err: fmt.Errorf("audit log does not verify (first bad record %d)", res.FirstBad)}
@@ -361,7 +363,11 @@ func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
 			}
 			continue
 		}
-		notes = append(notes, auditlog.SplitNotes(string(b))...)
+		witnessed, err := auditlog.WitnessNotes(string(b))
+		if err != nil {
+			return auditlog.Result{Problem: fmt.Sprintf("the witness file %s holds no checkpoint: it is empty, cut short or not a witness file", path)}, nil
+		}
+		notes = append(notes, witnessed...)
 	}
 	key := f.key
 	if key == "" {

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mandate-dev/mandate/internal/termsafe"
 )
 
 // exitError carries an exit code other than 1.
@@ -29,12 +32,27 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(stderr, "mandate:", err)
+	fmt.Fprintln(stderr, "mandate:", strings.Join(errorLines(err), "\n"))
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
 	}
 	return 1
+}
+
+// errorLines is err as the lines of its message: a message may quote what
+// a file, a store or a server held, so each line is escaped (termsafe) and
+// a line break inside a message is too; the errors of errors.Join (every
+// problem of a configuration) each start a line.
+func errorLines(err error) []string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var lines []string
+		for _, e := range j.Unwrap() {
+			lines = append(lines, errorLines(e)...)
+		}
+		return lines
+	}
+	return []string{termsafe.String(err.Error())}
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {

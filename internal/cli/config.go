@@ -9,6 +9,7 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/provision"
+	"github.com/mandate-dev/mandate/internal/termsafe"
 )
 
 func newConfigCmd(stdout io.Writer) *cobra.Command {
@@ -17,12 +18,22 @@ func newConfigCmd(stdout io.Writer) *cobra.Command {
 	check := &cobra.Command{
 		Use:   "check",
 		Short: "Validate the file and report every problem",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			if _, err := config.Load(path); err != nil {
+		Long: `Validate the file and report every problem; exit 1 when it is invalid.
+
+Warnings do not fail the check: what is allowed but probably not meant, and
+every file that holds a secret (the configuration itself when a secret is
+written in it, a secret or password file, the SQLite database, which holds
+the signing keys) that group or others may read, with the chmod that fixes it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintln(stdout, path+": ok")
+			for _, w := range append(cfg.Warnings(), cfg.ReadableSecrets()...) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", termsafe.String(w.Error()))
+			}
+			fmt.Fprintln(stdout, termsafe.String(path)+": ok")
 			return nil
 		},
 	}
@@ -47,13 +58,13 @@ stored records that differ from the file, each change audited.`,
 			defer s.Close()
 			report, err := provision.Sync(cmd.Context(), s, cfg, true, time.Now())
 			for _, c := range report.Created {
-				fmt.Fprintln(stdout, "created", c)
+				fmt.Fprintln(stdout, "created", termsafe.String(c))
 			}
 			for _, u := range report.Updated {
-				fmt.Fprintln(stdout, "updated", u)
+				fmt.Fprintln(stdout, "updated", termsafe.String(u))
 			}
 			if err == nil && len(report.Created)+len(report.Updated) == 0 {
-				fmt.Fprintln(stdout, "the store already matches", path)
+				fmt.Fprintln(stdout, "the store already matches", termsafe.String(path))
 			}
 			return err
 		},

@@ -29,6 +29,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/server"
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/termsafe"
 	"github.com/mandate-dev/mandate/verify"
 )
 
@@ -159,7 +160,7 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 			return fmt.Errorf("demo: %w", err)
 		}
 		defer logFile.Close()
-		logger = slog.New(slog.NewJSONHandler(logFile, nil))
+		logger = newLogger(logFile)
 	}
 	app, err := Build(ctx, cfg, logger)
 	if err != nil {
@@ -312,8 +313,10 @@ func (d *demo) say(format string, args ...any) {
 	fmt.Fprintf(d.out, "\n%2d. %s\n", d.step, fmt.Sprintf(format, args...))
 }
 
+// result prints an outcome; what the server and the APIs answered is
+// escaped (termsafe).
 func (d *demo) result(format string, args ...any) {
-	fmt.Fprintf(d.out, "    -> %s\n", fmt.Sprintf(format, args...))
+	fmt.Fprintf(d.out, "    -> %s\n", termsafe.String(fmt.Sprintf(format, args...)))
 }
 
 // signIn gets a person's own token (the admin API stands in for sign-in).

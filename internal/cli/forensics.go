@@ -18,6 +18,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/forensics"
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/termsafe"
 )
 
 // queryFlags are the filters of `mandate audit query` and the window of the
@@ -283,7 +284,10 @@ func jsonLines[T any](w io.Writer, vs []T) error {
 	return nil
 }
 
-// printEvents writes events as the table or as JSON lines.
+// printEvents writes events as the table or as JSON lines. Every value
+// in a table is escaped (termsafe): a caller's newline, tab, escape
+// sequence or bidi control cannot start a row, shift a column or rewrite
+// the terminal (THREATS T85).
 func printEvents(w io.Writer, evs []store.Event, asJSON bool) error {
 	if asJSON {
 		return jsonLines(w, evs)
@@ -292,21 +296,22 @@ func printEvents(w io.Writer, evs []store.Event, asJSON bool) error {
 	fmt.Fprintln(tw, "TIME\tACTION\tPERFORMED BY\tON BEHALF OF\tRESOURCE\tRESULT\tREPORTED BY")
 	for _, ev := range evs {
 		action, resource, result := row(ev)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format("2006-01-02 15:04:05.000"), action,
-			dash(ev.Performer), dash(ev.OnBehalf), dash(resource), result, dash(forensics.ReportedBy(ev)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format("2006-01-02 15:04:05.000"), cell(action),
+			cell(ev.Performer), cell(ev.OnBehalf), cell(resource), cell(result), cell(forensics.ReportedBy(ev)))
 	}
 	return tw.Flush()
 }
 
-func dash(s string) string {
+// cell is a value as a table shows it: escaped, and "-" when empty.
+func cell(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return termsafe.String(s)
 }
 
 func printActivity(w io.Writer, a forensics.Activity) error {
-	fmt.Fprintf(w, "Everything %s did (%d records)\n\n", a.Agent, len(a.Events))
+	fmt.Fprintf(w, "Everything %s did (%d records)\n\n", termsafe.String(a.Agent), len(a.Events))
 	if err := printEvents(w, a.Events, false); err != nil {
 		return err
 	}
@@ -314,7 +319,7 @@ func printActivity(w io.Writer, a forensics.Activity) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ON BEHALF OF\tTOKENS\tAPI REQUESTS\tREFUSED\tAPI REPORTED BY")
 	for _, s := range a.For {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", s.Subject, s.Tokens, s.Requests, s.Refused, dash(strings.Join(s.ReportedBy, ", ")))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", cell(s.Subject), s.Tokens, s.Requests, s.Refused, cells(s.ReportedBy, ", "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -324,15 +329,15 @@ func printActivity(w io.Writer, a forensics.Activity) error {
 	fmt.Fprintln(tw, "TIME\tACTION\tON BEHALF OF\tREASON\tWHY")
 	for _, ev := range a.Refusals {
 		action, _, _ := row(ev)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format("2006-01-02 15:04:05.000"), action, dash(ev.OnBehalf),
-			dash(ev.Reason), dash(ev.Detail))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format("2006-01-02 15:04:05.000"), cell(action), cell(ev.OnBehalf),
+			cell(ev.Reason), cell(ev.Detail))
 	}
 	return tw.Flush()
 }
 
 func printApprovals(w io.Writer, resource string, aps []forensics.Approval) error {
 	if len(aps) == 0 {
-		fmt.Fprintf(w, "no record names %s\n", resource)
+		fmt.Fprintf(w, "no record names %s\n", termsafe.String(resource))
 		return nil
 	}
 	for i, ap := range aps {
@@ -341,34 +346,56 @@ func printApprovals(w io.Writer, resource string, aps []forensics.Approval) erro
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "%s  %s %s: %s\n", ev.Time.UTC().Format(time.RFC3339Nano), action, resource, result)
-		fmt.Fprintf(w, "  on behalf of  %s\n", dash(ev.OnBehalf))
-		fmt.Fprintf(w, "  performed by  %s\n", dash(ev.Performer))
+		fmt.Fprintf(w, "%s  %s %s: %s\n", ev.Time.UTC().Format(time.RFC3339Nano), cell(action), cell(resource), cell(result))
+		fmt.Fprintf(w, "  on behalf of  %s\n", cell(ev.OnBehalf))
+		fmt.Fprintf(w, "  performed by  %s\n", cell(ev.Performer))
 		if len(ev.Chain) > 0 {
-			fmt.Fprintf(w, "  chain         %s\n", strings.Join(ev.Chain, " <- "))
+			fmt.Fprintf(w, "  chain         %s\n", cells(ev.Chain, " <- "))
+		}
+		if ev.Audience != "" && ev.ReportedBy == "" {
+			fmt.Fprintf(w, "  audience      %s\n", cell(ev.Audience))
+		}
+		if len(ev.Context) > 0 {
+			fmt.Fprintf(w, "  context       %s\n", termsafe.JSON(ev.Context))
 		}
 		if len(ev.Attributes) > 0 {
-			fmt.Fprintf(w, "  attributes    %s\n", ev.Attributes)
+			fmt.Fprintf(w, "  attributes    %s\n", termsafe.JSON(ev.Attributes))
 		}
 		if ev.ReportedBy != "" {
-			fmt.Fprintf(w, "  reported by   %s (at %s)\n", forensics.ReportedBy(ev), dash(ev.Audience))
+			fmt.Fprintf(w, "  reported by   %s (at %s)\n", cell(forensics.ReportedBy(ev)), cell(ev.Audience))
 		}
 		if ev.JTI != "" {
-			fmt.Fprintf(w, "  token         %s\n", ev.JTI)
+			fmt.Fprintf(w, "  token         %s\n", cell(ev.JTI))
 		}
 		for _, t := range ap.Authority {
-			line := fmt.Sprintf("  authority     %s %s: %s for %s, scopes %s", t.Time.UTC().Format(time.RFC3339), t.Action,
-				dash(t.ClientID), dash(t.OnBehalf), dash(strings.Join(t.Scopes, " ")))
+			line := fmt.Sprintf("  authority     %s %s: %s for %s, scopes %s", t.Time.UTC().Format(time.RFC3339), cell(t.Action),
+				cell(t.ClientID), cell(t.OnBehalf), cells(t.Scopes, " "))
 			if t.DelegationID != "" {
-				line += ", delegation " + t.DelegationID
+				line += ", delegation " + cell(t.DelegationID)
 			}
 			if len(t.AuthorizationDetails) > 0 {
-				line += ", authorization_details " + string(t.AuthorizationDetails)
+				line += ", authorization_details " + termsafe.JSON(t.AuthorizationDetails)
+			}
+			if len(t.Context) > 0 {
+				line += ", context " + termsafe.JSON(t.Context)
 			}
 			fmt.Fprintln(w, line)
 		}
 	}
 	return nil
+}
+
+// cells is a list as a table shows it: each item escaped, joined by sep,
+// and "-" when empty.
+func cells(l []string, sep string) string {
+	if len(l) == 0 {
+		return "-"
+	}
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = termsafe.String(s)
+	}
+	return strings.Join(out, sep)
 }
 
 func printAgents(w io.Writer, rows []forensics.AgentStats) error {
@@ -379,8 +406,8 @@ func printAgents(w io.Writer, rows []forensics.AgentStats) error {
 		if version == "" {
 			version = "(all)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f%%\t%d\t%d\t%s\n", r.Agent, version, r.Issued, r.Refused, r.Revoked,
-			100*r.RefusalRate, r.APIGranted, r.APIRefused, dash(strings.Join(r.APIReportedBy, ", ")))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f%%\t%d\t%d\t%s\n", cell(r.Agent), cell(version), r.Issued, r.Refused, r.Revoked,
+			100*r.RefusalRate, r.APIGranted, r.APIRefused, cells(r.APIReportedBy, ", "))
 	}
 	return tw.Flush()
 }

@@ -50,7 +50,7 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "KID\tALG\tSTATE\tACTIVATE AT\tRETIRE AT")
 				for _, k := range keys {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.KID, k.Alg, k.State, stamp(k.ActivateAt), stamp(k.RetireAt))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(k.KID), cell(k.Alg), cell(k.State), stamp(k.ActivateAt), stamp(k.RetireAt))
 				}
 				return tw.Flush()
 			})
@@ -66,7 +66,7 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "key %s (%s) published; it signs from %s\n", k.KID, k.Alg, stamp(k.ActivateAt))
+				fmt.Fprintf(stdout, "key %s (%s) published; it signs from %s\n", cell(k.KID), cell(k.Alg), stamp(k.ActivateAt))
 				return nil
 			})
 		},
@@ -74,6 +74,16 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 	revoke := &cobra.Command{
 		Use:   "revoke KID",
 		Short: "Withdraw a compromised key at once: it leaves the JWKS and its tokens stop verifying",
+		Long: `Withdraw a compromised key at once: it leaves the JWKS, its tokens stop verifying,
+and no server on the store signs with it once this command has returned (every
+signature is checked against the store before the token leaves the server).
+
+If it was the signing key, a next key published for at least a minute signs
+in its place at once. Without one, no key signs (the server answers /token
+with 503) until a next key, the pending one or one generated now, has been
+published for a minute: a verifier may wait 30 s before it fetches the JWKS
+again. To replace a key without a pause, run "mandate keys rotate" first and
+revoke a minute later.`,
 		// A kid is base64url and may start with "-", which reads as a flag.
 		Example: "  mandate keys revoke --config mandate.yaml -- KID",
 		Args:    cobra.ExactArgs(1),
@@ -82,7 +92,12 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 				if err := kr.RevokeKey(cmd.Context(), args[0], keyEvent(audit.ActionKeyRevoked, args[0])); err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "key %s revoked\n", args[0])
+				fmt.Fprintf(stdout, "key %s revoked\n", cell(args[0]))
+				if kid, from, ok := kr.Waiting(); ok {
+					// No key may sign before verifiers can know it: say so,
+					// since /token answers 503 meanwhile.
+					fmt.Fprintf(stdout, "no key signs until %s, when key %s has been published long enough for verifiers to know it; until then the server cannot issue tokens (503)\n", stamp(from), cell(kid))
+				}
 				return nil
 			})
 		},

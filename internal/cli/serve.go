@@ -22,6 +22,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/idlemem"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/server"
+	"github.com/mandate-dev/mandate/internal/termsafe"
 )
 
 type serveFlags struct {
@@ -135,7 +136,7 @@ func runServe(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	logger := newLogger(stderr)
 	tuneGC(os.LookupEnv)
 	for _, w := range cfg.Warnings() {
 		logger.Warn("configuration", slog.String("warning", w.Error()))
@@ -184,6 +185,13 @@ func runServe(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error
 	}
 	logger.Info("mandate stopped")
 	return nil
+}
+
+// newLogger is the log of `mandate serve` and of a recorded demo: one JSON
+// object a line on w, where nothing a caller sent can end a line or act on
+// a terminal that shows the log (termsafe.NewJSONLogWriter; THREATS T85).
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(termsafe.NewJSONLogWriter(w), nil))
 }
 
 func logReport(logger *slog.Logger, r provision.Report) {

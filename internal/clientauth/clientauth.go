@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,6 +113,50 @@ func failure(reason string, cause error) *oauth.Error {
 	return oauth.InvalidClient(reason, "client authentication failed", cause)
 }
 
+// registered is the cause of a refusal of a client the store holds; see
+// RegisteredClient.
+type registered struct {
+	id  string
+	err error
+}
+
+func (r *registered) Error() string {
+	if r.err == nil {
+		return "registered client refused"
+	}
+	return r.err.Error()
+}
+
+func (r *registered) Unwrap() error { return r.err }
+
+// refusedClient marks err, a refusal of the registered client id, so that
+// RegisteredClient finds it. Other errors (temporarily_unavailable) are
+// returned as they are.
+func refusedClient(id string, err error) error {
+	var e *oauth.Error
+	if !errors.As(err, &e) || e.Code != oauth.ErrInvalidClient {
+		return err
+	}
+	marked := *e
+	marked.Err = &registered{id: id, err: e.Err}
+	return &marked
+}
+
+// RegisteredClient returns the id of the client an Authenticate refusal
+// is about when the store holds that client: a wrong secret, a forged or
+// replayed assertion, a disabled client. ok is false when the presented
+// id is not one the store holds, or when the refusal came before any id
+// was looked up (no credentials, malformed ones, an assertion that does
+// not parse). The id is the store's, and for private_key_jwt without a
+// client_id it is the assertion's subject.
+func RegisteredClient(err error) (id string, ok bool) {
+	var r *registered
+	if errors.As(err, &r) {
+		return r.id, true
+	}
+	return "", false
+}
+
 // Authenticate checks c and returns the authenticated agent. Every refusal
 // is an *oauth.Error: invalid_client (401) with a Reason from the constants
 // above; a store or key source that cannot answer gives
@@ -150,12 +195,12 @@ func (a *Authenticator) secret(ctx context.Context, c Credentials) (store.Agent,
 	match := subtle.ConstantTimeCompare(sum, stored) == 1
 	switch {
 	case !hasSecret:
-		return store.Agent{}, failure(ReasonMethodMismatch, nil)
+		return store.Agent{}, refusedClient(agent.ID, failure(ReasonMethodMismatch, nil))
 	case !match:
-		return store.Agent{}, failure(ReasonSecretMismatch, nil)
+		return store.Agent{}, refusedClient(agent.ID, failure(ReasonSecretMismatch, nil))
 	case agent.Disabled:
 		// Checked after the secret, so that only the holder learns it.
-		return store.Agent{}, failure(ReasonDisabled, nil)
+		return store.Agent{}, refusedClient(agent.ID, failure(ReasonDisabled, nil))
 	}
 	return agent, nil
 }
@@ -184,45 +229,79 @@ func (a *Authenticator) assertion(ctx context.Context, c Credentials) (store.Age
 	if err != nil {
 		return store.Agent{}, oauth.Unavailable("client_store_unavailable", err)
 	}
+	if err := a.verifyAssertion(ctx, j, agent, clientID); err != nil {
+		return store.Agent{}, refusedClient(agent.ID, err)
+	}
+	return agent, nil
+}
+
+// verifyAssertion checks the assertion j of the registered client agent,
+// presented as clientID, and spends its jti.
+func (a *Authenticator) verifyAssertion(ctx context.Context, j *jwt.JWS, agent store.Agent, clientID string) error {
 	keys, err := a.keySource(agent)
 	if err != nil {
-		return store.Agent{}, err
+		return err
 	}
 	key, err := keys.Key(ctx, j.Header.KeyID)
 	if errors.Is(err, jwks.ErrUnknownKey) {
-		return store.Agent{}, failure(ReasonAssertionKeyUnknown, err)
+		return failure(ReasonAssertionKeyUnknown, err)
 	}
 	if err != nil {
-		return store.Agent{}, oauth.Unavailable("client_keys_unavailable", err)
+		return oauth.Unavailable("client_keys_unavailable", err)
 	}
 	claims, err := j.Verify(key, jwt.AlgorithmsFor(key, assertionAlgorithms))
 	if err != nil {
 		if errors.Is(err, token.ErrSignature) {
-			return store.Agent{}, failure(ReasonAssertionSignature, err)
+			return failure(ReasonAssertionSignature, err)
 		}
-		return store.Agent{}, failure(ReasonAssertionInvalid, err)
+		return failure(ReasonAssertionInvalid, err)
 	}
 	if j.Header.Type == oauth.AccessTokenJWTType {
 		// An access token is never a client assertion (RFC 8725 §3.11).
-		return store.Agent{}, failure(ReasonAssertionInvalid, errors.New("typ at+jwt"))
+		return failure(ReasonAssertionInvalid, errors.New("typ at+jwt"))
 	}
 	jti, exp, err := a.checkClaims(claims, clientID)
 	if err != nil {
-		return store.Agent{}, err
+		return err
 	}
 	if agent.Disabled {
-		return store.Agent{}, failure(ReasonDisabled, nil)
+		return failure(ReasonDisabled, nil)
 	}
 	// The jti is spent last, after every other check passed, and keyed by
 	// client and jti, never by token bytes (THREATS.md T08, T36).
-	err = a.Nonces.UseNonce(ctx, NonceNamespace, clientID+"|"+jti, exp.Add(a.leeway()))
+	err = a.Nonces.UseNonce(ctx, NonceNamespace, replayKey(clientID, jti), exp.Add(a.leeway()))
 	if errors.Is(err, store.ErrReplay) {
-		return store.Agent{}, failure(ReasonAssertionReplayed, nil)
+		return failure(ReasonAssertionReplayed, nil)
 	}
 	if err != nil {
-		return store.Agent{}, oauth.Unavailable("nonce_store_unavailable", err)
+		return oauth.Unavailable("nonce_store_unavailable", err)
 	}
-	return agent, nil
+	return nil
+}
+
+// replayKey is the store.Nonces id of an assertion: the client id with a
+// backslash before each backslash and "|" in it, then "|" and the jti. The
+// first unescaped "|" ends the client id, so no two (client, jti) pairs
+// share a key: client "a|b" with jti "c" is `a\|b|c`, client "a" with jti
+// "b|c" is "a|b|c" (THREATS T89). A client id with neither character keeps
+// the plain "client|jti" of earlier versions, so nonces stored before an
+// upgrade go on refusing replays after it; only ids holding them change
+// form, and their old keys expire with their assertions (a few minutes).
+func replayKey(clientID, jti string) string {
+	if !strings.ContainsAny(clientID, `\|`) {
+		return clientID + "|" + jti
+	}
+	var b strings.Builder
+	b.Grow(len(clientID) + len(jti) + 8)
+	for i := 0; i < len(clientID); i++ {
+		if c := clientID[i]; c == '\\' || c == '|' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(clientID[i])
+	}
+	b.WriteByte('|')
+	b.WriteString(jti)
+	return b.String()
 }
 
 func (a *Authenticator) leeway() time.Duration {

@@ -397,3 +397,104 @@ func TestHashSecret(t *testing.T) {
 		t.Fatalf("HashSecret = %x", got)
 	}
 }
+
+// TestAssertionReplayKeyUnambiguous is THREATS T89: the replay key of an
+// assertion encodes its client and jti so that no two pairs share one.
+// Client "a|b" with jti "c" and client "a" with jti "b|c" are two
+// assertions; spending either burns only itself.
+func TestAssertionReplayKeyUnambiguous(t *testing.T) {
+	type use struct{ client, jti string }
+	tests := []struct {
+		name  string
+		first use
+		then  use
+	}{
+		{name: "ok/pipe-in-client-then-pipe-in-jti", first: use{"a|b", "c"}, then: use{"a", "b|c"}},
+		{name: "ok/pipe-in-jti-then-pipe-in-client", first: use{"a", "b|c"}, then: use{"a|b", "c"}},
+		{name: "ok/backslash-in-client", first: use{`a\`, "|c"}, then: use{`a\|`, "c"}},
+		{name: "ok/escaped-pipe-in-client", first: use{`a\|b`, "c"}, then: use{"a", `\|b|c`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			set := mustJSON(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &f.ecPriv.PublicKey, KeyID: "jwt-1", Algorithm: "ES256", Use: "sig"}}})
+			for _, id := range []string{tc.first.client, tc.then.client} {
+				if err := f.store.CreateAgent(t.Context(), store.Agent{ID: id, JWKS: set}); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+					t.Fatal(err)
+				}
+			}
+			authenticate := func(u use) error {
+				a := compact(mustJSON(ecHeader("jwt-1")), mustJSON(with(f.claims(u.client), "jti", u.jti)), es256(f.ecPriv))
+				_, err := f.auth.Authenticate(t.Context(), Credentials{ClientID: u.client, Assertion: a,
+					AssertionType: oauth.ClientAssertionTypeJWTBearer, Method: oauth.AuthMethodPrivateKeyJWT})
+				return err
+			}
+			if err := authenticate(tc.first); err != nil {
+				t.Fatalf("first assertion %+v: %v", tc.first, err)
+			}
+			if err := authenticate(tc.then); err != nil {
+				t.Fatalf("assertion %+v after %+v: %v, want it accepted (a key of its own)", tc.then, tc.first, err)
+			}
+			for _, u := range []use{tc.first, tc.then} {
+				if err := authenticate(u); oauth.As(err).Reason != ReasonAssertionReplayed {
+					t.Errorf("replay of %+v: %v, want %s", u, err, ReasonAssertionReplayed)
+				}
+			}
+		})
+	}
+}
+
+// TestReplayKeyKeepsPlainForm: a client id without "|" or "\" keeps the
+// key form of earlier versions, so that nonces stored before an upgrade
+// still refuse a replay after it.
+func TestReplayKeyKeepsPlainForm(t *testing.T) {
+	if got := replayKey("agent:jwt", "jti-1|x"); got != "agent:jwt|jti-1|x" {
+		t.Errorf("replayKey = %q, want the earlier form", got)
+	}
+}
+
+// TestRegisteredClient (THREATS T86): a refusal names the registered
+// client it is about, so that the server can record it under that client
+// however many made-up ids fail around it; a refusal of an id the store
+// does not hold, or of credentials that name no client, names none.
+func TestRegisteredClient(t *testing.T) {
+	f := newFixture(t)
+	otherEC, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwt := func(sign signFunc, c map[string]any) string {
+		return compact(mustJSON(ecHeader("jwt-1")), mustJSON(c), sign)
+	}
+	assertion := func(a string) Credentials {
+		return Credentials{Assertion: a, AssertionType: oauth.ClientAssertionTypeJWTBearer, Method: oauth.AuthMethodPrivateKeyJWT}
+	}
+	tests := []struct {
+		name string
+		c    Credentials
+		want string // "" when no registered client is named
+	}{
+		{name: "fail/wrong-secret", c: Credentials{ClientID: "agent:secret", Secret: "nope", Method: oauth.AuthMethodSecretPost}, want: "agent:secret"},
+		{name: "fail/disabled", c: Credentials{ClientID: "agent:off", Secret: "off-secret", Method: oauth.AuthMethodSecretBasic}, want: "agent:off"},
+		{name: "fail/secret-for-jwt-only-client", c: Credentials{ClientID: "agent:jwt", Secret: "x", Method: oauth.AuthMethodSecretPost}, want: "agent:jwt"},
+		{name: "fail/forged-assertion-without-client-id", c: assertion(jwt(es256(otherEC), f.claims("agent:jwt"))), want: "agent:jwt"},
+		{name: "fail/expired-assertion", c: assertion(jwt(es256(f.ecPriv), with(f.claims("agent:jwt"), "exp", f.now.Unix()-300, "iat", f.now.Unix()-360))), want: "agent:jwt"},
+		{name: "fail/unknown-client", c: Credentials{ClientID: "agent:nobody", Secret: "x", Method: oauth.AuthMethodSecretPost}},
+		{name: "fail/unknown-assertion-subject", c: assertion(jwt(es256(f.ecPriv), f.claims("agent:nobody")))},
+		{name: "fail/unparsable-assertion", c: assertion("not.a.jws")},
+		{name: "fail/no-client-id", c: Credentials{Secret: "x", Method: oauth.AuthMethodSecretPost}},
+		{name: "fail/no-method", c: Credentials{ClientID: "agent:secret"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.auth.Authenticate(t.Context(), tc.c)
+			if oauth.As(err).Code != oauth.ErrInvalidClient {
+				t.Fatalf("error = %v, want invalid_client", err)
+			}
+			id, ok := RegisteredClient(err)
+			if id != tc.want || ok != (tc.want != "") {
+				t.Errorf("RegisteredClient = %q, %v; want %q", id, ok, tc.want)
+			}
+		})
+	}
+	if _, ok := RegisteredClient(oauth.Unavailable("client_store_unavailable", errors.New("down"))); ok {
+		t.Error("a store failure names a registered client")
+	}
+}

@@ -136,9 +136,9 @@ type Tokens struct {
 	// Leeway is the clock skew allowed when checking exp, nbf and iat of
 	// incoming tokens; at most 5m. Default 60s.
 	Leeway Duration `yaml:"leeway"`
-	// KeyPublishDelay is how long a new signing key is published in the JWKS
-	// before it signs, so verifiers' caches learn it first; at most 24h.
-	// Default 5m.
+	// KeyPublishDelay is how long a rotated-in signing key is published in
+	// the JWKS before it signs, so verifiers' caches learn it first; from 1m
+	// (longer than a verifier's 30 s refetch cooldown) to 24h. Default 5m.
 	KeyPublishDelay Duration `yaml:"key_publish_delay"`
 }
 

@@ -132,7 +132,12 @@ delegations: [{subject: user:sam, actor: agent:a, scopes: [x], expires: 2027-01-
 		{name: "fail/ingest-per-reporter-too-high", yaml: "rate_limits: {ingest_per_reporter: 1e6}\n",
 			want: []want{{"rate_limits.ingest_per_reporter", "from 1 to 100000"}}},
 		{name: "fail/publish-delay-negative", yaml: "tokens: {key_publish_delay: -5m}\n",
-			want: []want{{"tokens.key_publish_delay", "positive"}}},
+			want: []want{{"tokens.key_publish_delay", "must be from 1m"}}},
+		{name: "fail/publish-delay-within-refetch-cooldown", yaml: "tokens: {key_publish_delay: 30s}\n",
+			want: []want{{"tokens.key_publish_delay", "must be from 1m"}}},
+		{name: "fail/publish-delay-above-1d", yaml: "tokens: {key_publish_delay: 25h}\n",
+			want: []want{{"tokens.key_publish_delay", "must be from 1m"}}},
+		{name: "ok/publish-delay-minimum", yaml: "tokens: {key_publish_delay: 1m}\n"},
 		{name: "fail/signing-alg", yaml: "tokens: {signing_alg: HS256}\n", want: []want{{"tokens.signing_alg", `"HS256"`}}},
 		{name: "fail/max-depth-high", yaml: "delegation: {max_depth: 11}\n",
 			want: []want{{"delegation.max_depth", "from 1 to 10"}}},
@@ -478,5 +483,34 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := config.Load(path); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("Load big = %v", err)
+	}
+}
+
+// TestReadableSecretsQuotesPaths: a warning's chmod is a shell word the
+// operator can paste, whatever the path holds, and never carries a control
+// character raw.
+func TestReadableSecretsQuotesPaths(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{name: "ok/plain", file: "agent.secret", want: "chmod 600 " + filepath.Join(dir, "agent.secret")},
+		{name: "ok/space-and-quote", file: "my secrets'", want: "chmod 600 '" + filepath.Join(dir, "my secrets") + `'\'''`},
+		{name: "ok/control-character", file: "a\x1b[2Jb", want: "chmod 600 '" + filepath.Join(dir, "a") + `'$'\x1b''[2Jb'`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.file)
+			if err := os.WriteFile(path, []byte("a-client-secret-of-32-bytes-or-more"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c := &config.Config{Source: "m.yaml", Store: "postgres://db.example/m", StorePasswordFile: path}
+			got := c.ReadableSecrets()
+			if len(got) != 1 || !strings.HasSuffix(got[0].Error(), tc.want) || strings.Contains(got[0].Error(), "\x1b") {
+				t.Fatalf("ReadableSecrets = %q, want one ending %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -28,6 +28,12 @@ const (
 	MaxTTLLimit     = 24 * time.Hour
 	MaxLeeway       = 5 * time.Minute
 	MaxPublishDelay = 24 * time.Hour
+	// MinPublishDelay is the least key_publish_delay: longer than a
+	// verifier's JWKS refetch cooldown (30 s) plus the time every instance
+	// takes to publish a new key, so that no verifier refuses the first
+	// tokens of a new key (internal/token's MinPublishDelay, which the
+	// keyring also keeps after an emergency revocation).
+	MinPublishDelay = time.Minute
 )
 
 // SigningAlgs returns the values Tokens.SigningAlg accepts.
@@ -185,7 +191,9 @@ func (c *Config) validateTokens(p *problems) {
 		p.add("tokens.ttl", "%s is above tokens.max_ttl %s", t.TTL, t.MaxTTL)
 	}
 	positive("tokens.leeway", t.Leeway, MaxLeeway)
-	positive("tokens.key_publish_delay", t.KeyPublishDelay, MaxPublishDelay)
+	if d := t.KeyPublishDelay.Std(); d < MinPublishDelay || d > MaxPublishDelay {
+		p.add("tokens.key_publish_delay", "must be from 1m (longer than a verifier's 30 s JWKS refetch cooldown) to 24h, is %s", t.KeyPublishDelay)
+	}
 	if algs := SigningAlgs(); !slices.Contains(algs, t.SigningAlg) {
 		p.add("tokens.signing_alg", "%q is not one of %s", t.SigningAlg, strings.Join(algs, ", "))
 	}

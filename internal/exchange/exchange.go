@@ -453,9 +453,9 @@ func (g *Grant) checkDetails(_ context.Context, st *state) error {
 		return nil
 	}
 	granted := requested
-	for _, limits := range st.bounds.limits {
+	for _, set := range st.bounds.limits {
 		var err error
-		if granted, err = grantDetails(granted, limits); err != nil {
+		if granted, err = grantDetails(granted, set.entries, set.holder); err != nil {
 			return err
 		}
 	}

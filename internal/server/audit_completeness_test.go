@@ -596,6 +596,20 @@ func completenessCases() []completenessCase {
 			},
 		},
 		{
+			// The revocation feed is for resource servers (T87).
+			name: "fail/feed-read-by-an-agent",
+			prepare: func(_ *testing.T, h *harness) auditPrepared {
+				req := httptest.NewRequest(http.MethodGet, h.url+"/revocations", nil)
+				req.SetBasicAuth("agent%3Aargocd", "argocd-secret")
+				return auditPrepared{req: req}
+			},
+			wantStatus: 403,
+			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
+				return store.Event{Action: audit.ActionRequest, Result: audit.ResultRefused, Reason: "feed_not_allowed",
+					Performer: "agent:argocd", ClientID: "agent:argocd", Resource: "/revocations"}
+			},
+		},
+		{
 			name: "fail/admin-wrong-bearer",
 			prepare: func(_ *testing.T, h *harness) auditPrepared {
 				req := h.adminRequest(http.MethodGet, "/admin/users", nil)

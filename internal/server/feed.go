@@ -10,9 +10,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/feed"
+	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 	"github.com/mandate-dev/mandate/revocation"
 )
@@ -28,21 +31,102 @@ const (
 	feedWriteTimeout = 10 * time.Second
 )
 
-// feedReader authenticates a subscriber of the revocation feed: a
-// registered client with its own credentials (HTTP Basic, RFC 6749
-// §2.3.1), as resource servers are, or the admin bearer token.
-func (s *Server) feedReader(r *http.Request) error {
+// maxStreamsPerReader is how many revocation streams (and SET long polls)
+// one reader may hold open at once: a resource server needs one, a few
+// more cover reconnections the server has not noticed yet (THREATS T87).
+const maxStreamsPerReader = 4
+
+// feedReader authenticates a reader of the revocation feed and returns the
+// key its open streams are counted under. The feed says who was revoked
+// and names every delegation, so it is for the resource servers that
+// enforce revocations and the admin only (THREATS T87): a registered
+// client that holds no scope but ScopeAuditReport (HTTP Basic, RFC 6749
+// §2.3.1), or the admin bearer token. An agent, a client with scopes, is
+// refused 403 and the refusal recorded.
+func (s *Server) feedReader(r *http.Request) (string, error) {
 	if strings.HasPrefix(strings.ToLower(r.Header.Get("Authorization")), "bearer ") {
-		return s.requireAdmin(r)
+		if err := s.requireAdmin(r); err != nil {
+			return "", err
+		}
+		return adminPerformer, nil
 	}
-	_, err := s.authenticate(r, url.Values{})
-	return err
+	client, err := s.authenticate(r, url.Values{})
+	if err != nil {
+		return "", err
+	}
+	if !resourceServer(client) {
+		return "", s.refuseRequest(r, client.ID, &oauth.Error{Code: oauth.ErrAccessDenied, Status: http.StatusForbidden,
+			Reason: "feed_not_allowed", Description: "the revocation feed is for resource servers: this client holds scopes"})
+	}
+	return "client " + client.ID, nil
+}
+
+// resourceServer reports whether a is registered as a resource server: a
+// client with no scope to act with (ScopeAuditReport only lets it forward
+// its verifier's records).
+func resourceServer(a store.Agent) bool {
+	for _, sc := range a.Scopes {
+		if sc != ScopeAuditReport {
+			return false
+		}
+	}
+	return true
+}
+
+// streamCounts counts the open revocation streams and SET long polls per
+// reader.
+type streamCounts struct {
+	mu   sync.Mutex
+	open map[string]int
+}
+
+// acquire takes one of reader's maxStreamsPerReader; false when it holds
+// them all.
+func (st *streamCounts) acquire(reader string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.open[reader] >= maxStreamsPerReader {
+		return false
+	}
+	if st.open == nil {
+		st.open = make(map[string]int)
+	}
+	st.open[reader]++
+	return true
+}
+
+// release gives back one acquired by reader.
+func (st *streamCounts) release(reader string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.open[reader]--; st.open[reader] <= 0 {
+		delete(st.open, reader)
+	}
+}
+
+// tooManyStreams is the answer to a reader that holds all its streams:
+// 429 with Retry-After, recorded like a rate-limit refusal (at most once a
+// second per reader, with the count).
+func (s *Server) tooManyStreams(r *http.Request, reader string) error {
+	e := &oauth.Error{Code: oauth.ErrTemporarilyUnavailable, Reason: "stream_limit", Status: http.StatusTooManyRequests,
+		Description: "too many open revocation streams for this client, close one or retry later"}
+	ev := audit.Event{
+		Action: audit.ActionRequest, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
+		RequestID: requestID(r.Context()), Resource: r.URL.Path, Performer: strings.TrimPrefix(reader, "client "),
+	}
+	if reader != adminPerformer {
+		ev.ClientID = ev.Performer
+	}
+	if err := s.recordTallied(r.Context(), &s.limitRefusals, s.limitRefusals.add("streams "+reader, ev, s.cfg.Now())); err != nil {
+		return oauth.Unavailable("audit_unavailable", errors.Join(e, err))
+	}
+	return e
 }
 
 // revocationSnapshot answers GET /revocations: everything in force, as the
 // stream's snapshot event carries it.
 func (s *Server) revocationSnapshot(w http.ResponseWriter, r *http.Request) error {
-	if err := s.feedReader(r); err != nil {
+	if _, err := s.feedReader(r); err != nil {
 		return err
 	}
 	snap, err := s.cfg.Feed.Snapshot()
@@ -62,7 +146,14 @@ func (s *Server) revocationSnapshot(w http.ResponseWriter, r *http.Request) erro
 func (s *Server) revocationStream(w http.ResponseWriter, r *http.Request) error {
 	// The stream has no deadline; authentication has the usual one.
 	actx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
-	err := s.feedReader(r.WithContext(actx))
+	reader, err := s.feedReader(r.WithContext(actx))
+	if err == nil {
+		if s.openStreams.acquire(reader) {
+			defer s.openStreams.release(reader)
+		} else {
+			err = s.tooManyStreams(r.WithContext(actx), reader)
+		}
+	}
 	cancel()
 	if err != nil {
 		return err

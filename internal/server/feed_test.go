@@ -27,7 +27,17 @@ type sseEvent struct {
 type stream struct {
 	t      *testing.T
 	resp   *http.Response
+	cancel context.CancelFunc
 	events chan sseEvent
+}
+
+// close ends the subscription.
+func (s *stream) close() { s.cancel(); s.resp.Body.Close() }
+
+// configSecret is the secret testConfig gives client: "rs:deploy" has
+// "rs-deploy-secret", "agent:argocd" "argocd-secret".
+func configSecret(client string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(client, "agent:"), ":", "-") + "-secret"
 }
 
 // subscribe opens the revocation stream as client (HTTP Basic), resuming
@@ -36,7 +46,7 @@ func (h *harness) subscribe(client, lastID string) *stream {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/revocations/stream?heartbeat=200ms", nil)
-	req.SetBasicAuth(url.QueryEscape(client), url.QueryEscape(strings.TrimPrefix(client, "agent:")+"-secret"))
+	req.SetBasicAuth(url.QueryEscape(client), url.QueryEscape(configSecret(client)))
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
@@ -49,7 +59,7 @@ func (h *harness) subscribe(client, lastID string) *stream {
 		cancel()
 		h.t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	s := &stream{t: h.t, resp: resp, events: make(chan sseEvent, 100)}
+	s := &stream{t: h.t, resp: resp, cancel: cancel, events: make(chan sseEvent, 100)}
 	go func() {
 		defer close(s.events)
 		sc := bufio.NewScanner(resp.Body)
@@ -70,7 +80,7 @@ func (h *harness) subscribe(client, lastID string) *stream {
 			}
 		}
 	}()
-	h.t.Cleanup(func() { cancel(); resp.Body.Close() })
+	h.t.Cleanup(s.close)
 	return s
 }
 
@@ -118,7 +128,7 @@ func (s *stream) entry() (revocation.Entry, string) {
 // should (THREATS.md T52).
 func TestRevocationFeed(t *testing.T) {
 	h := newHarness(t)
-	sub := h.subscribe("agent:argocd", "")
+	sub := h.subscribe("rs:deploy", "")
 	snap := sub.snapshot()
 	if snap.Stream == "" || len(snap.Entries) != 0 {
 		t.Fatalf("first snapshot = %+v, want an empty one with a stream", snap)
@@ -192,14 +202,15 @@ func TestRevocationFeed(t *testing.T) {
 		})
 	}
 	// A resumed subscriber gets what followed its position, not a snapshot.
-	resumed := h.subscribe("agent:argocd", snap.Stream+"/"+itoa(snap.Seq+2))
+	resumed := h.subscribe("rs:deploy", snap.Stream+"/"+itoa(snap.Seq+2))
 	if e, _ := resumed.entry(); e.Seq != snap.Seq+3 {
 		t.Errorf("resumed at %d: first entry %d, want %d", snap.Seq+2, e.Seq, snap.Seq+3)
 	}
 	// One from another stream, or from the future, starts from a snapshot
 	// that holds everything in force.
+	// (As another resource server: one holds at most 4 streams.)
 	for _, id := range []string{"other/3", snap.Stream + "/999", "garbage"} {
-		again := h.subscribe("agent:argocd", id).snapshot()
+		again := h.subscribe("rs:reporter", id).snapshot()
 		if again.Seq != seq || len(again.Entries) != len(cases) {
 			t.Errorf("Last-Event-ID %q: snapshot at %d with %d entries, want %d with %d", id, again.Seq, len(again.Entries), seq, len(cases))
 		}
@@ -227,7 +238,8 @@ func TestRevocationFeed(t *testing.T) {
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // TestRevocationFeedAuthentication: the feed is for registered clients and
-// the administrator only, and a refusal is RFC 6749 JSON.
+// the administrator only, and a refusal is RFC 6749 JSON (which clients:
+// TestFeedReadersOnly).
 func TestRevocationFeedAuthentication(t *testing.T) {
 	h := newHarness(t)
 	cases := []struct {
@@ -239,7 +251,7 @@ func TestRevocationFeedAuthentication(t *testing.T) {
 		{name: "fail/wrong-secret", auth: func(r *http.Request) { r.SetBasicAuth("agent:argocd", "nope") }, status: http.StatusUnauthorized},
 		{name: "fail/unknown-client", auth: func(r *http.Request) { r.SetBasicAuth("agent:ghost", "x") }, status: http.StatusUnauthorized},
 		{name: "fail/wrong-admin-token", auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }, status: http.StatusUnauthorized},
-		{name: "ok/client", auth: func(r *http.Request) { r.SetBasicAuth("agent%3Aargocd", "argocd-secret") }, status: http.StatusOK},
+		{name: "ok/client", auth: func(r *http.Request) { r.SetBasicAuth("rs%3Adeploy", "rs-deploy-secret") }, status: http.StatusOK},
 		{name: "ok/admin", auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+adminToken) }, status: http.StatusOK},
 	}
 	for _, tc := range cases {
@@ -327,7 +339,7 @@ func TestSecurityEventTokens(t *testing.T) {
 	poll := func(body string) map[string]any {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, h.url+"/revocations/sets", strings.NewReader(body))
-		req.SetBasicAuth("agent%3Aargocd", "argocd-secret")
+		req.SetBasicAuth("rs%3Adeploy", "rs-deploy-secret")
 		req.Header.Set("Content-Type", "application/json")
 		r := h.do(req)
 		if r.status != http.StatusOK {

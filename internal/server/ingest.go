@@ -160,7 +160,7 @@ func (s *Server) auditIngest(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !slices.Contains(client.Scopes, ScopeAuditReport) {
-		return s.refuseIngest(r, client.ID, &oauth.Error{Code: oauth.ErrAccessDenied, Status: http.StatusForbidden,
+		return s.refuseRequest(r, client.ID, &oauth.Error{Code: oauth.ErrAccessDenied, Status: http.StatusForbidden,
 			Reason: "audit_report_not_allowed", Description: "the client may not report audit records: it lacks the " + ScopeAuditReport + " scope"})
 	}
 	var body struct {
@@ -169,10 +169,10 @@ func (s *Server) auditIngest(w http.ResponseWriter, r *http.Request) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxIngestBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
-		return s.refuseIngest(r, client.ID, oauth.InvalidRequest("malformed_json", "the body is not {\"records\": [...]} as verify sends it", err))
+		return s.refuseRequest(r, client.ID, oauth.InvalidRequest("malformed_json", "the body is not {\"records\": [...]} as verify sends it", err))
 	}
 	if len(body.Records) == 0 || len(body.Records) > maxIngestRecords {
-		return s.refuseIngest(r, client.ID, oauth.InvalidRequest("records_count", fmt.Sprintf("send 1 to %d records", maxIngestRecords), nil))
+		return s.refuseRequest(r, client.ID, oauth.InvalidRequest("records_count", fmt.Sprintf("send 1 to %d records", maxIngestRecords), nil))
 	}
 	ans := ingestAnswer{Refused: []ingestRefusal{}}
 	events := make([]store.Event, 0, len(body.Records))
@@ -337,24 +337,20 @@ func (s *Server) admitReporter(r *http.Request, clientID string) error {
 	}
 	e := &oauth.Error{Code: oauth.ErrTemporarilyUnavailable, Reason: "rate_limited_reporter", Status: http.StatusTooManyRequests,
 		Description: "too many batches, retry later"}
-	n, under, due := s.limitRefusals.add("reporter "+clientID, s.cfg.Now())
-	if !due {
-		return e
-	}
 	ev := audit.Event{
-		Action: audit.ActionRequest, Result: audit.ResultRefused, Reason: e.Reason, Detail: under,
+		Action: audit.ActionRequest, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
 		RequestID: requestID(r.Context()), Resource: r.URL.Path, Performer: clientID, ClientID: clientID,
-		Attributes: refusalsAttr(n),
 	}
-	if rerr := s.cfg.Audit.Record(r.Context(), ev); rerr != nil {
-		s.limitRefusals.undo(under, n)
-		return oauth.Unavailable("audit_unavailable", errors.Join(e, rerr))
+	if err := s.recordTallied(r.Context(), &s.limitRefusals, s.limitRefusals.add("reporter "+clientID, ev, s.cfg.Now())); err != nil {
+		return oauth.Unavailable("audit_unavailable", errors.Join(e, err))
 	}
 	return e
 }
 
-// refuseIngest records a refused ingest call and returns e.
-func (s *Server) refuseIngest(r *http.Request, clientID string, e *oauth.Error) error {
+// refuseRequest records the refusal of an authenticated client's call to
+// the ingest or the revocation feed (a "request" record naming the path)
+// and returns e; a record that cannot be written answers 503.
+func (s *Server) refuseRequest(r *http.Request, clientID string, e *oauth.Error) error {
 	ev := audit.Event{
 		Action: audit.ActionRequest, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
 		RequestID: requestID(r.Context()), Performer: clientID, ClientID: clientID, Resource: r.URL.Path,

@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -74,12 +72,15 @@ type Server struct {
 	drainOnce sync.Once
 	// adminRefusals tallies refused admin calls for the audit log.
 	adminRefusals refusalTally
-	// clientRefusals tallies failed client authentications, per client_id.
+	// clientRefusals tallies failed client authentications: per client_id
+	// for registered clients, summed for the others.
 	clientRefusals refusalTally
 	// formRefusals tallies forms that could not be read, per action.
 	formRefusals refusalTally
 	// limitRefusals tallies the requests the rate limits refused.
 	limitRefusals refusalTally
+	// openStreams counts the open revocation streams per reader.
+	openStreams streamCounts
 }
 
 // Drain ends the long-lived responses: the revocation streams and SET
@@ -237,120 +238,14 @@ func (s *Server) requireAdmin(r *http.Request) error {
 // adminRefused audits a refused admin call and returns e; when its record
 // is due but cannot be written the answer is 503, as for every refusal.
 func (s *Server) adminRefused(r *http.Request, e *oauth.Error) error {
-	n, _, due := s.adminRefusals.add("", s.cfg.Now())
-	if !due {
-		return e
-	}
 	ev := audit.Event{
 		Action: audit.ActionAdminAuth, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
 		RequestID: requestID(r.Context()), Resource: r.URL.Path,
-		Attributes: refusalsAttr(n),
 	}
-	if err := s.cfg.Audit.Record(r.Context(), ev); err != nil {
-		s.adminRefusals.undo("", n)
+	if err := s.recordTallied(r.Context(), &s.adminRefusals, s.adminRefusals.add("", ev, s.cfg.Now())); err != nil {
 		return oauth.Unavailable("audit_unavailable", errors.Join(e, err))
 	}
 	return e
-}
-
-// refusalTally bounds the records of a refusal anyone can provoke for
-// nothing, such as a wrong admin bearer token or client secret, so that a
-// flood cannot fill the disk under a log that fails closed (THREATS T77).
-// Refusals are counted per key (the client_id for client authentication):
-// the first refusal of a key in each window is recorded, before its answer,
-// with the number of that key's refusals since its previous record (itself
-// included); the others of the window are only counted, into the key's
-// next record. At most maxRecords records are due per window, whatever the
-// keys, and at most maxKeys keys are tracked: a refusal of a new key beyond
-// that counts under the key "" (so made-up client ids cannot grow memory
-// or the log). Only counts held back when the process stops, or by a key
-// that is never refused again, go unrecorded.
-type refusalTally struct {
-	window     time.Duration
-	maxKeys    int // 1 when zero
-	maxRecords int // per window; 1 when zero
-
-	mu      sync.Mutex
-	keys    map[string]*tallyKey
-	windowN int       // records due in the current window
-	windowT time.Time // when the current window ends
-}
-
-// tallyKey is one key's count.
-type tallyKey struct {
-	next    time.Time // when the key's next record is due
-	pending int       // refusals since the key's last record
-}
-
-// add counts a refusal of key at now and says whether its record is due,
-// with the count it carries and the key it is recorded under ("" once the
-// tally holds maxKeys other keys).
-func (t *refusalTally) add(key string, now time.Time) (n int, under string, due bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.keys == nil {
-		t.keys = make(map[string]*tallyKey)
-	}
-	if !now.Before(t.windowT) {
-		t.windowN, t.windowT = 0, now.Add(t.window)
-	}
-	k, ok := t.keys[key]
-	if !ok && len(t.keys) >= max(t.maxKeys, 1) {
-		t.prune(now)
-		if len(t.keys) >= max(t.maxKeys, 1) {
-			key = ""
-			k = t.keys[key]
-		}
-	}
-	if k == nil {
-		k = &tallyKey{}
-		t.keys[key] = k
-	}
-	k.pending++
-	if now.Before(k.next) || t.windowN >= max(t.maxRecords, 1) {
-		return 0, key, false
-	}
-	n, k.pending, k.next = k.pending, 0, now.Add(t.window)
-	t.windowN++
-	return n, key, true
-}
-
-// refusalsAttr is the attributes of a record that stands for n refusals.
-func refusalsAttr(n int) json.RawMessage {
-	return json.RawMessage(`{"refusals":"` + strconv.Itoa(n) + `"}`)
-}
-
-// undo gives back a due record that could not be written: its n refusals
-// are held back again and the key's next refusal is due at once, so that
-// a failing audit log loses no count.
-func (t *refusalTally) undo(key string, n int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if k := t.keys[key]; k != nil {
-		k.pending += n
-		k.next = time.Time{}
-	}
-	t.windowN = max(t.windowN-1, 0)
-}
-
-// prune drops the keys with nothing held back whose window has passed.
-func (t *refusalTally) prune(now time.Time) {
-	for key, k := range t.keys {
-		if k.pending == 0 && !now.Before(k.next) {
-			delete(t.keys, key)
-		}
-	}
-}
-
-// decodeJSON reads a bounded JSON request body into v, refusing unknown
-// fields.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return oauth.InvalidRequest("malformed_json", "the request body is not the expected JSON", err)
-	}
-	return nil
 }
 
 // storeError maps a store failure to the answer: not found is 404, anything

@@ -54,7 +54,7 @@ type pollResponse struct {
 // 8936 polling to receivers that speak the Shared Signals Framework.
 func (s *Server) securityEvents(w http.ResponseWriter, r *http.Request) error {
 	actx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
-	err := s.feedReader(r.WithContext(actx))
+	reader, err := s.feedReader(r.WithContext(actx))
 	cancel()
 	if err != nil {
 		return err
@@ -81,7 +81,11 @@ func (s *Server) securityEvents(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		entries, _ = s.cfg.Feed.Since(pos.Stream, 0)
 	}
-	if len(entries) == 0 && !req.ReturnImmediately && limit > 0 {
+	// A long poll holds a response open as a stream does, and counts
+	// against the reader's streams (THREATS T87): a reader that holds them
+	// all is answered at once, as a short poll, instead of waiting.
+	if len(entries) == 0 && !req.ReturnImmediately && limit > 0 && s.openStreams.acquire(reader) {
+		defer s.openStreams.release(reader)
 		// A long poll outlives the server's read and write timeouts.
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Time{})

@@ -89,16 +89,11 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 	}
 	e := oauth.As(err)
 	action := refusedAction(r)
-	n, under, due := s.formRefusals.add(action, s.cfg.Now())
-	if !due {
-		return nil, e
-	}
 	ev := audit.Event{
 		Action: action, Result: audit.ResultRefused, Reason: e.Reason, Detail: e.Description,
-		RequestID: requestID(r.Context()), Resource: r.URL.Path, Attributes: refusalsAttr(n),
+		RequestID: requestID(r.Context()), Resource: r.URL.Path,
 	}
-	if rerr := s.cfg.Audit.Record(r.Context(), ev); rerr != nil {
-		s.formRefusals.undo(under, n)
+	if rerr := s.recordTallied(r.Context(), &s.formRefusals, s.formRefusals.add(action, ev, s.cfg.Now())); rerr != nil {
 		return nil, oauth.Unavailable("audit_unavailable", errors.Join(err, rerr))
 	}
 	return nil, e
@@ -135,16 +130,11 @@ func (s *Server) admit(r *http.Request, clientID string) error {
 	}
 	e := &oauth.Error{Code: oauth.ErrTemporarilyUnavailable, Reason: reason, Status: http.StatusTooManyRequests,
 		Description: "too many requests, retry later"}
-	n, under, due := s.limitRefusals.add(key, s.cfg.Now())
-	if !due {
-		return e
-	}
 	ev := audit.Event{
-		Action: refusedAction(r), Result: audit.ResultRefused, Reason: reason, Detail: under,
-		RequestID: requestID(r.Context()), Resource: r.URL.Path, ClientID: clientID, Attributes: refusalsAttr(n),
+		Action: refusedAction(r), Result: audit.ResultRefused, Reason: reason, Detail: key,
+		RequestID: requestID(r.Context()), Resource: r.URL.Path, ClientID: clientID,
 	}
-	if rerr := s.cfg.Audit.Record(r.Context(), ev); rerr != nil {
-		s.limitRefusals.undo(under, n)
+	if rerr := s.recordTallied(r.Context(), &s.limitRefusals, s.limitRefusals.add(key, ev, s.cfg.Now())); rerr != nil {
 		return oauth.Unavailable("audit_unavailable", errors.Join(e, rerr))
 	}
 	return e
@@ -188,13 +178,11 @@ func (s *Server) authenticateVersion(r *http.Request, form url.Values, agentVers
 	if e.Code == oauth.ErrTemporarilyUnavailable {
 		return store.Agent{}, e
 	}
-	// Anyone can make client authentication fail, as often as they like:
-	// the failures are counted per client_id and recorded at most once a
-	// second each (THREATS T77, refusalTally).
-	n, under, due := s.clientRefusals.add(clientID, s.cfg.Now())
-	if !due {
-		return store.Agent{}, e
-	}
+	// Anyone can make client authentication fail, as often as they like,
+	// under any client_id (THREATS T77, T86, refusalTally): the failures of
+	// a registered client are counted under its id and recorded at most
+	// once a second each; those of ids the store does not hold (and of
+	// credentials that name none) are summed into one record a second.
 	ev := audit.Event{
 		Action:    audit.ActionClientAuth,
 		Result:    audit.ResultRefused,
@@ -204,11 +192,16 @@ func (s *Server) authenticateVersion(r *http.Request, form url.Values, agentVers
 		Resource:  r.URL.Path,
 
 		AgentVersion: agentVersion,
-		ClientID:     under,
-		Attributes:   refusalsAttr(n),
+		ClientID:     clientID,
 	}
-	if rerr := s.cfg.Audit.Record(r.Context(), ev); rerr != nil {
-		s.clientRefusals.undo(under, n)
+	var due []tallyRecord
+	if id, ok := clientauth.RegisteredClient(e); ok {
+		ev.ClientID = id
+		due = s.clientRefusals.add(id, ev, s.cfg.Now())
+	} else {
+		due = s.clientRefusals.addUnnamed(clientID, ev, s.cfg.Now())
+	}
+	if rerr := s.recordTallied(r.Context(), &s.clientRefusals, due); rerr != nil {
 		return store.Agent{}, oauth.Unavailable("audit_unavailable", errors.Join(err, rerr))
 	}
 	return store.Agent{}, e
