@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/config"
 )
 
@@ -66,7 +67,7 @@ refuse every token issued until then. The change is recorded in the audit trail
 			defer s.Close()
 			ev := audit.Event{
 				ID:        audit.NewID("evt_"),
-				Time:      now().UTC(),
+				Time:      auditchain.Time(now()),
 				Action:    audit.ActionEpochAdvanced,
 				Result:    audit.ResultOK,
 				Performer: cliPerformer,

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
@@ -118,7 +119,7 @@ revoke a minute later.`,
 func keyEvent(action, kid string) audit.Event {
 	return audit.Event{
 		ID:        audit.NewID("evt_"),
-		Time:      time.Now().UTC(),
+		Time:      auditchain.Time(time.Now()),
 		Action:    action,
 		Result:    audit.ResultOK,
 		Performer: cliPerformer,

@@ -126,6 +126,11 @@ delegations: [{subject: user:sam, actor: agent:a, scopes: [x], expires: 2027-01-
 			want: []want{{"rate_limits.per_ip", "from 0 (no limit) to 100000"}}},
 		{name: "fail/rate-limit-nan", yaml: "rate_limits: {per_ip: .nan}\n",
 			want: []want{{"rate_limits.per_ip", "from 0 (no limit)"}}},
+		{name: "ok/ingest-per-reporter", yaml: "rate_limits: {ingest_per_reporter: 500}\n"},
+		{name: "fail/ingest-per-reporter-negative", yaml: "rate_limits: {ingest_per_reporter: -1}\n",
+			want: []want{{"rate_limits.ingest_per_reporter", "from 1 to 100000"}}},
+		{name: "fail/ingest-per-reporter-too-high", yaml: "rate_limits: {ingest_per_reporter: 1e6}\n",
+			want: []want{{"rate_limits.ingest_per_reporter", "from 1 to 100000"}}},
 		{name: "fail/publish-delay-negative", yaml: "tokens: {key_publish_delay: -5m}\n",
 			want: []want{{"tokens.key_publish_delay", "must be from 1m"}}},
 		{name: "fail/publish-delay-within-refetch-cooldown", yaml: "tokens: {key_publish_delay: 30s}\n",
@@ -194,6 +199,13 @@ agents:
 			want: []want{{"agents[0].jwks_uri", "https"}}},
 		{name: "fail/delegate-to-self", yaml: "agents: [{id: agent:a, secret: 12345678, delegate_to: ['agent:a']}]\n",
 			want: []want{{"agents[0].delegate_to[0]", "itself"}}},
+		{name: "ok/agent-resources", yaml: "agents: [{id: rs:api, secret: 12345678, scopes: ['audit:report'], resources: ['https://api.example', 'rs:api-v2']}]\n"},
+		{name: "fail/agent-resource-with-space", yaml: "agents: [{id: rs:api, secret: 12345678, resources: ['https://api.example x']}]\n",
+			want: []want{{"agents[0].resources[0]", "white space"}}},
+		{name: "fail/agent-resource-empty", yaml: "agents: [{id: rs:api, secret: 12345678, resources: ['']}]\n",
+			want: []want{{"agents[0].resources[0]", "must not be empty"}}},
+		{name: "fail/agent-resource-twice", yaml: "agents: [{id: rs:api, secret: 12345678, resources: [a, b, a]}]\n",
+			want: []want{{"agents[0].resources[2]", "listed twice"}}},
 		{name: "fail/agent-depth", yaml: "agents: [{id: agent:a, secret: 12345678, max_depth: 11}]\n",
 			want: []want{{"agents[0].max_depth", "0 (no own limit) to 10"}}},
 
@@ -295,6 +307,7 @@ func TestLoadSample(t *testing.T) {
 		},
 		Delegation: config.DelegationLimits{MaxDepth: 3},
 		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
+		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
 		IdentityProviders: []config.IdentityProvider{{
 			Issuer: "https://idp.example", JWKSURI: "https://idp.example/jwks", Audience: "mandate",
 			Algorithms: []string{"RS256", "ES256", "EdDSA"},
@@ -353,6 +366,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Delegation: config.DelegationLimits{MaxDepth: 4},
 		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
+		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
 		Source:     "empty.yaml",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {

@@ -208,6 +208,9 @@ func (c *Config) validateTokens(p *problems) {
 			p.add(r.field, "must be from 0 (no limit) to %d requests a second, is %v", MaxRate, r.v)
 		}
 	}
+	if v := c.RateLimits.IngestPerReporter; !(v >= 1 && v <= MaxRate) {
+		p.add("rate_limits.ingest_per_reporter", "must be from 1 to %d batches a second, is %v", MaxRate, v)
+	}
 	if d := c.Delegation.MaxDepth; d < 1 || d > MaxDepthLimit {
 		p.add("delegation.max_depth", "must be from 1 to %d, is %d", MaxDepthLimit, d)
 	}
@@ -267,6 +270,7 @@ func (c *Config) validatePrincipals(p *problems) (users, agents map[string]int) 
 		c.validateCredentials(p, f, a)
 		checkScopes(p, f+".scopes", a.Scopes, false)
 		checkDepth(p, f+".max_depth", a.MaxDepth)
+		checkResources(p, f+".resources", a.Resources)
 	}
 	// delegate_to needs every agent known first.
 	for i, a := range c.Agents {
@@ -522,6 +526,24 @@ func checkName(s string, max int) error {
 		return fmt.Errorf("%q contains white space or control characters", s)
 	}
 	return nil
+}
+
+// checkResources checks an agent's resource identifiers: audiences, each
+// once.
+func checkResources(p *problems, field string, resources []string) {
+	if len(resources) > MaxListLen {
+		p.add(field, "has %d entries, at most %d allowed", len(resources), MaxListLen)
+	}
+	seen := map[string]bool{}
+	for j, r := range resources {
+		rf := fmt.Sprintf("%s[%d]", field, j)
+		if err := checkName(r, MaxIDLen); err != nil {
+			p.add(rf, "%v", err)
+		} else if seen[r] {
+			p.add(rf, "%q is listed twice", r)
+		}
+		seen[r] = true
+	}
 }
 
 func checkDepth(p *problems, field string, depth int) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -61,7 +62,7 @@ type syncer struct {
 }
 
 func (p *syncer) event(action, resource string) store.Event {
-	return store.Event{ID: audit.NewID("evt_"), Time: p.now, Action: action, Result: audit.ResultOK, Performer: performer, Resource: resource}
+	return store.Event{ID: audit.NewID("evt_"), Time: auditchain.Time(p.now), Action: action, Result: audit.ResultOK, Performer: performer, Resource: resource}
 }
 
 // differ records a difference, or returns true when it must be enforced.
@@ -111,7 +112,7 @@ func (p *syncer) user(ctx context.Context, cu config.User) error {
 // toAgent converts a config agent to its stored form.
 func toAgent(ca config.Agent, now time.Time) (store.Agent, error) {
 	a := store.Agent{ID: ca.ID, JWKSURI: ca.JWKSURI, Scopes: ca.Scopes, DelegateTo: ca.DelegateTo,
-		MaxDepth: ca.MaxDepth, Disabled: ca.Disabled, CreatedAt: now, UpdatedAt: now}
+		MaxDepth: ca.MaxDepth, Resources: ca.Resources, Disabled: ca.Disabled, CreatedAt: now, UpdatedAt: now}
 	secret, err := ca.ResolveSecret()
 	if err != nil {
 		return a, fmt.Errorf("provision: %w", err)
@@ -153,6 +154,7 @@ func (p *syncer) agent(ctx context.Context, ca config.Agent) error {
 		{"scopes", sameSet(stored.Scopes, want.Scopes)},
 		{"delegate_to", sameSet(stored.DelegateTo, want.DelegateTo)},
 		{"max_depth", stored.MaxDepth == want.MaxDepth},
+		{"resources", sameSet(stored.Resources, want.Resources)},
 		{"disabled", stored.Disabled == want.Disabled},
 	} {
 		if !d.same {

@@ -54,6 +54,10 @@ type Config struct {
 	// one remote address are served at /token, /introspect and /revoke
 	// (THREATS T78).
 	ClientLimit, IPLimit *ratelimit.Limiter
+	// IngestLimit, when set, bounds how often one reporter (an
+	// audit:report client) is served at POST /audit/ingest, after it
+	// authenticates (THREATS T99).
+	IngestLimit *ratelimit.Limiter
 }
 
 // Server is Mandate's HTTP handler.
