@@ -512,7 +512,8 @@ func (g *Grant) checkLifetime(_ context.Context, st *state) error {
 	return nil
 }
 
-// mint signs the token and makes it and its audit event durable.
+// mint signs the token and makes it and its audit event durable. Its
+// errors are for the caller to record as the refusal.
 func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (*Result, error) {
 	now := g.Now()
 	jti := token.NewJTI(now)
@@ -561,13 +562,16 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 	if len(st.context) > 0 { // as omitempty left out an empty map
 		b, err := json.Marshal(st.context)
 		if err != nil {
-			return nil, g.refuse(ctx, action, st, oauth.Unavailable("signing_unavailable", err))
+			return nil, oauth.Unavailable("signing_unavailable", err)
 		}
 		claims.Context, st.contextJSON = b, b
 	}
+	if err := g.checkNotRevoked(rec); err != nil {
+		return nil, err
+	}
 	raw, err := g.Signer.Sign(ctx, claims)
 	if err != nil {
-		return nil, g.refuse(ctx, action, st, oauth.Unavailable("signing_unavailable", err))
+		return nil, oauth.Unavailable("signing_unavailable", err)
 	}
 	ev := st.event(action, audit.ResultGranted)
 	ev.JTI = jti
@@ -588,6 +592,29 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 
 		AuthorizationDetails: claims.AuthorizationDetails,
 	}, nil
+}
+
+// checkNotRevoked refuses to issue rec when a revocation this server
+// already knows covers it. The directory's answers may be older than the
+// revocation feed (another instance disabled the agent a moment ago): such
+// a token would be out of force from its first use, since it carries the
+// older generation, and the client is told so now instead
+// (invalid_grant, reason revoked_grant).
+func (g *Grant) checkNotRevoked(rec store.IssuedToken) error {
+	if g.Tokens == nil {
+		return nil
+	}
+	err := g.Tokens.CheckFeed(rec)
+	var inactive *tokenstate.InactiveError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &inactive):
+		return oauth.New(oauth.ErrInvalidGrant, "revoked_grant",
+			"a revocation already covers what this grant would issue ("+inactive.Reason+")", err)
+	default:
+		return oauth.Unavailable("revocation_unavailable", err)
+	}
 }
 
 // subjectID is the token's sub: the person, or the client for its own token.
@@ -727,5 +754,9 @@ func (g *Grant) SignIn(ctx context.Context, userID, requestID string) (*Result, 
 			return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
 		}
 	}
-	return g.mint(ctx, st, audit.ActionTokenIssue, GrantSignIn)
+	res, err := g.mint(ctx, st, audit.ActionTokenIssue, GrantSignIn)
+	if err != nil {
+		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
+	}
+	return res, nil
 }
