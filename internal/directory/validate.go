@@ -147,7 +147,15 @@ func checkNames(p *problems, field string, names []string, max int) {
 	}
 }
 
-// checkDepth checks a record's own chain-depth limit.
+// CheckDepth checks the chain-depth limit of an agent or a delegation
+// named field: 0 for no own limit, at most MaxDepth. It returns nil or an
+// *InvalidError.
+func CheckDepth(field string, depth int) error {
+	p := &problems{}
+	checkDepth(p, field, depth)
+	return p.err()
+}
+
 func checkDepth(p *problems, field string, depth int) {
 	if depth < 0 || depth > MaxDepth {
 		p.add(field, "must be from 0 (no own limit) to %d, is %d", MaxDepth, depth)
@@ -322,11 +330,6 @@ func ParseLimits(raw json.RawMessage) ([]map[string]any, error) {
 	var out []map[string]any
 	if err := dec.Decode(&out); err != nil {
 		return nil, &InvalidError{Field: "limits", Problem: "must be a JSON array of objects"}
-	}
-	for _, l := range out {
-		if l == nil {
-			return nil, &InvalidError{Field: "limits", Problem: "must be a JSON array of objects"}
-		}
 	}
 	return out, nil
 }

@@ -65,6 +65,8 @@ func TestValidateUser(t *testing.T) {
 			want: [][2]string{{"permissions", "at most 64"}}},
 		{name: "fail/limit-without-type", user: store.User{Limits: json.RawMessage(`[{"max_amount":1}]`)},
 			want: [][2]string{{"limits[0].type", "needs a type"}}},
+		{name: "fail/limit-null", user: store.User{Limits: json.RawMessage(`[null]`)},
+			want: [][2]string{{"limits[0].type", "needs a type"}}},
 		{name: "fail/limits-too-many", user: store.User{Limits: json.RawMessage("[" + strings.Repeat(`{"type":"t"},`, 8) + `{"type":"t"}]`)},
 			want: [][2]string{{"limits", "at most 8"}}},
 		{name: "fail/limits-not-an-array", user: store.User{Limits: json.RawMessage(`{"type":"t"}`)},
