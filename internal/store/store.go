@@ -393,8 +393,13 @@ func EachEvent(ctx context.Context, log EventReader, afterSeq int64, fn func(Eve
 	}
 }
 
+// CheckpointReader reads the stored checkpoints (Checkpoints.Checkpoints).
+type CheckpointReader interface {
+	Checkpoints(ctx context.Context, after int64, limit int) ([]Checkpoint, error)
+}
+
 // AllCheckpoints returns every stored checkpoint, oldest first.
-func AllCheckpoints(ctx context.Context, cs Checkpoints) ([]Checkpoint, error) {
+func AllCheckpoints(ctx context.Context, cs CheckpointReader) ([]Checkpoint, error) {
 	var out []Checkpoint
 	for after := int64(0); ; {
 		page, err := cs.Checkpoints(ctx, after, MaxPageLimit)
