@@ -42,8 +42,16 @@ type Config struct {
 	MaxBody int64
 	// MaxAge is how long a good set is used before it is refetched (on the
 	// next lookup, subject to Cooldown); default 15 min. A failed refetch
-	// keeps the old set.
+	// keeps the old set, less the keys Revoked reports.
 	MaxAge time.Duration
+	// Revoked, when set, reports whether the owner of the set has revoked
+	// the key kid (a verify.Feed knows). Key never returns such a key
+	// (ErrRevokedKey), however long ago it was revoked: it is dropped from
+	// the set held on the lookup that asks for it, from the set kept after
+	// a failed refetch, and from every set fetched later (a stale copy of
+	// the set may still list it). It is called on every lookup and must be
+	// fast and safe for concurrent use.
+	Revoked func(kid string) bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -128,10 +136,17 @@ func IsLoopback(host string) bool {
 
 // Key returns the public key with the given kid. A kid missing from the
 // cached set triggers a fetch unless one was attempted within the cooldown.
-// Errors: ErrUnknownKey when the current set (fetched successfully) has no
-// such key; ErrFetch when the set could not be fetched and the key is not
-// cached (the caller answers 503, not 401).
+// Errors: ErrRevokedKey when Config.Revoked reports kid; ErrUnknownKey when
+// the current set (fetched successfully) has no such key; ErrFetch when the
+// set could not be fetched and the key is not cached (the caller answers
+// 503, not 401).
 func (c *Cache) Key(ctx context.Context, kid string) (jose.JSONWebKey, error) {
+	if c.revoked(kid) {
+		c.mu.Lock()
+		delete(c.keys, kid)
+		c.mu.Unlock()
+		return jose.JSONWebKey{}, ErrRevokedKey
+	}
 	now := c.cfg.Now()
 	k, ok, stale := c.lookup(kid, now)
 	if ok {
@@ -184,8 +199,14 @@ func (c *Cache) mayFetchLocked(now time.Time) bool {
 	return c.attemptedAt.IsZero() || now.Sub(c.attemptedAt) >= c.cfg.Cooldown || now.Before(c.attemptedAt)
 }
 
+// revoked reports whether Config.Revoked reports kid.
+func (c *Cache) revoked(kid string) bool {
+	return c.cfg.Revoked != nil && c.cfg.Revoked(kid)
+}
+
 // fetchLocked fetches the set and installs it; on failure the previous set
-// stays. The caller holds fetchMu.
+// stays, less the keys revoked since. Revoked keys never enter the set. The
+// caller holds fetchMu.
 func (c *Cache) fetchLocked(ctx context.Context, now time.Time) {
 	set, err := c.fetch(ctx)
 	c.mu.Lock()
@@ -193,9 +214,15 @@ func (c *Cache) fetchLocked(ctx context.Context, now time.Time) {
 	c.attemptedAt = now
 	if err != nil {
 		c.lastErr = fmt.Errorf("%w: %w", ErrFetch, err)
-		return
+		set = c.keys
+	} else {
+		c.keys, c.fetchedAt, c.lastErr = set, now, nil
 	}
-	c.keys, c.fetchedAt, c.lastErr = set, now, nil
+	for kid := range set {
+		if c.revoked(kid) {
+			delete(set, kid)
+		}
+	}
 }
 
 // fetch performs one bounded GET. The caller's cancellation does not abort

@@ -191,6 +191,72 @@ func TestCacheKeepsLastGoodSetOnFailure(t *testing.T) {
 	}
 }
 
+// TestCacheDropsRevokedKeys: a key Config.Revoked reports is never
+// returned, however it would be: from the set held, from the set kept after
+// a failed refetch (which no longer holds it, looked up or not), and from a
+// later set that still lists it (THREATS T103).
+func TestCacheDropsRevokedKeys(t *testing.T) {
+	s, clk := newServer(t), newClock()
+	_, k1 := ecKey(t, "k1")
+	_, k2 := ecKey(t, "k2")
+	_, k3 := ecKey(t, "k3")
+	s.set(http.StatusOK, setOf(k1, k2, k3))
+	var revoked sync.Map
+	c, err := New(Config{URI: s.URL, Client: s.Client(), Now: clk.Now, Revoked: func(kid string) bool {
+		_, ok := revoked.Load(kid)
+		return ok
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func(kid string) bool {
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		_, ok := c.keys[kid]
+		return ok
+	}
+	for _, kid := range []string{"k1", "k2", "k3"} {
+		if _, err := c.Key(t.Context(), kid); err != nil {
+			t.Fatalf("Key(%s): %v", kid, err)
+		}
+	}
+	revoked.Store("k1", true)
+	revoked.Store("k3", true)
+	if _, err := c.Key(t.Context(), "k1"); !errors.Is(err, ErrRevokedKey) {
+		t.Errorf("held: Key(k1) error = %v, want ErrRevokedKey", err)
+	}
+	// The set goes stale and the refetch fails: the set kept is purged of
+	// k3, which nobody asked for since it was revoked.
+	s.set(http.StatusInternalServerError, []byte("down"))
+	clk.Advance(DefaultMaxAge + time.Second)
+	if _, err := c.Key(t.Context(), "k2"); err != nil {
+		t.Fatalf("Key(k2) with the server down: %v", err)
+	}
+	if got := s.hits.Load(); got != 2 {
+		t.Fatalf("fetches = %d, want 2 (one failed refresh)", got)
+	}
+	if held("k1") || held("k3") || !held("k2") {
+		t.Errorf("set kept after a failed refetch: k1 %v, k2 %v, k3 %v; want k2 only", held("k1"), held("k2"), held("k3"))
+	}
+	for _, kid := range []string{"k1", "k3"} {
+		if _, err := c.Key(t.Context(), kid); !errors.Is(err, ErrRevokedKey) {
+			t.Errorf("after a failed refetch: Key(%s) error = %v, want ErrRevokedKey", kid, err)
+		}
+	}
+	// A stale copy of the set lists them again.
+	s.set(http.StatusOK, setOf(k1, k2, k3))
+	clk.Advance(DefaultMaxAge + time.Second)
+	if _, err := c.Key(t.Context(), "k2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.hits.Load(); got != 3 || held("k1") || held("k3") {
+		t.Errorf("after a refetch listing them: fetches %d (want 3), k1 held %v, k3 held %v", got, held("k1"), held("k3"))
+	}
+	if _, err := c.Key(t.Context(), "k3"); !errors.Is(err, ErrRevokedKey) {
+		t.Errorf("after a refetch listing it: Key(k3) error = %v, want ErrRevokedKey", err)
+	}
+}
+
 func TestCacheFirstFetchFailure(t *testing.T) {
 	s, clk := newServer(t), newClock()
 	s.set(http.StatusBadGateway, nil)

@@ -5,7 +5,7 @@
 //
 // Cache fetches a set over HTTPS (plain HTTP on loopback only), caps the body
 // and the time a fetch may take, refetches on an unknown kid at most once per
-// cooldown and keeps the last good set when a fetch fails. ParseSet accepts
-// public signing keys only and refuses a set with private members or
-// duplicate kids.
+// cooldown and keeps the last good set when a fetch fails, never with a key
+// its owner revoked (Config.Revoked). ParseSet accepts public signing keys
+// only and refuses a set with private members or duplicate kids.
 package jwks

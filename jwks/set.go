@@ -21,6 +21,9 @@ import (
 var (
 	// ErrUnknownKey means the set holds no usable key with the kid asked for.
 	ErrUnknownKey = errors.New("jwks: unknown key")
+	// ErrRevokedKey means the owner of the set revoked the key with the kid
+	// asked for (Config.Revoked).
+	ErrRevokedKey = errors.New("jwks: key revoked")
 	// ErrFetch means the set could not be fetched and no cached key answers.
 	ErrFetch = errors.New("jwks: fetch failed")
 	// ErrInvalidSet means a key set was refused: not JSON, private or

@@ -59,6 +59,18 @@ type Revocation interface {
 	Revoked(ctx context.Context, p *Principal) (bool, error)
 }
 
+// KeyRevocation is what a Revocation that also knows the issuer's revoked
+// signing keys offers; *Feed implements it. When Config.Revocation
+// implements it and the Verifier fetches the keys itself (JWKSURI or
+// discovery), a revoked key never comes out of the key cache, however long
+// ago it was revoked: not from the set held, not from the set kept when a
+// refetch fails, not from a stale copy of the JWKS that still lists it
+// (jwks.Config.Revoked). KeyRevoked must answer from memory and be safe for
+// concurrent use.
+type KeyRevocation interface {
+	KeyRevoked(kid string) bool
+}
+
 // Config configures a Verifier. Issuer, Audience and Algorithms are
 // required; everything else has a default.
 type Config struct {
@@ -78,7 +90,8 @@ type Config struct {
 	// empty, New reads jwks_uri from the issuer's RFC 8414 metadata once.
 	// The keys themselves are fetched on first use, refetched on an unknown
 	// kid at most once per 30 s, and a key in use is never evicted by a
-	// failed fetch (jwks.Cache).
+	// failed fetch (jwks.Cache), unless the issuer revoked it
+	// (KeyRevocation).
 	JWKSURI string
 	// HTTPClient makes the metadata and key requests; nil means a fresh
 	// http.Client. Redirects are never followed.
@@ -93,7 +106,8 @@ type Config struct {
 	// actor is decoded. At most 16.
 	MaxDepth int
 	// Revocation, when set, is asked about every otherwise valid token:
-	// set it to the *Feed NewFeed returns. When nil, a token is valid
+	// set it to the *Feed NewFeed returns (which also keeps the keys the
+	// issuer revoked out of the key cache, see KeyRevocation). When nil, a token is valid
 	// until it expires: revocation at the issuer takes effect here only
 	// when the token's exp passes. A Revocation error refuses the token
 	// with ErrRevocationUnavailable (503), so a Feed that is stale or has
@@ -197,7 +211,14 @@ func (cfg *Config) keySource(ctx context.Context) (KeySource, error) {
 			return nil, err
 		}
 	}
-	cache, err := jwks.New(jwks.Config{URI: uri, Client: cfg.HTTPClient, Now: cfg.Now})
+	jc := jwks.Config{URI: uri, Client: cfg.HTTPClient, Now: cfg.Now}
+	// An optional interface, as io.WriterTo is: Revocation stays the one
+	// method every implementation needs, and a Feed passed as it also
+	// guards the key cache without a second field to set.
+	if kr, ok := cfg.Revocation.(KeyRevocation); ok {
+		jc.Revoked = kr.KeyRevoked
+	}
+	cache, err := jwks.New(jc)
 	if err != nil {
 		return nil, fmt.Errorf("verify: jwks_uri: %w", err)
 	}

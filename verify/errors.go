@@ -42,7 +42,8 @@ var (
 	ErrClaims = errors.New("verify: invalid claims")
 	// ErrTooDeep: the act chain is deeper than MaxDepth.
 	ErrTooDeep = errors.New("verify: delegation chain too deep")
-	// ErrRevoked: the Revocation hook says the token is revoked.
+	// ErrRevoked: the Revocation hook says the token is revoked, or the
+	// issuer revoked the key that signed it (KeyRevocation).
 	ErrRevoked = errors.New("verify: token revoked")
 	// ErrRevocationUnavailable: the Revocation hook could not say. Not a
 	// verdict on the token: answer 503.

@@ -14,8 +14,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +44,9 @@ const (
 	maxErrorBody = 4 << 10
 	// maxStreamID bounds the stream name sent back in Last-Event-ID.
 	maxStreamID = 256
+	// maxRevokedKeys bounds the kids of revoked keys a Feed remembers
+	// after their entries are gone; beyond it the oldest is forgotten.
+	maxRevokedKeys = 1024
 
 	feedBackoffMin  = 100 * time.Millisecond
 	feedBackoffMax  = 5 * time.Second
@@ -109,7 +114,9 @@ type Feed struct {
 	client *http.Client
 	log    *slog.Logger
 	set    *revocation.Set
-	start  time.Time
+	// keys remembers the issuer's revoked signing keys past their entries.
+	keys  revokedKeys
+	start time.Time
 	// streamURL is cfg.URL asking for heartbeats three times per
 	// MaxStaleness, unless it names its own.
 	streamURL string
@@ -226,13 +233,14 @@ func defaultFeedTransport() *http.Transport {
 }
 
 // Revoked reports whether a revocation held hits p: its jti or one it was
-// exchanged from, its key, its delegation, subject or one of the subject's
-// scopes at its generation, an agent in its chain or its client at its
-// generation, or an issue time before the issuer's not-before epoch. It
-// answers from memory. It returns an error wrapping ErrRevocationStale
-// when no snapshot has been loaded yet, when nothing has been heard from
-// the issuer for MaxStaleness, and from the moment the stream sends data
-// the Feed refuses or names a new stream until a new snapshot is loaded.
+// exchanged from, its key (however long ago it was revoked, see
+// KeyRevoked), its delegation, subject or one of the subject's scopes at
+// its generation, an agent in its chain or its client at its generation, or
+// an issue time before the issuer's not-before epoch. It answers from
+// memory. It returns an error wrapping ErrRevocationStale when no snapshot
+// has been loaded yet, when nothing has been heard from the issuer for
+// MaxStaleness, and from the moment the stream sends data the Feed refuses
+// or names a new stream until a new snapshot is loaded.
 func (f *Feed) Revoked(_ context.Context, p *Principal) (bool, error) {
 	if !f.loaded.Load() {
 		return false, fmt.Errorf("%w: no snapshot loaded yet", ErrRevocationStale)
@@ -255,8 +263,18 @@ func (f *Feed) Revoked(_ context.Context, p *Principal) (bool, error) {
 		IssuedAt:      p.IssuedAt.Unix(),
 		KeyID:         p.KeyID,
 	}
-	return f.set.Check(&t) != "", nil
+	return f.set.Check(&t) != "" || f.keys.has(p.KeyID), nil
 }
+
+// KeyRevoked reports whether the issuer has revoked its signing key kid, as
+// far as the Feed has heard since it started, however long ago: a key that
+// leaked signs new tokens after its entry's until has passed, so the Feed
+// remembers the kid for as long as it runs (the most recent 1024 kids),
+// through collections and new snapshots that no longer list the entry. It
+// answers from memory, stale or not: a revocation is never undone. It
+// implements KeyRevocation, through which a Verifier keeps revoked keys out
+// of its key cache.
+func (f *Feed) KeyRevoked(kid string) bool { return f.keys.has(kid) }
 
 // Ready waits until the first snapshot is loaded. It returns an error when
 // ctx ends first, or when the Feed stopped (its context ended) without one.
@@ -502,6 +520,7 @@ func (f *Feed) applySnapshot(data []byte) error {
 	if err := f.set.Reset(snap); err != nil {
 		return fmt.Errorf("%w: snapshot: %w", errResync, err)
 	}
+	f.keys.addEntries(snap.Entries...)
 	f.resync = false
 	f.current.Store(true)
 	if !f.loaded.Swap(true) {
@@ -531,6 +550,7 @@ func (f *Feed) applyEntry(id string, data []byte) error {
 	if err := f.set.Apply(e); err != nil {
 		return fmt.Errorf("%w: revocation: %w", errResync, err)
 	}
+	f.keys.addEntries(e)
 	if held, _ := f.set.Position(); stream != held {
 		return fmt.Errorf("%w: revocation of another stream", errResync)
 	}
@@ -555,6 +575,49 @@ func (f *Feed) applyHeartbeat(data []byte) error {
 	}
 	f.set.Advance(hb.Seq)
 	return nil
+}
+
+// revokedKeys are the kids of key entries a Feed has applied, kept for its
+// life (at most maxRevokedKeys, the oldest forgotten first). Safe for
+// concurrent use.
+type revokedKeys struct {
+	mu    sync.RWMutex
+	kids  map[string]struct{}
+	order []string // oldest first
+}
+
+// addEntries remembers the kid of every key entry among entries.
+func (r *revokedKeys) addEntries(entries ...revocation.Entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range entries {
+		if e.Kind != revocation.KindKey {
+			continue
+		}
+		if _, ok := r.kids[e.ID]; ok {
+			continue
+		}
+		if r.kids == nil {
+			r.kids = make(map[string]struct{})
+		}
+		if len(r.order) >= maxRevokedKeys {
+			delete(r.kids, r.order[0])
+			r.order = slices.Delete(r.order, 0, 1)
+		}
+		r.kids[e.ID] = struct{}{}
+		r.order = append(r.order, e.ID)
+	}
+}
+
+// has reports whether kid is remembered; never for "".
+func (r *revokedKeys) has(kid string) bool {
+	if kid == "" {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.kids[kid]
+	return ok
 }
 
 // decodeFeedJSON decodes one JSON value read from the stream, refusing

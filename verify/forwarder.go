@@ -40,6 +40,9 @@ const (
 	forwardLogEvery = 10 * time.Minute
 	// maxErrorCode bounds the server's error code copied into the log.
 	maxErrorCode = 64
+	// maxAnswer bounds what is read of the server's 200 answer, which
+	// names each refused record.
+	maxAnswer = 1 << 20
 )
 
 // ForwarderConfig configures a Forwarder. URL, ClientID and ClientSecret
@@ -105,8 +108,11 @@ type ForwarderStats struct {
 	// full, Dir was full or could not be written, or, without Dir, the
 	// server could not take them when Close ran.
 	Dropped int64
-	// Rejected is the number of records the server refused (a 4xx answer
-	// other than 429), which are not retried.
+	// Rejected is the number of records the server refused, which are not
+	// retried: those of a batch answered with a 4xx other than 429 (a
+	// batch of several answered 400 or 413 is split in halves first, so
+	// that only the records refused on their own are lost), and those a
+	// 200 answer names as refused (the issuer judges each record alone).
 	Rejected int64
 	// Corrupt is the number of unreadable lines skipped in files of Dir,
 	// such as a line torn by a crash.
@@ -129,10 +135,14 @@ type ForwarderStats struct {
 // the batch goes to a file in Dir (or, without Dir, waits in memory), and
 // the Forwarder retries the oldest batch with back-off from 250 ms to
 // 30 s, honouring Retry-After; later batches go to Dir behind it until the
-// backlog is sent. A file is deleted only after a 200. A 4xx answer other
-// than 429 means the server refuses those records (bad credentials, a
-// malformed batch): they are logged, counted as Rejected and dropped (a
-// 413 batch is split in halves first).
+// backlog is sent. A file is deleted only after a 200. A 200 answer may
+// name records the server refused on their own (a field it does not take,
+// an audience the client may not report for): only those are dropped,
+// counted as Rejected and logged. A 4xx answer other than 429 means the
+// server refuses those records (bad credentials, a malformed batch): they
+// are logged, counted as Rejected and dropped; a 400 or 413 batch of
+// several records is split in halves first, so that one bad record never
+// costs the others.
 type Forwarder struct {
 	cfg    ForwarderConfig
 	client *http.Client
@@ -486,7 +496,7 @@ func (f *Forwarder) retryAfter(hint time.Duration) {
 // settled (stored, or refused by the server), and whether the rest must
 // be sent again, after at least wait.
 func (f *Forwarder) deliver(ctx context.Context, batch [][]byte) (settled int, again bool, wait time.Duration) {
-	status, code, wait, err := f.post(ctx, batch)
+	status, code, refused, wait, err := f.post(ctx, batch)
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
@@ -495,7 +505,15 @@ func (f *Forwarder) deliver(ctx context.Context, batch [][]byte) (settled int, a
 		}
 		return 0, true, 0
 	case status == http.StatusOK:
-		f.sent.Add(int64(len(batch)))
+		if len(refused) > 0 {
+			f.rejected.Add(int64(len(refused)))
+			for _, r := range refused {
+				f.logOnce(ctx, "refused "+r.Reason, slog.LevelError, "verify: record forwarder: the server refuses a record; dropping it",
+					slog.String("reason", r.Reason), slog.String("error", r.Description), slog.String("id", r.ID),
+					slog.Int("refused", len(refused)))
+			}
+		}
+		f.sent.Add(int64(len(batch) - len(refused)))
 		f.lastSent.Store(f.cfg.Now().UnixNano())
 		f.backoff = f.backoffMin
 		_, unreachable := f.logged["unreachable"]
@@ -506,7 +524,10 @@ func (f *Forwarder) deliver(ctx context.Context, batch [][]byte) (settled int, a
 		delete(f.logged, "unreachable")
 		delete(f.logged, "unavailable")
 		return len(batch), false, 0
-	case status == http.StatusRequestEntityTooLarge && len(batch) > 1:
+	case (status == http.StatusRequestEntityTooLarge || status == http.StatusBadRequest) && len(batch) > 1:
+		// Too large, or a record the server refuses (an issuer that
+		// refuses a batch for one record): halves, until the records it
+		// refuses are alone.
 		half := len(batch) / 2
 		n, again, wait := f.deliver(ctx, batch[:half])
 		if again {
@@ -531,9 +552,19 @@ func (f *Forwarder) deliver(ctx context.Context, batch [][]byte) (settled int, a
 	}
 }
 
-// post sends batch as {"records":[…]} and returns the status, and for an
-// error answer the server's error code and Retry-After.
-func (f *Forwarder) post(ctx context.Context, batch [][]byte) (status int, code string, retryAfter time.Duration, err error) {
+// refusedRecord is a record a 200 answer of the issuer names as refused.
+type refusedRecord struct {
+	Index       int    `json:"index"`
+	ID          string `json:"id"`
+	Reason      string `json:"reason"`
+	Description string `json:"error_description"`
+}
+
+// post sends batch as {"records":[…]} and returns the status; for a 200,
+// the records the answer names as refused (each once, with an index in
+// the batch; their texts cleaned for the log); for an error answer the
+// server's error code and Retry-After.
+func (f *Forwarder) post(ctx context.Context, batch [][]byte) (status int, code string, refused []refusedRecord, retryAfter time.Duration, err error) {
 	n := len(`{"records":[]}`) + len(batch)
 	for _, r := range batch {
 		n += len(r)
@@ -551,21 +582,45 @@ func (f *Forwarder) post(ctx context.Context, batch [][]byte) (status int, code 
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, "", 0, err
+		return 0, "", nil, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.SetBasicAuth(url.QueryEscape(f.cfg.ClientID), url.QueryEscape(f.cfg.ClientSecret))
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return 0, "", 0, err
+		return 0, "", nil, 0, err
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	if resp.StatusCode == http.StatusOK {
-		return resp.StatusCode, "", 0, nil
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+		return resp.StatusCode, "", refusedRecords(data, len(batch)), 0, nil
 	}
-	return resp.StatusCode, errorCode(data), parseRetryAfter(resp.Header.Get("Retry-After")), nil
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	return resp.StatusCode, errorCode(data), nil, parseRetryAfter(resp.Header.Get("Retry-After")), nil
+}
+
+// refusedRecords reads the refused records of a 200 answer to a batch of
+// n: each index once, within the batch; nothing from an answer it cannot
+// read (an issuer that names none stored them all).
+func refusedRecords(answer []byte, n int) []refusedRecord {
+	var a struct {
+		Refused []refusedRecord `json:"refused"`
+	}
+	if json.Unmarshal(answer, &a) != nil {
+		return nil
+	}
+	seen := make(map[int]bool, len(a.Refused))
+	out := a.Refused[:0]
+	for _, r := range a.Refused {
+		if r.Index < 0 || r.Index >= n || seen[r.Index] {
+			continue
+		}
+		seen[r.Index] = true
+		r.ID, r.Reason, r.Description = clean(r.ID, 64), clean(r.Reason, maxErrorCode), clean(r.Description, 256)
+		out = append(out, r)
+	}
+	return out
 }
 
 // errorCode returns the error member of an OAuth-style error body when it

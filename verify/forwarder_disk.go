@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -44,10 +45,68 @@ func parseBufferName(name string) (uint64, bool) {
 	return seq, err == nil
 }
 
+// checkBufferFile refuses an entry of Dir named as a buffer file that this
+// package did not write (THREATS T104): a symbolic link, anything but a
+// regular file, or a file larger than MaxDiskBytes, which bounds all of
+// Dir. The error names the file and says why.
+func (f *Forwarder) checkBufferFile(path string, fi fs.FileInfo) error {
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("verify: ForwarderConfig.Dir: %s is a symbolic link, not a file the record forwarder wrote; move it away", path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("verify: ForwarderConfig.Dir: %s is not a regular file (%s), not one the record forwarder wrote; move it away", path, fi.Mode().Type())
+	case fi.Size() > f.cfg.MaxDiskBytes:
+		return fmt.Errorf("verify: ForwarderConfig.Dir: %s has %d bytes, more than MaxDiskBytes (%d): not a file the record forwarder wrote; move it away",
+			path, fi.Size(), f.cfg.MaxDiskBytes)
+	}
+	return nil
+}
+
+// readBuffer reads a buffer file without following a symbolic link, and
+// only if checkBufferFile takes what it opened: the name is looked at with
+// Lstat, and the file opened is the one looked at (os.SameFile), so that
+// a file swapped for a link in between is not read. At most MaxDiskBytes
+// are read. Its errors name the file and say why.
+func (f *Forwarder) readBuffer(path string) ([]byte, error) {
+	fail := func(err error) ([]byte, error) { return nil, fmt.Errorf("verify: ForwarderConfig.Dir: %w", err) }
+	before, err := os.Lstat(path)
+	if err != nil {
+		return fail(err)
+	}
+	if err := f.checkBufferFile(path, before); err != nil {
+		return nil, err
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return fail(err)
+	}
+	defer fh.Close()
+	opened, err := fh.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if !os.SameFile(before, opened) {
+		return fail(fmt.Errorf("%s was replaced while being opened; not reading it", path))
+	}
+	if err := f.checkBufferFile(path, opened); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(fh, f.cfg.MaxDiskBytes+1))
+	if err != nil {
+		return fail(err)
+	}
+	if int64(len(data)) > f.cfg.MaxDiskBytes {
+		return fail(fmt.Errorf("%s grew beyond MaxDiskBytes (%d) while being read; not reading it", path, f.cfg.MaxDiskBytes))
+	}
+	return data, nil
+}
+
 // openDir creates Dir if missing and takes the files found there into the
 // backlog, oldest first. A .tmp file is a batch whose writing a crash
 // interrupted, never sent: it is taken too, its torn lines skipped when
-// read.
+// read. An entry named as a buffer file that this package did not write
+// (a symbolic link, not a regular file, larger than MaxDiskBytes) fails
+// it with an error that names the file.
 func (f *Forwarder) openDir() error {
 	dir := f.cfg.Dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -56,6 +115,18 @@ func (f *Forwarder) openDir() error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("verify: ForwarderConfig.Dir: %w", err)
+	}
+	for _, e := range entries {
+		if _, ok := parseBufferName(strings.TrimSuffix(e.Name(), tempSuffix)); !ok {
+			continue
+		}
+		fi, err := e.Info() // Lstat: a link is not followed
+		if err != nil {
+			return fmt.Errorf("verify: ForwarderConfig.Dir: %w", err)
+		}
+		if err := f.checkBufferFile(filepath.Join(dir, e.Name()), fi); err != nil {
+			return err
+		}
 	}
 	type found struct {
 		seq  uint64
@@ -101,9 +172,9 @@ func (f *Forwarder) openDir() error {
 	slices.SortFunc(files, func(a, b found) int { return cmp.Compare(a.seq, b.seq) })
 	for _, file := range files {
 		path := filepath.Join(dir, file.name)
-		data, err := os.ReadFile(path)
+		data, err := f.readBuffer(path)
 		if err != nil {
-			return fmt.Errorf("verify: ForwarderConfig.Dir: %w", err)
+			return err
 		}
 		p := &pendingBatch{path: path, size: int64(len(data)), lines: int64(countLines(data))}
 		f.backlog = append(f.backlog, p)
@@ -149,10 +220,15 @@ func (f *Forwarder) writeBatch(ctx context.Context, batch [][]byte) bool {
 }
 
 // writeSynced writes data to path durably: to path.tmp, synced, then
-// renamed, so that path is never seen half-written.
+// renamed, so that path is never seen half-written. path.tmp is made
+// anew (O_EXCL, after removing whatever has the name): a symbolic link
+// put there is removed, never written through.
 func writeSynced(path string, data []byte) (err error) {
 	tmp := path + tempSuffix
-	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
@@ -187,10 +263,11 @@ func syncDir(dir string) {
 }
 
 // load reads the records of a file of the backlog; when it cannot be
-// read, the file is left in Dir for an operator, counted as dropped and
-// forgotten.
+// read (or is no longer a file this package wrote: a symbolic link, not a
+// regular file, larger than MaxDiskBytes), the file is left in Dir for an
+// operator, counted as dropped and forgotten.
 func (f *Forwarder) load(ctx context.Context, p *pendingBatch) bool {
-	data, err := os.ReadFile(p.path)
+	data, err := f.readBuffer(p.path)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			f.droppedOther.Add(p.lines)

@@ -40,6 +40,10 @@ type ingestServer struct {
 	status int           // when not 0, every authenticated request is answered with it and code
 	code   string        // the error code of status
 	block  chan struct{} // when not nil, requests wait until it is closed
+	// refuse, when set, judges each record alone as the issuer does: a
+	// record it gives a reason for is not stored and is named in the 200
+	// answer's refused list.
+	refuse func(rec map[string]any) string
 	stored []map[string]any
 	ids    map[string]bool
 	sizes  []int // records per request stored
@@ -146,8 +150,15 @@ func (s *ingestServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.bodies = append(s.bodies, string(body))
 	s.sizes = append(s.sizes, len(env.Records))
-	for _, rec := range env.Records {
+	var refused []string
+	for i, rec := range env.Records {
 		id := rec["id"].(string)
+		if s.refuse != nil {
+			if reason := s.refuse(rec); reason != "" {
+				refused = append(refused, fmt.Sprintf(`{"index":%d,"id":%q,"status":400,"error":"invalid_request","reason":%q,"error_description":"refused by the test server"}`, i, id, reason))
+				continue
+			}
+		}
 		if s.ids[id] {
 			s.resent++
 			continue
@@ -157,7 +168,7 @@ func (s *ingestServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"stored":%d}`, len(env.Records))
+	fmt.Fprintf(w, `{"accepted":%d,"refused":[%s]}`, len(env.Records)-len(refused), strings.Join(refused, ","))
 }
 
 // storedIDs returns the ids stored, in order.
@@ -603,7 +614,8 @@ func TestForwarderRejected(t *testing.T) {
 		requests int
 	}{
 		{name: "fail/401-bad-credentials", secret: "wrong s3cr:t", status: 401, code: "invalid_client", batch: 5, requests: 2},
-		{name: "fail/400", status: 400, code: "invalid_request", batch: 5, requests: 2},
+		// 400: halves too, so that only the records refused alone are lost.
+		{name: "fail/400-split-then-refused", status: 400, code: "invalid_request", batch: 5, requests: 12},
 		{name: "fail/403", status: 403, code: "access_denied", batch: 5, requests: 2},
 		// 413: halves until single records are refused: 5 → 9 requests, 2 → 3.
 		{name: "fail/413-split-then-refused", status: 413, code: "request_too_large", batch: 5, requests: 12},

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -18,6 +21,30 @@ const (
 	maxRequestID = 128
 )
 
+// Bounds of the other fields of a Record, in bytes, as the issuer's POST
+// /audit/ingest takes them: a longer field is cut (truncated) so that no
+// record is refused for it, and no request can make another request's
+// record be refused with its own.
+const (
+	maxRecordAction   = 128
+	maxRecordResource = 1024
+	maxRecordReason   = 128
+	maxRecordActor    = 256
+	maxRecordAudience = 1024
+	maxRecordJTI      = 256
+	maxRecordItem     = 256
+	maxRecordChain    = 16
+	maxRecordScopes   = 64
+	maxRecordContext  = 2048
+)
+
+// Truncated ends a Record field that was cut to its bound.
+const Truncated = "…[truncated]"
+
+// serverAttributePrefix starts the names of the attributes the issuer adds
+// to a record; Attribute ignores them.
+const serverAttributePrefix = "mandate."
+
 // Record is the audit record of one request Middleware saw, as it goes to
 // Config.Records: the same facts as the Logger record, with an id the
 // issuer deduplicates on. It never holds the token. Its slices and maps
@@ -29,7 +56,14 @@ type Record struct {
 	// Time is when Middleware received the request (Config.Now), in UTC.
 	Time time.Time `json:"time"`
 	// Action and Resource are what SetAction named; by default the method
-	// and the URL path.
+	// and the URL path. Every string of a Record is cleaned as the issuer
+	// takes it: each control character (U+0000 to U+001F, U+007F) and
+	// each byte that is not UTF-8 is written \xNN, and a field over its
+	// bound (Resource and Audience 1,024 bytes, Action and Reason 128,
+	// PerformedBy, OnBehalfOf, JTI and each actor and scope 256) is cut
+	// at a character boundary and ends with Truncated. Chain keeps its
+	// first 16 actors and Scopes its first 64 scopes, Context is left out
+	// when its JSON is over 2 KiB.
 	Action   string `json:"action"`
 	Resource string `json:"resource"`
 	// Result is ResultGranted, ResultRefused or ResultFailed; Reason is
@@ -70,13 +104,14 @@ type RecordSink interface {
 // value, for example Attribute(ctx, "amount", "487.50"); the Logger record
 // and the Record given to Config.Records carry it. Setting a key again
 // replaces its value. Bounds: at most 16 attributes per request (more are
-// ignored), keys of 1 to 64 bytes (others are ignored), values of at most
-// 256 bytes (longer ones are cut at a UTF-8 boundary). It is safe to call
+// ignored), keys of 1 to 64 bytes (others, and those starting with
+// "mandate.", which the issuer uses, are ignored), values of at most 256
+// bytes (longer ones are cut at a UTF-8 boundary). It is safe to call
 // from the handler's goroutines; it does nothing outside Middleware or
 // after the handler has returned.
 func Attribute(ctx context.Context, key, value string) {
 	st, ok := ctx.Value(stateKey{}).(*requestState)
-	if !ok || key == "" || len(key) > maxAttributeKey {
+	if !ok || key == "" || len(key) > maxAttributeKey || strings.HasPrefix(key, serverAttributePrefix) {
 		return
 	}
 	value = truncateUTF8(value, maxAttributeValue)
@@ -106,26 +141,135 @@ func truncateUTF8(s string, n int) string {
 }
 
 // newRecord builds the Record of a request from its audit record rec and
-// its Principal p (nil when the token was refused).
+// its Principal p (nil when the token was refused), every field cleaned
+// and bounded as the issuer takes it (see Record).
 func (v *Verifier) newRecord(r *http.Request, p *Principal, rec auditRecord, start time.Time) Record {
 	out := Record{
 		ID:         newRecordID(),
 		Time:       start.UTC(),
-		Action:     rec.action,
-		Resource:   rec.resource,
+		Action:     clean(rec.action, maxRecordAction),
+		Resource:   clean(rec.resource, maxRecordResource),
 		Result:     rec.result,
-		Reason:     rec.reason,
-		Audience:   v.cfg.Audience,
+		Reason:     clean(rec.reason, maxRecordReason),
+		Audience:   clean(v.cfg.Audience, maxRecordAudience),
 		RequestID:  requestID(r),
-		Attributes: rec.attrs,
+		Attributes: cleanAttributes(rec.attrs),
 	}
 	if p != nil {
-		out.PerformedBy = p.PerformedBy()
-		out.OnBehalfOf = p.OnBehalfOf()
-		out.Chain = p.Chain
-		out.Scopes = p.Scopes
-		out.JTI = p.JTI
+		out.PerformedBy = clean(p.PerformedBy(), maxRecordActor)
+		out.OnBehalfOf = clean(p.OnBehalfOf(), maxRecordActor)
+		out.Chain = cleanList(p.Chain, maxRecordChain, false)
+		out.Scopes = cleanList(p.Scopes, maxRecordScopes, true)
+		out.JTI = clean(p.JTI, maxRecordJTI)
 		out.Context = p.Context
+		if len(out.Context) > 0 {
+			if b, err := json.Marshal(out.Context); err != nil || len(b) > maxRecordContext {
+				out.Context = nil
+			}
+		}
+	}
+	return out
+}
+
+// clean returns s as the issuer takes a record's field: each control
+// character and each byte that is not UTF-8 written \xNN, and, when that
+// is over max bytes, cut at a character boundary to end with Truncated
+// within max. A string that needs neither is returned as it is.
+func clean(s string, max int) string {
+	if len(s) <= max && plain(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(min(len(s), max) + len(Truncated))
+	room := max - len(Truncated)
+	for i := 0; i < len(s); {
+		c, size := utf8.DecodeRuneInString(s[i:])
+		piece := s[i : i+size]
+		if c < 0x20 || c == 0x7f || c == utf8.RuneError && size == 1 {
+			piece = fmt.Sprintf(`\x%02x`, s[i])
+		}
+		if b.Len()+len(piece) > room {
+			// Does the rest fit whole?
+			rest := b.Len() + len(piece) + escapedLen(s[i+size:])
+			if rest <= max {
+				b.WriteString(piece)
+				i += size
+				continue
+			}
+			b.WriteString(Truncated)
+			return b.String()
+		}
+		b.WriteString(piece)
+		i += size
+	}
+	return b.String()
+}
+
+// plain reports whether s is UTF-8 without a control character.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}
+
+// escapedLen is the length of s once clean has escaped it.
+func escapedLen(s string) int {
+	n := 0
+	for i := 0; i < len(s); {
+		c, size := utf8.DecodeRuneInString(s[i:])
+		if c < 0x20 || c == 0x7f || c == utf8.RuneError && size == 1 {
+			n += 4
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
+}
+
+// cleanList cleans each item of l, keeping its first max items; an empty
+// item is dropped when dropEmpty, else written "-" (the issuer refuses
+// empty ones). l itself is returned when it needs nothing.
+func cleanList(l []string, max int, dropEmpty bool) []string {
+	ok := len(l) <= max
+	for _, s := range l {
+		ok = ok && s != "" && len(s) <= maxRecordItem && plain(s)
+	}
+	if ok {
+		return l
+	}
+	out := make([]string, 0, min(len(l), max))
+	for _, s := range l {
+		if len(out) == max {
+			break
+		}
+		switch {
+		case s == "" && dropEmpty:
+			continue
+		case s == "":
+			s = "-"
+		}
+		out = append(out, clean(s, maxRecordItem))
+	}
+	return out
+}
+
+// cleanAttributes cleans the keys and values of attrs (Attribute has
+// bounded them); attrs itself when it needs nothing.
+func cleanAttributes(attrs map[string]string) map[string]string {
+	ok := true
+	for k, v := range attrs {
+		ok = ok && plain(k) && plain(v)
+	}
+	if ok {
+		return attrs
+	}
+	out := make(map[string]string, len(attrs))
+	for k, v := range attrs {
+		out[clean(k, maxAttributeKey)] = clean(v, maxAttributeValue)
 	}
 	return out
 }

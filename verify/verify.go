@@ -44,7 +44,8 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 // structure and header (8 KiB, three canonical base64url segments, no
 // jku/jwk/x5u/x5c/crit/zip/b64/cty, strict JSON); the unverified iss must
 // be the issuer, which scopes the kid lookup (THREATS.md T14); the key by
-// kid; the algorithm the key pins; the signature; then, on the verified
+// kid (a key the issuer revoked is ErrRevoked here, see KeyRevocation); the
+// algorithm the key pins; the signature; then, on the verified
 // payload only, typ at+jwt, iss, aud, the required claims, the chain depth,
 // the lifetime, revocation, and last exp, nbf and iat with the leeway.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
@@ -61,6 +62,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	}
 	key, err := v.keys.Key(ctx, j.Header.KeyID)
 	switch {
+	case errors.Is(err, jwks.ErrRevokedKey):
+		return nil, fmt.Errorf("%w: %w", ErrRevoked, err)
 	case errors.Is(err, jwks.ErrUnknownKey):
 		return nil, fmt.Errorf("%w: %w", ErrUnknownKey, err)
 	case err != nil:

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
@@ -55,6 +56,21 @@ const (
 	// ActionRequest is a request a verifier (an API using the verify
 	// package) let through or refused, forwarded to POST /audit/ingest.
 	ActionRequest = "request"
+)
+
+// Attributes the server adds to a verifier's record ("request").
+const (
+	// ServerAttributePrefix starts the names of the attributes the server
+	// adds to a verifier's record: POST /audit/ingest refuses a record
+	// that brings one of its own, and verify.Attribute ignores them.
+	ServerAttributePrefix = "mandate."
+	// AttributeTokenMismatch flags a record whose jti names a token the
+	// server issued when the record says otherwise than that token about
+	// who acted, for whom or for which audience: its value names the
+	// fields that differ, among subject, chain, performed_by and audience
+	// (THREATS T101). The record is the reporter's word against the
+	// server's.
+	AttributeTokenMismatch = ServerAttributePrefix + "token_mismatch"
 )
 
 // Results.
@@ -155,7 +171,7 @@ func NewRecorder(c Committer, cfg Config) *Recorder {
 
 // Record durably writes ev and the tokens it records, in the same
 // transaction, and returns once they are committed. Events without an ID or
-// a time get them. An error means nothing was written and the caller must
+// a time get them (Stamp). An error means nothing was written and the caller must
 // refuse the request it was recording.
 func (r *Recorder) Record(ctx context.Context, ev Event, tokens ...store.IssuedToken) error {
 	return r.RecordAll(ctx, []Event{ev}, tokens...)
@@ -187,16 +203,19 @@ func (r *Recorder) RecordAll(ctx context.Context, evs []Event, tokens ...store.I
 	}
 }
 
-// Stamp gives ev an ID and a time if it has none, and bounds its text
-// (Bound). Every record a Recorder writes is stamped, and so is every
-// record a caller commits itself with a change (the admin API's).
+// Stamp gives ev an ID and a time if it has none, makes its time what the
+// log keeps (auditchain.Time: whole microseconds in UTC), so that the
+// record is hashed as it reads back, and bounds its text (Bound). Every
+// record a Recorder writes is stamped, and so is every record a caller
+// commits itself with a change (the admin API's).
 func (r *Recorder) Stamp(ev *Event) {
 	if ev.ID == "" {
 		ev.ID = NewID("evt_")
 	}
 	if ev.Time.IsZero() {
-		ev.Time = r.now().UTC()
+		ev.Time = r.now()
 	}
+	ev.Time = auditchain.Time(ev.Time)
 	Bound(ev)
 }
 

@@ -35,10 +35,11 @@ var Genesis Hash
 
 // Encode returns the canonical encoding of ev: the version, then every
 // field in a fixed order, each string and byte slice prefixed by its length
-// (uvarint), each list by its count, integers and times (Unix microseconds,
-// 0 for the zero time) as 8 bytes big-endian. Two different records never
-// encode the same (an empty and a nil JSON value are one record: the
-// stores read both back as nil).
+// (uvarint), each list by its count, integers and times (Unix microseconds
+// of Time(t), 0 for the zero time) as 8 bytes big-endian. Two different
+// records never encode the same (an empty and a nil JSON value are one
+// record: the stores read both back as nil; two times Time makes one are
+// one).
 //
 // A record with none of AgentVersion, AuthorizationDetails, Operation,
 // Attributes and ReportedBy set is encoded as mandate-audit-v1, byte for
@@ -81,7 +82,21 @@ func Encode(ev store.Event) []byte {
 	return b
 }
 
+// Time is t as the audit log keeps it: in UTC, truncated to the
+// microsecond, the precision of Encode and of both stores. Every writer of
+// the log passes a record's time through it before the record is hashed
+// (the stores do it again as they append), so that a record reads back
+// exactly as it was hashed: a time with nanoseconds, in another zone, or
+// within a microsecond after the zero time (which reads back as no time)
+// can no longer make a record fail its chain hash. The zero time stays
+// zero.
+func Time(t time.Time) time.Time {
+	return t.Truncate(time.Microsecond).UTC()
+}
+
+// micros is Time(t) in Unix microseconds, 0 for the zero time.
 func micros(t time.Time) int64 {
+	t = Time(t)
 	if t.IsZero() {
 		return 0
 	}

@@ -247,3 +247,43 @@ func TestTreeMatchesTlog(t *testing.T) {
 		t.Errorf("round trip: %v", err)
 	}
 }
+
+// TestTime: Time keeps what both stores keep (UTC, whole microseconds), so
+// that a record reads back as it was hashed (THREATS T99): a time within a
+// microsecond after the zero time is the zero time, and Encode hashes a
+// time as Time makes it.
+func TestTime(t *testing.T) {
+	zero := time.Time{}
+	for _, tc := range []struct {
+		name string
+		in   time.Time
+		want time.Time
+	}{
+		{name: "ok/zero", in: zero, want: zero},
+		{name: "ok/half-a-microsecond-after-zero", in: zero.Add(500 * time.Nanosecond), want: zero},
+		{name: "ok/one-microsecond-after-zero", in: zero.Add(time.Microsecond + 1), want: zero.Add(time.Microsecond)},
+		{name: "ok/nanoseconds", in: time.Date(2026, 1, 2, 3, 4, 5, 123_456_789, time.UTC),
+			want: time.Date(2026, 1, 2, 3, 4, 5, 123_456_000, time.UTC)},
+		{name: "ok/before-1970-rounds-down", in: time.Date(1969, 12, 31, 23, 59, 59, 999_999_500, time.UTC),
+			want: time.Date(1969, 12, 31, 23, 59, 59, 999_999_000, time.UTC)},
+		{name: "ok/year-9999", in: time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+			want: time.Date(9999, 12, 31, 23, 59, 59, 999_999_000, time.UTC)},
+		{name: "ok/zoned", in: time.Date(2026, 1, 2, 8, 34, 5, 7, time.FixedZone("IST", 5*3600+1800)),
+			want: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := auditchain.Time(tc.in)
+			if !got.Equal(tc.want) || got.Location() != time.UTC || got.IsZero() != tc.want.IsZero() {
+				t.Fatalf("Time(%s) = %s, want %s in UTC", tc.in, got, tc.want)
+			}
+			if !got.IsZero() && !time.UnixMicro(got.UnixMicro()).UTC().Equal(got) {
+				t.Errorf("Time(%s) = %s does not survive Unix microseconds", tc.in, got)
+			}
+			a, b := event(1), event(1)
+			a.Time, b.Time = tc.in, got
+			if !bytes.Equal(auditchain.Encode(a), auditchain.Encode(b)) {
+				t.Errorf("Encode of %s differs from Encode of Time of it", tc.in)
+			}
+		})
+	}
+}

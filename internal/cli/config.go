@@ -18,10 +18,20 @@ func newConfigCmd(stdout io.Writer) *cobra.Command {
 	check := &cobra.Command{
 		Use:   "check",
 		Short: "Validate the file and report every problem",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			if _, err := config.Load(path); err != nil {
+		Long: `Validate the file and report every problem; exit 1 when it is invalid.
+
+Warnings do not fail the check: what is allowed but probably not meant, and
+every file that holds a secret (the configuration itself when a secret is
+written in it, a secret or password file, the SQLite database, which holds
+the signing keys) that group or others may read, with the chmod that fixes it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
 				return err
+			}
+			for _, w := range append(cfg.Warnings(), cfg.ReadableSecrets()...) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", termsafe.String(w.Error()))
 			}
 			fmt.Fprintln(stdout, termsafe.String(path)+": ok")
 			return nil

@@ -90,8 +90,9 @@ func listen() (net.Listener, string, error) {
 	return ln, "http://" + ln.Addr().String(), nil
 }
 
-// demoConfig is the cast of both stories.
-func demoConfig(dir, issuer string) *config.Config {
+// demoConfig is the cast of both stories; apis are the example APIs'
+// URLs (their audiences), which demoReporter reports for.
+func demoConfig(dir, issuer string, apis ...string) *config.Config {
 	cfg := config.Dev(dir)
 	cfg.Issuer = issuer
 	cfg.Listen = strings.TrimPrefix(issuer, "http://")
@@ -105,7 +106,7 @@ func demoConfig(dir, issuer string) *config.Config {
 	cfg.Agents = append(cfg.Agents,
 		config.Agent{ID: "agent:expense-agent-001", Secret: "expense-demo-secret", Scopes: []string{"expense:approve", "expense:read"}},
 		config.Agent{ID: "agent:reaper", Secret: "reaper-demo-secret", Scopes: []string{"deploy:tag"}},
-		config.Agent{ID: demoReporter, Secret: demoReporterSecret, Scopes: []string{server.ScopeAuditReport}},
+		config.Agent{ID: demoReporter, Secret: demoReporterSecret, Scopes: []string{server.ScopeAuditReport}, Resources: apis},
 	)
 	for i := range cfg.Agents {
 		if cfg.Agents[i].ID == "agent:cleanup_agent" {
@@ -131,7 +132,20 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 	if err != nil {
 		return err
 	}
-	cfg := demoConfig(dir, issuer)
+	// The APIs' addresses are their audiences, which their reporter must
+	// be registered for: they are taken before the configuration is made.
+	apiNames := []string{"deploy", "monitoring", "expense"}
+	apiListeners, apiURLs := map[string]net.Listener{}, make([]string, 0, len(apiNames))
+	for _, name := range apiNames {
+		l, url, err := listen()
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		apiListeners[name] = l
+		apiURLs = append(apiURLs, url)
+	}
+	cfg := demoConfig(dir, issuer, apiURLs...)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo configuration: %w", err)
 	}
@@ -164,7 +178,7 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 	for name, mk := range map[string]func(*verify.Verifier) http.Handler{
 		"deploy": deployapi.New, "monitoring": monitoringapi.New, "expense": expenseapi.New,
 	} {
-		api, stop, err := startDemoAPI(ctx, issuer, mk, logger)
+		api, stop, err := startDemoAPI(ctx, issuer, apiListeners[name], mk, logger)
 		if err != nil {
 			return err
 		}
@@ -259,13 +273,10 @@ func writeDemoConfig(cfg *config.Config) error {
 	return nil
 }
 
-// startDemoAPI runs an example service whose audience is its own URL, and
-// which forwards its records to the server as demoReporter.
-func startDemoAPI(ctx context.Context, issuer string, mk func(*verify.Verifier) http.Handler, logger *slog.Logger) (*demoAPI, func(), error) {
-	ln, url, err := listen()
-	if err != nil {
-		return nil, nil, err
-	}
+// startDemoAPI runs an example service on ln whose audience is its own
+// URL, and which forwards its records to the server as demoReporter.
+func startDemoAPI(ctx context.Context, issuer string, ln net.Listener, mk func(*verify.Verifier) http.Handler, logger *slog.Logger) (*demoAPI, func(), error) {
+	url := "http://" + ln.Addr().String()
 	fwd, err := verify.NewForwarder(ctx, verify.ForwarderConfig{
 		URL: issuer + "/audit/ingest", ClientID: demoReporter, ClientSecret: demoReporterSecret,
 		FlushEvery: 100 * time.Millisecond, Logger: logger,

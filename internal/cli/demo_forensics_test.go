@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -95,7 +96,7 @@ func TestDemoForensics(t *testing.T) {
 			}
 		}
 		a := decodeLines[forensics.Activity](t, run(t, "audit", "agent", "agent:argocd", "--config", cfg, "--json"))[0]
-		if want := []forensics.Subject{{Subject: "user:sam", Tokens: 2, Requests: 1, Refused: 1}}; !slices.Equal(a.For, want) {
+		if want := []forensics.Subject{{Subject: "user:sam", Tokens: 2, Requests: 1, Refused: 1, ReportedBy: []string{demoReporter}}}; fmt.Sprint(a.For) != fmt.Sprint(want) {
 			t.Errorf("for whom: %+v, want %+v", a.For, want)
 		}
 		deploys := 0
@@ -144,17 +145,21 @@ func TestDemoForensics(t *testing.T) {
 		for _, r := range decodeLines[forensics.AgentStats](t, run(t, "audit", "agents", "--config", cfg, "--json")) {
 			got[key{r.Agent, r.Version}] = r
 		}
+		reporter := []string{demoReporter}
 		for _, want := range []forensics.AgentStats{
-			{Agent: "agent:infrabot", Issued: 2, Refused: 1, RefusalRate: 1.0 / 3, APIGranted: 1},    // the chat-triggered prod deploy
-			{Agent: "agent:infrabot", Version: "2.1.0", Issued: 2, Refused: 1, RefusalRate: 1.0 / 3}, // as the version it declared
-			{Agent: "agent:reaper", Refused: 1, RefusalRate: 1},                                      // the fourth hop
-			{Agent: "agent:expense-agent-001", Issued: 1, APIGranted: 1, APIRefused: 1},              // $1,250 refused by the API
-			{Agent: "agent:argocd", Issued: 2, APIGranted: 1},                                        //
-			{Agent: "agent:cleanup_agent", Issued: 1},                                                //
+			{Agent: "agent:infrabot", Issued: 2, Refused: 1, RefusalRate: 1.0 / 3, APIGranted: 1, APIReportedBy: reporter}, // the chat-triggered prod deploy
+			{Agent: "agent:infrabot", Version: "2.1.0", Issued: 2, Refused: 1, RefusalRate: 1.0 / 3},                       // as the version it declared
+			{Agent: "agent:reaper", Refused: 1, RefusalRate: 1},                                                            // the fourth hop
+			{Agent: "agent:expense-agent-001", Issued: 1, APIGranted: 1, APIRefused: 1, APIReportedBy: reporter},           // $1,250 refused by the API
+			{Agent: "agent:argocd", Issued: 2, APIGranted: 1, APIReportedBy: reporter},                                     //
+			{Agent: "agent:cleanup_agent", Issued: 1},                                                                      //
 		} {
-			if g := got[key{want.Agent, want.Version}]; g != want {
+			if g := got[key{want.Agent, want.Version}]; fmt.Sprintf("%+v", g) != fmt.Sprintf("%+v", want) {
 				t.Errorf("%s %s: got %+v, want %+v", want.Agent, want.Version, g, want)
 			}
+		}
+		if !hasLine(table, "agent:argocd", "(all)", demoReporter) {
+			t.Errorf("the table does not name who reported argocd's API requests:\n%s", table)
 		}
 	})
 

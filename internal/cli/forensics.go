@@ -293,11 +293,11 @@ func printEvents(w io.Writer, evs []store.Event, asJSON bool) error {
 		return jsonLines(w, evs)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tACTION\tPERFORMED BY\tON BEHALF OF\tRESOURCE\tRESULT")
+	fmt.Fprintln(tw, "TIME\tACTION\tPERFORMED BY\tON BEHALF OF\tRESOURCE\tRESULT\tREPORTED BY")
 	for _, ev := range evs {
 		action, resource, result := row(ev)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format("2006-01-02 15:04:05.000"), cell(action),
-			cell(ev.Performer), cell(ev.OnBehalf), cell(resource), cell(result))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format("2006-01-02 15:04:05.000"), cell(action),
+			cell(ev.Performer), cell(ev.OnBehalf), cell(resource), cell(result), cell(forensics.ReportedBy(ev)))
 	}
 	return tw.Flush()
 }
@@ -317,9 +317,9 @@ func printActivity(w io.Writer, a forensics.Activity) error {
 	}
 	fmt.Fprintf(w, "\nFor whom\n\n")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ON BEHALF OF\tTOKENS\tAPI REQUESTS\tREFUSED")
+	fmt.Fprintln(tw, "ON BEHALF OF\tTOKENS\tAPI REQUESTS\tREFUSED\tAPI REPORTED BY")
 	for _, s := range a.For {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", cell(s.Subject), s.Tokens, s.Requests, s.Refused)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", cell(s.Subject), s.Tokens, s.Requests, s.Refused, cells(s.ReportedBy, ", "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -362,7 +362,7 @@ func printApprovals(w io.Writer, resource string, aps []forensics.Approval) erro
 			fmt.Fprintf(w, "  attributes    %s\n", termsafe.JSON(ev.Attributes))
 		}
 		if ev.ReportedBy != "" {
-			fmt.Fprintf(w, "  reported by   %s (at %s)\n", cell(ev.ReportedBy), cell(ev.Audience))
+			fmt.Fprintf(w, "  reported by   %s (at %s)\n", cell(forensics.ReportedBy(ev)), cell(ev.Audience))
 		}
 		if ev.JTI != "" {
 			fmt.Fprintf(w, "  token         %s\n", cell(ev.JTI))
@@ -400,14 +400,14 @@ func cells(l []string, sep string) string {
 
 func printAgents(w io.Writer, rows []forensics.AgentStats) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AGENT\tVERSION\tISSUED\tREFUSED\tREVOKED\tREFUSAL RATE\tAPI OK\tAPI REFUSED")
+	fmt.Fprintln(tw, "AGENT\tVERSION\tISSUED\tREFUSED\tREVOKED\tREFUSAL RATE\tAPI OK\tAPI REFUSED\tAPI REPORTED BY")
 	for _, r := range rows {
 		version := r.Version
 		if version == "" {
 			version = "(all)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f%%\t%d\t%d\n", cell(r.Agent), cell(version), r.Issued, r.Refused, r.Revoked,
-			100*r.RefusalRate, r.APIGranted, r.APIRefused)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f%%\t%d\t%d\t%s\n", cell(r.Agent), cell(version), r.Issued, r.Refused, r.Revoked,
+			100*r.RefusalRate, r.APIGranted, r.APIRefused, cells(r.APIReportedBy, ", "))
 	}
 	return tw.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
@@ -73,6 +74,16 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 	revoke := &cobra.Command{
 		Use:   "revoke KID",
 		Short: "Withdraw a compromised key at once: it leaves the JWKS and its tokens stop verifying",
+		Long: `Withdraw a compromised key at once: it leaves the JWKS, its tokens stop verifying,
+and no server on the store signs with it once this command has returned (every
+signature is checked against the store before the token leaves the server).
+
+If it was the signing key, a next key published for at least a minute signs
+in its place at once. Without one, no key signs (the server answers /token
+with 503) until a next key, the pending one or one generated now, has been
+published for a minute: a verifier may wait 30 s before it fetches the JWKS
+again. To replace a key without a pause, run "mandate keys rotate" first and
+revoke a minute later.`,
 		// A kid is base64url and may start with "-", which reads as a flag.
 		Example: "  mandate keys revoke --config mandate.yaml -- KID",
 		Args:    cobra.ExactArgs(1),
@@ -82,6 +93,11 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(stdout, "key %s revoked\n", cell(args[0]))
+				if kid, from, ok := kr.Waiting(); ok {
+					// No key may sign before verifiers can know it: say so,
+					// since /token answers 503 meanwhile.
+					fmt.Fprintf(stdout, "no key signs until %s, when key %s has been published long enough for verifiers to know it; until then the server cannot issue tokens (503)\n", stamp(from), cell(kid))
+				}
 				return nil
 			})
 		},
@@ -103,7 +119,7 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 func keyEvent(action, kid string) audit.Event {
 	return audit.Event{
 		ID:        audit.NewID("evt_"),
-		Time:      time.Now().UTC(),
+		Time:      auditchain.Time(time.Now()),
 		Action:    action,
 		Result:    audit.ResultOK,
 		Performer: cliPerformer,

@@ -5,7 +5,10 @@ import (
 	"testing"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/token"
+	"github.com/mandate-dev/mandate/jwks"
 )
 
 // TestKeysAudited: `mandate keys rotate` and `keys revoke` each leave one
@@ -60,5 +63,17 @@ func TestKeysAudited(t *testing.T) {
 	evs = keyEvents()
 	if len(evs) != 2 || evs[1].Action != audit.ActionKeyRevoked || evs[1].Resource != kid || evs[1].Performer != cliPerformer {
 		t.Errorf("after keys revoke: records %+v, want one %s of %s", evs, audit.ActionKeyRevoked, kid)
+	}
+}
+
+// TestKeyPublishDelayBounds: the configuration and the keyring agree on the
+// least and the default key_publish_delay, so that a configuration that
+// validates never makes the keyring refuse to start.
+func TestKeyPublishDelayBounds(t *testing.T) {
+	if config.MinPublishDelay != token.MinPublishDelay || config.DefaultKeyPublishDelay != token.DefaultPublishDelay {
+		t.Errorf("config min %v default %v; keyring min %v default %v", config.MinPublishDelay, config.DefaultKeyPublishDelay, token.MinPublishDelay, token.DefaultPublishDelay)
+	}
+	if token.MinPublishDelay <= jwks.DefaultCooldown {
+		t.Errorf("the least publish delay %v is within a verifier's refetch cooldown %v", token.MinPublishDelay, jwks.DefaultCooldown)
 	}
 }

@@ -179,6 +179,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		Issuer: cfg.Issuer, Store: cached, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
 		ClientLimit: newLimiter(cfg.RateLimits.PerClient, now), IPLimit: newLimiter(cfg.RateLimits.PerIP, now),
+		IngestLimit: newLimiter(cfg.RateLimits.IngestPerReporter, now),
 	})
 	if err != nil {
 		recorder.Close()

@@ -24,6 +24,10 @@ const (
 	DefaultLeeway          = 60 * time.Second
 	DefaultKeyPublishDelay = 5 * time.Minute
 	DefaultMaxDepth        = 4
+	// DefaultIngestPerReporter is RateLimits.IngestPerReporter's default:
+	// 20 batches a second, up to 10,000 records a second in batches of
+	// 500 (4,000 in verify's default batches of 200).
+	DefaultIngestPerReporter = 20
 )
 
 // Config is the whole configuration file. Every field is optional; the
@@ -132,9 +136,9 @@ type Tokens struct {
 	// Leeway is the clock skew allowed when checking exp, nbf and iat of
 	// incoming tokens; at most 5m. Default 60s.
 	Leeway Duration `yaml:"leeway"`
-	// KeyPublishDelay is how long a new signing key is published in the JWKS
-	// before it signs, so verifiers' caches learn it first; at most 24h.
-	// Default 5m.
+	// KeyPublishDelay is how long a rotated-in signing key is published in
+	// the JWKS before it signs, so verifiers' caches learn it first; from 1m
+	// (longer than a verifier's 30 s refetch cooldown) to 24h. Default 5m.
 	KeyPublishDelay Duration `yaml:"key_publish_delay"`
 }
 
@@ -154,8 +158,9 @@ type Audit struct {
 
 // RateLimits are per-caller request rates at /token, /introspect and
 // /revoke, checked before any signature, hash or database work (THREATS
-// T78). A caller over its rate is answered 429 with Retry-After; each rate
-// allows bursts of twice as many requests. 0, the default, is no limit.
+// T78), and per reporter at /audit/ingest. A caller over its rate is
+// answered 429 with Retry-After; each rate allows bursts of twice as many
+// requests. For PerClient and PerIP 0, the default, is no limit.
 type RateLimits struct {
 	// PerClient is the requests a second one client_id may send, whether
 	// or not it authenticates; 0 to 100000.
@@ -165,6 +170,11 @@ type RateLimits struct {
 	// X-Forwarded-For header is not trusted), so set it only when callers
 	// connect directly.
 	PerIP float64 `yaml:"per_ip"`
+	// IngestPerReporter is the batches a second one reporter (a client
+	// with audit:report) may send to POST /audit/ingest, checked once it
+	// has authenticated; 1 to 100000, default 20 (bursts of 40). Unlike
+	// the others it is always on: each batch is a commit.
+	IngestPerReporter float64 `yaml:"ingest_per_reporter"`
 }
 
 // MaxRate is the largest rate RateLimits accepts.
@@ -259,6 +269,14 @@ type Agent struct {
 	// MaxDepth, when not 0, is the agent's own chain-depth limit (1 to 10);
 	// the tightest of all limits applies.
 	MaxDepth int `yaml:"max_depth"`
+	// Resources are the resource identifiers (token audiences, such as
+	// "https://expense.example") the client serves as a resource server.
+	// A client with the audit:report scope may forward verifiers' records
+	// to POST /audit/ingest only for these audiences and its own id; a
+	// record for another audience is refused. Optional (at most 64, each
+	// as an audience is written): without it a reporter reports for its
+	// own id only, as when the id is the audience.
+	Resources []string `yaml:"resources"`
 	// Disabled refuses the agent everywhere, in any chain.
 	Disabled bool `yaml:"disabled"`
 }
@@ -283,8 +301,8 @@ func (a Agent) JWKSJSON() (json.RawMessage, error) {
 
 // String never prints the secret.
 func (a Agent) String() string {
-	return fmt.Sprintf("{ID:%s Secret:%s SecretFile:%s JWKS:%t JWKSURI:%s Scopes:%v DelegateTo:%v MaxDepth:%d Disabled:%t}",
-		a.ID, redact(a.Secret), a.SecretFile, a.JWKS != nil, a.JWKSURI, a.Scopes, a.DelegateTo, a.MaxDepth, a.Disabled)
+	return fmt.Sprintf("{ID:%s Secret:%s SecretFile:%s JWKS:%t JWKSURI:%s Scopes:%v DelegateTo:%v MaxDepth:%d Resources:%v Disabled:%t}",
+		a.ID, redact(a.Secret), a.SecretFile, a.JWKS != nil, a.JWKSURI, a.Scopes, a.DelegateTo, a.MaxDepth, a.Resources, a.Disabled)
 }
 
 // GoString never prints the secret.

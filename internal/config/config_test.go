@@ -126,8 +126,18 @@ delegations: [{subject: user:sam, actor: agent:a, scopes: [x], expires: 2027-01-
 			want: []want{{"rate_limits.per_ip", "from 0 (no limit) to 100000"}}},
 		{name: "fail/rate-limit-nan", yaml: "rate_limits: {per_ip: .nan}\n",
 			want: []want{{"rate_limits.per_ip", "from 0 (no limit)"}}},
+		{name: "ok/ingest-per-reporter", yaml: "rate_limits: {ingest_per_reporter: 500}\n"},
+		{name: "fail/ingest-per-reporter-negative", yaml: "rate_limits: {ingest_per_reporter: -1}\n",
+			want: []want{{"rate_limits.ingest_per_reporter", "from 1 to 100000"}}},
+		{name: "fail/ingest-per-reporter-too-high", yaml: "rate_limits: {ingest_per_reporter: 1e6}\n",
+			want: []want{{"rate_limits.ingest_per_reporter", "from 1 to 100000"}}},
 		{name: "fail/publish-delay-negative", yaml: "tokens: {key_publish_delay: -5m}\n",
-			want: []want{{"tokens.key_publish_delay", "positive"}}},
+			want: []want{{"tokens.key_publish_delay", "must be from 1m"}}},
+		{name: "fail/publish-delay-within-refetch-cooldown", yaml: "tokens: {key_publish_delay: 30s}\n",
+			want: []want{{"tokens.key_publish_delay", "must be from 1m"}}},
+		{name: "fail/publish-delay-above-1d", yaml: "tokens: {key_publish_delay: 25h}\n",
+			want: []want{{"tokens.key_publish_delay", "must be from 1m"}}},
+		{name: "ok/publish-delay-minimum", yaml: "tokens: {key_publish_delay: 1m}\n"},
 		{name: "fail/signing-alg", yaml: "tokens: {signing_alg: HS256}\n", want: []want{{"tokens.signing_alg", `"HS256"`}}},
 		{name: "fail/max-depth-high", yaml: "delegation: {max_depth: 11}\n",
 			want: []want{{"delegation.max_depth", "from 1 to 10"}}},
@@ -189,6 +199,13 @@ agents:
 			want: []want{{"agents[0].jwks_uri", "https"}}},
 		{name: "fail/delegate-to-self", yaml: "agents: [{id: agent:a, secret: 12345678, delegate_to: ['agent:a']}]\n",
 			want: []want{{"agents[0].delegate_to[0]", "itself"}}},
+		{name: "ok/agent-resources", yaml: "agents: [{id: rs:api, secret: 12345678, scopes: ['audit:report'], resources: ['https://api.example', 'rs:api-v2']}]\n"},
+		{name: "fail/agent-resource-with-space", yaml: "agents: [{id: rs:api, secret: 12345678, resources: ['https://api.example x']}]\n",
+			want: []want{{"agents[0].resources[0]", "white space"}}},
+		{name: "fail/agent-resource-empty", yaml: "agents: [{id: rs:api, secret: 12345678, resources: ['']}]\n",
+			want: []want{{"agents[0].resources[0]", "must not be empty"}}},
+		{name: "fail/agent-resource-twice", yaml: "agents: [{id: rs:api, secret: 12345678, resources: [a, b, a]}]\n",
+			want: []want{{"agents[0].resources[2]", "listed twice"}}},
 		{name: "fail/agent-depth", yaml: "agents: [{id: agent:a, secret: 12345678, max_depth: 11}]\n",
 			want: []want{{"agents[0].max_depth", "0 (no own limit) to 10"}}},
 
@@ -290,6 +307,7 @@ func TestLoadSample(t *testing.T) {
 		},
 		Delegation: config.DelegationLimits{MaxDepth: 3},
 		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
+		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
 		IdentityProviders: []config.IdentityProvider{{
 			Issuer: "https://idp.example", JWKSURI: "https://idp.example/jwks", Audience: "mandate",
 			Algorithms: []string{"RS256", "ES256", "EdDSA"},
@@ -348,6 +366,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Delegation: config.DelegationLimits{MaxDepth: 4},
 		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
+		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
 		Source:     "empty.yaml",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
@@ -464,5 +483,34 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := config.Load(path); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("Load big = %v", err)
+	}
+}
+
+// TestReadableSecretsQuotesPaths: a warning's chmod is a shell word the
+// operator can paste, whatever the path holds, and never carries a control
+// character raw.
+func TestReadableSecretsQuotesPaths(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{name: "ok/plain", file: "agent.secret", want: "chmod 600 " + filepath.Join(dir, "agent.secret")},
+		{name: "ok/space-and-quote", file: "my secrets'", want: "chmod 600 '" + filepath.Join(dir, "my secrets") + `'\'''`},
+		{name: "ok/control-character", file: "a\x1b[2Jb", want: "chmod 600 '" + filepath.Join(dir, "a") + `'$'\x1b''[2Jb'`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.file)
+			if err := os.WriteFile(path, []byte("a-client-secret-of-32-bytes-or-more"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c := &config.Config{Source: "m.yaml", Store: "postgres://db.example/m", StorePasswordFile: path}
+			got := c.ReadableSecrets()
+			if len(got) != 1 || !strings.HasSuffix(got[0].Error(), tc.want) || strings.Contains(got[0].Error(), "\x1b") {
+				t.Fatalf("ReadableSecrets = %q, want one ending %q", got, tc.want)
+			}
+		})
 	}
 }

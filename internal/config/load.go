@@ -153,6 +153,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Audit.CheckpointEvery == 0 {
 		c.Audit.CheckpointEvery = Duration(DefaultCheckpointEvery)
 	}
+	if c.RateLimits.IngestPerReporter == 0 {
+		c.RateLimits.IngestPerReporter = DefaultIngestPerReporter
+	}
 	for i := range c.IdentityProviders {
 		if len(c.IdentityProviders[i].Algorithms) == 0 {
 			c.IdentityProviders[i].Algorithms = []string{"RS256", "ES256", "EdDSA"}

@@ -28,6 +28,12 @@ const (
 	MaxTTLLimit     = 24 * time.Hour
 	MaxLeeway       = 5 * time.Minute
 	MaxPublishDelay = 24 * time.Hour
+	// MinPublishDelay is the least key_publish_delay: longer than a
+	// verifier's JWKS refetch cooldown (30 s) plus the time every instance
+	// takes to publish a new key, so that no verifier refuses the first
+	// tokens of a new key (internal/token's MinPublishDelay, which the
+	// keyring also keeps after an emergency revocation).
+	MinPublishDelay = time.Minute
 )
 
 // SigningAlgs returns the values Tokens.SigningAlg accepts.
@@ -197,7 +203,9 @@ func (c *Config) validateTokens(p *problems) {
 		p.add("tokens.ttl", "%s is above tokens.max_ttl %s", t.TTL, t.MaxTTL)
 	}
 	positive("tokens.leeway", t.Leeway, MaxLeeway)
-	positive("tokens.key_publish_delay", t.KeyPublishDelay, MaxPublishDelay)
+	if d := t.KeyPublishDelay.Std(); d < MinPublishDelay || d > MaxPublishDelay {
+		p.add("tokens.key_publish_delay", "must be from 1m (longer than a verifier's 30 s JWKS refetch cooldown) to 24h, is %s", t.KeyPublishDelay)
+	}
 	if algs := SigningAlgs(); !slices.Contains(algs, t.SigningAlg) {
 		p.add("tokens.signing_alg", "%q is not one of %s", t.SigningAlg, strings.Join(algs, ", "))
 	}
@@ -211,6 +219,9 @@ func (c *Config) validateTokens(p *problems) {
 		if !(r.v >= 0 && r.v <= MaxRate) { // also refuses NaN
 			p.add(r.field, "must be from 0 (no limit) to %d requests a second, is %v", MaxRate, r.v)
 		}
+	}
+	if v := c.RateLimits.IngestPerReporter; !(v >= 1 && v <= MaxRate) {
+		p.add("rate_limits.ingest_per_reporter", "must be from 1 to %d batches a second, is %v", MaxRate, v)
 	}
 	if d := c.Delegation.MaxDepth; d < 1 || d > MaxDepthLimit {
 		p.add("delegation.max_depth", "must be from 1 to %d, is %d", MaxDepthLimit, d)
@@ -276,6 +287,7 @@ func (c *Config) validatePrincipals(p *problems) (users, agents map[string]int) 
 		c.validateCredentials(p, f, a)
 		p.addAll(f, directory.CheckScopes("scopes", a.Scopes, false))
 		p.addAll(f, directory.CheckDepth("max_depth", a.MaxDepth))
+		p.addAll(f, directory.CheckResources("resources", a.Resources))
 	}
 	// delegate_to after every agent's own fields. An agent missing from
 	// the file may exist in the store (admin API); Warnings reports it.

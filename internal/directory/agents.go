@@ -68,6 +68,9 @@ type AgentChange struct {
 	Scopes     *[]string
 	DelegateTo *[]string
 	MaxDepth   *int
+	// Resources replaces the resource identifiers the agent serves and
+	// may report audit records for.
+	Resources *[]string
 	// Keys replaces the key set (both fields; empty removes it, which an
 	// agent without a secret cannot do).
 	Keys *Keys
@@ -88,7 +91,7 @@ func (c AgentChange) fields() []string {
 		set  bool
 	}{
 		{"scopes", c.Scopes != nil}, {"delegate_to", c.DelegateTo != nil}, {"max_depth", c.MaxDepth != nil},
-		{"keys", c.Keys != nil}, {"secret", c.SecretHash != nil}, {"disabled", c.Disabled != nil},
+		{"resources", c.Resources != nil}, {"keys", c.Keys != nil}, {"secret", c.SecretHash != nil}, {"disabled", c.Disabled != nil},
 	} {
 		if f.set {
 			out = append(out, f.name)
@@ -107,6 +110,9 @@ func (c AgentChange) apply(a store.Agent) store.Agent {
 	}
 	if c.MaxDepth != nil {
 		a.MaxDepth = *c.MaxDepth
+	}
+	if c.Resources != nil {
+		a.Resources = *c.Resources
 	}
 	if c.Keys != nil {
 		a.JWKS, a.JWKSURI = normalJSON(c.Keys.JWKS), c.Keys.JWKSURI

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
@@ -119,7 +120,7 @@ func (d *Directory) now() time.Time {
 func (d *Directory) event(p Performer, action, resource string) store.Event {
 	return store.Event{
 		ID:        audit.NewID("evt_"),
-		Time:      d.now(),
+		Time:      auditchain.Time(d.now()),
 		RequestID: p.RequestID,
 		Action:    action,
 		Result:    audit.ResultOK,

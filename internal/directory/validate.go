@@ -162,6 +162,22 @@ func checkDepth(p *problems, field string, depth int) {
 	}
 }
 
+// CheckResources checks an agent's resource identifiers (the audiences it
+// serves and reports for) named field: at most MaxListLen valid, distinct
+// ids. It returns nil or an errors.Join of *InvalidError.
+func CheckResources(field string, resources []string) error {
+	p := &problems{}
+	checkResources(p, field, resources)
+	return p.err()
+}
+
+func checkResources(p *problems, field string, resources []string) {
+	if len(resources) > MaxListLen {
+		p.add(field, "has %d entries, at most %d allowed", len(resources), MaxListLen)
+	}
+	checkNames(p, field, resources, MaxIDLen)
+}
+
 // CheckDelegateTo checks the delegate_to list of the agent id: at most
 // MaxListLen valid, distinct agent ids, not id itself. An id the store
 // does not hold is accepted: it hands on to no one until such an agent
@@ -359,6 +375,7 @@ func ValidateAgent(a store.Agent) error {
 	checkCredentials(p, len(a.SecretHash) > 0, a.JWKS, a.JWKSURI)
 	checkScopes(p, "scopes", a.Scopes, false)
 	checkDepth(p, "max_depth", a.MaxDepth)
+	checkResources(p, "resources", a.Resources)
 	checkDelegateTo(p, a.ID, a.DelegateTo)
 	return p.err()
 }

@@ -36,8 +36,8 @@ type bounds struct {
 	expiry time.Time
 	// limits are the sets of authorization_details a granted entry must
 	// fit, in turn: the person's limits now and, on a chain hop, the
-	// subject token's entries.
-	limits [][]Detail
+	// subject token's entries (none there: no entry can be granted).
+	limits []limitSet
 	// carried are the subject token's entries, granted again (within
 	// limits) when the request names none.
 	carried []Detail
@@ -117,14 +117,16 @@ func (g *Grant) boundExchange(ctx context.Context, st *state, b *bounds) error {
 	if err != nil {
 		return oauth.ServerError("user_limits_corrupt", err)
 	}
-	b.limits = [][]Detail{limits}
+	b.limits = []limitSet{{entries: limits, holder: "the person holds"}}
 	carried, err := detailsFromJSON(v.AuthorizationDetails)
 	if err != nil {
 		return oauth.InvalidRequest("subject_token_invalid", "the subject_token's authorization_details are malformed", err)
 	}
-	if carried != nil {
-		b.carried = carried
-		b.limits = append(b.limits, carried)
+	b.carried = carried
+	if len(st.chain) > 1 {
+		// A chain hop is bounded by the token it was exchanged from, also
+		// when that token carries no entries.
+		b.limits = append(b.limits, limitSet{entries: carried, holder: "the subject_token carries"})
 	}
 	if v.Own {
 		// Only Mandate's own tokens assert facts; an identity provider's
@@ -132,6 +134,13 @@ func (g *Grant) boundExchange(ctx context.Context, st *state, b *bounds) error {
 		b.facts = v.Context
 	}
 	return nil
+}
+
+// limitSet is one set of authorization_details a granted entry must fit,
+// and who holds it, for the refusal's description.
+type limitSet struct {
+	entries []Detail
+	holder  string
 }
 
 // tightenDepth lowers the depth limit to n when n is set (positive).

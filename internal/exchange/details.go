@@ -53,8 +53,9 @@ func ParseDetails(s string) ([]Detail, error) {
 // grantDetails narrows the requested entries to what the limits cover: the
 // same "never wider" rule as scopes, per field (see narrow). An entry no
 // limit covers refuses the request (RFC 9396 §5:
-// invalid_authorization_details).
-func grantDetails(requested, limits []Detail) ([]Detail, error) {
+// invalid_authorization_details). holder says who holds the limits, for
+// the refusal's description ("the person holds").
+func grantDetails(requested, limits []Detail, holder string) ([]Detail, error) {
 	var out []Detail
 	for _, req := range requested {
 		granted, ok := Detail(nil), false
@@ -67,7 +68,7 @@ func grantDetails(requested, limits []Detail) ([]Detail, error) {
 		}
 		if !ok {
 			return nil, oauth.New(ErrInvalidAuthorizationDetails, "authorization_details_not_held",
-				"the person holds no limit that covers a requested authorization_details entry", nil)
+				holder+" no limit that covers a requested authorization_details entry", nil)
 		}
 		out = append(out, granted)
 	}

@@ -41,7 +41,7 @@ func TestGrantDetails(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := grantDetails(mustDetails(t, tc.request), limits)
+			got, err := grantDetails(mustDetails(t, tc.request), limits, "the person holds")
 			if tc.wantCode != "" {
 				if err == nil || oauth.As(err).Code != tc.wantCode {
 					t.Fatalf("err = %v, want %s", err, tc.wantCode)

@@ -79,7 +79,7 @@ type Verifier interface {
 
 // Signer signs minted claims (*token.Keyring).
 type Signer interface {
-	Sign(c *token.Claims) (string, error)
+	Sign(ctx context.Context, c *token.Claims) (string, error)
 }
 
 // Decider evaluates policies (*policy.Engine).
@@ -453,9 +453,9 @@ func (g *Grant) checkDetails(_ context.Context, st *state) error {
 		return nil
 	}
 	granted := requested
-	for _, limits := range st.bounds.limits {
+	for _, set := range st.bounds.limits {
 		var err error
-		if granted, err = grantDetails(granted, limits); err != nil {
+		if granted, err = grantDetails(granted, set.entries, set.holder); err != nil {
 			return err
 		}
 	}
@@ -565,7 +565,7 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 		}
 		claims.Context, st.contextJSON = b, b
 	}
-	raw, err := g.Signer.Sign(claims)
+	raw, err := g.Signer.Sign(ctx, claims)
 	if err != nil {
 		return nil, g.refuse(ctx, action, st, oauth.Unavailable("signing_unavailable", err))
 	}

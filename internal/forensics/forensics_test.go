@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,7 +188,8 @@ func TestAgentActivity(t *testing.T) {
 			if got := ids(a.Events); !slices.Equal(got, []string{"e04", "e05", "e06", "e07"}) {
 				t.Errorf("events %v", got)
 			}
-			if want := []forensics.Subject{{Subject: "user:sam", Tokens: 1, Requests: 1, Refused: 1}}; !slices.Equal(a.For, want) {
+			want := []forensics.Subject{{Subject: "user:sam", Tokens: 1, Requests: 1, Refused: 1, ReportedBy: []string{"rs:deploy"}}}
+			if fmt.Sprint(a.For) != fmt.Sprint(want) {
 				t.Errorf("for %+v, want %+v", a.For, want)
 			}
 			if got := ids(a.Refusals); !slices.Equal(got, []string{"e07"}) {
@@ -225,15 +227,16 @@ func TestAgents(t *testing.T) {
 	type row struct {
 		agent, version                                   string
 		issued, refused, revoked, apiGranted, apiRefused int
+		reportedBy                                       string
 	}
 	want := []row{
-		{"agent:infrabot", "2.0.0", 0, 1, 0, 0, 0},
-		{"agent:reaper", "", 0, 1, 0, 0, 0},
-		{"agent:infrabot", "", 2, 1, 1, 0, 0},
-		{"agent:argocd", "", 1, 0, 0, 1, 0},
-		{"agent:cleanup_agent", "", 1, 0, 0, 0, 0},
-		{"agent:expense", "", 1, 0, 0, 1, 1},
-		{"agent:infrabot", "1.4.0", 2, 0, 1, 0, 0},
+		{"agent:infrabot", "2.0.0", 0, 1, 0, 0, 0, ""},
+		{"agent:reaper", "", 0, 1, 0, 0, 0, ""},
+		{"agent:infrabot", "", 2, 1, 1, 0, 0, ""},
+		{"agent:argocd", "", 1, 0, 0, 1, 0, "rs:deploy"},
+		{"agent:cleanup_agent", "", 1, 0, 0, 0, 0, ""},
+		{"agent:expense", "", 1, 0, 0, 1, 1, "rs:expense"},
+		{"agent:infrabot", "1.4.0", 2, 0, 1, 0, 0, ""},
 	}
 	for name, src := range sources(t) {
 		t.Run(name, func(t *testing.T) {
@@ -243,7 +246,8 @@ func TestAgents(t *testing.T) {
 			}
 			var got []row
 			for _, s := range stats {
-				got = append(got, row{s.Agent, s.Version, s.Issued, s.Refused, s.Revoked, s.APIGranted, s.APIRefused})
+				got = append(got, row{s.Agent, s.Version, s.Issued, s.Refused, s.Revoked, s.APIGranted, s.APIRefused,
+					strings.Join(s.APIReportedBy, " ")})
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("got\n%v\nwant\n%v", got, want)
@@ -291,5 +295,50 @@ func TestAgentsCountsAggregatedRefusals(t *testing.T) {
 	}
 	if len(stats) != 1 || stats[0].Refused != 6 || stats[0].Issued != 1 || fmt.Sprintf("%.3f", stats[0].RefusalRate) != "0.857" {
 		t.Errorf("stats %+v, want agent:x refused 6 (5 + 1), issued 1, rate 6/7", stats)
+	}
+}
+
+// TestReportedBy (THREATS T101): the reports name who reported each
+// verifier's record, and say when the server found it contradicting the
+// token it names.
+func TestReportedBy(t *testing.T) {
+	flagged := store.Event{ID: "r2", Action: "request", Result: "granted", Performer: "agent:argocd", OnBehalf: "user:kim",
+		Chain: []string{"agent:argocd"}, JTI: "j2", ReportedBy: "rs:rogue",
+		Attributes: json.RawMessage(`{"amount":"1","mandate.token_mismatch":"subject,chain"}`)}
+	for _, tc := range []struct {
+		name string
+		ev   store.Event
+		want string
+	}{
+		{name: "ok/server-record", ev: story()[0], want: ""},
+		{name: "ok/reported", ev: story()[4], want: "rs:deploy"},
+		{name: "ok/flagged", ev: flagged, want: "rs:rogue (token mismatch: subject,chain)"},
+		{name: "ok/attributes-not-json", ev: store.Event{ReportedBy: "rs:x", Attributes: json.RawMessage(`[`)}, want: "rs:x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := forensics.ReportedBy(tc.ev); got != tc.want {
+				t.Errorf("ReportedBy = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	src := forensics.NewMemory(append(story(), func() store.Event { e := flagged; e.Seq = 100; return e }()))
+	stats, err := forensics.Agents(context.Background(), src, forensics.Window{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stats {
+		if s.Agent == "agent:argocd" && s.Version == "" &&
+			!slices.Equal(s.APIReportedBy, []string{"rs:deploy", "rs:rogue (token mismatch: subject,chain)"}) {
+			t.Errorf("agent:argocd reported by %q", s.APIReportedBy)
+		}
+	}
+	a, err := forensics.AgentActivity(context.Background(), src, "agent:argocd", forensics.Window{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range a.For {
+		if s.Subject == "user:kim" && !slices.Equal(s.ReportedBy, []string{"rs:rogue (token mismatch: subject,chain)"}) {
+			t.Errorf("for user:kim reported by %q", s.ReportedBy)
+		}
 	}
 }

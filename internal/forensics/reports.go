@@ -33,6 +33,9 @@ type Subject struct {
 	Requests int `json:"requests"`
 	// Refused is the number of refused or failed records.
 	Refused int `json:"refused"`
+	// ReportedBy names who reported its API requests (ReportedBy of each,
+	// once, sorted): the reporters' word, not the server's.
+	ReportedBy []string `json:"reported_by,omitempty"`
 }
 
 // AgentActivity answers "this agent is compromised: what did it touch, and
@@ -67,6 +70,9 @@ func AgentActivity(ctx context.Context, src Source, agent string, w Window) (Act
 			s.Requests++
 		case issued(ev) && ev.ClientID == agent:
 			s.Tokens++
+		}
+		if ev.Action == audit.ActionRequest {
+			s.ReportedBy = addReporter(s.ReportedBy, ev)
 		}
 	}
 	for _, s := range bySubject {
@@ -150,6 +156,9 @@ type AgentStats struct {
 	// made (as the current actor), let through or refused.
 	APIGranted int `json:"api_granted"`
 	APIRefused int `json:"api_refused"`
+	// APIReportedBy names who reported those requests (ReportedBy of
+	// each, once, sorted): the reporters' word, not the server's.
+	APIReportedBy []string `json:"api_reported_by,omitempty"`
 }
 
 // Agents answers "which agents misbehave?": per agent, and per version an
@@ -208,11 +217,14 @@ func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
 				count(k.agent, k.version, func(r *AgentStats) { r.Revoked++ })
 			}
 		case ev.Action == audit.ActionRequest && ev.Performer != "":
-			if refused(ev) {
-				count(ev.Performer, "", func(r *AgentStats) { r.APIRefused++ })
-			} else {
-				count(ev.Performer, "", func(r *AgentStats) { r.APIGranted++ })
-			}
+			count(ev.Performer, "", func(r *AgentStats) {
+				if refused(ev) {
+					r.APIRefused++
+				} else {
+					r.APIGranted++
+				}
+				r.APIReportedBy = addReporter(r.APIReportedBy, ev)
+			})
 		}
 	}
 	out := make([]AgentStats, 0, len(rows))
@@ -226,6 +238,35 @@ func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
 		return cmp.Or(cmp.Compare(b.RefusalRate, a.RefusalRate), cmp.Compare(a.Agent, b.Agent), cmp.Compare(a.Version, b.Version))
 	})
 	return out, nil
+}
+
+// ReportedBy says who reported a verifier's record, for a report: the
+// reporting client, and when the server flagged the record
+// (audit.AttributeTokenMismatch) the fields in which it contradicts the
+// token it names, as "rs:api (token mismatch: subject,chain)"; "" for the
+// server's own records.
+func ReportedBy(ev store.Event) string {
+	if ev.ReportedBy == "" {
+		return ""
+	}
+	var attrs map[string]string
+	if len(ev.Attributes) > 0 && json.Unmarshal(ev.Attributes, &attrs) == nil && attrs[audit.AttributeTokenMismatch] != "" {
+		return ev.ReportedBy + " (token mismatch: " + attrs[audit.AttributeTokenMismatch] + ")"
+	}
+	return ev.ReportedBy
+}
+
+// addReporter adds ReportedBy(ev) to the sorted set l.
+func addReporter(l []string, ev store.Event) []string {
+	r := ReportedBy(ev)
+	if r == "" {
+		return l
+	}
+	i, found := slices.BinarySearch(l, r)
+	if found {
+		return l
+	}
+	return slices.Insert(l, i, r)
 }
 
 // issued says whether ev records a token being issued.

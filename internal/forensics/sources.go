@@ -3,6 +3,7 @@ package forensics
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,8 +18,9 @@ import (
 
 // Matches says whether f selects ev, as the stores' QueryEvents do: every
 // set field must match; Actor matches the performer, the client or any
-// actor of the chain; JTI matches the jti or the parent jti. BeforeSeq and
-// Limit are paging, not matching, and are ignored.
+// actor of the chain; JTI matches the jti or the parent jti; IDs matches
+// any of the ids. BeforeSeq and Limit are paging, not matching, and are
+// ignored.
 func Matches(f store.EventFilter, ev store.Event) bool {
 	exact := []struct{ want, got string }{
 		{f.Subject, ev.OnBehalf}, {f.Action, ev.Action}, {f.Result, ev.Result}, {f.Audience, ev.Audience},
@@ -33,6 +35,8 @@ func Matches(f store.EventFilter, ev store.Event) bool {
 	case f.Actor != "" && f.Actor != ev.Performer && f.Actor != ev.ClientID && !slices.Contains(ev.Chain, f.Actor):
 		return false
 	case f.JTI != "" && f.JTI != ev.JTI && f.JTI != ev.ParentJTI:
+		return false
+	case len(f.IDs) > 0 && !slices.Contains(f.IDs, ev.ID):
 		return false
 	case !f.Since.IsZero() && ev.Time.Before(f.Since):
 		return false
@@ -85,8 +89,12 @@ type Server struct {
 	Client *http.Client
 }
 
-// QueryEvents implements Source.
+// QueryEvents implements Source. GET /audit has no filter by ids: a filter
+// with IDs is refused.
 func (s *Server) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
+	if len(f.IDs) > 0 {
+		return nil, errors.New("audit server: GET /audit cannot filter by record ids")
+	}
 	q := Query(f)
 	var body struct {
 		Events []store.Event `json:"events"`

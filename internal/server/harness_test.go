@@ -85,6 +85,7 @@ agents:
   - id: rs:reporter
     secret: rs-reporter-secret
     scopes: [audit:report]
+    resources: [https://expense.example]
   - id: agent:mallory
     secret: mallory-secret
     scopes: [monitoring:read, deploy:create, secrets:manage]

@@ -39,8 +39,10 @@ func (h *harness) ingest(client, secret string, body any) (response, *http.Reque
 
 // TestAuditIngest: a verifier's records become "request" records with
 // reported_by set by the server; a resent batch adds nothing; a client
-// without audit:report, bad credentials and malformed records are refused,
-// audited, and add no request record.
+// without audit:report, bad credentials and malformed bodies are refused
+// whole, audited, and add no request record; a malformed record is refused
+// alone, named in the answer, and recorded, and the rest of its batch is
+// stored (THREATS T99).
 func TestAuditIngest(t *testing.T) {
 	onEveryBackend(t, func(t *testing.T, h *harness) {
 		now := time.Now()
@@ -58,25 +60,37 @@ func TestAuditIngest(t *testing.T) {
 			status         int
 			errCode        string
 			accepted, dups int
+			// refused is the reason of each refused record, by index.
+			refused map[int]string
 		}{
 			{name: "ok/two-records", client: "rs:reporter", secret: "rs-reporter-secret", body: records(1, 2), status: 200, accepted: 2},
 			{name: "ok/resent-batch-adds-nothing", client: "rs:reporter", secret: "rs-reporter-secret", body: records(1, 2), status: 200, dups: 2},
 			{name: "ok/half-resent", client: "rs:reporter", secret: "rs-reporter-secret", body: records(2, 3), status: 200, accepted: 1, dups: 1},
+			{name: "ok/twice-in-one-batch", client: "rs:reporter", secret: "rs-reporter-secret", body: records(6, 6), status: 200, accepted: 1, dups: 1},
 			{name: "refused/no-credentials", body: records(4), status: 401, errCode: "invalid_client"},
 			{name: "refused/bad-secret", client: "rs:reporter", secret: "wrong", body: records(4), status: 401, errCode: "invalid_client"},
 			{name: "refused/client-without-audit-report", client: "agent:infrabot", secret: "infrabot-secret", body: records(4), status: 403, errCode: "access_denied"},
 			{name: "refused/no-records", client: "rs:reporter", secret: "rs-reporter-secret", body: map[string]any{"records": []any{}}, status: 400, errCode: "invalid_request"},
 			{name: "refused/unknown-field", client: "rs:reporter", secret: "rs-reporter-secret", body: map[string]any{"records": []any{ingestRecord(4, now)}, "token": "x"}, status: 400, errCode: "invalid_request"},
-			{name: "refused/bad-id", client: "rs:reporter", secret: "rs-reporter-secret", body: edit(records(4), "id", "evt_1"), status: 400, errCode: "invalid_request"},
-			{name: "refused/future-time", client: "rs:reporter", secret: "rs-reporter-secret", body: edit(records(4), "time", now.Add(time.Hour).Format(time.RFC3339)), status: 400, errCode: "invalid_request"},
-			{name: "refused/bad-result", client: "rs:reporter", secret: "rs-reporter-secret", body: edit(records(4), "result", "maybe"), status: 400, errCode: "invalid_request"},
-			{name: "refused/long-resource", client: "rs:reporter", secret: "rs-reporter-secret", body: edit(records(4), "resource", strings.Repeat("r", 2000)), status: 400, errCode: "invalid_request"},
-			{name: "refused/one-bad-record-refuses-the-batch", client: "rs:reporter", secret: "rs-reporter-secret", body: func() any {
-				b := records(4, 5)
-				b["records"].([]map[string]any)[1]["result"] = "maybe"
-				return b
-			}(), status: 400, errCode: "invalid_request"},
 			{name: "refused/too-many-records", client: "rs:reporter", secret: "rs-reporter-secret", body: records(seq(10, 511)...), status: 400, errCode: "invalid_request"},
+			{name: "record-refused/bad-id", client: "rs:reporter", secret: "rs-reporter-secret", body: edit(records(4), "id", "evt_1"), status: 200,
+				refused: map[int]string{0: "id_invalid"}},
+			{name: "record-refused/future-time", client: "rs:reporter", secret: "rs-reporter-secret", body: edit(records(4), "time", now.Add(time.Hour).Format(time.RFC3339)), status: 200,
+				refused: map[int]string{0: "time_out_of_range"}},
+			{name: "record-refused/bad-result", client: "rs:reporter", secret: "rs-reporter-secret", body: edit(records(4), "result", "maybe"), status: 200,
+				refused: map[int]string{0: "result_invalid"}},
+			{name: "record-refused/long-resource", client: "rs:reporter", secret: "rs-reporter-secret", body: edit(records(4), "resource", strings.Repeat("r", 2000)), status: 200,
+				refused: map[int]string{0: "field_too_long"}},
+			{name: "record-refused/unknown-field-in-a-record", client: "rs:reporter", secret: "rs-reporter-secret", body: edit(records(4), "token", "x"), status: 200,
+				refused: map[int]string{0: "record_malformed"}},
+			{name: "record-refused/server-attribute", client: "rs:reporter", secret: "rs-reporter-secret",
+				body: edit(records(4), "attributes", map[string]string{"mandate.token_mismatch": ""}), status: 200,
+				refused: map[int]string{0: "attribute_reserved"}},
+			{name: "ok/one-bad-record-refuses-only-itself", client: "rs:reporter", secret: "rs-reporter-secret", body: func() any {
+				b := records(4, 5)
+				b["records"].([]map[string]any)[0]["result"] = "maybe"
+				return b
+			}(), status: 200, accepted: 1, refused: map[int]string{0: "result_invalid"}},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -96,10 +110,31 @@ func TestAuditIngest(t *testing.T) {
 				if got := [2]int{int(r.body["accepted"].(float64)), int(r.body["duplicates"].(float64))}; got != [2]int{tc.accepted, tc.dups} {
 					t.Errorf("accepted, duplicates = %v, want %d, %d", got, tc.accepted, tc.dups)
 				}
-				if len(added) != tc.accepted {
-					t.Fatalf("%d records appended, want %d", len(added), tc.accepted)
+				refused := map[int]string{}
+				for _, x := range r.body["refused"].([]any) {
+					ref := x.(map[string]any)
+					if ref["status"] != 400.0 || ref["error"] != "invalid_request" {
+						t.Errorf("refusal %v, want status 400 invalid_request", ref)
+					}
+					refused[int(ref["index"].(float64))] = ref["reason"].(string)
 				}
+				if fmt.Sprint(refused) != fmt.Sprint(tc.refused) {
+					t.Errorf("refused %v, want %v", refused, tc.refused)
+				}
+				var requests []store.Event
 				for _, ev := range added {
+					if ev.Result == "refused" && ev.Reason == "records_refused" && ev.ReportedBy == "" {
+						continue
+					}
+					requests = append(requests, ev)
+				}
+				if want := len(tc.refused) > 0; (len(added) > len(requests)) != want {
+					t.Errorf("a record of the refused records: %v, want %v", len(added) > len(requests), want)
+				}
+				if len(requests) != tc.accepted {
+					t.Fatalf("%d records appended, want %d", len(requests), tc.accepted)
+				}
+				for _, ev := range requests {
 					if ev.Action != "request" || ev.ReportedBy != "rs:reporter" || ev.Operation != "expense:approve" ||
 						ev.Resource != "expense/EXP-1042" || ev.Performer != "agent:expense" || ev.OnBehalf != "user:alice" ||
 						string(ev.Attributes) != `{"amount":"487.50","currency":"USD"}` || ev.JTI != "tok-1" || ev.ClientID != "" {
@@ -109,8 +144,8 @@ func TestAuditIngest(t *testing.T) {
 			})
 		}
 		// The records are found by the forensics filters.
-		if evs := h.events(store.EventFilter{Resource: "expense/EXP-1042", Action: "request"}); len(evs) != 3 {
-			t.Errorf("resource filter found %d request records, want 3", len(evs))
+		if evs := h.events(store.EventFilter{Resource: "expense/EXP-1042", Action: "request"}); len(evs) != 5 {
+			t.Errorf("resource filter found %d request records, want 5", len(evs))
 		}
 	})
 }

@@ -62,6 +62,10 @@ type Config struct {
 	// one remote address are served at /token, /introspect and /revoke
 	// (THREATS T78).
 	ClientLimit, IPLimit *ratelimit.Limiter
+	// IngestLimit, when set, bounds how often one reporter (an
+	// audit:report client) is served at POST /audit/ingest, after it
+	// authenticates (THREATS T99).
+	IngestLimit *ratelimit.Limiter
 }
 
 // Reader is what the handlers read from the store (a store.Store, or the
@@ -74,6 +78,7 @@ type Reader interface {
 	GetAgent(ctx context.Context, id string) (store.Agent, error)
 	ListDelegations(ctx context.Context, f store.DelegationFilter) ([]store.Delegation, error)
 	GetDelegation(ctx context.Context, id string) (store.Delegation, error)
+	GetToken(ctx context.Context, jti string) (store.IssuedToken, error)
 	QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error)
 	EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error)
 	Checkpoints(ctx context.Context, after int64, limit int) ([]store.Checkpoint, error)

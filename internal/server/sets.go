@@ -104,7 +104,7 @@ func (s *Server) securityEvents(w http.ResponseWriter, r *http.Request) error {
 	resp := pollResponse{Sets: map[string]string{}, MoreAvailable: len(entries) > limit}
 	for _, e := range entries[:min(len(entries), limit)] {
 		jti := setID(pos.Stream, e.Seq)
-		raw, err := s.cfg.Keys.SignSecurityEvent(s.securityEvent(jti, e))
+		raw, err := s.cfg.Keys.SignSecurityEvent(r.Context(), s.securityEvent(jti, e))
 		if err != nil {
 			return oauth.Unavailable("signing_unavailable", err)
 		}

@@ -60,7 +60,12 @@ type Agent struct {
 	// DelegateTo lists the agents it may hand its delegation on to.
 	DelegateTo []string
 	// MaxDepth, when positive, caps the chain length of tokens it acts in.
-	MaxDepth  int
+	MaxDepth int
+	// Resources are the resource identifiers (token audiences) the client
+	// serves as a resource server, besides its own ID: as a reporter
+	// (audit:report) it may forward verifiers' records for these
+	// audiences only.
+	Resources []string
 	Disabled  bool
 	CreatedAt time.Time
 	UpdatedAt time.Time
@@ -241,14 +246,23 @@ type EventFilter struct {
 	DelegationID string
 	AgentVersion string
 	JTI          string
-	Since        time.Time
-	Until        time.Time
+	// IDs, when not empty, matches an event whose ID is one of them (at
+	// most MaxEventIDs). Only verifiers' records (Action "request") have
+	// unique ids; with Action "request" the stores answer it from their
+	// index of those ids.
+	IDs   []string
+	Since time.Time
+	Until time.Time
 	// BeforeSeq, when positive, returns only events with Seq < BeforeSeq
 	// (the pagination cursor).
 	BeforeSeq int64
 	// Limit caps the result; zero means 100.
 	Limit int
 }
+
+// MaxEventIDs is the most ids EventFilter.IDs may name; QueryEvents
+// refuses more.
+const MaxEventIDs = 1000
 
 // Batch is written in one transaction by Commit: the tokens a group of
 // requests issued and the audit events that record them.

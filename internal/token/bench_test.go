@@ -1,6 +1,7 @@
 package token
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ func BenchmarkSign(b *testing.B) {
 	c.Context = json.RawMessage(`{"environment":"prod","trigger":"ci_pipeline"}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := f.keyring.Sign(c); err != nil {
+		if _, err := f.keyring.Sign(context.Background(), c); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -19,13 +19,20 @@ import (
 	"github.com/mandate-dev/mandate/jwt"
 )
 
-// memKeys is a minimal in-memory store.Keys for the fuzz target, which runs
+// memKeys is a minimal in-memory KeyStore for the fuzz target, which runs
 // too many iterations per second for a database per worker to matter but
-// must not share one SQLite file between fuzz worker processes.
-type memKeys struct{ keys []store.Key }
+// must not share one SQLite file between fuzz worker processes. Its
+// generation counts the changes; it is not safe for concurrent writes.
+type memKeys struct {
+	keys []store.Key
+	gen  int64
+}
+
+func (m *memKeys) Generation(context.Context) (int64, error) { return m.gen, nil }
 
 func (m *memKeys) CreateKey(_ context.Context, k store.Key, _ ...store.Event) error {
 	m.keys = append(m.keys, k)
+	m.gen++
 	return nil
 }
 
@@ -41,6 +48,7 @@ func (m *memKeys) UpdateKey(_ context.Context, kid string, fn func(store.Key) (s
 				return store.Key{}, err
 			}
 			m.keys[i] = n
+			m.gen++
 			return n, nil
 		}
 	}
@@ -69,7 +77,7 @@ func FuzzVerify(f *testing.F) {
 			Keys: jwks.Static{"idp": jose.JSONWebKey{Key: &idpPriv.PublicKey, KeyID: "idp", Algorithm: "ES256"}}}},
 	}
 	fx := &fixture{clk: clk, ownKID: keyring.ActiveKID(), idpKID: "idp", idpPriv: idpPriv}
-	own, err := keyring.Sign(testClaims(clk.Now(), 10*time.Minute))
+	own, err := keyring.Sign(context.Background(), testClaims(clk.Now(), 10*time.Minute))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -235,7 +236,7 @@ func nonCanonical(tok string) byte {
 
 func mustSign(t *testing.T, k *Keyring, c *Claims) string {
 	t.Helper()
-	s, err := k.Sign(c)
+	s, err := k.Sign(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}

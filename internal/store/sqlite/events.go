@@ -150,12 +150,15 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Eve
 	return nil
 }
 
-// asStored is e as it reads back, so that its hash verifies: a list is kept
-// as a JSON array, and encoding/json replaces each invalid UTF-8 byte of
-// an item with U+FFFD. Strings, and the JSON values (Context,
+// asStored is e as it reads back, so that its hash verifies: its time is
+// auditchain.Time of it (whole microseconds in UTC; within a microsecond
+// after the zero time it reads back as no time); a list is kept as a JSON
+// array, and encoding/json replaces each invalid UTF-8 byte of an item
+// with U+FFFD. Strings, and the JSON values (Context,
 // AuthorizationDetails, Attributes: TEXT, never re-encoded), are kept byte
 // for byte; an empty JSON value reads back nil, which encodes the same.
 func asStored(e store.Event) store.Event {
+	e.Time = auditchain.Time(e.Time)
 	for _, l := range []*[]string{&e.Chain, &e.Scopes, &e.Requested} {
 		if validList(*l) {
 			continue
@@ -247,12 +250,30 @@ func scanEventOf(sc scanner, v2 bool) (store.Event, error) {
 // indexes instead of walking the log.
 const jtiMatch = "((jti = ? AND jti <> '') OR (parent_jti = ? AND parent_jti <> ''))"
 
+// requestAction is the action of verifiers' records, whose ids are unique
+// (the partial index events_request_id).
+const requestAction = "request"
+
+// idsMatch is QueryEvents' filter by n ids. For verifiers' records it
+// states the predicate of the partial index events_request_id (migration
+// 7), which a bound parameter does not imply, in a subquery of its own, so
+// that SQLite answers it from that index instead of walking the log by
+// events_action, which serves the ORDER BY.
+func idsMatch(n int, requests bool) string {
+	in := "id IN (?" + strings.Repeat(", ?", n-1) + ")"
+	if requests {
+		in = "seq IN (SELECT seq FROM events WHERE " + in + " AND action = '" + requestAction + "')"
+	}
+	return in
+}
+
 // QueryEvents returns the events f selects, newest (highest Seq) first.
 // Actor matches the chain, performer or client; Subject matches OnBehalf;
 // JTI matches the event's JTI or ParentJTI (an exchange from the token
-// concerns it too); Result, Audience, Resource, DelegationID and
-// AgentVersion match their field exactly; Since is inclusive and Until
-// exclusive. Limit defaults to 100 and is capped at 1000.
+// concerns it too); IDs matches any of the ids; Result, Audience,
+// Resource, DelegationID and AgentVersion match their field exactly; Since
+// is inclusive and Until exclusive. Limit defaults to 100 and is capped at
+// 1000.
 func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
 	var (
 		where []string
@@ -266,13 +287,23 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		where = append(where, "on_behalf = ?")
 		args = append(args, f.Subject)
 	}
-	if f.Action != "" {
+	if f.Action != "" && (len(f.IDs) == 0 || f.Action != requestAction) {
+		// (idsMatch states the action of verifiers' records.)
 		where = append(where, "action = ?")
 		args = append(args, f.Action)
 	}
 	if f.JTI != "" {
 		where = append(where, jtiMatch)
 		args = append(args, f.JTI, f.JTI)
+	}
+	if len(f.IDs) > store.MaxEventIDs {
+		return nil, fmt.Errorf("sqlite: query events: %d ids, at most %d", len(f.IDs), store.MaxEventIDs)
+	}
+	if len(f.IDs) > 0 {
+		where = append(where, idsMatch(len(f.IDs), f.Action == requestAction))
+		for _, id := range f.IDs {
+			args = append(args, id)
+		}
 	}
 	for _, c := range []struct{ col, v string }{
 		{"result", f.Result}, {"audience", f.Audience}, {"resource", f.Resource},

@@ -9,13 +9,37 @@ import (
 // TestQueryPlanJTI checks that QueryEvents' jti filter is answered from the
 // partial indexes of migration 8, not by walking the log.
 func TestQueryPlanJTI(t *testing.T) {
+	got := queryPlan(t, jtiMatch, "j", "j")
+	for _, want := range []string{"INDEX events_jti", "INDEX events_parent_jti"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("query plan does not use %s:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "SCAN events") {
+		t.Errorf("query plan walks the log:\n%s", got)
+	}
+}
+
+// TestQueryPlanRequestIDs checks that QueryEvents' filter by the ids of
+// verifiers' records, which POST /audit/ingest runs for a batch holding an
+// id the log has, is answered from the partial index of migration 7.
+func TestQueryPlanRequestIDs(t *testing.T) {
+	got := queryPlan(t, idsMatch(3, true), "req_1", "req_2", "req_3")
+	if !strings.Contains(got, "INDEX events_request_id") || strings.Contains(got, "SCAN events") {
+		t.Errorf("query plan does not use events_request_id:\n%s", got)
+	}
+}
+
+// queryPlan is SQLite's plan of QueryEvents' statement with where.
+func queryPlan(t *testing.T, where string, args ...any) string {
+	t.Helper()
 	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "mandate.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	rows, err := s.r.QueryContext(t.Context(),
-		"EXPLAIN QUERY PLAN SELECT "+eventSelect+" FROM events WHERE "+jtiMatch+" ORDER BY seq DESC LIMIT ?", "j", "j", 10)
+		"EXPLAIN QUERY PLAN SELECT "+eventSelect+" FROM events WHERE "+where+" ORDER BY seq DESC LIMIT ?", append(args, 1000)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,13 +56,5 @@ func TestQueryPlanJTI(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Join(plan, "\n")
-	for _, want := range []string{"INDEX events_jti", "INDEX events_parent_jti"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("query plan does not use %s:\n%s", want, got)
-		}
-	}
-	if strings.Contains(got, "SCAN events") {
-		t.Errorf("query plan walks the log:\n%s", got)
-	}
+	return strings.Join(plan, "\n")
 }

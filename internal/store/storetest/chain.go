@@ -207,6 +207,14 @@ func testChain(t *testing.T, open func(t *testing.T) store.Store) {
 			{"empty-list-items", func(e *store.Event) { e.Scopes = []string{"", "a", ""}; e.Requested = []string{} }},
 			{"zero-time", func(e *store.Event) { e.Time = time.Time{} }},
 			{"nanoseconds", func(e *store.Event) { e.Time = base().Add(123 * time.Nanosecond) }},
+			// THREATS T99: within a microsecond after the zero time reads
+			// back as no time; the edges of the years a JSON time can name.
+			{"half-a-microsecond-after-zero", func(e *store.Event) { e.Time = time.Time{}.Add(500 * time.Nanosecond) }},
+			{"year-1-zoned", func(e *store.Event) {
+				e.Time = time.Date(1, 1, 1, 5, 0, 0, 999, time.FixedZone("X", 5*3600))
+			}},
+			{"year-9999-nanoseconds", func(e *store.Event) { e.Time = time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC) }},
+			{"before-1970-nanoseconds", func(e *store.Event) { e.Time = time.Date(1969, 12, 31, 23, 59, 59, 999_999_500, time.UTC) }},
 			{"zoned-time", func(e *store.Event) { e.Time = base().In(time.FixedZone("X", -7*3600)) }},
 			{"long", func(e *store.Event) { e.Detail = string(bytes.Repeat([]byte("x"), 100_000)) }},
 			{"json-context", func(e *store.Event) { e.Context = []byte(`{"a":[1,2,{"b":"<&>"}],"c":null}`) }},

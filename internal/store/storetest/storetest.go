@@ -88,6 +88,7 @@ func newAgent(id string) store.Agent {
 		Scopes:     []string{"deploy:create"},
 		DelegateTo: []string{"agent:next"},
 		MaxDepth:   3,
+		Resources:  []string{"https://deploy.example", "rs:deploy"},
 		CreatedAt:  base(),
 		UpdatedAt:  base(),
 	}
@@ -241,6 +242,7 @@ func agents() aggregate[store.Agent] {
 			a.Scopes = append(a.Scopes, "deploy:read")
 			a.DelegateTo = nil
 			a.MaxDepth = 0
+			a.Resources = append(a.Resources[:1:1], "https://deploy.example/v2")
 			a.UpdatedAt = base().Add(time.Hour)
 			return a
 		},

@@ -323,6 +323,10 @@ func testQueryEvents(t *testing.T, open func(t *testing.T) store.Store) {
 			want: []string{"e1"}},
 		{name: "ok/every-new-filter", filter: store.EventFilter{Result: "granted", Audience: "agent:argocd",
 			Resource: "https://deploy.example/api", DelegationID: "dlg_1", AgentVersion: "1.5.0"}, want: []string{"e2"}},
+		{name: "ok/ids", filter: store.EventFilter{IDs: []string{"e5", "e1", "e9", "e1"}}, want: []string{"e5", "e1"}},
+		{name: "ok/ids-and-action", filter: store.EventFilter{IDs: []string{"e3", "e4", "e6"}, Action: "token.revoke"},
+			want: []string{"e6", "e3"}},
+		{name: "ok/ids-none-known", filter: store.EventFilter{IDs: []string{"e0", "x\x00", "\xff"}}, want: nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := s.QueryEvents(ctx, tc.filter)
@@ -334,6 +338,34 @@ func testQueryEvents(t *testing.T, open func(t *testing.T) store.Store) {
 			}
 		})
 	}
+	t.Run("ok/request-ids", func(t *testing.T) {
+		// Verifiers' records by id, as POST /audit/ingest finds those of a
+		// batch it already holds, among the server's own records.
+		s, ctx := open(t), t.Context()
+		var b store.Batch
+		for i := range 300 {
+			ev := newEvent(fmt.Sprintf("req_%03d", i), "request")
+			ev.ReportedBy = "rs:api"
+			b.Events = append(b.Events, ev, newEvent(fmt.Sprintf("req_%03d", i), "token.issue"))
+		}
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+		ids := make([]string, store.MaxEventIDs)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("req_%03d", 299-i)
+		}
+		got, err := s.QueryEvents(ctx, store.EventFilter{IDs: ids, Action: "request", Limit: 1000})
+		if err != nil {
+			t.Fatalf("QueryEvents: %v", err)
+		}
+		if len(got) != 300 || got[0].ID != "req_299" || got[0].Action != "request" || got[299].ID != "req_000" {
+			t.Errorf("QueryEvents by %d ids: %d records, want the 300 request records", len(ids), len(got))
+		}
+		if _, err := s.QueryEvents(ctx, store.EventFilter{IDs: append(ids, "one-more")}); err == nil {
+			t.Errorf("QueryEvents with %d ids succeeded, want an error", store.MaxEventIDs+1)
+		}
+	})
 	t.Run("ok/paginate", func(t *testing.T) {
 		var got []string
 		f := store.EventFilter{Limit: 4}
