@@ -36,14 +36,20 @@ const (
 	ActionUserRevoked     = "user.revoked"
 	ActionUserLimits      = "user.limits"
 	ActionUserCreated     = "user.created"
+	ActionUserDeleted     = "user.deleted"
 	ActionAgentCreated    = "agent.created"
 	ActionAgentUpdated    = "agent.updated"
 	ActionAgentDisabled   = "agent.disabled"
 	ActionAgentEnabled    = "agent.enabled"
-	ActionDelegationNew   = "delegation.created"
-	ActionDelegationGone  = "delegation.revoked"
-	ActionKeyCreated      = "key.created"
-	ActionKeyRevoked      = "key.revoked"
+	ActionAgentDeleted    = "agent.deleted"
+	// ActionAgentSecret records a new client secret given to an agent
+	// (never the secret); the old one is no longer accepted.
+	ActionAgentSecret       = "agent.secret"
+	ActionDelegationNew     = "delegation.created"
+	ActionDelegationUpdated = "delegation.updated"
+	ActionDelegationGone    = "delegation.revoked"
+	ActionKeyCreated        = "key.created"
+	ActionKeyRevoked        = "key.revoked"
 	// ActionEpochAdvanced records `mandate store advance-epoch`: every token
 	// issued before the new not-before epoch is refused (THREATS T56).
 	ActionEpochAdvanced = "store.epoch_advanced"

@@ -8,14 +8,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mandate-dev/mandate/internal/audit"
-	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/directory"
 )
 
 // cliPerformer is the performer of the audit records that commands run on
 // the store directly write (advance-epoch, keys rotate and revoke).
-const cliPerformer = "cli"
+const cliPerformer = directory.PerformerCLI
 
 func newStoreCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "store", Short: "Maintain the store: the not-before epoch after a restore"}
@@ -65,15 +64,8 @@ refuse every token issued until then. The change is recorded in the audit trail
 				return err
 			}
 			defer s.Close()
-			ev := audit.Event{
-				ID:        audit.NewID("evt_"),
-				Time:      auditchain.Time(now()),
-				Action:    audit.ActionEpochAdvanced,
-				Result:    audit.ResultOK,
-				Performer: cliPerformer,
-				Detail:    "not-before epoch advanced to " + t.Format(time.RFC3339Nano),
-			}
-			got, err := s.AdvanceNotBefore(cmd.Context(), t, ev)
+			dir := &directory.Directory{Store: s, Now: now}
+			got, err := dir.AdvanceNotBefore(cmd.Context(), directory.Performer{ID: cliPerformer}, t)
 			if err != nil {
 				return fmt.Errorf("advance the not-before epoch: %w", err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/exchange"
 	"github.com/mandate-dev/mandate/internal/feed"
 	"github.com/mandate-dev/mandate/internal/policy"
@@ -175,7 +176,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		checkpoints.ReadPage = pgReadPage
 	}
 	srv, err := server.New(server.Config{
-		Issuer: cfg.Issuer, Store: cached, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
+		Issuer: cfg.Issuer, Store: cached, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
 		ClientLimit: newLimiter(cfg.RateLimits.PerClient, now), IPLimit: newLimiter(cfg.RateLimits.PerIP, now),
 		IngestLimit: newLimiter(cfg.RateLimits.IngestPerReporter, now),

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,19 +9,20 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
-	"github.com/go-jose/go-jose/v4"
-
+	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/policy"
+	"github.com/mandate-dev/mandate/internal/store"
 )
 
-// Limits Validate enforces.
+// Limits Validate enforces. Those of users, agents and delegations are the
+// directory's, whose rules the file's records follow: the file is one way
+// of stating them, the admin API another.
 const (
-	MaxIDLen        = 256
-	MaxScopeLen     = 128
-	MaxListLen      = 64
-	MaxDepthLimit   = 10
+	MaxIDLen        = directory.MaxIDLen
+	MaxScopeLen     = directory.MaxScopeLen
+	MaxListLen      = directory.MaxListLen
+	MaxDepthLimit   = directory.MaxDepth
 	MinSecretLen    = 32
 	MinDevSecretLen = 8 // on a loopback-only server, see Config.LoopbackOnly
 	MaxTTLLimit     = 24 * time.Hour
@@ -82,6 +82,18 @@ type problems struct {
 
 func (p *problems) add(field, format string, args ...any) {
 	p.errs = append(p.errs, &FieldError{File: p.file, Field: field, Problem: fmt.Sprintf(format, args...)})
+}
+
+// addAll adds each problem the directory found in err (directory.Problems)
+// under the field prefix, the path of the record in the file.
+func (p *problems) addAll(prefix string, err error) {
+	for _, e := range directory.Problems(err) {
+		field := prefix
+		if e.Field != "" {
+			field += "." + e.Field
+		}
+		p.add(field, "%s", e.Problem)
+	}
 }
 
 // Validate checks c, defaults applied, and returns every problem at once:
@@ -234,7 +246,7 @@ func (c *Config) validateIdentityProviders(p *problems) {
 		}
 		if idp.Audience == "" {
 			p.add(f+".audience", "is required: the aud its tokens must carry")
-		} else if err := checkName(idp.Audience, MaxIDLen); err != nil {
+		} else if err := directory.CheckID(idp.Audience); err != nil {
 			p.add(f+".audience", "%v", err)
 		}
 		algs, allowed := map[string]bool{}, IdentityProviderAlgs()
@@ -252,13 +264,18 @@ func (c *Config) validateIdentityProviders(p *problems) {
 }
 
 // validatePrincipals checks users and agents and returns the known ids.
+// What a user or an agent may hold is the directory's rule; the file adds
+// that ids are unique in it, and its secrets.
 func (c *Config) validatePrincipals(p *problems) (users, agents map[string]int) {
 	users = map[string]int{}
 	for i, u := range c.Users {
 		f := fmt.Sprintf("users[%d]", i)
 		checkID(p, f+".id", u.ID, users, "users")
-		checkScopes(p, f+".permissions", u.Permissions, false)
-		checkLimits(p, f+".limits", u.Limits)
+		limits, err := u.LimitsJSON()
+		if err != nil {
+			p.add(f+".limits", "%v", err)
+		}
+		p.addAll(f, directory.ValidateUser(store.User{ID: u.ID, Permissions: u.Permissions, Limits: limits}))
 	}
 	agents = map[string]int{}
 	for i, a := range c.Agents {
@@ -268,31 +285,14 @@ func (c *Config) validatePrincipals(p *problems) (users, agents map[string]int) 
 			p.add(f+".id", "is also users[%d].id: a subject must name one principal", j)
 		}
 		c.validateCredentials(p, f, a)
-		checkScopes(p, f+".scopes", a.Scopes, false)
-		checkDepth(p, f+".max_depth", a.MaxDepth)
-		checkResources(p, f+".resources", a.Resources)
+		p.addAll(f, directory.CheckScopes("scopes", a.Scopes, false))
+		p.addAll(f, directory.CheckDepth("max_depth", a.MaxDepth))
+		p.addAll(f, directory.CheckResources("resources", a.Resources))
 	}
-	// delegate_to needs every agent known first.
+	// delegate_to after every agent's own fields. An agent missing from
+	// the file may exist in the store (admin API); Warnings reports it.
 	for i, a := range c.Agents {
-		f := fmt.Sprintf("agents[%d].delegate_to", i)
-		if len(a.DelegateTo) > MaxListLen {
-			p.add(f, "has %d entries, at most %d allowed", len(a.DelegateTo), MaxListLen)
-		}
-		seen := map[string]bool{}
-		for j, to := range a.DelegateTo {
-			tf := fmt.Sprintf("%s[%d]", f, j)
-			// An agent missing from the file may exist in the store (admin
-			// API); Warnings reports it.
-			switch err := checkName(to, MaxIDLen); {
-			case err != nil:
-				p.add(tf, "%v", err)
-			case to == a.ID:
-				p.add(tf, "an agent cannot delegate to itself")
-			case seen[to]:
-				p.add(tf, "%q is listed twice", to)
-			}
-			seen[to] = true
-		}
+		p.addAll(fmt.Sprintf("agents[%d]", i), directory.CheckDelegateTo(a.ID, a.DelegateTo))
 	}
 	return users, agents
 }
@@ -319,11 +319,11 @@ func (c *Config) Warnings() []error {
 	return p.errs
 }
 
+// validateCredentials checks an agent's secret (the file's: secret or
+// secret_file, long enough) and then its credentials as the directory does
+// (directory.CheckCredentials: one at least, jwks or jwks_uri, not both).
 func (c *Config) validateCredentials(p *problems, f string, a Agent) {
 	hasSecret := a.Secret != "" || a.SecretFile != ""
-	if !hasSecret && a.JWKS == nil && a.JWKSURI == "" {
-		p.add(f, "needs a credential: secret or secret_file (client_secret_basic/post), or jwks or jwks_uri (private_key_jwt)")
-	}
 	if hasSecret {
 		secret, err := a.ResolveSecret()
 		field := f + ".secret"
@@ -338,51 +338,16 @@ func (c *Config) validateCredentials(p *problems, f string, a Agent) {
 			p.add(field, "must be at least %d bytes, is %d%s", minLen, len(secret), c.devHint())
 		}
 	}
-	if a.JWKS != nil && a.JWKSURI != "" {
-		p.add(f, "set jwks or jwks_uri, not both")
-	}
-	if a.JWKS != nil {
-		if err := checkJWKS(a.JWKS); err != nil {
-			p.add(f+".jwks", "%v", err)
-		}
-	}
-	if a.JWKSURI != "" {
-		if err := checkURL(a.JWKSURI); err != nil {
-			p.add(f+".jwks_uri", "%v", err)
-		}
-	}
-}
-
-// checkJWKS accepts a JWK Set of valid public asymmetric keys only: a private
-// key in the config would be a secret the server has no use for, and a
-// symmetric one would allow HMAC key confusion.
-func checkJWKS(set map[string]any) error {
-	raw, err := json.Marshal(set)
+	jwks, err := a.JWKSJSON()
 	if err != nil {
-		return fmt.Errorf("not a JWK Set: %w", err)
+		p.add(f+".jwks", "%v", err)
 	}
-	var jwks jose.JSONWebKeySet
-	if err := json.Unmarshal(raw, &jwks); err != nil {
-		// go-jose's message may quote key material; keep only its kind.
-		return errors.New("not a valid JWK Set (want {keys: [JWK, ...]} with public keys)")
-	}
-	if len(jwks.Keys) == 0 {
-		return errors.New("holds no keys")
-	}
-	for i, k := range jwks.Keys {
-		if _, symmetric := k.Key.([]byte); symmetric {
-			return fmt.Errorf("keys[%d] is a symmetric key; private_key_jwt takes public keys only", i)
-		}
-		switch {
-		case !k.Valid():
-			return fmt.Errorf("keys[%d] is not a valid key", i)
-		case !k.IsPublic():
-			return fmt.Errorf("keys[%d] is a private key; give only the public key", i)
-		}
-	}
-	return nil
+	p.addAll(f, directory.CheckCredentials(hasSecret, jwks, a.JWKSURI))
 }
 
+// validateDelegations checks delegations: what one grants is the
+// directory's rule; the file adds that ids are unique in it and that the
+// subject and the actor are its own user and agent.
 func (c *Config) validateDelegations(p *problems, users, agents map[string]int) {
 	ids := map[string]int{}
 	for i, d := range c.Delegations {
@@ -394,21 +359,7 @@ func (c *Config) validateDelegations(p *problems, users, agents map[string]int) 
 		if _, ok := agents[d.Actor]; !ok {
 			p.add(f+".actor", "%q is not a configured agent", d.Actor)
 		}
-		checkScopes(p, f+".scopes", d.Scopes, true)
-		if len(d.Audiences) > MaxListLen {
-			p.add(f+".audiences", "has %d entries, at most %d allowed", len(d.Audiences), MaxListLen)
-		}
-		seen := map[string]bool{}
-		for j, aud := range d.Audiences {
-			af := fmt.Sprintf("%s.audiences[%d]", f, j)
-			if err := checkName(aud, MaxIDLen); err != nil {
-				p.add(af, "%v", err)
-			} else if seen[aud] {
-				p.add(af, "%q is listed twice", aud)
-			}
-			seen[aud] = true
-		}
-		checkDepth(p, f+".max_depth", d.MaxDepth)
+		p.addAll(f, directory.ValidateDelegation(store.Delegation{Scopes: d.Scopes, Audiences: d.Audiences, MaxDepth: d.MaxDepth}))
 	}
 }
 
@@ -432,54 +383,19 @@ func (c *Config) validatePolicies(p *problems) {
 	}
 }
 
-// checkURL accepts an absolute http(s) URL without user info, query or
-// fragment, and http only on a loopback host.
-func checkURL(s string) error {
-	u, err := parseURL(s)
-	if err != nil {
-		return err
-	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		return errors.New("must use https unless the host is a loopback address (127.0.0.0/8, ::1, localhost)")
-	}
-	return nil
-}
+// checkURL is the directory's rule for a URL Mandate is named by or
+// fetches from.
+func checkURL(s string) error { return directory.CheckURL(s) }
 
-func parseURL(s string) (*url.URL, error) {
-	if s == "" {
-		return nil, errors.New("is required")
-	}
-	if hasSpaceOrControl(s) {
-		return nil, errors.New("contains white space or control characters")
-	}
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return nil, errors.New("is not a URL")
-	case u.Scheme != "https" && u.Scheme != "http":
-		return nil, fmt.Errorf("want an absolute https:// URL, got scheme %q", u.Scheme)
-	case u.Host == "" || u.Hostname() == "":
-		return nil, errors.New("has no host")
-	case u.User != nil:
-		return nil, errors.New("must not contain user info")
-	case u.RawQuery != "" || u.ForceQuery:
-		return nil, errors.New("must not contain a query")
-	case u.Fragment != "" || strings.Contains(s, "#"):
-		return nil, errors.New("must not contain a fragment")
-	}
-	return u, nil
-}
+// parseURL and isLoopbackHost are the directory's (LoopbackOnly).
+func parseURL(s string) (*url.URL, error) { return directory.ParseURL(s) }
 
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopbackHost(host string) bool { return directory.IsLoopbackHost(host) }
 
+// checkID checks an id (directory.CheckID) and that the file gives it to
+// one record of its kind only.
 func checkID(p *problems, field, id string, seen map[string]int, kind string) {
-	if err := checkName(id, MaxIDLen); err != nil {
+	if err := directory.CheckID(id); err != nil {
 		p.add(field, "%v", err)
 		return
 	}
@@ -488,68 +404,6 @@ func checkID(p *problems, field, id string, seen map[string]int, kind string) {
 		return
 	}
 	seen[id] = len(seen)
-}
-
-// checkScopes checks a list of scopes: at most MaxListLen, each a valid,
-// distinct scope; required says whether the list may be empty.
-func checkScopes(p *problems, field string, scopes []string, required bool) {
-	switch {
-	case required && len(scopes) == 0:
-		p.add(field, "must list at least one scope")
-	case len(scopes) > MaxListLen:
-		p.add(field, "has %d scopes, at most %d allowed", len(scopes), MaxListLen)
-	}
-	seen := map[string]bool{}
-	for i, s := range scopes {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		if err := checkName(s, MaxScopeLen); err != nil {
-			p.add(f, "%v", err)
-		} else if seen[s] {
-			p.add(f, "%q is listed twice", s)
-		}
-		seen[s] = true
-	}
-}
-
-// checkName accepts a non-empty UTF-8 string of at most max bytes without
-// white space or control characters: ids, scopes and audiences all travel in
-// space-separated lists and log lines.
-func checkName(s string, max int) error {
-	switch {
-	case s == "":
-		return errors.New("must not be empty")
-	case len(s) > max:
-		return fmt.Errorf("is %d bytes, at most %d allowed", len(s), max)
-	case !utf8.ValidString(s):
-		return errors.New("is not valid UTF-8")
-	case hasSpaceOrControl(s):
-		return fmt.Errorf("%q contains white space or control characters", s)
-	}
-	return nil
-}
-
-// checkResources checks an agent's resource identifiers: audiences, each
-// once.
-func checkResources(p *problems, field string, resources []string) {
-	if len(resources) > MaxListLen {
-		p.add(field, "has %d entries, at most %d allowed", len(resources), MaxListLen)
-	}
-	seen := map[string]bool{}
-	for j, r := range resources {
-		rf := fmt.Sprintf("%s[%d]", field, j)
-		if err := checkName(r, MaxIDLen); err != nil {
-			p.add(rf, "%v", err)
-		} else if seen[r] {
-			p.add(rf, "%q is listed twice", r)
-		}
-		seen[r] = true
-	}
-}
-
-func checkDepth(p *problems, field string, depth int) {
-	if depth < 0 || depth > MaxDepthLimit {
-		p.add(field, "must be from 0 (no own limit) to %d, is %d", MaxDepthLimit, depth)
-	}
 }
 
 func hasSpaceOrControl(s string) bool {
@@ -568,17 +422,4 @@ func validSchema(s string) bool {
 		}
 	}
 	return true
-}
-
-// checkLimits checks a user's authorization_details limits: at most 8
-// objects, each with a non-empty string "type".
-func checkLimits(p *problems, field string, limits []map[string]any) {
-	if len(limits) > 8 {
-		p.add(field, "at most 8 limits")
-	}
-	for i, l := range limits {
-		if t, ok := l["type"].(string); !ok || t == "" {
-			p.add(fmt.Sprintf("%s[%d].type", field, i), "a limit needs a type, as in expense_approval")
-		}
-	}
 }

@@ -8,17 +8,17 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
-	"github.com/mandate-dev/mandate/internal/audit"
-	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
 // performer names the configuration file in audit records.
-const performer = "config"
+var performer = directory.Performer{ID: directory.PerformerConfig}
 
 // Report says what a Sync did and found.
 type Report struct {
@@ -33,40 +33,39 @@ type Report struct {
 
 // Sync creates what cfg declares and the store lacks. With enforce, it also
 // makes stored records match cfg; without, it lists the differences. Every
-// change is audited in its own transaction.
-func Sync(ctx context.Context, s store.Store, cfg *config.Config, enforce bool, now time.Time) (Report, error) {
-	p := &syncer{s: s, enforce: enforce, now: now.UTC()}
+// change is written through the directory (internal/directory), audited
+// as performed by "config" in its own transaction, with now as its time.
+func Sync(ctx context.Context, s directory.Store, cfg *config.Config, enforce bool, now time.Time) (Report, error) {
+	p := &syncer{s: s, d: &directory.Directory{Store: s, Now: func() time.Time { return now }}, enforce: enforce}
 	for _, u := range cfg.Users {
 		if err := p.user(ctx, u); err != nil {
-			return p.report, err
+			return p.report, fmt.Errorf("provision: user %s: %w", u.ID, err)
 		}
 	}
 	for _, a := range cfg.Agents {
 		if err := p.agent(ctx, a); err != nil {
-			return p.report, err
+			return p.report, fmt.Errorf("provision: agent %s: %w", a.ID, err)
 		}
 	}
 	for _, d := range cfg.Delegations {
 		if err := p.delegation(ctx, d); err != nil {
-			return p.report, err
+			return p.report, fmt.Errorf("provision: delegation %s: %w", d.ID, err)
 		}
 	}
 	return p.report, nil
 }
 
 type syncer struct {
-	s       store.Store
+	s       directory.Store
+	d       *directory.Directory
 	enforce bool
-	now     time.Time
 	report  Report
 }
 
-func (p *syncer) event(action, resource string) store.Event {
-	return store.Event{ID: audit.NewID("evt_"), Time: auditchain.Time(p.now), Action: action, Result: audit.ResultOK, Performer: performer, Resource: resource}
-}
-
-// differ records a difference, or returns true when it must be enforced.
-func (p *syncer) differ(what string) bool {
+// differ records that what differs in the fields listed, or returns true
+// when it must be enforced.
+func (p *syncer) differ(what string, fields []string) bool {
+	what += ": " + strings.Join(fields, ", ")
 	if p.enforce {
 		p.report.Updated = append(p.report.Updated, what)
 		return true
@@ -75,145 +74,152 @@ func (p *syncer) differ(what string) bool {
 	return false
 }
 
+// field is a field of a record and whether the store and the file agree
+// on it.
+type field struct {
+	name string
+	same bool
+}
+
+// differing returns the names of the fields whose same is false.
+func differing(fields ...field) []string {
+	var out []string
+	for _, f := range fields {
+		if !f.same {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
 func (p *syncer) user(ctx context.Context, cu config.User) error {
 	limits, err := cu.LimitsJSON()
 	if err != nil {
-		return fmt.Errorf("provision: %w", err)
+		return err
 	}
 	stored, err := p.s.GetUser(ctx, cu.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		ev := p.event(audit.ActionUserCreated, cu.ID)
-		ev.OnBehalf, ev.Scopes = cu.ID, cu.Permissions
-		u := store.User{ID: cu.ID, Permissions: cu.Permissions, Limits: limits, CreatedAt: p.now, UpdatedAt: p.now}
-		if err := p.s.CreateUser(ctx, u, ev); err != nil {
-			return fmt.Errorf("provision: user %s: %w", cu.ID, err)
+		if _, err := p.d.CreateUser(ctx, performer, store.User{ID: cu.ID, Permissions: cu.Permissions, Limits: limits}); err != nil {
+			return err
 		}
 		p.report.Created = append(p.report.Created, "user "+cu.ID)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("provision: user %s: %w", cu.ID, err)
+		return err
 	}
-	if sameSet(stored.Permissions, cu.Permissions) || !p.differ("user "+cu.ID+": permissions") {
+	permissions := sameSet(stored.Permissions, cu.Permissions)
+	diffs := differing(field{"permissions", permissions}, field{"limits", sameJSON(stored.Limits, limits)})
+	if len(diffs) == 0 || !p.differ("user "+cu.ID, diffs) {
 		return nil
 	}
-	ev := p.event(audit.ActionUserPermissions, cu.ID)
-	ev.OnBehalf, ev.Scopes = cu.ID, cu.Permissions
-	_, err = p.s.UpdateUser(ctx, cu.ID, func(u store.User) (store.User, error) {
-		u.Permissions, u.Limits, u.UpdatedAt = cu.Permissions, limits, p.now
-		return u, nil
-	}, ev)
-	if err != nil {
-		return fmt.Errorf("provision: user %s: %w", cu.ID, err)
+	if !permissions {
+		if _, err := p.d.SetPermissions(ctx, performer, cu.ID, cu.Permissions); err != nil {
+			return err
+		}
+	}
+	if !sameJSON(stored.Limits, limits) {
+		if _, err := p.d.SetLimits(ctx, performer, cu.ID, limits); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 // toAgent converts a config agent to its stored form.
-func toAgent(ca config.Agent, now time.Time) (store.Agent, error) {
+func toAgent(ca config.Agent) (store.Agent, error) {
 	a := store.Agent{ID: ca.ID, JWKSURI: ca.JWKSURI, Scopes: ca.Scopes, DelegateTo: ca.DelegateTo,
-		MaxDepth: ca.MaxDepth, Resources: ca.Resources, Disabled: ca.Disabled, CreatedAt: now, UpdatedAt: now}
+		MaxDepth: ca.MaxDepth, Resources: ca.Resources, Disabled: ca.Disabled}
 	secret, err := ca.ResolveSecret()
 	if err != nil {
-		return a, fmt.Errorf("provision: %w", err)
+		return a, err
 	}
 	if secret != "" {
 		a.SecretHash = clientauth.HashSecret(secret)
 	}
 	if a.JWKS, err = ca.JWKSJSON(); err != nil {
-		return a, fmt.Errorf("provision: %w", err)
+		return a, err
 	}
 	return a, nil
 }
 
 func (p *syncer) agent(ctx context.Context, ca config.Agent) error {
-	want, err := toAgent(ca, p.now)
+	want, err := toAgent(ca)
 	if err != nil {
 		return err
 	}
 	stored, err := p.s.GetAgent(ctx, ca.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		ev := p.event(audit.ActionAgentCreated, ca.ID)
-		ev.Chain, ev.Scopes = []string{ca.ID}, ca.Scopes
-		if err := p.s.CreateAgent(ctx, want, ev); err != nil {
-			return fmt.Errorf("provision: agent %s: %w", ca.ID, err)
+		if _, _, err := p.d.CreateAgent(ctx, performer, want); err != nil {
+			return err
 		}
 		p.report.Created = append(p.report.Created, "agent "+ca.ID)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("provision: agent %s: %w", ca.ID, err)
+		return err
 	}
-	var diffs []string
-	for _, d := range []struct {
-		field string
-		same  bool
-	}{
-		{"secret", bytes.Equal(stored.SecretHash, want.SecretHash)},
-		{"jwks", bytes.Equal(stored.JWKS, want.JWKS) && stored.JWKSURI == want.JWKSURI},
-		{"scopes", sameSet(stored.Scopes, want.Scopes)},
-		{"delegate_to", sameSet(stored.DelegateTo, want.DelegateTo)},
-		{"max_depth", stored.MaxDepth == want.MaxDepth},
-		{"resources", sameSet(stored.Resources, want.Resources)},
-		{"disabled", stored.Disabled == want.Disabled},
-	} {
-		if !d.same {
-			diffs = append(diffs, d.field)
-		}
-	}
-	if len(diffs) == 0 || !p.differ(fmt.Sprintf("agent %s: %v", ca.ID, diffs)) {
+	diffs := differing(
+		field{"secret", bytes.Equal(stored.SecretHash, want.SecretHash)},
+		field{"jwks", sameJSON(stored.JWKS, want.JWKS) && stored.JWKSURI == want.JWKSURI},
+		field{"scopes", sameSet(stored.Scopes, want.Scopes)},
+		field{"delegate_to", sameSet(stored.DelegateTo, want.DelegateTo)},
+		field{"max_depth", stored.MaxDepth == want.MaxDepth},
+		field{"resources", sameSet(stored.Resources, want.Resources)},
+		field{"disabled", stored.Disabled == want.Disabled},
+	)
+	if len(diffs) == 0 || !p.differ("agent "+ca.ID, diffs) {
 		return nil
 	}
-	ev := p.event(audit.ActionAgentUpdated, ca.ID)
-	ev.Chain, ev.Scopes = []string{ca.ID}, ca.Scopes
-	_, err = p.s.UpdateAgent(ctx, ca.ID, func(a store.Agent) (store.Agent, error) {
-		want.CreatedAt = a.CreatedAt
-		return want, nil
-	}, ev)
-	if err != nil {
-		return fmt.Errorf("provision: agent %s: %w", ca.ID, err)
-	}
-	return nil
+	_, err = p.d.UpdateAgent(ctx, performer, ca.ID, directory.AgentChange{
+		Scopes: &want.Scopes, DelegateTo: &want.DelegateTo, MaxDepth: &want.MaxDepth, Resources: &want.Resources,
+		Keys: &directory.Keys{JWKS: want.JWKS, JWKSURI: want.JWKSURI}, SecretHash: &want.SecretHash, Disabled: &want.Disabled,
+	})
+	return err
 }
 
 func (p *syncer) delegation(ctx context.Context, cd config.Delegation) error {
 	want := store.Delegation{ID: cd.ID, Subject: cd.Subject, Actor: cd.Actor, Scopes: cd.Scopes,
-		Audiences: cd.Audiences, MaxDepth: cd.MaxDepth, Expires: cd.Expires.UTC(), Source: "config", CreatedAt: p.now}
+		Audiences: cd.Audiences, MaxDepth: cd.MaxDepth, Source: directory.SourceConfig}
 	if want.ID == "" {
 		want.ID = config.DelegationID(cd.Subject, cd.Actor)
 	}
-	if cd.Expires.IsZero() {
-		want.Expires = time.Time{}
+	if !cd.Expires.IsZero() {
+		want.Expires = cd.Expires.UTC()
 	}
 	stored, err := p.s.GetDelegation(ctx, want.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		ev := p.event(audit.ActionDelegationNew, want.ID)
-		ev.DelegationID, ev.OnBehalf, ev.Chain, ev.Scopes = want.ID, want.Subject, []string{want.Actor}, want.Scopes
-		if err := p.s.CreateDelegation(ctx, want, ev); err != nil {
-			return fmt.Errorf("provision: delegation %s: %w", want.ID, err)
+		if _, err := p.d.CreateDelegation(ctx, performer, want); err != nil {
+			return err
 		}
 		p.report.Created = append(p.report.Created, "delegation "+want.ID)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("provision: delegation %s: %w", want.ID, err)
+		return err
 	}
-	same := stored.Subject == want.Subject && stored.Actor == want.Actor && sameSet(stored.Scopes, want.Scopes) &&
-		sameSet(stored.Audiences, want.Audiences) && stored.MaxDepth == want.MaxDepth &&
-		stored.Expires.Equal(want.Expires) && !stored.Revoked
-	if same || !p.differ("delegation "+want.ID) {
+	what := "delegation " + want.ID
+	if stored.Subject != want.Subject || stored.Actor != want.Actor {
+		// A delegation's subject and actor never change (its tokens name
+		// them); not even apply rewrites them.
+		p.report.Differences = append(p.report.Differences, what+": subject or actor; the stored one is kept, "+
+			"give the file's delegation another id (or revoke the stored one)")
 		return nil
 	}
-	ev := p.event(audit.ActionDelegationNew, want.ID)
-	ev.DelegationID, ev.OnBehalf, ev.Chain, ev.Scopes = want.ID, want.Subject, []string{want.Actor}, want.Scopes
-	_, err = p.s.UpdateDelegation(ctx, want.ID, func(d store.Delegation) (store.Delegation, error) {
-		want.CreatedAt = d.CreatedAt
-		return want, nil
-	}, ev)
-	if err != nil {
-		return fmt.Errorf("provision: delegation %s: %w", want.ID, err)
+	diffs := differing(
+		field{"scopes", sameSet(stored.Scopes, want.Scopes)},
+		field{"audiences", sameSet(stored.Audiences, want.Audiences)},
+		field{"max_depth", stored.MaxDepth == want.MaxDepth},
+		field{"expires", stored.Expires.Equal(want.Expires)},
+		field{"revoked", !stored.Revoked},
+	)
+	if len(diffs) == 0 || !p.differ(what, diffs) {
+		return nil
 	}
-	return nil
+	_, err = p.d.UpdateDelegation(ctx, performer, want.ID, directory.DelegationChange{
+		Scopes: &want.Scopes, Audiences: &want.Audiences, MaxDepth: &want.MaxDepth, Expires: &want.Expires, Reinstate: true,
+	})
+	return err
 }
 
 // sameSet compares two scope lists ignoring order and repeats.
@@ -231,7 +237,7 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
-// sameJSON compares two JSON documents by value.
+// sameJSON compares two JSON documents by value; empty is none.
 func sameJSON(a, b json.RawMessage) bool {
 	if len(a) == 0 || len(b) == 0 {
 		return len(a) == len(b)

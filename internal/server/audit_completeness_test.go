@@ -466,15 +466,77 @@ func completenessCases() []completenessCase {
 			},
 		},
 		{
-			name: "ok/admin-set-permissions-new-user",
+			// A user is created explicitly; setting the permissions of an
+			// unknown one is 404 (TestAdminUnknownIDs).
+			name: "ok/admin-create-user",
 			prepare: func(_ *testing.T, h *harness) auditPrepared {
-				return auditPrepared{req: h.adminRequest(http.MethodPut, "/admin/users/user:newcomer/permissions",
-					map[string]any{"permissions": []string{"monitoring:read"}})}
+				return auditPrepared{req: h.adminRequest(http.MethodPost, "/admin/users",
+					map[string]any{"id": "user:newcomer", "permissions": []string{"monitoring:read"}})}
+			},
+			wantStatus: 201,
+			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
+				return store.Event{Action: audit.ActionUserCreated, Result: audit.ResultOK, Performer: "admin",
+					Resource: "user:newcomer", OnBehalf: "user:newcomer", Scopes: []string{"monitoring:read"}}
+			},
+		},
+		{
+			name: "ok/admin-delete-user",
+			prepare: func(t *testing.T, h *harness) auditPrepared {
+				if r := h.admin(http.MethodPost, "/admin/users", map[string]any{"id": "user:leaver"}); r.status != 201 {
+					t.Fatalf("create: %d %s", r.status, r.raw)
+				}
+				return auditPrepared{req: h.adminRequest(http.MethodDelete, "/admin/users/user:leaver", nil)}
 			},
 			wantStatus: 200,
 			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
-				return store.Event{Action: audit.ActionUserPermissions, Result: audit.ResultOK, Performer: "admin",
-					Resource: "user:newcomer", OnBehalf: "user:newcomer", Scopes: []string{"monitoring:read"}}
+				return store.Event{Action: audit.ActionUserDeleted, Result: audit.ResultOK, Performer: "admin",
+					Resource: "user:leaver", OnBehalf: "user:leaver"}
+			},
+		},
+		{
+			name: "ok/admin-agent-create",
+			prepare: func(_ *testing.T, h *harness) auditPrepared {
+				return auditPrepared{req: h.adminRequest(http.MethodPost, "/admin/agents",
+					map[string]any{"id": "agent:newbot", "scopes": []string{"monitoring:read"}})}
+			},
+			wantStatus: 201,
+			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
+				return store.Event{Action: audit.ActionAgentCreated, Result: audit.ResultOK, Performer: "admin",
+					Resource: "agent:newbot", Chain: []string{"agent:newbot"}, Scopes: []string{"monitoring:read"}}
+			},
+		},
+		{
+			name: "ok/admin-agent-update",
+			prepare: func(_ *testing.T, h *harness) auditPrepared {
+				return auditPrepared{req: h.adminRequest(http.MethodPatch, "/admin/agents/agent:mallory",
+					map[string]any{"scopes": []string{"monitoring:read"}})}
+			},
+			wantStatus: 200,
+			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
+				return store.Event{Action: audit.ActionAgentUpdated, Result: audit.ResultOK, Performer: "admin",
+					Resource: "agent:mallory", Chain: []string{"agent:mallory"}, Scopes: []string{"monitoring:read"}}
+			},
+		},
+		{
+			name: "ok/admin-agent-secret",
+			prepare: func(_ *testing.T, h *harness) auditPrepared {
+				return auditPrepared{req: h.adminRequest(http.MethodPost, "/admin/agents/agent:mallory/secret", nil)}
+			},
+			wantStatus: 200,
+			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
+				return store.Event{Action: audit.ActionAgentSecret, Result: audit.ResultOK, Performer: "admin",
+					Resource: "agent:mallory", Chain: []string{"agent:mallory"}}
+			},
+		},
+		{
+			name: "ok/admin-agent-delete",
+			prepare: func(_ *testing.T, h *harness) auditPrepared {
+				return auditPrepared{req: h.adminRequest(http.MethodDelete, "/admin/agents/agent:mallory", nil)}
+			},
+			wantStatus: 200,
+			want: func(*testing.T, *harness, auditPrepared, response) store.Event {
+				return store.Event{Action: audit.ActionAgentDeleted, Result: audit.ResultOK, Performer: "admin",
+					Resource: "agent:mallory", Chain: []string{"agent:mallory"}}
 			},
 		},
 		{
@@ -557,9 +619,11 @@ func completenessCases() []completenessCase {
 				return auditPrepared{tok: tok, req: h.adminRequest(http.MethodPost, "/admin/revoke", map[string]any{"jti": jtiOf(t, tok)})}
 			},
 			wantStatus: 200,
+			// The record names the token by its jti and says whose it was
+			// (subject and chain), as every revocation of a token does.
 			want: func(t *testing.T, _ *harness, p auditPrepared, _ response) store.Event {
-				jti := jtiOf(t, p.tok)
-				return store.Event{Action: audit.ActionTokenRevoked, Result: audit.ResultOK, Performer: "admin", Resource: jti, JTI: jti}
+				return store.Event{Action: audit.ActionTokenRevoked, Result: audit.ResultOK, Performer: "admin", JTI: jtiOf(t, p.tok),
+					OnBehalf: "user:sam", Chain: []string{"agent:infrabot"}}
 			},
 		},
 		{
@@ -742,8 +806,9 @@ var eventCmp = []cmp.Option{
 var knownActions = []string{
 	audit.ActionTokenIssue, audit.ActionTokenExchange, audit.ActionTokenRefused, audit.ActionTokenRevoked,
 	audit.ActionTokenIntrospect, audit.ActionClientAuth, audit.ActionUserPermissions, audit.ActionUserRevoked,
-	audit.ActionUserLimits, audit.ActionUserCreated, audit.ActionAgentCreated, audit.ActionAgentUpdated,
-	audit.ActionAgentDisabled, audit.ActionAgentEnabled, audit.ActionDelegationNew, audit.ActionDelegationGone,
+	audit.ActionUserLimits, audit.ActionUserCreated, audit.ActionUserDeleted, audit.ActionAgentCreated, audit.ActionAgentUpdated,
+	audit.ActionAgentDisabled, audit.ActionAgentEnabled, audit.ActionAgentDeleted, audit.ActionAgentSecret,
+	audit.ActionDelegationNew, audit.ActionDelegationUpdated, audit.ActionDelegationGone,
 	audit.ActionKeyCreated, audit.ActionKeyRevoked, audit.ActionEpochAdvanced, audit.ActionAdminAuth, audit.ActionRequest,
 }
 

@@ -51,10 +51,6 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) notFound(http.ResponseWriter, *http.Request) error {
-	return &oauth.Error{Code: oauth.ErrNotFound, Reason: "not_found", Description: "no such endpoint"}
-}
-
 // writeJSON writes a JSON response that must not be cached unless the
 // handler set Cache-Control itself.
 func writeJSON(w http.ResponseWriter, status int, v any) {

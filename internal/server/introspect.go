@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
@@ -129,11 +130,12 @@ func (s *Server) inForce(r *http.Request, raw string) (*token.Verified, store.Is
 	return v, rec, "", nil
 }
 
-// revoke is RFC 7009. The caller may revoke the tokens issued to it; for
-// any other token, garbage or an unknown token the answer is 200 and
-// nothing changes (§2.2: no oracle), and the attempt is audited as refused.
-// A revocation is durable, with its audit record, before the 200; a store
-// or audit failure is 503.
+// revoke is RFC 7009. The caller may revoke the tokens issued to it
+// (through the directory, performed by the caller); for any other token,
+// garbage or an unknown token the answer is 200 and nothing changes (§2.2:
+// no oracle), and the attempt is audited as refused. A revocation is
+// durable, with its audit record, before the 200; a store or audit failure
+// is 503.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	caller, raw, err := s.tokenParam(w, r)
 	if err != nil {
@@ -157,14 +159,13 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case v != nil && v.ClientID == caller.ID:
-		ev.Result, ev.Reason, ev.Detail = audit.ResultOK, "rfc7009", ""
-		ev.OnBehalf, ev.Chain = v.Subject, v.Act.Chain()
-		s.cfg.Audit.Stamp(&ev)
-		switch err := s.cfg.Store.RevokeToken(r.Context(), v.JTI, s.cfg.Now(), ev); {
-		case errors.Is(err, store.ErrNotFound):
+		p := directory.Performer{ID: caller.ID, ClientID: caller.ID, RequestID: ev.RequestID}
+		switch _, err := s.revokeToken(r, p, v.JTI, "rfc7009"); {
+		case errors.Is(err, directory.ErrNotFound):
 			// Signed here but unknown to the store (a restored backup):
-			// nothing to revoke, and the record did not commit with it.
-			ev.Result, ev.Reason, ev.Detail = audit.ResultRefused, tokenstate.ReasonUnknown, "the token has no record"
+			// nothing to revoke, and nothing was recorded with it.
+			ev.Reason, ev.Detail = tokenstate.ReasonUnknown, "the token has no record"
+			ev.OnBehalf, ev.Chain = v.Subject, v.Act.Chain()
 			if err := s.cfg.Audit.Record(r.Context(), ev); err != nil {
 				return oauth.Unavailable("audit_unavailable", err)
 			}

@@ -1,13 +1,11 @@
 package server
 
 import (
-	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mandate-dev/mandate/internal/audit"
-	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
@@ -87,31 +85,6 @@ func (m *metrics) observeToken(out tokenOutcome, took time.Duration) {
 	if len(out.res.Chain) > 0 {
 		m.chainDepth.Observe(float64(len(out.res.Chain)))
 	}
-}
-
-// revocationCounter is the store as the server uses it: RevokeToken also
-// counts the revocation under the agent the token was issued to. Every
-// revocation of one token, by /revoke or the admin API, goes through it,
-// which is why it counts here rather than in each handler.
-type revocationCounter struct {
-	store.Store
-	revoked *prometheus.CounterVec
-}
-
-// RevokeToken revokes through the wrapped store. The token's record is read
-// first, for its client and to leave out a token that was already revoked
-// (revoking again succeeds and changes nothing); when that read fails the
-// revocation still runs, uncounted. Two concurrent revocations of one token
-// may both count.
-func (s revocationCounter) RevokeToken(ctx context.Context, jti string, at time.Time, events ...store.Event) error {
-	rec, rerr := s.Store.GetToken(ctx, jti)
-	if err := s.Store.RevokeToken(ctx, jti, at, events...); err != nil {
-		return err
-	}
-	if rerr == nil && !rec.Revoked && rec.ClientID != "" {
-		s.revoked.WithLabelValues(rec.ClientID).Inc()
-	}
-	return nil
 }
 
 // AuditMetrics registers the metrics of an audit.Recorder with reg and

@@ -2,23 +2,33 @@ package server
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mandate-dev/mandate/oauth"
 )
 
 // routes lists every endpoint, its handler and, in the comment, what it
-// depends on.
+// depends on. A request no route takes is answered by unmatched: 405 with
+// Allow when the path is a route's with other methods, else 404.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mount := func(pattern, name string, h handlerFunc) { mux.Handle(pattern, s.serve(name, h)) }
+	s.mux, s.routeNames = mux, map[string]string{}
+	handle := func(pattern, name string, h http.Handler) {
+		mux.Handle(pattern, h)
+		s.routeNames[pattern] = name
+	}
+	mount := func(pattern, name string, h handlerFunc) { handle(pattern, name, s.serve(name, h)) }
 
 	// Discovery and keys: Keys.
 	mount("GET /.well-known/oauth-authorization-server", "metadata", s.metadata)
 	mount("GET /.well-known/openid-configuration", "metadata", s.metadata)
 	mount("GET /jwks", "jwks", s.jwks)
 
-	// OAuth endpoints: Auth (client authentication), Grant, Verifier, Tokens, Store.
+	// OAuth endpoints: Auth (client authentication), Grant, Verifier,
+	// Tokens; /revoke revokes through Directory.
 	mount("/token", "token", s.token)
 	mount("/introspect", "introspect", s.introspect)
 	mount("/revoke", "revoke", s.revoke)
@@ -26,23 +36,34 @@ func (s *Server) routes() http.Handler {
 
 	// The revocation feed: Auth (subscribers are clients), Feed.
 	mount("GET /revocations", "revocation_snapshot", s.revocationSnapshot)
-	mux.Handle("GET /revocations/stream", s.serveFor("revocation_stream", 0, s.revocationStream))
-	mux.Handle("POST /revocations/sets", s.serveFor("revocation_sets", longPollWait+5*time.Second, s.securityEvents))
+	handle("GET /revocations/stream", "revocation_stream", s.serveFor("revocation_stream", 0, s.revocationStream))
+	handle("POST /revocations/sets", "revocation_sets", s.serveFor("revocation_sets", longPollWait+5*time.Second, s.securityEvents))
 
-	// Admin and audit: AdminToken, Store, Audit.
+	// Admin API (docs/admin.md): AdminToken, Store (reads), Directory
+	// (writes, each with its audit record); the sign-in stand-in: Grant.
 	mount("GET /admin/users", "admin", s.adminListUsers)
+	mount("POST /admin/users", "admin", s.adminCreateUser)
+	mount("GET /admin/users/{id}", "admin", s.adminGetUser)
+	mount("DELETE /admin/users/{id}", "admin", s.adminDeleteUser)
 	mount("PUT /admin/users/{id}/permissions", "admin", s.adminSetPermissions)
 	mount("PUT /admin/users/{id}/limits", "admin", s.adminSetLimits)
 	mount("POST /admin/users/{id}/token", "admin", s.adminSignIn)
 	mount("GET /admin/agents", "admin", s.adminListAgents)
+	mount("POST /admin/agents", "admin", s.adminCreateAgent)
+	mount("GET /admin/agents/{id}", "admin", s.adminGetAgent)
+	mount("PATCH /admin/agents/{id}", "admin", s.adminUpdateAgent)
+	mount("DELETE /admin/agents/{id}", "admin", s.adminDeleteAgent)
 	mount("POST /admin/agents/{id}/disable", "admin", s.adminAgentState(true))
 	mount("POST /admin/agents/{id}/enable", "admin", s.adminAgentState(false))
+	mount("POST /admin/agents/{id}/secret", "admin", s.adminNewSecret)
 	mount("GET /admin/delegations", "admin", s.adminListDelegations)
 	mount("POST /admin/delegations", "admin", s.adminCreateDelegation)
+	mount("GET /admin/delegations/{id}", "admin", s.adminGetDelegation)
 	mount("DELETE /admin/delegations/{id}", "admin", s.adminDeleteDelegation)
 	mount("POST /admin/revoke", "admin", s.adminRevoke)
+	// Audit: AdminToken, Store, Checkpoints.
 	mount("GET /audit", "audit", s.auditQuery)
-	mux.Handle("GET /audit/export", s.serveFor("audit_export", exportTimeout, s.auditExport))
+	handle("GET /audit/export", "audit_export", s.serveFor("audit_export", exportTimeout, s.auditExport))
 	mount("GET /audit/checkpoints", "audit", s.auditCheckpoints)
 	mount("POST /audit/checkpoints", "audit", s.auditCheckpointNow)
 	// Verifiers' records: Auth (reporters are clients with audit:report), Audit.
@@ -50,8 +71,48 @@ func (s *Server) routes() http.Handler {
 
 	// Operations: Store.
 	mount("GET /healthz", "healthz", s.healthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	handle("GET /metrics", "metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
 
-	mount("/", "not_found", s.notFound)
+	mount(unmatchedPattern, "not_found", s.unmatched)
 	return mux
+}
+
+// unmatchedPattern takes every request no other route takes.
+const unmatchedPattern = "/"
+
+// adminRoutes are the names of the routes the admin token opens.
+var adminRoutes = map[string]bool{"admin": true, "audit": true, "audit_export": true}
+
+// probeMethods are the methods unmatched asks the routes about, in the
+// order Allow lists them.
+var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// unmatched answers a request no route takes. When routes serve its path
+// with other methods it is 405 with Allow (RFC 9110 §15.5.6), as ServeMux
+// answers, but in the RFC-shaped JSON of every other refusal; on the admin
+// API the admin token is asked for first, so that a caller without it
+// learns nothing more, and its refusal is recorded as every refused admin
+// call is. Otherwise it is 404. Neither is recorded otherwise: no route
+// decided anything.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	admin := false
+	for _, m := range probeMethods {
+		probe := &http.Request{Method: m, Host: r.Host, URL: r.URL, Header: http.Header{}}
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != unmatchedPattern {
+			allow = append(allow, m)
+			admin = admin || adminRoutes[s.routeNames[pattern]]
+		}
+	}
+	if len(allow) == 0 {
+		return &oauth.Error{Code: oauth.ErrNotFound, Reason: "not_found", Description: "no such endpoint"}
+	}
+	if admin {
+		if err := s.requireAdmin(r); err != nil {
+			return err
+		}
+	}
+	methods := strings.Join(allow, ", ")
+	w.Header().Set("Allow", methods)
+	return &oauth.Error{Code: oauth.ErrMethodNotAllowed, Reason: "method_not_allowed", Description: "use " + methods}
 }

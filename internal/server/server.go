@@ -16,6 +16,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/clientauth"
+	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/exchange"
 	"github.com/mandate-dev/mandate/internal/feed"
 	"github.com/mandate-dev/mandate/internal/ratelimit"
@@ -26,16 +27,23 @@ import (
 )
 
 // Config holds the live objects the server is built from. Every field but
-// AdminToken, Logger and Registry is required.
+// AdminToken, Logger, Registry and the limits is required.
 type Config struct {
-	Issuer   string
-	Store    store.Store
-	Grant    *exchange.Grant
-	Auth     *clientauth.Authenticator
-	Keys     *token.Keyring
-	Verifier *token.Verifier
-	Tokens   *tokenstate.Checker
-	Audit    *audit.Recorder
+	Issuer string
+	// Store is what the handlers read. The server writes nothing to the
+	// store itself: users, agents, delegations and revocations change
+	// through Directory, issued tokens and audit records through Grant
+	// and Audit.
+	Store Reader
+	// Directory changes users, agents and delegations and revokes (the
+	// admin API, /revoke), each change with its audit record.
+	Directory *directory.Directory
+	Grant     *exchange.Grant
+	Auth      *clientauth.Authenticator
+	Keys      *token.Keyring
+	Verifier  *token.Verifier
+	Tokens    *tokenstate.Checker
+	Audit     *audit.Recorder
 	// Feed is the revocation feed that /revocations serves.
 	Feed *feed.Hub
 	// Checkpoints signs checkpoints of the audit log (/audit/checkpoints).
@@ -60,12 +68,33 @@ type Config struct {
 	IngestLimit *ratelimit.Limiter
 }
 
+// Reader is what the handlers read from the store (a store.Store, or the
+// cache over it): the admin API's lists, the audit log and checkpoints,
+// and a ping for /healthz.
+type Reader interface {
+	ListUsers(ctx context.Context) ([]store.User, error)
+	GetUser(ctx context.Context, id string) (store.User, error)
+	ListAgents(ctx context.Context) ([]store.Agent, error)
+	GetAgent(ctx context.Context, id string) (store.Agent, error)
+	ListDelegations(ctx context.Context, f store.DelegationFilter) ([]store.Delegation, error)
+	GetDelegation(ctx context.Context, id string) (store.Delegation, error)
+	GetToken(ctx context.Context, jti string) (store.IssuedToken, error)
+	QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+	EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error)
+	Checkpoints(ctx context.Context, after int64, limit int) ([]store.Checkpoint, error)
+	Ping(ctx context.Context) error
+}
+
 // Server is Mandate's HTTP handler.
 type Server struct {
 	cfg       Config
 	adminHash [32]byte
 	metrics   *metrics
 	handler   http.Handler
+	// mux routes the requests; routeNames names each of its patterns
+	// (the route label of the metrics), for unmatched.
+	mux        *http.ServeMux
+	routeNames map[string]string
 	// draining is closed by Drain: long-lived responses (the revocation
 	// stream, SET long polls) end so that a graceful shutdown finishes.
 	draining  chan struct{}
@@ -91,7 +120,7 @@ func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 // New builds the server and its routes.
 func New(cfg Config) (*Server, error) {
 	switch {
-	case cfg.Issuer == "", cfg.Store == nil, cfg.Grant == nil, cfg.Auth == nil,
+	case cfg.Issuer == "", cfg.Store == nil, cfg.Directory == nil, cfg.Grant == nil, cfg.Auth == nil,
 		cfg.Keys == nil, cfg.Verifier == nil, cfg.Tokens == nil, cfg.Audit == nil, cfg.Feed == nil, cfg.Checkpoints == nil:
 		return nil, errors.New("server: incomplete configuration")
 	}
@@ -111,7 +140,6 @@ func New(cfg Config) (*Server, error) {
 		clientRefusals: refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32},
 		formRefusals:   refusalTally{window: time.Second, maxKeys: 3, maxRecords: 3},
 		limitRefusals:  refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32}}
-	s.cfg.Store = revocationCounter{Store: cfg.Store, revoked: s.metrics.revoked}
 	feedMetrics(cfg.Registry, func() (int64, float64) {
 		seq, since := cfg.Feed.Progress()
 		return seq, since.Seconds()

@@ -282,6 +282,12 @@ type Users interface {
 	// UpdateUser applies fn to the stored user atomically; a Version lower
 	// than the stored one is refused.
 	UpdateUser(ctx context.Context, id string, fn func(User) (User, error), events ...Event) (User, error)
+	// DeleteUser removes the user and appends events, atomically, or
+	// returns an error wrapping ErrNotFound and writes nothing. The
+	// revocation entries are those of DeletedUser: every token issued on
+	// the user's behalf stops being in force, even if a user of the same
+	// id is created later.
+	DeleteUser(ctx context.Context, id string, events ...Event) error
 }
 
 // Agents stores agents.
@@ -290,6 +296,11 @@ type Agents interface {
 	GetAgent(ctx context.Context, id string) (Agent, error)
 	ListAgents(ctx context.Context) ([]Agent, error)
 	UpdateAgent(ctx context.Context, id string, fn func(Agent) (Agent, error), events ...Event) (Agent, error)
+	// DeleteAgent removes the agent and appends events, atomically, or
+	// returns an error wrapping ErrNotFound and writes nothing. The
+	// revocation entries are those of DeletedAgent: every token with the
+	// agent in its chain or as its client stops being in force.
+	DeleteAgent(ctx context.Context, id string, events ...Event) error
 }
 
 // Delegations stores delegations.
@@ -396,8 +407,13 @@ func EachEvent(ctx context.Context, log EventReader, afterSeq int64, fn func(Eve
 	}
 }
 
+// CheckpointReader reads the stored checkpoints (Checkpoints.Checkpoints).
+type CheckpointReader interface {
+	Checkpoints(ctx context.Context, after int64, limit int) ([]Checkpoint, error)
+}
+
 // AllCheckpoints returns every stored checkpoint, oldest first.
-func AllCheckpoints(ctx context.Context, cs Checkpoints) ([]Checkpoint, error) {
+func AllCheckpoints(ctx context.Context, cs CheckpointReader) ([]Checkpoint, error) {
 	var out []Checkpoint
 	for after := int64(0); ; {
 		page, err := cs.Checkpoints(ctx, after, MaxPageLimit)
@@ -491,6 +507,9 @@ type NotBefore interface {
 //     before and not after → a scope entry (ID the user, Scope the
 //     permission);
 //   - UpdateAgent: Disabled false → true → an agent entry;
+//   - DeleteUser, DeleteAgent: the entries of the update to DeletedUser or
+//     DeletedAgent (a subject entry and a scope entry per permission; an
+//     agent entry unless it was disabled already);
 //   - UpdateDelegation: an active delegation revoked, or a scope or
 //     audience removed from it, or its expiry brought forward → a
 //     delegation entry;
@@ -586,6 +605,23 @@ func DelegationRevocations(before, after Delegation, gen int64, at time.Time) []
 		return nil
 	}
 	return []Revocation{{Kind: revocation.KindDelegation, ID: after.ID, Gen: gen, At: at}}
+}
+
+// DeletedUser is u as its deletion leaves it for UserRevocations: its
+// Version raised and every permission removed. Backends derive the entries
+// of DeleteUser from the stored user and DeletedUser of it.
+func DeletedUser(u User) User {
+	u.Version++
+	u.Permissions = nil
+	return u
+}
+
+// DeletedAgent is a as its deletion leaves it for AgentRevocations:
+// disabled. Backends derive the entries of DeleteAgent from the stored
+// agent and DeletedAgent of it.
+func DeletedAgent(a Agent) Agent {
+	a.Disabled = true
+	return a
 }
 
 // KeyRevocations returns the entries of a key update: a key entry, without

@@ -206,6 +206,12 @@ func (c *Store) UpdateUser(ctx context.Context, id string, fn func(store.User) (
 	return c.Store.UpdateUser(ctx, id, fn, events...)
 }
 
+// DeleteUser writes through and invalidates.
+func (c *Store) DeleteUser(ctx context.Context, id string, events ...store.Event) error {
+	defer c.afterWrite(ctx)
+	return c.Store.DeleteUser(ctx, id, events...)
+}
+
 // CreateAgent writes through and invalidates.
 func (c *Store) CreateAgent(ctx context.Context, a store.Agent, events ...store.Event) error {
 	defer c.afterWrite(ctx)
@@ -216,6 +222,12 @@ func (c *Store) CreateAgent(ctx context.Context, a store.Agent, events ...store.
 func (c *Store) UpdateAgent(ctx context.Context, id string, fn func(store.Agent) (store.Agent, error), events ...store.Event) (store.Agent, error) {
 	defer c.afterWrite(ctx)
 	return c.Store.UpdateAgent(ctx, id, fn, events...)
+}
+
+// DeleteAgent writes through and invalidates.
+func (c *Store) DeleteAgent(ctx context.Context, id string, events ...store.Event) error {
+	defer c.afterWrite(ctx)
+	return c.Store.DeleteAgent(ctx, id, events...)
 }
 
 // CreateDelegation writes through and invalidates.

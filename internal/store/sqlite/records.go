@@ -90,6 +90,21 @@ func update[T any](ctx context.Context, s *Store, r record[T], id string, fn fun
 	return out, nil
 }
 
+// deleting is r with its write replaced by the deletion of the row from
+// table: update with it reads the stored record, derives the revocation
+// entries from it and fn's result (store.DeletedUser, store.DeletedAgent),
+// deletes the row, bumps the generation and appends the events, in one
+// transaction.
+func deleting[T any](r record[T], table string) record[T] {
+	r.what += " (delete)"
+	r.check = nil
+	r.put = func(ctx context.Context, tx *sql.Tx, v T) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE id = ?", r.id(v))
+		return err
+	}
+	return r
+}
+
 // list runs query and scans every row with scan.
 func list[T any](ctx context.Context, q querier, what, query string, scan func(scanner) (T, error), args ...any) ([]T, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
@@ -198,6 +213,15 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(store.User) (
 	return update(ctx, s, userRecord(), id, fn, events)
 }
 
+// DeleteUser removes the user and appends events, atomically, with the
+// revocation entries of store.DeletedUser; store.ErrNotFound when absent.
+func (s *Store) DeleteUser(ctx context.Context, id string, events ...store.Event) error {
+	_, err := update(ctx, s, deleting(userRecord(), "users"), id, func(u store.User) (store.User, error) {
+		return store.DeletedUser(u), nil
+	}, events)
+	return err
+}
+
 // Agents.
 
 const agentCols = "id, secret_hash, jwks, jwks_uri, scopes, delegate_to, max_depth, disabled, created_at, updated_at, resources"
@@ -275,6 +299,15 @@ func agentRecord() record[store.Agent] {
 // wrapped and nothing is written. fn must not call the store.
 func (s *Store) UpdateAgent(ctx context.Context, id string, fn func(store.Agent) (store.Agent, error), events ...store.Event) (store.Agent, error) {
 	return update(ctx, s, agentRecord(), id, fn, events)
+}
+
+// DeleteAgent removes the agent and appends events, atomically, with the
+// revocation entries of store.DeletedAgent; store.ErrNotFound when absent.
+func (s *Store) DeleteAgent(ctx context.Context, id string, events ...store.Event) error {
+	_, err := update(ctx, s, deleting(agentRecord(), "agents"), id, func(a store.Agent) (store.Agent, error) {
+		return store.DeletedAgent(a), nil
+	}, events)
+	return err
 }
 
 // Delegations.

@@ -13,8 +13,8 @@ import (
 // methods returns the names Fail accepts: every store.Store method but Close.
 func methods() []string {
 	return []string{
-		"CreateUser", "GetUser", "ListUsers", "UpdateUser",
-		"CreateAgent", "GetAgent", "ListAgents", "UpdateAgent",
+		"CreateUser", "GetUser", "ListUsers", "UpdateUser", "DeleteUser",
+		"CreateAgent", "GetAgent", "ListAgents", "UpdateAgent", "DeleteAgent",
 		"CreateDelegation", "GetDelegation", "ListDelegations", "UpdateDelegation",
 		"GetToken", "RevokeToken", "Commit",
 		"CreateKey", "ListKeys", "UpdateKey",
@@ -136,6 +136,14 @@ func (f *Faulty) UpdateUser(ctx context.Context, id string, fn func(store.User) 
 	return f.inner.UpdateUser(ctx, id, fn, events...)
 }
 
+// DeleteUser implements store.Users.
+func (f *Faulty) DeleteUser(ctx context.Context, id string, events ...store.Event) error {
+	if err := f.fault("DeleteUser"); err != nil {
+		return err
+	}
+	return f.inner.DeleteUser(ctx, id, events...)
+}
+
 // CreateAgent implements store.Agents.
 func (f *Faulty) CreateAgent(ctx context.Context, a store.Agent, events ...store.Event) error {
 	if err := f.fault("CreateAgent"); err != nil {
@@ -166,6 +174,14 @@ func (f *Faulty) UpdateAgent(ctx context.Context, id string, fn func(store.Agent
 		return store.Agent{}, err
 	}
 	return f.inner.UpdateAgent(ctx, id, fn, events...)
+}
+
+// DeleteAgent implements store.Agents.
+func (f *Faulty) DeleteAgent(ctx context.Context, id string, events ...store.Event) error {
+	if err := f.fault("DeleteAgent"); err != nil {
+		return err
+	}
+	return f.inner.DeleteAgent(ctx, id, events...)
 }
 
 // CreateDelegation implements store.Delegations.

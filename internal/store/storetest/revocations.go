@@ -134,6 +134,18 @@ func updateKey(kid string, fn func(k store.Key) store.Key) func(context.Context,
 	}
 }
 
+func deleteUser(id string) func(context.Context, store.Store) error {
+	return func(ctx context.Context, s store.Store) error {
+		return s.DeleteUser(ctx, id, newEvent("del-"+id, "user.deleted"))
+	}
+}
+
+func deleteAgent(id string) func(context.Context, store.Store) error {
+	return func(ctx context.Context, s store.Store) error {
+		return s.DeleteAgent(ctx, id, newEvent("del-"+id, "agent.deleted"))
+	}
+}
+
 func revokeToken(jti string) func(context.Context, store.Store) error {
 	return func(ctx context.Context, s store.Store) error {
 		return s.RevokeToken(ctx, jti, base().Add(time.Minute), newEvent("rev-"+jti, "token.revoke"))
@@ -211,6 +223,29 @@ func testRevocationDerivation(t *testing.T, open func(t *testing.T) store.Store)
 				u.Permissions = []string{"deploy:read", "deploy:create"}
 				return u
 			})},
+		},
+		{
+			// Every token on the user's behalf ends, also for a user
+			// created later with the same id (whose Version starts over).
+			name:    "ok/user-deleted",
+			changes: []func(context.Context, store.Store) error{deleteUser("user:sam")},
+			want:    []store.Revocation{subject("user:sam"), scope("user:sam", "deploy:create"), scope("user:sam", "deploy:read")},
+		},
+		{
+			name:    "fail/user-delete-unknown",
+			changes: []func(context.Context, store.Store) error{deleteUser("user:nobody")},
+			wantErr: store.ErrNotFound,
+		},
+		{
+			name:    "ok/agent-deleted",
+			changes: []func(context.Context, store.Store) error{deleteAgent("agent:argocd")},
+			want:    []store.Revocation{agent("agent:argocd")},
+		},
+		{
+			// Its entry was made when it was disabled; no token was
+			// minted with it since.
+			name:    "ok/agent-deleted-when-disabled",
+			changes: []func(context.Context, store.Store) error{deleteAgent("agent:off")},
 		},
 		{
 			name:    "ok/agent-disabled",

@@ -185,6 +185,10 @@ type aggregate[T any] struct {
 	get    func(context.Context, store.Store, string) (T, error)
 	list   func(context.Context, store.Store) ([]T, error)
 	update func(context.Context, store.Store, string, func(T) (T, error), ...store.Event) (T, error)
+	// remove deletes a record (DeleteUser, DeleteAgent); nil for the
+	// records that are never deleted (a delegation is revoked, a key
+	// retired).
+	remove func(context.Context, store.Store, string, ...store.Event) error
 	// change is a valid modification for an update.
 	change func(T) T
 	// setID returns v with another ID, to prove updates cannot rename.
@@ -202,6 +206,9 @@ func users() aggregate[store.User] {
 		list: func(ctx context.Context, s store.Store) ([]store.User, error) { return s.ListUsers(ctx) },
 		update: func(ctx context.Context, s store.Store, id string, fn func(store.User) (store.User, error), e ...store.Event) (store.User, error) {
 			return s.UpdateUser(ctx, id, fn, e...)
+		},
+		remove: func(ctx context.Context, s store.Store, id string, e ...store.Event) error {
+			return s.DeleteUser(ctx, id, e...)
 		},
 		change: func(u store.User) store.User {
 			u.Permissions = []string{"deploy:read"}
@@ -224,6 +231,9 @@ func agents() aggregate[store.Agent] {
 		list: func(ctx context.Context, s store.Store) ([]store.Agent, error) { return s.ListAgents(ctx) },
 		update: func(ctx context.Context, s store.Store, id string, fn func(store.Agent) (store.Agent, error), e ...store.Event) (store.Agent, error) {
 			return s.UpdateAgent(ctx, id, fn, e...)
+		},
+		remove: func(ctx context.Context, s store.Store, id string, e ...store.Event) error {
+			return s.DeleteAgent(ctx, id, e...)
 		},
 		change: func(a store.Agent) store.Agent {
 			a.Disabled = true
@@ -419,6 +429,9 @@ func testAggregate[T any](t *testing.T, open func(t *testing.T) store.Store, a a
 			t.Errorf("a failed update wrote events: %v", eventIDs(evs))
 		}
 	})
+	if a.remove != nil {
+		testRemove(t, open, a)
+	}
 	// A failing fn, or a result the store refuses, rolls everything back:
 	// the record, the events and the generation.
 	for _, tc := range []struct {
@@ -457,6 +470,60 @@ func testAggregate[T any](t *testing.T, open func(t *testing.T) store.Store, a a
 			}
 		})
 	}
+}
+
+// testRemove covers the deletion of a record: it is gone from get and list
+// with its events written and the generation bumped; deleting a missing
+// record is ErrNotFound and writes nothing.
+func testRemove[T any](t *testing.T, open func(t *testing.T) store.Store, a aggregate[T]) {
+	t.Run("ok/delete", func(t *testing.T) {
+		s, ctx := open(t), t.Context()
+		for _, id := range []string{"x", "y"} {
+			if err := a.create(ctx, s, a.make(id)); err != nil {
+				t.Fatalf("create %s: %v", id, err)
+			}
+		}
+		gen := mustGeneration(t, s)
+		if err := a.remove(ctx, s, "x", newEvent("ev-del", "delete")); err != nil {
+			t.Fatalf("delete: %v", err)
+		}
+		if _, err := a.get(ctx, s, "x"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("get deleted: err = %v, want ErrNotFound", err)
+		}
+		all, err := a.list(ctx, s)
+		if err != nil {
+			t.Fatalf("list: %v", err)
+		}
+		if diff := cmp.Diff([]T{a.make("y")}, all, opts()); diff != "" {
+			t.Errorf("list after delete (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"ev-del"}, eventIDs(mustEvents(t, s))); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		if g := mustGeneration(t, s); g <= gen {
+			t.Errorf("a delete left the generation at %d (was %d)", g, gen)
+		}
+		// The id may be used again: a new record, not the old one back.
+		if err := a.create(ctx, s, a.change(a.make("x"))); err != nil {
+			t.Fatalf("create again: %v", err)
+		}
+	})
+	t.Run("fail/delete-missing", func(t *testing.T) {
+		s, ctx := open(t), t.Context()
+		if err := a.create(ctx, s, a.make("x")); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		gen := mustGeneration(t, s)
+		if err := a.remove(ctx, s, "missing", newEvent("ev-del", "delete")); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("delete missing: err = %v, want ErrNotFound", err)
+		}
+		if evs := mustEvents(t, s); len(evs) != 0 {
+			t.Errorf("a failed delete wrote events: %v", eventIDs(evs))
+		}
+		if g := mustGeneration(t, s); g != gen {
+			t.Errorf("a failed delete moved the generation from %d to %d", gen, g)
+		}
+	})
 }
 
 func testUserVersion(t *testing.T, open func(t *testing.T) store.Store) {

@@ -1,0 +1,137 @@
+package directory
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// CreateUser stores a new user with u's ID, Permissions and Limits (the
+// rest is the directory's: version 0, the times now), recorded as
+// user.created. It refuses an invalid user (CheckID, ValidateUser:
+// ErrInvalid) and an id a user or an agent has (ErrConflict: a subject
+// names one principal).
+func (d *Directory) CreateUser(ctx context.Context, p Performer, u store.User) (store.User, error) {
+	if err := checkID(u.ID); err != nil {
+		return store.User{}, err
+	}
+	if err := ValidateUser(u); err != nil {
+		return store.User{}, err
+	}
+	if err := idFree(ctx, u.ID, "an agent", d.Store.GetAgent); err != nil {
+		return store.User{}, err
+	}
+	now := d.now()
+	u = store.User{ID: u.ID, Permissions: u.Permissions, Limits: normalLimits(u.Limits), CreatedAt: now, UpdatedAt: now}
+	ev := d.event(p, audit.ActionUserCreated, u.ID)
+	ev.OnBehalf, ev.Scopes = u.ID, u.Permissions
+	if err := d.Store.CreateUser(ctx, u, bound(ev)); err != nil {
+		return store.User{}, storeErr(err, "user", u.ID)
+	}
+	return u, nil
+}
+
+// idFree refuses id when the other kind of principal has it (get reads
+// it): users and agents share one namespace of subjects.
+func idFree[T any](ctx context.Context, id, holder string, get func(context.Context, string) (T, error)) error {
+	_, err := get(ctx, id)
+	switch {
+	case err == nil:
+		return &ConflictError{ID: id, Problem: holder + " has this id; a subject names one principal"}
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	}
+	return err
+}
+
+// SetPermissions replaces the permissions of the user id, recorded as
+// user.permissions. Tokens carrying a removed permission stop being in
+// force at once (the store's scope revocation entries). It refuses an
+// unknown user (ErrNotFound: a user is created with CreateUser, never by
+// a mistyped id) and invalid permissions (ErrInvalid).
+func (d *Directory) SetPermissions(ctx context.Context, p Performer, id string, permissions []string) (store.User, error) {
+	if err := CheckScopes("permissions", permissions, false); err != nil {
+		return store.User{}, err
+	}
+	ev := d.event(p, audit.ActionUserPermissions, id)
+	ev.OnBehalf, ev.Scopes = id, permissions
+	return d.updateUser(ctx, "user", id, func(u store.User) store.User {
+		u.Permissions = permissions
+		return u
+	}, ev)
+}
+
+// SetLimits replaces the RFC 9396 limits of the user id (a JSON array of
+// objects with a "type"; empty, null or [] for none), recorded as
+// user.limits. It refuses an unknown user (ErrNotFound) and invalid limits
+// (ErrInvalid).
+func (d *Directory) SetLimits(ctx context.Context, p Performer, id string, limits json.RawMessage) (store.User, error) {
+	parsed, err := ParseLimits(limits)
+	if err != nil {
+		return store.User{}, err
+	}
+	if err := CheckLimits("limits", parsed); err != nil {
+		return store.User{}, err
+	}
+	limits = normalLimits(limits)
+	ev := d.event(p, audit.ActionUserLimits, id)
+	ev.OnBehalf = id
+	return d.updateUser(ctx, "user", id, func(u store.User) store.User {
+		u.Limits = limits
+		return u
+	}, ev)
+}
+
+// RevokeSubject raises the revocation version of the user id, recorded as
+// user.revoked: every token issued on their behalf before it stops being
+// in force. An unknown user is ErrNotFound (What "subject").
+func (d *Directory) RevokeSubject(ctx context.Context, p Performer, id string) (store.User, error) {
+	ev := d.event(p, audit.ActionUserRevoked, id)
+	ev.OnBehalf = id
+	return d.updateUser(ctx, "subject", id, func(u store.User) store.User {
+		u.Version++
+		return u
+	}, ev)
+}
+
+// DeleteUser removes the user id. First every delegation they gave is
+// revoked (each recorded as delegation.revoked, reason user_deleted), then
+// the user is deleted, recorded as user.deleted, and every token issued on
+// their behalf stops being in force (store.Users.DeleteUser), also if a
+// user of the same id is created later. An unknown user is ErrNotFound.
+func (d *Directory) DeleteUser(ctx context.Context, p Performer, id string) error {
+	if _, err := d.Store.GetUser(ctx, id); err != nil {
+		return storeErr(err, "user", id)
+	}
+	if err := d.revokeDelegations(ctx, p, store.DelegationFilter{Subject: id}, "user_deleted"); err != nil {
+		return err
+	}
+	ev := d.event(p, audit.ActionUserDeleted, id)
+	ev.OnBehalf = id
+	return storeErr(d.Store.DeleteUser(ctx, id, bound(ev)), "user", id)
+}
+
+// updateUser applies change to the stored user id with the record ev,
+// atomically; an unknown user is a *NotFoundError of what.
+func (d *Directory) updateUser(ctx context.Context, what, id string, change func(store.User) store.User, ev store.Event) (store.User, error) {
+	now := d.now()
+	u, err := d.Store.UpdateUser(ctx, id, func(u store.User) (store.User, error) {
+		u = change(u)
+		u.UpdatedAt = now
+		return u, nil
+	}, bound(ev))
+	return u, storeErr(err, what, id)
+}
+
+// normalLimits is limits as stored: nil for none (empty, null or []),
+// else compact JSON.
+func normalLimits(limits json.RawMessage) json.RawMessage {
+	if string(bytes.TrimSpace(limits)) == "[]" {
+		return nil
+	}
+	return normalJSON(limits)
+}
