@@ -41,6 +41,17 @@ func newAuditCmd(stdout io.Writer) *cobra.Command {
 		c.Flags().StringVar(&f.server, "server", "", "read the log from this running server (its issuer URL)")
 		c.Flags().StringVar(&f.adminToken, "admin-token", "", "the server's admin token (default: $MANDATE_ADMIN_TOKEN)")
 	}
+	verify, export := newAuditVerifyCmd(stdout, &f), newAuditExportCmd(stdout, &f)
+	source(verify)
+	source(export)
+	cmd.AddCommand(verify, export)
+	addQueryCmds(cmd, stdout, &f, source, time.Now)
+	return cmd
+}
+
+// newAuditVerifyCmd is `mandate audit verify`; its source flags are added
+// by the caller.
+func newAuditVerifyCmd(stdout io.Writer, f *auditFlags) *cobra.Command {
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Check that every record chains to the one before and that the log matches every signed checkpoint",
@@ -56,7 +67,7 @@ Pin the checkpoint key with --key: a key read from the log's own store or server
 proves that whoever controls them signed. Exit status 1 when the log fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := verifyLog(cmd.Context(), f)
+			res, err := verifyLog(cmd.Context(), *f)
 			if err != nil {
 				return err
 			}
@@ -78,13 +89,18 @@ proves that whoever controls them signed. Exit status 1 when the log fails.`,
 			return nil
 		},
 	}
-	source(verify)
 	verify.Flags().StringVar(&f.file, "file", "", "read the log from an export (JSON lines)")
 	verify.Flags().StringVar(&f.witness, "witness", "", "a witness file of signed checkpoints")
 	verify.Flags().StringVar(&f.checkpoints, "checkpoints", "", "a saved GET /audit/checkpoints answer")
 	verify.Flags().StringVar(&f.key, "key", "", "the checkpoint verifier key to trust (from GET /audit/checkpoints, kept apart)")
 	verify.Flags().BoolVar(&f.json, "json", false, "print the result as JSON")
 
+	return verify
+}
+
+// newAuditExportCmd is `mandate audit export`; its source flags are added
+// by the caller.
+func newAuditExportCmd(stdout io.Writer, f *auditFlags) *cobra.Command {
 	var (
 		out    string
 		follow bool
@@ -110,7 +126,7 @@ running and writes each new record as it is appended (for a SIEM), until stopped
 			if follow && every <= 0 {
 				return usage("--every must be positive")
 			}
-			src, err := openAuditSource(cmd.Context(), f)
+			src, err := openAuditSource(cmd.Context(), *f)
 			if err != nil {
 				return err
 			}
@@ -118,13 +134,10 @@ running and writes each new record as it is appended (for a SIEM), until stopped
 			return exportLog(cmd.Context(), w, src, follow, every)
 		},
 	}
-	source(export)
 	export.Flags().StringVar(&out, "out", "", "the file to write (default standard output)")
 	export.Flags().BoolVar(&follow, "follow", false, "keep running and write new records as they are appended (for a SIEM)")
 	export.Flags().DurationVar(&every, "every", time.Second, "with --follow: how often to look for new records")
-	cmd.AddCommand(verify, export)
-	addQueryCmds(cmd, stdout, &f, source, time.Now)
-	return cmd
+	return export
 }
 
 // exportLog writes the log as JSON lines; with follow, it then looks for

@@ -38,7 +38,7 @@ func newDemoCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Play the InfraBot and expense-agent stories against a real server and real APIs on loopback",
-		Long: `Play the two stories of the articles, step by step, against a real Mandate server
+		Long: `Play the two stories, step by step, against a real Mandate server
 and three example APIs protected by the verify package, all on 127.0.0.1 with a
 temporary data directory:
 

@@ -8,7 +8,7 @@ import (
 )
 
 // TestDemo plays both stories end to end against the real server and the
-// example APIs, and checks every decision the articles tell of.
+// example APIs, and checks every decision the stories tell of.
 func TestDemo(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := Main(context.Background(), []string{"demo"}, &stdout, &stderr); code != 0 {

@@ -160,8 +160,8 @@ func addQueryCmds(cmd *cobra.Command, stdout io.Writer, f *auditFlags, source fu
 	query := &cobra.Command{
 		Use:   "query",
 		Short: "List audit records by actor (anywhere in the chain), subject, action, result, audience, resource, delegation, jti or time",
-		Long: `List audit records, oldest first, as the table the articles show (time, action,
-performed by, on behalf of, resource, result) or as JSON lines (--json).
+		Long: `List audit records, oldest first, as a table (time, action, performed
+by, on behalf of, resource, result, reported by) or as JSON lines (--json).
 
 Filters combine: --actor matches an agent anywhere in the delegation chain, so
 "everything agent:infrabot touched, for anyone" is --actor agent:infrabot.
@@ -177,40 +177,62 @@ from and every token exchanged from it. The newest --limit records are shown.`,
 	withSource(cmd)
 	q.add(cmd)
 
-	var w queryFlags
-	// report runs a report over the window and the source of the flags.
-	report := func(c *cobra.Command, fn func(ctx context.Context, src forensics.Source, win forensics.Window) error) error {
-		win, err := w.timeWindow(now())
-		if err != nil {
-			return err
-		}
-		src, done, err := openQuerySource(c.Context(), *f)
-		if err != nil {
-			return err
-		}
-		defer done()
-		return fn(c.Context(), src, win)
+	r := &reports{stdout: stdout, f: f, now: now}
+	cmds := []*cobra.Command{r.agent(), r.whoApproved(), r.agents()}
+	for _, c := range cmds {
+		withSource(c)
+		r.w.window(c)
 	}
-	agentCmd := &cobra.Command{
+	cmd.AddCommand(query)
+	cmd.AddCommand(cmds...)
+}
+
+// reports are the commands that answer a question over a time window:
+// audit agent, who-approved and agents.
+type reports struct {
+	stdout io.Writer
+	f      *auditFlags
+	w      queryFlags
+	now    func() time.Time
+}
+
+// run runs fn over the window and the source of the flags.
+func (r *reports) run(c *cobra.Command, fn func(ctx context.Context, src forensics.Source, win forensics.Window) error) error {
+	win, err := r.w.timeWindow(r.now())
+	if err != nil {
+		return err
+	}
+	src, done, err := openQuerySource(c.Context(), *r.f)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return fn(c.Context(), src, win)
+}
+
+func (r *reports) agent() *cobra.Command {
+	return &cobra.Command{
 		Use:   "agent AGENT",
 		Short: "Everything an agent did and for whom, with its refusals and their reasons",
 		Long: `Everything an agent did, for whom, and what was refused: the records in which it
 appears anywhere in the chain (the question after "this agent is compromised").`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return report(c, func(ctx context.Context, src forensics.Source, win forensics.Window) error {
+			return r.run(c, func(ctx context.Context, src forensics.Source, win forensics.Window) error {
 				a, err := forensics.AgentActivity(ctx, src, args[0], win)
 				if err != nil {
 					return err
 				}
-				if f.json {
-					return jsonLines(stdout, []forensics.Activity{a})
+				if r.f.json {
+					return jsonLines(r.stdout, []forensics.Activity{a})
 				}
-				return printActivity(stdout, a)
+				return printActivity(r.stdout, a)
 			})
 		},
 	}
+}
 
+func (r *reports) whoApproved() *cobra.Command {
 	var resource string
 	who := &cobra.Command{
 		Use:   "who-approved --resource RESOURCE",
@@ -220,45 +242,44 @@ appears anywhere in the chain (the question after "this agent is compromised").`
 			if resource == "" {
 				return usage("--resource is required")
 			}
-			return report(c, func(ctx context.Context, src forensics.Source, win forensics.Window) error {
+			return r.run(c, func(ctx context.Context, src forensics.Source, win forensics.Window) error {
 				aps, err := forensics.WhoApproved(ctx, src, resource, win)
 				if err != nil {
 					return err
 				}
-				if f.json {
-					return jsonLines(stdout, aps)
+				if r.f.json {
+					return jsonLines(r.stdout, aps)
 				}
-				return printApprovals(stdout, resource, aps)
+				return printApprovals(r.stdout, resource, aps)
 			})
 		},
 	}
 	who.Flags().StringVar(&resource, "resource", "", "the resource, as the API or the token request named it (e.g. expense/EXP-1042)")
 
-	agents := &cobra.Command{
+	return who
+}
+
+func (r *reports) agents() *cobra.Command {
+	return &cobra.Command{
 		Use:   "agents",
 		Short: "Per agent and agent version: tokens issued, refused and revoked, refusal rate, and API requests let through or refused",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return report(c, func(ctx context.Context, src forensics.Source, win forensics.Window) error {
+			return r.run(c, func(ctx context.Context, src forensics.Source, win forensics.Window) error {
 				rows, err := forensics.Agents(ctx, src, win)
 				if err != nil {
 					return err
 				}
-				if f.json {
-					return jsonLines(stdout, rows)
+				if r.f.json {
+					return jsonLines(r.stdout, rows)
 				}
-				return printAgents(stdout, rows)
+				return printAgents(r.stdout, rows)
 			})
 		},
 	}
-	for _, c := range []*cobra.Command{agentCmd, who, agents} {
-		withSource(c)
-		w.window(c)
-	}
-	cmd.AddCommand(query, agentCmd, who, agents)
 }
 
-// row is an event as a line of the articles' table.
+// row is an event as a line of the table.
 func row(ev store.Event) (action, resource, result string) {
 	action, resource, result = ev.Action, ev.Resource, ev.Result
 	if ev.Action == audit.ActionRequest && ev.Operation != "" {

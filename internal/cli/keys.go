@@ -18,59 +18,84 @@ import (
 
 func newKeysCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "List, rotate and revoke signing keys"}
-	var path string
-	withKeyring := func(ctx context.Context, fn func(*token.Keyring, store.Store) error) error {
-		cfg, err := config.Load(path)
-		if err != nil {
-			return err
-		}
-		s, err := openStore(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		kr, err := token.NewKeyring(ctx, s, token.KeyringConfig{
-			Alg:          cfg.Tokens.SigningAlg,
-			PublishDelay: cfg.Tokens.KeyPublishDelay.Std(),
-			RetireAfter:  cfg.Tokens.MaxTTL.Std() + cfg.Tokens.Leeway.Std(),
-		})
-		if err != nil {
-			return err
-		}
-		return fn(kr, s)
+	k := &keysCmd{stdout: stdout}
+	for _, c := range []*cobra.Command{k.list(), k.rotate(), k.revoke()} {
+		c.Flags().StringVar(&k.path, "config", "", "configuration file (YAML)")
+		_ = c.MarkFlagRequired("config")
+		cmd.AddCommand(c)
 	}
-	list := &cobra.Command{
+	return cmd
+}
+
+// keysCmd is what the subcommands of `mandate keys` share: the
+// configuration file's path and where they print.
+type keysCmd struct {
+	path   string
+	stdout io.Writer
+}
+
+// withKeyring opens the store and the keyring the configuration names and
+// calls fn with them.
+func (k *keysCmd) withKeyring(ctx context.Context, fn func(*token.Keyring, store.Store) error) error {
+	cfg, err := config.Load(k.path)
+	if err != nil {
+		return err
+	}
+	s, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	kr, err := token.NewKeyring(ctx, s, token.KeyringConfig{
+		Alg:          cfg.Tokens.SigningAlg,
+		PublishDelay: cfg.Tokens.KeyPublishDelay.Std(),
+		RetireAfter:  cfg.Tokens.MaxTTL.Std() + cfg.Tokens.Leeway.Std(),
+	})
+	if err != nil {
+		return err
+	}
+	return fn(kr, s)
+}
+
+func (k *keysCmd) list() *cobra.Command {
+	return &cobra.Command{
 		Use: "list", Short: "List signing keys and their states", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withKeyring(cmd.Context(), func(_ *token.Keyring, s store.Store) error {
+			return k.withKeyring(cmd.Context(), func(_ *token.Keyring, s store.Store) error {
 				keys, err := s.ListKeys(cmd.Context())
 				if err != nil {
 					return err
 				}
-				tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+				tw := tabwriter.NewWriter(k.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "KID\tALG\tSTATE\tACTIVATE AT\tRETIRE AT")
-				for _, k := range keys {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(k.KID), cell(k.Alg), cell(k.State), stamp(k.ActivateAt), stamp(k.RetireAt))
+				for _, key := range keys {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(key.KID), cell(key.Alg), cell(key.State), stamp(key.ActivateAt), stamp(key.RetireAt))
 				}
 				return tw.Flush()
 			})
 		},
 	}
-	rotate := &cobra.Command{
+}
+
+func (k *keysCmd) rotate() *cobra.Command {
+	return &cobra.Command{
 		Use:   "rotate",
 		Short: "Publish a new key now; it signs after key_publish_delay, and the old one is kept until its tokens expire",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withKeyring(cmd.Context(), func(kr *token.Keyring, _ store.Store) error {
-				k, err := kr.Rotate(cmd.Context(), keyEvent(audit.ActionKeyCreated, ""))
+			return k.withKeyring(cmd.Context(), func(kr *token.Keyring, _ store.Store) error {
+				key, err := kr.Rotate(cmd.Context(), keyEvent(audit.ActionKeyCreated, ""))
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "key %s (%s) published; it signs from %s\n", cell(k.KID), cell(k.Alg), stamp(k.ActivateAt))
+				fmt.Fprintf(k.stdout, "key %s (%s) published; it signs from %s\n", cell(key.KID), cell(key.Alg), stamp(key.ActivateAt))
 				return nil
 			})
 		},
 	}
+}
+
+func (k *keysCmd) revoke() *cobra.Command {
 	revoke := &cobra.Command{
 		Use:   "revoke KID",
 		Short: "Withdraw a compromised key at once: it leaves the JWKS and its tokens stop verifying",
@@ -88,15 +113,15 @@ revoke a minute later.`,
 		Example: "  mandate keys revoke --config mandate.yaml -- KID",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withKeyring(cmd.Context(), func(kr *token.Keyring, _ store.Store) error {
+			return k.withKeyring(cmd.Context(), func(kr *token.Keyring, _ store.Store) error {
 				if err := kr.RevokeKey(cmd.Context(), args[0], keyEvent(audit.ActionKeyRevoked, args[0])); err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "key %s revoked\n", cell(args[0]))
+				fmt.Fprintf(k.stdout, "key %s revoked\n", cell(args[0]))
 				if kid, from, ok := kr.Waiting(); ok {
 					// No key may sign before verifiers can know it: say so,
 					// since /token answers 503 meanwhile.
-					fmt.Fprintf(stdout, "no key signs until %s, when key %s has been published long enough for verifiers to know it; until then the server cannot issue tokens (503)\n", stamp(from), cell(kid))
+					fmt.Fprintf(k.stdout, "no key signs until %s, when key %s has been published long enough for verifiers to know it; until then the server cannot issue tokens (503)\n", stamp(from), cell(kid))
 				}
 				return nil
 			})
@@ -105,12 +130,7 @@ revoke a minute later.`,
 	revoke.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: 2, err: fmt.Errorf("%w (a kid that begins with \"-\" goes after \"--\": mandate keys revoke --config FILE -- KID)", err)}
 	})
-	for _, c := range []*cobra.Command{list, rotate, revoke} {
-		c.Flags().StringVar(&path, "config", "", "configuration file (YAML)")
-		_ = c.MarkFlagRequired("config")
-		cmd.AddCommand(c)
-	}
-	return cmd
+	return revoke
 }
 
 // keyEvent is the audit record of a key change made by `mandate keys`,

@@ -290,6 +290,27 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 	if len(f.IDs) > 0 && len(ids) == 0 {
 		return nil, nil
 	}
+	where, args := eventWhere(f, ids)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultEventLimit
+	}
+	limit = min(limit, maxEventLimit)
+	q := "SELECT " + eventSelect + " FROM events"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY seq DESC LIMIT " + arg(limit)
+	return list(ctx, s, "events", q, scanEvent, args...)
+}
+
+// eventWhere is the WHERE conditions of f (ids are its storable ids) and
+// their parameters, numbered from $1.
+func eventWhere(f store.EventFilter, ids []string) ([]string, []any) {
 	var (
 		where []string
 		args  []any
@@ -342,17 +363,7 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 	if f.BeforeSeq > 0 {
 		where = append(where, "seq < "+arg(f.BeforeSeq))
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = defaultEventLimit
-	}
-	limit = min(limit, maxEventLimit)
-	q := "SELECT " + eventSelect + " FROM events"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY seq DESC LIMIT " + arg(limit)
-	return list(ctx, s, "events", q, scanEvent, args...)
+	return where, args
 }
 
 // EventsAfter returns up to limit events with Seq above afterSeq, oldest
