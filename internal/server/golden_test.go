@@ -1,0 +1,179 @@
+package server_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/golden"
+	"github.com/mandate-dev/mandate/oauth"
+)
+
+// The golden tests compare what Mandate puts on the wire with the reviewed
+// files under testdata/golden/, so that the wire changes only by a diff
+// someone read. Everything comes from a real server over real HTTP with
+// real signatures; the files are written by
+//
+//	go test ./internal/server -run Golden -update
+//
+// and reviewed. What differs from run to run is replaced by a fixed
+// placeholder before comparing (goldenRedact): the issuer's and the IdP's
+// URLs (their ports), key ids, jti and other random identifiers by name,
+// and times, hashes and public keys wherever they occur.
+
+// goldenFile is the path of a golden file of this package.
+func goldenFile(name string) string { return "testdata/golden/" + name + ".json" }
+
+// goldenNames maps values that differ from run to run to their fixed
+// placeholders: the URLs with ports, the signing key's id and the
+// provisioned delegations' ids. Tests add the jti and ids they create.
+func (h *harness) goldenNames() map[string]string {
+	h.t.Helper()
+	names := map[string]string{
+		h.url:                  "<issuer>",
+		h.idp.srv.URL:          "<idp>",
+		h.app.Keys.ActiveKID(): "<kid>",
+	}
+	r := h.admin(http.MethodGet, "/admin/delegations", nil)
+	if r.status != http.StatusOK {
+		h.t.Fatalf("list delegations: %d %s", r.status, r.raw)
+	}
+	for _, d := range r.body["delegations"].([]any) {
+		d := d.(map[string]any)
+		names[d["id"].(string)] = "<delegation:" + d["subject"].(string) + ":" + d["actor"].(string) + ">"
+	}
+	return names
+}
+
+// goldenVarying are the members whose values differ on every run: times
+// and the ends of lifetimes, and gen (the store generation the grant was
+// decided at, which counts the writes before it).
+var goldenVarying = []string{"iat", "nbf", "exp", "time", "until", "created_at", "updated_at", "expires_at", "issued_at", "gen"}
+
+// goldenRedact is the Redact of the golden tests: names by placeholder,
+// goldenVarying and the members listed in more by member.
+func goldenRedact(names map[string]string, more ...string) golden.Redact {
+	return golden.Redact{Members: append(append([]string(nil), goldenVarying...), more...), Strings: names}
+}
+
+// wire is an HTTP answer as a golden file holds it: the status, the
+// headers that are part of the contract, and the body.
+func wire(r response, headers ...string) map[string]any {
+	out := map[string]any{"status": r.status}
+	hs := map[string]any{}
+	for _, k := range headers {
+		if v := r.header.Values(k); len(v) > 0 {
+			hs[k] = strings.Join(v, ", ")
+		}
+	}
+	if len(hs) > 0 {
+		out["headers"] = hs
+	}
+	out["body"] = json.RawMessage(r.raw)
+	return out
+}
+
+// jwsHeader decodes a compact JWS's protected header (test inspection only).
+func jwsHeader(t *testing.T, raw string) map[string]any {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(strings.SplitN(raw, ".", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr map[string]any
+	if err := json.Unmarshal(b, &hdr); err != nil {
+		t.Fatal(err)
+	}
+	return hdr
+}
+
+// TestGoldenTokens: the /token answer and the access token (header and
+// claims) of a first hop (InfraBot for Sam, to ArgoCD) and a second
+// (ArgoCD onward to the cleanup agent); introspection of the second hop,
+// active and then inactive; and the error answers of /token.
+func TestGoldenTokens(t *testing.T) {
+	// A stopped clock, so that expires_in is the configured lifetime and
+	// not a second less when the request straddles one.
+	now := time.Now().Truncate(time.Second)
+	h := newHarnessOn(t, openSQLite, func() time.Time { return now })
+	names := h.goldenNames()
+	hop1 := h.exchange("agent:infrabot", h.samToken(), oauth.TokenTypeIDToken,
+		url.Values{"audience": {"agent:argocd"}, "scope": {"monitoring:read deploy:tag"}})
+	if hop1.status != http.StatusOK {
+		t.Fatalf("hop 1: %d %s", hop1.status, hop1.raw)
+	}
+	tok1 := hop1.str("access_token")
+	hop2 := h.exchange("agent:argocd", tok1, oauth.TokenTypeAccessToken,
+		url.Values{"audience": {"agent:cleanup_agent"}, "scope": {"deploy:tag"}})
+	if hop2.status != http.StatusOK {
+		t.Fatalf("hop 2: %d %s", hop2.status, hop2.raw)
+	}
+	tok2 := hop2.str("access_token")
+	names[jtiOf(t, tok1)] = "<jti:hop1>"
+	names[jtiOf(t, tok2)] = "<jti:hop2>"
+	names[tok1] = "<access_token:hop1>"
+	names[tok2] = "<access_token:hop2>"
+	red := goldenRedact(names)
+
+	golden.CompareJSON(t, goldenFile("token_response_hop1"), wire(hop1, "Content-Type", "Cache-Control", "Pragma"), red)
+	golden.CompareJSON(t, goldenFile("token_response_hop2"), wire(hop2, "Content-Type", "Cache-Control", "Pragma"), red)
+	for name, tok := range map[string]string{"hop1": tok1, "hop2": tok2} {
+		golden.CompareJSON(t, goldenFile("access_token_"+name), map[string]any{
+			"header": jwsHeader(t, tok), "claims": claims(t, tok),
+		}, red)
+	}
+
+	introspect := func() response {
+		r := h.post("/introspect", "agent:argocd", url.Values{"token": {tok2}})
+		if r.status != http.StatusOK {
+			t.Fatalf("introspect: %d %s", r.status, r.raw)
+		}
+		return r
+	}
+	golden.CompareJSON(t, goldenFile("introspection_active"), wire(introspect(), "Content-Type", "Cache-Control"), red)
+	if r := h.post("/revoke", "agent:argocd", url.Values{"token": {tok2}}); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.raw)
+	}
+	golden.CompareJSON(t, goldenFile("introspection_inactive"), wire(introspect(), "Content-Type", "Cache-Control"), red)
+
+	errors := []struct {
+		name string
+		do   func() response
+	}{
+		{name: "no_delegation", do: func() response {
+			// Mallory holds no delegation from Sam: RFC 8693 §2.2.2.
+			return h.exchange("agent:mallory", h.samToken(), oauth.TokenTypeIDToken, url.Values{"scope": {"monitoring:read"}})
+		}},
+		{name: "bad_client_secret", do: func() response {
+			return h.postAs("/token", "agent:infrabot", "wrong-secret", url.Values{"grant_type": {oauth.GrantClientCredentials}}, nil)
+		}},
+		{name: "unsupported_grant_type", do: func() response {
+			return h.post("/token", "agent:infrabot", url.Values{"grant_type": {"password"}})
+		}},
+	}
+	for _, e := range errors {
+		golden.CompareJSON(t, goldenFile("token_error_"+e.name), wire(e.do(), "Content-Type", "Cache-Control", "WWW-Authenticate"), red)
+	}
+}
+
+// TestGoldenDiscovery: the RFC 8414 and OpenID discovery documents and the
+// JWKS, its public keys replaced by placeholders.
+func TestGoldenDiscovery(t *testing.T) {
+	h := newHarness(t)
+	red := goldenRedact(h.goldenNames(), "x", "y", "n", "e")
+	for path, name := range map[string]string{
+		"/.well-known/oauth-authorization-server": "oauth_authorization_server",
+		"/.well-known/openid-configuration":       "openid_configuration",
+		"/jwks":                                   "jwks",
+	} {
+		r := h.do(mustRequest(t, h.url+path))
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, r.status, r.raw)
+		}
+		golden.CompareJSON(t, goldenFile(name), wire(r, "Content-Type", "Cache-Control"), red)
+	}
+}
