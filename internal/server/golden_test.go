@@ -3,12 +3,17 @@ package server_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/golden"
 	"github.com/mandate-dev/mandate/oauth"
 )
@@ -176,4 +181,112 @@ func TestGoldenDiscovery(t *testing.T) {
 		}
 		golden.CompareJSON(t, goldenFile(name), wire(r, "Content-Type", "Cache-Control"), red)
 	}
+}
+
+// sseJSON is a Server-Sent Event as a golden file holds it.
+func sseJSON(ev sseEvent) map[string]any {
+	return map[string]any{"event": ev.name, "id": ev.id, "data": json.RawMessage(ev.data)}
+}
+
+// TestGoldenRevocationFeed: a revocation feed event of each kind as a
+// subscriber of /revocations/stream receives it, the snapshot a new
+// subscriber then starts from, and the same entries as Security Event
+// Tokens from POST /revocations/sets (the poll answer, and each SET's
+// header and claims, its signature checked against the JWKS).
+func TestGoldenRevocationFeed(t *testing.T) {
+	// A clock the test moves, so that a rotated-in key can take over
+	// signing before the old one is revoked.
+	h, advance := newClockedHarness(t, openSQLite)
+	names := h.goldenNames()
+	red := goldenRedact(names, "event_timestamp")
+	sub := h.subscribe("rs:deploy", "")
+	names[sub.snapshot().Stream] = "<stream>"
+	kid := h.app.Keys.ActiveKID()
+	kinds := []struct {
+		name   string
+		revoke func()
+	}{
+		{name: "token", revoke: func() {
+			jti := jtiOf(t, h.hop1("monitoring:read"))
+			names[jti] = "<jti>"
+			h.admin(http.MethodPost, "/admin/revoke", map[string]string{"jti": jti})
+		}},
+		{name: "subject", revoke: func() {
+			h.admin(http.MethodPost, "/admin/revoke", map[string]string{"subject": "user:alex"})
+		}},
+		{name: "scope", revoke: func() {
+			h.admin(http.MethodPut, "/admin/users/user:sam/permissions", map[string]any{"permissions": []string{"deploy:create", "secrets:manage", "deploy:tag"}})
+		}},
+		{name: "agent", revoke: func() {
+			h.admin(http.MethodPost, "/admin/agents/agent:cleanup_agent/disable", nil)
+		}},
+		{name: "delegation", revoke: func() {
+			r := h.admin(http.MethodGet, "/admin/delegations?subject=user:alice", nil)
+			id := r.body["delegations"].([]any)[0].(map[string]any)["id"].(string)
+			if r := h.admin(http.MethodDelete, "/admin/delegations/"+id, nil); r.status != http.StatusOK {
+				t.Fatalf("delete delegation: %d %s", r.status, r.raw)
+			}
+		}},
+		{name: "key", revoke: func() {
+			next, err := h.app.Keys.Rotate(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			names[next.KID] = "<kid:next>"
+			advance(config.DefaultKeyPublishDelay + time.Second)
+			if err := h.app.Keys.Refresh(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.app.Keys.RevokeKey(t.Context(), kid); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, k := range kinds {
+		k.revoke()
+		golden.CompareJSON(t, goldenFile("feed_event_"+k.name), sseJSON(sub.next()), red)
+	}
+	// A new subscriber starts from a snapshot of everything in force.
+	golden.CompareJSON(t, goldenFile("feed_event_snapshot"), sseJSON(h.subscribe("rs:reporter", "").next()), red)
+
+	var r response
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		req, _ := http.NewRequest(http.MethodPost, h.url+"/revocations/sets", strings.NewReader(`{"returnImmediately":true}`))
+		req.SetBasicAuth("rs%3Adeploy", "rs-deploy-secret")
+		req.Header.Set("Content-Type", "application/json")
+		if r = h.do(req); r.status != http.StatusOK {
+			t.Fatalf("poll: %d %s", r.status, r.raw)
+		}
+		if sets, _ := r.body["sets"].(map[string]any); len(sets) >= len(kinds) || time.Now().After(deadline) {
+			break
+		}
+	}
+	var jwks jose.JSONWebKeySet
+	if err := json.Unmarshal([]byte(h.do(mustRequest(t, h.url+"/jwks")).raw), &jwks); err != nil {
+		t.Fatal(err)
+	}
+	sets := r.body["sets"].(map[string]any)
+	if len(sets) != len(kinds) {
+		t.Fatalf("%d SETs, want %d: %s", len(sets), len(kinds), r.raw)
+	}
+	var decoded []any
+	for _, id := range slices.Sorted(maps.Keys(sets)) {
+		raw := sets[id].(string)
+		names[raw] = "<SET>"
+		obj, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := jwks.Key(obj.Signatures[0].Protected.KeyID)
+		if len(keys) != 1 {
+			t.Fatalf("SET %s signed by a key the JWKS lacks", id)
+		}
+		payload, err := obj.Verify(keys[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		decoded = append(decoded, map[string]any{"header": jwsHeader(t, raw), "claims": json.RawMessage(payload)})
+	}
+	golden.CompareJSON(t, goldenFile("security_event_poll"), wire(r, "Content-Type", "Cache-Control"), red)
+	golden.CompareJSON(t, goldenFile("security_event_tokens"), decoded, red)
 }
