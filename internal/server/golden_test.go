@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"maps"
@@ -13,8 +14,10 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/golden"
+	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
@@ -289,4 +292,69 @@ func TestGoldenRevocationFeed(t *testing.T) {
 	}
 	golden.CompareJSON(t, goldenFile("security_event_poll"), wire(r, "Content-Type", "Cache-Control"), red)
 	golden.CompareJSON(t, goldenFile("security_event_tokens"), decoded, red)
+}
+
+// TestGoldenAudit: an audit record of each main action as
+// `mandate audit export` writes it, and GET /audit answers the same: a
+// token exchange granted and one refused, a revocation, an admin change,
+// and a verifier's request record ingested through /audit/ingest.
+func TestGoldenAudit(t *testing.T) {
+	h := newHarness(t)
+	names := h.goldenNames()
+	// The chain hash covers the record's time, so it differs on every run.
+	red := goldenRedact(names, "hash")
+	before := h.lastSeq()
+	tok := h.hop1("monitoring:read")
+	names[jtiOf(t, tok)] = "<jti>"
+	if r := h.exchange("agent:mallory", h.samToken(), oauth.TokenTypeIDToken, url.Values{"scope": {"monitoring:read"}}); r.status != http.StatusBadRequest {
+		t.Fatalf("mallory's exchange: %d %s", r.status, r.raw)
+	}
+	if r := h.admin(http.MethodPost, "/admin/revoke", map[string]string{"jti": jtiOf(t, tok)}); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.raw)
+	}
+	if r := h.admin(http.MethodPut, "/admin/users/user:alex/permissions", map[string]any{"permissions": []string{"monitoring:read", "deploy:tag"}}); r.status != http.StatusOK {
+		t.Fatalf("permissions: %d %s", r.status, r.raw)
+	}
+	h.ingestOK("rs:reporter", "rs-reporter-secret", map[string]any{"records": []any{ingestRecord(1, time.Now())}})
+
+	files := map[string]string{
+		audit.ActionTokenExchange:   "audit_token_exchange",
+		audit.ActionTokenRefused:    "audit_token_refused",
+		audit.ActionTokenRevoked:    "audit_token_revoked",
+		audit.ActionUserPermissions: "audit_user_permissions",
+		audit.ActionRequest:         "audit_request_ingested",
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(h.mandate("audit", "export")), "\n") {
+		var ev store.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("export line %q: %v", line, err)
+		}
+		file, ok := files[ev.Action]
+		if ev.Seq <= before || !ok {
+			continue
+		}
+		seen[ev.Action] = true
+		// The server's record and request ids are random; an ingested
+		// record keeps the ids its verifier gave it.
+		if ev.Action != audit.ActionRequest {
+			names[ev.ID], names[ev.RequestID] = "<record-id:"+ev.Action+">", "<request-id:"+ev.Action+">"
+		}
+		golden.CompareJSON(t, goldenFile(file), json.RawMessage(line), red)
+		q := h.admin(http.MethodGet, "/audit?limit=1&action="+url.QueryEscape(ev.Action), nil)
+		got, _ := q.body["events"].([]any)
+		if len(got) != 1 {
+			t.Fatalf("GET /audit?action=%s: %d %s", ev.Action, q.status, q.raw)
+		}
+		a, errA := golden.JSON(got[0], golden.Redact{})
+		b, errB := golden.JSON(line, golden.Redact{})
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("GET /audit?action=%s = %s, want the exported record %s", ev.Action, a, b)
+		}
+	}
+	for action := range files {
+		if !seen[action] {
+			t.Errorf("no %s record exported", action)
+		}
+	}
 }
