@@ -55,10 +55,11 @@ const (
 	maxInlineSets  = 4096
 )
 
-// assertionAlgorithms are the algorithms a client assertion may be signed
-// with (ES256, EdDSA, RS256, PS256); each key narrows them further to its
-// own (jwt.AlgorithmsFor). Read-only.
-var assertionAlgorithms = []string{"ES256", "EdDSA", "RS256", "PS256"}
+// AssertionAlgorithms returns the algorithms a client assertion
+// (private_key_jwt) may be signed with: ES256, EdDSA, RS256 and PS256. Each
+// key narrows them further to its own (jwt.AlgorithmsFor). The discovery
+// document advertises the same list.
+func AssertionAlgorithms() []string { return []string{"ES256", "EdDSA", "RS256", "PS256"} }
 
 // AgentSource finds agents; store.Agents and caches over it satisfy it.
 // GetAgent returns an error wrapping store.ErrNotFound for an unknown id.
@@ -249,7 +250,7 @@ func (a *Authenticator) verifyAssertion(ctx context.Context, j *jwt.JWS, agent s
 	if err != nil {
 		return oauth.Unavailable("client_keys_unavailable", err)
 	}
-	claims, err := j.Verify(key, jwt.AlgorithmsFor(key, assertionAlgorithms))
+	claims, err := j.Verify(key, jwt.AlgorithmsFor(key, AssertionAlgorithms()))
 	if err != nil {
 		if errors.Is(err, token.ErrSignature) {
 			return failure(ReasonAssertionSignature, err)

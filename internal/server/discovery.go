@@ -3,15 +3,31 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 
+	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
 // metadata serves RFC 8414 authorization server metadata, also at the OIDC
-// discovery path that openid-client looks up first.
-func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) error {
+// discovery path that openid-client looks up first. It advertises only what
+// the server serves: no authorization endpoint and no ID token yet, and the
+// scopes agents may be granted (the union of their allowed scopes).
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
+	agents, err := s.cfg.Store.ListAgents(r.Context())
+	if err != nil {
+		return oauth.Unavailable("store_unavailable", err)
+	}
+	scopes := []string{}
+	for _, a := range agents {
+		scopes = append(scopes, a.Scopes...)
+	}
+	slices.Sort(scopes)
 	iss := s.cfg.Issuer
 	authMethods := []string{oauth.AuthMethodSecretBasic, oauth.AuthMethodSecretPost, oauth.AuthMethodPrivateKeyJWT}
+	// The algorithms a private_key_jwt client assertion may use, at every
+	// endpoint that takes one (RFC 8414 §2).
+	assertionAlgs := clientauth.AssertionAlgorithms()
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                iss,
@@ -22,12 +38,13 @@ func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) error {
 		"grant_types_supported":                 []string{oauth.GrantTokenExchange, oauth.GrantClientCredentials},
 		"response_types_supported":              []string{},
 		"token_endpoint_auth_methods_supported": authMethods,
-		"introspection_endpoint_auth_methods_supported":    authMethods,
-		"revocation_endpoint_auth_methods_supported":       authMethods,
-		"token_endpoint_auth_signing_alg_values_supported": []string{"EdDSA", "ES256", "RS256", "PS256"},
-		"scopes_supported":                      []string{},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"EdDSA", "ES256", "RS256"},
+		"token_endpoint_auth_signing_alg_values_supported":         assertionAlgs,
+		"introspection_endpoint_auth_methods_supported":            authMethods,
+		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
+		"revocation_endpoint_auth_methods_supported":               authMethods,
+		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
+		"scopes_supported":        slices.Compact(scopes),
+		"subject_types_supported": []string{"public"},
 		"token_exchange_token_types_supported": []string{
 			oauth.TokenTypeAccessToken, oauth.TokenTypeIDToken, oauth.TokenTypeJWT,
 		},
