@@ -271,3 +271,11 @@ func discoverJWKSURI(ctx context.Context, hc *http.Client, issuer string) (strin
 	}
 	return meta.JWKSURI, nil
 }
+
+// rules returns the Rules of a checked cfg.
+func (cfg *Config) rules() Rules {
+	return Rules{
+		Issuer: cfg.Issuer, Audience: cfg.Audience, Algorithms: cfg.Algorithms,
+		Leeway: cfg.Leeway, MaxTTL: cfg.MaxTTL, MaxDepth: cfg.MaxDepth, Now: cfg.Now,
+	}
+}

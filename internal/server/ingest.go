@@ -17,6 +17,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
+	"github.com/mandate-dev/mandate/verify"
 )
 
 // ScopeAuditReport is the scope a client must hold (in its agent record's
@@ -43,7 +44,8 @@ const (
 	maxRefusalDetail = 1024
 )
 
-// Bounds of one record's fields (bytes), which verify.Record keeps to.
+// Bounds of one record's fields (bytes), which verify.Record keeps to (its
+// doc comment states them; verify's record_bounds tests hold it to them).
 const (
 	maxIngestAction   = 128
 	maxIngestResource = 1024
@@ -60,25 +62,6 @@ const (
 	maxIngestAttrVal  = 256
 	maxIngestContext  = 2048
 )
-
-// ingestRecord is one verifier record, as verify.Record sends it.
-type ingestRecord struct {
-	ID          string            `json:"id"`
-	Time        time.Time         `json:"time"`
-	Action      string            `json:"action"`
-	Resource    string            `json:"resource"`
-	Result      string            `json:"result"`
-	Reason      string            `json:"reason"`
-	PerformedBy string            `json:"performed_by"`
-	OnBehalfOf  string            `json:"on_behalf_of"`
-	Chain       []string          `json:"chain"`
-	Scopes      []string          `json:"scopes"`
-	Audience    string            `json:"audience"`
-	JTI         string            `json:"jti"`
-	RequestID   string            `json:"request_id"`
-	Attributes  map[string]string `json:"attributes"`
-	Context     map[string]any    `json:"context"`
-}
 
 // ingestID is the form of a record id verify makes.
 var ingestID = regexp.MustCompile(`^req_[0-9a-f]{32}$`)
@@ -402,23 +385,27 @@ func refusalOf(i int, id string, err *recordError) ingestRefusal {
 	return ingestRefusal{Index: i, ID: id, Status: err.status, Error: code, Reason: err.reason, Description: err.description}
 }
 
-// decodeIngestRecord reads one record of a batch and checks it (event). It
+// decodeIngestRecord reads one record of a batch, a verify.Record as a
+// verifier encodes it (no other member), and checks it (ingestEvent). It
 // returns the record's id as sent, for the answer, whatever else is wrong.
 func decodeIngestRecord(raw json.RawMessage, now time.Time) (store.Event, string, *recordError) {
-	var rec ingestRecord
+	var rec verify.Record
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	dec.UseNumber() // context numbers are kept as sent
 	if err := dec.Decode(&rec); err != nil {
 		return store.Event{}, rec.ID, badRecord("record_malformed", "the record is not an object of the fields verify sends, with their types")
 	}
-	ev, err := rec.event(now)
+	ev, err := ingestEvent(rec, now)
 	return ev, rec.ID, err
 }
 
-// event checks rec's shape and turns it into a "request" record, its time
-// as the log keeps it (auditchain.Time).
-func (rec ingestRecord) event(now time.Time) (store.Event, *recordError) {
+// ingestEvent checks rec's shape (bounds, time window, id, result, text
+// without control characters, no attribute of the server's) and turns it
+// into a "request" record, its time as the log keeps it (auditchain.Time):
+// a verifier is another program, and its records are held to the bounds
+// whatever it sends.
+func ingestEvent(rec verify.Record, now time.Time) (store.Event, *recordError) {
 	at := auditchain.Time(rec.Time)
 	switch {
 	case !ingestID.MatchString(rec.ID):

@@ -6,6 +6,8 @@
 // Every token passes the JOSE gate of package jwt first (jwt.ParseJWS, the
 // algorithm pinned by the key, the signature checked before any claim is
 // read, claims read by exact name after strictjson); this package adds the
-// issuer and key choice by (iss, kid) and the claim rules of Mandate's own
-// tokens and of trusted identity providers.
+// issuer and key choice by (iss, kid). Mandate's own tokens are then held to
+// verify.CheckJWS, the same code every resource server runs, so that the
+// server and an API never disagree on one; the claim rules of trusted
+// identity providers' tokens are this package's.
 package token

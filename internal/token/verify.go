@@ -13,7 +13,7 @@ import (
 	"github.com/mandate-dev/mandate/actor"
 	"github.com/mandate-dev/mandate/jwks"
 	"github.com/mandate-dev/mandate/jwt"
-	"github.com/mandate-dev/mandate/oauth"
+	"github.com/mandate-dev/mandate/verify"
 )
 
 // DefaultLeeway is the clock skew allowed on exp, nbf and iat (THREATS.md
@@ -55,15 +55,16 @@ type Provider struct {
 // concurrent use.
 type Verifier struct {
 	// Issuer is Mandate's issuer identifier; tokens with this iss are
-	// verified with Keyring and must be RFC 9068 access tokens.
+	// verified with Keyring by verify.CheckJWS, the checks of every
+	// resource server (ownRules).
 	Issuer  string
 	Keyring *Keyring
 	// Providers are the trusted identity providers.
 	Providers []*Provider
 	// Leeway is the allowed clock skew; zero means DefaultLeeway.
 	Leeway time.Duration
-	// MaxTTL, when positive, bounds exp−iat (and exp−now) of Mandate's own
-	// tokens.
+	// MaxTTL bounds exp−iat of Mandate's own tokens; zero means
+	// verify.DefaultMaxTTL (15 minutes), as for a resource server.
 	MaxTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -77,8 +78,11 @@ type Verified struct {
 	Audiences                                    []string
 	Scopes                                       []string
 	// HasScope reports that the token carried a scope claim.
-	HasScope             bool
-	Act, MayAct          *actor.Actor
+	HasScope bool
+	Act      *actor.Actor
+	// MayAct is read from a provider's token only (RFC 8693 §4.4): Mandate
+	// never mints it, and a resource server does not read it.
+	MayAct               *actor.Actor
 	Context              map[string]any
 	AuthorizationDetails json.RawMessage
 	// IssuedAt and NotBefore are zero when the claim is absent.
@@ -93,10 +97,13 @@ type Verified struct {
 
 // Verify checks raw and returns its claims. Checks run in this order, and
 // the first failure is the one reported: structure and header (ParseJWS);
-// the unverified iss only chooses the key source, by exact match; the key
-// by kid; the algorithm pinned by the key; the signature; then, on the
-// verified payload only, strict JSON, typ, iss, aud, exp, nbf/iat, lifetime
-// and the remaining claims. Errors wrap one of the sentinels in errors.go.
+// the unverified iss only chooses the rules, by exact match. Mandate's own
+// tokens are then checked by verify.CheckJWS, the code every resource
+// server runs, with the keys of Keyring (ownRules); a provider's by the
+// key by kid, the algorithm pinned by the key, the signature, then, on the
+// verified payload only, strict JSON, iss, aud, exp, nbf/iat and the
+// remaining claims. Errors wrap one of the sentinels in errors.go (and,
+// for Mandate's own tokens, verify's too).
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Verified, error) {
 	j, err := jwt.ParseJWS(raw)
 	if err != nil {
@@ -106,7 +113,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Verified, error) {
 	if err != nil || !ok {
 		return nil, fmt.Errorf("%w: no iss", ErrUnknownIssuer)
 	}
-	key, algs, prov, err := v.key(ctx, iss, j.Header.KeyID)
+	if iss == v.Issuer && v.Issuer != "" && v.Keyring != nil {
+		return v.verifyOwn(ctx, j)
+	}
+	key, algs, prov, err := v.providerKey(ctx, iss, j.Header.KeyID)
 	if err != nil {
 		return nil, err
 	}
@@ -114,24 +124,107 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Verified, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Verified{Own: prov == nil, Issuer: iss, Type: j.Header.Type}
+	out := &Verified{Issuer: iss, Type: j.Header.Type}
 	if err := v.checkClaims(claims, prov, out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// key chooses the key by (iss, kid): a kid is only ever looked up among the
-// keys of the issuer the token names (THREATS.md T14). prov is nil for
-// Mandate's own keys.
-func (v *Verifier) key(ctx context.Context, iss, kid string) (jose.JSONWebKey, []jose.SignatureAlgorithm, *Provider, error) {
-	if iss == v.Issuer && v.Issuer != "" && v.Keyring != nil {
-		key, ok := v.Keyring.PublicKey(kid)
-		if !ok {
-			return jose.JSONWebKey{}, nil, nil, fmt.Errorf("%w: own kid", ErrUnknownKey)
-		}
-		return key, jwt.AlgorithmsFor(key, []string{key.Algorithm}), nil, nil
+// ownAlgorithms are the algorithms Mandate's keys sign with (KeyringConfig.Alg);
+// each key pins its own. Read-only.
+var ownAlgorithms = []string{AlgEdDSA, AlgES256, AlgRS256}
+
+// ownRules are the verify.Rules of Mandate's own tokens presented back to
+// it: those of a resource server, for any audience (the grant checks who a
+// token is addressed to), with the deepest chain the act claim may hold
+// (the grant bounds depth by configuration), and MaxTTL defaulting as
+// verify's does.
+func (v *Verifier) ownRules() verify.Rules {
+	now := v.Now
+	if now == nil {
+		now = time.Now
 	}
+	leeway := v.Leeway
+	if leeway <= 0 {
+		leeway = DefaultLeeway
+	}
+	maxTTL := v.MaxTTL
+	if maxTTL <= 0 {
+		maxTTL = verify.DefaultMaxTTL
+	}
+	return verify.Rules{
+		Issuer: v.Issuer, AnyAudience: true, Algorithms: ownAlgorithms,
+		Leeway: leeway, MaxTTL: maxTTL, MaxDepth: actor.MaxDepth, Now: now,
+	}
+}
+
+// verifyOwn checks one of Mandate's own tokens with verify.CheckJWS and
+// reads what the server needs beyond a Principal from its verified claims.
+func (v *Verifier) verifyOwn(ctx context.Context, j *jwt.JWS) (*Verified, error) {
+	p, claims, err := verify.CheckJWS(ctx, j, keyringKeys{v.Keyring}, v.ownRules())
+	if err != nil {
+		return nil, ownError(err)
+	}
+	out := &Verified{
+		Own: true, Issuer: p.Issuer, Subject: p.Subject, JTI: p.JTI, ClientID: p.ClientID, DelegationID: p.DelegationID,
+		Audiences: p.Audience, Scopes: p.Scopes, HasScope: claims.Has("scope"), Act: actor.New(p.Chain),
+		IssuedAt: p.IssuedAt, NotBefore: p.NotBefore, Expiry: p.Expiry, Type: j.Header.Type,
+		Context: p.Context, ExchangedFrom: p.ExchangedFrom, Gen: p.Generation,
+	}
+	if len(p.AuthorizationDetails) > 0 {
+		// CheckJWS has checked the array; the grant bounds the next hop by
+		// it as sent.
+		ad, _ := claims.Raw("authorization_details")
+		out.AuthorizationDetails = slices.Clone(ad)
+	}
+	return out, nil
+}
+
+// keyringKeys is a Keyring as verify.KeySource.
+type keyringKeys struct{ k *Keyring }
+
+// Key returns the published key kid, or an error matching
+// jwks.ErrUnknownKey.
+func (s keyringKeys) Key(_ context.Context, kid string) (jose.JSONWebKey, error) {
+	key, ok := s.k.PublicKey(kid)
+	if !ok {
+		return jose.JSONWebKey{}, fmt.Errorf("%w: own kid", jwks.ErrUnknownKey)
+	}
+	return key, nil
+}
+
+// ownErrors maps verify's sentinels to this package's. Read-only.
+var ownErrors = [...]struct{ from, to error }{
+	{verify.ErrMalformed, ErrMalformed},
+	{verify.ErrIssuer, ErrUnknownIssuer},
+	{verify.ErrUnknownKey, ErrUnknownKey},
+	{verify.ErrRevoked, ErrUnknownKey},
+	{verify.ErrKeyUnavailable, ErrKeyUnavailable},
+	{verify.ErrAlgorithm, ErrAlgorithm},
+	{verify.ErrSignature, ErrSignature},
+	{verify.ErrType, ErrType},
+	{verify.ErrAudience, ErrAudience},
+	{verify.ErrTooDeep, ErrClaims},
+	{verify.ErrClaims, ErrClaims},
+	{verify.ErrExpired, ErrExpired},
+	{verify.ErrNotYetValid, ErrNotYetValid},
+}
+
+// ownError wraps err, from verify.CheckJWS, in the sentinel of this
+// package that says the same, so that callers test one set.
+func ownError(err error) error {
+	for _, e := range ownErrors {
+		if errors.Is(err, e.from) {
+			return fmt.Errorf("%w: %w", e.to, err)
+		}
+	}
+	return fmt.Errorf("token: own token: %w", err)
+}
+
+// providerKey chooses a provider's key by (iss, kid): a kid is only ever
+// looked up among the keys of the issuer the token names (THREATS.md T14).
+func (v *Verifier) providerKey(ctx context.Context, iss, kid string) (jose.JSONWebKey, []jose.SignatureAlgorithm, *Provider, error) {
 	for _, p := range v.Providers {
 		if p == nil || p.Issuer == "" || p.Issuer != iss {
 			continue
@@ -155,27 +248,21 @@ func (v *Verifier) key(ctx context.Context, iss, kid string) (jose.JSONWebKey, [
 	return jose.JSONWebKey{}, nil, nil, ErrUnknownIssuer
 }
 
-// checkClaims validates the verified claims into out. prov is nil for
-// Mandate's own tokens.
+// checkClaims validates a provider's verified claims into out.
 func (v *Verifier) checkClaims(c jwt.ClaimSet, prov *Provider, out *Verified) error {
-	if prov == nil && out.Type != oauth.AccessTokenJWTType {
-		// RFC 9068 §4: a Mandate token is only ever an access token; this
-		// keeps any other JWT we might sign from passing as one (T11).
-		return fmt.Errorf("%w: typ must be %s", ErrType, oauth.AccessTokenJWTType)
-	}
 	if iss, _, err := c.String("iss"); err != nil || iss != out.Issuer {
 		return fmt.Errorf("%w: iss", ErrUnknownIssuer)
 	}
-	if err := v.checkAudience(c, prov, out); err != nil {
+	if err := checkAudience(c, prov, out); err != nil {
 		return err
 	}
-	if err := v.checkTimes(c, prov, out); err != nil {
+	if err := v.checkTimes(c, out); err != nil {
 		return err
 	}
-	return checkIdentity(c, prov, out)
+	return checkIdentity(c, out)
 }
 
-func (v *Verifier) checkAudience(c jwt.ClaimSet, prov *Provider, out *Verified) error {
+func checkAudience(c jwt.ClaimSet, prov *Provider, out *Verified) error {
 	aud, ok, err := c.Audience()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrAudience, err)
@@ -183,14 +270,16 @@ func (v *Verifier) checkAudience(c jwt.ClaimSet, prov *Provider, out *Verified) 
 	if !ok {
 		return fmt.Errorf("%w: no aud", ErrAudience)
 	}
-	if prov != nil && (prov.Audience == "" || !slices.Contains(aud, prov.Audience)) {
+	if prov.Audience == "" || !slices.Contains(aud, prov.Audience) {
 		return fmt.Errorf("%w: provider audience not in aud", ErrAudience)
 	}
 	out.Audiences = aud
 	return nil
 }
 
-func (v *Verifier) checkTimes(c jwt.ClaimSet, prov *Provider, out *Verified) error {
+// checkTimes checks a provider token's exp (required), nbf and iat
+// (optional) against the clock with the leeway.
+func (v *Verifier) checkTimes(c jwt.ClaimSet, out *Verified) error {
 	now := time.Now()
 	if v.Now != nil {
 		now = v.Now()
@@ -212,29 +301,20 @@ func (v *Verifier) checkTimes(c jwt.ClaimSet, prov *Provider, out *Verified) err
 	if out.NotBefore, _, err = c.NumericDate("nbf"); err != nil {
 		return err
 	}
-	if out.IssuedAt, ok, err = c.NumericDate("iat"); err != nil {
+	if out.IssuedAt, _, err = c.NumericDate("iat"); err != nil {
 		return err
-	}
-	if prov == nil && !ok {
-		return fmt.Errorf("%w: iat required", ErrClaims)
 	}
 	limit := now.Add(leeway)
 	if out.NotBefore.After(limit) || out.IssuedAt.After(limit) {
 		return ErrNotYetValid
 	}
 	out.Expiry = exp
-	if prov == nil && v.MaxTTL > 0 {
-		if exp.Sub(out.IssuedAt) > v.MaxTTL || exp.Sub(now) > v.MaxTTL+leeway {
-			return fmt.Errorf("%w: lifetime above the maximum", ErrClaims)
-		}
-	}
 	return nil
 }
 
-// checkIdentity reads sub, jti, client_id, scope, act, may_act and the other
-// claims Mandate uses.
-func checkIdentity(c jwt.ClaimSet, prov *Provider, out *Verified) error {
-	own := prov == nil
+// checkIdentity reads a provider token's sub, jti, client_id, scope, act,
+// may_act and the other claims Mandate uses.
+func checkIdentity(c jwt.ClaimSet, out *Verified) error {
 	var err error
 	var ok bool
 	if out.Subject, _, err = c.String("sub"); err != nil {
@@ -246,19 +326,16 @@ func checkIdentity(c jwt.ClaimSet, prov *Provider, out *Verified) error {
 	if out.JTI, ok, err = c.String("jti"); err != nil {
 		return err
 	}
-	if (own && !ok) || (ok && out.JTI == "") {
-		return fmt.Errorf("%w: jti required", ErrClaims)
+	if ok && out.JTI == "" {
+		return fmt.Errorf("%w: jti must not be empty", ErrClaims)
 	}
-	if out.ClientID, ok, err = c.String("client_id"); err != nil {
+	if out.ClientID, _, err = c.String("client_id"); err != nil {
 		return err
-	}
-	if own && (!ok || out.ClientID == "") {
-		return fmt.Errorf("%w: client_id required", ErrClaims)
 	}
 	if out.DelegationID, _, err = c.String("delegation_id"); err != nil {
 		return err
 	}
-	if out.Scopes, out.HasScope, err = c.Scopes(!own); err != nil {
+	if out.Scopes, out.HasScope, err = c.Scopes(true); err != nil {
 		return err
 	}
 	if out.Act, err = c.Actor("act"); err != nil {
@@ -270,34 +347,11 @@ func checkIdentity(c jwt.ClaimSet, prov *Provider, out *Verified) error {
 	if out.Context, err = c.Object("context"); err != nil {
 		return err
 	}
-	if own {
-		if err := readLineage(c, out); err != nil {
-			return err
-		}
-	}
 	if ad, ok := c.Raw("authorization_details"); ok && string(ad) != "null" {
 		if len(ad) == 0 || ad[0] != '[' {
 			return fmt.Errorf("%w: authorization_details must be an array", ErrClaims)
 		}
 		out.AuthorizationDetails = slices.Clone(ad)
-	}
-	return nil
-}
-
-// maxExchangedFrom bounds the exchanged_from claim; a chain is far shorter.
-const maxExchangedFrom = 16
-
-// readLineage reads exchanged_from and gen from one of Mandate's tokens.
-func readLineage(c jwt.ClaimSet, out *Verified) error {
-	if raw, ok := c.Raw("exchanged_from"); ok {
-		if err := json.Unmarshal(raw, &out.ExchangedFrom); err != nil || len(out.ExchangedFrom) > maxExchangedFrom {
-			return fmt.Errorf("%w: exchanged_from must be a short array of strings", ErrClaims)
-		}
-	}
-	if raw, ok := c.Raw("gen"); ok {
-		if err := json.Unmarshal(raw, &out.Gen); err != nil || out.Gen < 0 {
-			return fmt.Errorf("%w: gen must be a non-negative integer", ErrClaims)
-		}
 	}
 	return nil
 }
