@@ -42,8 +42,6 @@ const (
 	// maxErrorBody is what is read of a refusal before the connection is
 	// closed.
 	maxErrorBody = 4 << 10
-	// maxStreamID bounds the stream name sent back in Last-Event-ID.
-	maxStreamID = 256
 	// maxRevokedKeys bounds the kids of revoked keys a Feed remembers
 	// after their entries are gone; beyond it the oldest is forgotten.
 	maxRevokedKeys = 1024
@@ -403,7 +401,7 @@ func (f *Feed) follow(parent context.Context) (heard bool, err error) {
 	req.SetBasicAuth(url.QueryEscape(f.cfg.ClientID), url.QueryEscape(f.cfg.ClientSecret))
 	if !f.resync {
 		stream, seq := f.set.Position()
-		req.Header.Set("Last-Event-ID", stream+"/"+strconv.FormatInt(seq, 10))
+		req.Header.Set("Last-Event-ID", revocation.EventID(stream, seq))
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
@@ -510,7 +508,7 @@ func (f *Feed) applySnapshot(data []byte) error {
 	if err := decodeFeedJSON(data, &snap); err != nil {
 		return fmt.Errorf("%w: snapshot: %w", errResync, err)
 	}
-	if err := checkStream(snap.Stream); err != nil || snap.Seq < 0 || snap.NotBefore < 0 {
+	if err := revocation.CheckStream(snap.Stream); err != nil || snap.Seq < 0 || snap.NotBefore < 0 {
 		return fmt.Errorf("%w: snapshot: invalid stream, seq or not_before", errResync)
 	}
 	floor := f.keepUntil()
@@ -542,7 +540,7 @@ func (f *Feed) applyEntry(id string, data []byte) error {
 	if err := decodeFeedJSON(data, &e); err != nil {
 		return fmt.Errorf("%w: revocation: %w", errResync, err)
 	}
-	stream, seq, ok := parseEventID(id)
+	stream, seq, ok := revocation.ParseEventID(id)
 	if !ok || seq != e.Seq {
 		return fmt.Errorf("%w: revocation: the event id does not name the entry's position", errResync)
 	}
@@ -627,32 +625,4 @@ func decodeFeedJSON(data []byte, v any) error {
 		return err
 	}
 	return json.Unmarshal(data, v)
-}
-
-// checkStream refuses a stream name that cannot be sent back in
-// Last-Event-ID: empty, above maxStreamID bytes, or with bytes outside
-// visible ASCII.
-func checkStream(s string) error {
-	if s == "" || len(s) > maxStreamID {
-		return errors.New("stream name must be 1 to 256 bytes")
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return errors.New("stream name must be visible ASCII")
-		}
-	}
-	return nil
-}
-
-// parseEventID splits "<stream>/<seq>".
-func parseEventID(id string) (stream string, seq int64, ok bool) {
-	i := strings.LastIndexByte(id, '/')
-	if i < 0 {
-		return "", 0, false
-	}
-	seq, err := strconv.ParseInt(id[i+1:], 10, 64)
-	if err != nil || seq <= 0 || checkStream(id[:i]) != nil {
-		return "", 0, false
-	}
-	return id[:i], seq, true
 }
