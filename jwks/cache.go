@@ -45,7 +45,7 @@ type Config struct {
 	// keeps the old set, less the keys Revoked reports.
 	MaxAge time.Duration
 	// Revoked, when set, reports whether the owner of the set has revoked
-	// the key kid (a verify.Feed knows). Key never returns such a key
+	// the key kid (a feed.Feed knows). Key never returns such a key
 	// (ErrRevokedKey), however long ago it was revoked: it is dropped from
 	// the set held on the lookup that asks for it, from the set kept after
 	// a failed refetch, and from every set fetched later (a stale copy of

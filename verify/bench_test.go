@@ -12,6 +12,7 @@ import (
 
 	"github.com/mandate-dev/mandate/revocation"
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/internal/feedtest"
 )
 
 // chain3 is a three-actor chain: CleanupAgent ← ArgoCD ← InfraBot.
@@ -129,11 +130,11 @@ func BenchmarkVerifyWithFeed(b *testing.B) {
 		revocation.Entry{Seq: n + 4, Kind: revocation.KindAgent, ID: "agent:rogue", Gen: 9, Until: u},
 		revocation.Entry{Seq: n + 5, Kind: revocation.KindDelegation, ID: "dlg_gone", Gen: 9, Until: u},
 	)
-	feed, err := verify.NewLoadedFeed(snap, func() time.Time { return epoch })
+	rf, err := feedtest.Loaded(b, snap, func() time.Time { return epoch })
 	if err != nil {
 		b.Fatal(err)
 	}
-	v := f.verifier(b, func(c *verify.Config) { c.Revocation = feed })
+	v := f.verifier(b, func(c *verify.Config) { c.Revocation = rf })
 	tok := f.token(with(chain3(), "exchanged_from", []string{"jti-parent", "jti-root"}, "gen", 7))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -144,7 +145,7 @@ func BenchmarkVerifyWithFeed(b *testing.B) {
 }
 
 // BenchmarkFeedRevoked is the revocation check alone, on the Feed of
-// BenchmarkVerifyWithFeed: the cost the feed adds to Verify beside reading
+// BenchmarkVerifyWithFeed: the cost the rf adds to Verify beside reading
 // the two claims.
 func BenchmarkFeedRevoked(b *testing.B) {
 	u := epoch.Add(time.Hour).Unix()
@@ -153,7 +154,7 @@ func BenchmarkFeedRevoked(b *testing.B) {
 	for i := range n {
 		snap.Entries = append(snap.Entries, revocation.Entry{Seq: int64(i + 1), Kind: revocation.KindToken, ID: "revoked-" + strconv.Itoa(i), Until: u})
 	}
-	feed, err := verify.NewLoadedFeed(snap, func() time.Time { return epoch })
+	rf, err := feedtest.Loaded(b, snap, func() time.Time { return epoch })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func BenchmarkFeedRevoked(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if revoked, err := feed.Revoked(b.Context(), p); revoked || err != nil {
+		if revoked, err := rf.Revoked(b.Context(), p); revoked || err != nil {
 			b.Fatal(revoked, err)
 		}
 	}

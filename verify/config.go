@@ -53,14 +53,14 @@ type KeySource interface {
 // answer is unknown and the token is refused with ErrRevocationUnavailable
 // (503): never allowed. Implementations must be safe for concurrent use
 // and should answer from local state (a pushed feed), not a request per
-// token. *Feed, subscribed to the issuer's revocation stream with NewFeed,
-// is the implementation for Mandate.
+// token. *feed.Feed (package verify/feed), subscribed to the issuer's
+// revocation stream, is the implementation for Mandate.
 type Revocation interface {
 	Revoked(ctx context.Context, p *Principal) (bool, error)
 }
 
 // KeyRevocation is what a Revocation that also knows the issuer's revoked
-// signing keys offers; *Feed implements it. When Config.Revocation
+// signing keys offers; *feed.Feed implements it. When Config.Revocation
 // implements it and the Verifier fetches the keys itself (JWKSURI or
 // discovery), a revoked key never comes out of the key cache, however long
 // ago it was revoked: not from the set held, not from the set kept when a
@@ -106,12 +106,13 @@ type Config struct {
 	// actor is decoded. At most 16.
 	MaxDepth int
 	// Revocation, when set, is asked about every otherwise valid token:
-	// set it to the *Feed NewFeed returns (which also keeps the keys the
-	// issuer revoked out of the key cache, see KeyRevocation). When nil, a token is valid
-	// until it expires: revocation at the issuer takes effect here only
-	// when the token's exp passes. A Revocation error refuses the token
-	// with ErrRevocationUnavailable (503), so a Feed that is stale or has
-	// no snapshot yet refuses every token: it fails closed.
+	// set it to the *feed.Feed that feed.New returns (which also keeps the
+	// keys the issuer revoked out of the key cache, see KeyRevocation).
+	// When nil, a token is valid until it expires: revocation at the
+	// issuer takes effect here only when the token's exp passes. A
+	// Revocation error refuses the token with ErrRevocationUnavailable
+	// (503), so a feed that is stale or has no snapshot yet refuses every
+	// token: it fails closed.
 	Revocation Revocation
 	// Logger receives one audit record per request the middleware sees
 	// (field names as in Mandate's audit log: performed_by, on_behalf_of,
@@ -120,9 +121,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Records, when set, receives the same record of every request as a
 	// Record (with an id, the time, the audience, the X-Request-Id and the
-	// attributes), after the handler returns: set it to the *Forwarder
-	// NewForwarder returns to send the records to the issuer. Its Record
-	// method runs on the request path and must not block. Nil means none.
+	// attributes), after the handler returns: set it to the
+	// *forward.Forwarder that forward.New returns to send the records to
+	// the issuer. Its Record method runs on the request path and must not
+	// block. Nil means none.
 	Records RecordSink
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

@@ -23,39 +23,16 @@
 // once per 30 s.
 //
 // Without a Revocation hook a token is valid until it expires. To honour
-// revocations as they happen, subscribe to the issuer's revocation feed,
-// which Verify then consults in memory on every token:
+// revocations as they happen, set Config.Revocation to a feed.Feed
+// (package verify/feed), which follows the issuer's revocation feed and
+// answers in memory; it fails closed when the feed is stale (503 with
+// Retry-After).
 //
-//	feed, err := verify.NewFeed(ctx, verify.FeedConfig{URL: "https://mandate.example/revocations/stream", ClientID: "deploy-api", ClientSecret: secret})
-//	v, err := verify.New(ctx, verify.Config{..., Revocation: feed})
+// Handlers add facts to the request's record with Attribute (at most 16
+// per request). To keep the records in the issuer's audit log, set
+// Config.Records to a forward.Forwarder (package verify/forward), which
+// sends them in batches and keeps them on disk while the issuer is away.
 //
-// The feed fails closed: until its first snapshot has arrived (Feed.Ready
-// waits for it), and whenever the issuer has not been heard from for
-// FeedConfig.MaxStaleness (30 s), every token is refused with
-// ErrRevocationUnavailable and ErrRevocationStale, and the middleware
-// answers 503 with Retry-After; it recovers by itself. Feed.WriteMetrics
-// reports its staleness for monitoring.
-//
-// # Forwarding records to the issuer
-//
-// The records can also go to the issuer, which keeps them in its audit log
-// beside the tokens it issued: handlers add facts with Attribute (at most
-// 16 per request), and a Forwarder, set as Config.Records, sends the
-// records in batches to the issuer's ingest endpoint:
-//
-//	fw, err := verify.NewForwarder(ctx, verify.ForwarderConfig{URL: "https://mandate.example/audit/ingest", ClientID: "deploy-api", ClientSecret: secret, Dir: "/var/lib/deploy-api/records"})
-//	v, err := verify.New(ctx, verify.Config{..., Records: fw})
-//	defer fw.Close(shutdownCtx) // sends what is queued, or keeps it in Dir
-//
-// Forwarding never holds a request: Forwarder.Record queues the record,
-// and drops and counts it when MaxQueued records already wait. While the
-// issuer cannot be reached or answers 5xx or 429, batches wait in Dir
-// (synced files, at most MaxDiskBytes) and are sent oldest first, with
-// back-off, when it answers again, by this process or the next one on the
-// same Dir. A batch may be sent twice; the issuer keeps one copy of each
-// record id. Records the issuer refuses (a 4xx such as 401 for bad
-// credentials) are logged and dropped. Forwarder.Stats and WriteMetrics
-// report what was sent, queued, buffered, dropped and rejected.
-//
-// The package imports nothing from Mandate's internal packages.
+// The package imports nothing from Mandate's internal packages and
+// touches no file system.
 package verify

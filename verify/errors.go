@@ -48,12 +48,6 @@ var (
 	// ErrRevocationUnavailable: the Revocation hook could not say. Not a
 	// verdict on the token: answer 503.
 	ErrRevocationUnavailable = errors.New("verify: revocation state unavailable")
-	// ErrRevocationStale: a Feed has not loaded its first snapshot yet,
-	// has heard nothing from the issuer for longer than
-	// FeedConfig.MaxStaleness, or waits for a new snapshot after data it
-	// refused. Feed.Revoked returns it; Verify reports it wrapped in
-	// ErrRevocationUnavailable, so both match (503).
-	ErrRevocationStale = errors.New("verify: revocation feed stale")
 	// ErrExpired: exp is not after now minus the leeway.
 	ErrExpired = errors.New("verify: token expired")
 	// ErrNotYetValid: nbf or iat is after now plus the leeway.

@@ -14,6 +14,8 @@ import (
 
 	"github.com/mandate-dev/mandate/revocation"
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/feed"
+	"github.com/mandate-dev/mandate/verify/internal/feedtest"
 )
 
 // jwksServer publishes a key set whose answer the test changes.
@@ -46,8 +48,8 @@ func (s *jwksServer) set(status int, body string) {
 }
 
 // TestRevokedKeyNeverReturns (THREATS T103): a signing key revoked through
-// the feed stays refused however long ago that was. A key that leaked signs
-// new tokens at will, so its tokens are refused after the feed's entry has
+// the rf stays refused however long ago that was. A key that leaked signs
+// new tokens at will, so its tokens are refused after the rf's entry has
 // passed its until and been collected while the JWKS cannot be fetched (the
 // key cache keeps its last set), after a new snapshot that no longer lists
 // the entry, and when a stale copy of the JWKS lists the key again. Tokens
@@ -59,18 +61,18 @@ func TestRevokedKeyNeverReturns(t *testing.T) {
 	advance := func(d time.Duration) { offset.Add(int64(d)) }
 	published := `{"keys":[` + jwk(f.keys["ed1"]) + `,` + jwk(f.keys["ec1"]) + `]}`
 	keys := newJWKSServer(t, published)
-	srv := newFeedServer(t)
-	feed := startFeed(t, t.Context(), srv, func(c *verify.FeedConfig) { c.Now = now })
+	srv := feedtest.New(t)
+	rf := startFeed(t, t.Context(), srv, func(c *feed.Config) { c.Now = now })
 	v, err := verify.New(t.Context(), verify.Config{
 		Issuer: issuer, Audience: audience, Algorithms: []string{"EdDSA", "ES256"},
-		JWKSURI: keys.URL, HTTPClient: keys.Client(), Revocation: feed, Now: now,
+		JWKSURI: keys.URL, HTTPClient: keys.Client(), Revocation: rf, Now: now,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A verifier with keys of its own (a jwks.Static that never drops
 	// ed1) has only the Feed to refuse them.
-	own := f.verifier(t, func(c *verify.Config) { c.Revocation, c.Now = feed, now })
+	own := f.verifier(t, func(c *verify.Config) { c.Revocation, c.Now = rf, now })
 	var n atomic.Int64
 	// fresh returns a token signed now: with the revoked key, it is what
 	// whoever holds the leaked key can mint at any time.
@@ -82,10 +84,10 @@ func TestRevokedKeyNeverReturns(t *testing.T) {
 		}
 		return f.token(c)
 	}
-	// heard waits until the feed has heard the issuer by the moved clock.
+	// heard waits until the rf has heard the issuer by the moved clock.
 	heard := func() {
 		t.Helper()
-		eventually(t, "a heartbeat by the moved clock", func() bool { return feed.Staleness() < time.Second })
+		eventually(t, "a heartbeat by the moved clock", func() bool { return rf.Staleness() < time.Second })
 	}
 	check := func(when string) {
 		t.Helper()
@@ -108,8 +110,8 @@ func TestRevokedKeyNeverReturns(t *testing.T) {
 	}
 	// The issuer revokes ed1: its entry lives max_ttl plus the slack, as
 	// the server's hub makes it.
-	srv.add(revocation.Entry{Kind: revocation.KindKey, ID: "ed1", Until: now().Add(17 * time.Minute).Unix()})
-	eventually(t, "the key entry", func() bool { return feed.Seq() == 1 })
+	srv.Add(revocation.Entry{Kind: revocation.KindKey, ID: "ed1", Until: now().Add(17 * time.Minute).Unix()})
+	eventually(t, "the key entry", func() bool { return rf.Seq() == 1 })
 	check("at once")
 
 	// The JWKS goes down. Hours pass: the entry's until, the Feed's own
@@ -118,7 +120,7 @@ func TestRevokedKeyNeverReturns(t *testing.T) {
 	keys.set(http.StatusServiceUnavailable, "down")
 	advance(3 * time.Hour)
 	heard()
-	eventually(t, "the entry collected", func() bool { return len(verify.FeedEntries(feed)) == 0 })
+	eventually(t, "the entry collected", func() bool { return feedtest.Entries(rf) == 0 })
 	check("entry collected, JWKS unreachable")
 	advance(time.Minute) // past the refetch cooldown: another failed fetch
 	heard()
@@ -126,10 +128,10 @@ func TestRevokedKeyNeverReturns(t *testing.T) {
 
 	// The issuer starts a new stream whose snapshot no longer lists the
 	// entry (its own copy aged out too).
-	srv.do(func(s *feedServer) { s.stream, s.log = "s2", nil })
+	srv.Do(func(s *feedtest.Server) { s.Stream, s.Log = "s2", nil })
 	eventually(t, "the new stream's snapshot", func() bool {
-		seen := srv.seen()
-		return len(seen) >= 2 && seen[len(seen)-1].snapshot && verify.FeedCurrent(feed)
+		seen := srv.Seen()
+		return len(seen) >= 2 && seen[len(seen)-1].Snapshot && current(t, rf)
 	})
 	heard()
 	check("after a snapshot without the entry")

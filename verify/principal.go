@@ -51,7 +51,7 @@ type Principal struct {
 	// ExchangedFrom holds the jti of every Mandate token this one was
 	// exchanged from, nearest first (the exchanged_from claim); nil when
 	// the token was not exchanged from another. Revoking any of them
-	// revokes this token (Feed).
+	// revokes this token (feed.Feed).
 	ExchangedFrom []string
 	// Generation is the issuer's store generation when the token was
 	// minted (the gen claim), 0 when absent. Revocations of a person, an

@@ -5,11 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mandate-dev/mandate/verify/internal/clean"
 )
 
 // Bounds of the attributes of one record (Attribute).
@@ -94,8 +95,8 @@ type Record struct {
 // (Config.Records), refused ones included, after the handler returns.
 // Record runs on the request's goroutine before the response completes,
 // so it must return at once and never block: a sink that sends records
-// elsewhere queues them, as Forwarder does. It must be safe for concurrent
-// use and must not modify the record.
+// elsewhere queues them, as forward.Forwarder does. It must be safe for
+// concurrent use and must not modify the record.
 type RecordSink interface {
 	Record(Record)
 }
@@ -147,20 +148,20 @@ func (v *Verifier) newRecord(r *http.Request, p *Principal, rec auditRecord, sta
 	out := Record{
 		ID:         newRecordID(),
 		Time:       start.UTC(),
-		Action:     clean(rec.action, maxRecordAction),
-		Resource:   clean(rec.resource, maxRecordResource),
+		Action:     clean.String(rec.action, maxRecordAction),
+		Resource:   clean.String(rec.resource, maxRecordResource),
 		Result:     rec.result,
-		Reason:     clean(rec.reason, maxRecordReason),
-		Audience:   clean(v.cfg.Audience, maxRecordAudience),
+		Reason:     clean.String(rec.reason, maxRecordReason),
+		Audience:   clean.String(v.cfg.Audience, maxRecordAudience),
 		RequestID:  requestID(r),
 		Attributes: cleanAttributes(rec.attrs),
 	}
 	if p != nil {
-		out.PerformedBy = clean(p.PerformedBy(), maxRecordActor)
-		out.OnBehalfOf = clean(p.OnBehalfOf(), maxRecordActor)
+		out.PerformedBy = clean.String(p.PerformedBy(), maxRecordActor)
+		out.OnBehalfOf = clean.String(p.OnBehalfOf(), maxRecordActor)
 		out.Chain = cleanList(p.Chain, maxRecordChain, false)
 		out.Scopes = cleanList(p.Scopes, maxRecordScopes, true)
-		out.JTI = clean(p.JTI, maxRecordJTI)
+		out.JTI = clean.String(p.JTI, maxRecordJTI)
 		out.Context = p.Context
 		if len(out.Context) > 0 {
 			if b, err := json.Marshal(out.Context); err != nil || len(b) > maxRecordContext {
@@ -171,72 +172,13 @@ func (v *Verifier) newRecord(r *http.Request, p *Principal, rec auditRecord, sta
 	return out
 }
 
-// clean returns s as the issuer takes a record's field: each control
-// character and each byte that is not UTF-8 written \xNN, and, when that
-// is over max bytes, cut at a character boundary to end with Truncated
-// within max. A string that needs neither is returned as it is.
-func clean(s string, max int) string {
-	if len(s) <= max && plain(s) {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(min(len(s), max) + len(Truncated))
-	room := max - len(Truncated)
-	for i := 0; i < len(s); {
-		c, size := utf8.DecodeRuneInString(s[i:])
-		piece := s[i : i+size]
-		if c < 0x20 || c == 0x7f || c == utf8.RuneError && size == 1 {
-			piece = fmt.Sprintf(`\x%02x`, s[i])
-		}
-		if b.Len()+len(piece) > room {
-			// Does the rest fit whole?
-			rest := b.Len() + len(piece) + escapedLen(s[i+size:])
-			if rest <= max {
-				b.WriteString(piece)
-				i += size
-				continue
-			}
-			b.WriteString(Truncated)
-			return b.String()
-		}
-		b.WriteString(piece)
-		i += size
-	}
-	return b.String()
-}
-
-// plain reports whether s is UTF-8 without a control character.
-func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return utf8.ValidString(s)
-}
-
-// escapedLen is the length of s once clean has escaped it.
-func escapedLen(s string) int {
-	n := 0
-	for i := 0; i < len(s); {
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c < 0x20 || c == 0x7f || c == utf8.RuneError && size == 1 {
-			n += 4
-		} else {
-			n += size
-		}
-		i += size
-	}
-	return n
-}
-
 // cleanList cleans each item of l, keeping its first max items; an empty
 // item is dropped when dropEmpty, else written "-" (the issuer refuses
 // empty ones). l itself is returned when it needs nothing.
 func cleanList(l []string, max int, dropEmpty bool) []string {
 	ok := len(l) <= max
 	for _, s := range l {
-		ok = ok && s != "" && len(s) <= maxRecordItem && plain(s)
+		ok = ok && s != "" && len(s) <= maxRecordItem && clean.Plain(s)
 	}
 	if ok {
 		return l
@@ -252,7 +194,7 @@ func cleanList(l []string, max int, dropEmpty bool) []string {
 		case s == "":
 			s = "-"
 		}
-		out = append(out, clean(s, maxRecordItem))
+		out = append(out, clean.String(s, maxRecordItem))
 	}
 	return out
 }
@@ -262,14 +204,14 @@ func cleanList(l []string, max int, dropEmpty bool) []string {
 func cleanAttributes(attrs map[string]string) map[string]string {
 	ok := true
 	for k, v := range attrs {
-		ok = ok && plain(k) && plain(v)
+		ok = ok && clean.Plain(k) && clean.Plain(v)
 	}
 	if ok {
 		return attrs
 	}
 	out := make(map[string]string, len(attrs))
 	for k, v := range attrs {
-		out[clean(k, maxAttributeKey)] = clean(v, maxAttributeValue)
+		out[clean.String(k, maxAttributeKey)] = clean.String(v, maxAttributeValue)
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/internal/clean"
 )
 
 // TestRecordFieldsBounded (THREATS T100): whatever a request or a handler
@@ -111,5 +112,13 @@ func TestRecordFieldsBounded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTruncatedIsCleans: the marker Record documents is the one its
+// fields are cut with.
+func TestTruncatedIsCleans(t *testing.T) {
+	if verify.Truncated != clean.Truncated {
+		t.Fatalf("verify.Truncated = %q, clean.Truncated = %q", verify.Truncated, clean.Truncated)
 	}
 }

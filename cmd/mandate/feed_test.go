@@ -23,12 +23,13 @@ import (
 	"github.com/mandate-dev/mandate/examples/deployapi"
 	"github.com/mandate-dev/mandate/examples/monitoringapi"
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/feed"
 )
 
 // Process tests of the revocation feed (docs/revocation.md): a real
 // `mandate serve`, and the example APIs served in the test process behind
 // the verify package, each following the server's /revocations/stream with
-// a verify.Feed of its own, as a resource server in production would.
+// a feed.Feed of its own, as a resource server in production would.
 
 // The example APIs' audiences, which are also their client ids at the
 // server: a resource server subscribes to the feed with its own
@@ -171,7 +172,7 @@ func (l *rsLog) String() string {
 type rsAPI struct {
 	aud    string
 	url    string
-	feed   *verify.Feed
+	feed   *feed.Feed
 	log    *rsLog
 	client *http.Client
 }
@@ -197,7 +198,7 @@ func startRS(t *testing.T, issuer, audience string, o rsOptions) *rsAPI {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := &rsLog{}
-	feed, err := verify.NewFeed(ctx, verify.FeedConfig{
+	sub, err := feed.New(ctx, feed.Config{
 		URL: o.feedURL, ClientID: audience, ClientSecret: rsSecrets[audience],
 		MaxStaleness: o.maxStaleness,
 		Logger:       slog.New(slog.NewJSONHandler(log, nil)),
@@ -207,7 +208,7 @@ func startRS(t *testing.T, issuer, audience string, o rsOptions) *rsAPI {
 	}
 	v, err := verify.New(ctx, verify.Config{
 		Issuer: issuer, Audience: audience, Algorithms: []string{"EdDSA", "ES256", "RS256"},
-		JWKSURI: o.jwksURI, Revocation: feed,
+		JWKSURI: o.jwksURI, Revocation: sub,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -220,10 +221,10 @@ func startRS(t *testing.T, issuer, audience string, o rsOptions) *rsAPI {
 	t.Cleanup(srv.Close)
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer rcancel()
-	if err := feed.Ready(rctx); err != nil {
+	if err := sub.Ready(rctx); err != nil {
 		t.Fatalf("%s: %v\nfeed log:\n%s", audience, err, log)
 	}
-	a := &rsAPI{aud: audience, url: srv.URL, feed: feed, log: log,
+	a := &rsAPI{aud: audience, url: srv.URL, feed: sub, log: log,
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
 	// Ready returns as the snapshot is loaded, a moment before it is
 	// logged; the tests count the loads in the log.

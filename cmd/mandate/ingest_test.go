@@ -13,6 +13,7 @@ import (
 
 	"github.com/mandate-dev/mandate/examples/deployapi"
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/forward"
 )
 
 // requestRecords returns the ids of the "request" records the server
@@ -36,7 +37,7 @@ func (p *process) requestRecords(t *testing.T) ([]string, error) {
 // TestForwarderSurvivesServerOutage: an API's records reach the server's
 // log exactly once across a SIGKILL of the server. While the server is
 // down the API keeps answering (it verifies tokens locally) and its
-// verify.Forwarder keeps the records on disk; when a new server process is
+// forward.Forwarder keeps the records on disk; when a new server process is
 // up they are delivered, none lost and none twice, and the log verifies.
 func TestForwarderSurvivesServerOutage(t *testing.T) {
 	onEveryBackend(t, func(t *testing.T, bin string, b backend) {
@@ -46,7 +47,7 @@ func TestForwarderSurvivesServerOutage(t *testing.T) {
 
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		fwd, err := verify.NewForwarder(ctx, verify.ForwarderConfig{
+		fwd, err := forward.New(ctx, forward.Config{
 			URL: p.base + "/audit/ingest", ClientID: rsDeployAud, ClientSecret: rsSecrets[rsDeployAud],
 			Dir: t.TempDir(), FlushEvery: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 		})

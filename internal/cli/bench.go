@@ -95,7 +95,7 @@ for the server's CPU and memory figures.
 
 With --feed N it measures revocation propagation to verifiers instead: three
 verify.Verifiers, each following the revocation stream with its own
-verify.Feed, while an exchange load runs (--concurrency, 4 by default); on
+feed.Feed, while an exchange load runs (--concurrency, 4 by default); on
 each of N trials a fresh token is revoked and the time from the revoking
 response to the last verifier's refusal is recorded. With a postgres://
 --store, two instances share the database and the revocations go through

@@ -31,6 +31,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/termsafe"
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/forward"
 )
 
 func newDemoCmd(stdout io.Writer) *cobra.Command {
@@ -78,7 +79,7 @@ var demoVersions = map[string]string{
 // reports its records to the server.
 type demoAPI struct {
 	url string
-	fwd *verify.Forwarder
+	fwd *forward.Forwarder
 }
 
 // listen binds a free loopback port.
@@ -277,7 +278,7 @@ func writeDemoConfig(cfg *config.Config) error {
 // URL, and which forwards its records to the server as demoReporter.
 func startDemoAPI(ctx context.Context, issuer string, ln net.Listener, mk func(*verify.Verifier) http.Handler, logger *slog.Logger) (*demoAPI, func(), error) {
 	url := "http://" + ln.Addr().String()
-	fwd, err := verify.NewForwarder(ctx, verify.ForwarderConfig{
+	fwd, err := forward.New(ctx, forward.Config{
 		URL: issuer + "/audit/ingest", ClientID: demoReporter, ClientSecret: demoReporterSecret,
 		FlushEvery: 100 * time.Millisecond, Logger: logger,
 	})

@@ -77,7 +77,7 @@ func hasLine(out string, parts ...string) bool {
 // answered from a recorded run of `mandate demo`, each from the command's
 // own output: what agent:argocd did and for whom, who approved the $487.50
 // expense, and each agent's refusal rate. The APIs' requests are in the
-// server's log because the demo's APIs forward them (verify.Forwarder to
+// server's log because the demo's APIs forward them (forward.Forwarder to
 // POST /audit/ingest).
 func TestDemoForensics(t *testing.T) {
 	cfg, demoOut := recordDemo(t)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/loadgen"
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/feed"
 )
 
 // The setting of `mandate bench --feed`.
@@ -316,7 +317,7 @@ type feedVerifier struct {
 	name    string
 	follows int // the index of the instance whose stream it follows
 	v       *verify.Verifier
-	feed    *verify.Feed
+	feed    *feed.Feed
 }
 
 // startVerifiers builds feedVerifiers verifiers of the bench tokens, each
@@ -328,7 +329,7 @@ func startVerifiers(ctx context.Context, env benchEnv, f benchFlags, bases []str
 	for i := range feedVerifiers {
 		follows := feedFollows(i, len(bases))
 		name := fmt.Sprintf("verifier %d", i+1)
-		feed, err := verify.NewFeed(ctx, verify.FeedConfig{
+		sub, err := feed.New(ctx, feed.Config{
 			URL:      bases[follows] + "/revocations/stream",
 			ClientID: env.resource.ID, ClientSecret: env.resource.Secret,
 			Logger: log.With(slog.String("verifier", name)),
@@ -339,11 +340,11 @@ func startVerifiers(ctx context.Context, env benchEnv, f benchFlags, bases []str
 		// Every token is exchanged on the first instance; the keys are in
 		// the store the instances share.
 		v, err := verify.New(ctx, verify.Config{Issuer: bases[0], Audience: f.audience,
-			Algorithms: []string{f.signingAlg}, Revocation: feed})
+			Algorithms: []string{f.signingAlg}, Revocation: sub})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		vs = append(vs, feedVerifier{name: name, follows: follows, v: v, feed: feed})
+		vs = append(vs, feedVerifier{name: name, follows: follows, v: v, feed: sub})
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -535,7 +536,7 @@ func printFeed(w io.Writer, f benchFlags, out feedOutput) error {
 	for _, v := range out.Verifiers {
 		follows = append(follows, v.Name+" → "+v.Follows)
 	}
-	fmt.Fprintf(w, "verifiers: %d verify.Verifiers, each with its own verify.Feed on the SSE stream over loopback (%s)\n",
+	fmt.Fprintf(w, "verifiers: %d verify.Verifiers, each with its own feed.Feed on the SSE stream over loopback (%s)\n",
 		len(out.Verifiers), strings.Join(follows, ", "))
 	var kinds []string
 	for _, k := range feedKinds {

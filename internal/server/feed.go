@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -178,7 +177,7 @@ func (s *Server) revocationStream(w http.ResponseWriter, r *http.Request) error 
 	s.metrics.subscribers.Inc()
 	defer s.metrics.subscribers.Dec()
 	sub := &subscriber{w: w, rc: rc, hub: s.cfg.Feed}
-	stream, seq, resumed := parseEventID(r.Header.Get("Last-Event-ID"))
+	stream, seq, resumed := revocation.ParseEventID(r.Header.Get("Last-Event-ID"))
 	if !resumed || !sub.resume(stream, seq) {
 		if err := sub.snapshot(); err != nil {
 			return nil // the response has started: the subscriber reconnects
@@ -227,7 +226,7 @@ func (sub *subscriber) resume(stream string, seq int64) bool {
 	}
 	sub.stream, sub.seq = stream, seq
 	for _, e := range entries {
-		if err := sub.send(revocation.EventRevocation, eventID(stream, e.Seq), e); err != nil {
+		if err := sub.send(revocation.EventRevocation, revocation.EventID(stream, e.Seq), e); err != nil {
 			return true // the write failed; the loop ends on the next one
 		}
 		sub.seq = e.Seq
@@ -243,7 +242,7 @@ func (sub *subscriber) snapshot() error {
 	if err != nil {
 		return err
 	}
-	if err := sub.send(revocation.EventSnapshot, eventID(snap.Stream, snap.Seq), snap); err != nil {
+	if err := sub.send(revocation.EventSnapshot, revocation.EventID(snap.Stream, snap.Seq), snap); err != nil {
 		return err
 	}
 	sub.stream, sub.seq = snap.Stream, snap.Seq
@@ -285,25 +284,6 @@ func (sub *subscriber) send(event, id string, v any) error {
 		_, err = fmt.Fprintf(sub.w, "event: %s\ndata: %s\n\n", event, b)
 	}
 	return err
-}
-
-// eventID is the SSE id of a position: "<stream>/<seq>".
-func eventID(stream string, seq int64) string {
-	return stream + "/" + strconv.FormatInt(seq, 10)
-}
-
-// parseEventID reads a Last-Event-ID; ok is false when it is absent or not
-// one of ours.
-func parseEventID(id string) (stream string, seq int64, ok bool) {
-	stream, n, found := strings.Cut(id, "/")
-	if !found || stream == "" || len(id) > 64 {
-		return "", 0, false
-	}
-	seq, err := strconv.ParseInt(n, 10, 64)
-	if err != nil || seq < 0 {
-		return "", 0, false
-	}
-	return stream, seq, true
 }
 
 // heartbeatParam reads the heartbeat query parameter (a Go duration such as

@@ -14,7 +14,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
-// ingestRecord is a record as verify.Forwarder sends it.
+// ingestRecord is a record as forward.Forwarder sends it.
 func ingestRecord(n int, at time.Time) map[string]any {
 	return map[string]any{
 		"id": fmt.Sprintf("req_%032x", n), "time": at.UTC().Format(time.RFC3339Nano), "action": "expense:approve",

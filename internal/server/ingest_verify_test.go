@@ -13,21 +13,22 @@ import (
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/forward"
 )
 
 // expenseAPI is an API for the audience https://expense.example behind a
-// real verify.Middleware whose records a real verify.Forwarder sends to
+// real verify.Middleware whose records a real forward.Forwarder sends to
 // the harness's POST /audit/ingest as rs:reporter, all in one batch when
 // the forwarder closes.
 type expenseAPI struct {
 	url string
-	fwd *verify.Forwarder
+	fwd *forward.Forwarder
 }
 
 func (h *harness) expenseAPI() *expenseAPI {
 	h.t.Helper()
 	ctx := context.Background()
-	fwd, err := verify.NewForwarder(ctx, verify.ForwarderConfig{
+	fwd, err := forward.New(ctx, forward.Config{
 		URL: h.url + "/audit/ingest", ClientID: "rs:reporter", ClientSecret: "rs-reporter-secret",
 		BatchSize: 100, FlushEvery: time.Hour,
 	})
@@ -123,7 +124,7 @@ func TestLongPathDoesNotEraseGrantedRecords(t *testing.T) {
 		}
 
 		// Records as an older verify forwards them: a NUL in a field.
-		fwd, err := verify.NewForwarder(ctx, verify.ForwarderConfig{
+		fwd, err := forward.New(ctx, forward.Config{
 			URL: h.url + "/audit/ingest", ClientID: "rs:reporter", ClientSecret: "rs-reporter-secret", FlushEvery: time.Hour,
 		})
 		if err != nil {

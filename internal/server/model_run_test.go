@@ -32,6 +32,7 @@ import (
 	"github.com/mandate-dev/mandate/jwks"
 	"github.com/mandate-dev/mandate/oauth"
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/feed"
 )
 
 // modelFeedClient is the client the runner's revocation feed subscribes
@@ -105,7 +106,7 @@ type modelRun struct {
 	m         *modelState
 	clock     *modelClock
 	ctx       context.Context
-	feed      *verify.Feed
+	feed      *feed.Feed
 	keys      verify.KeySource
 	verifiers map[string]*verify.Verifier
 	raw, jti  map[string]string // by token label
@@ -197,20 +198,20 @@ func runModelCase(t *testing.T, c modelCase) (*modelDisagreement, modelStats) {
 // The Feed keeps the real clock: its staleness is about the connection,
 // not about the tokens.
 func (r *modelRun) startFeed() {
-	feed, err := verify.NewFeed(r.ctx, verify.FeedConfig{URL: r.h.url + "/revocations/stream", ClientID: modelFeedClient, ClientSecret: "feed-secret"})
+	sub, err := feed.New(r.ctx, feed.Config{URL: r.h.url + "/revocations/stream", ClientID: modelFeedClient, ClientSecret: "feed-secret"})
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	rctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	defer cancel()
-	if err := feed.Ready(rctx); err != nil {
+	if err := sub.Ready(rctx); err != nil {
 		r.t.Fatal(err)
 	}
 	keys, err := jwks.New(jwks.Config{URI: r.h.url + "/jwks"})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.feed, r.keys = feed, keys
+	r.feed, r.keys = sub, keys
 }
 
 // verifier is a resource server for aud, on the model's clock, following

@@ -15,6 +15,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/feed"
 )
 
 // rs is a resource server in the test process: a verify.Verifier for one
@@ -23,14 +24,14 @@ import (
 type rs struct {
 	t    *testing.T
 	v    *verify.Verifier
-	feed *verify.Feed
+	feed *feed.Feed
 }
 
 func (h *harness) resourceServer(audience string, now func() time.Time) *rs {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.t.Cleanup(cancel)
-	feed, err := verify.NewFeed(ctx, verify.FeedConfig{
+	sub, err := feed.New(ctx, feed.Config{
 		URL: h.url + "/revocations/stream", ClientID: "rs:deploy", ClientSecret: "rs-deploy-secret",
 		MaxStaleness: 5 * time.Second, Now: now,
 	})
@@ -39,17 +40,17 @@ func (h *harness) resourceServer(audience string, now func() time.Time) *rs {
 	}
 	ready, done := context.WithTimeout(ctx, 5*time.Second)
 	defer done()
-	if err := feed.Ready(ready); err != nil {
+	if err := sub.Ready(ready); err != nil {
 		h.t.Fatal(err)
 	}
 	v, err := verify.New(ctx, verify.Config{
 		Issuer: h.url, Audience: audience, Algorithms: []string{"EdDSA", "ES256", "RS256"},
-		JWKSURI: h.url + "/jwks", Revocation: feed, Now: now,
+		JWKSURI: h.url + "/jwks", Revocation: sub, Now: now,
 	})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return &rs{t: h.t, v: v, feed: feed}
+	return &rs{t: h.t, v: v, feed: sub}
 }
 
 // accepts reports whether the resource server takes tok; an answer other

@@ -1,4 +1,4 @@
-package verify
+package feed
 
 import (
 	"bufio"
@@ -11,19 +11,18 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/mandate-dev/mandate/jwks"
 	"github.com/mandate-dev/mandate/revocation"
 	"github.com/mandate-dev/mandate/strictjson"
+	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/internal/backchannel"
 )
 
 // Defaults and bounds of a Feed.
@@ -42,16 +41,13 @@ const (
 	// maxErrorBody is what is read of a refusal before the connection is
 	// closed.
 	maxErrorBody = 4 << 10
-	// maxStreamID bounds the stream name sent back in Last-Event-ID.
-	maxStreamID = 256
 	// maxRevokedKeys bounds the kids of revoked keys a Feed remembers
 	// after their entries are gone; beyond it the oldest is forgotten.
 	maxRevokedKeys = 1024
 
-	feedBackoffMin  = 100 * time.Millisecond
-	feedBackoffMax  = 5 * time.Second
-	feedCollect     = 30 * time.Second
-	feedDialTimeout = 10 * time.Second
+	feedBackoffMin = 100 * time.Millisecond
+	feedBackoffMax = 5 * time.Second
+	feedCollect    = 30 * time.Second
 
 	// Server-Sent Events names, as revocation defines them.
 	feedSnapshot   = revocation.EventSnapshot
@@ -59,9 +55,16 @@ const (
 	feedHeartbeat  = revocation.EventHeartbeat
 )
 
-// FeedConfig configures a Feed. URL, ClientID and ClientSecret are
+// ErrStale is wrapped by the error Revoked returns when the Feed cannot
+// answer: it has not loaded its first snapshot yet, has heard nothing from
+// the issuer for longer than Config.MaxStaleness, or waits for a new
+// snapshot after data it refused. A Verifier reports it wrapped in
+// verify.ErrRevocationUnavailable, so both match (503).
+var ErrStale = errors.New("feed: revocation state stale")
+
+// Config configures a Feed. URL, ClientID and ClientSecret are
 // required.
-type FeedConfig struct {
+type Config struct {
 	// URL is the issuer's revocation stream, such as
 	// "https://mandate.example/revocations/stream". It must be https;
 	// plain http is accepted for loopback hosts only (localhost,
@@ -79,7 +82,7 @@ type FeedConfig struct {
 	HTTPClient *http.Client
 	// MaxStaleness is how long the Feed may go without hearing from the
 	// issuer (an event or a heartbeat) before Revoked fails with
-	// ErrRevocationStale; zero means DefaultMaxStaleness (30 s). The Feed
+	// ErrStale; zero means DefaultMaxStaleness (30 s). The Feed
 	// asks for a heartbeat every MaxStaleness/3 (the heartbeat query
 	// parameter, unless URL has one; Mandate serves 200 ms to 30 s). A
 	// connection silent for MaxStaleness is dropped and reopened.
@@ -100,17 +103,17 @@ type FeedConfig struct {
 
 // Feed holds the issuer's revocations in memory, kept current by a
 // subscription to its revocation stream, and answers Revoked from that
-// state alone: set it as Config.Revocation. Build it with NewFeed; it is
-// safe for concurrent use.
+// state alone: set it as verify.Config.Revocation. Build it with New; it
+// is safe for concurrent use.
 //
 // It fails closed: until the first snapshot is loaded, whenever nothing
 // has been heard from the issuer for MaxStaleness, and from data it
 // refuses or a new stream until the snapshot it then asks for, Revoked
-// returns an error wrapping ErrRevocationStale and Verify refuses every
-// token with ErrRevocationUnavailable (the middleware answers 503 with
+// returns an error wrapping ErrStale and the Verifier refuses every token
+// with verify.ErrRevocationUnavailable (the middleware answers 503 with
 // Retry-After). It recovers by itself when the stream comes back.
 type Feed struct {
-	cfg    FeedConfig
+	cfg    Config
 	client *http.Client
 	log    *slog.Logger
 	set    *revocation.Set
@@ -138,11 +141,11 @@ type Feed struct {
 	lastCollect time.Time
 }
 
-// NewFeed checks cfg and starts following the issuer's revocation stream
+// New checks cfg and starts following the issuer's revocation stream
 // in a goroutine that runs until ctx ends. It does not wait for the
 // network: Revoked fails until the first snapshot has arrived, which Ready
 // waits for.
-func NewFeed(ctx context.Context, cfg FeedConfig) (*Feed, error) {
+func New(ctx context.Context, cfg Config) (*Feed, error) {
 	f, err := newFeed(cfg)
 	if err != nil {
 		return nil, err
@@ -153,10 +156,10 @@ func NewFeed(ctx context.Context, cfg FeedConfig) (*Feed, error) {
 
 // newFeed checks cfg, fills in the defaults and returns a Feed that has
 // not started.
-func newFeed(cfg FeedConfig) (*Feed, error) {
-	errs := checkEndpoint("FeedConfig", cfg.URL, cfg.ClientID, cfg.ClientSecret)
+func newFeed(cfg Config) (*Feed, error) {
+	errs := backchannel.Check("feed: Config", cfg.URL, cfg.ClientID, cfg.ClientSecret)
 	if cfg.MaxStaleness < 0 || cfg.KeepAtLeast < 0 {
-		errs = append(errs, errors.New("verify: FeedConfig.MaxStaleness and KeepAtLeast must not be negative"))
+		errs = append(errs, errors.New("feed: Config.MaxStaleness and KeepAtLeast must not be negative"))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -166,7 +169,7 @@ func newFeed(cfg FeedConfig) (*Feed, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	client, log := backgroundClient(cfg.HTTPClient, cfg.Logger)
+	client, log := backchannel.Client(cfg.HTTPClient, cfg.Logger)
 	u, _ := url.Parse(cfg.URL) // CheckURI parsed it
 	if q := u.Query(); !q.Has("heartbeat") {
 		q.Set("heartbeat", (cfg.MaxStaleness / 3).Round(time.Millisecond).String())
@@ -185,71 +188,24 @@ func newFeed(cfg FeedConfig) (*Feed, error) {
 	}, nil
 }
 
-// checkEndpoint checks the server URL and the client credentials of a
-// Feed or Forwarder configuration (named by typ in the errors).
-func checkEndpoint(typ, u, clientID, secret string) []error {
-	var errs []error
-	if u == "" {
-		errs = append(errs, fmt.Errorf("verify: %s.URL is required", typ))
-	} else if err := jwks.CheckURI(u); err != nil {
-		errs = append(errs, fmt.Errorf("verify: %s.URL: %s", typ, strings.TrimPrefix(err.Error(), "jwks: ")))
-	}
-	if clientID == "" || secret == "" {
-		errs = append(errs, fmt.Errorf("verify: %s.ClientID and ClientSecret are required", typ))
-	}
-	return errs
-}
-
-// backgroundClient is the HTTP client and the logger of a Feed or a
-// Forwarder: a copy of c (by default one with defaultFeedTransport) that
-// never follows a redirect, so that client credentials go nowhere but the
-// configured URL, and l or a logger that discards.
-func backgroundClient(c *http.Client, l *slog.Logger) (*http.Client, *slog.Logger) {
-	var client http.Client
-	if c != nil {
-		client = *c
-	} else {
-		client.Transport = defaultFeedTransport()
-	}
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	if l == nil {
-		l = slog.New(slog.DiscardHandler)
-	}
-	return &client, l
-}
-
-// defaultFeedTransport bounds every step of opening the stream but not
-// the stream itself.
-func defaultFeedTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: feedDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   feedDialTimeout,
-		ResponseHeaderTimeout: feedDialTimeout,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConns:          2,
-		ForceAttemptHTTP2:     true,
-	}
-}
-
 // Revoked reports whether a revocation held hits p: its jti or one it was
 // exchanged from, its key (however long ago it was revoked, see
 // KeyRevoked), its delegation, subject or one of the subject's scopes at
 // its generation, an agent in its chain or its client at its generation, or
 // an issue time before the issuer's not-before epoch. It answers from
-// memory. It returns an error wrapping ErrRevocationStale when no snapshot
+// memory. It returns an error wrapping ErrStale when no snapshot
 // has been loaded yet, when nothing has been heard from the issuer for
 // MaxStaleness, and from the moment the stream sends data the Feed refuses
 // or names a new stream until a new snapshot is loaded.
-func (f *Feed) Revoked(_ context.Context, p *Principal) (bool, error) {
+func (f *Feed) Revoked(_ context.Context, p *verify.Principal) (bool, error) {
 	if !f.loaded.Load() {
-		return false, fmt.Errorf("%w: no snapshot loaded yet", ErrRevocationStale)
+		return false, fmt.Errorf("%w: no snapshot loaded yet", ErrStale)
 	}
 	if !f.current.Load() {
-		return false, fmt.Errorf("%w: waiting for a new snapshot", ErrRevocationStale)
+		return false, fmt.Errorf("%w: waiting for a new snapshot", ErrStale)
 	}
 	if age := f.Staleness(); age > f.cfg.MaxStaleness {
-		return false, fmt.Errorf("%w: nothing heard from the issuer for %v", ErrRevocationStale, age.Round(time.Millisecond))
+		return false, fmt.Errorf("%w: nothing heard from the issuer for %v", ErrStale, age.Round(time.Millisecond))
 	}
 	t := revocation.Token{
 		JTI:           p.JTI,
@@ -272,8 +228,8 @@ func (f *Feed) Revoked(_ context.Context, p *Principal) (bool, error) {
 // remembers the kid for as long as it runs (the most recent 1024 kids),
 // through collections and new snapshots that no longer list the entry. It
 // answers from memory, stale or not: a revocation is never undone. It
-// implements KeyRevocation, through which a Verifier keeps revoked keys out
-// of its key cache.
+// implements verify.KeyRevocation, through which a Verifier keeps revoked
+// keys out of its key cache.
 func (f *Feed) KeyRevoked(kid string) bool { return f.keys.has(kid) }
 
 // Ready waits until the first snapshot is loaded. It returns an error when
@@ -292,15 +248,15 @@ func (f *Feed) Ready(ctx context.Context) error {
 		case <-f.ready:
 			return nil
 		default:
-			return errors.New("verify: revocation feed stopped before its first snapshot")
+			return errors.New("feed: stopped before its first snapshot")
 		}
 	case <-ctx.Done():
-		return fmt.Errorf("verify: revocation feed not ready: %w", context.Cause(ctx))
+		return fmt.Errorf("feed: not ready: %w", context.Cause(ctx))
 	}
 }
 
 // Staleness returns the time since the issuer was last heard from (an
-// event or a heartbeat on the stream held), or since NewFeed before the
+// event or a heartbeat on the stream held), or since New before the
 // first snapshot.
 func (f *Feed) Staleness() time.Duration {
 	now := f.cfg.Now()
@@ -403,7 +359,7 @@ func (f *Feed) follow(parent context.Context) (heard bool, err error) {
 	req.SetBasicAuth(url.QueryEscape(f.cfg.ClientID), url.QueryEscape(f.cfg.ClientSecret))
 	if !f.resync {
 		stream, seq := f.set.Position()
-		req.Header.Set("Last-Event-ID", stream+"/"+strconv.FormatInt(seq, 10))
+		req.Header.Set("Last-Event-ID", revocation.EventID(stream, seq))
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
@@ -510,7 +466,7 @@ func (f *Feed) applySnapshot(data []byte) error {
 	if err := decodeFeedJSON(data, &snap); err != nil {
 		return fmt.Errorf("%w: snapshot: %w", errResync, err)
 	}
-	if err := checkStream(snap.Stream); err != nil || snap.Seq < 0 || snap.NotBefore < 0 {
+	if err := revocation.CheckStream(snap.Stream); err != nil || snap.Seq < 0 || snap.NotBefore < 0 {
 		return fmt.Errorf("%w: snapshot: invalid stream, seq or not_before", errResync)
 	}
 	floor := f.keepUntil()
@@ -542,7 +498,7 @@ func (f *Feed) applyEntry(id string, data []byte) error {
 	if err := decodeFeedJSON(data, &e); err != nil {
 		return fmt.Errorf("%w: revocation: %w", errResync, err)
 	}
-	stream, seq, ok := parseEventID(id)
+	stream, seq, ok := revocation.ParseEventID(id)
 	if !ok || seq != e.Seq {
 		return fmt.Errorf("%w: revocation: the event id does not name the entry's position", errResync)
 	}
@@ -627,32 +583,4 @@ func decodeFeedJSON(data []byte, v any) error {
 		return err
 	}
 	return json.Unmarshal(data, v)
-}
-
-// checkStream refuses a stream name that cannot be sent back in
-// Last-Event-ID: empty, above maxStreamID bytes, or with bytes outside
-// visible ASCII.
-func checkStream(s string) error {
-	if s == "" || len(s) > maxStreamID {
-		return errors.New("stream name must be 1 to 256 bytes")
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return errors.New("stream name must be visible ASCII")
-		}
-	}
-	return nil
-}
-
-// parseEventID splits "<stream>/<seq>".
-func parseEventID(id string) (stream string, seq int64, ok bool) {
-	i := strings.LastIndexByte(id, '/')
-	if i < 0 {
-		return "", 0, false
-	}
-	seq, err := strconv.ParseInt(id[i+1:], 10, 64)
-	if err != nil || seq <= 0 || checkStream(id[:i]) != nil {
-		return "", 0, false
-	}
-	return id[:i], seq, true
 }

@@ -1,4 +1,4 @@
-package verify_test
+package forward_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/forward"
 )
 
 // TestSpoolRefusesForeignFiles (THREATS T104): a file in Dir named as a
@@ -31,22 +31,22 @@ func TestSpoolRefusesForeignFiles(t *testing.T) {
 		wantErrs []string
 	}{
 		{name: "fail/one-gib-file", setup: func(t *testing.T, dir, _ string) {
-			sparse(t, filepath.Join(dir, verify.BufferFileName(1)), 1<<30)
-		}, wantErrs: []string{verify.BufferFileName(1), "1073741824 bytes, more than MaxDiskBytes"}},
+			sparse(t, filepath.Join(dir, forward.BufferFileName(1)), 1<<30)
+		}, wantErrs: []string{forward.BufferFileName(1), "1073741824 bytes, more than MaxDiskBytes"}},
 		{name: "fail/file-over-max-disk-bytes", maxDisk: 1 << 10, setup: func(t *testing.T, dir, _ string) {
-			writeFile(t, filepath.Join(dir, verify.BufferFileName(1)), strings.Repeat(line, 1+(1<<10)/len(line)))
-		}, wantErrs: []string{verify.BufferFileName(1), "more than MaxDiskBytes (1024)"}},
+			writeFile(t, filepath.Join(dir, forward.BufferFileName(1)), strings.Repeat(line, 1+(1<<10)/len(line)))
+		}, wantErrs: []string{forward.BufferFileName(1), "more than MaxDiskBytes (1024)"}},
 		{name: "fail/symlinked-temp-file", setup: func(t *testing.T, dir, outside string) {
-			symlink(t, outside, filepath.Join(dir, verify.BufferFileName(2)+".tmp"))
-		}, wantErrs: []string{verify.BufferFileName(2) + ".tmp", "is a symbolic link"}},
+			symlink(t, outside, filepath.Join(dir, forward.BufferFileName(2)+".tmp"))
+		}, wantErrs: []string{forward.BufferFileName(2) + ".tmp", "is a symbolic link"}},
 		{name: "fail/symlinked-buffer-file", setup: func(t *testing.T, dir, outside string) {
-			symlink(t, outside, filepath.Join(dir, verify.BufferFileName(1)))
-		}, wantErrs: []string{verify.BufferFileName(1), "is a symbolic link"}},
+			symlink(t, outside, filepath.Join(dir, forward.BufferFileName(1)))
+		}, wantErrs: []string{forward.BufferFileName(1), "is a symbolic link"}},
 		{name: "fail/directory-named-as-a-buffer-file", setup: func(t *testing.T, dir, _ string) {
-			if err := os.Mkdir(filepath.Join(dir, verify.BufferFileName(3)), 0o700); err != nil {
+			if err := os.Mkdir(filepath.Join(dir, forward.BufferFileName(3)), 0o700); err != nil {
 				t.Fatal(err)
 			}
-		}, wantErrs: []string{verify.BufferFileName(3), "not a regular file"}},
+		}, wantErrs: []string{forward.BufferFileName(3), "not a regular file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, outside := t.TempDir(), filepath.Join(t.TempDir(), "elsewhere.jsonl")
@@ -54,7 +54,7 @@ func TestSpoolRefusesForeignFiles(t *testing.T) {
 			tc.setup(t, dir, outside)
 			s := newIngestServer(t)
 			start := time.Now()
-			f, err := verify.NewForwarder(t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) {
+			f, err := forward.New(t.Context(), forwarderConfig(s, func(c *forward.Config) {
 				c.Dir, c.MaxDiskBytes = dir, tc.maxDisk
 			}))
 			if err == nil {
@@ -94,7 +94,7 @@ func TestSpoolLinksPlantedWhileRunning(t *testing.T) {
 	var logs syncBuffer
 	// A back-off of at least 1 s: file 1, written after the first failure,
 	// is not read before the next attempt, whatever the machine's load.
-	f, err := verify.NewForwarderBackoff(t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) {
+	f, err := forward.NewBackoff(t.Context(), forwarderConfig(s, func(c *forward.Config) {
 		c.Dir = dir
 		c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 	}), 2*time.Second, 2*time.Second)
@@ -106,15 +106,15 @@ func TestSpoolLinksPlantedWhileRunning(t *testing.T) {
 	eventually(t, "file 1 written", func() bool { return f.Stats().Buffered == 5 })
 	// File 1 is swapped for a link before it is read, and a link waits at
 	// file 2's temporary name.
-	path := filepath.Join(dir, verify.BufferFileName(1))
+	path := filepath.Join(dir, forward.BufferFileName(1))
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
 	symlink(t, outside, path)
-	symlink(t, outside, filepath.Join(dir, verify.BufferFileName(2)+".tmp"))
+	symlink(t, outside, filepath.Join(dir, forward.BufferFileName(2)+".tmp"))
 	recordRange(f, 6, 10)
 	eventually(t, "file 2 written", func() bool {
-		fi, err := os.Lstat(filepath.Join(dir, verify.BufferFileName(2)))
+		fi, err := os.Lstat(filepath.Join(dir, forward.BufferFileName(2)))
 		return err == nil && fi.Mode().IsRegular()
 	})
 	if got, _ := os.ReadFile(outside); string(got) != planted {

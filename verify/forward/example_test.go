@@ -1,4 +1,4 @@
-package verify_test
+package forward_test
 
 import (
 	"context"
@@ -6,14 +6,15 @@ import (
 	"time"
 
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/forward"
 )
 
 // Send every request's record to the issuer's audit log, with a fact the
 // handler adds, and keep the records on disk while the issuer is away.
 // (Not run: it needs the issuer.)
-func ExampleNewForwarder() {
+func ExampleNew() {
 	ctx := context.Background()
-	fw, err := verify.NewForwarder(ctx, verify.ForwarderConfig{
+	fw, err := forward.New(ctx, forward.Config{
 		URL:          "https://mandate.example/audit/ingest",
 		ClientID:     "expense-api",
 		ClientSecret: "from-your-secret-store",

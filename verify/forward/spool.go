@@ -1,4 +1,4 @@
-package verify
+package forward
 
 import (
 	"bytes"
@@ -15,9 +15,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mandate-dev/mandate/verify"
 )
 
-// Names of the files in ForwarderConfig.Dir: records-<seq>.jsonl, seq in
+// Names of the files in Config.Dir: records-<seq>.jsonl, seq in
 // 20 decimal digits so that names sort in the order written, and the same
 // with .tmp while being written.
 const (
@@ -52,11 +54,11 @@ func parseBufferName(name string) (uint64, bool) {
 func (f *Forwarder) checkBufferFile(path string, fi fs.FileInfo) error {
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("verify: ForwarderConfig.Dir: %s is a symbolic link, not a file the record forwarder wrote; move it away", path)
+		return fmt.Errorf("forward: Config.Dir: %s is a symbolic link, not a file the record forwarder wrote; move it away", path)
 	case !fi.Mode().IsRegular():
-		return fmt.Errorf("verify: ForwarderConfig.Dir: %s is not a regular file (%s), not one the record forwarder wrote; move it away", path, fi.Mode().Type())
+		return fmt.Errorf("forward: Config.Dir: %s is not a regular file (%s), not one the record forwarder wrote; move it away", path, fi.Mode().Type())
 	case fi.Size() > f.cfg.MaxDiskBytes:
-		return fmt.Errorf("verify: ForwarderConfig.Dir: %s has %d bytes, more than MaxDiskBytes (%d): not a file the record forwarder wrote; move it away",
+		return fmt.Errorf("forward: Config.Dir: %s has %d bytes, more than MaxDiskBytes (%d): not a file the record forwarder wrote; move it away",
 			path, fi.Size(), f.cfg.MaxDiskBytes)
 	}
 	return nil
@@ -68,7 +70,7 @@ func (f *Forwarder) checkBufferFile(path string, fi fs.FileInfo) error {
 // a file swapped for a link in between is not read. At most MaxDiskBytes
 // are read. Its errors name the file and say why.
 func (f *Forwarder) readBuffer(path string) ([]byte, error) {
-	fail := func(err error) ([]byte, error) { return nil, fmt.Errorf("verify: ForwarderConfig.Dir: %w", err) }
+	fail := func(err error) ([]byte, error) { return nil, fmt.Errorf("forward: Config.Dir: %w", err) }
 	before, err := os.Lstat(path)
 	if err != nil {
 		return fail(err)
@@ -110,11 +112,11 @@ func (f *Forwarder) readBuffer(path string) ([]byte, error) {
 func (f *Forwarder) openDir() error {
 	dir := f.cfg.Dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("verify: ForwarderConfig.Dir: %w", err)
+		return fmt.Errorf("forward: Config.Dir: %w", err)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("verify: ForwarderConfig.Dir: %w", err)
+		return fmt.Errorf("forward: Config.Dir: %w", err)
 	}
 	for _, e := range entries {
 		if _, ok := parseBufferName(strings.TrimSuffix(e.Name(), tempSuffix)); !ok {
@@ -122,7 +124,7 @@ func (f *Forwarder) openDir() error {
 		}
 		fi, err := e.Info() // Lstat: a link is not followed
 		if err != nil {
-			return fmt.Errorf("verify: ForwarderConfig.Dir: %w", err)
+			return fmt.Errorf("forward: Config.Dir: %w", err)
 		}
 		if err := f.checkBufferFile(filepath.Join(dir, e.Name()), fi); err != nil {
 			return err
@@ -156,7 +158,7 @@ func (f *Forwarder) openDir() error {
 				continue
 			}
 			if err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, base)); err != nil {
-				return fmt.Errorf("verify: ForwarderConfig.Dir: %w", err)
+				return fmt.Errorf("forward: Config.Dir: %w", err)
 			}
 			adopted = true
 			files = append(files, found{seq, base})
@@ -347,7 +349,7 @@ func decodeBufferLine(line []byte) ([]byte, bool) {
 	if !json.Valid(line) {
 		return nil, false
 	}
-	var r Record
+	var r verify.Record
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.UseNumber()
 	if err := dec.Decode(&r); err != nil || r.ID == "" || r.Result == "" || r.Time.IsZero() {

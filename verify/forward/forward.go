@@ -1,4 +1,4 @@
-package verify
+package forward
 
 import (
 	"bytes"
@@ -16,6 +16,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/internal/backchannel"
+	"github.com/mandate-dev/mandate/verify/internal/clean"
 )
 
 // Defaults of a Forwarder.
@@ -43,11 +47,13 @@ const (
 	// maxAnswer bounds what is read of the server's 200 answer, which
 	// names each refused record.
 	maxAnswer = 1 << 20
+	// maxErrorBody is what is read of an error answer.
+	maxErrorBody = 4 << 10
 )
 
-// ForwarderConfig configures a Forwarder. URL, ClientID and ClientSecret
+// Config configures a Forwarder. URL, ClientID and ClientSecret
 // are required.
-type ForwarderConfig struct {
+type Config struct {
 	// URL is the issuer's record ingest endpoint, such as
 	// "https://mandate.example/audit/ingest". It must be https; plain http
 	// is accepted for loopback hosts only (localhost, 127.0.0.0/8, ::1),
@@ -92,11 +98,11 @@ type ForwarderConfig struct {
 	Now func() time.Time
 }
 
-// ForwarderStats counts what a Forwarder did with the records it was
+// Stats counts what a Forwarder did with the records it was
 // given. Once it is closed, every record Record was given is counted in
 // exactly one of Sent, Rejected, Dropped, Corrupt and Buffered (those of
 // a previous process's files in Dir are counted too).
-type ForwarderStats struct {
+type Stats struct {
 	// Sent is the number of records the server stored (answered 200).
 	Sent int64
 	// Queued is the number of records waiting in memory.
@@ -122,9 +128,10 @@ type ForwarderStats struct {
 	LastSent time.Time
 }
 
-// Forwarder sends the records Middleware makes to the issuer, in batches,
-// in order, and survives the issuer's outages: set it as Config.Records.
-// Build it with NewForwarder; it is safe for concurrent use.
+// Forwarder sends the records a Verifier's Middleware makes to the issuer,
+// in batches, in order, and survives the issuer's outages: set it as
+// verify.Config.Records, which it implements (verify.RecordSink).
+// Build it with New; it is safe for concurrent use.
 //
 // Record never blocks: it puts the record on a bounded queue, or drops and
 // counts it when the queue is full. A goroutine sends a batch (POST URL,
@@ -144,7 +151,7 @@ type ForwarderStats struct {
 // several records is split in halves first, so that one bad record never
 // costs the others.
 type Forwarder struct {
-	cfg    ForwarderConfig
+	cfg    Config
 	client *http.Client
 	log    *slog.Logger
 	// backoffMin and backoffMax bound the wait between attempts.
@@ -154,7 +161,7 @@ type Forwarder struct {
 	// the queue.
 	mu     sync.RWMutex
 	closed bool
-	queue  chan Record
+	queue  chan verify.Record
 	kick   chan struct{} // a batch is full
 	stop   chan struct{} // closed by Close
 	done   chan struct{} // closed when the goroutine has returned
@@ -190,11 +197,11 @@ type pendingBatch struct {
 	sent   int // leading recs settled
 }
 
-// NewForwarder checks cfg, opens Dir (creating it if missing) and takes
+// New checks cfg, opens Dir (creating it if missing) and takes
 // the files a previous process left there, and starts sending in a
 // goroutine that runs until Close or until ctx ends; when ctx ends it
 // stops as Close would, without sending. It does not contact the server.
-func NewForwarder(ctx context.Context, cfg ForwarderConfig) (*Forwarder, error) {
+func New(ctx context.Context, cfg Config) (*Forwarder, error) {
 	f, err := newForwarder(cfg)
 	if err != nil {
 		return nil, err
@@ -205,10 +212,10 @@ func NewForwarder(ctx context.Context, cfg ForwarderConfig) (*Forwarder, error) 
 
 // newForwarder checks cfg, fills in the defaults and opens Dir; the
 // Forwarder has not started.
-func newForwarder(cfg ForwarderConfig) (*Forwarder, error) {
-	errs := checkEndpoint("ForwarderConfig", cfg.URL, cfg.ClientID, cfg.ClientSecret)
+func newForwarder(cfg Config) (*Forwarder, error) {
+	errs := backchannel.Check("forward: Config", cfg.URL, cfg.ClientID, cfg.ClientSecret)
 	if cfg.MaxQueued < 0 || cfg.MaxDiskBytes < 0 || cfg.BatchSize < 0 || cfg.FlushEvery < 0 {
-		errs = append(errs, errors.New("verify: ForwarderConfig.MaxQueued, MaxDiskBytes, BatchSize and FlushEvery must not be negative"))
+		errs = append(errs, errors.New("forward: Config.MaxQueued, MaxDiskBytes, BatchSize and FlushEvery must not be negative"))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -220,14 +227,14 @@ func newForwarder(cfg ForwarderConfig) (*Forwarder, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	client, log := backgroundClient(cfg.HTTPClient, cfg.Logger)
+	client, log := backchannel.Client(cfg.HTTPClient, cfg.Logger)
 	f := &Forwarder{
 		cfg:        cfg,
 		client:     client,
 		log:        log,
 		backoffMin: forwardBackoffMin,
 		backoffMax: forwardBackoffMax,
-		queue:      make(chan Record, cfg.MaxQueued),
+		queue:      make(chan verify.Record, cfg.MaxQueued),
 		kick:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -254,7 +261,7 @@ func (f *Forwarder) start(ctx context.Context) {
 // Record queues r to be sent. It never blocks: when MaxQueued records
 // already wait, or after Close, r is dropped and counted in
 // Stats().Dropped.
-func (f *Forwarder) Record(r Record) {
+func (f *Forwarder) Record(r verify.Record) {
 	f.mu.RLock()
 	if f.closed {
 		f.mu.RUnlock()
@@ -296,14 +303,14 @@ func (f *Forwarder) Close(ctx context.Context) error {
 	<-f.done
 	f.cancel()
 	if f.lost > 0 {
-		return fmt.Errorf("verify: record forwarder: %d records could not be delivered or buffered", f.lost)
+		return fmt.Errorf("forward: %d records could not be delivered or buffered", f.lost)
 	}
 	return nil
 }
 
 // Stats returns the Forwarder's counts.
-func (f *Forwarder) Stats() ForwarderStats {
-	s := ForwarderStats{
+func (f *Forwarder) Stats() Stats {
+	s := Stats{
 		Sent:          f.sent.Load(),
 		Queued:        int64(len(f.queue)) + f.held.Load(),
 		Buffered:      f.bufferedRecords.Load(),
@@ -388,13 +395,13 @@ func (f *Forwarder) run(ctx context.Context) {
 
 // take removes the next batch from the queue: BatchSize records, or, when
 // partial, what is there; nil when there is no such batch.
-func (f *Forwarder) take(partial bool) []Record {
+func (f *Forwarder) take(partial bool) []verify.Record {
 	n := len(f.queue)
 	if n == 0 || (!partial && n < min(f.cfg.BatchSize, f.cfg.MaxQueued)) {
 		return nil
 	}
 	n = min(n, f.cfg.BatchSize)
-	recs := make([]Record, n)
+	recs := make([]verify.Record, n)
 	for i := range recs {
 		recs[i] = <-f.queue // only this goroutine receives: n are there
 	}
@@ -402,7 +409,7 @@ func (f *Forwarder) take(partial bool) []Record {
 }
 
 // encode marshals recs, dropping (and counting) any that cannot be.
-func (f *Forwarder) encode(ctx context.Context, recs []Record) [][]byte {
+func (f *Forwarder) encode(ctx context.Context, recs []verify.Record) [][]byte {
 	out := make([][]byte, 0, len(recs))
 	for i := range recs {
 		b, err := json.Marshal(&recs[i])
@@ -617,7 +624,7 @@ func refusedRecords(answer []byte, n int) []refusedRecord {
 			continue
 		}
 		seen[r.Index] = true
-		r.ID, r.Reason, r.Description = clean(r.ID, 64), clean(r.Reason, maxErrorCode), clean(r.Description, 256)
+		r.ID, r.Reason, r.Description = clean.String(r.ID, 64), clean.String(r.Reason, maxErrorCode), clean.String(r.Description, 256)
 		out = append(out, r)
 	}
 	return out

@@ -1,4 +1,4 @@
-package verify_test
+package forward_test
 
 import (
 	"encoding/json"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/forward"
 )
 
 // TestForwarderDropsOnlyRefusedRecords (THREATS T100): records the issuer
@@ -26,7 +26,7 @@ func TestForwarderDropsOnlyRefusedRecords(t *testing.T) {
 		}
 	})
 	var logs syncBuffer
-	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) {
+	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) {
 		c.Dir = t.TempDir()
 		c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 	}))

@@ -1,4 +1,4 @@
-package verify
+package feed
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 // NewLoadedFeed returns a Feed holding snap as if its issuer had just sent
 // it, with no goroutine and no network (benchmarks).
 func NewLoadedFeed(snap revocation.Snapshot, now func() time.Time) (*Feed, error) {
-	f, err := newFeed(FeedConfig{URL: "https://mandate.example/revocations/stream", ClientID: "rs", ClientSecret: "s", Now: now})
+	f, err := newFeed(Config{URL: "https://mandate.example/revocations/stream", ClientID: "rs", ClientSecret: "s", Now: now})
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +33,7 @@ func FeedDone(f *Feed) <-chan struct{} { return f.done }
 // ConsumeFeed applies body, a text/event-stream, to a fresh Feed as one
 // connection would, and returns the Feed and why the connection ended.
 func ConsumeFeed(body []byte, now func() time.Time) (*Feed, error) {
-	f, err := newFeed(FeedConfig{URL: "https://mandate.example/revocations/stream", ClientID: "rs", ClientSecret: "s", Now: now})
+	f, err := newFeed(Config{URL: "https://mandate.example/revocations/stream", ClientID: "rs", ClientSecret: "s", Now: now})
 	if err != nil {
 		return nil, err
 	}

@@ -1,14 +1,14 @@
-package verify
+package forward
 
 import (
 	"context"
 	"time"
 )
 
-// NewForwarderBackoff is NewForwarder with the wait between attempts
+// NewBackoff is New with the wait between attempts
 // bounded by lo and hi instead of 250 ms and 30 s, so that tests see the
 // server come back quickly.
-func NewForwarderBackoff(ctx context.Context, cfg ForwarderConfig, lo, hi time.Duration) (*Forwarder, error) {
+func NewBackoff(ctx context.Context, cfg Config, lo, hi time.Duration) (*Forwarder, error) {
 	f, err := newForwarder(cfg)
 	if err != nil {
 		return nil, err
@@ -18,7 +18,7 @@ func NewForwarderBackoff(ctx context.Context, cfg ForwarderConfig, lo, hi time.D
 	return f, nil
 }
 
-// ReadBufferFile reads a file of ForwarderConfig.Dir: the records it can
+// ReadBufferFile reads a file of Config.Dir: the records it can
 // read, re-encoded, and the number of lines it cannot.
 func ReadBufferFile(data []byte) (recs []string, corrupt int) {
 	raw, corrupt := readBufferFile(data)
@@ -28,5 +28,5 @@ func ReadBufferFile(data []byte) (recs []string, corrupt int) {
 	return recs, corrupt
 }
 
-// BufferFileName is the name of the seq-th file in ForwarderConfig.Dir.
+// BufferFileName is the name of the seq-th file in Config.Dir.
 func BufferFileName(seq uint64) string { return bufferName(seq) }

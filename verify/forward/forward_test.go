@@ -1,4 +1,4 @@
-package verify_test
+package forward_test
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/forward"
 )
 
 // ingestServer is the issuer's POST /audit/ingest as the contract says:
@@ -212,14 +213,14 @@ func ids(from, to int) []string {
 	return out
 }
 
-func recordRange(f *verify.Forwarder, from, to int) {
+func recordRange(f *forward.Forwarder, from, to int) {
 	for i := from; i <= to; i++ {
 		f.Record(testRecord(i))
 	}
 }
 
-func forwarderConfig(s *ingestServer, edit ...func(*verify.ForwarderConfig)) verify.ForwarderConfig {
-	cfg := verify.ForwarderConfig{
+func forwarderConfig(s *ingestServer, edit ...func(*forward.Config)) forward.Config {
+	cfg := forward.Config{
 		URL: s.url(), ClientID: feedClientID, ClientSecret: feedSecret, HTTPClient: s.srv.Client(),
 		BatchSize: 5, FlushEvery: time.Hour,
 	}
@@ -231,9 +232,9 @@ func forwarderConfig(s *ingestServer, edit ...func(*verify.ForwarderConfig)) ver
 
 // startForwarder starts a Forwarder whose back-off is 1 to 20 ms; it is
 // closed when the test ends.
-func startForwarder(t *testing.T, ctx context.Context, cfg verify.ForwarderConfig) *verify.Forwarder {
+func startForwarder(t *testing.T, ctx context.Context, cfg forward.Config) *forward.Forwarder {
 	t.Helper()
-	f, err := verify.NewForwarderBackoff(ctx, cfg, time.Millisecond, 20*time.Millisecond)
+	f, err := forward.NewBackoff(ctx, cfg, time.Millisecond, 20*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func dirIDs(t *testing.T, dir string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs, bad := verify.ReadBufferFile(data)
+		recs, bad := forward.ReadBufferFile(data)
 		if bad != 0 {
 			t.Errorf("%s: %d unreadable lines", name, bad)
 		}
@@ -284,31 +285,31 @@ func TestNewForwarderRefusesConfig(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	good := verify.ForwarderConfig{URL: "https://mandate.example/audit/ingest", ClientID: "rs", ClientSecret: "s3cr3t-value"}
-	edit := func(e func(c *verify.ForwarderConfig)) verify.ForwarderConfig {
+	good := forward.Config{URL: "https://mandate.example/audit/ingest", ClientID: "rs", ClientSecret: "s3cr3t-value"}
+	edit := func(e func(c *forward.Config)) forward.Config {
 		c := good
 		e(&c)
 		return c
 	}
 	for _, tc := range []struct {
 		name string
-		cfg  verify.ForwarderConfig
+		cfg  forward.Config
 		ok   bool
 	}{
 		{name: "ok/https", cfg: good, ok: true},
-		{name: "ok/http-loopback", cfg: edit(func(c *verify.ForwarderConfig) { c.URL = "http://127.0.0.1:8080/audit/ingest" }), ok: true},
-		{name: "ok/dir-created", cfg: edit(func(c *verify.ForwarderConfig) { c.Dir = filepath.Join(t.TempDir(), "a", "b") }), ok: true},
-		{name: "fail/http-remote", cfg: edit(func(c *verify.ForwarderConfig) { c.URL = "http://mandate.example/audit/ingest" })},
-		{name: "fail/userinfo", cfg: edit(func(c *verify.ForwarderConfig) { c.URL = "https://rs:s@mandate.example/audit/ingest" })},
-		{name: "fail/no-url", cfg: edit(func(c *verify.ForwarderConfig) { c.URL = "" })},
-		{name: "fail/no-secret", cfg: edit(func(c *verify.ForwarderConfig) { c.ClientSecret = "" })},
-		{name: "fail/no-client-id", cfg: edit(func(c *verify.ForwarderConfig) { c.ClientID = "" })},
-		{name: "fail/negative-batch", cfg: edit(func(c *verify.ForwarderConfig) { c.BatchSize = -1 })},
-		{name: "fail/negative-disk", cfg: edit(func(c *verify.ForwarderConfig) { c.MaxDiskBytes = -1 })},
-		{name: "fail/dir-is-a-file", cfg: edit(func(c *verify.ForwarderConfig) { c.Dir = file })},
+		{name: "ok/http-loopback", cfg: edit(func(c *forward.Config) { c.URL = "http://127.0.0.1:8080/audit/ingest" }), ok: true},
+		{name: "ok/dir-created", cfg: edit(func(c *forward.Config) { c.Dir = filepath.Join(t.TempDir(), "a", "b") }), ok: true},
+		{name: "fail/http-remote", cfg: edit(func(c *forward.Config) { c.URL = "http://mandate.example/audit/ingest" })},
+		{name: "fail/userinfo", cfg: edit(func(c *forward.Config) { c.URL = "https://rs:s@mandate.example/audit/ingest" })},
+		{name: "fail/no-url", cfg: edit(func(c *forward.Config) { c.URL = "" })},
+		{name: "fail/no-secret", cfg: edit(func(c *forward.Config) { c.ClientSecret = "" })},
+		{name: "fail/no-client-id", cfg: edit(func(c *forward.Config) { c.ClientID = "" })},
+		{name: "fail/negative-batch", cfg: edit(func(c *forward.Config) { c.BatchSize = -1 })},
+		{name: "fail/negative-disk", cfg: edit(func(c *forward.Config) { c.MaxDiskBytes = -1 })},
+		{name: "fail/dir-is-a-file", cfg: edit(func(c *forward.Config) { c.Dir = file })},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, err := verify.NewForwarder(t.Context(), tc.cfg)
+			f, err := forward.New(t.Context(), tc.cfg)
 			if (err == nil) != tc.ok {
 				t.Fatalf("NewForwarder error = %v, want ok = %v", err, tc.ok)
 			}
@@ -328,7 +329,7 @@ func TestNewForwarderRefusesConfig(t *testing.T) {
 // the ingest endpoint with every field, and never the token.
 func TestForwarderDeliversMiddlewareRecords(t *testing.T) {
 	s := newIngestServer(t)
-	fw := startForwarder(t, t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) { c.BatchSize = 100 }))
+	fw := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) { c.BatchSize = 100 }))
 	fx := newFixture(t)
 	v := fx.verifier(t, func(c *verify.Config) { c.Records = fw })
 	tok := fx.token(claims())
@@ -401,7 +402,7 @@ func TestForwarderBatches(t *testing.T) {
 	})
 	t.Run("ok/by-time", func(t *testing.T) {
 		s := newIngestServer(t)
-		f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) {
+		f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) {
 			c.BatchSize, c.FlushEvery = 100, 10*time.Millisecond
 		}))
 		recordRange(f, 1, 3)
@@ -429,7 +430,7 @@ func TestForwarderOutage(t *testing.T) {
 				s := newIngestServer(t)
 				s.set(func(s *ingestServer) { s.down = down })
 				dir := t.TempDir()
-				cfg := forwarderConfig(s, func(c *verify.ForwarderConfig) { c.Dir, c.FlushEvery = dir, 5*time.Millisecond })
+				cfg := forwarderConfig(s, func(c *forward.Config) { c.Dir, c.FlushEvery = dir, 5*time.Millisecond })
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
 				f1 := startForwarder(t, ctx, cfg)
@@ -501,7 +502,7 @@ func TestForwarderOutage(t *testing.T) {
 func TestForwarderWithoutDir(t *testing.T) {
 	s := newIngestServer(t)
 	s.set(func(s *ingestServer) { s.down = "503" })
-	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) { c.FlushEvery = 5 * time.Millisecond }))
+	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) { c.FlushEvery = 5 * time.Millisecond }))
 	recordRange(f, 1, 12)
 	<-s.entered
 	<-s.entered // retried
@@ -540,7 +541,7 @@ func TestForwarderQueueFullNeverBlocks(t *testing.T) {
 	release := make(chan struct{})
 	s.set(func(s *ingestServer) { s.block = release })
 	const maxQueued = 10
-	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) { c.MaxQueued = maxQueued }))
+	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) { c.MaxQueued = maxQueued }))
 	recordRange(f, 1, 5) // one batch: the sender takes it and waits on the server
 	<-s.entered
 	returned := make(chan struct{})
@@ -576,10 +577,10 @@ func TestForwarderMaxDiskBytes(t *testing.T) {
 	s := newIngestServer(t)
 	s.set(func(s *ingestServer) { s.down = "503" })
 	dir := t.TempDir()
-	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) {
+	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) {
 		c.Dir, c.MaxDiskBytes = dir, 2*fileSize+fileSize/2
 	}))
-	for i, want := range []verify.ForwarderStats{
+	for i, want := range []forward.Stats{
 		{Buffered: 5, BufferedBytes: fileSize},
 		{Buffered: 10, BufferedBytes: 2 * fileSize},
 		{Buffered: 10, BufferedBytes: 2 * fileSize, Dropped: 5},
@@ -627,7 +628,7 @@ func TestForwarderRejected(t *testing.T) {
 			}
 			var logs syncBuffer
 			dir := t.TempDir()
-			f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) {
+			f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) {
 				c.Dir, c.BatchSize = dir, tc.batch
 				c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 				if tc.secret != "" {
@@ -678,12 +679,12 @@ func TestForwarderTornFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(verify.BufferFileName(1), line(1)+line(2)[:40]+"\n"+line(3))
-	write(verify.BufferFileName(2), line(4)+"not json\n"+line(5))
-	write(verify.BufferFileName(3)+".tmp", line(6)+line(7)[:30]) // the crash came mid-write
+	write(forward.BufferFileName(1), line(1)+line(2)[:40]+"\n"+line(3))
+	write(forward.BufferFileName(2), line(4)+"not json\n"+line(5))
+	write(forward.BufferFileName(3)+".tmp", line(6)+line(7)[:30]) // the crash came mid-write
 	write("unrelated.txt", "left alone")
 	s := newIngestServer(t)
-	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) { c.Dir = dir }))
+	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) { c.Dir = dir }))
 	eventually(t, "the readable records stored", func() bool { return len(s.storedIDs()) == 5 })
 	if diff := cmp.Diff([]string{testRecord(1).ID, testRecord(3).ID, testRecord(4).ID, testRecord(5).ID, testRecord(6).ID}, s.storedIDs()); diff != "" {
 		t.Errorf("stored (-want +got):\n%s", diff)
@@ -696,14 +697,14 @@ func TestForwarderTornFile(t *testing.T) {
 	s.set(func(s *ingestServer) { s.down = "503" })
 	recordRange(f, 8, 12)
 	eventually(t, "a new file", func() bool { return f.Stats().Buffered == 5 })
-	if got := dirFiles(t, dir); !slices.Contains(got, verify.BufferFileName(4)) {
-		t.Errorf("files = %v, want %s", got, verify.BufferFileName(4))
+	if got := dirFiles(t, dir); !slices.Contains(got, forward.BufferFileName(4)) {
+		t.Errorf("files = %v, want %s", got, forward.BufferFileName(4))
 	}
 }
 
 func TestForwarderWriteMetrics(t *testing.T) {
 	s := newIngestServer(t)
-	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *verify.ForwarderConfig) {
+	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) {
 		c.MaxQueued, c.Now = 5, func() time.Time { return epoch }
 	}))
 	recordRange(f, 1, 5)
@@ -747,7 +748,7 @@ func FuzzReadBufferFile(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		recs, bad := verify.ReadBufferFile(data)
+		recs, bad := forward.ReadBufferFile(data)
 		lines := 0
 		for _, l := range bytes.Split(data, []byte("\n")) {
 			if len(bytes.TrimSpace(l)) > 0 {
@@ -761,7 +762,7 @@ func FuzzReadBufferFile(f *testing.F) {
 			if strings.Contains(r, "\n") {
 				t.Fatalf("a record spans lines: %q", r)
 			}
-			again, bad := verify.ReadBufferFile([]byte(r + "\n"))
+			again, bad := forward.ReadBufferFile([]byte(r + "\n"))
 			if bad != 0 || len(again) != 1 || again[0] != r {
 				t.Fatalf("a record read back differs: %q → %q (%d unreadable)", r, again, bad)
 			}
