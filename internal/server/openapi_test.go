@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,9 +185,8 @@ func TestOpenAPIAgainstServer(t *testing.T) {
 		}
 	})
 	t.Run("ok/examples", func(t *testing.T) {
-		c.t = t
+		c.t, c.validateRequests = t, true
 		for _, r := range ops {
-			c.validateRequests = true
 			res := c.call(r, 0)
 			if res.status/100 != 2 {
 				t.Fatalf("%s %s with its example: %d %s", r.Method, r.Path, res.status, res.body)
@@ -297,6 +297,7 @@ func (c *openAPIClient) call(r *routers.Route, how int) result {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	addExamples(r, req)
 	if how&callNoAuth == 0 {
 		c.authenticate(r, req)
 	}
@@ -320,8 +321,13 @@ func (c *openAPIClient) call(r *routers.Route, how int) result {
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch ct {
 	case "text/event-stream":
-		res.body = c.firstEvent(t, resp.Body)
-		c.checkOne(t, "Snapshot", res.body)
+		var event string
+		event, res.body = firstEvent(t, resp.Body)
+		if schema, ok := streamEvents[event]; ok {
+			c.checkOne(t, schema, res.body)
+		} else {
+			t.Errorf("%s %s: the stream sent an event %q the description does not name", r.Method, path, event)
+		}
 	case "application/x-ndjson":
 		res.body, _ = io.ReadAll(resp.Body)
 		for line := range strings.Lines(string(res.body)) {
@@ -378,6 +384,28 @@ func (c *openAPIClient) fillPath(r *routers.Route) (string, map[string]string) {
 	return path, params
 }
 
+// addExamples adds to req the query and header parameters of r that have
+// an example.
+func addExamples(r *routers.Route, req *http.Request) {
+	q := req.URL.Query()
+	for _, p := range r.Operation.Parameters {
+		value, ok := p.Value.Example.(string)
+		if !ok {
+			if n, isNumber := p.Value.Example.(float64); isNumber {
+				value, ok = strconv.FormatFloat(n, 'f', -1, 64), true
+			}
+		}
+		switch {
+		case !ok:
+		case p.Value.In == openapi3.ParameterInQuery:
+			q.Set(p.Value.Name, value)
+		case p.Value.In == openapi3.ParameterInHeader:
+			req.Header.Set(p.Value.Name, value)
+		}
+	}
+	req.URL.RawQuery = q.Encode()
+}
+
 // authenticate adds the credentials of r's first security requirement.
 func (c *openAPIClient) authenticate(r *routers.Route, req *http.Request) {
 	for name := range c.security(r) {
@@ -403,23 +431,29 @@ func checkCredentials(_ context.Context, in *openapi3filter.AuthenticationInput)
 	return nil
 }
 
+// streamEvents maps the events of the revocation stream to the schemas
+// of their data.
+var streamEvents = map[string]string{"snapshot": "Snapshot", "revocation": "Entry", "heartbeat": "Heartbeat"}
+
 // firstEvent reads a Server-Sent Events stream up to its first event and
-// returns the event's data.
-func (c *openAPIClient) firstEvent(t *testing.T, body io.Reader) []byte {
+// returns the event's name and data.
+func firstEvent(t *testing.T, body io.Reader) (event string, data []byte) {
 	t.Helper()
-	var data []byte
 	sc := bufio.NewScanner(body)
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "" && data != nil {
-			return data
+			return event, data
 		}
 		if d, ok := strings.CutPrefix(line, "data: "); ok {
 			data = append(data, d...)
 		}
+		if e, ok := strings.CutPrefix(line, "event: "); ok {
+			event = e
+		}
 	}
 	t.Fatalf("the stream ended before its first event: %v", errors.Join(sc.Err(), io.ErrUnexpectedEOF))
-	return nil
+	return "", nil
 }
 
 // checkOne checks one JSON value against a schema of the document's
