@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/config"
@@ -24,7 +25,7 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		s, err := openStore(ctx, cfg)
+		s, err := app.OpenStore(ctx, cfg)
 		if err != nil {
 			return err
 		}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mandate-dev/mandate/internal/cli"
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/loadgen"
 	"github.com/mandate-dev/mandate/internal/provision"
@@ -84,7 +84,7 @@ func newBenchHarness(b *testing.B) *benchHarness {
 	}
 	// Log as `mandate serve` does (JSON, one line per request), to nowhere:
 	// formatting the line is part of the cost.
-	app, err := cli.BuildWith(ctx, cfg, raw, cli.Env{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	app, err := app.BuildWith(ctx, cfg, raw, app.Env{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/mandate-dev/mandate/internal/cli"
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -173,7 +173,7 @@ type harness struct {
 	idp    *idp
 	store  store.Store
 	faulty *storetest.Faulty
-	app    *cli.App
+	app    *app.App
 }
 
 func newHarness(t *testing.T) *harness {
@@ -244,7 +244,7 @@ func newHarnessEdited(t *testing.T, open func(t *testing.T) store.Store, now fun
 	if _, err := provision.Sync(ctx, faulty, cfg, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	app, err := cli.BuildWith(ctx, cfg, faulty, cli.Env{Logger: slog.New(slog.DiscardHandler), Now: now})
+	app, err := app.BuildWith(ctx, cfg, faulty, app.Env{Logger: slog.New(slog.DiscardHandler), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"context"
@@ -61,7 +61,7 @@ type Env struct {
 
 // Build turns a validated configuration into live objects.
 func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*App, error) {
-	raw, err := openStore(ctx, cfg)
+	raw, err := OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +192,9 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	go func() { defer app.wg.Done(); checkpoints.Run(loopCtx) }()
 	go func() { defer app.wg.Done(); hub.Run(loopCtx) }()
 	go func() { defer app.wg.Done(); refreshKeys(loopCtx, keys, logger) }()
-	if l, ok := raw.(changeListener); ok {
+	// A store that pushes changes made by other instances (PostgreSQL) is
+	// followed; the cache's generation poll stays on for lost notifications.
+	if l, ok := raw.(store.Listener); ok {
 		app.wg.Add(1)
 		go func() {
 			defer app.wg.Done()

@@ -1,15 +1,12 @@
-package cli
+package app
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/spf13/cobra"
 
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -17,8 +14,11 @@ import (
 	"github.com/mandate-dev/mandate/internal/store/sqlite"
 )
 
-// openStore opens the backend cfg selects.
-func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+// OpenStore opens the backend cfg selects: PostgreSQL for a postgres://
+// store, else SQLite in the data directory, which it creates (0700) if
+// needed. Either is migrated to the current schema on open. The caller
+// closes the store.
+func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	if cfg.IsPostgres() {
 		s, err := postgres.Open(ctx, postgresConfig(cfg))
 		if err != nil {
@@ -37,6 +37,21 @@ func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	return s, nil
 }
 
+// Migrate applies the schema migrations of the store cfg selects and
+// returns: on PostgreSQL without opening a server's pool, on SQLite by
+// opening and closing the file.
+func Migrate(ctx context.Context, cfg *config.Config) error {
+	if cfg.IsPostgres() {
+		return postgres.Migrate(ctx, postgresConfig(cfg))
+	}
+	s, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	_ = s.Close()
+	return nil
+}
+
 func postgresConfig(cfg *config.Config) postgres.Config {
 	return postgres.Config{
 		URL:              cfg.Store,
@@ -49,18 +64,11 @@ func postgresConfig(cfg *config.Config) postgres.Config {
 	}
 }
 
-// changeListener is a store that pushes its generation when another
-// instance changes users, agents, delegations or keys (PostgreSQL
-// LISTEN/NOTIFY).
-type changeListener interface {
-	Listen(ctx context.Context, fn func(generation int64)) error
-}
-
 // followChanges calls onChange for every change another instance makes, as
 // long as ctx lives, reconnecting with back-off when the connection breaks.
 // The cache's generation poll stays on as the fallback for lost
 // notifications.
-func followChanges(ctx context.Context, l changeListener, onChange func(), logger *slog.Logger) {
+func followChanges(ctx context.Context, l store.Listener, onChange func(), logger *slog.Logger) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -81,40 +89,4 @@ func followChanges(ctx context.Context, l changeListener, onChange func(), logge
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
-}
-
-func newMigrateCmd(stdout io.Writer) *cobra.Command {
-	var path string
-	cmd := &cobra.Command{
-		Use:   "migrate",
-		Short: "Apply the store's schema migrations and exit",
-		Long: `Apply the store's schema migrations and exit.
-
-mandate serve migrates at start, under a lock, so several instances may start at
-once. Operators who run schema changes themselves (with a role that has DDL rights)
-run this first and give the servers a role without them.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
-				return err
-			}
-			if cfg.IsPostgres() {
-				if err := postgres.Migrate(cmd.Context(), postgresConfig(cfg)); err != nil {
-					return err
-				}
-			} else {
-				s, err := openStore(cmd.Context(), cfg)
-				if err != nil {
-					return err
-				}
-				_ = s.Close()
-			}
-			fmt.Fprintln(stdout, "the store schema is up to date")
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&path, "config", "", "configuration file (YAML)")
-	_ = cmd.MarkFlagRequired("config")
-	return cmd
 }
