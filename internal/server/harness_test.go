@@ -118,7 +118,7 @@ type idp struct {
 	kid string
 }
 
-func newIDP(t *testing.T) *idp {
+func newIDP(t testing.TB) *idp {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -135,7 +135,7 @@ func newIDP(t *testing.T) *idp {
 }
 
 // token signs claims with the IdP key; nil values delete a default claim.
-func (p *idp) token(t *testing.T, sub string, override map[string]any) string {
+func (p *idp) token(t testing.TB, sub string, override map[string]any) string {
 	t.Helper()
 	now := time.Now()
 	claims := map[string]any{
