@@ -3,10 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -61,32 +59,5 @@ func postgresConfig(cfg *config.Config) postgres.Config {
 		// Requests are bounded by the server's request deadline (1.8 s,
 		// THREATS T60); the store's own call timeout bounds the rest
 		// (provisioning, background refreshes, the CLI).
-	}
-}
-
-// followChanges calls onChange for every change another instance makes, as
-// long as ctx lives, reconnecting with back-off when the connection breaks.
-// The cache's generation poll stays on as the fallback for lost
-// notifications.
-func followChanges(ctx context.Context, l store.Listener, onChange func(), logger *slog.Logger) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		start := time.Now()
-		err := l.Listen(ctx, func(int64) { onChange() })
-		if ctx.Err() != nil {
-			return
-		}
-		// Whatever happened while we were not listening is caught up now.
-		onChange()
-		if time.Since(start) > time.Minute {
-			backoff = 100 * time.Millisecond
-		}
-		logger.Warn("store change feed interrupted; reconnecting", slog.String("error", fmt.Sprint(err)), slog.Duration("retry_in", backoff))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
