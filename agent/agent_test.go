@@ -23,7 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mandate-dev/mandate/agent"
-	"github.com/mandate-dev/mandate/internal/cli"
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -83,7 +83,7 @@ delegations:
 	if _, err := provision.Sync(ctx, s, cfg, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	app, err := cli.BuildWith(ctx, cfg, s, cli.Env{Logger: slog.New(slog.DiscardHandler)})
+	app, err := app.BuildWith(ctx, cfg, s, app.Env{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# ab-bench.sh: compare two mandate binaries with `mandate bench` in
-# interleaved runs, so that whatever else the machine does weighs on both
-# alike. For each round and each concurrency it runs A then B (B then A in
-# even rounds, so that a drift over the session does not favour one), each a
-# `BIN bench --json --rounds 1 --concurrency C FLAGS…` that benchmarks a
-# server started from BIN itself. The JSON of every run is kept in DIR, and
+# ab-bench.sh: compare two builds of the load tool (cmd/mandate-bench, each
+# with the server of its own tree built in) in interleaved runs, so that
+# whatever else the machine does weighs on both alike. For each round and
+# each concurrency it runs A then B (B then A in even rounds, so that a drift
+# over the session does not favour one), each a
+# `BIN --json --rounds 1 --concurrency C FLAGS…` that benchmarks a server
+# started from BIN itself. A mandate binary from before the load tool had a
+# command of its own is run as `BIN bench …`. The JSON of every run is kept in DIR, and
 # a summary is printed: every run, then per concurrency the ratio B ÷ A of
 # each figure within each round, the median of those ratios, and the median
 # over the quiet rounds only (both runs with others < 0.25 cores).
 #
 #   scripts/ab-bench.sh [-n ROUNDS] [-c CONCURRENCIES] [-o DIR] A_BIN B_BIN [bench flags…]
-#   scripts/ab-bench.sh -n 8 -c 1,8,16 /tmp/mandate-nochain /tmp/mandate-chain \
+#   scripts/ab-bench.sh -n 8 -c 1,8,16 /tmp/bench-a /tmp/bench-b \
 #     --grant exchange --duration 8s --warmup 2s [--store "$MANDATE_TEST_POSTGRES_URL"]
 #   scripts/ab-bench.sh -s DIR   # print the summary of a finished run again
 #
@@ -21,7 +23,7 @@
 # CPU in cores. Defaults: 3 rounds, concurrency 1,16. Needs jq.
 set -euo pipefail
 
-usage() { sed -n '2,22p' "$0" >&2; exit 2; }
+usage() { sed -n '2,24p' "$0" >&2; exit 2; }
 rounds=3 concs=1,16 dir="" summary_only=""
 while getopts "n:c:o:s:" opt; do
   case $opt in
@@ -92,7 +94,10 @@ for r in $(seq "$rounds"); do
       [ "$side" = B ] && bin=$b
       out=$(printf '%s/r%02d-c%03d-%s.json' "$dir" "$r" "$c" "$side")
       echo "round $r/$rounds, concurrency $c: $side" >&2
-      "$bin" bench --json --rounds 1 --concurrency "$c" "$@" 2>"$out.stderr" |
+      sub=()
+      # An older mandate binary has the load tool as its bench command.
+      if "$bin" --help 2>/dev/null | grep -q '^  bench '; then sub=(bench); fi
+      "$bin" "${sub[@]}" --json --rounds 1 --concurrency "$c" "$@" 2>"$out.stderr" |
         jq --argjson r "$r" --arg s "$side" '. + {ab_round: $r, ab_bin: $s}' >"$out"
     done
   done

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// benchFeedSummary is the last line of `mandate bench --feed`: the trials, the
+// benchFeedSummary is the last line of `mandate-bench --feed`: the trials, the
 // failures and the propagation time to the last of the three verifiers.
 var benchFeedSummary = regexp.MustCompile(`(?m)^trials (\d+)  failures (\d+)  p50 ([0-9.]+)ms  p90 ([0-9.]+)ms  p99 ([0-9.]+)ms  max ([0-9.]+)ms`)
 
@@ -22,7 +22,7 @@ func TestBenchFeed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs real processes")
 	}
-	bin := buildBinary(t)
+	bin := buildBench(t)
 	stores := []struct{ name, store string }{{name: "sqlite"}}
 	if u := os.Getenv("MANDATE_TEST_POSTGRES_URL"); u != "" {
 		stores = append(stores, struct{ name, store string }{"postgres", u})
@@ -31,7 +31,7 @@ func TestBenchFeed(t *testing.T) {
 	}
 	for _, s := range stores {
 		t.Run("ok/"+s.name, func(t *testing.T) {
-			args := []string{"bench", "--feed", "20", "--warmup", "500ms"}
+			args := []string{"--feed", "20", "--warmup", "500ms"}
 			if s.store != "" {
 				args = append(args, "--store", s.store)
 			}
@@ -61,7 +61,7 @@ func TestBenchFeed(t *testing.T) {
 		})
 	}
 	t.Run("fail/no-trials", func(t *testing.T) {
-		out, err := exec.Command(bin, "bench", "--feed", "0").CombinedOutput()
+		out, err := exec.Command(bin, "--feed", "0").CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "--feed 0: want at least 1 trial") {
 			t.Errorf("bench --feed 0: %v\n%s", err, out)
 		}

@@ -1,5 +1,6 @@
-// Command mandate is the Mandate authorization server, its admin and audit
-// command line, and its load tool. See `mandate --help`.
+// Command mandate is the Mandate authorization server and its admin and
+// audit command line. See `mandate --help`. The load tool is a command of
+// its own, cmd/mandate-bench.
 package main
 
 import (

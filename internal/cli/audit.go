@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -206,7 +207,7 @@ func storeSource(ctx context.Context, path string) (*auditSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := openStore(ctx, cfg)
+	s, err := app.OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

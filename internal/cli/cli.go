@@ -72,7 +72,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newMigrateCmd(stdout),
 		newDemoCmd(stdout),
 		newStoreCmd(stdout),
-		newBenchCmd(stdout),
 		newAuditCmd(stdout),
 	)
 	return root

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/termsafe"
@@ -51,7 +52,7 @@ stored records that differ from the file, each change audited.`,
 			if err != nil {
 				return err
 			}
-			s, err := openStore(cmd.Context(), cfg)
+			s, err := app.OpenStore(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/mandate-dev/mandate/examples/deployapi"
 	"github.com/mandate-dev/mandate/examples/expenseapi"
 	"github.com/mandate-dev/mandate/examples/monitoringapi"
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/forensics"
@@ -163,7 +164,7 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 		defer logFile.Close()
 		logger = newLogger(logFile)
 	}
-	app, err := Build(ctx, cfg, logger)
+	app, err := app.Build(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}

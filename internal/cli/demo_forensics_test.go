@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/forensics"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -249,7 +250,7 @@ func TestAuditQueryFromEverySource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := Build(context.Background(), c, slog.New(slog.DiscardHandler))
+	app, err := app.Build(context.Background(), c, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/directory"
 )
@@ -59,7 +60,7 @@ refuse every token issued until then. The change is recorded in the audit trail
 			if err != nil {
 				return err
 			}
-			s, err := openStore(cmd.Context(), cfg)
+			s, err := app.OpenStore(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -51,7 +52,7 @@ func (f *epochFixture) run(args ...string) (int, string, string) {
 // a running instance would, while no command holds it.
 func (f *epochFixture) with(fn func(store.Store)) {
 	f.t.Helper()
-	s, err := openStore(f.t.Context(), f.cfg)
+	s, err := app.OpenStore(f.t.Context(), f.cfg)
 	if err != nil {
 		f.t.Fatalf("openStore: %v", err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/forensics"
 	"github.com/mandate-dev/mandate/internal/provision"
@@ -94,7 +95,7 @@ func hostileServer(t *testing.T, backend string, logger func(io.Writer) *slog.Lo
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	app, err := Build(ctx, cfg, logger(logs))
+	app, err := app.Build(ctx, cfg, logger(logs))
 	if err != nil {
 		t.Fatal(err)
 	}

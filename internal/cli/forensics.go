@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/forensics"
@@ -106,7 +107,7 @@ func openQuerySource(ctx context.Context, f auditFlags) (forensics.Source, func(
 		if err != nil {
 			return nil, nil, err
 		}
-		s, err := openStore(ctx, cfg)
+		s, err := app.OpenStore(ctx, cfg)
 		if err != nil {
 			return nil, nil, err
 		}

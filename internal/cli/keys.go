@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/config"
@@ -41,7 +42,7 @@ func (k *keysCmd) withKeyring(ctx context.Context, fn func(*token.Keyring, store
 	if err != nil {
 		return err
 	}
-	s, err := openStore(ctx, cfg)
+	s, err := app.OpenStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

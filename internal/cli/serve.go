@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/idlemem"
 	"github.com/mandate-dev/mandate/internal/provision"
@@ -141,7 +142,7 @@ func runServe(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error
 	for _, w := range cfg.Warnings() {
 		logger.Warn("configuration", slog.String("warning", w.Error()))
 	}
-	app, err := Build(ctx, cfg, logger)
+	app, err := app.Build(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}

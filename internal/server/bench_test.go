@@ -7,22 +7,22 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/mandate-dev/mandate/internal/cli"
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/config"
-	"github.com/mandate-dev/mandate/internal/loadgen"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/store/sqlite"
+	"github.com/mandate-dev/mandate/oauth"
 )
 
 // benchConfig is the configuration of the benchmarks, the same as
-// `mandate bench` writes: EdDSA tokens, an ES256 identity provider, one CEL
+// `mandate-bench` writes: EdDSA tokens, an ES256 identity provider, one CEL
 // policy. %[1]s is the issuer, %[2]s the IdP's URL.
 const benchConfig = `
 issuer: %[1]s
@@ -57,20 +57,19 @@ policies:
 // server's, without a socket.
 type benchHarness struct {
 	handler http.Handler
-	idp     *loadgen.IdP
-	agent   loadgen.Agent
+	idp     *idp
+	agent   benchAgent
 }
+
+// benchAgent is the bench agent's credentials, sent as client_secret_post.
+type benchAgent struct{ id, secret string }
 
 func newBenchHarness(b *testing.B) *benchHarness {
 	b.Helper()
 	ctx := context.Background()
-	idp, err := loadgen.NewIdP()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = idp.Close() })
+	idp := newIDP(b)
 	const issuer = "http://127.0.0.1:8443"
-	cfg, err := config.Parse([]byte(fmt.Sprintf(benchConfig, issuer, idp.URL())), "bench.yaml")
+	cfg, err := config.Parse([]byte(fmt.Sprintf(benchConfig, issuer, idp.srv.URL)), "bench.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -84,7 +83,7 @@ func newBenchHarness(b *testing.B) *benchHarness {
 	}
 	// Log as `mandate serve` does (JSON, one line per request), to nowhere:
 	// formatting the line is part of the cost.
-	app, err := cli.BuildWith(ctx, cfg, raw, cli.Env{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	app, err := app.BuildWith(ctx, cfg, raw, app.Env{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -92,7 +91,7 @@ func newBenchHarness(b *testing.B) *benchHarness {
 	return &benchHarness{
 		handler: app.Handler,
 		idp:     idp,
-		agent:   loadgen.Agent{ID: "agent:bench-1", Secret: cfg.Agents[0].Secret},
+		agent:   benchAgent{id: "agent:bench-1", secret: cfg.Agents[0].Secret},
 	}
 }
 
@@ -100,32 +99,28 @@ func newBenchHarness(b *testing.B) *benchHarness {
 // for Sam.
 func (h *benchHarness) exchangeBody(b *testing.B) string {
 	b.Helper()
-	bodies, err := loadgen.Exchange{
-		Agents: []loadgen.Agent{h.agent}, IdP: h.idp, Subject: "user:sam",
-		Audience: "https://deploy.example", Scope: "monitoring:read",
-	}.Bodies(1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	body, err := bodies(0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return body
+	return url.Values{
+		"grant_type":         {oauth.GrantTokenExchange},
+		"client_id":          {h.agent.id},
+		"client_secret":      {h.agent.secret},
+		"subject_token":      {h.idp.token(b, "user:sam", nil)},
+		"subject_token_type": {oauth.TokenTypeIDToken},
+		"audience":           {"https://deploy.example"},
+		"scope":              {"monitoring:read"},
+	}.Encode()
 }
 
 // clientCredentialsBody is the baseline: the bench agent asks for a token
 // for itself.
 func (h *benchHarness) clientCredentialsBody(b *testing.B) string {
 	b.Helper()
-	bodies, err := loadgen.ClientCredentials{
-		Agents: []loadgen.Agent{h.agent}, Audience: "https://deploy.example", Scope: "monitoring:read",
-	}.Bodies(1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	body, _ := bodies(0)
-	return body
+	return url.Values{
+		"grant_type":    {oauth.GrantClientCredentials},
+		"client_id":     {h.agent.id},
+		"client_secret": {h.agent.secret},
+		"audience":      {"https://deploy.example"},
+		"scope":         {"monitoring:read"},
+	}.Encode()
 }
 
 // post sends body to /token through the handler and returns the status.
@@ -159,7 +154,7 @@ func benchToken(b *testing.B, body func(*benchHarness, *testing.B) string) {
 		cpu.report(b)
 	})
 	// parallel runs GOMAXPROCS goroutines, parallel-32 32 of them per
-	// GOMAXPROCS, like `mandate bench --concurrency 32`: with more requests
+	// GOMAXPROCS, like `mandate-bench --concurrency 32`: with more requests
 	// in flight, the audit recorder groups more of them in one commit.
 	for _, p := range []struct {
 		name string
@@ -202,12 +197,12 @@ func BenchmarkClientCredentials(b *testing.B) {
 
 // cpuClock measures this process's CPU time over a benchmark loop.
 type cpuClock struct {
-	start loadgen.ProcSample
+	start time.Duration
 	ok    bool
 }
 
 func startCPU(b *testing.B) cpuClock {
-	s, err := loadgen.ReadProc(os.Getpid())
+	s, err := processCPU()
 	if err != nil {
 		b.Logf("no CPU figure: %v", err)
 		return cpuClock{}
@@ -215,16 +210,17 @@ func startCPU(b *testing.B) cpuClock {
 	return cpuClock{start: s, ok: true}
 }
 
-// report adds cpu-µs/op. The /proc clock ticks every 10 ms, so the figure
-// is only meaningful for runs of a second or more (-benchtime 3s).
+// report adds cpu-µs/op. The kernel accounts CPU time in scheduler ticks,
+// so the figure is only meaningful for runs of a second or more
+// (-benchtime 3s).
 func (c cpuClock) report(b *testing.B) {
 	if !c.ok || b.N == 0 {
 		return
 	}
-	end, err := loadgen.ReadProc(os.Getpid())
+	end, err := processCPU()
 	if err != nil {
 		return
 	}
-	cpu := end.CPU - c.start.CPU
+	cpu := end - c.start
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 }

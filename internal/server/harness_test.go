@@ -22,7 +22,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/mandate-dev/mandate/internal/cli"
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -118,7 +118,7 @@ type idp struct {
 	kid string
 }
 
-func newIDP(t *testing.T) *idp {
+func newIDP(t testing.TB) *idp {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -135,7 +135,7 @@ func newIDP(t *testing.T) *idp {
 }
 
 // token signs claims with the IdP key; nil values delete a default claim.
-func (p *idp) token(t *testing.T, sub string, override map[string]any) string {
+func (p *idp) token(t testing.TB, sub string, override map[string]any) string {
 	t.Helper()
 	now := time.Now()
 	claims := map[string]any{
@@ -173,7 +173,7 @@ type harness struct {
 	idp    *idp
 	store  store.Store
 	faulty *storetest.Faulty
-	app    *cli.App
+	app    *app.App
 }
 
 func newHarness(t *testing.T) *harness {
@@ -244,7 +244,7 @@ func newHarnessEdited(t *testing.T, open func(t *testing.T) store.Store, now fun
 	if _, err := provision.Sync(ctx, faulty, cfg, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	app, err := cli.BuildWith(ctx, cfg, faulty, cli.Env{Logger: slog.New(slog.DiscardHandler), Now: now})
+	app, err := app.BuildWith(ctx, cfg, faulty, app.Env{Logger: slog.New(slog.DiscardHandler), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

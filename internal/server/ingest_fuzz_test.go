@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/auditlog"
-	"github.com/mandate-dev/mandate/internal/cli"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/provision"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -26,7 +26,7 @@ import (
 // verified: a replay that every execution extends with the records it
 // appended, so that an execution costs the same on a long log.
 type ingestTarget struct {
-	app    *cli.App
+	app    *app.App
 	store  store.Store
 	replay *auditlog.Replay
 	seq    int64 // the last record the replay has seen
@@ -52,7 +52,7 @@ func newIngestTarget(tb testing.TB, dir string) *ingestTarget {
 	if _, err := provision.Sync(ctx, raw, cfg, false, time.Now()); err != nil {
 		tb.Fatal(err)
 	}
-	app, err := cli.BuildWith(ctx, cfg, raw, cli.Env{Logger: slog.New(slog.DiscardHandler)})
+	app, err := app.BuildWith(ctx, cfg, raw, app.Env{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -6,24 +6,28 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mandate-dev/mandate/internal/cli"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
 // mandate runs the command line against the harness's server (--server,
-// the admin token as --admin-token) and returns what it printed.
+// the admin token as --admin-token) and returns what it printed. It runs
+// the mandate binary (mandateBinary), so that the server's tests do not
+// link the command line.
 func (h *harness) mandate(args ...string) string {
 	h.t.Helper()
 	var stdout, stderr bytes.Buffer
 	args = append(args, "--server", h.url, "--admin-token", adminToken)
-	if code := cli.Main(context.Background(), args, &stdout, &stderr); code != 0 {
-		h.t.Fatalf("mandate %s: exit %d: %s", strings.Join(args, " "), code, stderr.String())
+	cmd := exec.Command(mandateBinary(h.t), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		h.t.Fatalf("mandate %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.String()
 }

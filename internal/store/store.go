@@ -649,6 +649,19 @@ func removed(before, after []string) bool {
 	return false
 }
 
+// Listener is the optional capability of a backend shared by several
+// instances: Listen pushes the store's generation whenever another instance
+// changes users, agents, delegations, keys or the not-before epoch
+// (PostgreSQL LISTEN/NOTIFY), so that caches need not wait for their poll.
+// A single-process backend (SQLite) does not implement it.
+type Listener interface {
+	// Listen calls fn with the current generation once it listens, then on
+	// every change, until ctx ends (nil) or the connection breaks (an error
+	// wrapping ErrUnavailable); the caller reconnects by calling it again.
+	// Notifications may be coalesced or repeated, and fn must be quick.
+	Listen(ctx context.Context, fn func(generation int64)) error
+}
+
 // Store is a complete backend.
 type Store interface {
 	Users

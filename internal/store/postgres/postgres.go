@@ -160,7 +160,10 @@ type Store struct {
 	nonceUses atomic.Uint64
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Listener = (*Store)(nil) // several instances share one database
+)
 
 // Open connects to the database, checks that commits are durable (see
 // Config.AllowAsyncCommit) and applies the pending migrations under an

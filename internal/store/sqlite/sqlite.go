@@ -107,6 +107,8 @@ func (s *Store) prepare(ctx context.Context) error {
 	return nil
 }
 
+// The store of one process: it does not implement store.Listener, since no
+// other instance changes it behind the cache's back.
 var _ store.Store = (*Store)(nil)
 
 // Open opens the database file at path, creating it with mode 0600 if it does

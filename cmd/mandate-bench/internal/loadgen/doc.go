@@ -6,6 +6,6 @@
 //
 // It also holds IdP, a loopback identity provider (an ES256 key and its
 // JWKS) that mints the subject tokens a token exchange presents. The package
-// is used by `mandate bench` and by the server's in-process benchmarks; it
-// never imports the server.
+// is the engine of cmd/mandate-bench, under which it lives so that nothing
+// of the product can import it; it never imports the server.
 package loadgen

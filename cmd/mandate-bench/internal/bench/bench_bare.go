@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/mandate-dev/mandate/cmd/mandate-bench/internal/loadgen"
 	"github.com/mandate-dev/mandate/internal/config"
-	"github.com/mandate-dev/mandate/internal/loadgen"
 	"github.com/mandate-dev/mandate/internal/server"
 )
 
@@ -24,7 +24,7 @@ import (
 // to loadgen.NewBare instead of to Mandate.
 const benchGrantBare = "bare"
 
-// newBenchBareCmd is `mandate bench bare-server`, which `mandate bench
+// newBenchBareCmd is `mandate-bench bare-server`, which `mandate-bench
 // --grant bare` starts as a child process: the bare token endpoint on
 // --listen, for the clients and the identity provider of the bench's
 // configuration file. Hidden: it is a part of the benchmark, not a server.
@@ -32,7 +32,7 @@ func newBenchBareCmd() *cobra.Command {
 	var path, listen string
 	cmd := &cobra.Command{
 		Use:    "bare-server",
-		Short:  "Serve the bare token endpoint that `mandate bench --grant bare` measures",
+		Short:  "Serve the bare token endpoint that `mandate-bench --grant bare` measures",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -115,7 +115,7 @@ func fetchJWKS(ctx context.Context, uri string) (jose.JSONWebKeySet, error) {
 	return set, nil
 }
 
-// startBareServer starts `mandate bench bare-server` from this executable,
+// startBareServer starts `mandate-bench bare-server` from this executable,
 // on the server's CPU, and waits until it answers.
 func startBareServer(ctx context.Context, dir string, f benchFlags) (*loadgen.Process, string, error) {
 	port, err := freePort()
@@ -124,7 +124,7 @@ func startBareServer(ctx context.Context, dir string, f benchFlags) (*loadgen.Pr
 	}
 	addr := "127.0.0.1:" + port
 	return startChild(ctx, dir, "bare.log", "http://"+addr, f,
-		"bench", "bare-server", "--config", filepath.Join(dir, "mandate.yaml"), "--listen", addr)
+		"bare-server", "--config", filepath.Join(dir, "mandate.yaml"), "--listen", addr)
 }
 
 // startChild starts this executable with args, pinned to the server's CPU

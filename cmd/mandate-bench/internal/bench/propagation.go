@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mandate-dev/mandate/internal/loadgen"
+	"github.com/mandate-dev/mandate/cmd/mandate-bench/internal/loadgen"
 	"github.com/mandate-dev/mandate/oauth"
 )
 

@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mandate-dev/mandate/internal/loadgen"
+	"github.com/mandate-dev/mandate/cmd/mandate-bench/internal/loadgen"
 	"github.com/mandate-dev/mandate/verify"
 	"github.com/mandate-dev/mandate/verify/feed"
 )
 
-// The setting of `mandate bench --feed`.
+// The setting of `mandate-bench --feed`.
 const (
 	// feedLoadConcurrency is the exchange load's default concurrency.
 	feedLoadConcurrency = 4
@@ -114,7 +114,7 @@ type feedVerifierInfo struct {
 	Follows string `json:"follows"`
 }
 
-// feedOutput is what `mandate bench --feed N` reports; --json prints it.
+// feedOutput is what `mandate-bench --feed N` reports; --json prints it.
 type feedOutput struct {
 	Machine    loadgen.Machine    `json:"machine"`
 	Store      string             `json:"store"`

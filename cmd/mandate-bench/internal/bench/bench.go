@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -18,11 +18,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mandate-dev/mandate/internal/loadgen"
+	"github.com/mandate-dev/mandate/cmd/mandate-bench/internal/loadgen"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
-// Grants `mandate bench` can drive.
+// Grants `mandate-bench` can drive.
 const (
 	benchGrantExchange = "exchange"
 	benchGrantCC       = "client_credentials"
@@ -67,19 +67,21 @@ type benchFlags struct {
 	scope        string
 }
 
+// newBenchCmd is the mandate-bench command itself (its subcommands are the
+// hidden children it starts).
 func newBenchCmd(stdout io.Writer) *cobra.Command {
 	var f benchFlags
 	cmd := &cobra.Command{
-		Use:   "bench",
+		Use:   "mandate-bench",
 		Short: "Drive /token over loopback and report throughput, latency and server CPU per request",
 		Long: `Drive /token over loopback and report throughput, latency and server CPU per request.
 
 By default it is self-contained: it writes a configuration in a temporary
 directory (a loopback identity provider with an ES256 key, user:sam, one bench
-agent per worker and their delegations), starts "mandate serve" from this
-executable as a child process pinned to --server-cpu with taskset, pins itself
-to --load-cpu, waits for /healthz, and for each --concurrency value and each
---grant runs a warm-up and a measured window. The server's CPU time per
+agent per worker and their delegations), starts "mandate serve" (built into
+this executable) as a child process pinned to --server-cpu with taskset, pins
+itself to --load-cpu, waits for /healthz, and for each --concurrency value and
+each --grant runs a warm-up and a measured window. The server's CPU time per
 request is read from /proc/PID/stat over the measured window, its memory from
 /proc/PID/status. The child is stopped when the benchmark ends, fails or is
 interrupted.
@@ -141,7 +143,6 @@ See docs/benchmarks.md for the figures and how to read them.`,
 	fl.StringVar(&f.subjectType, "subject-token-type", oauth.TokenTypeIDToken, "with --url: the subject token's type")
 	fl.StringVar(&f.audience, "audience", benchAudience, "audience to ask for")
 	fl.StringVar(&f.scope, "scope", benchScope, "scope to ask for")
-	cmd.AddCommand(newBenchBareCmd())
 	return cmd
 }
 
@@ -164,7 +165,7 @@ func (r benchResult) perFloor() float64 {
 	return ratio(r.Server.CPUPerRequest, r.Floor.Floor)
 }
 
-// benchOutput is what `mandate bench --json` prints.
+// benchOutput is what `mandate-bench --json` prints.
 type benchOutput struct {
 	Machine    loadgen.Machine `json:"machine"`
 	Self       bool            `json:"self_contained"`
@@ -333,7 +334,7 @@ func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdou
 	return printBench(stdout, f, *out)
 }
 
-// startBenchServer starts `mandate serve` from this executable and waits
+// startBenchServer starts `mandate serve` (`mandate-bench serve`) and waits
 // until it is ready.
 func startBenchServer(ctx context.Context, dir, issuer string, f benchFlags) (*loadgen.Process, error) {
 	srv, _, err := startChild(ctx, dir, "server.log", issuer, f, "serve", "--config", filepath.Join(dir, "mandate.yaml"))

@@ -1,4 +1,4 @@
-package cli
+package app
 
 import (
 	"context"
@@ -61,7 +61,7 @@ type Env struct {
 
 // Build turns a validated configuration into live objects.
 func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*App, error) {
-	raw, err := openStore(ctx, cfg)
+	raw, err := OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -114,15 +114,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		return nil, fmt.Errorf("policies: %w", err)
 	}
 	reg := prometheus.NewRegistry()
-	auditFailures := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "mandate_audit_failures_total", Help: "Audit commits that failed (each refused its requests).",
-	})
-	reg.MustRegister(auditFailures)
-	recorder := audit.NewRecorder(raw, audit.Config{Now: now, OnCommit: func(_ int, err error) {
-		if err != nil {
-			auditFailures.Inc()
-		}
-	}, OnCommitted: server.AuditMetrics(reg)})
+	recorder := newRecorder(raw, reg, now)
 	hub, err := feed.New(feed.Config{Source: cached, MaxTTL: cfg.Tokens.MaxTTL.Std(), Slack: 2 * time.Minute, Now: now, Logger: logger})
 	if err != nil {
 		recorder.Close()
@@ -165,16 +157,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		recorder.Close()
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	checkpoints := &auditlog.Checkpointer{
-		Store: raw, Origin: cfg.Issuer, Every: cfg.Audit.CheckpointEvery.Std(),
-		Witness: cfg.WitnessPath(), Now: now, Logger: logger,
-	}
-	if cfg.IsPostgres() {
-		// A page read from PostgreSQL costs a round trip; read ahead in
-		// pages as large as a second's worth at a few hundred tokens a
-		// second, not SQLite's 16.
-		checkpoints.ReadPage = pgReadPage
-	}
+	checkpoints := newCheckpointer(cfg, raw, now, logger)
 	srv, err := server.New(server.Config{
 		Issuer: cfg.Issuer, Store: cached, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
@@ -187,26 +170,38 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	app := &App{Store: cached, Keys: keys, Handler: srv, Drain: srv.Drain, cancel: cancel, audit: recorder, raw: raw}
-	app.wg.Add(4)
-	go func() { defer app.wg.Done(); cached.Run(loopCtx, time.Second) }()
-	go func() { defer app.wg.Done(); checkpoints.Run(loopCtx) }()
-	go func() { defer app.wg.Done(); hub.Run(loopCtx) }()
-	go func() { defer app.wg.Done(); refreshKeys(loopCtx, keys, logger) }()
-	if l, ok := raw.(changeListener); ok {
-		app.wg.Add(1)
-		go func() {
-			defer app.wg.Done()
-			followChanges(loopCtx, l, func() {
-				cached.Invalidate()
-				cached.Sync(loopCtx)
-				hub.Poke()
-				if err := keys.Refresh(loopCtx); err != nil && loopCtx.Err() == nil {
-					logger.Warn("refreshing signing keys", slog.String("error", err.Error()))
-				}
-			}, logger)
-		}()
-	}
+	app.start(loopCtx, loops{raw: raw, cached: cached, checkpoints: checkpoints, hub: hub, keys: keys, logger: logger})
 	return app, nil
+}
+
+// newRecorder is the audit recorder over raw, counting failed commits in
+// mandate_audit_failures_total and committed records in reg.
+func newRecorder(raw store.Store, reg *prometheus.Registry, now func() time.Time) *audit.Recorder {
+	auditFailures := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mandate_audit_failures_total", Help: "Audit commits that failed (each refused its requests).",
+	})
+	reg.MustRegister(auditFailures)
+	return audit.NewRecorder(raw, audit.Config{Now: now, OnCommit: func(_ int, err error) {
+		if err != nil {
+			auditFailures.Inc()
+		}
+	}, OnCommitted: server.AuditMetrics(reg)})
+}
+
+// newCheckpointer is the audit log's checkpointer: signed checkpoints every
+// audit.checkpoint_every, copied to the witness file.
+func newCheckpointer(cfg *config.Config, raw store.Store, now func() time.Time, logger *slog.Logger) *auditlog.Checkpointer {
+	checkpoints := &auditlog.Checkpointer{
+		Store: raw, Origin: cfg.Issuer, Every: cfg.Audit.CheckpointEvery.Std(),
+		Witness: cfg.WitnessPath(), Now: now, Logger: logger,
+	}
+	if cfg.IsPostgres() {
+		// A page read from PostgreSQL costs a round trip; read ahead in
+		// pages as large as a second's worth at a few hundred tokens a
+		// second, not SQLite's 16.
+		checkpoints.ReadPage = pgReadPage
+	}
+	return checkpoints
 }
 
 // pgReadPage is the audit checkpointer's page on PostgreSQL.
@@ -223,23 +218,6 @@ func newLimiter(perSecond float64, now func() time.Time) *ratelimit.Limiter {
 		return nil
 	}
 	return ratelimit.New(perSecond, max(int(2*perSecond), 1), limiterKeys, now)
-}
-
-// refreshKeys advances key rotation and picks up keys rotated by another
-// process (`mandate keys rotate`).
-func refreshKeys(ctx context.Context, keys *token.Keyring, logger *slog.Logger) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := keys.Refresh(ctx); err != nil {
-				logger.Warn("refreshing signing keys", slog.String("error", err.Error()))
-			}
-		}
-	}
 }
 
 func buildProviders(cfg *config.Config) ([]*token.Provider, error) {

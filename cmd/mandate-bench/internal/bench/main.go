@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mandate-dev/mandate/internal/cli"
+	"github.com/mandate-dev/mandate/internal/termsafe"
+)
+
+// exitError carries an exit code other than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Main runs the mandate-bench command with args and returns the process
+// exit code: 0 on success, 2 for a usage error, 1 otherwise.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	// An error may quote what a server or a file held: escaped (termsafe).
+	fmt.Fprintln(stderr, "mandate-bench:", termsafe.String(err.Error()))
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := newBenchCmd(stdout)
+	root.SilenceUsage, root.SilenceErrors = true, true
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: 2, err: err}
+	})
+	root.AddCommand(newBenchBareCmd(), newServeCmd(stdout, stderr))
+	return root
+}
+
+// newServeCmd is `mandate-bench serve ARGS`: `mandate serve ARGS`, run from
+// this executable, which the benchmark starts as its child process, so that
+// `go run ./cmd/mandate-bench` needs no mandate binary beside it and the
+// server measured is the one built from the same tree. Hidden: it is a part
+// of the benchmark.
+func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:                "serve",
+		Short:              "Run `mandate serve` with these arguments (the server the benchmark starts)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := cli.Main(cmd.Context(), append([]string{"serve"}, args...), stdout, stderr); code != 0 {
+				return &exitError{code: code, err: fmt.Errorf("mandate serve %s: exit status %d", strings.Join(args, " "), code)}
+			}
+			return nil
+		},
+	}
+}
