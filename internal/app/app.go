@@ -88,26 +88,9 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cached := cache.New(raw)
-	keys, err := token.NewKeyring(ctx, raw, token.KeyringConfig{
-		Alg:          cfg.Tokens.SigningAlg,
-		PublishDelay: cfg.Tokens.KeyPublishDelay.Std(),
-		RetireAfter:  cfg.Tokens.MaxTTL.Std() + cfg.Tokens.Leeway.Std(),
-		Now:          now,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("signing keys: %w", err)
-	}
-	providers, err := buildProviders(cfg)
+	keys, verifier, err := buildTokens(ctx, cfg, raw, now)
 	if err != nil {
 		return nil, err
-	}
-	verifier := &token.Verifier{
-		Issuer:    cfg.Issuer,
-		Keyring:   keys,
-		Providers: providers,
-		Leeway:    cfg.Tokens.Leeway.Std(),
-		MaxTTL:    cfg.Tokens.MaxTTL.Std(),
-		Now:       now,
 	}
 	engine, err := policy.New(cfg.PolicyRules())
 	if err != nil {
@@ -172,6 +155,32 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	app := &App{Store: cached, Keys: keys, Handler: srv, Drain: srv.Drain, cancel: cancel, audit: recorder, raw: raw}
 	app.start(loopCtx, loops{raw: raw, cached: cached, checkpoints: checkpoints, hub: hub, keys: keys, logger: logger})
 	return app, nil
+}
+
+// buildTokens is the keyring that signs and the verifier of presented
+// tokens (Mandate's own and the identity providers').
+func buildTokens(ctx context.Context, cfg *config.Config, raw store.Store, now func() time.Time) (*token.Keyring, *token.Verifier, error) {
+	keys, err := token.NewKeyring(ctx, raw, token.KeyringConfig{
+		Alg:          cfg.Tokens.SigningAlg,
+		PublishDelay: cfg.Tokens.KeyPublishDelay.Std(),
+		RetireAfter:  cfg.Tokens.MaxTTL.Std() + cfg.Tokens.Leeway.Std(),
+		Now:          now,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing keys: %w", err)
+	}
+	providers, err := buildProviders(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return keys, &token.Verifier{
+		Issuer:    cfg.Issuer,
+		Keyring:   keys,
+		Providers: providers,
+		Leeway:    cfg.Tokens.Leeway.Std(),
+		MaxTTL:    cfg.Tokens.MaxTTL.Std(),
+		Now:       now,
+	}, nil
 }
 
 // newRecorder is the audit recorder over raw, counting failed commits in

@@ -136,16 +136,12 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 	}
 	// The APIs' addresses are their audiences, which their reporter must
 	// be registered for: they are taken before the configuration is made.
-	apiNames := []string{"deploy", "monitoring", "expense"}
-	apiListeners, apiURLs := map[string]net.Listener{}, make([]string, 0, len(apiNames))
-	for _, name := range apiNames {
-		l, url, err := listen()
-		if err != nil {
-			return err
-		}
+	apiListeners, apiURLs, err := listenAPIs()
+	for _, l := range apiListeners {
 		defer l.Close()
-		apiListeners[name] = l
-		apiURLs = append(apiURLs, url)
+	}
+	if err != nil {
+		return err
 	}
 	cfg := demoConfig(dir, issuer, apiURLs...)
 	if err := cfg.Validate(); err != nil {
@@ -194,7 +190,39 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 	if err := d.expenses(ctx); err != nil {
 		return err
 	}
-	// The APIs' records reach the server before the table is read.
+	if err := flushAPIs(ctx, apis); err != nil {
+		return err
+	}
+	if err := d.auditTable(ctx); err != nil {
+		return err
+	}
+	if record != "" {
+		return d.recorded(ctx, dir)
+	}
+	return nil
+}
+
+// listenAPIs takes a loopback address for each example API. Their
+// addresses are their audiences, which their reporter must be registered
+// for: they are taken before the configuration is made. The caller closes
+// the listeners, also those returned with an error.
+func listenAPIs() (map[string]net.Listener, []string, error) {
+	names := []string{"deploy", "monitoring", "expense"}
+	listeners, urls := map[string]net.Listener{}, make([]string, 0, len(names))
+	for _, name := range names {
+		l, url, err := listen()
+		if err != nil {
+			return listeners, nil, err
+		}
+		listeners[name] = l
+		urls = append(urls, url)
+	}
+	return listeners, urls, nil
+}
+
+// flushAPIs makes the APIs' records reach the server before the table is
+// read, and fails if any was lost.
+func flushAPIs(ctx context.Context, apis map[string]*demoAPI) error {
 	for name, api := range apis {
 		if err := api.fwd.Close(ctx); err != nil {
 			return fmt.Errorf("demo: the %s API's records: %w", name, err)
@@ -203,21 +231,21 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 			return fmt.Errorf("demo: the %s API lost records: %+v", name, st)
 		}
 	}
-	if err := d.auditTable(ctx); err != nil {
+	return nil
+}
+
+// recorded ends a recorded run: a signed checkpoint of the whole run, for
+// audit verify, and the questions to ask of it.
+func (d *demo) recorded(ctx context.Context, dir string) error {
+	if err := d.checkpoint(ctx); err != nil {
 		return err
 	}
-	if record != "" {
-		// A signed checkpoint of the whole run, for audit verify.
-		if err := d.checkpoint(ctx); err != nil {
-			return err
-		}
-		path := filepath.Join(dir, demoConfigFile)
-		fmt.Fprintf(stdout, "\nThe run is recorded in %s. Question it with:\n\n", dir)
-		for _, q := range []string{"agent agent:argocd", "who-approved --resource expense/EXP-1042", "agents", "query --actor agent:infrabot"} {
-			fmt.Fprintf(stdout, "  mandate audit %s --config %s\n", q, path)
-		}
-		fmt.Fprintf(stdout, "  mandate audit verify --config %s\n", path)
+	path := filepath.Join(dir, demoConfigFile)
+	fmt.Fprintf(d.out, "\nThe run is recorded in %s. Question it with:\n\n", dir)
+	for _, q := range []string{"agent agent:argocd", "who-approved --resource expense/EXP-1042", "agents", "query --actor agent:infrabot"} {
+		fmt.Fprintf(d.out, "  mandate audit %s --config %s\n", q, path)
 	}
+	fmt.Fprintf(d.out, "  mandate audit verify --config %s\n", path)
 	return nil
 }
 

@@ -177,7 +177,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}))
 	}
 	s.mu.Unlock()
+	s.serveStream(w, r, req, &out, pos, stream, gen)
+}
 
+// serveStream writes the stream from pos on, with the pending output out,
+// until the client leaves or DropGen moves from gen.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, req *Request, out *strings.Builder, pos int64, stream string, gen int) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)

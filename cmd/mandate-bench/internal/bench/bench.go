@@ -249,25 +249,8 @@ func runBench(ctx context.Context, f benchFlags, stdout, stderr io.Writer) error
 // load and stops both.
 func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdout, stderr io.Writer) (err error) {
 	out.Self, out.SigningAlg = true, f.signingAlg
-	if f.feed > 0 {
-		// Servers, load and verifiers share the machine: the figure is a
-		// latency, not CPU per request.
-		f.noPin = true
-	}
-	if !f.noPin {
-		if out.Machine.CPUs < 2 {
-			fmt.Fprintln(stderr, "bench: fewer than two CPUs, running unpinned")
-			f.noPin = true
-		} else if _, lookErr := exec.LookPath("taskset"); lookErr != nil {
-			fmt.Fprintln(stderr, "bench: taskset not found, running unpinned")
-			f.noPin = true
-		}
-	}
-	if !f.noPin {
-		if err := loadgen.PinSelf(ctx, f.loadCPU); err != nil {
-			return fmt.Errorf("pinning the load generator: %w", err)
-		}
-		out.Pinned, out.ServerCPU, out.LoadCPU = true, f.serverCPU, f.loadCPU
+	if err := pin(ctx, &f, out, stderr); err != nil {
+		return err
 	}
 	idp, err := loadgen.NewIdP()
 	if err != nil {
@@ -332,6 +315,33 @@ func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdou
 		out.FinalRSS = s.RSS
 	}
 	return printBench(stdout, f, *out)
+}
+
+// pin pins the load generator to its CPU, unless the run cannot or need
+// not be pinned (then f.noPin is set and the reason said on stderr).
+func pin(ctx context.Context, f *benchFlags, out *benchOutput, stderr io.Writer) error {
+	if f.feed > 0 {
+		// Servers, load and verifiers share the machine: the figure is a
+		// latency, not CPU per request.
+		f.noPin = true
+	}
+	if !f.noPin {
+		if out.Machine.CPUs < 2 {
+			fmt.Fprintln(stderr, "bench: fewer than two CPUs, running unpinned")
+			f.noPin = true
+		} else if _, lookErr := exec.LookPath("taskset"); lookErr != nil {
+			fmt.Fprintln(stderr, "bench: taskset not found, running unpinned")
+			f.noPin = true
+		}
+	}
+	if f.noPin {
+		return nil
+	}
+	if err := loadgen.PinSelf(ctx, f.loadCPU); err != nil {
+		return fmt.Errorf("pinning the load generator: %w", err)
+	}
+	out.Pinned, out.ServerCPU, out.LoadCPU = true, f.serverCPU, f.loadCPU
+	return nil
 }
 
 // startBenchServer starts `mandate serve` (`mandate-bench serve`) and waits
