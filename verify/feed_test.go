@@ -1,7 +1,6 @@
 package verify_test
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,50 +20,11 @@ import (
 	"github.com/mandate-dev/mandate/verify/internal/feedtest"
 )
 
-// feedConfig is a FeedConfig for srv.
-func feedConfig(srv *feedtest.Server, edit ...func(*feed.Config)) feed.Config {
-	cfg := feed.Config{URL: srv.URL(), ClientID: feedtest.ClientID, ClientSecret: feedtest.Secret, MaxStaleness: 5 * time.Second}
-	for _, e := range edit {
-		e(&cfg)
-	}
-	return cfg
-}
-
-// startFeed subscribes to srv and waits for the first snapshot.
-func startFeed(t *testing.T, ctx context.Context, srv *feedtest.Server, edit ...func(*feed.Config)) *feed.Feed {
-	t.Helper()
-	rf, err := feed.New(ctx, feedConfig(srv, edit...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rf.Ready(ready); err != nil {
-		t.Fatal(err)
-	}
-	return rf
-}
-
-// eventually polls cond for up to five seconds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// until is an Until for entries that outlive the test.
-func until() int64 { return time.Now().Add(time.Hour).Unix() }
-
 // TestFeedRevokes proves each kind of entry, from the snapshot or the
 // stream, reaches Verify; and that a token none hits is accepted.
 func TestFeedRevokes(t *testing.T) {
 	srv := feedtest.New(t)
-	u := until()
+	u := feedtest.Until()
 	// In the snapshot.
 	srv.Add(
 		revocation.Entry{Kind: revocation.KindToken, ID: "jti-revoked", Until: u},
@@ -73,7 +32,7 @@ func TestFeedRevokes(t *testing.T) {
 		revocation.Entry{Kind: revocation.KindKey, ID: "ec1", Until: u},
 	)
 	f := newFixture(t)
-	rf := startFeed(t, t.Context(), srv)
+	rf := feedtest.Start(t, t.Context(), srv)
 	// On the stream, after the snapshot.
 	srv.Add(
 		revocation.Entry{Kind: revocation.KindToken, ID: "jti-root", Until: u},
@@ -81,7 +40,7 @@ func TestFeedRevokes(t *testing.T) {
 		revocation.Entry{Kind: revocation.KindScope, ID: "user:sam", Scope: "deploy:delete", Gen: 5, Until: u},
 		revocation.Entry{Kind: revocation.KindDelegation, ID: "dlg_revoked", Gen: 5, Until: u},
 	)
-	eventually(t, "the entries", func() bool { return rf.Seq() == 7 })
+	feedtest.Eventually(t, "the entries", func() bool { return rf.Seq() == 7 })
 	if req := srv.Seen()[0]; !req.Snapshot || req.LastEventID != "" || !slices.Equal(req.Sent, []int64{4, 5, 6, 7}) {
 		t.Fatalf("first connection = %+v, want a snapshot then entries 4 to 7", req)
 	}
@@ -113,7 +72,7 @@ func TestFeedRevokes(t *testing.T) {
 func TestFeedFailsClosedWhenStale(t *testing.T) {
 	srv := feedtest.New(t)
 	const maxStale = 300 * time.Millisecond
-	rf := startFeed(t, t.Context(), srv, func(c *feed.Config) { c.MaxStaleness = maxStale })
+	rf := feedtest.Start(t, t.Context(), srv, func(c *feed.Config) { c.MaxStaleness = maxStale })
 	f := newFixture(t)
 	v := f.verifier(t, func(c *verify.Config) { c.Revocation = rf })
 	tok := f.token(claims())
@@ -124,7 +83,7 @@ func TestFeedFailsClosedWhenStale(t *testing.T) {
 
 	srv.Do(func(s *feedtest.Server) { s.Paused = true })
 	paused := time.Now()
-	eventually(t, "staleness", func() bool {
+	feedtest.Eventually(t, "staleness", func() bool {
 		_, err := v.Verify(t.Context(), tok)
 		return err != nil
 	})
@@ -145,12 +104,12 @@ func TestFeedFailsClosedWhenStale(t *testing.T) {
 
 	// The silent connection is dropped and another opened (which the
 	// paused server holds silent too).
-	eventually(t, "a reconnection", func() bool { return len(srv.Seen()) >= 2 })
+	feedtest.Eventually(t, "a reconnection", func() bool { return len(srv.Seen()) >= 2 })
 
 	// An entry revoked while the rf was cut off is applied on recovery.
-	srv.Add(revocation.Entry{Kind: revocation.KindToken, ID: "jti-during-outage", Until: until()})
+	srv.Add(revocation.Entry{Kind: revocation.KindToken, ID: "jti-during-outage", Until: feedtest.Until()})
 	srv.Do(func(s *feedtest.Server) { s.Paused = false })
-	eventually(t, "recovery", func() bool {
+	feedtest.Eventually(t, "recovery", func() bool {
 		_, err := v.Verify(t.Context(), tok)
 		return err == nil
 	})
@@ -167,8 +126,8 @@ func TestFeedFailsClosedWhenStale(t *testing.T) {
 // not-before epoch revokes every older token.
 func TestFeedNewStream(t *testing.T) {
 	srv := feedtest.New(t)
-	srv.Add(revocation.Entry{Kind: revocation.KindToken, ID: "a", Until: until()})
-	rf := startFeed(t, t.Context(), srv)
+	srv.Add(revocation.Entry{Kind: revocation.KindToken, ID: "a", Until: feedtest.Until()})
+	rf := feedtest.Start(t, t.Context(), srv)
 	f := newFixture(t)
 	v := f.verifier(t, func(c *verify.Config) { c.Revocation = rf })
 	tok := f.token(claims())
@@ -179,7 +138,7 @@ func TestFeedNewStream(t *testing.T) {
 		s.Stream, s.NotBefore = "s2", epoch.Unix()+1
 		s.Log = s.Log[:0]
 	})
-	eventually(t, "the new stream's snapshot", func() bool {
+	feedtest.Eventually(t, "the new stream's snapshot", func() bool {
 		_, err := v.Verify(t.Context(), tok)
 		return errors.Is(err, verify.ErrRevoked)
 	})
@@ -196,8 +155,8 @@ func TestFeedNewStream(t *testing.T) {
 // token is refused with 503, and the rf keeps retrying with back-off.
 func TestFeedUnauthorized(t *testing.T) {
 	srv := feedtest.New(t)
-	var logs syncBuffer
-	rf, err := feed.New(t.Context(), feedConfig(srv, func(c *feed.Config) {
+	var logs feedtest.SyncBuffer
+	rf, err := feed.New(t.Context(), feedtest.Config(srv, func(c *feed.Config) {
 		c.ClientSecret = "wrong secret"
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	}))
@@ -206,7 +165,7 @@ func TestFeedUnauthorized(t *testing.T) {
 	}
 	f := newFixture(t)
 	v := f.verifier(t, func(c *verify.Config) { c.Revocation = rf })
-	eventually(t, "retries", func() bool { return len(srv.Seen()) >= 3 })
+	feedtest.Eventually(t, "retries", func() bool { return len(srv.Seen()) >= 3 })
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	if err := rf.Ready(ctx); err == nil {
@@ -224,27 +183,9 @@ func TestFeedUnauthorized(t *testing.T) {
 	}
 	// Refusals stop being refusals when the issuer accepts the credentials:
 	// the same Feed with the right secret (a second subscriber) loads.
-	if good := startFeed(t, t.Context(), srv); good.Seq() != 0 {
+	if good := feedtest.Start(t, t.Context(), srv); good.Seq() != 0 {
 		t.Errorf("Seq() = %d", good.Seq())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestVerifyRevocationClaims covers the claims a Feed checks.
@@ -305,14 +246,14 @@ func TestFeedKeepsEntriesByItsOwnClock(t *testing.T) {
 	var offset atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	f := newFixture(t)
-	rf := startFeed(t, t.Context(), srv, func(c *feed.Config) { c.Now = now })
+	rf := feedtest.Start(t, t.Context(), srv, func(c *feed.Config) { c.Now = now })
 	srv.Add(revocation.Entry{Kind: revocation.KindToken, ID: "jti-on-stream", Until: behind})
-	eventually(t, "the entry", func() bool { return rf.Seq() == 2 })
+	feedtest.Eventually(t, "the entry", func() bool { return rf.Seq() == 2 })
 	// Sixteen minutes on, past every collection interval, the entries are
 	// still held; the tokens they name are still refused.
 	offset.Store(int64(16 * time.Minute))
-	srv.Add(revocation.Entry{Kind: revocation.KindToken, ID: "jti-late", Until: until() + 3600})
-	eventually(t, "the next entry", func() bool { return rf.Seq() == 3 })
+	srv.Add(revocation.Entry{Kind: revocation.KindToken, ID: "jti-late", Until: feedtest.Until() + 3600})
+	feedtest.Eventually(t, "the next entry", func() bool { return rf.Seq() == 3 })
 	v := f.verifier(t, func(cfg *verify.Config) { cfg.Revocation = rf; cfg.Now = now })
 	for _, jti := range []string{"jti-in-snapshot", "jti-on-stream"} {
 		c := with(claims(), "jti", jti, "iat", now().Add(-time.Minute).Unix(), "nbf", remove, "exp", now().Add(5*time.Minute).Unix())

@@ -62,7 +62,7 @@ func TestRevokedKeyNeverReturns(t *testing.T) {
 	published := `{"keys":[` + jwk(f.keys["ed1"]) + `,` + jwk(f.keys["ec1"]) + `]}`
 	keys := newJWKSServer(t, published)
 	srv := feedtest.New(t)
-	rf := startFeed(t, t.Context(), srv, func(c *feed.Config) { c.Now = now })
+	rf := feedtest.Start(t, t.Context(), srv, func(c *feed.Config) { c.Now = now })
 	v, err := verify.New(t.Context(), verify.Config{
 		Issuer: issuer, Audience: audience, Algorithms: []string{"EdDSA", "ES256"},
 		JWKSURI: keys.URL, HTTPClient: keys.Client(), Revocation: rf, Now: now,
@@ -87,7 +87,7 @@ func TestRevokedKeyNeverReturns(t *testing.T) {
 	// heard waits until the rf has heard the issuer by the moved clock.
 	heard := func() {
 		t.Helper()
-		eventually(t, "a heartbeat by the moved clock", func() bool { return rf.Staleness() < time.Second })
+		feedtest.Eventually(t, "a heartbeat by the moved clock", func() bool { return rf.Staleness() < time.Second })
 	}
 	check := func(when string) {
 		t.Helper()
@@ -111,7 +111,7 @@ func TestRevokedKeyNeverReturns(t *testing.T) {
 	// The issuer revokes ed1: its entry lives max_ttl plus the slack, as
 	// the server's hub makes it.
 	srv.Add(revocation.Entry{Kind: revocation.KindKey, ID: "ed1", Until: now().Add(17 * time.Minute).Unix()})
-	eventually(t, "the key entry", func() bool { return rf.Seq() == 1 })
+	feedtest.Eventually(t, "the key entry", func() bool { return rf.Seq() == 1 })
 	check("at once")
 
 	// The JWKS goes down. Hours pass: the entry's until, the Feed's own
@@ -120,7 +120,7 @@ func TestRevokedKeyNeverReturns(t *testing.T) {
 	keys.set(http.StatusServiceUnavailable, "down")
 	advance(3 * time.Hour)
 	heard()
-	eventually(t, "the entry collected", func() bool { return feedtest.Entries(rf) == 0 })
+	feedtest.Eventually(t, "the entry collected", func() bool { return feedtest.Entries(rf) == 0 })
 	check("entry collected, JWKS unreachable")
 	advance(time.Minute) // past the refetch cooldown: another failed fetch
 	heard()
@@ -129,7 +129,7 @@ func TestRevokedKeyNeverReturns(t *testing.T) {
 	// The issuer starts a new stream whose snapshot no longer lists the
 	// entry (its own copy aged out too).
 	srv.Do(func(s *feedtest.Server) { s.Stream, s.Log = "s2", nil })
-	eventually(t, "the new stream's snapshot", func() bool {
+	feedtest.Eventually(t, "the new stream's snapshot", func() bool {
 		seen := srv.Seen()
 		return len(seen) >= 2 && seen[len(seen)-1].Snapshot && current(t, rf)
 	})

@@ -23,45 +23,6 @@ import (
 // epoch is the fixed test time.
 var epoch = time.Unix(1_750_000_000, 0)
 
-// feedConfig is a FeedConfig for srv.
-func feedConfig(srv *feedtest.Server, edit ...func(*feed.Config)) feed.Config {
-	cfg := feed.Config{URL: srv.URL(), ClientID: feedtest.ClientID, ClientSecret: feedtest.Secret, MaxStaleness: 5 * time.Second}
-	for _, e := range edit {
-		e(&cfg)
-	}
-	return cfg
-}
-
-// startFeed subscribes to srv and waits for the first snapshot.
-func startFeed(t *testing.T, ctx context.Context, srv *feedtest.Server, edit ...func(*feed.Config)) *feed.Feed {
-	t.Helper()
-	rf, err := feed.New(ctx, feedConfig(srv, edit...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rf.Ready(ready); err != nil {
-		t.Fatal(err)
-	}
-	return rf
-}
-
-// eventually polls cond for up to five seconds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// until is an Until for entries that outlive the test.
-func until() int64 { return time.Now().Add(time.Hour).Unix() }
-
 func TestNewFeedRefusesConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -98,17 +59,17 @@ func TestNewFeedRefusesConfig(t *testing.T) {
 // and receives only what it missed.
 func TestFeedResumes(t *testing.T) {
 	srv := feedtest.New(t)
-	u := until()
+	u := feedtest.Until()
 	srv.Add(revocation.Entry{Kind: revocation.KindToken, ID: "a", Until: u})
-	rf := startFeed(t, t.Context(), srv)
+	rf := feedtest.Start(t, t.Context(), srv)
 	srv.Add(revocation.Entry{Kind: revocation.KindToken, ID: "b", Until: u})
-	eventually(t, "entry 2", func() bool { return rf.Seq() == 2 })
+	feedtest.Eventually(t, "entry 2", func() bool { return rf.Seq() == 2 })
 
 	srv.Do(func(s *feedtest.Server) {
 		s.DropGen++
 		s.Log = append(s.Log, revocation.Entry{Seq: 3, Kind: revocation.KindToken, ID: "c", Until: u})
 	})
-	eventually(t, "entry 3", func() bool { return rf.Seq() == 3 })
+	feedtest.Eventually(t, "entry 3", func() bool { return rf.Seq() == 3 })
 	got := srv.Seen()
 	if len(got) != 2 {
 		t.Fatalf("%d connections, want 2", len(got))
@@ -137,7 +98,7 @@ func TestFeedResumes(t *testing.T) {
 // TestFeedRefusesMalformed: data the rf cannot apply drops the
 // connection; the next one asks for a snapshot; nothing invalid is held.
 func TestFeedRefusesMalformed(t *testing.T) {
-	u := until()
+	u := feedtest.Until()
 	entry := func(e revocation.Entry) string {
 		return feedtest.Event(revocation.EventRevocation, "s1/"+strconv.FormatInt(e.Seq, 10), e)
 	}
@@ -159,10 +120,10 @@ func TestFeedRefusesMalformed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := feedtest.New(t)
 			srv.Add(revocation.Entry{Kind: revocation.KindToken, ID: "a", Until: u})
-			rf := startFeed(t, t.Context(), srv)
+			rf := feedtest.Start(t, t.Context(), srv)
 			srv.Do(func(s *feedtest.Server) { s.Inject = tc.inject })
-			eventually(t, "a second connection", func() bool { return len(srv.Seen()) >= 2 })
-			eventually(t, "a current state", func() bool { return feed.FeedCurrent(rf) })
+			feedtest.Eventually(t, "a second connection", func() bool { return len(srv.Seen()) >= 2 })
+			feedtest.Eventually(t, "a current state", func() bool { return feed.FeedCurrent(rf) })
 			got := srv.Seen()
 			if !got[0].Injected || got[1].LastEventID != "" || !got[1].Snapshot {
 				t.Errorf("connections = %+v, want the second without Last-Event-ID, served a snapshot", got)
@@ -190,7 +151,7 @@ func TestFeedStopsWithContext(t *testing.T) {
 			srv := feedtest.New(t)
 			srv.Status = tc.status
 			ctx, cancel := context.WithCancel(t.Context())
-			rf, err := feed.New(ctx, feedConfig(srv))
+			rf, err := feed.New(ctx, feedtest.Config(srv))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,7 +160,7 @@ func TestFeedStopsWithContext(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				eventually(t, "a refusal", func() bool { return len(srv.Seen()) >= 1 })
+				feedtest.Eventually(t, "a refusal", func() bool { return len(srv.Seen()) >= 1 })
 			}
 			cancel()
 			select {
@@ -207,7 +168,7 @@ func TestFeedStopsWithContext(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("the rf's goroutine did not return")
 			}
-			eventually(t, "the stream closed", func() bool { return srv.OpenConnections() == 0 })
+			feedtest.Eventually(t, "the stream closed", func() bool { return srv.OpenConnections() == 0 })
 			if err := rf.Ready(t.Context()); tc.status != 0 && err == nil {
 				t.Error("Ready succeeded on a stopped rf without a snapshot")
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/mandate-dev/mandate/verify/internal/feedtest"
 	"io"
 	"log/slog"
 	"mime"
@@ -386,7 +387,7 @@ func TestForwarderBatches(t *testing.T) {
 		s := newIngestServer(t)
 		f := startForwarder(t, t.Context(), forwarderConfig(s)) // BatchSize 5, FlushEvery 1 h
 		recordRange(f, 1, 12)
-		eventually(t, "two full batches", func() bool { return len(s.storedIDs()) == 10 })
+		feedtest.Eventually(t, "two full batches", func() bool { return len(s.storedIDs()) == 10 })
 		if got := f.Stats().Queued; got != 2 {
 			t.Errorf("Queued = %d, want 2 (a partial batch waits for FlushEvery)", got)
 		}
@@ -406,7 +407,7 @@ func TestForwarderBatches(t *testing.T) {
 			c.BatchSize, c.FlushEvery = 100, 10*time.Millisecond
 		}))
 		recordRange(f, 1, 3)
-		eventually(t, "a partial batch after FlushEvery", func() bool { return f.Stats().Sent == 3 })
+		feedtest.Eventually(t, "a partial batch after FlushEvery", func() bool { return f.Stats().Sent == 3 })
 		if diff := cmp.Diff(ids(1, 3), s.storedIDs()); diff != "" {
 			t.Errorf("stored (-want +got):\n%s", diff)
 		}
@@ -435,7 +436,7 @@ func TestForwarderOutage(t *testing.T) {
 				defer cancel()
 				f1 := startForwarder(t, ctx, cfg)
 				recordRange(f1, 1, 12)
-				eventually(t, "12 records in Dir", func() bool { return f1.Stats().Buffered == 12 })
+				feedtest.Eventually(t, "12 records in Dir", func() bool { return f1.Stats().Buffered == 12 })
 				if diff := cmp.Diff(ids(1, 12), dirIDs(t, dir)); diff != "" {
 					t.Errorf("records in Dir (-want +got):\n%s", diff)
 				}
@@ -465,13 +466,13 @@ func TestForwarderOutage(t *testing.T) {
 					}
 				}
 				s.set(func(s *ingestServer) { s.down = "" })
-				eventually(t, "every record stored", func() bool { return len(s.storedIDs()) == 15 })
+				feedtest.Eventually(t, "every record stored", func() bool { return len(s.storedIDs()) == 15 })
 				if diff := cmp.Diff(ids(1, 15), s.storedIDs()); diff != "" {
 					t.Errorf("stored (-want +got):\n%s", diff)
 				}
 				// The server stores a batch before it answers: the last one
 				// may be stored, and Dir empty, before its answer is counted.
-				eventually(t, "Dir emptied and every answer counted", func() bool {
+				feedtest.Eventually(t, "Dir emptied and every answer counted", func() bool {
 					st := f.Stats()
 					return len(dirFiles(t, dir)) == 0 && st.Buffered == 0 && st.Sent == 15
 				})
@@ -510,7 +511,7 @@ func TestForwarderWithoutDir(t *testing.T) {
 		t.Errorf("Queued = %d, want 12 in memory", st.Queued)
 	}
 	s.set(func(s *ingestServer) { s.down = "" })
-	eventually(t, "every record stored", func() bool { return len(s.storedIDs()) == 12 })
+	feedtest.Eventually(t, "every record stored", func() bool { return len(s.storedIDs()) == 12 })
 	if diff := cmp.Diff(ids(1, 12), s.storedIDs()); diff != "" {
 		t.Errorf("stored (-want +got):\n%s", diff)
 	}
@@ -587,7 +588,7 @@ func TestForwarderMaxDiskBytes(t *testing.T) {
 		{Buffered: 10, BufferedBytes: 2 * fileSize, Dropped: 10},
 	} {
 		recordRange(f, 5*i+1, 5*i+5)
-		eventually(t, fmt.Sprintf("batch %d handled", i+1), func() bool {
+		feedtest.Eventually(t, fmt.Sprintf("batch %d handled", i+1), func() bool {
 			st := f.Stats()
 			return st.Buffered+st.Dropped == want.Buffered+want.Dropped
 		})
@@ -596,7 +597,7 @@ func TestForwarderMaxDiskBytes(t *testing.T) {
 		}
 	}
 	s.set(func(s *ingestServer) { s.down = "" })
-	eventually(t, "the buffered records stored", func() bool { return len(s.storedIDs()) == 10 })
+	feedtest.Eventually(t, "the buffered records stored", func() bool { return len(s.storedIDs()) == 10 })
 	if diff := cmp.Diff(ids(1, 10), s.storedIDs()); diff != "" {
 		t.Errorf("stored (-want +got):\n%s", diff)
 	}
@@ -626,7 +627,7 @@ func TestForwarderRejected(t *testing.T) {
 			if tc.secret == "" {
 				s.set(func(s *ingestServer) { s.status, s.code = tc.status, tc.code })
 			}
-			var logs syncBuffer
+			var logs feedtest.SyncBuffer
 			dir := t.TempDir()
 			f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) {
 				c.Dir, c.BatchSize = dir, tc.batch
@@ -685,18 +686,18 @@ func TestForwarderTornFile(t *testing.T) {
 	write("unrelated.txt", "left alone")
 	s := newIngestServer(t)
 	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) { c.Dir = dir }))
-	eventually(t, "the readable records stored", func() bool { return len(s.storedIDs()) == 5 })
+	feedtest.Eventually(t, "the readable records stored", func() bool { return len(s.storedIDs()) == 5 })
 	if diff := cmp.Diff([]string{testRecord(1).ID, testRecord(3).ID, testRecord(4).ID, testRecord(5).ID, testRecord(6).ID}, s.storedIDs()); diff != "" {
 		t.Errorf("stored (-want +got):\n%s", diff)
 	}
-	eventually(t, "Dir emptied", func() bool { return len(dirFiles(t, dir)) == 1 && f.Stats().Buffered == 0 })
+	feedtest.Eventually(t, "Dir emptied", func() bool { return len(dirFiles(t, dir)) == 1 && f.Stats().Buffered == 0 })
 	if st := f.Stats(); st.Corrupt != 3 || st.Buffered != 0 || st.BufferedBytes != 0 || st.Sent != 5 {
 		t.Errorf("Stats = %+v, want 3 corrupt, 5 sent", st)
 	}
 	// New batches are numbered after the files found.
 	s.set(func(s *ingestServer) { s.down = "503" })
 	recordRange(f, 8, 12)
-	eventually(t, "a new file", func() bool { return f.Stats().Buffered == 5 })
+	feedtest.Eventually(t, "a new file", func() bool { return f.Stats().Buffered == 5 })
 	if got := dirFiles(t, dir); !slices.Contains(got, forward.BufferFileName(4)) {
 		t.Errorf("files = %v, want %s", got, forward.BufferFileName(4))
 	}
@@ -708,7 +709,7 @@ func TestForwarderWriteMetrics(t *testing.T) {
 		c.MaxQueued, c.Now = 5, func() time.Time { return epoch }
 	}))
 	recordRange(f, 1, 5)
-	eventually(t, "a batch stored", func() bool { return f.Stats().Sent == 5 })
+	feedtest.Eventually(t, "a batch stored", func() bool { return f.Stats().Sent == 5 })
 	var b bytes.Buffer
 	if err := f.WriteMetrics(&b); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package forward_test
 
 import (
 	"encoding/json"
+	"github.com/mandate-dev/mandate/verify/internal/feedtest"
 	"log/slog"
 	"slices"
 	"strings"
@@ -25,7 +26,7 @@ func TestForwarderDropsOnlyRefusedRecords(t *testing.T) {
 			return ""
 		}
 	})
-	var logs syncBuffer
+	var logs feedtest.SyncBuffer
 	f := startForwarder(t, t.Context(), forwarderConfig(s, func(c *forward.Config) {
 		c.Dir = t.TempDir()
 		c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))

@@ -2,6 +2,7 @@ package forward_test
 
 import (
 	"context"
+	"github.com/mandate-dev/mandate/verify/internal/feedtest"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -91,7 +92,7 @@ func TestSpoolLinksPlantedWhileRunning(t *testing.T) {
 	writeFile(t, outside, planted)
 	s := newIngestServer(t)
 	s.set(func(s *ingestServer) { s.down = "503" })
-	var logs syncBuffer
+	var logs feedtest.SyncBuffer
 	// A back-off of at least 1 s: file 1, written after the first failure,
 	// is not read before the next attempt, whatever the machine's load.
 	f, err := forward.NewBackoff(t.Context(), forwarderConfig(s, func(c *forward.Config) {
@@ -103,7 +104,7 @@ func TestSpoolLinksPlantedWhileRunning(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = f.Close(context.Background()) })
 	recordRange(f, 1, 5)
-	eventually(t, "file 1 written", func() bool { return f.Stats().Buffered == 5 })
+	feedtest.Eventually(t, "file 1 written", func() bool { return f.Stats().Buffered == 5 })
 	// File 1 is swapped for a link before it is read, and a link waits at
 	// file 2's temporary name.
 	path := filepath.Join(dir, forward.BufferFileName(1))
@@ -113,7 +114,7 @@ func TestSpoolLinksPlantedWhileRunning(t *testing.T) {
 	symlink(t, outside, path)
 	symlink(t, outside, filepath.Join(dir, forward.BufferFileName(2)+".tmp"))
 	recordRange(f, 6, 10)
-	eventually(t, "file 2 written", func() bool {
+	feedtest.Eventually(t, "file 2 written", func() bool {
 		fi, err := os.Lstat(filepath.Join(dir, forward.BufferFileName(2)))
 		return err == nil && fi.Mode().IsRegular()
 	})
@@ -121,11 +122,11 @@ func TestSpoolLinksPlantedWhileRunning(t *testing.T) {
 		t.Fatalf("the forwarder wrote through the link: %q", got)
 	}
 	s.set(func(s *ingestServer) { s.down = "" })
-	eventually(t, "file 2 sent", func() bool { return len(s.storedIDs()) == 5 })
+	feedtest.Eventually(t, "file 2 sent", func() bool { return len(s.storedIDs()) == 5 })
 	if got := s.storedIDs(); !slices.Equal(got, ids(6, 10)) {
 		t.Errorf("stored %v, want the records of file 2 only", got)
 	}
-	eventually(t, "file 1 counted", func() bool { st := f.Stats(); return st.Dropped == 5 && st.Buffered == 0 })
+	feedtest.Eventually(t, "file 1 counted", func() bool { st := f.Stats(); return st.Dropped == 5 && st.Buffered == 0 })
 	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Errorf("the link was not left in Dir: %v, %v", fi, err)
 	}

@@ -7,6 +7,7 @@
 package feedtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -281,4 +282,63 @@ func Entries(f *feed.Feed) int {
 		return -1
 	}
 	return n
+}
+
+// Config is a feed.Config for srv, changed by each edit.
+func Config(srv *Server, edit ...func(*feed.Config)) feed.Config {
+	cfg := feed.Config{URL: srv.URL(), ClientID: ClientID, ClientSecret: Secret, MaxStaleness: 5 * time.Second}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	return cfg
+}
+
+// Start subscribes to srv and waits for the first snapshot.
+func Start(t *testing.T, ctx context.Context, srv *Server, edit ...func(*feed.Config)) *feed.Feed {
+	t.Helper()
+	rf, err := feed.New(ctx, Config(srv, edit...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rf.Ready(ready); err != nil {
+		t.Fatal(err)
+	}
+	return rf
+}
+
+// Eventually polls cond for up to five seconds.
+func Eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Until is an Until for entries that outlive the test.
+func Until() int64 { return time.Now().Add(time.Hour).Unix() }
+
+// SyncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String is what was written.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
