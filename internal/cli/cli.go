@@ -74,6 +74,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newStoreCmd(stdout),
 		newBenchCmd(stdout),
 		newAuditCmd(stdout),
+		newVersionCmd(stdout),
 	)
 	return root
 }
