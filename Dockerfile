@@ -18,9 +18,11 @@ LABEL org.opencontainers.image.title="mandate" \
 COPY etc/passwd etc/group /etc/
 COPY etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY mandate /mandate
-# The data directory (SQLite database, signing keys): the user's own, and
-# a volume so that it outlives the container.
-COPY --chown=65532:65532 --chmod=700 var/lib/mandate/ /var/lib/mandate/
+# The data directory (SQLite database, signing keys): /var/lib is root's,
+# /var/lib/mandate the user's own (mode 0700), and a volume so that it
+# outlives the container.
+COPY var/ /var/
+COPY --chown=65532:65532 data/ /var/lib/
 
 USER 65532:65532
 WORKDIR /var/lib/mandate
