@@ -18,8 +18,10 @@ type Info struct {
 	Commit string `json:"commit,omitempty"`
 	// Modified reports uncommitted changes in the checkout (vcs.modified).
 	Modified bool `json:"modified,omitempty"`
-	// GoVersion is the toolchain that built the binary.
-	GoVersion string `json:"go_version,omitempty"`
+	// GoVersion is the toolchain that built the binary. `mandate version`
+	// prints it; /healthz, which anyone may ask, does not, since it would
+	// tell which of the Go release's known flaws to try.
+	GoVersion string `json:"-"`
 }
 
 // Unknown is the Version of a build that carries no version.

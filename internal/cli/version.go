@@ -16,7 +16,7 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 		Long: `Print the version and the commit this binary was built from, as the Go
 toolchain recorded them: a tag or a pseudo-version (+dirty when the checkout
 had uncommitted changes), the commit ("modified" likewise), and the Go
-release. GET /healthz answers the same fields.`,
+release. GET /healthz answers the version and the commit.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			_, err := fmt.Fprintln(stdout, "mandate", buildinfo.Read())

@@ -55,7 +55,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 }
 
 // health is the answer of /healthz: "ok", and the build that answers
-// (version, commit, modified, go_version), so that an operator can tell
+// (version, commit, modified), so that an operator can tell
 // which build each instance behind a load balancer runs.
 type health struct {
 	Status string `json:"status"`
