@@ -73,6 +73,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newDemoCmd(stdout),
 		newStoreCmd(stdout),
 		newAuditCmd(stdout),
+		newVersionCmd(stdout),
 	)
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/mandate-dev/mandate/internal/buildinfo"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/oauth"
 )
@@ -60,12 +61,22 @@ func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) error {
 	return err
 }
 
+// healthz answers 200 with the build while the store answers a ping, and
+// 503 otherwise, for load balancers' health checks.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.Ping(r.Context()); err != nil {
 		return oauth.Unavailable("store_unavailable", err)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, health{Status: "ok", Info: s.cfg.Build})
 	return nil
+}
+
+// health is the answer of /healthz: "ok", and the build that answers
+// (version, commit, modified), so that an operator can tell
+// which build each instance behind a load balancer runs.
+type health struct {
+	Status string `json:"status"`
+	buildinfo.Info
 }
 
 // writeJSON writes a JSON response that must not be cached unless the

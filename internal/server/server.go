@@ -15,6 +15,7 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/auditlog"
+	"github.com/mandate-dev/mandate/internal/buildinfo"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/exchange"
@@ -66,6 +67,9 @@ type Config struct {
 	// audit:report client) is served at POST /audit/ingest, after it
 	// authenticates (THREATS T99).
 	IngestLimit *ratelimit.Limiter
+	// Build is the version and commit /healthz answers; the zero value
+	// means the running binary's (buildinfo.Read).
+	Build buildinfo.Info
 }
 
 // Reader is what the handlers read from the store (a store.Store, or the
@@ -132,6 +136,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Build == (buildinfo.Info{}) {
+		cfg.Build = buildinfo.Read()
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 1800 * time.Millisecond
