@@ -69,13 +69,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// relay writes the output go test would have written without -json and
-// returns the skipped tests' reasons, each with how many it skipped.
+// relay writes what go test writes without -json (a test's output only
+// when it fails, each package's result line) and returns the skipped
+// tests' reasons, each with how many it skipped.
 func relay(r io.Reader, w io.Writer) (map[string]int, error) {
 	skips := map[string]int{}
-	// The last line each running test wrote, by package and test: a
-	// t.Skip message is the line before its "--- SKIP".
-	last := map[string]string{}
+	// What each running test wrote, by package and test, kept until it
+	// ends: written out if it fails; a t.Skip message is the last line
+	// before its "--- SKIP".
+	held := map[string][]string{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
 	for sc.Scan() {
@@ -85,19 +87,38 @@ func relay(r io.Reader, w io.Writer) (map[string]int, error) {
 			continue
 		}
 		key := ev.Package + " " + ev.Test
-		switch ev.Action {
-		case "output":
-			fmt.Fprint(w, ev.Output)
-			if ev.Test != "" && !strings.HasPrefix(strings.TrimSpace(ev.Output), "---") && !strings.HasPrefix(ev.Output, "=== ") {
-				last[key] = ev.Output
+		switch {
+		case ev.Action == "output" && ev.Test == "":
+			if ev.Output != "PASS\n" {
+				fmt.Fprint(w, ev.Output)
 			}
-		case "skip":
-			if ev.Test != "" {
-				skips[reason(last[key])]++
+		case ev.Action == "output":
+			held[key] = append(held[key], ev.Output)
+		case ev.Action == "fail" && ev.Test != "":
+			for _, line := range held[key] {
+				fmt.Fprint(w, line)
 			}
+			delete(held, key)
+		case ev.Action == "skip" && ev.Test != "":
+			skips[reason(lastMessage(held[key]))]++
+			delete(held, key)
+		case ev.Action == "pass" && ev.Test != "":
+			delete(held, key)
 		}
 	}
 	return skips, sc.Err()
+}
+
+// lastMessage is the last line a test wrote itself, not go test's own
+// "=== RUN" or "--- SKIP" lines.
+func lastMessage(lines []string) string {
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := lines[i]
+		if !strings.HasPrefix(strings.TrimSpace(l), "---") && !strings.HasPrefix(l, "=== ") {
+			return l
+		}
+	}
+	return ""
 }
 
 // location is the "file_test.go:42: " that t.Skip puts before its message.

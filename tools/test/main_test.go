@@ -18,6 +18,13 @@ func TestRelayCountsSkipsByReason(t *testing.T) {
 		`{"Action":"output","Package":"q","Test":"TestC","Output":"    c_test.go:9: chromium not found\n"}`,
 		`{"Action":"skip","Package":"q","Test":"TestC"}`,
 		`{"Action":"skip","Package":"r"}`,
+		`{"Action":"output","Package":"q","Test":"TestD","Output":"=== RUN   TestD\n"}`,
+		`{"Action":"output","Package":"q","Test":"TestD","Output":"    d_test.go:1: quiet when it passes\n"}`,
+		`{"Action":"pass","Package":"q","Test":"TestD"}`,
+		`{"Action":"output","Package":"q","Test":"TestE","Output":"    e_test.go:2: shown when it fails\n"}`,
+		`{"Action":"output","Package":"q","Test":"TestE","Output":"--- FAIL: TestE (0.00s)\n"}`,
+		`{"Action":"fail","Package":"q","Test":"TestE"}`,
+		`{"Action":"output","Package":"q","Output":"PASS\n"}`,
 		`{"Action":"output","Package":"q","Output":"ok  \tq\t0.1s\n"}`,
 		`# a build line`,
 	}, "\n")
@@ -26,8 +33,15 @@ func TestRelayCountsSkipsByReason(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "--- SKIP: TestA") || !strings.Contains(out.String(), "ok  \tq") || !strings.Contains(out.String(), "# a build line") {
-		t.Errorf("relayed output lacks go test's lines:\n%s", out.String())
+	for _, want := range []string{"ok  \tq", "# a build line", "shown when it fails", "--- FAIL: TestE"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("relayed output lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, unwanted := range []string{"quiet when it passes", "=== RUN", "PASS\n", "--- SKIP"} {
+		if strings.Contains(out.String(), unwanted) {
+			t.Errorf("relayed output has %q, which go test shows only with -v:\n%s", unwanted, out.String())
+		}
 	}
 	got := summary(skips)
 	want := "skipped 3 tests: 2 × MANDATE_TEST_POSTGRES_URL not set; 1 × chromium not found"
