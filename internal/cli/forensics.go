@@ -162,7 +162,8 @@ func addQueryCmds(cmd *cobra.Command, stdout io.Writer, f *auditFlags, source fu
 		Use:   "query",
 		Short: "List audit records by actor (anywhere in the chain), subject, action, result, audience, resource, delegation, jti or time",
 		Long: `List audit records, oldest first, as a table (time, action, performed
-by, on behalf of, resource, result, reported by) or as JSON lines (--json).
+by, on behalf of, delegation chain, resource, result, reported by) or as
+JSON lines (--json). Times are RFC 3339 in UTC.
 
 Filters combine: --actor matches an agent anywhere in the delegation chain, so
 "everything agent:infrabot touched, for anyone" is --actor agent:infrabot.
@@ -306,20 +307,28 @@ func jsonLines[T any](w io.Writer, vs []T) error {
 	return nil
 }
 
-// printEvents writes events as the table or as JSON lines. Every value
-// in a table is escaped (termsafe): a caller's newline, tab, escape
-// sequence or bidi control cannot start a row, shift a column or rewrite
-// the terminal (THREATS T85).
+// tableTime is how a table shows a record's time: RFC 3339 in UTC, with
+// the zone (Z), and always three decimals so that the column keeps its
+// width and records a millisecond apart read in order.
+const tableTime = "2006-01-02T15:04:05.000Z07:00"
+
+// printEvents writes events as the table or as JSON lines. The CHAIN
+// column is the record's delegation chain, the performer first and then
+// each agent it acts for (agent:argocd <- agent:infrabot), which is why a
+// record appears in `mandate audit agent` for an agent that did not
+// perform it. Every value in a table is escaped (termsafe): a caller's
+// newline, tab, escape sequence or bidi control cannot start a row, shift
+// a column or rewrite the terminal (THREATS T85).
 func printEvents(w io.Writer, evs []store.Event, asJSON bool) error {
 	if asJSON {
 		return jsonLines(w, evs)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tACTION\tPERFORMED BY\tON BEHALF OF\tRESOURCE\tRESULT\tREPORTED BY")
+	fmt.Fprintln(tw, "TIME\tACTION\tPERFORMED BY\tON BEHALF OF\tCHAIN\tRESOURCE\tRESULT\tREPORTED BY")
 	for _, ev := range evs {
 		action, resource, result := row(ev)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format("2006-01-02 15:04:05.000"), cell(action),
-			cell(ev.Performer), cell(ev.OnBehalf), cell(resource), cell(result), cell(forensics.ReportedBy(ev)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format(tableTime), cell(action),
+			cell(ev.Performer), cell(ev.OnBehalf), cells(ev.Chain, " <- "), cell(resource), cell(result), cell(forensics.ReportedBy(ev)))
 	}
 	return tw.Flush()
 }
@@ -351,7 +360,7 @@ func printActivity(w io.Writer, a forensics.Activity) error {
 	fmt.Fprintln(tw, "TIME\tACTION\tON BEHALF OF\tREASON\tWHY")
 	for _, ev := range a.Refusals {
 		action, _, _ := row(ev)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format("2006-01-02 15:04:05.000"), cell(action), cell(ev.OnBehalf),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ev.Time.UTC().Format(tableTime), cell(action), cell(ev.OnBehalf),
 			cell(ev.Reason), cell(ev.Detail))
 	}
 	return tw.Flush()
