@@ -1,7 +1,9 @@
 // Package deployapi is an example deploy service. POST /deployments starts a
 // deployment; it needs the deploy:create scope, and a deployment to prod
 // must come from the CI pipeline (context trigger "ci_pipeline"), whoever
-// the agent and whoever the person.
+// the agent and whoever the person. GET
+// /.well-known/oauth-protected-resource serves the service's RFC 9728
+// metadata, which its 401 answers point to.
 package deployapi
 
 import (
@@ -24,9 +26,20 @@ func ProdFromCI(c verify.Context) error {
 	return nil
 }
 
-// New returns the service's handler.
+// Metadata describes the service in its RFC 9728 metadata: set it as the
+// verify.Config's Resource.
+func Metadata() verify.ResourceMetadata {
+	return verify.ResourceMetadata{ResourceName: "Example deploy API", ScopesSupported: []string{"deploy:create"}}
+}
+
+// New returns the service's handler for v, whose Config.Resource is what
+// the metadata endpoint serves. Its address is the resource identifier
+// (the audience), without a path.
 func New(v *verify.Verifier) http.Handler {
 	mux := http.NewServeMux()
+	// RFC 9728 §3.1: the well-known URL of a resource identifier without a
+	// path, which is where the Middleware's 401 answers point.
+	mux.Handle("/.well-known/oauth-protected-resource", v.ProtectedResourceMetadata())
 	mux.Handle("POST /deployments", v.Middleware(verify.Chain(
 		verify.RequireScope("deploy:create"),
 		verify.RequireContext(ProdFromCI),

@@ -2,7 +2,8 @@
 // /expenses/{id}/approve approves an expense. It needs expense:approve, and
 // the amount must be within the expense_approval limit the token carries
 // (RFC 9396 authorization_details), which Mandate grants only up to the
-// person's own limit.
+// person's own limit. GET /.well-known/oauth-protected-resource serves the
+// service's RFC 9728 metadata, which its 401 answers point to.
 package expenseapi
 
 import (
@@ -13,9 +14,20 @@ import (
 	"github.com/mandate-dev/mandate/verify"
 )
 
-// New returns the service's handler.
+// Metadata describes the service in its RFC 9728 metadata: set it as the
+// verify.Config's Resource.
+func Metadata() verify.ResourceMetadata {
+	return verify.ResourceMetadata{ResourceName: "Example expense API", ScopesSupported: []string{"expense:approve"}}
+}
+
+// New returns the service's handler for v, whose Config.Resource is what
+// the metadata endpoint serves. Its address is the resource identifier
+// (the audience), without a path.
 func New(v *verify.Verifier) http.Handler {
 	mux := http.NewServeMux()
+	// RFC 9728 §3.1: the well-known URL of a resource identifier without a
+	// path, which is where the Middleware's 401 answers point.
+	mux.Handle("/.well-known/oauth-protected-resource", v.ProtectedResourceMetadata())
 	mux.Handle("POST /expenses/{id}/approve", v.Middleware(verify.RequireScope("expense:approve").Then(http.HandlerFunc(approve))))
 	return mux
 }
