@@ -1,0 +1,347 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mandate-dev/mandate/agent"
+	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/forensics"
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/termsafe"
+)
+
+// castMember is how the demo introduces one of its people or agents: the
+// name the story calls it by, the version it declares (agent_version) and
+// who it is. What it may do comes from the configuration.
+type castMember struct {
+	name, version, who string
+}
+
+// demoCast is everyone the demo's output names, by id.
+func demoCast() map[string]castMember {
+	return map[string]castMember{
+		"user:sam":                {name: "Sam", who: "an engineer"},
+		"agent:infrabot":          {name: "InfraBot", version: "2.1.0", who: "Sam's infrastructure assistant, in chat and in CI"},
+		"agent:argocd":            {name: "ArgoCD", version: "2.9.4", who: "the deploy pipeline"},
+		"agent:cleanup_agent":     {name: "CleanupAgent", version: "0.3.1", who: "tidies up after deploys"},
+		"agent:reaper":            {name: "Reaper", version: "0.1.0", who: "a tagging bot CleanupAgent hands work to"},
+		"user:alice":              {name: "Alice", who: "a team lead"},
+		"agent:expense-agent-001": {name: "the expense agent", version: "1.0.3", who: "Alice's expense assistant"},
+		demoReporter:              {name: "the APIs' reporter", who: "the client the example APIs send their records as"},
+	}
+}
+
+// demo plays the stories and prints each decision.
+type demo struct {
+	out     io.Writer
+	issuer  string
+	admin   string
+	cfg     *config.Config
+	apis    map[string]*demoAPI
+	started time.Time
+	step    int
+}
+
+// say starts a step.
+func (d *demo) say(format string, args ...any) {
+	d.step++
+	fmt.Fprintf(d.out, "\n%2d. %s\n", d.step, fmt.Sprintf(format, args...))
+}
+
+// result prints an outcome; what the server and the APIs answered is
+// escaped (termsafe).
+func (d *demo) result(format string, args ...any) {
+	fmt.Fprintf(d.out, "    -> %s\n", termsafe.String(fmt.Sprintf(format, args...)))
+}
+
+// table says what the step leaves in the audit table printed at the end.
+func (d *demo) table(format string, args ...any) {
+	fmt.Fprintf(d.out, "    table: %s\n", fmt.Sprintf(format, args...))
+}
+
+// meet introduces a person or an agent before the story first names it:
+// who it is and, from the configuration, what it may do.
+func (d *demo) meet(id string) {
+	m := demoCast()[id]
+	name := m.name
+	if m.version != "" {
+		name += " " + m.version
+	}
+	fmt.Fprintf(d.out, "\n    Meet %s: %s, %s; %s.\n", id, name, m.who, d.mayDo(id))
+}
+
+// mayDo says what the configuration lets id do.
+func (d *demo) mayDo(id string) string {
+	names := func(ids []string) string {
+		l := make([]string, len(ids))
+		for i, id := range ids {
+			l[i] = demoCast()[id].name
+		}
+		return strings.Join(l, ", ")
+	}
+	for _, u := range d.cfg.Users {
+		if u.ID == id {
+			return "holds " + strings.Join(u.Permissions, " ")
+		}
+	}
+	i := slices.IndexFunc(d.cfg.Agents, func(a config.Agent) bool { return a.ID == id })
+	if i < 0 {
+		return "not registered"
+	}
+	a := d.cfg.Agents[i]
+	if id == demoReporter {
+		return "may only report the APIs' requests to Mandate (" + strings.Join(a.Scopes, " ") + "), shown in the REPORTED BY column"
+	}
+	s := "may use " + strings.Join(a.Scopes, " ") + " on a token handed to it"
+	for _, dl := range d.cfg.Delegations {
+		if dl.Actor == id {
+			s = "may act for " + demoCast()[dl.Subject].name + " with " + strings.Join(dl.Scopes, " ")
+		}
+	}
+	if len(a.DelegateTo) == 0 {
+		return s + ", and hand on to no one"
+	}
+	return s + ", and hand on to " + names(a.DelegateTo)
+}
+
+// signIn gets a person's own token (the admin API stands in for sign-in).
+func (d *demo) signIn(ctx context.Context, user string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, d.issuer+"/admin/users/"+user+"/token", nil)
+	req.Header.Set("Authorization", "Bearer "+d.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("sign-in: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.AccessToken == "" {
+		return "", fmt.Errorf("sign-in of %s failed (%d)", user, resp.StatusCode)
+	}
+	return body.AccessToken, nil
+}
+
+// agent is the client of the agent id, with the secret the configuration
+// gives it.
+func (d *demo) agent(id string) (*agent.Client, error) {
+	i := slices.IndexFunc(d.cfg.Agents, func(a config.Agent) bool { return a.ID == id })
+	if i < 0 {
+		return nil, fmt.Errorf("demo: no agent %s", id)
+	}
+	return agent.New(agent.Config{TokenURL: d.issuer + "/token", ClientID: id, ClientSecret: d.cfg.Agents[i].Secret, Version: demoCast()[id].version})
+}
+
+// exchange runs one exchange and prints the decision; refused says whether
+// a refusal is the expected outcome.
+func (d *demo) exchange(ctx context.Context, c *agent.Client, who string, req agent.Request, refused bool) (*agent.Token, error) {
+	tok, err := c.Exchange(ctx, req)
+	var e *agent.Error
+	switch {
+	case err == nil && !refused:
+		d.result("granted to %s: scope %q for %s, expires in %s", who, strings.Join(tok.Scopes, " "), req.Audience+req.Resource,
+			time.Until(tok.ExpiresAt).Round(time.Second))
+		return tok, nil
+	case errors.As(err, &e) && refused:
+		d.result("refused: %d %s (%s)", e.Status, e.Code, e.Description)
+		return nil, nil
+	case err == nil:
+		return nil, fmt.Errorf("demo: %s was granted a token that should have been refused", who)
+	default:
+		return nil, fmt.Errorf("demo: exchange by %s: %w", who, err)
+	}
+}
+
+// call sends a request to an example API with tok and prints its answer;
+// wantStatus is the expected status.
+func (d *demo) call(ctx context.Context, method, url, tok, body string, wantStatus int) error {
+	req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("demo: %s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	d.result("%s %s: %d %s", method, strings.TrimPrefix(url, "http://"), resp.StatusCode, strings.TrimSpace(string(b)))
+	if resp.StatusCode != wantStatus {
+		return fmt.Errorf("demo: %s %s answered %d, expected %d", method, url, resp.StatusCode, wantStatus)
+	}
+	return nil
+}
+
+// infraBot plays story 1: discovery, monitoring, the refused manual prod
+// deploy and the chain, to its refused fourth agent.
+func (d *demo) infraBot(ctx context.Context) error {
+	fmt.Fprintf(d.out, "\nStory 1: Sam -> InfraBot -> ArgoCD -> CleanupAgent -> Reaper\n")
+	d.meet("user:sam")
+	d.meet("agent:infrabot")
+	infrabot, err := d.agent("agent:infrabot")
+	if err != nil {
+		return err
+	}
+	mon := d.apis["monitoring"].url
+	d.say("InfraBot calls the monitoring API without a token: the 401 answer says where to learn how to get one.")
+	if err := d.challenge(ctx, mon+"/metrics/cpu"); err != nil {
+		return err
+	}
+	d.table("GET on /metrics/cpu with no one behind it (-), refused (token_missing), reported by %s.", demoReporter)
+
+	d.say("Sam signs in and hands InfraBot his token.")
+	sam, err := d.signIn(ctx, "user:sam")
+	if err != nil {
+		return err
+	}
+	d.result("Sam's own token, issued by Mandate itself")
+	d.table("token.issue performed by mandate (the server) on behalf of user:sam, with no CHAIN: no agent yet.")
+
+	d.say("InfraBot asks for monitoring:read and secrets:manage at the monitoring API: the delegation lacks secrets:manage, so it is dropped.")
+	tok, err := d.exchange(ctx, infrabot, "agent:infrabot", agent.Request{SubjectToken: sam, Audience: mon, Scopes: []string{"monitoring:read", "secrets:manage"}}, false)
+	if err != nil {
+		return err
+	}
+	d.table("token.exchange by agent:infrabot for user:sam, CHAIN agent:infrabot, granted.")
+	d.say("InfraBot reads a dashboard for Sam.")
+	if err := d.call(ctx, http.MethodGet, mon+"/metrics/cpu", tok.AccessToken, "", http.StatusOK); err != nil {
+		return err
+	}
+	d.table("monitoring:read on metrics/cpu by agent:infrabot for user:sam, granted, reported by %s.", demoReporter)
+
+	d.say("InfraBot, prompted in chat, asks for a prod deploy token: policy prod-deploys-only-from-ci refuses it.")
+	if _, err := d.exchange(ctx, infrabot, "agent:infrabot", agent.Request{SubjectToken: sam, Audience: "agent:argocd",
+		Scopes: []string{"deploy:create"}, Context: map[string]any{"environment": "prod", "trigger": "chat"}}, true); err != nil {
+		return err
+	}
+	d.table("token.refused by agent:infrabot, refused (policy_denied:prod-deploys-only-from-ci).")
+
+	d.say("The CI pipeline triggers InfraBot: it gets a prod deploy token addressed to ArgoCD.")
+	hop1, err := d.exchange(ctx, infrabot, "agent:infrabot", agent.Request{SubjectToken: sam, Audience: "agent:argocd",
+		Scopes: []string{"deploy:create", "deploy:tag"}, Context: map[string]any{"environment": "prod", "trigger": "ci_pipeline"}}, false)
+	if err != nil {
+		return err
+	}
+	d.table("token.exchange by agent:infrabot for user:sam on resource agent:argocd, granted.")
+	return d.chain(ctx, hop1.AccessToken)
+}
+
+// chain is the rest of story 1: ArgoCD deploys with the token InfraBot
+// got for it (hop1), and hands the tagging on until the chain is too deep.
+func (d *demo) chain(ctx context.Context, hop1 string) error {
+	d.meet("agent:argocd")
+	argocd, err := d.agent("agent:argocd")
+	if err != nil {
+		return err
+	}
+	dep := d.apis["deploy"].url
+	d.say("ArgoCD exchanges it for the deploy API and deploys: the token now carries the chain.")
+	hop2, err := d.exchange(ctx, argocd, "agent:argocd", agent.Request{SubjectToken: hop1, Audience: dep, Scopes: []string{"deploy:create"}}, false)
+	if err != nil {
+		return err
+	}
+	if err := d.showClaims("ArgoCD's token", hop2.AccessToken); err != nil {
+		return err
+	}
+	if err := d.call(ctx, http.MethodPost, dep+"/deployments", hop2.AccessToken, `{"service":"checkout"}`, http.StatusOK); err != nil {
+		return err
+	}
+	d.table("token.exchange, then deploy:create on service/checkout, both by agent:argocd for user:sam with CHAIN agent:argocd <- agent:infrabot.")
+
+	d.meet("agent:cleanup_agent")
+	cleanup, err := d.agent("agent:cleanup_agent")
+	if err != nil {
+		return err
+	}
+	d.say("ArgoCD hands the tagging on to CleanupAgent: a token addressed to it.")
+	hop3, err := d.exchange(ctx, argocd, "agent:argocd", agent.Request{SubjectToken: hop1, Audience: "agent:cleanup_agent", Scopes: []string{"deploy:tag"}}, false)
+	if err != nil {
+		return err
+	}
+	d.table("token.exchange by agent:argocd on resource agent:cleanup_agent, CHAIN agent:argocd <- agent:infrabot, granted.")
+
+	d.meet("agent:reaper")
+	reaper, err := d.agent("agent:reaper")
+	if err != nil {
+		return err
+	}
+	depth := d.cfg.Delegation.MaxDepth
+	d.say("CleanupAgent hands it on to Reaper: the chain is now %d agents deep, the limit.", depth)
+	hop4, err := d.exchange(ctx, cleanup, "agent:cleanup_agent", agent.Request{SubjectToken: hop3.AccessToken, Audience: "agent:reaper", Scopes: []string{"deploy:tag"}}, false)
+	if err != nil {
+		return err
+	}
+	d.table("token.exchange by agent:cleanup_agent on resource agent:reaper, CHAIN agent:cleanup_agent <- agent:argocd <- agent:infrabot, granted.")
+
+	d.say("Reaper tries to use that token for the tagging service: refused, a %d-agent chain would be too deep.", depth+1)
+	if _, err := d.exchange(ctx, reaper, "agent:reaper", agent.Request{SubjectToken: hop4.AccessToken, Resource: "https://aws.example/tags"}, true); err != nil {
+		return err
+	}
+	d.table("token.refused by agent:reaper, CHAIN of all four agents, refused (delegation_depth_exceeded).")
+	return nil
+}
+
+// expenses plays story 2: an expense agent held to Alice's own limit.
+func (d *demo) expenses(ctx context.Context) error {
+	fmt.Fprintf(d.out, "\nStory 2: Alice -> the expense agent (Alice may approve up to $1,000)\n")
+	d.meet("user:alice")
+	d.meet("agent:expense-agent-001")
+	ea, err := d.agent("agent:expense-agent-001")
+	if err != nil {
+		return err
+	}
+	d.say("Alice signs in and asks her expense agent to approve her team's expenses.")
+	alice, err := d.signIn(ctx, "user:alice")
+	if err != nil {
+		return err
+	}
+	d.table("token.issue performed by mandate on behalf of user:alice.")
+	exp := d.apis["expense"].url
+	d.say("The agent asks for an expense_approval limit of $5,000: Mandate grants no more than Alice holds.")
+	tok, err := d.exchange(ctx, ea, "agent:expense-agent-001", agent.Request{SubjectToken: alice, Audience: exp, Scopes: []string{"expense:approve"},
+		AuthorizationDetails: []map[string]any{{"type": "expense_approval", "max_amount": 5000, "currency": "USD"}}}, false)
+	if err != nil {
+		return err
+	}
+	d.result("authorization_details granted: %s", tok.AuthorizationDetails)
+	d.table("token.exchange by agent:expense-agent-001 for user:alice, CHAIN agent:expense-agent-001, granted.")
+	d.say("It approves a $487.50 expense.")
+	if err := d.call(ctx, http.MethodPost, exp+"/expenses/EXP-1042/approve", tok.AccessToken, `{"amount":487.50,"currency":"USD"}`, http.StatusOK); err != nil {
+		return err
+	}
+	d.table("expense:approve on expense/EXP-1042, granted, reported by %s.", demoReporter)
+	d.say("It tries to approve a $1,250 expense: limit exceeded.")
+	if err := d.call(ctx, http.MethodPost, exp+"/expenses/EXP-1043/approve", tok.AccessToken, `{"amount":1250,"currency":"USD"}`, http.StatusForbidden); err != nil {
+		return err
+	}
+	d.table("expense:approve on expense/EXP-1043, refused (limit_exceeded), reported by %s.", demoReporter)
+	return nil
+}
+
+// auditTable prints what the server recorded since the demo began, its
+// own decisions and the requests the APIs forwarded, oldest first.
+func (d *demo) auditTable(ctx context.Context) error {
+	src := &forensics.Server{URL: d.issuer, AdminToken: d.admin}
+	var evs []store.Event
+	err := forensics.Each(ctx, src, store.EventFilter{Since: d.started}, func(ev store.Event) error {
+		if ev.Performer != "config" { // the cast being created at start
+			evs = append(evs, ev)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("demo: audit: %w", err)
+	}
+	// In the order things happened: the APIs' records arrive in batches.
+	slices.SortStableFunc(evs, func(a, b store.Event) int { return a.Time.Compare(b.Time) })
+	fmt.Fprintf(d.out, "\nAudit: who acted, on whose behalf, through which chain, on what, with which result\n")
+	fmt.Fprintf(d.out, "(CHAIN: the agent that acted, then each agent it acted for, back to the one the person delegated to; times in UTC)\n\n")
+	return printEvents(d.out, evs, false)
+}
