@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mandate-dev/mandate/actor"
 	"github.com/mandate-dev/mandate/internal/termsafe"
 )
 
@@ -100,18 +99,26 @@ func (d *demo) showClaims(label, raw string) error {
 	if err != nil {
 		return fmt.Errorf("demo: %s: %w", label, err)
 	}
+	// RFC 8693 §4.1: act is {"sub": actor, "act": {...the actor before}}.
+	type act struct {
+		Sub string `json:"sub"`
+		Act *act   `json:"act"`
+	}
 	var c struct {
-		Sub string       `json:"sub"`
-		Act *actor.Actor `json:"act"`
-		Iat int64        `json:"iat"`
-		Exp int64        `json:"exp"`
+		Sub string `json:"sub"`
+		Act *act   `json:"act"`
+		Iat int64  `json:"iat"`
+		Exp int64  `json:"exp"`
 	}
 	if err := json.Unmarshal(payload, &c); err != nil || c.Act == nil {
 		return fmt.Errorf("demo: %s carries no act claim (%v)", label, err)
 	}
 	d.result("%s, decoded: its claims (the signature left out)", label)
 	d.indented(payload)
-	chain := c.Act.Chain()
+	var chain []string
+	for a := c.Act; a != nil; a = a.Act {
+		chain = append(chain, a.Sub)
+	}
 	d.result("sub, %s, is the person on whose behalf the token acts: it stays the same at every hop.", c.Sub)
 	d.result("act, %s, is the agent acting now, and each act nested in it names the agent it acts for, back to %s, the one %s delegated to.",
 		chain[0], chain[len(chain)-1], c.Sub)
