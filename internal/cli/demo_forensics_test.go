@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -89,12 +90,17 @@ func TestDemoForensics(t *testing.T) {
 	t.Run("what-argocd-did-and-for-whom", func(t *testing.T) {
 		table := run(t, "audit", "agent", "agent:argocd", "--config", cfg)
 		for _, want := range [][]string{
-			{"deploy:create", "agent:argocd", "user:sam", "service/checkout", "granted"},         // its deploy, reported by the deploy API
-			{"token.refused", "agent:reaper", "user:sam", "refused (delegation_depth_exceeded)"}, // a chain it was in, refused further down
+			{"deploy:create", "agent:argocd", "user:sam", "service/checkout", "granted"},                          // its deploy, reported by the deploy API
+			{"token.refused", "agent:reaper", "user:sam", "refused (delegation_depth_exceeded)"},                  // a chain it was in, refused further down
+			{"agent:reaper", "user:sam", "agent:reaper <- agent:cleanup_agent <- agent:argocd <- agent:infrabot"}, // the CHAIN column says why
+			{"TIME", "PERFORMED BY", "ON BEHALF OF", "CHAIN", "RESOURCE"},                                         //
 		} {
 			if !hasLine(table, want...) {
 				t.Errorf("no line of the table has %q:\n%s", want, table)
 			}
+		}
+		if !regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z  deploy:create  `).MatchString(table) {
+			t.Errorf("the deploy's time is not RFC 3339 in UTC:\n%s", table)
 		}
 		a := decodeLines[forensics.Activity](t, run(t, "audit", "agent", "agent:argocd", "--config", cfg, "--json"))[0]
 		if want := []forensics.Subject{{Subject: "user:sam", Tokens: 2, Requests: 1, Refused: 1, ReportedBy: []string{demoReporter}}}; fmt.Sprint(a.For) != fmt.Sprint(want) {

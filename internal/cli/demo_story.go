@@ -216,6 +216,8 @@ func (d *demo) infraBot(ctx context.Context) error {
 	}
 	d.table("monitoring:read on metrics/cpu by agent:infrabot for user:sam, granted, reported by %s.", demoReporter)
 
+	// Deploy tokens are addressed to ArgoCD: it is met before it is named.
+	d.meet("agent:argocd")
 	d.say("InfraBot, prompted in chat, asks for a prod deploy token: policy prod-deploys-only-from-ci refuses it.")
 	if _, err := d.exchange(ctx, infrabot, "agent:infrabot", agent.Request{SubjectToken: sam, Audience: "agent:argocd",
 		Scopes: []string{"deploy:create"}, Context: map[string]any{"environment": "prod", "trigger": "chat"}}, true); err != nil {
@@ -236,7 +238,6 @@ func (d *demo) infraBot(ctx context.Context) error {
 // chain is the rest of story 1: ArgoCD deploys with the token InfraBot
 // got for it (hop1), and hands the tagging on until the chain is too deep.
 func (d *demo) chain(ctx context.Context, hop1 string) error {
-	d.meet("agent:argocd")
 	argocd, err := d.agent("agent:argocd")
 	if err != nil {
 		return err
