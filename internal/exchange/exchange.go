@@ -179,18 +179,18 @@ func (g *Grant) Exchange(ctx context.Context, req Request) (*Result, error) {
 
 func (g *Grant) exchange(ctx context.Context, st *state) (*Result, error) {
 	steps := []step{
-		{"exchange.checkShape", g.checkShape},
-		{"exchange.checkSubject", g.checkSubject},
-		{"exchange.checkActorToken", g.checkActorToken},
-		{"exchange.checkActor", g.checkActor},
-		{"exchange.bound", g.bound},
-		{"exchange.checkDepth", g.checkDepth},
-		{"exchange.checkAudience", g.checkAudience},
-		{"exchange.checkScopes", g.checkScopes},
-		{"exchange.checkDetails", g.checkDetails},
-		{"exchange.checkContext", g.checkContext},
-		{"exchange.checkPolicy", g.checkPolicy},
-		{"exchange.checkLifetime", g.checkLifetime},
+		{spanCheckShape, g.checkShape},
+		{spanCheckSubject, g.checkSubject},
+		{spanCheckActorToken, g.checkActorToken},
+		{spanCheckActor, g.checkActor},
+		{spanBound, g.bound},
+		{spanCheckDepth, g.checkDepth},
+		{spanCheckAudience, g.checkAudience},
+		{spanCheckScopes, g.checkScopes},
+		{spanCheckDetails, g.checkDetails},
+		{spanCheckContext, g.checkContext},
+		{spanCheckPolicy, g.checkPolicy},
+		{spanCheckLifetime, g.checkLifetime},
 	}
 	if err := g.runSteps(ctx, st, steps); err != nil {
 		return nil, err
@@ -515,17 +515,6 @@ func (g *Grant) checkLifetime(_ context.Context, st *state) error {
 	return nil
 }
 
-// tracedMint is mint in a span of its own, "exchange.mint".
-func (g *Grant) tracedMint(ctx context.Context, st *state, action, grantType string) (*Result, error) {
-	var res *Result
-	err := g.traced(ctx, "exchange.mint", func(ctx context.Context) error {
-		var err error
-		res, err = g.mint(ctx, st, action, grantType)
-		return err
-	})
-	return res, err
-}
-
 // mint signs the token and makes it and its audit event durable. Its
 // errors are for the caller to record as the refusal.
 func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (*Result, error) {
@@ -720,11 +709,11 @@ func (g *Grant) ClientCredentials(ctx context.Context, req Request) (*Result, er
 
 func (g *Grant) clientCredentials(ctx context.Context, st *state) (*Result, error) {
 	steps := []step{
-		{"exchange.bound", g.bound},
-		{"exchange.checkScopes", g.checkScopes},
-		{"exchange.checkAudience", g.checkAudience},
-		{"exchange.checkContext", g.checkContext},
-		{"exchange.checkLifetime", g.checkLifetime},
+		{spanBound, g.bound},
+		{spanCheckScopes, g.checkScopes},
+		{spanCheckAudience, g.checkAudience},
+		{spanCheckContext, g.checkContext},
+		{spanCheckLifetime, g.checkLifetime},
 	}
 	if err := g.runSteps(ctx, st, steps); err != nil {
 		return nil, err
@@ -764,10 +753,10 @@ func (g *Grant) SignIn(ctx context.Context, userID, requestID string) (*Result, 
 	}
 	st.user = u
 	steps := []step{
-		{"exchange.bound", g.bound},
-		{"exchange.checkScopes", g.checkScopes},
-		{"exchange.checkAudience", g.checkAudience},
-		{"exchange.checkLifetime", g.checkLifetime},
+		{spanBound, g.bound},
+		{spanCheckScopes, g.checkScopes},
+		{spanCheckAudience, g.checkAudience},
+		{spanCheckLifetime, g.checkLifetime},
 	}
 	if err := g.runSteps(ctx, st, steps); err != nil {
 		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
