@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/auditlog"
@@ -41,13 +42,19 @@ type App struct {
 	wg     sync.WaitGroup
 	audit  *audit.Recorder
 	raw    store.Store
+	// stopTracing flushes and stops the tracer provider Build made; nil
+	// when it made none.
+	stopTracing func(context.Context) error
+	logger      *slog.Logger
 }
 
-// Close stops the loops, flushes the audit recorder and closes the store.
+// Close stops the loops, flushes the audit recorder and the last spans,
+// and closes the store.
 func (a *App) Close() {
 	a.cancel()
 	a.wg.Wait()
 	a.audit.Close()
+	stopTracing(a.stopTracing, a.logger)
 	_ = a.raw.Close()
 }
 
@@ -57,6 +64,10 @@ type Env struct {
 	// Now is the clock; nil means time.Now. Tests move it to show that no
 	// decision depends on it where it must not (THREATS T56).
 	Now func() time.Time
+	// TracerProvider, when set, makes the spans of requests and of the
+	// grants' steps instead of the configuration's tracing section (tests
+	// record them); the App does not shut it down.
+	TracerProvider trace.TracerProvider
 }
 
 // Build turns a validated configuration into live objects.
@@ -112,6 +123,11 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		logger.Warn("revocation feed: first read of the store", slog.String("error", err.Error()))
 	}
 	checker := &tokenstate.Checker{Store: cached, Revocations: hub, Now: now}
+	tp, shutdownTracing, err := newTracerProvider(ctx, cfg, env)
+	if err != nil {
+		recorder.Close()
+		return nil, err
+	}
 	grant := &exchange.Grant{
 		Issuer:    cfg.Issuer,
 		Directory: cached,
@@ -124,6 +140,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		TTL:       cfg.Tokens.TTL.Std(),
 		MaxTTL:    cfg.Tokens.MaxTTL.Std(),
 		MaxDepth:  cfg.Delegation.MaxDepth,
+		Tracer:    tp.Tracer(scopeExchange),
 
 		Generation: cached.CachedGeneration,
 	}
@@ -138,6 +155,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	adminToken, err := cfg.Admin.Resolve()
 	if err != nil {
 		recorder.Close()
+		stopTracing(shutdownTracing, logger)
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	checkpoints := newCheckpointer(cfg, raw, now, logger)
@@ -145,14 +163,16 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		Issuer: cfg.Issuer, Store: cached, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
 		ClientLimit: newLimiter(cfg.RateLimits.PerClient, now), IPLimit: newLimiter(cfg.RateLimits.PerIP, now),
-		IngestLimit: newLimiter(cfg.RateLimits.IngestPerReporter, now),
+		IngestLimit: newLimiter(cfg.RateLimits.IngestPerReporter, now), Tracer: tp.Tracer(scopeServer),
 	})
 	if err != nil {
 		recorder.Close()
+		stopTracing(shutdownTracing, logger)
 		return nil, err
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
-	app := &App{Store: cached, Keys: keys, Handler: srv, Drain: srv.Drain, cancel: cancel, audit: recorder, raw: raw}
+	app := &App{Store: cached, Keys: keys, Handler: srv, Drain: srv.Drain, cancel: cancel, audit: recorder, raw: raw,
+		stopTracing: shutdownTracing, logger: logger}
 	app.start(loopCtx, loops{raw: raw, cached: cached, checkpoints: checkpoints, hub: hub, keys: keys, logger: logger})
 	return app, nil
 }

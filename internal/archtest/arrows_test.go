@@ -40,6 +40,7 @@ func arrows() []arrow {
 		{"internal/app", []string{"internal/audit", "internal/auditlog", "internal/clientauth", "internal/config", "internal/directory", "internal/exchange", "internal/feed", "internal/policy", "internal/ratelimit", "internal/server", "internal/store/...", "internal/token", "internal/tokenstate", "jwks"}, "the composition root wires every part, once"},
 		{"internal/cli", []string{"internal/buildinfo"}, "mandate version says which build it is"},
 		{"internal/server", []string{"internal/buildinfo"}, "/healthz says which build answers"},
+		{"internal/app", []string{"internal/buildinfo"}, "spans say which build made them (service.version)"},
 		{"internal/server", []string{"internal/directory"}, "every change to people, agents and delegations goes through the directory"},
 		{"internal/server", []string{"internal/exchange", "internal/clientauth", "internal/token", "internal/tokenstate", "internal/feed", "internal/forensics", "internal/ratelimit"}, "HTTP in front of the grants, client authentication, tokens, revocation and reports"},
 		{"internal/server", []string{"internal/audit", "internal/auditchain", "internal/auditlog", "internal/store"}, "it records, serves and checkpoints the log and reads the store"},

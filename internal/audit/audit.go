@@ -58,7 +58,8 @@ const (
 	ActionRequest = "request"
 )
 
-// Attributes the server adds to a verifier's record ("request").
+// Attributes the server adds to a record: a verifier's ("request") or its
+// own.
 const (
 	// ServerAttributePrefix starts the names of the attributes the server
 	// adds to a verifier's record: POST /audit/ingest refuses a record
@@ -71,6 +72,11 @@ const (
 	// (THREATS T101). The record is the reporter's word against the
 	// server's.
 	AttributeTokenMismatch = ServerAttributePrefix + "token_mismatch"
+	// AttributeTraceID is the OpenTelemetry trace id (32 hex digits) of
+	// the request a grant's record (token.exchange, token.issue,
+	// token.refused) was written for, when tracing is on and the request
+	// was sampled: the trace an operator opens from the record.
+	AttributeTraceID = ServerAttributePrefix + "trace_id"
 )
 
 // Results.

@@ -76,6 +76,8 @@ type Config struct {
 	// RateLimits bounds how often one caller is served at /token,
 	// /introspect and /revoke. Off by default.
 	RateLimits RateLimits `yaml:"rate_limits"`
+	// Tracing sends OpenTelemetry traces to a collector. Off by default.
+	Tracing Tracing `yaml:"tracing"`
 	// IdentityProviders are the issuers whose tokens Mandate accepts as a
 	// person's subject_token.
 	IdentityProviders []IdentityProvider `yaml:"identity_providers"`

@@ -156,6 +156,7 @@ func (c *Config) ApplyDefaults() {
 	if c.RateLimits.IngestPerReporter == 0 {
 		c.RateLimits.IngestPerReporter = DefaultIngestPerReporter
 	}
+	c.Tracing.applyDefaults()
 	for i := range c.IdentityProviders {
 		if len(c.IdentityProviders[i].Algorithms) == 0 {
 			c.IdentityProviders[i].Algorithms = []string{"RS256", "ES256", "EdDSA"}

@@ -107,6 +107,7 @@ func (c *Config) Validate() error {
 	users, agents := c.validatePrincipals(p)
 	c.validateDelegations(p, users, agents)
 	c.validatePolicies(p)
+	c.validateTracing(p)
 	return errors.Join(p.errs...)
 }
 

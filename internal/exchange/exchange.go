@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mandate-dev/mandate/actor"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/policy"
@@ -109,6 +111,9 @@ type Grant struct {
 	MaxTTL time.Duration
 	// MaxDepth is the global limit on actors in a chain.
 	MaxDepth int
+	// Tracer starts a span for each step of a grant and for mint, under
+	// the request's span in ctx; nil means the no-op tracer.
+	Tracer trace.Tracer
 	// Generation returns a store generation that the Directory's answers
 	// are at least as new as (the cache's); minted tokens carry it as gen,
 	// so that revocation entries made at a higher generation apply to them
@@ -173,26 +178,24 @@ func (g *Grant) Exchange(ctx context.Context, req Request) (*Result, error) {
 }
 
 func (g *Grant) exchange(ctx context.Context, st *state) (*Result, error) {
-	steps := []func(context.Context, *state) error{
-		g.checkShape,
-		g.checkSubject,
-		g.checkActorToken,
-		g.checkActor,
-		g.bound,
-		g.checkDepth,
-		g.checkAudience,
-		g.checkScopes,
-		g.checkDetails,
-		g.checkContext,
-		g.checkPolicy,
-		g.checkLifetime,
+	steps := []step{
+		{spanCheckShape, g.checkShape},
+		{spanCheckSubject, g.checkSubject},
+		{spanCheckActorToken, g.checkActorToken},
+		{spanCheckActor, g.checkActor},
+		{spanBound, g.bound},
+		{spanCheckDepth, g.checkDepth},
+		{spanCheckAudience, g.checkAudience},
+		{spanCheckScopes, g.checkScopes},
+		{spanCheckDetails, g.checkDetails},
+		{spanCheckContext, g.checkContext},
+		{spanCheckPolicy, g.checkPolicy},
+		{spanCheckLifetime, g.checkLifetime},
 	}
-	for _, step := range steps {
-		if err := step(ctx, st); err != nil {
-			return nil, err
-		}
+	if err := g.runSteps(ctx, st, steps); err != nil {
+		return nil, err
 	}
-	return g.mint(ctx, st, audit.ActionTokenExchange, oauth.GrantTokenExchange)
+	return g.tracedMint(ctx, st, audit.ActionTokenExchange, oauth.GrantTokenExchange)
 }
 
 func (g *Grant) checkShape(_ context.Context, st *state) error {
@@ -577,6 +580,7 @@ func (g *Grant) mint(ctx context.Context, st *state, action, grantType string) (
 	ev.JTI = jti
 	// What was granted, not what was asked: the record matches the token.
 	ev.AuthorizationDetails = claims.AuthorizationDetails
+	ev.Attributes = traceAttributes(ctx)
 	if err := g.Audit.Record(ctx, ev, rec); err != nil {
 		// Nothing was committed: the token is never returned.
 		return nil, oauth.Unavailable("audit_unavailable", err)
@@ -679,6 +683,7 @@ func (g *Grant) refuse(ctx context.Context, action string, st *state, err error)
 	ev.Reason = e.Reason
 	ev.Detail = e.Description
 	ev.AuthorizationDetails = DetailsJSON(st.req.AuthorizationDetails)
+	ev.Attributes = traceAttributes(ctx)
 	if rerr := g.Audit.Record(ctx, ev); rerr != nil {
 		return oauth.Unavailable("audit_unavailable", errors.Join(err, rerr))
 	}
@@ -703,19 +708,17 @@ func (g *Grant) ClientCredentials(ctx context.Context, req Request) (*Result, er
 }
 
 func (g *Grant) clientCredentials(ctx context.Context, st *state) (*Result, error) {
-	steps := []func(context.Context, *state) error{
-		g.bound,
-		g.checkScopes,
-		g.checkAudience,
-		g.checkContext,
-		g.checkLifetime,
+	steps := []step{
+		{spanBound, g.bound},
+		{spanCheckScopes, g.checkScopes},
+		{spanCheckAudience, g.checkAudience},
+		{spanCheckContext, g.checkContext},
+		{spanCheckLifetime, g.checkLifetime},
 	}
-	for _, step := range steps {
-		if err := step(ctx, st); err != nil {
-			return nil, err
-		}
+	if err := g.runSteps(ctx, st, steps); err != nil {
+		return nil, err
 	}
-	return g.mint(ctx, st, audit.ActionTokenIssue, oauth.GrantClientCredentials)
+	return g.tracedMint(ctx, st, audit.ActionTokenIssue, oauth.GrantClientCredentials)
 }
 
 // SignInClientID is the client_id of a person's own token, which no agent
@@ -749,12 +752,16 @@ func (g *Grant) SignIn(ctx context.Context, userID, requestID string) (*Result, 
 		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, oauth.InvalidScope("no_scope_granted", "the user holds no permissions", nil))
 	}
 	st.user = u
-	for _, step := range []func(context.Context, *state) error{g.bound, g.checkScopes, g.checkAudience, g.checkLifetime} {
-		if err := step(ctx, st); err != nil {
-			return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
-		}
+	steps := []step{
+		{spanBound, g.bound},
+		{spanCheckScopes, g.checkScopes},
+		{spanCheckAudience, g.checkAudience},
+		{spanCheckLifetime, g.checkLifetime},
 	}
-	res, err := g.mint(ctx, st, audit.ActionTokenIssue, GrantSignIn)
+	if err := g.runSteps(ctx, st, steps); err != nil {
+		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
+	}
+	res, err := g.tracedMint(ctx, st, audit.ActionTokenIssue, GrantSignIn)
 	if err != nil {
 		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
 	}

@@ -224,6 +224,13 @@ func newHarnessOn(t *testing.T, open func(t *testing.T) store.Store, now func() 
 // not nil) before the server is built.
 func newHarnessEdited(t *testing.T, open func(t *testing.T) store.Store, now func() time.Time, edit func(*config.Config)) *harness {
 	t.Helper()
+	return newHarnessEnv(t, open, edit, app.Env{Logger: slog.New(slog.DiscardHandler), Now: now})
+}
+
+// newHarnessEnv is newHarnessEdited with the app built in env (its
+// logger, clock and tracer provider).
+func newHarnessEnv(t *testing.T, open func(t *testing.T) store.Store, edit func(*config.Config), env app.Env) *harness {
+	t.Helper()
 	ctx := context.Background()
 	p := newIDP(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -244,7 +251,7 @@ func newHarnessEdited(t *testing.T, open func(t *testing.T) store.Store, now fun
 	if _, err := provision.Sync(ctx, faulty, cfg, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	app, err := app.BuildWith(ctx, cfg, faulty, app.Env{Logger: slog.New(slog.DiscardHandler), Now: now})
+	app, err := app.BuildWith(ctx, cfg, faulty, env)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/auditlog"
@@ -70,6 +72,9 @@ type Config struct {
 	// Build is the version and commit /healthz answers; the zero value
 	// means the running binary's (buildinfo.Read).
 	Build buildinfo.Info
+	// Tracer starts a span for every request (docs/deploy.md, Traces);
+	// nil means the no-op tracer.
+	Tracer trace.Tracer
 }
 
 // Reader is what the handlers read from the store (a store.Store, or the
@@ -143,6 +148,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 1800 * time.Millisecond
 	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.Tracer{}
+	}
 	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{}), adminRefusals: refusalTally{window: time.Second},
 		clientRefusals: refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32},
 		formRefusals:   refusalTally{window: time.Second, maxKeys: 3, maxRecords: 3},
@@ -188,8 +196,8 @@ func requestID(ctx context.Context) string {
 	return id
 }
 
-// serve wraps h: it gives the request an id, answers a returned error as
-// RFC 6749 JSON, and logs the outcome without tokens or secrets.
+// serve wraps h: it gives the request an id and a span, answers a returned
+// error as RFC 6749 JSON, and logs the outcome without tokens or secrets.
 func (s *Server) serve(name string, h handlerFunc) http.Handler {
 	return s.serveFor(name, s.cfg.RequestTimeout, h)
 }
@@ -201,7 +209,8 @@ func (s *Server) serveFor(name string, timeout time.Duration, h handlerFunc) htt
 		start := time.Now()
 		id := audit.NewID("req_")
 		w.Header().Set("X-Request-Id", id)
-		var ctx context.Context = context.WithValue(r.Context(), requestIDKey, id)
+		ctx, span := s.startSpan(context.WithValue(r.Context(), requestIDKey, id), name, id, r)
+		defer span.End()
 		var cancel context.CancelFunc
 		if timeout > 0 {
 			ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -213,10 +222,14 @@ func (s *Server) serveFor(name string, timeout time.Duration, h handlerFunc) htt
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		err := h(rec, r)
 		level := slog.LevelInfo
-		var buf [7]slog.Attr // at most seven attributes, on the stack
+		var buf [8]slog.Attr // at most eight attributes, on the stack
 		attrs := append(buf[:0], slog.String("request_id", id), slog.String("route", name))
+		if sc := span.SpanContext(); sc.IsSampled() {
+			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+		}
+		var e *oauth.Error
 		if err != nil {
-			e := oauth.As(err)
+			e = oauth.As(err)
 			oauth.WriteError(rec, e)
 			attrs = append(attrs, slog.String("error", string(e.Code)), slog.String("reason", e.Reason))
 			if e.HTTPStatus() >= 500 {
@@ -227,6 +240,7 @@ func (s *Server) serveFor(name string, timeout time.Duration, h handlerFunc) htt
 			}
 		}
 		attrs = append(attrs, slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
+		endSpan(span, rec.status, e)
 		s.metrics.requests.WithLabelValues(name, statusClass(rec.status)).Inc()
 		s.cfg.Logger.LogAttrs(r.Context(), level, "request", attrs...)
 	})
