@@ -26,10 +26,12 @@ import (
 // maxExportLine bounds one record of an exported log.
 const maxExportLine = 1 << 20
 
-// auditFlags say where the log is: a configuration (the store itself), a
-// running server, or an exported file.
+// auditFlags say where the log is: a configuration or `serve --dev`'s data
+// directory (the store itself), a running server, or an exported file.
 type auditFlags struct {
 	config, server, adminToken, file string
+	dev                              bool
+	dataDir                          string
 	witness, checkpoints, key        string
 	json                             bool
 }
@@ -39,6 +41,8 @@ func newAuditCmd(stdout io.Writer) *cobra.Command {
 	var f auditFlags
 	source := func(c *cobra.Command) {
 		c.Flags().StringVar(&f.config, "config", "", "read the log from the store of this configuration file")
+		c.Flags().BoolVar(&f.dev, "dev", false, "read the log from the store of `mandate serve --dev` (run where it ran)")
+		c.Flags().StringVar(&f.dataDir, "data-dir", "", "with --dev: the data directory `serve --dev --data-dir` was given (default ./mandate-dev)")
 		c.Flags().StringVar(&f.server, "server", "", "read the log from this running server (its issuer URL)")
 		c.Flags().StringVar(&f.adminToken, "admin-token", "", "the server's admin token (default: $MANDATE_ADMIN_TOKEN)")
 	}
@@ -60,8 +64,8 @@ func newAuditVerifyCmd(stdout io.Writer, f *auditFlags) *cobra.Command {
 deleted, swapped or inserted record is named), and the log must match every signed
 checkpoint (a cut-off tail, an older log swapped in, or a re-hashed forgery is caught).
 
-The log comes from --config (the store), --server (a running server) or --file (an
-export). Checkpoints come from the same place and from --witness (the witness file,
+The log comes from --config (the store), --dev (the store of mandate serve --dev),
+--server (a running server) or --file (an export). Checkpoints come from the same place and from --witness (the witness file,
 kept outside the database; one that holds no checkpoint fails) or --checkpoints (a
 saved GET /audit/checkpoints answer).
 Pin the checkpoint key with --key: a key read from the log's own store or server only
@@ -194,19 +198,21 @@ func openAuditSource(ctx context.Context, f auditFlags) (*auditSource, error) {
 		return nil, err
 	}
 	switch {
-	case f.config != "":
-		return storeSource(ctx, f.config)
+	case f.config != "" || f.dev:
+		cfg, err := f.storeConfig()
+		if err != nil {
+			return nil, err
+		}
+		return storeSource(ctx, cfg)
 	case f.server != "":
 		return serverSource(ctx, f)
 	}
 	return fileSource(f.file)
 }
 
-func storeSource(ctx context.Context, path string) (*auditSource, error) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return nil, err
-	}
+// storeSource reads the log and its checkpoints from the store of cfg,
+// and the checkpoints of its witness file.
+func storeSource(ctx context.Context, cfg *config.Config) (*auditSource, error) {
 	s, err := app.OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -250,10 +256,25 @@ func (f auditFlags) oneSource() error {
 			set++
 		}
 	}
+	if f.dev {
+		set++
+	}
 	if set != 1 {
-		return usage("give exactly one of --config, --server and --file")
+		return usage("give exactly one of --config, --dev, --server and --file")
+	}
+	if f.dataDir != "" && !f.dev {
+		return usage("--data-dir goes with --dev")
 	}
 	return nil
+}
+
+// storeConfig is the configuration of the store the flags name: --config's
+// file, or the dev cast in --dev's data directory.
+func (f auditFlags) storeConfig() (*config.Config, error) {
+	if f.dev {
+		return openDevConfig(f.dataDir)
+	}
+	return config.Load(f.config)
 }
 
 // token is the admin token for --server: --admin-token or

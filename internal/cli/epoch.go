@@ -35,7 +35,7 @@ func newAdvanceEpochCmd(stdout io.Writer, now func() time.Time) *cobra.Command {
 Every token issued before the epoch is refused from then on, by introspection and
 by token exchange, on every instance: a restored backup does not know of the
 revocations made after it was taken, and this is what keeps the tokens they revoked
-from coming back (THREATS T56). Run it after restoring the store and before starting
+from coming back. Run it after restoring the store and before starting
 any instance. Instances already running pick the new epoch up within a second.
 
 The epoch never moves back: a time earlier than the current epoch leaves it as it is.

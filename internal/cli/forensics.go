@@ -16,7 +16,6 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/audit"
-	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/forensics"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/termsafe"
@@ -102,8 +101,8 @@ func openQuerySource(ctx context.Context, f auditFlags) (forensics.Source, func(
 		return nil, nil, err
 	}
 	switch {
-	case f.config != "":
-		cfg, err := config.Load(f.config)
+	case f.config != "" || f.dev:
+		cfg, err := f.storeConfig()
 		if err != nil {
 			return nil, nil, err
 		}

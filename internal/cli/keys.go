@@ -21,24 +21,23 @@ func newKeysCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "List, rotate and revoke signing keys"}
 	k := &keysCmd{stdout: stdout}
 	for _, c := range []*cobra.Command{k.list(), k.rotate(), k.revoke()} {
-		c.Flags().StringVar(&k.path, "config", "", "configuration file (YAML)")
-		_ = c.MarkFlagRequired("config")
+		k.store.add(c)
 		cmd.AddCommand(c)
 	}
 	return cmd
 }
 
-// keysCmd is what the subcommands of `mandate keys` share: the
-// configuration file's path and where they print.
+// keysCmd is what the subcommands of `mandate keys` share: which store
+// and where they print.
 type keysCmd struct {
-	path   string
+	store  storeFlags
 	stdout io.Writer
 }
 
 // withKeyring opens the store and the keyring the configuration names and
 // calls fn with them.
 func (k *keysCmd) withKeyring(ctx context.Context, fn func(*token.Keyring, store.Store) error) error {
-	cfg, err := config.Load(k.path)
+	cfg, err := k.store.load()
 	if err != nil {
 		return err
 	}
@@ -111,7 +110,7 @@ published for a minute: a verifier may wait 30 s before it fetches the JWKS
 again. To replace a key without a pause, run "mandate keys rotate" first and
 revoke a minute later.`,
 		// A kid is base64url and may start with "-", which reads as a flag.
-		Example: "  mandate keys revoke --config mandate.yaml -- KID",
+		Example: "  mandate keys revoke --config mandate.yaml -- KID\n  mandate keys revoke --dev -- KID",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return k.withKeyring(cmd.Context(), func(kr *token.Keyring, _ store.Store) error {
@@ -146,6 +145,36 @@ func keyEvent(action, kid string) audit.Event {
 		Performer: cliPerformer,
 		Resource:  kid,
 	}
+}
+
+// storeFlags name the store a command opens: the one of a configuration
+// file (--config), or the one a `serve --dev` keeps in its data directory
+// (--dev, with --data-dir when it was given one).
+type storeFlags struct {
+	config, dataDir string
+	dev             bool
+}
+
+// add gives c the flags.
+func (sf *storeFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&sf.config, "config", "", "configuration file (YAML)")
+	c.Flags().BoolVar(&sf.dev, "dev", false, "the store of `mandate serve --dev` (run where it ran)")
+	c.Flags().StringVar(&sf.dataDir, "data-dir", "", "with --dev: the data directory `serve --dev --data-dir` was given (default ./mandate-dev)")
+}
+
+// load reads the configuration the flags name.
+func (sf *storeFlags) load() (*config.Config, error) {
+	switch {
+	case sf.dev && sf.config != "":
+		return nil, usage("--dev and --config exclude each other")
+	case sf.dataDir != "" && !sf.dev:
+		return nil, usage("--data-dir goes with --dev")
+	case sf.dev:
+		return openDevConfig(sf.dataDir)
+	case sf.config == "":
+		return nil, usage("give --config FILE, or --dev for the store of `mandate serve --dev`")
+	}
+	return config.Load(sf.config)
 }
 
 func stamp(t time.Time) string {

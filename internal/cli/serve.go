@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +32,7 @@ import (
 type serveFlags struct {
 	configPath string
 	dev        bool
+	reset      bool
 	dataDir    string
 	listen     string
 }
@@ -43,7 +47,10 @@ func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
 With --config FILE it reads that YAML file (see docs/config.md). With --dev it
 needs no file: it starts on 127.0.0.1:8080 with a data directory, a generated
 signing key, an admin token and the InfraBot cast (user:sam, agent:infrabot,
-agent:argocd, agent:cleanup_agent), and prints curl lines to try it.`,
+agent:argocd, agent:cleanup_agent), and prints curl lines to try it. The data
+directory (./mandate-dev unless --data-dir) is kept between starts, with every
+change made through the admin API; --dev --reset removes it first and starts
+the dev cast afresh.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), f, stdout, stderr)
@@ -51,32 +58,27 @@ agent:argocd, agent:cleanup_agent), and prints curl lines to try it.`,
 	}
 	cmd.Flags().StringVar(&f.configPath, "config", "", "configuration file (YAML)")
 	cmd.Flags().BoolVar(&f.dev, "dev", false, "development mode: demo users and agents, generated secrets")
+	cmd.Flags().BoolVar(&f.reset, "reset", false, "with --dev: remove the dev data directory first and start the dev cast afresh")
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory (overrides data_dir)")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "listen address (overrides listen; the issuer follows with --dev)")
 	return cmd
 }
 
 // loadConfig reads the file or builds the dev configuration, applying the
-// flag overrides.
+// flag overrides. It writes nothing: the dev admin token is read or made
+// later, by devAdminToken, once the listener is bound.
 func loadConfig(f serveFlags) (*config.Config, error) {
 	switch {
 	case f.dev && f.configPath != "":
 		return nil, &exitError{code: 2, err: errors.New("--dev and --config exclude each other")}
+	case f.reset && !f.dev:
+		return nil, &exitError{code: 2, err: errors.New("--reset starts the dev cast afresh and needs --dev")}
 	case f.dev:
-		dir := f.dataDir
-		if dir == "" {
-			dir = "./mandate-dev"
-		}
-		cfg := config.Dev(dir)
+		cfg := config.Dev(devDataDir(f.dataDir))
 		if f.listen != "" {
 			cfg.Listen = f.listen
 			cfg.Issuer = "http://" + f.listen
 		}
-		token, err := devAdminToken(dir)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Admin.Token = token
 		return cfg, cfg.Validate()
 	case f.configPath == "":
 		return nil, &exitError{code: 2, err: errors.New("give --config FILE, or --dev to try Mandate")}
@@ -94,13 +96,63 @@ func loadConfig(f serveFlags) (*config.Config, error) {
 	return cfg, nil
 }
 
+// defaultDevDataDir is the data directory of `serve --dev` and of the
+// other commands' --dev when --data-dir is not given.
+const defaultDevDataDir = "./mandate-dev"
+
+// devDataDir is dir, or defaultDevDataDir when dir is "".
+func devDataDir(dir string) string {
+	if dir == "" {
+		return defaultDevDataDir
+	}
+	return dir
+}
+
+// devAdminTokenFile is the file in a dev data directory that holds the dev
+// admin token; its presence marks a directory `serve --dev` made.
+const devAdminTokenFile = "admin-token"
+
+// resetDevDataDir removes the dev data directory dir, saying so on w. It
+// refuses a directory `serve --dev` did not make (one that is not empty
+// and holds no admin-token file), so that a mistyped --data-dir cannot
+// remove someone's files.
+func resetDevDataDir(w io.Writer, dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		fmt.Fprintf(w, "--reset: there is no dev data directory at %s yet; starting afresh\n", dir)
+		return nil
+	case err != nil:
+		return fmt.Errorf("--reset: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, devAdminTokenFile)); len(entries) > 0 && err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--reset: %s does not look like a dev data directory (it has no %s file); remove it yourself if you mean to", dir, devAdminTokenFile)}
+	}
+	fmt.Fprintf(w, "--reset: removing the dev data directory %s (its store, keys and admin token) and starting the dev cast afresh\n", dir)
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("--reset: %w", err)
+	}
+	return nil
+}
+
+// openDevConfig is the dev configuration for the commands that read the
+// store of a `serve --dev` (keys, audit): the dev cast with dataDir (""
+// for ./mandate-dev), which must already hold a dev server's data.
+func openDevConfig(dataDir string) (*config.Config, error) {
+	dir := devDataDir(dataDir)
+	if _, err := os.Stat(filepath.Join(dir, devAdminTokenFile)); err != nil {
+		return nil, fmt.Errorf("no dev data directory at %s (run this where `mandate serve --dev` ran, or give --data-dir): %w", dir, err)
+	}
+	return config.Dev(dir), nil
+}
+
 // devAdminToken returns the dev admin token kept in dir, making one on the
 // first start.
 func devAdminToken(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("data directory: %w", err)
 	}
-	path := filepath.Join(dir, "admin-token")
+	path := filepath.Join(dir, devAdminTokenFile)
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
 		return strings.TrimSpace(string(b)), nil
 	}
@@ -133,9 +185,31 @@ func tuneGC(lookupEnv func(string) (string, bool)) bool {
 }
 
 func runServe(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error {
+	if f.dev {
+		// The first thing a newcomer sees: opening and seeding the store
+		// takes a moment, and silence reads as a hang.
+		fmt.Fprintf(stdout, "Starting Mandate in development mode (data in %s)...\n", devDataDir(f.dataDir))
+	}
 	cfg, err := loadConfig(f)
 	if err != nil {
 		return err
+	}
+	// The listener is bound before anything is written, so that a port in
+	// use leaves no data directory behind.
+	ln, err := listenServe(ctx, cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if f.dev {
+		if f.reset {
+			if err := resetDevDataDir(stdout, cfg.DataDir); err != nil {
+				return err
+			}
+		}
+		if cfg.Admin.Token, err = devAdminToken(cfg.DataDir); err != nil {
+			return err
+		}
 	}
 	logger := newLogger(stderr)
 	tuneGC(os.LookupEnv)
@@ -151,17 +225,13 @@ func runServe(ctx context.Context, f serveFlags, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("provisioning from the configuration: %w", err)
 	}
-	logReport(logger, report)
+	logReport(logger, report, f.dev)
 	if cfg.IsPostgres() && cfg.AllowAsyncCommit {
-		// THREATS T59: a server that may lose acknowledged commits says so
-		// at every start.
+		// A server that may lose acknowledged commits says so at every
+		// start (docs/threats.md).
 		logger.Error("allow_async_commit is set: if the database does not flush commits to disk, a crash of it loses tokens, revocations and audit records that Mandate already confirmed; use this for a test database only")
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	// Start-up's garbage goes back to the system now, and the heap's free
 	// pages whenever the server is idle (internal/idlemem).
 	idle := &idlemem.Releaser{}
@@ -195,14 +265,44 @@ func newLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(termsafe.NewJSONLogWriter(w), nil))
 }
 
-func logReport(logger *slog.Logger, r provision.Report) {
+// logReport logs what provisioning created and where the store and the
+// configuration differ; dev says the configuration is the dev cast, which
+// `serve --dev --reset` restores (config apply takes a file).
+func logReport(logger *slog.Logger, r provision.Report, dev bool) {
 	for _, c := range r.Created {
 		logger.Info("created from configuration", slog.String("record", c))
 	}
-	for _, d := range r.Differences {
-		logger.Warn("the store differs from the configuration and is kept; run `mandate config apply` to make it match",
-			slog.String("record", d))
+	msg := "the store differs from the configuration and is kept; run `mandate config apply` to make it match"
+	if dev {
+		msg = "the dev store differs from the dev cast and is kept (changes made through the admin API last across restarts); restart with `mandate serve --dev --reset` to start the dev cast afresh"
 	}
+	for _, d := range r.Differences {
+		logger.Warn(msg, slog.String("record", d))
+	}
+}
+
+// listenServe binds addr; when the address is in use it says which and how to
+// choose another.
+func listenServe(ctx context.Context, addr string) (net.Listener, error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("listen: %s is already in use (is another mandate running?); choose another address with --listen, such as --listen %s: %w", addr, nextPort(addr), err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
+}
+
+// nextPort is addr with the port after its own, the suggestion when addr is
+// in use (127.0.0.1:8081 for 127.0.0.1:8080).
+func nextPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n <= 0 || n >= 65535 {
+		return "127.0.0.1:8081"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n+1))
 }
 
 func printDevHelp(w io.Writer, cfg *config.Config) {
