@@ -312,11 +312,16 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The server may answer before its banner is written out.
+	wantToken := "Admin token: " + strings.TrimSpace(string(token))
 	out := srv.stdout.String()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out, wantToken) && time.Now().Before(deadline); out = srv.stdout.String() {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !strings.HasPrefix(out, "Starting Mandate in development mode") {
 		t.Errorf("serve --dev does not start by saying so; its output starts %.80q", out)
 	}
-	if !strings.Contains(out, "Admin token: "+strings.TrimSpace(string(token))) {
+	if !strings.Contains(out, wantToken) {
 		t.Errorf("serve --dev does not print the admin token of mandate-dev/admin-token")
 	}
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/store"
@@ -169,7 +171,9 @@ func mergeContext(facts, req map[string]any) (map[string]any, error) {
 	for k, v := range facts {
 		out[k] = v
 	}
-	for k, v := range req {
+	// In key order, so that the refusal names the same fact every time.
+	for _, k := range slices.Sorted(maps.Keys(req)) {
+		v := req[k]
 		if f, ok := facts[k]; ok && !reflect.DeepEqual(f, v) {
 			return nil, oauth.InvalidRequest("context_conflict",
 				fmt.Sprintf("the context changes %q, which an earlier hop asserted", k), nil)
