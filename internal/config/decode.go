@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"reflect"
@@ -32,6 +33,9 @@ type decoder struct {
 	byToken  map[*token.Token]tokenAt
 	problems []*FieldError
 	nulled   []string // the paths of the slots emptied
+	// truncated is set when decoding found more than maxDecodeProblems
+	// and stopped.
+	truncated bool
 }
 
 // slot is a place in the tree that holds a value: a key's value in a
@@ -101,16 +105,17 @@ func decodeFile(data []byte, source string) (c *Config, d *decoder) {
 	root := f.Docs[0].Body
 	d.walk(root, "", configType)
 	d.checkTimes()
-	for {
+	for !d.truncated {
 		c = new(Config)
 		err := yaml.NodeToValue(root, c, decodeOptions()...)
 		if err == nil {
 			return c, d
 		}
 		if !d.setAside(err, root) {
-			return nil, d
+			break
 		}
 	}
+	return nil, d
 }
 
 // docMarkers counts the "---" lines that start a YAML document, and
@@ -180,7 +185,14 @@ func (d *decoder) pair(m *ast.MappingNode, pair *ast.MappingValueNode, path stri
 		return
 	}
 	name := keyName(pair.Key)
-	s := &slot{path: joinPath(path, name), parent: path, typ: fieldType(typ, name), key: pair.Key, value: pair.Value}
+	ft := fieldType(typ, name)
+	if keys, ok := structKeys(typ); ok && ft == nil && m != nil {
+		line, col := nodePos(pair.Key)
+		d.add(line, col, path, unknownField(name, keys))
+		m.Values = slices.DeleteFunc(m.Values, func(p *ast.MappingValueNode) bool { return p == pair })
+		return
+	}
+	s := &slot{path: joinPath(path, name), parent: path, typ: ft, key: pair.Key, value: pair.Value}
 	s.set = func(v ast.Node) { pair.Value, s.value = v, v }
 	if m != nil {
 		s.remove = func() {
@@ -256,12 +268,8 @@ func (d *decoder) setAside(err error, root ast.Node) bool {
 		}
 		problem = ye.GetMessage()
 	}
-	if len(d.problems) >= maxDecodeProblems {
-		d.add(line, col, "", "too many problems; fix these first")
-		return false
-	}
 	s := at.slot
-	if s == nil || s.done {
+	if s == nil || s.done || d.truncated {
 		if ye != nil && ye.GetToken() != nil && unwrap(root).GetToken() == ye.GetToken() {
 			problem = typeProblem(err, problem, root)
 		}
@@ -269,12 +277,20 @@ func (d *decoder) setAside(err error, root ast.Node) bool {
 		return false
 	}
 	var unknown *yaml.UnknownFieldError
-	if at.isKey && s.remove != nil && errors.As(err, &unknown) {
-		if hint := suggest(keyName(s.key), d.typeOf(s.parent)); hint != "" {
-			problem += "; did you mean " + hint + "?"
+	var dup *yaml.DuplicateKeyError
+	if at.isKey && s.remove != nil && (errors.As(err, &unknown) || errors.As(err, &dup)) {
+		// What walk could not see: keys merged in with "<<" from an alias.
+		if unknown != nil {
+			keys, _ := structKeys(d.typeOf(s.parent))
+			problem = unknownField(keyName(s.key), keys)
+		} else {
+			problem = fmt.Sprintf("key %q is also merged in with \"<<\"", keyName(s.key))
 		}
 		d.add(line, col, s.parent, problem)
 		s.remove()
+		if d.byPath[s.path] == s {
+			delete(d.byPath, s.path)
+		}
 		s.done = true
 		return true
 	}
@@ -319,7 +335,12 @@ func (d *decoder) typeOf(path string) reflect.Type {
 	return nil
 }
 
+// add adds a decoding problem, unless there are too many already.
 func (d *decoder) add(line, col int, field, problem string) {
+	if len(d.problems) >= maxDecodeProblems {
+		d.truncated = true
+		return
+	}
 	d.problems = append(d.problems, &FieldError{File: d.source, Field: field, Line: line, Column: col, Problem: problem})
 }
 
@@ -337,8 +358,9 @@ func (d *decoder) addYAMLError(err error) {
 
 // addValidation adds the problems Validate found (err), each placed on the
 // line of its field or, when the file does not hold the field, of the
-// nearest enclosing one. A problem under a value that decoding emptied is
-// left out: it is about the empty value, not the file.
+// nearest enclosing one. A problem in a value that decoding emptied, or of
+// the record holding it (an agent without a credential when its secret was
+// a list), is left out: it is about the empty value, not the file.
 func (d *decoder) addValidation(err error) {
 	if err == nil {
 		return
@@ -353,7 +375,7 @@ func (d *decoder) addValidation(err error) {
 			d.add(0, 0, "", e.Error())
 			continue
 		}
-		if slices.ContainsFunc(d.nulled, func(p string) bool { return under(fe.Field, p) }) {
+		if slices.ContainsFunc(d.nulled, func(p string) bool { return under(fe.Field, p) || (fe.Field != "" && fe.Field == parentPath(p)) }) {
 			continue
 		}
 		for p := fe.Field; p != ""; p = parentPath(p) {
@@ -368,7 +390,7 @@ func (d *decoder) addValidation(err error) {
 
 // err returns every problem, sorted by line and column (those of no known
 // line first, as they concern the whole file), joined; nil when there are
-// none.
+// none. When decoding stopped at too many, a last problem says so.
 func (d *decoder) err() error {
 	slices.SortStableFunc(d.problems, func(a, b *FieldError) int {
 		if a.Line != b.Line {
@@ -376,9 +398,12 @@ func (d *decoder) err() error {
 		}
 		return a.Column - b.Column
 	})
-	errs := make([]error, len(d.problems))
-	for i, p := range d.problems {
-		errs[i] = p
+	errs := make([]error, 0, len(d.problems)+1)
+	for _, p := range d.problems {
+		errs = append(errs, p)
+	}
+	if d.truncated {
+		errs = append(errs, &FieldError{File: d.source, Problem: fmt.Sprintf("more than %d problems; fix these first", maxDecodeProblems)})
 	}
 	return errors.Join(errs...)
 }
@@ -466,34 +491,34 @@ func under(field, path string) bool {
 }
 
 // fieldType returns the Go type of the key name in a value of type t, nil
-// when t has no such key.
+// when t has no such key or decodes itself.
 func fieldType(t reflect.Type, name string) reflect.Type {
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch {
-	case t == nil:
-		return nil
-	case t.Kind() == reflect.Map:
+	t = deref(t)
+	if t != nil && t.Kind() == reflect.Map && !decodesItself(t) {
 		return t.Elem()
-	case t.Kind() == reflect.Struct:
-		for _, k := range keysOf(t) {
-			if k.name == name {
-				return k.typ
-			}
+	}
+	keys, _ := structKeys(t)
+	for _, k := range keys {
+		if k.name == name {
+			return k.typ
 		}
 	}
 	return nil
 }
 
 func elemType(t reflect.Type) reflect.Type {
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+	t = deref(t)
+	if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) && !decodesItself(t) {
 		return t.Elem()
 	}
 	return nil
+}
+
+func deref(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
 }
 
 type structKey struct {
@@ -501,13 +526,25 @@ type structKey struct {
 	typ  reflect.Type
 }
 
-// keysOf returns the YAML keys of the struct type t.
-func keysOf(t reflect.Type) []structKey {
+// structKeys returns the YAML keys of t, and whether t is a struct decoded
+// key by key (not a time, nor a type with its own UnmarshalYAML), as the
+// YAML library names them: the yaml tag, else the lower-cased field name;
+// an inline struct's keys are its parent's.
+func structKeys(t reflect.Type) ([]structKey, bool) {
+	t = deref(t)
+	if t == nil || t.Kind() != reflect.Struct || decodesItself(t) {
+		return nil, false
+	}
 	var keys []structKey
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if !f.IsExported() || name == "-" {
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if (!f.IsExported() && !f.Anonymous) || name == "-" {
+			continue
+		}
+		if slices.Contains(strings.Split(opts, ","), "inline") {
+			inline, _ := structKeys(f.Type)
+			keys = append(keys, inline...)
 			continue
 		}
 		if name == "" {
@@ -515,18 +552,45 @@ func keysOf(t reflect.Type) []structKey {
 		}
 		keys = append(keys, structKey{name: name, typ: f.Type})
 	}
-	return keys
+	return keys, true
 }
 
-// suggest returns the key of t (quoted) closest to name, when one is close
-// enough to be meant by it (at most two edits away, or starting with it, as
-// "witness" for "witness_file"): "" otherwise.
-func suggest(name string, t reflect.Type) string {
-	if t == nil || t.Kind() != reflect.Struct {
-		return ""
+// decodesItself reports whether the YAML library decodes a value of type t
+// as a whole, not key by key.
+func decodesItself(t reflect.Type) bool {
+	if t == timeType {
+		return true
 	}
+	p := reflect.PointerTo(t)
+	for _, i := range []reflect.Type{
+		reflect.TypeFor[yaml.BytesUnmarshaler](), reflect.TypeFor[yaml.BytesUnmarshalerContext](),
+		reflect.TypeFor[yaml.InterfaceUnmarshaler](), reflect.TypeFor[yaml.InterfaceUnmarshalerContext](),
+		reflect.TypeFor[yaml.NodeUnmarshaler](), reflect.TypeFor[yaml.NodeUnmarshalerContext](),
+		reflect.TypeFor[encoding.TextUnmarshaler](),
+	} {
+		if p.Implements(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// unknownField is the problem of a key that is none of keys, with the one
+// probably meant.
+func unknownField(name string, keys []structKey) string {
+	problem := fmt.Sprintf("unknown field %q", name)
+	if hint := suggest(name, keys); hint != "" {
+		problem += fmt.Sprintf("; did you mean %q?", hint)
+	}
+	return problem
+}
+
+// suggest returns the key closest to name, when one is close enough to
+// be meant by it (at most two edits away, or starting with it, as
+// "witness" for "witness_file"): "" otherwise.
+func suggest(name string, keys []structKey) string {
 	best, bestDist := "", 3
-	for _, k := range keysOf(t) {
+	for _, k := range keys {
 		d := editDistance(name, k.name)
 		if len(name) >= 3 && strings.HasPrefix(k.name, name) {
 			d = min(d, 2)
@@ -535,10 +599,7 @@ func suggest(name string, t reflect.Type) string {
 			best, bestDist = k.name, d
 		}
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf("%q", best)
+	return best
 }
 
 // editDistance is the Levenshtein distance between a and b, in bytes.
