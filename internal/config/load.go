@@ -18,8 +18,8 @@ import (
 const MaxFileSize = 1 << 20
 
 // Load reads the file at path and returns its configuration, decoded
-// strictly, with defaults applied and validated. Errors are *FieldError values
-// (joined when there are several) naming path, the field and why.
+// strictly, with defaults applied and validated, as Parse does. Errors are
+// *FieldError values, joined, naming path, the line, the field and why.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {

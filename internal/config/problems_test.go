@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +164,25 @@ func TestParseStopsAfterManyProblems(t *testing.T) {
 	got := fieldErrors(t, err)
 	if len(got) != 51 || got[49].Line != 50 || got[50].Error() != "mandate.yaml: more than 50 problems; fix these first" {
 		t.Errorf("Parse reported %d problems, the last two %v; want the first 50 and a last one saying there are more", len(got), got[len(got)-2:])
+	}
+}
+
+// TestDocsExampleOfProblems: the example of a report in docs/config.md is
+// what Parse reports for the example file above it.
+func TestDocsExampleOfProblems(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "config.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(doc), "For this file\n\n```yaml\n")
+	file, rest, _ := strings.Cut(rest, "```\n")
+	_, rest, _ = strings.Cut(rest, "prints\n\n```\n")
+	report, _, _ := strings.Cut(rest, "```\n")
+	if file == "" || report == "" {
+		t.Fatal(`docs/config.md has no example file ("For this file") and report ("prints")`)
+	}
+	_, err = config.Parse([]byte(file), "mandate.yaml")
+	if got, want := "mandate: "+fmt.Sprint(err)+"\n", report; got != want {
+		t.Errorf("docs/config.md shows:\n%s\nParse reports:\n%s", want, got)
 	}
 }
