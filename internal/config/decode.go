@@ -138,8 +138,8 @@ func docMarkers(data []byte) (n, second int) {
 }
 
 // walk indexes the slots under n, the value at path of Go type typ (nil
-// where none is decoded, as under an unknown key), and
-// takes out every key repeated in a mapping, reporting it.
+// where none is decoded key by key). It takes out of the tree, reporting
+// them, every key repeated in a mapping and every key a struct lacks.
 func (d *decoder) walk(n ast.Node, path string, typ reflect.Type) {
 	switch n := n.(type) {
 	case *ast.AnchorNode:
@@ -237,7 +237,7 @@ func (d *decoder) checkTimes() {
 		default:
 			var t time.Time
 			if err := yaml.NodeToValue(s.value, &t, decodeOptions()...); err != nil {
-				problem = err.Error()
+				problem = yaml.FormatError(err, false, false) // no excerpt of the file
 			}
 		}
 		if problem != "" {
@@ -249,9 +249,9 @@ func (d *decoder) checkTimes() {
 }
 
 // setAside reports err, a decoding error, and takes what caused it out of
-// the tree so that decoding can go on. It returns false when decoding
-// cannot go on: the cause is not in a slot, or too many problems were
-// found.
+// the tree so that decoding can go on: a key, or a value, which is emptied.
+// It returns false when decoding cannot go on, as the cause is not in a
+// slot (the top level, or an alias to nothing) or was set aside already.
 func (d *decoder) setAside(err error, root ast.Node) bool {
 	line, col, problem := 0, 0, err.Error()
 	var at tokenAt
@@ -269,7 +269,7 @@ func (d *decoder) setAside(err error, root ast.Node) bool {
 		problem = ye.GetMessage()
 	}
 	s := at.slot
-	if s == nil || s.done || d.truncated {
+	if s == nil || s.done {
 		if ye != nil && ye.GetToken() != nil && unwrap(root).GetToken() == ye.GetToken() {
 			problem = typeProblem(err, problem, root)
 		}
