@@ -129,3 +129,42 @@ func TestConfigCheckWarnsReadableSecrets(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigProblemsOneALine: `mandate config check` and `mandate serve`
+// refuse a file with several problems by printing them all, one a line,
+// sorted by line, each with the file, line, column and field.
+func TestConfigProblemsOneALine(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "mandate.yaml")
+	const yaml = `listn: 127.0.0.1:8080
+tokens:
+  ttl: 600
+agents:
+  - id: agent:a
+    secret: a-secret-long-enough
+    scope: [deploy:create]
+  - id: agent:a
+    secret: a-secret-long-enough
+delegation:
+  max_depth: 99
+`
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := "mandate: " + strings.Join([]string{
+		cfg + `:1:1: unknown field "listn"; did you mean "listen"?`,
+		cfg + `:3:8: tokens.ttl: want a duration such as "10m" or "90s"`,
+		cfg + `:7:5: agents[0]: unknown field "scope"; did you mean "scopes"?`,
+		cfg + `:8:5: agents[1].id: "agent:a" duplicates agents[0]`,
+		cfg + `:11:3: delegation.max_depth: must be from 1 to 10, is 99`,
+	}, "\n") + "\n"
+	for _, args := range [][]string{
+		{"config", "check", "--config", cfg},
+		{"serve", "--config", cfg, "--data-dir", filepath.Join(t.TempDir(), "data")},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), args, &stdout, &stderr)
+		if code != 1 || stdout.Len() != 0 || stderr.String() != want {
+			t.Errorf("mandate %s: exit %d, stdout %q, stderr:\n%s\nwant exit 1 and:\n%s", strings.Join(args, " "), code, stdout.String(), stderr.String(), want)
+		}
+	}
+}

@@ -1,10 +1,8 @@
 package config
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,9 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/goccy/go-yaml"
-	"github.com/goccy/go-yaml/parser"
-
 	"github.com/mandate-dev/mandate/internal/policy"
 )
 
@@ -23,8 +18,8 @@ import (
 const MaxFileSize = 1 << 20
 
 // Load reads the file at path and returns its configuration, decoded
-// strictly, with defaults applied and validated. Errors are *FieldError values
-// (joined when there are several) naming path, the field and why.
+// strictly, with defaults applied and validated, as Parse does. Errors are
+// *FieldError values, joined, naming path, the line, the field and why.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -45,75 +40,25 @@ func Load(path string) (*Config, error) {
 // messages only), applies defaults and validates it. Unknown and repeated
 // keys, a second YAML document and values of the wrong type are refused. An
 // empty document is the default configuration.
+//
+// Every problem is reported at once: the error joins *FieldError values,
+// sorted by line, each naming source, the line and column where the file
+// holds the field (or its nearest enclosing one; none for a field the file
+// does not hold), the field and why. Decoding problems come first in this
+// sense only: what remains of the file once the keys and values in error
+// are set aside is validated too, except under a value set aside.
 func Parse(data []byte, source string) (*Config, error) {
-	c, err := decode(data)
-	if err != nil {
-		return nil, decodeError(source, err)
+	c, d := decodeFile(data, source)
+	if c == nil {
+		return nil, d.err()
 	}
 	c.Source = source
 	c.ApplyDefaults()
-	if err := c.Validate(); err != nil {
+	d.addValidation(c.Validate())
+	if err := d.err(); err != nil {
 		return nil, err
 	}
 	return c, nil
-}
-
-// decode decodes strictly. It turns a panic of the YAML library (seen on
-// malformed tags, e.g. "delegations: !00 00", found by FuzzParse) into an
-// error: a bad file must be refused, not crash the server.
-func decode(data []byte) (c *Config, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			c, err = nil, fmt.Errorf("cannot decode this YAML (the decoder failed: %v)", r)
-		}
-	}()
-	f, err := parser.ParseBytes(data, 0)
-	if err != nil {
-		return nil, err
-	}
-	if len(f.Docs) > 1 || docMarkers(data) > 1 {
-		return nil, errors.New("holds more than one YAML document")
-	}
-	c = new(Config)
-	dec := yaml.NewDecoder(bytes.NewReader(data),
-		yaml.Strict(), yaml.DisallowUnknownField(), yaml.CustomUnmarshaler(parseTime))
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return c, nil
-}
-
-// docMarkers counts the "---" lines that start a YAML document. The parser
-// silently drops what follows two adjacent markers, so Parse counts them
-// itself rather than ignore part of a file.
-func docMarkers(data []byte) int {
-	n := 0
-	for line := range strings.Lines(string(data)) {
-		line = strings.TrimRight(line, " \t\r\n")
-		if line == "---" || strings.HasPrefix(line, "--- ") {
-			n++
-		}
-	}
-	return n
-}
-
-// decodeError turns a YAML error into a FieldError with its position and
-// without the source excerpt, which could show a secret.
-func decodeError(source string, err error) error {
-	fe := &FieldError{File: source, Problem: yaml.FormatError(err, false, false)}
-	var own *FieldError
-	if errors.As(err, &own) {
-		fe.Line, fe.Column, fe.Problem = own.Line, own.Column, own.Problem
-		return fe
-	}
-	var ye yaml.Error
-	if errors.As(err, &ye) {
-		if tok := ye.GetToken(); tok != nil && tok.Position != nil {
-			fe.Line, fe.Column = tok.Position.Line, tok.Position.Column
-		}
-		fe.Problem = ye.GetMessage()
-	}
-	return fe
 }
 
 // ApplyDefaults fills every empty or zero field that has a default, and

@@ -46,8 +46,9 @@ func IdentityProviderAlgs() []string {
 }
 
 // FieldError is one problem in a configuration: the file, the field (a path
-// such as "agents[1].scopes[0]", empty for the file as a whole), the position
-// when the YAML decoder knows it, and why. It never holds a secret.
+// such as "agents[1].scopes[0]", empty for the file as a whole), the line and
+// column where the file holds it (set by Parse and Load; 0 when unknown), and
+// why. It never holds a secret.
 type FieldError struct {
 	File    string
 	Field   string
