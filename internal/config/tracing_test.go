@@ -29,7 +29,7 @@ func TestTracing(t *testing.T) {
 		{name: "ok/sample-none", yaml: "tracing: {endpoint: 'http://collector:4318', sample_ratio: 0}\n",
 			want: config.Tracing{Endpoint: "http://collector:4318", ServiceName: "mandate", SampleRatio: ratio(0)}},
 
-		{name: "fail/unknown-key", yaml: "tracing: {endpoint: 'http://127.0.0.1:4318', insecure: true}\n",
+		{name: "fail/unknown-key", field: "tracing", yaml: "tracing: {endpoint: 'http://127.0.0.1:4318', insecure: true}\n",
 			problem: `unknown field "insecure"`},
 		{name: "fail/endpoint-without-scheme", yaml: "tracing: {endpoint: '127.0.0.1:4318'}\n",
 			field: "tracing.endpoint", problem: "not a URL"},
