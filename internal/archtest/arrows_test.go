@@ -30,7 +30,7 @@ func arrows() []arrow {
 	return []arrow{
 		{"cmd/mandate", []string{"internal/cli"}, "the binary is its commands"},
 		{"cmd/mandate-bench", []string{"cmd/mandate-bench/internal/..."}, "the load tool is its own command, out of the product"},
-		{"cmd/mandate-bench/internal/bench", []string{"cmd/mandate-bench/internal/loadgen", "internal/cli", "internal/config", "internal/server", "internal/termsafe", "oauth", "verify", "verify/feed"}, "it starts `mandate serve` from its own binary and measures the server, the verifier and the feed"},
+		{"cmd/mandate-bench/internal/bench", []string{"cmd/mandate-bench/internal/loadgen", "internal/cli", "internal/config", "internal/server", "oauth", "verify", "verify/feed"}, "it starts `mandate serve` from its own binary and measures the server, the verifier and the feed"},
 		{"cmd/mandate-bench/internal/loadgen", []string{"oauth"}, "it sends token requests"},
 		{"examples/...", []string{"verify"}, "the example APIs are protected by verify, as any API would be"},
 		{"internal/cli", []string{"internal/app", "internal/server", "internal/idlemem"}, "serve builds the server through the composition root"},

@@ -24,7 +24,14 @@ func (e *exitError) Unwrap() error { return e.err }
 // Main runs the mandate command with args and returns the process exit
 // code: 0 on success, 2 for a usage error, 1 otherwise.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	return Execute(ctx, newRoot(stdout, stderr), args, stdout, stderr)
+}
+
+// Execute runs root, a command tree of this kind (mandate, mandate-bench),
+// with args and returns the process exit code: 0 on success, the code of an
+// ExitCode error, 1 otherwise. An error is written to stderr after the
+// root's name, each of its lines escaped.
+func Execute(ctx context.Context, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -32,9 +39,21 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(stderr, "mandate:", strings.Join(errorLines(err), "\n"))
+	fmt.Fprintln(stderr, root.Name()+":", strings.Join(errorLines(err), "\n"))
+	return ExitStatus(err)
+}
+
+// ExitCode is err, making Execute return code (2 for a usage error).
+func ExitCode(code int, err error) error { return &exitError{code: code, err: err} }
+
+// ExitStatus is the exit code Execute returns for err: 0 for nil, the code
+// of an ExitCode error, 1 otherwise.
+func ExitStatus(err error) int {
 	var ee *exitError
-	if errors.As(err, &ee) {
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
 		return ee.code
 	}
 	return 1

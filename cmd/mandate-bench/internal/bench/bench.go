@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mandate-dev/mandate/cmd/mandate-bench/internal/loadgen"
+	"github.com/mandate-dev/mandate/internal/cli"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
@@ -182,7 +183,7 @@ type benchOutput struct {
 
 func (f *benchFlags) check() error {
 	usage := func(format string, args ...any) error {
-		return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+		return cli.ExitCode(2, fmt.Errorf(format, args...))
 	}
 	if len(f.concurrency) == 0 || len(f.grants) == 0 {
 		return usage("--concurrency and --grant need at least one value")

@@ -1,7 +1,7 @@
 package bench
 
 import (
-	"errors"
+	"github.com/mandate-dev/mandate/internal/cli"
 	"strings"
 	"testing"
 	"time"
@@ -146,8 +146,7 @@ func TestBenchFlagsFeed(t *testing.T) {
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Errorf("check() = %v, want %q", err, tc.want)
 			case err != nil:
-				var ee *exitError
-				if !errors.As(err, &ee) || ee.code != 2 {
+				if cli.ExitStatus(err) != 2 {
 					t.Errorf("check() = %#v, want a usage error (exit 2)", err)
 				}
 			}

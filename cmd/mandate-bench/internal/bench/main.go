@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,43 +9,19 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mandate-dev/mandate/internal/cli"
-	"github.com/mandate-dev/mandate/internal/termsafe"
 )
-
-// exitError carries an exit code other than 1.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
 
 // Main runs the mandate-bench command with args and returns the process
 // exit code: 0 on success, 2 for a usage error, 1 otherwise.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
-	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
-	if err == nil {
-		return 0
-	}
-	// An error may quote what a server or a file held: escaped (termsafe).
-	fmt.Fprintln(stderr, "mandate-bench:", termsafe.String(err.Error()))
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	return 1
+	return cli.Execute(ctx, newRoot(stdout, stderr), args, stdout, stderr)
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := newBenchCmd(stdout)
 	root.SilenceUsage, root.SilenceErrors = true, true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &exitError{code: 2, err: err}
+		return cli.ExitCode(2, err)
 	})
 	root.AddCommand(newBenchBareCmd(), newServeCmd(stdout, stderr))
 	return root
@@ -65,7 +40,7 @@ func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if code := cli.Main(cmd.Context(), append([]string{"serve"}, args...), stdout, stderr); code != 0 {
-				return &exitError{code: code, err: fmt.Errorf("mandate serve %s: exit status %d", strings.Join(args, " "), code)}
+				return cli.ExitCode(code, fmt.Errorf("mandate serve %s: exit status %d", strings.Join(args, " "), code))
 			}
 			return nil
 		},
