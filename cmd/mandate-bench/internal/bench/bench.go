@@ -500,18 +500,27 @@ func (w workload) bodies(grant string, workers int, f benchFlags) (func(int) (st
 	return e.Bodies(workers)
 }
 
+// writeJSON writes v as indented JSON (--json).
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("writing JSON: %w", err)
+	}
+	return nil
+}
+
+// printMachine writes the line that says what machine measured.
+func printMachine(w io.Writer, m loadgen.Machine) {
+	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, Linux %s\n", m.CPUs, m.CPUModel, m.GoVersion, m.Kernel)
+}
+
 // printBench writes the table, or JSON with --json.
 func printBench(w io.Writer, f benchFlags, out benchOutput) error {
 	if f.jsonOut {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
-			return fmt.Errorf("writing JSON: %w", err)
-		}
-		return nil
+		return writeJSON(w, out)
 	}
-	m := out.Machine
-	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, Linux %s\n", m.CPUs, m.CPUModel, m.GoVersion, m.Kernel)
+	printMachine(w, out.Machine)
 	switch {
 	case out.Self && out.Pinned:
 		fmt.Fprintf(w, "server: mandate serve on CPU %d, load on CPU %d; %s tokens, ES256 subject tokens, %d agents\n",

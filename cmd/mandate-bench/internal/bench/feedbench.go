@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -518,15 +517,9 @@ func (r *feedRunner) waitRefused(ctx context.Context, tok string, t0 time.Time) 
 // printFeed writes the report, or JSON with --json.
 func printFeed(w io.Writer, f benchFlags, out feedOutput) error {
 	if f.jsonOut {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
-			return fmt.Errorf("writing JSON: %w", err)
-		}
-		return nil
+		return writeJSON(w, out)
 	}
-	m := out.Machine
-	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, Linux %s\n", m.CPUs, m.CPUModel, m.GoVersion, m.Kernel)
+	printMachine(w, out.Machine)
 	if len(out.Instances) > 1 {
 		fmt.Fprintf(w, "server: %d mandate serve instances (A, B) on one PostgreSQL database, unpinned; tokens exchanged on A\n", len(out.Instances))
 	} else {
