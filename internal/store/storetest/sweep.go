@@ -201,4 +201,3 @@ func testSweepBatches(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Errorf("SweepLimit(max+1) = %d, want %d", n, store.MaxSweepLimit)
 	}
 }
-
