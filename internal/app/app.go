@@ -46,6 +46,8 @@ type App struct {
 	// when it made none.
 	stopTracing func(context.Context) error
 	logger      *slog.Logger
+	// sweeper deletes what has expired from the store (Sweep).
+	sweeper *sweeper
 }
 
 // Close stops the loops, flushes the audit recorder and the last spans,
@@ -109,7 +111,9 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	}
 	reg := prometheus.NewRegistry()
 	recorder := newRecorder(raw, reg, now)
-	hub, err := feed.New(feed.Config{Source: cached, MaxTTL: cfg.Tokens.MaxTTL.Std(), Slack: 2 * time.Minute, Now: now, Logger: logger})
+	// The feed keeps an entry in memory for as long as the sweep keeps it
+	// in the store, and longer.
+	hub, err := feed.New(feed.Config{Source: cached, MaxTTL: cfg.Tokens.MaxTTL.Std(), Slack: grace(cfg.Tokens.Leeway.Std()), Now: now, Logger: logger})
 	if err != nil {
 		recorder.Close()
 		return nil, err
@@ -170,10 +174,12 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		stopTracing(shutdownTracing, logger)
 		return nil, err
 	}
+	sweep := newSweeper(raw, cfg.Storage.SweepEvery.Std(), cfg.Storage.SweepBatch, cfg.Tokens.Leeway.Std(), cfg.Tokens.MaxTTL.Std(),
+		now, logger, reg)
 	loopCtx, cancel := context.WithCancel(context.Background())
 	app := &App{Store: cached, Keys: keys, Handler: srv, Drain: srv.Drain, cancel: cancel, audit: recorder, raw: raw,
-		stopTracing: shutdownTracing, logger: logger}
-	app.start(loopCtx, loops{raw: raw, cached: cached, checkpoints: checkpoints, hub: hub, keys: keys, logger: logger})
+		stopTracing: shutdownTracing, logger: logger, sweeper: sweep}
+	app.start(loopCtx, loops{raw: raw, cached: cached, checkpoints: checkpoints, hub: hub, keys: keys, sweeper: sweep, logger: logger})
 	return app, nil
 }
 

@@ -20,19 +20,21 @@ type loops struct {
 	checkpoints *auditlog.Checkpointer
 	hub         *feed.Hub
 	keys        *token.Keyring
+	sweeper     *sweeper
 	logger      *slog.Logger
 }
 
 // start runs the loops until ctx ends (App.Close cancels it and waits for
 // them): the cache's generation poll, the audit checkpointer, the
-// revocation feed, key rotation and, on a store shared by several
-// instances, the changes the others make.
+// revocation feed, key rotation, the sweep of expired rows and, on a store
+// shared by several instances, the changes the others make.
 func (a *App) start(ctx context.Context, l loops) {
-	a.wg.Add(4)
+	a.wg.Add(5)
 	go func() { defer a.wg.Done(); l.cached.Run(ctx, time.Second) }()
 	go func() { defer a.wg.Done(); l.checkpoints.Run(ctx) }()
 	go func() { defer a.wg.Done(); l.hub.Run(ctx) }()
 	go func() { defer a.wg.Done(); refreshKeys(ctx, l.keys, l.logger) }()
+	go func() { defer a.wg.Done(); l.sweeper.run(ctx) }()
 	// A store that pushes changes made by other instances (PostgreSQL) is
 	// followed; the cache's generation poll stays on for lost notifications.
 	if listener, ok := l.raw.(store.Listener); ok {

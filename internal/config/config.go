@@ -73,6 +73,8 @@ type Config struct {
 	Delegation DelegationLimits `yaml:"delegation"`
 	// Audit sets the audit log's signed checkpoints.
 	Audit Audit `yaml:"audit"`
+	// Storage sets how the server deletes what has expired from the store.
+	Storage Storage `yaml:"storage"`
 	// RateLimits bounds how often one caller is served at /token,
 	// /introspect and /revoke. Off by default.
 	RateLimits RateLimits `yaml:"rate_limits"`
@@ -157,6 +159,25 @@ type Audit struct {
 	// disables it.
 	WitnessFile string `yaml:"witness_file"`
 }
+
+// Storage configures the background sweep that deletes, from the store,
+// what can no longer be presented: token rows past their expiry and the
+// verifiers' leeway, expired nonces (private_key_jwt jti) and revocation
+// feed entries no longer in force. Audit records are not swept.
+type Storage struct {
+	// SweepEvery is how often the sweep runs; 1s to 1h. Default 1m.
+	SweepEvery Duration `yaml:"sweep_every"`
+	// SweepBatch is the most rows one transaction of the sweep deletes;
+	// the sweep runs batches, with a short pause between them, until one
+	// comes back short. 1 to 10000, default 1000.
+	SweepBatch int `yaml:"sweep_batch"`
+}
+
+// Defaults of Storage.
+const (
+	DefaultSweepEvery = time.Minute
+	DefaultSweepBatch = 1000
+)
 
 // RateLimits are per-caller request rates at /token, /introspect and
 // /revoke, checked before any signature, hash or database work (THREATS

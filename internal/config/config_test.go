@@ -118,6 +118,10 @@ delegations: [{subject: user:sam, actor: agent:a, scopes: [x], expires: 2027-01-
 		{name: "fail/leeway-above-5m", yaml: "tokens: {leeway: 6m}\n", want: []want{{"tokens.leeway", "at most 5m"}}},
 		{name: "fail/checkpoint-every-below-1s", yaml: "audit: {checkpoint_every: 500ms}\n", want: []want{{"audit.checkpoint_every", "from 1s to 1h"}}},
 		{name: "fail/checkpoint-every-above-1h", yaml: "audit: {checkpoint_every: 2h}\n", want: []want{{"audit.checkpoint_every", "from 1s to 1h"}}},
+		{name: "fail/sweep-every-below-1s", yaml: "storage: {sweep_every: 500ms}\n", want: []want{{"storage.sweep_every", "from 1s to 1h"}}},
+		{name: "fail/sweep-every-above-1h", yaml: "storage: {sweep_every: 2h}\n", want: []want{{"storage.sweep_every", "from 1s to 1h"}}},
+		{name: "fail/sweep-batch-negative", yaml: "storage: {sweep_batch: -1}\n", want: []want{{"storage.sweep_batch", "from 1 to 10000"}}},
+		{name: "fail/sweep-batch-above-most", yaml: "storage: {sweep_batch: 10001}\n", want: []want{{"storage.sweep_batch", "from 1 to 10000"}}},
 		{name: "fail/audit-unknown-key", yaml: "audit: {witness: x}\n", want: []want{{"audit", `unknown field "witness"`}}},
 		{name: "ok/rate-limits", yaml: "rate_limits: {per_client: 50, per_ip: 0.5}\n"},
 		{name: "fail/rate-limit-negative", yaml: "rate_limits: {per_client: -1}\n",
@@ -307,6 +311,7 @@ func TestLoadSample(t *testing.T) {
 		},
 		Delegation: config.DelegationLimits{MaxDepth: 3},
 		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
+		Storage:    config.Storage{SweepEvery: config.Duration(config.DefaultSweepEvery), SweepBatch: config.DefaultSweepBatch},
 		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
 		IdentityProviders: []config.IdentityProvider{{
 			Issuer: "https://idp.example", JWKSURI: "https://idp.example/jwks", Audience: "mandate",
@@ -366,6 +371,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Delegation: config.DelegationLimits{MaxDepth: 4},
 		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
+		Storage:    config.Storage{SweepEvery: config.Duration(config.DefaultSweepEvery), SweepBatch: config.DefaultSweepBatch},
 		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
 		Source:     "empty.yaml",
 	}

@@ -98,6 +98,12 @@ func (c *Config) ApplyDefaults() {
 	if c.Audit.CheckpointEvery == 0 {
 		c.Audit.CheckpointEvery = Duration(DefaultCheckpointEvery)
 	}
+	if c.Storage.SweepEvery == 0 {
+		c.Storage.SweepEvery = Duration(DefaultSweepEvery)
+	}
+	if c.Storage.SweepBatch == 0 {
+		c.Storage.SweepBatch = DefaultSweepBatch
+	}
 	if c.RateLimits.IngestPerReporter == 0 {
 		c.RateLimits.IngestPerReporter = DefaultIngestPerReporter
 	}

@@ -214,6 +214,12 @@ func (c *Config) validateTokens(p *problems) {
 	if d := c.Audit.CheckpointEvery.Std(); d < time.Second || d > time.Hour {
 		p.add("audit.checkpoint_every", "must be from 1s to 1h, is %s", c.Audit.CheckpointEvery)
 	}
+	if d := c.Storage.SweepEvery.Std(); d < time.Second || d > time.Hour {
+		p.add("storage.sweep_every", "must be from 1s to 1h, is %s", c.Storage.SweepEvery)
+	}
+	if n := c.Storage.SweepBatch; n < 1 || n > store.MaxSweepLimit {
+		p.add("storage.sweep_batch", "must be from 1 to %d rows, is %d", store.MaxSweepLimit, n)
+	}
 	for _, r := range []struct {
 		field string
 		v     float64

@@ -23,7 +23,6 @@ var ErrStale = errors.New("feed: revocation state is stale")
 type Source interface {
 	ListRevocations(ctx context.Context, after int64, limit int) ([]store.Revocation, error)
 	RevocationSeq(ctx context.Context) (int64, error)
-	CollectRevocations(ctx context.Context, tokensBefore, othersBefore time.Time) (int, error)
 	NotBefore(ctx context.Context) (time.Time, error)
 }
 
@@ -42,8 +41,9 @@ type Config struct {
 	// StaleAfter is how long the hub may go without reading the store
 	// before Check and Snapshot fail with ErrStale; default 5 s.
 	StaleAfter time.Duration
-	// CollectEvery is how often expired entries are dropped from memory
-	// and from the store; default 1 minute.
+	// CollectEvery is how often expired entries are dropped from memory;
+	// default 1 minute. The store's are deleted by the store's sweep
+	// (store.Sweeper), with the same MaxTTL and Slack.
 	CollectEvery time.Duration
 	Now          func() time.Time
 	Logger       *slog.Logger
@@ -121,7 +121,7 @@ func (h *Hub) Run(ctx context.Context) {
 		case <-poll.C:
 		case <-h.poke:
 		case <-collect.C:
-			h.collect(ctx)
+			h.collect()
 		}
 	}
 }
@@ -206,8 +206,10 @@ func (h *Hub) entry(r store.Revocation) revocation.Entry {
 	return e
 }
 
-// collect drops expired entries from memory and from the store.
-func (h *Hub) collect(ctx context.Context) {
+// collect drops expired entries from memory. Those of the store are the
+// store sweep's: deleted in small batches, by one loop for every kind of
+// expired row.
+func (h *Hub) collect() {
 	now := h.cfg.Now()
 	h.set.Collect(now.Unix())
 	h.mu.Lock()
@@ -220,9 +222,6 @@ func (h *Hub) collect(ctx context.Context) {
 	clear(h.log[len(kept):])
 	h.log = kept
 	h.mu.Unlock()
-	if _, err := h.cfg.Source.CollectRevocations(ctx, now.Add(-h.cfg.Slack), now.Add(-h.cfg.MaxTTL-h.cfg.Slack)); err != nil && ctx.Err() == nil {
-		h.cfg.Logger.Warn("revocation feed: collecting expired entries", slog.String("error", err.Error()))
-	}
 }
 
 // fresh returns ErrStale when the store has not been read recently.

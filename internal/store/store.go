@@ -533,6 +533,65 @@ type Revocations interface {
 	CollectRevocations(ctx context.Context, tokensBefore, othersBefore time.Time) (int, error)
 }
 
+// SweepCutoffs says what Sweeper.Sweep deletes: every row of a kind whose
+// time is before (strictly) the kind's cutoff. A zero cutoff deletes
+// nothing of its kind.
+type SweepCutoffs struct {
+	// Tokens deletes issued tokens whose ExpiresAt is before it. A token
+	// exchanged from another never outlives it, so a cutoff below every
+	// presentable exp (now less the verifiers' leeway) leaves every row
+	// a lineage walk can reach.
+	Tokens time.Time
+	// Nonces deletes single-use values whose expiry is before it.
+	Nonces time.Time
+	// TokenRevocations and OtherRevocations delete revocation feed entries
+	// as CollectRevocations does: token entries whose Expires is before
+	// TokenRevocations, the other entries whose At is before
+	// OtherRevocations.
+	TokenRevocations time.Time
+	OtherRevocations time.Time
+}
+
+// Swept counts the rows one Sweep deleted, by kind.
+type Swept struct {
+	Tokens      int
+	Nonces      int
+	Revocations int
+}
+
+// Total is the number of rows deleted, of every kind.
+func (s Swept) Total() int { return s.Tokens + s.Nonces + s.Revocations }
+
+// Sweep limits: the most rows one Sweep deletes.
+const (
+	DefaultSweepLimit = 1000
+	MaxSweepLimit     = 10000
+)
+
+// SweepLimit is the number of rows Sweep deletes at most for the limit
+// asked: DefaultSweepLimit for zero or less, at most MaxSweepLimit.
+func SweepLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultSweepLimit
+	}
+	return min(limit, MaxSweepLimit)
+}
+
+// Sweeper deletes the rows that have expired, so that storage stays bounded
+// (tokens, nonces and revocation feed entries; never audit records).
+type Sweeper interface {
+	// Sweep deletes at most limit rows in all (SweepLimit), in one
+	// transaction short enough not to hold up writers: token rows first, then nonces, then revocation feed entries, each by c. It
+	// returns how many of each it deleted; a Total below the limit means
+	// that nothing more was due at c when it ran (but rows other
+	// transactions held, which a backend may skip), and the caller may
+	// stop.
+	// Deletes are idempotent: several instances may sweep at once. It
+	// bumps no Generation, appends no audit record and notifies nothing:
+	// what it deletes was no longer presentable.
+	Sweep(ctx context.Context, c SweepCutoffs, limit int) (Swept, error)
+}
+
 // Revocation limits for ListRevocations.
 const (
 	DefaultRevocationLimit = 1000
@@ -674,6 +733,7 @@ type Store interface {
 	Nonces
 	NotBefore
 	Revocations
+	Sweeper
 	// Generation is a counter that grows on every change to users, agents,
 	// delegations, keys or the not-before epoch, by any process; caches
 	// compare it to know they are stale.

@@ -22,7 +22,7 @@ func methods() []string {
 		"AddCheckpoint", "Checkpoints", "LatestCheckpoint", "CheckpointKey",
 		"UseNonce", "NotBefore", "AdvanceNotBefore",
 		"ListRevocations", "RevocationSeq", "CollectRevocations",
-		"Generation", "Ping",
+		"Sweep", "Generation", "Ping",
 	}
 }
 
@@ -351,6 +351,14 @@ func (f *Faulty) RevocationSeq(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return f.inner.RevocationSeq(ctx)
+}
+
+// Sweep implements store.Sweeper.
+func (f *Faulty) Sweep(ctx context.Context, c store.SweepCutoffs, limit int) (store.Swept, error) {
+	if err := f.fault("Sweep"); err != nil {
+		return store.Swept{}, err
+	}
+	return f.inner.Sweep(ctx, c, limit)
 }
 
 // CollectRevocations implements store.Revocations.

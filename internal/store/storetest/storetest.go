@@ -46,6 +46,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("ListRevocations", func(t *testing.T) { t.Parallel(); testListRevocations(t, open) })
 	t.Run("ListRevocationsLimit", func(t *testing.T) { t.Parallel(); testListRevocationsLimit(t, open) })
 	t.Run("CollectRevocations", func(t *testing.T) { t.Parallel(); testCollectRevocations(t, open) })
+	t.Run("Sweep", func(t *testing.T) { t.Parallel(); testSweep(t, open) })
+	t.Run("SweepBatches", func(t *testing.T) { t.Parallel(); testSweepBatches(t, open) })
 	t.Run("Times", func(t *testing.T) { t.Parallel(); testTimes(t, open) })
 	t.Run("Ping", func(t *testing.T) { t.Parallel(); testPing(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { t.Parallel(); testConcurrency(t, open) })

@@ -1,0 +1,135 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// Rows stay in the store for a grace period after they stop being
+// presentable: a token's row goes grace after its exp, a token's feed entry
+// grace after the token's exp, another feed entry tokens.max_ttl plus grace
+// after it was made.
+const (
+	// sweepMargin is added to the verifiers' leeway (tokens.leeway): clock
+	// skew between the instances and the verifiers beyond the leeway.
+	sweepMargin = time.Minute
+	// minGrace is the least grace, the revocation feed's slack before the
+	// sweep existed: the default leeway (60 s) plus the margin.
+	minGrace = 2 * time.Minute
+	// sweepPause is the pause between two batches of one sweep, so that
+	// requests' commits get the write lock between them.
+	sweepPause = 20 * time.Millisecond
+)
+
+// grace is how long a row outlives what it records: the leeway plus
+// sweepMargin, at least minGrace.
+func grace(leeway time.Duration) time.Duration {
+	return max(minGrace, leeway+sweepMargin)
+}
+
+// sweeper deletes from the store, every Every, what can no longer be
+// presented (store.Sweeper), so that storage stays bounded by the issuance
+// rate times the longest lifetime instead of growing with uptime.
+type sweeper struct {
+	store  store.Sweeper
+	every  time.Duration
+	batch  int
+	grace  time.Duration
+	maxTTL time.Duration
+	now    func() time.Time
+	logger *slog.Logger
+
+	rows     *prometheus.CounterVec
+	failures prometheus.Counter
+	duration prometheus.Gauge
+}
+
+// newSweeper is the sweeper of s, with its metrics registered in reg.
+func newSweeper(s store.Sweeper, every time.Duration, batch int, leeway, maxTTL time.Duration,
+	now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) *sweeper {
+	sw := &sweeper{
+		store: s, every: every, batch: batch, grace: grace(leeway), maxTTL: maxTTL, now: now, logger: logger,
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mandate_store_swept_rows_total",
+			Help: "Expired rows the background sweep deleted, by kind (tokens, nonces, revocations).",
+		}, []string{"kind"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mandate_store_sweep_failures_total", Help: "Sweeps that failed (each is retried at the next tick).",
+		}),
+		duration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mandate_store_sweep_duration_seconds", Help: "How long the last sweep took, its batches and pauses included.",
+		}),
+	}
+	// Every kind is exported from the start, at zero.
+	for _, kind := range []string{"tokens", "nonces", "revocations"} {
+		sw.rows.WithLabelValues(kind)
+	}
+	reg.MustRegister(sw.rows, sw.failures, sw.duration)
+	return sw
+}
+
+// cutoffs are what a sweep at now deletes.
+func (s *sweeper) cutoffs(now time.Time) store.SweepCutoffs {
+	past := now.Add(-s.grace)
+	return store.SweepCutoffs{Tokens: past, Nonces: past, TokenRevocations: past, OtherRevocations: past.Add(-s.maxTTL)}
+}
+
+// run sweeps every s.every until ctx ends. A failed sweep is logged and
+// counted; the next tick tries again.
+func (s *sweeper) run(ctx context.Context) {
+	t := time.NewTicker(s.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.sweep(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("store sweep", slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
+// sweep deletes what is due at the clock's now, one batch at a time with a
+// pause between batches, until a batch comes back short, and returns what
+// it deleted, also when it fails part way.
+func (s *sweeper) sweep(ctx context.Context) (store.Swept, error) {
+	start := time.Now()
+	defer func() { s.duration.Set(time.Since(start).Seconds()) }()
+	c := s.cutoffs(s.now())
+	var total store.Swept
+	for {
+		got, err := s.store.Sweep(ctx, c, s.batch)
+		if err != nil {
+			s.failures.Inc()
+			return total, err
+		}
+		total.Tokens += got.Tokens
+		total.Nonces += got.Nonces
+		total.Revocations += got.Revocations
+		s.rows.WithLabelValues("tokens").Add(float64(got.Tokens))
+		s.rows.WithLabelValues("nonces").Add(float64(got.Nonces))
+		s.rows.WithLabelValues("revocations").Add(float64(got.Revocations))
+		if got.Total() < s.batch {
+			return total, nil
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(sweepPause):
+		}
+	}
+}
+
+// Sweep runs one sweep of the store now, as the background loop does every
+// storage.sweep_every, and returns what it deleted. Tests call it after
+// moving the clock.
+func (a *App) Sweep(ctx context.Context) (store.Swept, error) {
+	return a.sweeper.sweep(ctx)
+}
