@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/archive"
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/feed"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -21,11 +22,12 @@ type loops struct {
 	hub         *feed.Hub
 	keys        *token.Keyring
 	logger      *slog.Logger
+	archiver    *archive.Archiver
 }
 
 // start runs the loops until ctx ends (App.Close cancels it and waits for
 // them): the cache's generation poll, the audit checkpointer, the
-// revocation feed, key rotation and, on a store shared by several
+// revocation feed, key rotation, the audit archive pass and, on a store shared by several
 // instances, the changes the others make.
 func (a *App) start(ctx context.Context, l loops) {
 	a.wg.Add(4)
@@ -33,6 +35,8 @@ func (a *App) start(ctx context.Context, l loops) {
 	go func() { defer a.wg.Done(); l.checkpoints.Run(ctx) }()
 	go func() { defer a.wg.Done(); l.hub.Run(ctx) }()
 	go func() { defer a.wg.Done(); refreshKeys(ctx, l.keys, l.logger) }()
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); runArchive(ctx, l.archiver, l.logger) }()
 	// A store that pushes changes made by other instances (PostgreSQL) is
 	// followed; the cache's generation poll stays on for lost notifications.
 	if listener, ok := l.raw.(store.Listener); ok {

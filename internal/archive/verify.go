@@ -20,7 +20,7 @@ type Report struct {
 	auditlog.Result
 	// Segments is how many archive segments were read and matched their
 	// checkpoints.
-	Segments int `json:"segments"`
+	Segments int `json:"segments,omitempty"`
 }
 
 // named is a segment's name and the range it carries.

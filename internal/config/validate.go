@@ -214,6 +214,9 @@ func (c *Config) validateTokens(p *problems) {
 	if d := c.Audit.CheckpointEvery.Std(); d < time.Second || d > time.Hour {
 		p.add("audit.checkpoint_every", "must be from 1s to 1h, is %s", c.Audit.CheckpointEvery)
 	}
+	if d := c.Audit.Retention.Std(); d != 0 && d < time.Second {
+		p.add("audit.retention", "must be 0 (keep every record) or at least 1s, is %s", c.Audit.Retention)
+	}
 	for _, r := range []struct {
 		field string
 		v     float64
