@@ -90,8 +90,17 @@ func Decode(data []byte) (Segment, error) {
 		}
 		return Segment{}, fmt.Errorf("archive: %w", err)
 	}
+	// Read whole first: a stream cut short yields a last line cut short,
+	// which is the cut, not a bad line.
+	plain, err := io.ReadAll(zr)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return Segment{}, fmt.Errorf("%w: its compressed stream ends early", ErrTruncated)
+	}
+	if err != nil {
+		return Segment{}, fmt.Errorf("archive: %w", err)
+	}
 	var s Segment
-	sc := bufio.NewScanner(zr)
+	sc := bufio.NewScanner(bytes.NewReader(plain))
 	sc.Buffer(make([]byte, 64<<10), maxLine)
 	for n := 1; sc.Scan(); n++ {
 		b := sc.Bytes()
@@ -113,9 +122,6 @@ func Decode(data []byte) (Segment, error) {
 		s.Events = append(s.Events, ev)
 	}
 	if err := sc.Err(); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return Segment{}, fmt.Errorf("%w: %w", ErrTruncated, err)
-		}
 		return Segment{}, fmt.Errorf("archive: %w", err)
 	}
 	if s.Note == "" {
