@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -137,4 +138,32 @@ func Verify(ctx context.Context, st Store, vkey string, checkpoints []auditlog.C
 	}
 	rep.Result = replay.Finish()
 	return rep, nil
+}
+
+// ReadEvents returns the records of every segment of st whose time is not
+// before since (all of them for the zero time), in seq order. It does not
+// verify them: Verify does.
+func ReadEvents(ctx context.Context, st Store, since time.Time) ([]store.Event, error) {
+	names, err := st.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	var out []store.Event
+	for _, n := range names {
+		data, err := st.Get(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		s, err := Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("archive: segment %s: %w", n, err)
+		}
+		for _, ev := range s.Events {
+			if since.IsZero() || !ev.Time.Before(since) {
+				out = append(out, ev)
+			}
+		}
+	}
+	return out, nil
 }

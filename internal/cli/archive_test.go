@@ -115,6 +115,27 @@ func TestArchiveVerifiesAcrossTheCut(t *testing.T) {
 	}
 }
 
+// TestQueryReadsArchives: a query whose window reaches back before the
+// live log reads the archives too, and says so; one within the live log
+// does not.
+func TestQueryReadsArchives(t *testing.T) {
+	path, _ := archivedLog(t)
+	code, out, errOut := runMain(t, "audit", "query", "--config", path, "--resource", "expense/EXP-3", "--json")
+	if code != 0 || !strings.Contains(out, `"resource":"expense/EXP-3"`) || !strings.Contains(errOut, "reading archives: slower") {
+		t.Fatalf("audit query of an archived record = %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runMain(t, "audit", "query", "--config", path, "--json", "--limit", "0")
+	if n := strings.Count(out, `"seq":`); code != 0 || n != 14 {
+		t.Fatalf("audit query of everything = %d, %d records, want 14\n%s", code, n, errOut)
+	}
+	// The live records are a minute old: a window from 30 s ago starts
+	// after the live log's first record.
+	code, _, errOut = runMain(t, "audit", "query", "--config", path, "--since", "30s", "--json")
+	if code != 0 || strings.Contains(errOut, "reading archives") {
+		t.Fatalf("audit query --since 30s = %d, read the archives\n%s", code, errOut)
+	}
+}
+
 // TestT98ArchiveTampering: each tampering of an archive (a segment missing,
 // swapped, edited, truncated) is named by `audit verify`.
 func TestT98ArchiveTampering(t *testing.T) {
