@@ -165,7 +165,18 @@ type process struct {
 
 func startServer(t *testing.T, bin, configPath string, port int) *process {
 	t.Helper()
+	p, _ := startServerEnv(t, bin, configPath, port, nil)
+	return p
+}
+
+// startServerEnv is startServer with env added to the server's
+// environment; it also returns the path of the server's log.
+func startServerEnv(t *testing.T, bin, configPath string, port int, env []string) (*process, string) {
+	t.Helper()
 	cmd := exec.Command(bin, "serve", "--config", configPath)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	logPath := filepath.Join(t.TempDir(), "server.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -190,13 +201,13 @@ func startServer(t *testing.T, bin, configPath string, port int) *process {
 		if resp, err := p.client.Get(p.base + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return p
+				return p, logPath
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("server did not become healthy")
-	return nil
+	return nil, ""
 }
 
 func (p *process) kill(t *testing.T) {

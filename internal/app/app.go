@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mandate-dev/mandate/internal/archive"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/clientauth"
@@ -47,7 +48,8 @@ type App struct {
 	stopTracing func(context.Context) error
 	logger      *slog.Logger
 	// sweeper deletes what has expired from the store (Sweep).
-	sweeper *sweeper
+	sweeper  *sweeper
+	archiver *archive.Archiver
 }
 
 // Close stops the loops, flushes the audit recorder and the last spans,
@@ -70,6 +72,9 @@ type Env struct {
 	// grants' steps instead of the configuration's tracing section (tests
 	// record them); the App does not shut it down.
 	TracerProvider trace.TracerProvider
+	// ArchivePause, when set, is called at each stage of the audit archive
+	// pass (archive.Archiver.Pause); tests stop a process there.
+	ArchivePause func(ctx context.Context, stage string)
 }
 
 // Build turns a validated configuration into live objects.
@@ -78,7 +83,7 @@ func Build(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*App, 
 	if err != nil {
 		return nil, err
 	}
-	app, err := build(ctx, cfg, raw, Env{Logger: logger})
+	app, err := build(ctx, cfg, raw, Env{Logger: logger, ArchivePause: pauseFromEnv(logger)})
 	if err != nil {
 		_ = raw.Close()
 		return nil, err
@@ -178,8 +183,9 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		now, logger, reg)
 	loopCtx, cancel := context.WithCancel(context.Background())
 	app := &App{Store: cached, Keys: keys, Handler: srv, Drain: srv.Drain, cancel: cancel, audit: recorder, raw: raw,
-		stopTracing: shutdownTracing, logger: logger, sweeper: sweep}
-	app.start(loopCtx, loops{raw: raw, cached: cached, checkpoints: checkpoints, hub: hub, keys: keys, sweeper: sweep, logger: logger})
+		stopTracing: shutdownTracing, logger: logger, sweeper: sweep, archiver: newArchiver(cfg, raw, env, now, logger)}
+	app.start(loopCtx, loops{raw: raw, cached: cached, checkpoints: checkpoints, hub: hub, keys: keys, sweeper: sweep, logger: logger,
+		archiver: app.archiver})
 	return app, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/archive"
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/feed"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -22,12 +23,13 @@ type loops struct {
 	keys        *token.Keyring
 	sweeper     *sweeper
 	logger      *slog.Logger
+	archiver    *archive.Archiver
 }
 
 // start runs the loops until ctx ends (App.Close cancels it and waits for
 // them): the cache's generation poll, the audit checkpointer, the
-// revocation feed, key rotation, the sweep of expired rows and, on a store
-// shared by several instances, the changes the others make.
+// revocation feed, key rotation, the sweep of expired rows, the audit archive
+// pass and, on a store shared by several instances, the changes the others make.
 func (a *App) start(ctx context.Context, l loops) {
 	a.wg.Add(5)
 	go func() { defer a.wg.Done(); l.cached.Run(ctx, time.Second) }()
@@ -35,6 +37,8 @@ func (a *App) start(ctx context.Context, l loops) {
 	go func() { defer a.wg.Done(); l.hub.Run(ctx) }()
 	go func() { defer a.wg.Done(); refreshKeys(ctx, l.keys, l.logger) }()
 	go func() { defer a.wg.Done(); l.sweeper.run(ctx) }()
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); runArchive(ctx, l.archiver, l.logger) }()
 	// A store that pushes changes made by other instances (PostgreSQL) is
 	// followed; the cache's generation poll stays on for lost notifications.
 	if listener, ok := l.raw.(store.Listener); ok {

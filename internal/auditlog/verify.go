@@ -99,3 +99,11 @@ func (r *Replay) Finish() Result {
 	r.res.Root = r.tree.Root()
 	return r.res
 }
+
+// At returns the result so far, with the Merkle root and chain head after
+// the records added: what a checkpoint of the log at Records must state.
+func (r *Replay) At() Result {
+	res := r.res
+	res.Root = r.tree.Root()
+	return res
+}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mandate-dev/mandate/internal/app"
+	"github.com/mandate-dev/mandate/internal/archive"
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -34,6 +36,10 @@ type auditFlags struct {
 	dataDir                          string
 	witness, checkpoints, key        string
 	json                             bool
+	// archive is the directory of archive segments, "" for the
+	// configuration's (audit.archive_dir) with --config or --dev and none
+	// otherwise.
+	archive string
 }
 
 func newAuditCmd(stdout io.Writer) *cobra.Command {
@@ -63,6 +69,9 @@ func newAuditVerifyCmd(stdout io.Writer, f *auditFlags) *cobra.Command {
 		Long: `Check the audit log: every record must chain to the one before it (an edited,
 deleted, swapped or inserted record is named), and the log must match every signed
 checkpoint (a cut-off tail, an older log swapped in, or a re-hashed forgery is caught).
+Records moved out by audit.retention are read from the archive segments (--archive,
+by default the configuration's audit.archive_dir) and checked with the live log as
+one chain: a segment missing, swapped, edited or truncated is named.
 
 The log comes from --config (the store), --dev (the store of mandate serve --dev),
 --server (a running server) or --file (an export). Checkpoints come from the same place and from --witness (the witness file,
@@ -80,6 +89,9 @@ proves that whoever controls them signed. Exit status 1 when the log fails.`,
 				if err := json.NewEncoder(stdout).Encode(res); err != nil {
 					return err
 				}
+			} else if res.OK() && res.Segments > 0 {
+				fmt.Fprintf(stdout, "audit log OK: %d records (%d archive segments, then the live log), %d signed checkpoints matched, root %s\n",
+					res.Records, res.Segments, res.Checkpoints, base64.StdEncoding.EncodeToString(res.Root[:]))
 			} else if res.OK() {
 				fmt.Fprintf(stdout, "audit log OK: %d records, %d signed checkpoints matched, root %s\n",
 					res.Records, res.Checkpoints, base64.StdEncoding.EncodeToString(res.Root[:]))
@@ -99,6 +111,7 @@ proves that whoever controls them signed. Exit status 1 when the log fails.`,
 	verify.Flags().StringVar(&f.checkpoints, "checkpoints", "", "a saved GET /audit/checkpoints answer")
 	verify.Flags().StringVar(&f.key, "key", "", "the checkpoint verifier key to trust (from GET /audit/checkpoints, kept apart)")
 	verify.Flags().BoolVar(&f.json, "json", false, "print the result as JSON")
+	verify.Flags().StringVar(&f.archive, "archive", "", "the directory of archive segments (default: the configuration's audit.archive_dir)")
 
 	return verify
 }
@@ -190,6 +203,10 @@ type auditSource struct {
 	notes []string
 	key   string
 	close func()
+	// archived is the seq of the last record the store says it archived;
+	// archiveDir the configuration's archive directory (store sources).
+	archived   int64
+	archiveDir string
 }
 
 // openAuditSource opens where f says the log is.
@@ -217,7 +234,13 @@ func storeSource(ctx context.Context, cfg *config.Config) (*auditSource, error) 
 	if err != nil {
 		return nil, err
 	}
-	src := &auditSource{close: func() { s.Close() }}
+	src := &auditSource{close: func() { s.Close() }, archiveDir: cfg.ArchivePath()}
+	mark, err := s.ArchivedLog(ctx)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	src.archived = mark.Size
 	src.events = func(ctx context.Context, after int64, fn func(store.Event) error) error {
 		return store.EachEvent(ctx, s, after, fn)
 	}
@@ -369,11 +392,16 @@ func readExport(r io.Reader, fn func(store.Event) error) error {
 	return nil
 }
 
-// verifyLog replays the log against every checkpoint the flags name.
-func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
+// verifyLog replays the log against every checkpoint the flags name, after
+// the archive segments when there are any (--archive, or the
+// configuration's archive directory).
+func verifyLog(ctx context.Context, f auditFlags) (archive.Report, error) {
+	fail := func(problem string) (archive.Report, error) {
+		return archive.Report{Result: auditlog.Result{Problem: problem}}, nil
+	}
 	src, err := openAuditSource(ctx, f)
 	if err != nil {
-		return auditlog.Result{}, err
+		return archive.Report{}, err
 	}
 	defer src.close()
 	notes := src.notes
@@ -383,12 +411,12 @@ func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return auditlog.Result{}, err
+			return archive.Report{}, err
 		}
 		if path == f.checkpoints {
 			var saved checkpointsAnswer
 			if err := json.Unmarshal(b, &saved); err != nil {
-				return auditlog.Result{}, fmt.Errorf("--checkpoints: %w", err)
+				return archive.Report{}, fmt.Errorf("--checkpoints: %w", err)
 			}
 			for _, c := range saved.Checkpoints {
 				notes = append(notes, c.Note)
@@ -400,7 +428,7 @@ func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
 		}
 		witnessed, err := auditlog.WitnessNotes(string(b))
 		if err != nil {
-			return auditlog.Result{Problem: fmt.Sprintf("the witness file %s holds no checkpoint: it is empty, cut short or not a witness file", path)}, nil
+			return fail(fmt.Sprintf("the witness file %s holds no checkpoint: it is empty, cut short or not a witness file", path))
 		}
 		notes = append(notes, witnessed...)
 	}
@@ -409,18 +437,36 @@ func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
 		key = src.key
 	}
 	if key == "" && len(notes) > 0 {
-		return auditlog.Result{}, &exitError{code: 2, err: errors.New("checkpoints need a verifier key: give --key")}
+		return archive.Report{}, &exitError{code: 2, err: errors.New("checkpoints need a verifier key: give --key")}
 	}
 	if f.key != "" && src.key != "" && src.key != f.key {
-		return auditlog.Result{Problem: "the checkpoint key of the log's source is not the pinned one: its checkpoints were signed by someone else"}, nil
+		return fail("the checkpoint key of the log's source is not the pinned one: its checkpoints were signed by someone else")
 	}
 	var checkpoints []auditlog.Checkpoint
 	for i, n := range notes {
 		c, err := auditlog.Open(n, key)
 		if err != nil {
-			return auditlog.Result{Problem: fmt.Sprintf("checkpoint %d is malformed or does not verify with the key (a torn last note in a witness file means the machine stopped while writing it): %v", i+1, err)}, nil
+			return fail(fmt.Sprintf("checkpoint %d is malformed or does not verify with the key (a torn last note in a witness file means the machine stopped while writing it): %v", i+1, err))
 		}
 		checkpoints = append(checkpoints, c)
+	}
+	dir := cmp.Or(f.archive, src.archiveDir)
+	if dir != "" {
+		segs := archive.Dir{Path: dir}
+		names, err := segs.List(ctx)
+		if err != nil {
+			return archive.Report{}, err
+		}
+		if len(names) == 0 && src.archived > 0 {
+			return archive.Report{Result: auditlog.Result{FirstBad: 1, Problem: fmt.Sprintf(
+				"records 1 to %d were archived and %s holds no archive segment: give the archive directory with --archive", src.archived, dir)}}, nil
+		}
+		if len(names) > 0 {
+			if key == "" {
+				return archive.Report{}, &exitError{code: 2, err: errors.New("archive segments need a verifier key: give --key")}
+			}
+			return archive.Verify(ctx, segs, key, checkpoints, src.events)
+		}
 	}
 	replay := auditlog.NewReplay(checkpoints)
 	stop := errors.New("stop")
@@ -431,7 +477,7 @@ func verifyLog(ctx context.Context, f auditFlags) (auditlog.Result, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, stop) {
-		return auditlog.Result{}, err
+		return archive.Report{}, err
 	}
-	return replay.Finish(), nil
+	return archive.Report{Result: replay.Finish()}, nil
 }

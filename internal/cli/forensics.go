@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mandate-dev/mandate/internal/app"
+	"github.com/mandate-dev/mandate/internal/archive"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/forensics"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -93,10 +95,72 @@ func flagTime(name, v string, now time.Time) (time.Time, error) {
 	return time.Time{}, usage(name + " takes an RFC 3339 time or a duration such as 24h")
 }
 
+// withArchives is s, and the records of the archives in segs from since
+// on when s's oldest records were archived and since reaches back before
+// its live log.
+func withArchives(ctx context.Context, s store.Store, segs archive.Store, since time.Time, stderr io.Writer) (forensics.Source, error) {
+	mark, err := s.ArchivedLog(ctx)
+	if err != nil || mark.Size == 0 {
+		return s, err
+	}
+	if !since.IsZero() {
+		first, err := s.EventsAfter(ctx, mark.Size, 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(first) > 0 && !since.Before(first[0].Time) {
+			return s, nil
+		}
+	}
+	fmt.Fprintln(stderr, "reading archives: slower")
+	old, err := archive.ReadEvents(ctx, segs, since)
+	if err != nil {
+		return nil, err
+	}
+	return archivedSource{live: s, old: forensics.NewMemory(old), through: mark.Size}, nil
+}
+
+// archivedSource is a live log and, before it, its archived records
+// (through seq through), queried newest first as one log.
+type archivedSource struct {
+	live    forensics.Source
+	old     *forensics.Memory
+	through int64
+}
+
+// QueryEvents implements forensics.Source: the live log's matches, then
+// the archives' up to the limit.
+func (a archivedSource) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
+	limit := cmp.Or(f.Limit, 100)
+	var out []store.Event
+	if f.BeforeSeq == 0 || f.BeforeSeq > a.through+1 {
+		live, err := a.live.QueryEvents(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range live {
+			if ev.Seq > a.through { // a record archived but not yet deleted is read from its archive
+				out = append(out, ev)
+			}
+		}
+		if len(live) == limit {
+			return out, nil
+		}
+	}
+	f.Limit = limit - len(out)
+	old, err := a.old.QueryEvents(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, old...), nil
+}
+
 func usage(msg string) error { return &exitError{code: 2, err: errors.New(msg)} }
 
-// openQuerySource opens where f says the log is, for queries.
-func openQuerySource(ctx context.Context, f auditFlags) (forensics.Source, func(), error) {
+// openQuerySource opens where f says the log is, for queries from since
+// on. A store whose oldest records were archived is read with its archives
+// when since reaches back before its live log (saying so on stderr).
+func openQuerySource(ctx context.Context, f auditFlags, since time.Time, stderr io.Writer) (forensics.Source, func(), error) {
 	if err := f.oneSource(); err != nil {
 		return nil, nil, err
 	}
@@ -110,7 +174,12 @@ func openQuerySource(ctx context.Context, f auditFlags) (forensics.Source, func(
 		if err != nil {
 			return nil, nil, err
 		}
-		return s, func() { s.Close() }, nil
+		src, err := withArchives(ctx, s, archive.Dir{Path: cmp.Or(f.archive, cfg.ArchivePath())}, since, stderr)
+		if err != nil {
+			s.Close()
+			return nil, nil, err
+		}
+		return src, func() { s.Close() }, nil
 	case f.server != "":
 		return &forensics.Server{URL: f.server, AdminToken: f.token()}, func() {}, nil
 	}
@@ -133,6 +202,7 @@ func addQueryCmds(cmd *cobra.Command, stdout io.Writer, f *auditFlags, source fu
 		source(c)
 		c.Flags().StringVar(&f.file, "file", "", "read the log from an export (JSON lines)")
 		c.Flags().BoolVar(&f.json, "json", false, "print JSON lines instead of a table")
+		c.Flags().StringVar(&f.archive, "archive", "", "with --config or --dev: the directory of archive segments (default: the configuration's audit.archive_dir)")
 	}
 	var q queryFlags
 	runQuery := func(c *cobra.Command, _ []string) error {
@@ -140,7 +210,7 @@ func addQueryCmds(cmd *cobra.Command, stdout io.Writer, f *auditFlags, source fu
 		if err != nil {
 			return err
 		}
-		src, done, err := openQuerySource(c.Context(), *f)
+		src, done, err := openQuerySource(c.Context(), *f, filter.Since, c.ErrOrStderr())
 		if err != nil {
 			return err
 		}
@@ -203,7 +273,7 @@ func (r *reports) run(c *cobra.Command, fn func(ctx context.Context, src forensi
 	if err != nil {
 		return err
 	}
-	src, done, err := openQuerySource(c.Context(), *r.f)
+	src, done, err := openQuerySource(c.Context(), *r.f, win.Since, c.ErrOrStderr())
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -158,6 +159,24 @@ type Audit struct {
 	// the working directory. Default DATA_DIR/audit-witness.txt; "off"
 	// disables it.
 	WitnessFile string `yaml:"witness_file"`
+	// Retention is how long records stay in the database: older ones are
+	// moved to archive segments in ArchiveDir, which end in signed
+	// checkpoints and still verify as one chain with the live log. A
+	// duration such as "2160h" or a number of days such as "90d"; 0 or
+	// empty, the default, keeps every record in the database. Set it on
+	// one instance of several.
+	Retention Duration `yaml:"retention"`
+	// ArchiveDir is the directory of the archive segments. Relative paths
+	// are relative to the working directory. Default DATA_DIR/archive.
+	ArchiveDir string `yaml:"archive_dir"`
+}
+
+// ArchivePath returns the directory of the audit archive segments.
+func (c *Config) ArchivePath() string {
+	if c.Audit.ArchiveDir == "" {
+		return filepath.Join(c.DataDir, "archive")
+	}
+	return c.Audit.ArchiveDir
 }
 
 // Storage configures the background sweep that deletes, from the store,
@@ -376,8 +395,9 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 // String formats d like time.Duration.
 func (d Duration) String() string { return time.Duration(d).String() }
 
-// UnmarshalYAML accepts a Go duration string such as "10m"; a bare number
-// is refused because its unit would be a guess.
+// UnmarshalYAML accepts a Go duration string such as "10m", or a whole
+// number of days such as "90d"; a bare number is refused because its unit
+// would be a guess.
 func (d *Duration) UnmarshalYAML(node ast.Node) error {
 	fe := &FieldError{Problem: `want a duration such as "10m" or "90s"`}
 	if tok := node.GetToken(); tok != nil && tok.Position != nil {
@@ -387,13 +407,25 @@ func (d *Duration) UnmarshalYAML(node ast.Node) error {
 	if !ok {
 		return fe
 	}
-	v, err := time.ParseDuration(strings.TrimSpace(str.Value))
+	v, err := parseDuration(strings.TrimSpace(str.Value))
 	if err != nil {
 		fe.Problem += ", not " + strconv.Quote(str.Value)
 		return fe
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// parseDuration is time.ParseDuration, and a whole number of days ("90d").
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > math.MaxInt64/int64(24*time.Hour) {
+			return 0, fmt.Errorf("not a number of days: %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }
 
 // parseTime decodes a YAML time strictly: RFC 3339 or a date (midnight UTC).

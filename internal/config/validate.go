@@ -220,6 +220,9 @@ func (c *Config) validateTokens(p *problems) {
 	if n := c.Storage.SweepBatch; n < 1 || n > store.MaxSweepLimit {
 		p.add("storage.sweep_batch", "must be from 1 to %d rows, is %d", store.MaxSweepLimit, n)
 	}
+	if d := c.Audit.Retention.Std(); d != 0 && d < time.Second {
+		p.add("audit.retention", "must be 0 (keep every record) or at least 1s, is %s", c.Audit.Retention)
+	}
 	for _, r := range []struct {
 		field string
 		v     float64

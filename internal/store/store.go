@@ -734,6 +734,7 @@ type Store interface {
 	NotBefore
 	Revocations
 	Sweeper
+	AuditArchive
 	// Generation is a counter that grows on every change to users, agents,
 	// delegations, keys or the not-before epoch, by any process; caches
 	// compare it to know they are stale.
@@ -741,4 +742,43 @@ type Store interface {
 	// Ping checks that the backend can be reached.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// ArchivedLog is the part of the audit log moved out to archives: records
+// 1 to Size, whose last chain hash is Head and whose Merkle tree is Tree.
+// The live log in the store goes on from it: record Size+1 links to Head.
+// The zero ArchivedLog is a log nothing was archived from.
+type ArchivedLog struct {
+	// Size is the seq of the last archived record.
+	Size int64
+	// Head is the chain hash (Event.Hash) of record Size.
+	Head []byte
+	// Tree is the JSON of the auditchain.Tree at Size.
+	Tree []byte
+}
+
+// AuditArchive is what the retention of the audit log needs of a store:
+// where the archived part ends, and deleting records once they are
+// archived. The order an archiver keeps (write and check the archive,
+// MarkArchived, then DeleteArchivedEvents) makes every step safe to redo
+// after a crash: records are deleted only below the mark, and the mark
+// only moves forward.
+type AuditArchive interface {
+	// ArchivedLog returns where the archived part of the log ends; the
+	// zero ArchivedLog when nothing was archived.
+	ArchivedLog(ctx context.Context) (ArchivedLog, error)
+	// MarkArchived moves the mark from the archived size from to a:
+	// records 1 to a.Size are archived. It succeeds and changes nothing
+	// when the mark is a already (a retry). A stored mark other than from
+	// (another archiver moved it), an a.Size not above from, an a.Head that
+	// is not the chain hash of the stored record a.Size, or an a.Size at or
+	// past the newest record (which stays, so that appends chain on from
+	// it) is refused with an error wrapping ErrConflict.
+	MarkArchived(ctx context.Context, from int64, a ArchivedLog) error
+	// DeleteArchivedEvents deletes the oldest records with Seq at most
+	// through, at most limit of them (PageLimit) in one transaction, and
+	// returns how many it deleted: callers repeat it until it returns 0.
+	// A through above the archived size is refused with an error wrapping
+	// ErrConflict: only archived records are ever deleted.
+	DeleteArchivedEvents(ctx context.Context, through int64, limit int) (int, error)
 }

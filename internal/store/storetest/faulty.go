@@ -22,7 +22,8 @@ func methods() []string {
 		"AddCheckpoint", "Checkpoints", "LatestCheckpoint", "CheckpointKey",
 		"UseNonce", "NotBefore", "AdvanceNotBefore",
 		"ListRevocations", "RevocationSeq", "CollectRevocations",
-		"Sweep", "Generation", "Ping",
+		"Sweep", "ArchivedLog", "MarkArchived", "DeleteArchivedEvents",
+		"Generation", "Ping",
 	}
 }
 
@@ -367,6 +368,30 @@ func (f *Faulty) CollectRevocations(ctx context.Context, tokensBefore, othersBef
 		return 0, err
 	}
 	return f.inner.CollectRevocations(ctx, tokensBefore, othersBefore)
+}
+
+// ArchivedLog implements store.AuditArchive.
+func (f *Faulty) ArchivedLog(ctx context.Context) (store.ArchivedLog, error) {
+	if err := f.fault("ArchivedLog"); err != nil {
+		return store.ArchivedLog{}, err
+	}
+	return f.inner.ArchivedLog(ctx)
+}
+
+// MarkArchived implements store.AuditArchive.
+func (f *Faulty) MarkArchived(ctx context.Context, from int64, a store.ArchivedLog) error {
+	if err := f.fault("MarkArchived"); err != nil {
+		return err
+	}
+	return f.inner.MarkArchived(ctx, from, a)
+}
+
+// DeleteArchivedEvents implements store.AuditArchive.
+func (f *Faulty) DeleteArchivedEvents(ctx context.Context, through int64, limit int) (int, error) {
+	if err := f.fault("DeleteArchivedEvents"); err != nil {
+		return 0, err
+	}
+	return f.inner.DeleteArchivedEvents(ctx, through, limit)
 }
 
 // Generation implements store.Store.

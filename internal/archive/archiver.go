@@ -1,0 +1,340 @@
+package archive
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/auditchain"
+	"github.com/mandate-dev/mandate/internal/auditlog"
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// Source is what an Archiver reads and changes in the store.
+type Source interface {
+	store.AuditArchive
+	store.EventReader
+	store.CheckpointReader
+	LatestCheckpoint(ctx context.Context) (store.Checkpoint, error)
+	CheckpointKey(ctx context.Context, create func() (string, error)) (string, error)
+}
+
+// Defaults of Archiver.
+const (
+	// DefaultSegmentSize is how many records a segment holds at most.
+	DefaultSegmentSize = 10000
+	// DefaultDeleteBatch is how many records one delete transaction
+	// removes, so that a pass never holds the write lock for long.
+	DefaultDeleteBatch = 500
+)
+
+// Stage names the points of a pass Pause is called at.
+const (
+	// StageWritten is after a segment was written, read back and checked,
+	// before its records are marked archived.
+	StageWritten = "written"
+	// StageMarked is after the records were marked archived, before they
+	// are deleted.
+	StageMarked = "marked"
+)
+
+// Archiver moves the audit records older than Retention out of the store
+// into segments, oldest first. Its order of operations makes a pass safe
+// to stop anywhere (a crash, SIGKILL) and to run again: write the segment
+// (whole or not at all), read it back and check it, mark its records
+// archived in the store (which checks the last one's chain hash), then
+// delete them in batches. A pass first finishes deleting what is marked,
+// and reuses a segment already written for the next records after
+// checking it, so no record is lost and none is left in both places. One
+// Archiver runs at a time per store: the mark refuses a second one that
+// raced it, which stops that pass with an error.
+type Archiver struct {
+	Store   Source
+	Archive Store
+	// Origin names the log in the segments' checkpoints (the issuer).
+	Origin string
+	// Retention is how old a record must be to be archived; zero or less
+	// archives nothing.
+	Retention time.Duration
+	// SegmentSize is how many records a segment holds at most; default
+	// DefaultSegmentSize.
+	SegmentSize int
+	// DeleteBatch is how many records a delete transaction removes;
+	// default DefaultDeleteBatch.
+	DeleteBatch int
+	Now         func() time.Time
+	Logger      *slog.Logger
+	// Pause, when set, is called at each Stage of a pass; tests use it to
+	// stop a process there.
+	Pause func(ctx context.Context, stage string)
+}
+
+// PassResult says what a pass did.
+type PassResult struct {
+	// Segments are the names of the segments written or reused.
+	Segments []string
+	// Archived is the seq of the last archived record after the pass.
+	Archived int64
+	// Deleted is how many records the pass deleted from the store.
+	Deleted int
+}
+
+// mark is the archived prefix: its size, chain head and Merkle tree.
+type mark struct {
+	size int64
+	head auditchain.Hash
+	tree auditchain.Tree
+}
+
+func (m mark) stored() (store.ArchivedLog, error) {
+	tree, err := json.Marshal(m.tree)
+	if err != nil {
+		return store.ArchivedLog{}, fmt.Errorf("archive: %w", err)
+	}
+	return store.ArchivedLog{Size: m.size, Head: m.head[:], Tree: tree}, nil
+}
+
+func markOf(a store.ArchivedLog) (mark, error) {
+	m := mark{size: a.Size}
+	if a.Size == 0 {
+		return m, nil
+	}
+	if err := json.Unmarshal(a.Tree, &m.tree); err != nil || !m.tree.Valid() || m.tree.N != a.Size || len(a.Head) != len(m.head) {
+		return mark{}, fmt.Errorf("archive: the archived mark at %d holds no valid tree or head", a.Size)
+	}
+	copy(m.head[:], a.Head)
+	return m, nil
+}
+
+// Pass archives every record older than the retention, but the newest
+// record and those not yet covered by a stored checkpoint, in segments of
+// at most SegmentSize, oldest first.
+func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
+	var res PassResult
+	stored, err := a.Store.ArchivedLog(ctx)
+	if err != nil {
+		return res, fmt.Errorf("archive: %w", err)
+	}
+	m, err := markOf(stored)
+	if err != nil {
+		return res, err
+	}
+	res.Archived = m.size
+	// A pass stopped after the mark and before every delete is finished.
+	if m.size > 0 {
+		n, err := a.deleteThrough(ctx, m.size)
+		res.Deleted += n
+		if err != nil {
+			return res, err
+		}
+	}
+	if a.Retention <= 0 {
+		return res, nil
+	}
+	for ctx.Err() == nil {
+		evs, err := a.candidates(ctx, m.size)
+		if err != nil || len(evs) == 0 {
+			return res, err
+		}
+		name, next, err := a.segment(ctx, m, evs)
+		if err != nil {
+			return res, err
+		}
+		a.pause(ctx, StageWritten)
+		from := m.size
+		st, err := next.stored()
+		if err != nil {
+			return res, err
+		}
+		if err := a.Store.MarkArchived(ctx, from, st); err != nil {
+			return res, fmt.Errorf("archive: mark %s archived: %w", name, err)
+		}
+		res.Segments, res.Archived, m = append(res.Segments, name), next.size, next
+		a.pause(ctx, StageMarked)
+		n, err := a.deleteThrough(ctx, m.size)
+		res.Deleted += n
+		if err != nil {
+			return res, err
+		}
+		if a.Logger != nil {
+			a.Logger.Info("audit records archived", slog.String("segment", name), slog.Int64("through", m.size), slog.Int("deleted", n))
+		}
+	}
+	return res, ctx.Err()
+}
+
+func (a *Archiver) pause(ctx context.Context, stage string) {
+	if a.Pause != nil {
+		a.Pause(ctx, stage)
+	}
+}
+
+// candidates returns the records after seq after that the next segment
+// takes: older than the retention, covered by the latest checkpoint, and
+// not the newest record of the log; at most SegmentSize.
+func (a *Archiver) candidates(ctx context.Context, after int64) ([]store.Event, error) {
+	latest, err := a.Store.LatestCheckpoint(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	cutoff := now().Add(-a.Retention)
+	size := cmp.Or(a.SegmentSize, DefaultSegmentSize)
+	var out []store.Event
+	for len(out) < size {
+		// The last record of each page is held back until a later page
+		// shows that it is not the newest of the log.
+		page, err := a.Store.EventsAfter(ctx, after, min(size-len(out)+1, store.EachEventPage))
+		if err != nil {
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+		if len(page) < 2 {
+			return out, nil
+		}
+		for _, ev := range page[:len(page)-1] {
+			if ev.Seq > latest.Size || !ev.Time.Before(cutoff) {
+				return out, nil
+			}
+			out = append(out, ev)
+			after = ev.Seq
+		}
+	}
+	return out, nil
+}
+
+// segment writes the segment of evs, which follow m, or reuses the one a
+// stopped pass wrote for the records after m, and returns its name and
+// the mark at its end once it is read back and checked.
+func (a *Archiver) segment(ctx context.Context, m mark, evs []store.Event) (string, mark, error) {
+	skey, err := a.Store.CheckpointKey(ctx, auditlog.NewKey)
+	if err != nil {
+		return "", mark{}, fmt.Errorf("archive: checkpoint key: %w", err)
+	}
+	vkey, err := auditlog.VerifierKey(skey)
+	if err != nil {
+		return "", mark{}, err
+	}
+	names, err := a.Archive.List(ctx)
+	if err != nil {
+		return "", mark{}, err
+	}
+	for _, n := range names {
+		if first, _, err := ParseName(n); err == nil && first == m.size+1 {
+			// Written by a pass that stopped before its mark: checked,
+			// then marked (which checks its end against the store).
+			next, err := a.check(ctx, n, m, vkey)
+			return n, next, err
+		}
+	}
+	next, err := a.chain(ctx, m, evs)
+	if err != nil {
+		return "", mark{}, err
+	}
+	msg, err := auditlog.Sign(auditlog.Checkpoint{Origin: a.Origin, Size: next.size, Root: next.tree.Root(), Head: next.head}, skey)
+	if err != nil {
+		return "", mark{}, err
+	}
+	data, err := Encode(Segment{Events: evs, Note: msg})
+	if err != nil {
+		return "", mark{}, err
+	}
+	name := Name(m.size+1, next.size)
+	if err := a.Archive.Put(ctx, name, data); err != nil {
+		return "", mark{}, err
+	}
+	back, err := a.check(ctx, name, m, vkey)
+	if err != nil {
+		return "", mark{}, err
+	}
+	if back.size != next.size || back.head != next.head {
+		return "", mark{}, fmt.Errorf("archive: segment %s reads back other records than were written", name)
+	}
+	return name, next, nil
+}
+
+// chain checks that evs chain on from m and match every stored checkpoint
+// within them, and returns the mark at their end.
+func (a *Archiver) chain(ctx context.Context, m mark, evs []store.Event) (mark, error) {
+	last := evs[len(evs)-1].Seq
+	cps, err := a.Store.Checkpoints(ctx, m.size, store.MaxPageLimit)
+	if err != nil {
+		return mark{}, fmt.Errorf("archive: %w", err)
+	}
+	m.tree.Edge = append([]auditchain.Hash(nil), m.tree.Edge...)
+	for _, ev := range evs {
+		leaf := auditchain.LeafHash(ev)
+		next := auditchain.Link(m.head, leaf)
+		if ev.Seq != m.size+1 || string(ev.Hash) != string(next[:]) {
+			return mark{}, fmt.Errorf("archive: the log does not chain at record %d: not archived", m.size+1)
+		}
+		m.tree.Append(leaf)
+		m.head, m.size = next, ev.Seq
+		for len(cps) > 0 && cps[0].Size <= m.size && cps[0].Size <= last {
+			root := m.tree.Root()
+			if cps[0].Size == m.size && (string(cps[0].Root) != string(root[:]) || string(cps[0].Head) != string(next[:])) {
+				return mark{}, fmt.Errorf("archive: the log does not match the stored checkpoint at %d: not archived", m.size)
+			}
+			cps = cps[1:]
+		}
+	}
+	return m, nil
+}
+
+// check reads the segment name back and checks it: its records chain on
+// from m, its checkpoint verifies with vkey and states their end. It
+// returns the mark at its end.
+func (a *Archiver) check(ctx context.Context, name string, m mark, vkey string) (mark, error) {
+	first, last, err := ParseName(name)
+	if err != nil {
+		return mark{}, err
+	}
+	data, err := a.Archive.Get(ctx, name)
+	if err != nil {
+		return mark{}, err
+	}
+	s, err := Decode(data)
+	if err != nil {
+		return mark{}, fmt.Errorf("archive: segment %s: %w", name, err)
+	}
+	c, err := auditlog.Open(s.Note, vkey)
+	if err != nil {
+		return mark{}, fmt.Errorf("archive: segment %s: %w", name, err)
+	}
+	if len(s.Events) == 0 || s.Events[0].Seq != first || first != m.size+1 {
+		return mark{}, fmt.Errorf("archive: segment %s does not start at record %d", name, m.size+1)
+	}
+	next, err := a.chain(ctx, m, s.Events)
+	if err != nil {
+		return mark{}, fmt.Errorf("archive: segment %s: %w", name, err)
+	}
+	if next.size != last || c.Size != last || c.Root != next.tree.Root() || c.Head != next.head {
+		return mark{}, fmt.Errorf("archive: segment %s does not match its checkpoint or its name", name)
+	}
+	return next, nil
+}
+
+// deleteThrough deletes the archived records through seq through, in
+// batches, and returns how many it deleted.
+func (a *Archiver) deleteThrough(ctx context.Context, through int64) (int, error) {
+	total := 0
+	for {
+		n, err := a.Store.DeleteArchivedEvents(ctx, through, cmp.Or(a.DeleteBatch, DefaultDeleteBatch))
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("archive: %w", err)
+		}
+		if n == 0 {
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// archiveLock is the first key of the advisory lock that serializes
+// MarkArchived and DeleteArchivedEvents; the second is hashtext of the
+// schema. 0x61726368 is "arch".
+const archiveLock = 0x61726368
+
+// ArchivedLog returns where the archived part of the audit log ends, the
+// zero ArchivedLog when nothing was archived.
+func (s *Store) ArchivedLog(ctx context.Context) (store.ArchivedLog, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	a, err := archivedLog(ctx, s.pool)
+	if err != nil {
+		return store.ArchivedLog{}, fmt.Errorf("postgres: archived log: %w", err)
+	}
+	return a, nil
+}
+
+func archivedLog(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (store.ArchivedLog, error) {
+	var a store.ArchivedLog
+	err := q.QueryRow(ctx, "SELECT size, head, tree FROM audit_archived WHERE id = 1").Scan(&a.Size, &a.Head, &a.Tree)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ArchivedLog{}, nil
+	}
+	if err != nil {
+		return store.ArchivedLog{}, dbErr(err)
+	}
+	a.Head, a.Tree = bytesOut(a.Head), bytesOut(a.Tree)
+	return a, nil
+}
+
+// lockArchive takes the archive's advisory lock for the transaction.
+func lockArchive(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))", archiveLock)
+	return dbErr(err)
+}
+
+// MarkArchived moves the archived mark from from to a, in one transaction
+// under the archive's advisory lock, under the rules of
+// store.AuditArchive.
+func (s *Store) MarkArchived(ctx context.Context, from int64, a store.ArchivedLog) error {
+	err := s.write(ctx, "mark archived", func(ctx context.Context, tx pgx.Tx) error {
+		if err := lockArchive(ctx, tx); err != nil {
+			return err
+		}
+		cur, err := archivedLog(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if cur.Size == a.Size && bytes.Equal(cur.Head, a.Head) && a.Size > 0 {
+			return nil // a retry
+		}
+		if cur.Size != from {
+			return fmt.Errorf("%w: the archived mark is at %d, not %d", store.ErrConflict, cur.Size, from)
+		}
+		if a.Size <= from || len(a.Head) == 0 || len(a.Tree) == 0 {
+			return fmt.Errorf("%w: a mark at %d does not move forward from %d, or has no head or tree", store.ErrConflict, a.Size, from)
+		}
+		var (
+			hash []byte
+			last int64
+		)
+		err = tx.QueryRow(ctx, "SELECT (SELECT hash FROM events WHERE seq = $1), (SELECT last_seq FROM events_head WHERE id = 1)",
+			a.Size).Scan(&hash, &last)
+		if err != nil {
+			return dbErr(err)
+		}
+		switch {
+		case hash == nil:
+			return fmt.Errorf("%w: record %d is not in the store", store.ErrConflict, a.Size)
+		case !bytes.Equal(hash, a.Head):
+			return fmt.Errorf("%w: the head is not the chain hash of record %d", store.ErrConflict, a.Size)
+		case a.Size >= last:
+			return fmt.Errorf("%w: record %d is the newest, which stays", store.ErrConflict, a.Size)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO audit_archived (id, size, head, tree) VALUES (1, $1, $2, $3)
+ON CONFLICT (id) DO UPDATE SET size = excluded.size, head = excluded.head, tree = excluded.tree`, a.Size, a.Head, a.Tree)
+		return dbErr(err)
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: mark archived through %d: %w", a.Size, err)
+	}
+	return nil
+}
+
+// DeleteArchivedEvents deletes up to limit of the oldest records with seq at
+// most through, and their actor index rows, in one transaction.
+func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit int) (int, error) {
+	n := 0
+	err := s.write(ctx, "delete archived events", func(ctx context.Context, tx pgx.Tx) error {
+		if err := lockArchive(ctx, tx); err != nil {
+			return err
+		}
+		a, err := archivedLog(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if through > a.Size {
+			return fmt.Errorf("%w: record %d is not archived (the log is archived through %d)", store.ErrConflict, through, a.Size)
+		}
+		rows, err := tx.Query(ctx, "SELECT "+eventSelect+" FROM events WHERE seq <= $1 ORDER BY seq LIMIT $2",
+			through, store.PageLimit(limit))
+		if err != nil {
+			return dbErr(err)
+		}
+		evs, err := pgx.AppendRows([]store.Event(nil), rows, scanEvent)
+		if err != nil || len(evs) == 0 {
+			return dbErr(err)
+		}
+		var actors []string
+		var seqs []int64
+		for _, e := range evs {
+			for _, actor := range eventActors(e) {
+				actors, seqs = append(actors, actor), append(seqs, e.Seq)
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM event_actors WHERE (actor, seq) IN
+(SELECT * FROM unnest($1::text[], $2::bigint[]))`, actors, seqs); err != nil {
+			return dbErr(err)
+		}
+		tag, err := tx.Exec(ctx, "DELETE FROM events WHERE seq >= $1 AND seq <= $2", evs[0].Seq, evs[len(evs)-1].Seq)
+		if err != nil {
+			return dbErr(err)
+		}
+		n = int(tag.RowsAffected())
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("postgres: delete archived events through %d: %w", through, err)
+	}
+	return n, nil
+}

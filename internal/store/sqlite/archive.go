@@ -1,0 +1,120 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// ArchivedLog returns where the archived part of the audit log ends, the
+// zero ArchivedLog when nothing was archived.
+func (s *Store) ArchivedLog(ctx context.Context) (store.ArchivedLog, error) {
+	a, err := archivedLog(ctx, s.r)
+	if err != nil {
+		return store.ArchivedLog{}, fmt.Errorf("sqlite: archived log: %w", err)
+	}
+	return a, nil
+}
+
+func archivedLog(ctx context.Context, q querier) (store.ArchivedLog, error) {
+	var a store.ArchivedLog
+	err := q.QueryRowContext(ctx, "SELECT size, head, tree FROM audit_archived WHERE id = 1").Scan(&a.Size, &a.Head, &a.Tree)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ArchivedLog{}, nil
+	}
+	if err != nil {
+		return store.ArchivedLog{}, dbErr(err)
+	}
+	a.Head, a.Tree = bytesOut(a.Head), bytesOut(a.Tree)
+	return a, nil
+}
+
+// MarkArchived moves the archived mark from from to a, in one write
+// transaction, under the rules of store.AuditArchive.
+func (s *Store) MarkArchived(ctx context.Context, from int64, a store.ArchivedLog) error {
+	err := s.write(ctx, "mark archived", func(tx *sql.Tx) error {
+		cur, err := archivedLog(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if cur.Size == a.Size && bytes.Equal(cur.Head, a.Head) && a.Size > 0 {
+			return nil // a retry
+		}
+		if cur.Size != from {
+			return fmt.Errorf("%w: the archived mark is at %d, not %d", store.ErrConflict, cur.Size, from)
+		}
+		if a.Size <= from || len(a.Head) == 0 || len(a.Tree) == 0 {
+			return fmt.Errorf("%w: a mark at %d does not move forward from %d, or has no head or tree", store.ErrConflict, a.Size, from)
+		}
+		var (
+			hash []byte
+			last int64
+		)
+		if err := tx.QueryRowContext(ctx, "SELECT hash FROM events WHERE seq = ?", a.Size).Scan(&hash); err != nil {
+			return fmt.Errorf("%w: record %d: %w", store.ErrConflict, a.Size, dbErr(err))
+		}
+		if !bytes.Equal(hash, a.Head) {
+			return fmt.Errorf("%w: the head is not the chain hash of record %d", store.ErrConflict, a.Size)
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT max(seq) FROM events").Scan(&last); err != nil {
+			return dbErr(err)
+		}
+		if a.Size >= last {
+			return fmt.Errorf("%w: record %d is the newest, which stays", store.ErrConflict, a.Size)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO audit_archived (id, size, head, tree) VALUES (1, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET size = excluded.size, head = excluded.head, tree = excluded.tree`, a.Size, a.Head, a.Tree)
+		return dbErr(err)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: mark archived through %d: %w", a.Size, err)
+	}
+	return nil
+}
+
+// DeleteArchivedEvents deletes up to limit of the oldest records with seq at
+// most through, and their actor index rows, in one write transaction.
+func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit int) (int, error) {
+	n := 0
+	err := s.write(ctx, "delete archived events", func(tx *sql.Tx) error {
+		a, err := archivedLog(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if through > a.Size {
+			return fmt.Errorf("%w: record %d is not archived (the log is archived through %d)", store.ErrConflict, through, a.Size)
+		}
+		evs, err := list(ctx, tx, "events", "SELECT "+eventSelect+" FROM events WHERE seq <= ? ORDER BY seq LIMIT ?",
+			scanEvent, through, store.PageLimit(limit))
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+		// The actor index has no index by seq: each row is deleted by its
+		// key, from the actors the record names.
+		for _, e := range evs {
+			for _, actor := range eventActors(e) {
+				if _, err := tx.ExecContext(ctx, "DELETE FROM event_actors WHERE actor = ? AND seq = ?", actor, e.Seq); err != nil {
+					return dbErr(err)
+				}
+			}
+		}
+		res, err := tx.ExecContext(ctx, "DELETE FROM events WHERE seq >= ? AND seq <= ?", evs[0].Seq, evs[len(evs)-1].Seq)
+		if err != nil {
+			return dbErr(err)
+		}
+		rows, err := res.RowsAffected()
+		n = int(rows)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: delete archived events through %d: %w", through, err)
+	}
+	return n, nil
+}

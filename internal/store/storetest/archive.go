@@ -1,0 +1,120 @@
+package storetest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mandate-dev/mandate/internal/auditchain"
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// testAuditArchive checks the archived mark and the deletion of archived
+// records: the mark only moves forward, from where it is, to a record the
+// store holds with that hash, never to the newest; only records below it
+// are deleted, in batches; the live log goes on chaining after a cut.
+func testAuditArchive(t *testing.T, open func(t *testing.T) store.Store) {
+	s, ctx := open(t), t.Context()
+	appendEvents := func(from, n int) {
+		t.Helper()
+		var evs []store.Event
+		for i := range n {
+			evs = append(evs, newEvent(fmt.Sprintf("ev-%d", from+i), "test.archive"))
+		}
+		if err := s.Commit(ctx, store.Batch{Events: evs}); err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+	}
+	appendEvents(1, 10)
+	all := VerifyChain(t, s)
+	mark := func(size int) store.ArchivedLog {
+		return store.ArchivedLog{Size: int64(size), Head: all[size-1].Hash, Tree: []byte(`{"n":0}`)}
+	}
+
+	if a, err := s.ArchivedLog(ctx); err != nil || a.Size != 0 {
+		t.Fatalf("ArchivedLog of a fresh store = %+v, %v; want the zero mark", a, err)
+	}
+	if _, err := s.DeleteArchivedEvents(ctx, 1, 10); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("fail/delete-unarchived: DeleteArchivedEvents = %v, want ErrConflict", err)
+	}
+	if err := s.MarkArchived(ctx, 0, mark(4)); err != nil {
+		t.Fatalf("MarkArchived(0 → 4): %v", err)
+	}
+	if err := s.MarkArchived(ctx, 0, mark(4)); err != nil {
+		t.Fatalf("ok/retry: MarkArchived(0 → 4) again: %v", err)
+	}
+	bad := mark(6)
+	bad.Head = all[4].Hash
+	for _, c := range []struct {
+		name string
+		from int64
+		to   store.ArchivedLog
+	}{
+		{name: "fail/not-from-the-mark", from: 0, to: mark(5)},
+		{name: "fail/backwards", from: 4, to: mark(3)},
+		{name: "fail/the-newest-stays", from: 4, to: mark(10)},
+		{name: "fail/head-not-the-record's", from: 4, to: bad},
+		{name: "fail/no-tree", from: 4, to: store.ArchivedLog{Size: 6, Head: all[5].Hash}},
+	} {
+		if err := s.MarkArchived(ctx, c.from, c.to); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("%s: MarkArchived = %v, want ErrConflict", c.name, err)
+		}
+	}
+	got, err := s.ArchivedLog(ctx)
+	if err != nil {
+		t.Fatalf("ArchivedLog: %v", err)
+	}
+	if diff := cmp.Diff(mark(4), got); diff != "" {
+		t.Fatalf("ArchivedLog (-want +got):\n%s", diff)
+	}
+	if _, err := s.DeleteArchivedEvents(ctx, 5, 10); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("fail/delete-past-the-mark: DeleteArchivedEvents(5) = %v, want ErrConflict", err)
+	}
+	for _, want := range []int{3, 1, 0} {
+		n, err := s.DeleteArchivedEvents(ctx, 4, 3)
+		if err != nil || n != want {
+			t.Fatalf("DeleteArchivedEvents(4, 3) = %d, %v; want %d", n, err, want)
+		}
+	}
+	live, err := s.EventsAfter(ctx, 0, 0)
+	if err != nil {
+		t.Fatalf("EventsAfter: %v", err)
+	}
+	if len(live) != 6 || live[0].Seq != 5 {
+		t.Fatalf("after the cut the log holds %d records from %d, want 6 from 5", len(live), live[0].Seq)
+	}
+	if evs := mustEvents(t, s); len(evs) != 6 {
+		t.Fatalf("QueryEvents after the cut: %d records, want 6", len(evs))
+	}
+	if evs, err := s.QueryEvents(ctx, store.EventFilter{Actor: "admin:root"}); err != nil || len(evs) != 6 {
+		t.Fatalf("QueryEvents by actor after the cut: %d records, %v; want 6", len(evs), err)
+	}
+
+	// Everything but the newest is archived and deleted: the next append
+	// still chains on from it.
+	if err := s.MarkArchived(ctx, 4, mark(9)); err != nil {
+		t.Fatalf("MarkArchived(4 → 9): %v", err)
+	}
+	if n, err := s.DeleteArchivedEvents(ctx, 9, 0); err != nil || n != 5 {
+		t.Fatalf("DeleteArchivedEvents(9) = %d, %v; want 5", n, err)
+	}
+	appendEvents(11, 2)
+	live, err = s.EventsAfter(ctx, 0, 0)
+	if err != nil {
+		t.Fatalf("EventsAfter: %v", err)
+	}
+	if len(live) != 3 || live[0].Seq != 10 {
+		t.Fatalf("the live log holds %d records from %d, want 3 from 10", len(live), live[0].Seq)
+	}
+	head := [32]byte(all[9].Hash)
+	for _, e := range live[1:] {
+		next := auditchain.Next(head, e)
+		if !bytes.Equal(e.Hash, next[:]) {
+			t.Fatalf("record %d does not chain on from the record before the cut", e.Seq)
+		}
+		head = next
+	}
+}
