@@ -126,7 +126,7 @@ func TestFillVerifyQuestions(t *testing.T) {
 			t.Errorf("%s: %d runs, p50 %s, p99 %s", q.Name, q.Runs, q.P50, q.P99)
 		}
 		if strings.HasPrefix(q.Name, "token lineage") && q.Found < 2 {
-			t.Errorf("%s found %d records, want the token's and its parent's", q.Name, q.Found)
+			t.Errorf("%s found %.1f records, want the token's and its parent's", q.Name, q.Found)
 		}
 	}
 	for _, p := range rep.Passes {
