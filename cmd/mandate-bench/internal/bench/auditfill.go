@@ -100,12 +100,14 @@ type filler struct {
 	rng      *rand.Rand
 	versions [][]string // per agent
 	signIn   []string   // per person: the jti of their latest own token
-	live     []liveToken
-	revoke   []pendingRevocation
-	step     time.Duration
-	start    time.Time
-	n        int64 // records generated
-	batch    store.Batch
+	// resources is how many resources the request records name.
+	resources int64
+	live      []liveToken
+	revoke    []pendingRevocation
+	step      time.Duration
+	start     time.Time
+	n         int64 // records generated
+	batch     store.Batch
 }
 
 func newFiller(p fillPlan) *filler {
@@ -116,6 +118,7 @@ func newFiller(p fillPlan) *filler {
 			f.versions[i] = append(f.versions[i], fmt.Sprintf("%d.%d.0", 1+i%3, v))
 		}
 	}
+	f.resources = max(int64(float64(p.Records)*fillRequests)/fillResourcesPer, 100)
 	f.step = p.Span / time.Duration(max(p.Records, 1))
 	f.start = p.End.Add(-p.Span)
 	return f
@@ -212,7 +215,7 @@ func (f *filler) issue(tok liveToken, parent, grant, client string, now time.Tim
 // the exchanges that start from them.
 func (f *filler) signInToken(now time.Time) {
 	p := f.rng.IntN(f.plan.People)
-	tok := liveToken{jti: f.hex(), subject: person(p), scopes: f.pick2(fillScopes), audience: "https://mandate.example",
+	tok := liveToken{jti: f.hex(), subject: person(p), scopes: f.pickList(fillScopes), audience: "https://mandate.example",
 		expires: now.Add(fillTokenLife)}
 	f.signIn[p] = tok.jti
 	f.add(store.Event{Action: audit.ActionTokenIssue, Result: audit.ResultGranted, Performer: tok.subject,
@@ -220,7 +223,7 @@ func (f *filler) signInToken(now time.Time) {
 	f.issue(tok, "", "authorization_code", fillSignInClient, now)
 }
 
-func (f *filler) pick2(l [][]string) []string { return l[f.rng.IntN(len(l))] }
+func (f *filler) pickList(l [][]string) []string { return l[f.rng.IntN(len(l))] }
 
 // exchanged is a granted token exchange: from a live token handed on to
 // another agent (up to three in the chain), or from the person.
@@ -245,7 +248,7 @@ func (f *filler) exchanged(now time.Time) {
 		p := f.rng.IntN(f.plan.People)
 		tok.subject, tok.chain = person(p), []string{actor}
 		tok.delegation = fmt.Sprintf("dlg_u%05d_a%03d", p, a)
-		tok.scopes, tok.audience = f.pick2(fillScopes), f.pick(fillAudiences)
+		tok.scopes, tok.audience = f.pickList(fillScopes), f.pick(fillAudiences)
 		parentJTI = f.signIn[p] // "" when the person came with an IdP's token
 	}
 	f.add(store.Event{Action: audit.ActionTokenExchange, Result: audit.ResultGranted, Performer: actor,
@@ -261,7 +264,7 @@ func (f *filler) refused(now time.Time) {
 	actor := agent(a)
 	ev := store.Event{Action: audit.ActionTokenRefused, Result: audit.ResultRefused, Performer: actor,
 		ClientID: actor, Chain: []string{actor}, Resource: audit.ActionTokenExchange, AgentVersion: f.pick(f.versions[a]),
-		Requested: f.pick2(fillScopes)}
+		Requested: f.pickList(fillScopes)}
 	if len(f.live) > 0 && f.rng.IntN(2) == 0 {
 		parent := f.live[f.rng.IntN(len(f.live))]
 		ev.OnBehalf, ev.ParentJTI = parent.subject, parent.jti
@@ -289,8 +292,7 @@ func (f *filler) request(now time.Time) {
 	} else {
 		ev.Performer = tok.subject
 	}
-	resources := max(f.plan.Records*int64(fillRequests*100)/100/fillResourcesPer, 100)
-	ev.Resource = fmt.Sprintf("expense/EXP-%d", 1000+f.rng.Int64N(resources))
+	ev.Resource = fmt.Sprintf("expense/EXP-%d", 1000+f.rng.Int64N(f.resources))
 	if f.rng.IntN(100) < 8 {
 		ev.Result, ev.Reason, ev.Detail = audit.ResultRefused, "over_limit", "the amount is above the token's limit"
 	}
