@@ -1,6 +1,7 @@
 // Command mandate-bench is Mandate's load tool, apart from the product
 // binary: it starts a real `mandate serve` (built into it) and drives its
-// token endpoint, or measures how fast revocations propagate. See
+// token endpoint, or measures how fast revocations propagate, or fills an
+// audit log and times the forensic questions on it. See
 // `mandate-bench --help` and docs/benchmarks.md.
 package main
 
