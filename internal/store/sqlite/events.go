@@ -31,6 +31,15 @@ const eventCols = eventColsV1 + `, agent_version, authorization_details, operati
 // eventSelect is the columns scanEvent reads.
 const eventSelect = "seq, " + eventCols + ", hash"
 
+// eventColumns is eventSelect, with seq named as the events table's when
+// the query joins event_actors, which has a seq too.
+func eventColumns(joined bool) string {
+	if joined {
+		return "events." + eventSelect
+	}
+	return eventSelect
+}
+
 // eventSelectV1 is the columns scanEventV1 reads: chainExisting runs at
 // migration 6, before the columns of migration 7 exist.
 const eventSelectV1 = "seq, " + eventColsV1 + ", hash"
@@ -279,8 +288,13 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		where []string
 		args  []any
 	)
+	// An actor's records are read from event_actors' (actor, seq) key,
+	// newest first, so that a page stops after its limit instead of
+	// gathering every record the actor ever appeared in first.
+	from, order := "events", "seq"
 	if f.Actor != "" {
-		where = append(where, "seq IN (SELECT seq FROM event_actors WHERE actor = ?)")
+		from, order = "event_actors AS a CROSS JOIN events ON events.seq = a.seq", "a.seq"
+		where = append(where, "a.actor = ?")
 		args = append(args, f.Actor)
 	}
 	if f.Subject != "" {
@@ -328,7 +342,7 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		args = append(args, f.Until.UnixMicro())
 	}
 	if f.BeforeSeq > 0 {
-		where = append(where, "seq < ?")
+		where = append(where, order+" < ?")
 		args = append(args, f.BeforeSeq)
 	}
 	limit := f.Limit
@@ -336,11 +350,11 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		limit = defaultEventLimit
 	}
 	limit = min(limit, maxEventLimit)
-	q := "SELECT " + eventSelect + " FROM events"
+	q := "SELECT " + eventColumns(f.Actor != "") + " FROM " + from
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY seq DESC LIMIT ?"
+	q += " ORDER BY " + order + " DESC LIMIT ?"
 	args = append(args, limit)
 	return list(ctx, s.r, "events", q, scanEvent, args...)
 }
