@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -755,6 +756,22 @@ type ArchivedLog struct {
 	Head []byte
 	// Tree is the JSON of the auditchain.Tree at Size.
 	Tree []byte
+}
+
+// CheckMarkMove checks a move of the archived mark from from to a, given
+// the stored mark cur, as every backend's MarkArchived must (see
+// AuditArchive): retry is true when the mark is a already; an error wraps
+// ErrConflict. The checks against the stored records are the backend's.
+func CheckMarkMove(cur ArchivedLog, from int64, a ArchivedLog) (retry bool, err error) {
+	switch {
+	case cur.Size == a.Size && bytes.Equal(cur.Head, a.Head) && a.Size > 0:
+		return true, nil
+	case cur.Size != from:
+		return false, fmt.Errorf("%w: the archived mark is at %d, not %d", ErrConflict, cur.Size, from)
+	case a.Size <= from || len(a.Head) == 0 || len(a.Tree) == 0:
+		return false, fmt.Errorf("%w: a mark at %d does not move forward from %d, or has no head or tree", ErrConflict, a.Size, from)
+	}
+	return false, nil
 }
 
 // AuditArchive is what the retention of the audit log needs of a store:

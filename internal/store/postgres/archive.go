@@ -61,14 +61,8 @@ func (s *Store) MarkArchived(ctx context.Context, from int64, a store.ArchivedLo
 		if err != nil {
 			return err
 		}
-		if cur.Size == a.Size && bytes.Equal(cur.Head, a.Head) && a.Size > 0 {
-			return nil // a retry
-		}
-		if cur.Size != from {
-			return fmt.Errorf("%w: the archived mark is at %d, not %d", store.ErrConflict, cur.Size, from)
-		}
-		if a.Size <= from || len(a.Head) == 0 || len(a.Tree) == 0 {
-			return fmt.Errorf("%w: a mark at %d does not move forward from %d, or has no head or tree", store.ErrConflict, a.Size, from)
+		if retry, err := store.CheckMarkMove(cur, from, a); retry || err != nil {
+			return err
 		}
 		var (
 			hash []byte
