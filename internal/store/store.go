@@ -467,11 +467,14 @@ const (
 
 // PageLimit is the number of records a forward read returns for the limit
 // asked: DefaultPageLimit for zero or less, at most MaxPageLimit.
-func PageLimit(limit int) int {
+func PageLimit(limit int) int { return clampLimit(limit, DefaultPageLimit, MaxPageLimit) }
+
+// clampLimit is limit within (0, most], def for zero or less.
+func clampLimit(limit, def, most int) int {
 	if limit <= 0 {
-		return DefaultPageLimit
+		return def
 	}
-	return min(limit, MaxPageLimit)
+	return min(limit, most)
 }
 
 // Nonces records single-use values such as client-assertion jti.
@@ -571,12 +574,7 @@ const (
 
 // SweepLimit is the number of rows Sweep deletes at most for the limit
 // asked: DefaultSweepLimit for zero or less, at most MaxSweepLimit.
-func SweepLimit(limit int) int {
-	if limit <= 0 {
-		return DefaultSweepLimit
-	}
-	return min(limit, MaxSweepLimit)
-}
+func SweepLimit(limit int) int { return clampLimit(limit, DefaultSweepLimit, MaxSweepLimit) }
 
 // Sweeper deletes the rows that have expired, so that storage stays bounded
 // (tokens, nonces and revocation feed entries; never audit records).
@@ -772,6 +770,22 @@ func CheckMarkMove(cur ArchivedLog, from int64, a ArchivedLog) (retry bool, err 
 		return false, fmt.Errorf("%w: a mark at %d does not move forward from %d, or has no head or tree", ErrConflict, a.Size, from)
 	}
 	return false, nil
+}
+
+// CheckMarkRecord checks the record a mark moves to, as every backend's
+// MarkArchived must after CheckMarkMove: hash is the chain hash of stored
+// record a.Size (nil when there is none) and last the newest record's seq.
+// An error wraps ErrConflict.
+func CheckMarkRecord(a ArchivedLog, hash []byte, last int64) error {
+	switch {
+	case hash == nil:
+		return fmt.Errorf("%w: record %d is not in the store", ErrConflict, a.Size)
+	case !bytes.Equal(hash, a.Head):
+		return fmt.Errorf("%w: the head is not the chain hash of record %d", ErrConflict, a.Size)
+	case a.Size >= last:
+		return fmt.Errorf("%w: record %d is the newest, which stays", ErrConflict, a.Size)
+	}
+	return nil
 }
 
 // AuditArchive is what the retention of the audit log needs of a store:

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -73,13 +72,8 @@ func (s *Store) MarkArchived(ctx context.Context, from int64, a store.ArchivedLo
 		if err != nil {
 			return dbErr(err)
 		}
-		switch {
-		case hash == nil:
-			return fmt.Errorf("%w: record %d is not in the store", store.ErrConflict, a.Size)
-		case !bytes.Equal(hash, a.Head):
-			return fmt.Errorf("%w: the head is not the chain hash of record %d", store.ErrConflict, a.Size)
-		case a.Size >= last:
-			return fmt.Errorf("%w: record %d is the newest, which stays", store.ErrConflict, a.Size)
+		if err := store.CheckMarkRecord(a, hash, last); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO audit_archived (id, size, head, tree) VALUES (1, $1, $2, $3)
 ON CONFLICT (id) DO UPDATE SET size = excluded.size, head = excluded.head, tree = excluded.tree`, a.Size, a.Head, a.Tree)

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -48,17 +47,13 @@ func (s *Store) MarkArchived(ctx context.Context, from int64, a store.ArchivedLo
 			hash []byte
 			last int64
 		)
-		if err := tx.QueryRowContext(ctx, "SELECT hash FROM events WHERE seq = ?", a.Size).Scan(&hash); err != nil {
-			return fmt.Errorf("%w: record %d: %w", store.ErrConflict, a.Size, dbErr(err))
-		}
-		if !bytes.Equal(hash, a.Head) {
-			return fmt.Errorf("%w: the head is not the chain hash of record %d", store.ErrConflict, a.Size)
-		}
-		if err := tx.QueryRowContext(ctx, "SELECT max(seq) FROM events").Scan(&last); err != nil {
+		err = tx.QueryRowContext(ctx, "SELECT (SELECT hash FROM events WHERE seq = ?), (SELECT coalesce(max(seq), 0) FROM events)",
+			a.Size).Scan(&hash, &last)
+		if err != nil {
 			return dbErr(err)
 		}
-		if a.Size >= last {
-			return fmt.Errorf("%w: record %d is the newest, which stays", store.ErrConflict, a.Size)
+		if err := store.CheckMarkRecord(a, hash, last); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO audit_archived (id, size, head, tree) VALUES (1, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET size = excluded.size, head = excluded.head, tree = excluded.tree`, a.Size, a.Head, a.Tree)

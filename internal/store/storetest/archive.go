@@ -58,6 +58,7 @@ func testAuditArchive(t *testing.T, open func(t *testing.T) store.Store) {
 		{name: "fail/the-newest-stays", from: 4, to: mark(10)},
 		{name: "fail/head-not-the-record's", from: 4, to: bad},
 		{name: "fail/no-tree", from: 4, to: store.ArchivedLog{Size: 6, Head: all[5].Hash}},
+		{name: "fail/no-such-record", from: 4, to: store.ArchivedLog{Size: 99, Head: all[5].Hash, Tree: []byte(`{}`)}},
 	} {
 		if err := s.MarkArchived(ctx, c.from, c.to); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("%s: MarkArchived = %v, want ErrConflict", c.name, err)
