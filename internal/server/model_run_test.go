@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -27,8 +25,6 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/provision"
-	"github.com/mandate-dev/mandate/internal/store"
-	"github.com/mandate-dev/mandate/internal/store/sqlite"
 	"github.com/mandate-dev/mandate/jwks"
 	"github.com/mandate-dev/mandate/oauth"
 	"github.com/mandate-dev/mandate/verify"
@@ -144,26 +140,6 @@ func modelConfig(cfg *config.Config, w modelWorld, start time.Time) {
 	}
 }
 
-// modelOpenSQLite is openSQLite, in a directory of its own when t's
-// temporary directory cannot name a database: a fuzz seed's test name
-// ("seed#0") puts a '#' in it, which the store refuses in a path.
-func modelOpenSQLite(t *testing.T) store.Store {
-	t.Helper()
-	if dir := t.TempDir(); !strings.ContainsAny(dir, "?#") {
-		return openSQLite(t)
-	}
-	dir, err := os.MkdirTemp("", "mandate-model-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	raw, err := sqlite.Open(context.Background(), filepath.Join(dir, "mandate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
-}
-
 // modelSecret is an agent's client secret, as harness.post derives it.
 func modelSecret(id string) string { return strings.TrimPrefix(id, "agent:") + "-secret" }
 
@@ -173,7 +149,7 @@ func runModelCase(t *testing.T, c modelCase) (*modelDisagreement, modelStats) {
 	t.Helper()
 	start := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
 	clock := &modelClock{now: start}
-	h := newHarnessEdited(t, modelOpenSQLite, clock.Now, func(cfg *config.Config) { modelConfig(cfg, c.World, start) })
+	h := newHarnessEdited(t, openSQLite, clock.Now, func(cfg *config.Config) { modelConfig(cfg, c.World, start) })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	r := &modelRun{t: t, h: h, m: newModelState(c.World, start), clock: clock, ctx: ctx, ops: c.Ops,

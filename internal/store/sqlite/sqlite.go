@@ -117,7 +117,7 @@ var _ store.Store = (*Store)(nil)
 // cannot be put in WAL mode with synchronous=FULL, since then a commit would
 // not be durable when it returns. The caller must Close the store.
 func Open(ctx context.Context, path string) (*Store, error) {
-	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") || path == ":memory:" {
+	if path == "" || strings.Contains(path, "?") || strings.HasPrefix(path, "file:") || path == ":memory:" {
 		return nil, fmt.Errorf("sqlite: open %q: want a plain file path", path)
 	}
 	if err := prepareFile(path); err != nil {

@@ -420,3 +420,33 @@ func BenchmarkSweep(b *testing.B) {
 		}
 	}
 }
+
+// TestOpenPathWithHash: a '#' is a plain character of a file path (a fuzz
+// seed's temporary directory has one): the database is made at that very
+// path, durable, and opens again there.
+func TestOpenPathWithHash(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "seed#0")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "m#.db")
+	for range 2 {
+		s, err := sqlite.Open(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("no database at %s: %v", path, err)
+	}
+	entries, err := os.ReadDir(filepath.Dir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "seed#0" {
+			t.Errorf("%s made beside the path asked for", e.Name())
+		}
+	}
+}
