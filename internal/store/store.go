@@ -41,7 +41,17 @@ type User struct {
 	Limits json.RawMessage
 	// Version is the user's revocation version: bumping it revokes every
 	// token issued with the user as subject before the bump. It only grows.
-	Version   int64
+	Version int64
+	// PasswordHash is the argon2id hash of the person's local password in
+	// the PHC string format; empty when they sign in only through an
+	// identity provider.
+	PasswordHash string
+	// Roles are the person's roles in Mandate itself: "admin", "auditor".
+	Roles []string
+	// Provider is the identity provider that manages the person (their
+	// permissions and roles follow it at each sign-in); empty for people
+	// managed in Mandate.
+	Provider  string
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
