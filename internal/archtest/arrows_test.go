@@ -50,6 +50,7 @@ func arrows() []arrow {
 		{"internal/provision", []string{"internal/config", "internal/directory", "internal/clientauth", "internal/store"}, "the file's users, agents and delegations are written through the directory"},
 		{"internal/directory", []string{"internal/store", "internal/audit", "internal/auditchain", "internal/clientauth", "actor", "strictjson"}, "each write with its audit record; secrets hashed as client authentication checks them"},
 		{"internal/exchange", []string{"internal/token", "internal/tokenstate", "internal/policy", "internal/audit", "internal/store", "actor", "oauth", "strictjson"}, "a grant checks presented tokens, policy and revocation, signs, and records"},
+		{"internal/authorize", []string{"oauth"}, "an authorization request is checked before a person sees it; a code's verifier at the token endpoint"},
 		{"internal/forensics", []string{"internal/audit", "internal/exchange", "internal/store"}, "questions asked of the log's records"},
 		{"internal/clientauth", []string{"internal/token", "internal/store", "jwks", "jwt", "oauth"}, "client secrets and private_key_jwt assertions"},
 		{"internal/token", []string{"verify", "jwks", "jwt", "actor", "oauth", "internal/store"}, "Mandate's own tokens are checked by the same code as every API's (verify.CheckJWS)"},
