@@ -53,6 +53,17 @@ const (
 	// ActionEpochAdvanced records `mandate store advance-epoch`: every token
 	// issued before the new not-before epoch is refused (THREATS T56).
 	ActionEpochAdvanced = "store.epoch_advanced"
+	// ActionSignIn records a person's sign-in, granted or refused (a
+	// wrong password, an unknown account, too many attempts), and
+	// ActionSignOut its end.
+	ActionSignIn  = "person.sign_in"
+	ActionSignOut = "person.sign_out"
+	// ActionConsentDenied records a person declining an authorization
+	// request; an approval is recorded as the delegation it creates.
+	ActionConsentDenied = "consent.denied"
+	// ActionGrantReplayed records an authorization code or refresh token
+	// presented again: what its first use issued is revoked.
+	ActionGrantReplayed = "grant.replayed"
 	// ActionRequest is a request a verifier (an API using the verify
 	// package) let through or refused, forwarded to POST /audit/ingest.
 	ActionRequest = "request"

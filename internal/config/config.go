@@ -96,6 +96,11 @@ type Config struct {
 	Delegations []Delegation `yaml:"delegations"`
 	// Policies are CEL rules checked on every token exchange, in order.
 	Policies []Policy `yaml:"policies"`
+	// Scopes say what scopes allow, in words, on the consent page.
+	// Optional: a scope without one is shown by its name alone.
+	Scopes []Scope `yaml:"scopes"`
+	// SignIn configures people's sessions and password attempts.
+	SignIn SignIn `yaml:"sign_in"`
 
 	// Source is the file the configuration was read from, named in
 	// validation errors; set by Load and Parse, empty for Dev. Not a YAML key.

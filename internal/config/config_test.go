@@ -316,6 +316,8 @@ func TestLoadSample(t *testing.T) {
 		Delegation: config.DelegationLimits{MaxDepth: 3},
 		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
 		Storage:    config.Storage{SweepEvery: config.Duration(config.DefaultSweepEvery), SweepBatch: config.DefaultSweepBatch},
+		SignIn: config.SignIn{SessionIdle: config.Duration(config.DefaultSessionIdle), SessionMax: config.Duration(config.DefaultSessionMax),
+			AttemptsPerAccount: config.DefaultAttemptsPerAccount, AttemptsPerAddress: config.DefaultAttemptsPerAddress},
 		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
 		IdentityProviders: []config.IdentityProvider{{
 			Issuer: "https://idp.example", JWKSURI: "https://idp.example/jwks", Audience: "mandate",
@@ -376,6 +378,8 @@ func TestDefaults(t *testing.T) {
 		Delegation: config.DelegationLimits{MaxDepth: 4},
 		Audit:      config.Audit{CheckpointEvery: config.Duration(config.DefaultCheckpointEvery)},
 		Storage:    config.Storage{SweepEvery: config.Duration(config.DefaultSweepEvery), SweepBatch: config.DefaultSweepBatch},
+		SignIn: config.SignIn{SessionIdle: config.Duration(config.DefaultSessionIdle), SessionMax: config.Duration(config.DefaultSessionMax),
+			AttemptsPerAccount: config.DefaultAttemptsPerAccount, AttemptsPerAddress: config.DefaultAttemptsPerAddress},
 		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
 		Source:     "empty.yaml",
 	}

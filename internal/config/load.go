@@ -108,6 +108,7 @@ func (c *Config) ApplyDefaults() {
 		c.RateLimits.IngestPerReporter = DefaultIngestPerReporter
 	}
 	c.Tracing.applyDefaults()
+	c.SignIn.applyDefaults()
 	for i := range c.IdentityProviders {
 		if len(c.IdentityProviders[i].Algorithms) == 0 {
 			c.IdentityProviders[i].Algorithms = []string{"RS256", "ES256", "EdDSA"}

@@ -109,6 +109,7 @@ func (c *Config) Validate() error {
 	c.validateDelegations(p, users, agents)
 	c.validatePolicies(p)
 	c.validateTracing(p)
+	c.validateSignIn(p)
 	return errors.Join(p.errs...)
 }
 

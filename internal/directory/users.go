@@ -98,6 +98,18 @@ func (d *Directory) RevokeSubject(ctx context.Context, p Performer, id string) (
 	}, ev)
 }
 
+// RevokeEverything is a person's "I think an agent is compromised": every
+// delegation they gave is revoked (each recorded as delegation.revoked with
+// reason), then their revocation version is raised (RevokeSubject), so
+// that no token issued for them before stays in force, whatever it was
+// issued under. An unknown user is ErrNotFound (What "subject").
+func (d *Directory) RevokeEverything(ctx context.Context, p Performer, id, reason string) (store.User, error) {
+	if err := d.revokeDelegations(ctx, p, store.DelegationFilter{Subject: id}, reason); err != nil {
+		return store.User{}, err
+	}
+	return d.RevokeSubject(ctx, p, id)
+}
+
 // DeleteUser removes the user id. First every delegation they gave is
 // revoked (each recorded as delegation.revoked, reason user_deleted), then
 // the user is deleted, recorded as user.deleted, and every token issued on

@@ -62,6 +62,10 @@ func (g *Grant) bound(ctx context.Context, st *state) error {
 	case GrantSignIn:
 		b.scopes = st.user.Permissions
 		b.defaultAudience = g.Issuer
+	case GrantAuthorizationCode, GrantRefreshToken:
+		if err := g.boundConsent(ctx, st, &b); err != nil {
+			return err
+		}
 	default:
 		if err := g.boundExchange(ctx, st, &b); err != nil {
 			return err

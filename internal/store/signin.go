@@ -117,7 +117,9 @@ type SignIn interface {
 	CreateRefresh(ctx context.Context, rt RefreshToken, events ...Event) error
 	// RotateRefresh marks the unused token of hash used at at and stores
 	// next, atomically, and returns the token used: of concurrent
-	// rotations exactly one succeeds. A token used before is returned with
+	// rotations exactly one succeeds. next brings its Hash, CreatedAt and
+	// ExpiresAt; the rest (the family: delegation, client, subject, actor,
+	// scopes, resource, subject version) is the used token's. A token used before is returned with
 	// an error wrapping ErrReplay and nothing is stored; an unknown token
 	// is ErrNotFound.
 	RotateRefresh(ctx context.Context, hash []byte, at time.Time, next RefreshToken) (RefreshToken, error)

@@ -77,9 +77,13 @@ type Agent struct {
 	// (audit:report) it may forward verifiers' records for these
 	// audiences only.
 	Resources []string
-	Disabled  bool
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	// RedirectURIs are where the authorization endpoint may send a person
+	// back to the client with a code: compared exactly, but for a
+	// loopback address's port.
+	RedirectURIs []string
+	Disabled     bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // Delegation is a standing grant: Subject lets Actor use Scopes for
