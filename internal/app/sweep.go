@@ -13,7 +13,8 @@ import (
 // Rows stay in the store for a grace period after they stop being
 // presentable: a token's row goes grace after its exp, a token's feed entry
 // grace after the token's exp, another feed entry tokens.max_ttl plus grace
-// after it was made.
+// after it was made, and a sign-in row (a code, a refresh token, a session,
+// a pending step) grace after its own expiry.
 const (
 	// sweepMargin is added to the verifiers' leeway (tokens.leeway): clock
 	// skew between the instances and the verifiers beyond the leeway.
@@ -56,7 +57,7 @@ func newSweeper(s store.Sweeper, every time.Duration, batch int, leeway, maxTTL 
 		store: s, every: every, batch: batch, grace: grace(leeway), maxTTL: maxTTL, now: now, logger: logger,
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mandate_store_swept_rows_total",
-			Help: "Expired rows the background sweep deleted, by kind (tokens, nonces, revocations).",
+			Help: "Expired rows the background sweep deleted, by kind (tokens, nonces, revocations, signin).",
 		}, []string{"kind"}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mandate_store_sweep_failures_total", Help: "Sweeps that failed (each is retried at the next tick).",
@@ -66,7 +67,7 @@ func newSweeper(s store.Sweeper, every time.Duration, batch int, leeway, maxTTL 
 		}),
 	}
 	// Every kind is exported from the start, at zero.
-	for _, kind := range []string{"tokens", "nonces", "revocations"} {
+	for _, kind := range []string{"tokens", "nonces", "revocations", "signin"} {
 		sw.rows.WithLabelValues(kind)
 	}
 	reg.MustRegister(sw.rows, sw.failures, sw.duration)
@@ -76,7 +77,8 @@ func newSweeper(s store.Sweeper, every time.Duration, batch int, leeway, maxTTL 
 // cutoffs are what a sweep at now deletes.
 func (s *sweeper) cutoffs(now time.Time) store.SweepCutoffs {
 	past := now.Add(-s.grace)
-	return store.SweepCutoffs{Tokens: past, Nonces: past, TokenRevocations: past, OtherRevocations: past.Add(-s.maxTTL)}
+	return store.SweepCutoffs{Tokens: past, Nonces: past, TokenRevocations: past, OtherRevocations: past.Add(-s.maxTTL),
+		SignIn: past}
 }
 
 // run sweeps every s.every until ctx ends. A failed sweep is logged and
@@ -113,9 +115,11 @@ func (s *sweeper) sweep(ctx context.Context) (store.Swept, error) {
 		total.Tokens += got.Tokens
 		total.Nonces += got.Nonces
 		total.Revocations += got.Revocations
+		total.SignIn += got.SignIn
 		s.rows.WithLabelValues("tokens").Add(float64(got.Tokens))
 		s.rows.WithLabelValues("nonces").Add(float64(got.Nonces))
 		s.rows.WithLabelValues("revocations").Add(float64(got.Revocations))
+		s.rows.WithLabelValues("signin").Add(float64(got.SignIn))
 		if got.Total() < s.batch {
 			return total, nil
 		}

@@ -59,7 +59,8 @@ func TestSweeper(t *testing.T) {
 		// The default leeway (60 s) plus the margin is the grace of 2m;
 		// entries that are not about one token go max_ttl later.
 		want := store.SweepCutoffs{Tokens: now.Add(-2 * time.Minute), Nonces: now.Add(-2 * time.Minute),
-			TokenRevocations: now.Add(-2 * time.Minute), OtherRevocations: now.Add(-17 * time.Minute)}
+			TokenRevocations: now.Add(-2 * time.Minute), OtherRevocations: now.Add(-17 * time.Minute),
+			SignIn: now.Add(-2 * time.Minute)}
 		if diff := cmp.Diff(want, b.asked[0]); diff != "" {
 			t.Errorf("cutoffs (-want +got):\n%s", diff)
 		}

@@ -1,7 +1,8 @@
 // Package store defines what Mandate keeps: users and their permissions,
 // agents, delegations, issued tokens, signing keys, single-use nonces, the
-// audit log, the revocation feed and the not-before epoch that a restore
-// from backup advances. It
+// audit log, the revocation feed, the not-before epoch that a restore
+// from backup advances, and what people's sign-in and consent need
+// (authorization codes, refresh tokens, sessions, pending steps). It
 // holds the records, narrow per-aggregate interfaces and the sentinel errors
 // callers branch on, and imports no database driver.
 //

@@ -102,7 +102,15 @@ type Pending struct {
 }
 
 // SignIn stores what people's sign-in and consent need. Every method that
-// takes events appends them in the same transaction as its change.
+// takes events appends them in the same transaction as its change, or
+// writes neither. None of it is cached, and none of its writes moves the
+// Generation: it is never part of a cached read.
+//
+// Every record needs a Hash and an ExpiresAt (Sweep deletes it past that);
+// a create without one is refused as a bad record, and a create of a Hash
+// stored before is ErrAlreadyExists. The times given to the methods that
+// take one (at) must not be zero. Expiry is the caller's to check:
+// lookups return what is stored until Sweep deletes it.
 type SignIn interface {
 	// CreateCode stores a new code.
 	CreateCode(ctx context.Context, c AuthCode, events ...Event) error

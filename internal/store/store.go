@@ -568,6 +568,11 @@ type SweepCutoffs struct {
 	// OtherRevocations.
 	TokenRevocations time.Time
 	OtherRevocations time.Time
+	// SignIn deletes what people's sign-in keeps (SignIn: authorization
+	// codes, refresh tokens, sessions and pending steps) whose ExpiresAt
+	// is before it, used or not: a used code or refresh token stays until
+	// its own expiry, so that presenting it again is still a replay.
+	SignIn time.Time
 }
 
 // Swept counts the rows one Sweep deleted, by kind.
@@ -575,10 +580,12 @@ type Swept struct {
 	Tokens      int
 	Nonces      int
 	Revocations int
+	// SignIn counts codes, refresh tokens, sessions and pending steps.
+	SignIn int
 }
 
 // Total is the number of rows deleted, of every kind.
-func (s Swept) Total() int { return s.Tokens + s.Nonces + s.Revocations }
+func (s Swept) Total() int { return s.Tokens + s.Nonces + s.Revocations + s.SignIn }
 
 // Sweep limits: the most rows one Sweep deletes.
 const (
@@ -591,10 +598,13 @@ const (
 func SweepLimit(limit int) int { return clampLimit(limit, DefaultSweepLimit, MaxSweepLimit) }
 
 // Sweeper deletes the rows that have expired, so that storage stays bounded
-// (tokens, nonces and revocation feed entries; never audit records).
+// (tokens, nonces, sign-in rows and revocation feed entries; never audit
+// records).
 type Sweeper interface {
 	// Sweep deletes at most limit rows in all (SweepLimit), in one
-	// transaction short enough not to hold up writers: token rows first, then nonces, then revocation feed entries, each by c. It
+	// transaction short enough not to hold up writers: token rows first,
+	// then nonces, then sign-in rows (codes, refresh tokens, sessions,
+	// pending steps), then revocation feed entries, each by c. It
 	// returns how many of each it deleted; a Total below the limit means
 	// that nothing more was due at c when it ran (but rows other
 	// transactions held, which a backend may skip), and the caller may
@@ -748,6 +758,7 @@ type Store interface {
 	Revocations
 	Sweeper
 	AuditArchive
+	SignIn
 	// Generation is a counter that grows on every change to users, agents,
 	// delegations, keys or the not-before epoch, by any process; caches
 	// compare it to know they are stale.

@@ -179,3 +179,35 @@ func TestAbsent(t *testing.T) {
 		}
 	})
 }
+
+// TestSignInPassesThrough: sign-in's records are never cached: a session
+// deleted by another process is gone for the cache at once, and a code
+// redeemed through one handle is a replay through the other.
+func TestSignInPassesThrough(t *testing.T) {
+	ctx := t.Context()
+	raw, cli := openTwo(t)
+	c := cache.New(raw)
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	hash := []byte("0123456789abcdef0123456789abcdef")
+	if err := c.CreateSession(ctx, store.Session{Hash: hash, Subject: "user:sam", ExpiresAt: at.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetSession(ctx, hash); err != nil {
+		t.Fatalf("GetSession: %v", err)
+	}
+	if n, err := cli.DeleteSessionsOf(ctx, "user:sam"); err != nil || n != 1 {
+		t.Fatalf("DeleteSessionsOf = %d, %v", n, err)
+	}
+	if _, err := c.GetSession(ctx, hash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetSession through the cache after another process deleted it: err = %v, want ErrNotFound", err)
+	}
+	if err := c.CreateCode(ctx, store.AuthCode{Hash: hash, ClientID: "agent:a", ExpiresAt: at.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.RedeemCode(ctx, hash, at); err != nil {
+		t.Fatalf("RedeemCode: %v", err)
+	}
+	if _, err := c.RedeemCode(ctx, hash, at); !errors.Is(err, store.ErrReplay) {
+		t.Errorf("RedeemCode through the cache after another process redeemed it: err = %v, want ErrReplay", err)
+	}
+}

@@ -4,6 +4,7 @@
 // at once; writes made by other processes are noticed through
 // store.Generation, which Run polls.
 //
-// Everything else (tokens, nonces, keys, the audit log) passes straight
-// through.
+// Everything else (tokens, nonces, keys, the audit log, and sign-in's codes,
+// refresh tokens, sessions and pending steps, which are single-use or
+// short-lived and never cached) passes straight through.
 package cache

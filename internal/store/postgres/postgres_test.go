@@ -92,6 +92,28 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestRefusedEvents: a sign-in write whose audit record the database
+// refuses (a trigger) leaves no row.
+func TestRefusedEvents(t *testing.T) {
+	testURL(t)
+	t.Parallel()
+	storetest.RunRefusedEvents(t, func(t *testing.T) (store.Store, func()) {
+		schema := newSchema(t)
+		s := openStore(t, config(t, schema))
+		return s, func() {
+			conn := rawConn(t, schema)
+			if _, err := conn.Exec(t.Context(), `CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS
+				$$BEGIN RAISE EXCEPTION 'audit records refused'; END$$`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Exec(t.Context(), `CREATE TRIGGER refuse_events BEFORE INSERT ON events
+				FOR EACH ROW EXECUTE FUNCTION refuse_events()`); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
 func TestConformanceReopen(t *testing.T) {
 	testURL(t)
 	t.Parallel()

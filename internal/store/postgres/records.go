@@ -137,20 +137,21 @@ func get[T any](ctx context.Context, s *Store, what, query, id string, scan pgx.
 
 // Users.
 
-const userCols = "id, permissions, limits, version, created_at, updated_at"
+const userCols = "id, permissions, limits, version, created_at, updated_at, password_hash, roles, provider"
 
 func scanUser(row pgx.CollectableRow) (store.User, error) {
 	var (
 		u        store.User
 		perms    []string
 		limits   *string
+		roles    []string
 		cre, upd *time.Time
 	)
-	if err := row.Scan(&u.ID, &perms, &limits, &u.Version, &cre, &upd); err != nil {
+	if err := row.Scan(&u.ID, &perms, &limits, &u.Version, &cre, &upd, &u.PasswordHash, &roles, &u.Provider); err != nil {
 		return store.User{}, err
 	}
 	u.Limits = textOut(limits)
-	u.Permissions = listOut(perms)
+	u.Permissions, u.Roles = listOut(perms), listOut(roles)
 	u.CreatedAt, u.UpdatedAt = timeOut(cre), timeOut(upd)
 	return u, nil
 }
@@ -158,8 +159,9 @@ func scanUser(row pgx.CollectableRow) (store.User, error) {
 // CreateUser inserts u and appends events in one transaction; an existing ID
 // is store.ErrAlreadyExists.
 func (s *Store) CreateUser(ctx context.Context, u store.User, events ...store.Event) error {
-	return s.create(ctx, "user", u.ID, "INSERT INTO users ("+userCols+") VALUES ($1, $2, $3, $4, $5, $6)",
-		[]any{u.ID, listIn(u.Permissions), textIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt)}, events)
+	return s.create(ctx, "user", u.ID, "INSERT INTO users ("+userCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		[]any{u.ID, listIn(u.Permissions), textIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt),
+			u.PasswordHash, listIn(u.Roles), u.Provider}, events)
 }
 
 // GetUser returns the user, or store.ErrNotFound.
@@ -190,8 +192,10 @@ func userRecord() record[store.User] {
 			return nil
 		},
 		put: func(u store.User) (string, []any) {
-			return "UPDATE users SET permissions = $1, limits = $2, version = $3, created_at = $4, updated_at = $5 WHERE id = $6",
-				[]any{listIn(u.Permissions), textIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt), u.ID}
+			return `UPDATE users SET permissions = $1, limits = $2, version = $3, created_at = $4, updated_at = $5,
+				password_hash = $7, roles = $8, provider = $9 WHERE id = $6`,
+				[]any{listIn(u.Permissions), textIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt), u.ID,
+					u.PasswordHash, listIn(u.Roles), u.Provider}
 		},
 	}
 }

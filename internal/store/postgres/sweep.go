@@ -13,8 +13,8 @@ import (
 
 // sweepStatements are Sweep's deletes, in the order it runs them. Each
 // picks at most $2 rows by key in a subquery that an index on the time
-// answers (tokens_expires_at, nonces_expires, the revocations' partial
-// indexes), skipping rows another transaction holds (a revocation of that
+// answers (tokens_expires_at, nonces_expires, the sign-in tables'
+// expires_at indexes, the revocations' partial indexes), skipping rows another transaction holds (a revocation of that
 // token, another instance's sweep), so that a sweep never waits for a
 // request and two instances sweeping at once do not queue on each other.
 // The kind of a revocation entry is in the text, not a parameter, so that a
@@ -35,6 +35,27 @@ var sweepStatements = []struct {
 			SELECT namespace, id FROM nonces WHERE expires < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 		func(c store.SweepCutoffs) time.Time { return c.Nonces }, func(s *store.Swept) *int { return &s.Nonces },
 	},
+	// Sign-in rows go by their own expiry, used or not (store.SweepCutoffs.SignIn).
+	{
+		"codes", `DELETE FROM auth_codes WHERE hash IN (
+			SELECT hash FROM auth_codes WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		signInCutoff, signInCount,
+	},
+	{
+		"refresh tokens", `DELETE FROM refresh_tokens WHERE hash IN (
+			SELECT hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		signInCutoff, signInCount,
+	},
+	{
+		"sessions", `DELETE FROM sessions WHERE hash IN (
+			SELECT hash FROM sessions WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		signInCutoff, signInCount,
+	},
+	{
+		"pending steps", `DELETE FROM pending WHERE (kind, hash) IN (
+			SELECT kind, hash FROM pending WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		signInCutoff, signInCount,
+	},
 	{
 		"token revocations", `DELETE FROM revocations WHERE seq IN (
 			SELECT seq FROM revocations WHERE kind = '` + revocation.KindToken + `' AND expires < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
@@ -47,10 +68,16 @@ var sweepStatements = []struct {
 	},
 }
 
+// signInCutoff and signInCount are the cutoff and count of every sign-in
+// table.
+func signInCutoff(c store.SweepCutoffs) time.Time { return c.SignIn }
+func signInCount(s *store.Swept) *int             { return &s.SignIn }
+
 // Sweep deletes at most limit rows (store.SweepLimit) whose time is before
 // c's cutoffs, in one transaction: token rows first, then nonces, then
-// revocation feed entries. Rows locked by another transaction are left for
-// the next sweep, so a batch may come back short while some remain.
+// sign-in rows, then revocation feed entries. Rows locked by another
+// transaction are left for the next sweep, so a batch may come back short
+// while some remain.
 // Several instances may sweep at once.
 func (s *Store) Sweep(ctx context.Context, c store.SweepCutoffs, limit int) (store.Swept, error) {
 	var swept store.Swept

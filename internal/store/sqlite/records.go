@@ -134,23 +134,24 @@ func collect[T any](rows *sql.Rows, err error, what string, scan func(scanner) (
 
 // Users.
 
-const userCols = "id, permissions, limits, version, created_at, updated_at"
+const userCols = "id, permissions, limits, version, created_at, updated_at, password_hash, roles, provider"
 
 func scanUser(sc scanner) (store.User, error) {
 	var (
 		u        store.User
 		perms    string
 		limits   sql.NullString
+		roles    string
 		cre, upd sql.NullInt64
 	)
-	if err := sc.Scan(&u.ID, &perms, &limits, &u.Version, &cre, &upd); err != nil {
+	if err := sc.Scan(&u.ID, &perms, &limits, &u.Version, &cre, &upd, &u.PasswordHash, &roles, &u.Provider); err != nil {
 		return store.User{}, dbErr(err)
 	}
 	if limits.Valid && limits.String != "" {
 		u.Limits = []byte(limits.String)
 	}
 	u.CreatedAt, u.UpdatedAt = timeOut(cre), timeOut(upd)
-	err := decodeLists(listCol{"permissions", perms, &u.Permissions})
+	err := decodeLists(listCol{"permissions", perms, &u.Permissions}, listCol{"roles", roles, &u.Roles})
 	return u, err
 }
 
@@ -162,8 +163,9 @@ func getUser(ctx context.Context, q querier, id string) (store.User, error) {
 // is store.ErrAlreadyExists.
 func (s *Store) CreateUser(ctx context.Context, u store.User, events ...store.Event) error {
 	return s.create(ctx, "user", u.ID, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "INSERT INTO users ("+userCols+") VALUES (?, ?, ?, ?, ?, ?)",
-			u.ID, listIn(u.Permissions), jsonIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt))
+		_, err := tx.ExecContext(ctx, "INSERT INTO users ("+userCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			u.ID, listIn(u.Permissions), jsonIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt),
+			u.PasswordHash, listIn(u.Roles), u.Provider)
 		return err
 	}, events)
 }
@@ -199,8 +201,10 @@ func userRecord() record[store.User] {
 			return nil
 		},
 		put: func(ctx context.Context, tx *sql.Tx, u store.User) error {
-			_, err := tx.ExecContext(ctx, "UPDATE users SET permissions = ?, limits = ?, version = ?, created_at = ?, updated_at = ? WHERE id = ?",
-				listIn(u.Permissions), jsonIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt), u.ID)
+			_, err := tx.ExecContext(ctx, `UPDATE users SET permissions = ?, limits = ?, version = ?, created_at = ?, updated_at = ?,
+				password_hash = ?, roles = ?, provider = ? WHERE id = ?`,
+				listIn(u.Permissions), jsonIn(u.Limits), u.Version, timeIn(u.CreatedAt), timeIn(u.UpdatedAt),
+				u.PasswordHash, listIn(u.Roles), u.Provider, u.ID)
 			return err
 		},
 	}

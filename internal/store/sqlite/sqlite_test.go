@@ -33,6 +33,21 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestRefusedEvents: a sign-in write whose audit record the database
+// refuses (a trigger) leaves no row.
+func TestRefusedEvents(t *testing.T) {
+	storetest.RunRefusedEvents(t, func(t *testing.T) (store.Store, func()) {
+		path := filepath.Join(t.TempDir(), "mandate.db")
+		s := openAt(t, path)
+		return s, func() {
+			if _, err := rawDB(t, path).Exec(`CREATE TRIGGER refuse_events BEFORE INSERT ON events
+				BEGIN SELECT RAISE(ABORT, 'audit records refused'); END`); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
 func TestConformanceReopen(t *testing.T) {
 	storetest.RunReopen(t, func(t *testing.T) func() store.Store {
 		path := filepath.Join(t.TempDir(), "mandate.db")

@@ -12,8 +12,8 @@ import (
 
 // sweepStatements are Sweep's deletes, in the order it runs them. Each
 // picks at most ? rows by key in a subquery that an index on the time
-// answers (tokens_expires_at, nonces_expires, the revocations' partial
-// indexes), so that a batch costs its size and not the table's. The kind of
+// answers (tokens_expires_at, nonces_expires, the sign-in tables'
+// expires_at indexes, the revocations' partial indexes), so that a batch costs its size and not the table's. The kind of
 // a revocation entry is in the text, not a parameter, so that SQLite can
 // use the partial indexes.
 var sweepStatements = []struct {
@@ -30,6 +30,23 @@ var sweepStatements = []struct {
 		"nonces", "DELETE FROM nonces WHERE rowid IN (SELECT rowid FROM nonces WHERE expires < ? LIMIT ?)",
 		func(c store.SweepCutoffs) time.Time { return c.Nonces }, func(s *store.Swept) *int { return &s.Nonces },
 	},
+	// Sign-in rows go by their own expiry, used or not (store.SweepCutoffs.SignIn).
+	{
+		"codes", "DELETE FROM auth_codes WHERE rowid IN (SELECT rowid FROM auth_codes WHERE expires_at < ? LIMIT ?)",
+		signInCutoff, signInCount,
+	},
+	{
+		"refresh tokens", "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens WHERE expires_at < ? LIMIT ?)",
+		signInCutoff, signInCount,
+	},
+	{
+		"sessions", "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at < ? LIMIT ?)",
+		signInCutoff, signInCount,
+	},
+	{
+		"pending steps", "DELETE FROM pending WHERE rowid IN (SELECT rowid FROM pending WHERE expires_at < ? LIMIT ?)",
+		signInCutoff, signInCount,
+	},
 	{
 		"token revocations", "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations WHERE kind = '" +
 			revocation.KindToken + "' AND expires < ? LIMIT ?)",
@@ -42,10 +59,16 @@ var sweepStatements = []struct {
 	},
 }
 
+// signInCutoff and signInCount are the cutoff and count of every sign-in
+// table.
+func signInCutoff(c store.SweepCutoffs) time.Time { return c.SignIn }
+func signInCount(s *store.Swept) *int             { return &s.SignIn }
+
 // Sweep deletes at most limit rows (store.SweepLimit) whose time is before
 // c's cutoffs, in one write transaction: token rows first, then nonces,
-// then revocation feed entries. It holds the write lock for one batch; the
-// caller pauses between batches so that requests' commits get in.
+// then sign-in rows, then revocation feed entries. It holds the write
+// lock for one batch; the caller pauses between batches so that requests'
+// commits get in.
 func (s *Store) Sweep(ctx context.Context, c store.SweepCutoffs, limit int) (store.Swept, error) {
 	var swept store.Swept
 	err := s.write(ctx, "sweep", func(tx *sql.Tx) error {

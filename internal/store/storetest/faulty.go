@@ -23,6 +23,9 @@ func methods() []string {
 		"UseNonce", "NotBefore", "AdvanceNotBefore",
 		"ListRevocations", "RevocationSeq", "CollectRevocations",
 		"Sweep", "ArchivedLog", "MarkArchived", "DeleteArchivedEvents",
+		"CreateCode", "RedeemCode", "CreateRefresh", "RotateRefresh",
+		"CreateSession", "GetSession", "TouchSession", "DeleteSession", "DeleteSessionsOf",
+		"PutPending", "GetPending", "TakePending",
 		"Generation", "Ping",
 	}
 }
@@ -392,6 +395,102 @@ func (f *Faulty) DeleteArchivedEvents(ctx context.Context, through int64, limit 
 		return 0, err
 	}
 	return f.inner.DeleteArchivedEvents(ctx, through, limit)
+}
+
+// CreateCode implements store.SignIn.
+func (f *Faulty) CreateCode(ctx context.Context, c store.AuthCode, events ...store.Event) error {
+	if err := f.fault("CreateCode"); err != nil {
+		return err
+	}
+	return f.inner.CreateCode(ctx, c, events...)
+}
+
+// RedeemCode implements store.SignIn.
+func (f *Faulty) RedeemCode(ctx context.Context, hash []byte, at time.Time) (store.AuthCode, error) {
+	if err := f.fault("RedeemCode"); err != nil {
+		return store.AuthCode{}, err
+	}
+	return f.inner.RedeemCode(ctx, hash, at)
+}
+
+// CreateRefresh implements store.SignIn.
+func (f *Faulty) CreateRefresh(ctx context.Context, rt store.RefreshToken, events ...store.Event) error {
+	if err := f.fault("CreateRefresh"); err != nil {
+		return err
+	}
+	return f.inner.CreateRefresh(ctx, rt, events...)
+}
+
+// RotateRefresh implements store.SignIn.
+func (f *Faulty) RotateRefresh(ctx context.Context, hash []byte, at time.Time, next store.RefreshToken) (store.RefreshToken, error) {
+	if err := f.fault("RotateRefresh"); err != nil {
+		return store.RefreshToken{}, err
+	}
+	return f.inner.RotateRefresh(ctx, hash, at, next)
+}
+
+// CreateSession implements store.SignIn.
+func (f *Faulty) CreateSession(ctx context.Context, se store.Session, events ...store.Event) error {
+	if err := f.fault("CreateSession"); err != nil {
+		return err
+	}
+	return f.inner.CreateSession(ctx, se, events...)
+}
+
+// GetSession implements store.SignIn.
+func (f *Faulty) GetSession(ctx context.Context, hash []byte) (store.Session, error) {
+	if err := f.fault("GetSession"); err != nil {
+		return store.Session{}, err
+	}
+	return f.inner.GetSession(ctx, hash)
+}
+
+// TouchSession implements store.SignIn.
+func (f *Faulty) TouchSession(ctx context.Context, hash []byte, at time.Time) error {
+	if err := f.fault("TouchSession"); err != nil {
+		return err
+	}
+	return f.inner.TouchSession(ctx, hash, at)
+}
+
+// DeleteSession implements store.SignIn.
+func (f *Faulty) DeleteSession(ctx context.Context, hash []byte, events ...store.Event) error {
+	if err := f.fault("DeleteSession"); err != nil {
+		return err
+	}
+	return f.inner.DeleteSession(ctx, hash, events...)
+}
+
+// DeleteSessionsOf implements store.SignIn.
+func (f *Faulty) DeleteSessionsOf(ctx context.Context, subject string, events ...store.Event) (int, error) {
+	if err := f.fault("DeleteSessionsOf"); err != nil {
+		return 0, err
+	}
+	return f.inner.DeleteSessionsOf(ctx, subject, events...)
+}
+
+// PutPending implements store.SignIn.
+func (f *Faulty) PutPending(ctx context.Context, p store.Pending) error {
+	if err := f.fault("PutPending"); err != nil {
+		return err
+	}
+	return f.inner.PutPending(ctx, p)
+}
+
+// GetPending implements store.SignIn.
+func (f *Faulty) GetPending(ctx context.Context, kind string, hash []byte) (store.Pending, error) {
+	if err := f.fault("GetPending"); err != nil {
+		return store.Pending{}, err
+	}
+	return f.inner.GetPending(ctx, kind, hash)
+}
+
+// TakePending implements store.SignIn.
+func (f *Faulty) TakePending(ctx context.Context, kind string, hash []byte) (store.Pending, error) {
+	if err := f.fault("TakePending"); err != nil {
+		return store.Pending{}, err
+	}
+	return f.inner.TakePending(ctx, kind, hash)
 }
 
 // Generation implements store.Store.

@@ -52,6 +52,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Times", func(t *testing.T) { t.Parallel(); testTimes(t, open) })
 	t.Run("Ping", func(t *testing.T) { t.Parallel(); testPing(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { t.Parallel(); testConcurrency(t, open) })
+	t.Run("Codes", func(t *testing.T) { t.Parallel(); testCodes(t, open) })
+	t.Run("Refresh", func(t *testing.T) { t.Parallel(); testRefresh(t, open) })
+	t.Run("Sessions", func(t *testing.T) { t.Parallel(); testSessions(t, open) })
+	t.Run("Pending", func(t *testing.T) { t.Parallel(); testPending(t, open) })
+	t.Run("SignInUnversioned", func(t *testing.T) { t.Parallel(); testSignInUnversioned(t, open) })
+	t.Run("SweepSignIn", func(t *testing.T) { t.Parallel(); testSweepSignIn(t, open) })
 }
 
 // base is the suite's reference time, to the microsecond.
@@ -73,12 +79,14 @@ var errFn = errors.New("storetest: update function failed")
 
 func newUser(id string) store.User {
 	return store.User{
-		ID:          id,
-		Permissions: []string{"deploy:create", "deploy:read"},
-		Limits:      json.RawMessage(`[{"type":"expense_approval","max_amount":1000,"currency":"USD"}]`),
-		Version:     1,
-		CreatedAt:   base(),
-		UpdatedAt:   base().Add(time.Minute),
+		ID:           id,
+		Permissions:  []string{"deploy:create", "deploy:read"},
+		Limits:       json.RawMessage(`[{"type":"expense_approval","max_amount":1000,"currency":"USD"}]`),
+		Version:      1,
+		PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+		Roles:        []string{"admin", "auditor"},
+		CreatedAt:    base(),
+		UpdatedAt:    base().Add(time.Minute),
 	}
 }
 
@@ -215,6 +223,7 @@ func users() aggregate[store.User] {
 		},
 		change: func(u store.User) store.User {
 			u.Permissions = []string{"deploy:read"}
+			u.PasswordHash, u.Roles, u.Provider = "", []string{"auditor"}, "https://login.acme.example"
 			u.Version++
 			u.UpdatedAt = base().Add(time.Hour)
 			return u
