@@ -168,11 +168,18 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	checkpoints := newCheckpointer(cfg, raw, now, logger)
+	people, renderer, err := newSignIn(cfg, raw, cached, grant, recorder, now)
+	if err != nil {
+		recorder.Close()
+		stopTracing(shutdownTracing, logger)
+		return nil, err
+	}
 	srv, err := server.New(server.Config{
 		Issuer: cfg.Issuer, Store: cached, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
 		ClientLimit: newLimiter(cfg.RateLimits.PerClient, now), IPLimit: newLimiter(cfg.RateLimits.PerIP, now),
 		IngestLimit: newLimiter(cfg.RateLimits.IngestPerReporter, now), Tracer: tp.Tracer(scopeServer),
+		SignIn: people, Pages: renderer, ScopeDescriptions: cfg.ScopeDescriptions(),
 	})
 	if err != nil {
 		recorder.Close()

@@ -324,6 +324,11 @@ type Agent struct {
 	// as an audience is written): without it a reporter reports for its
 	// own id only, as when the id is the audience.
 	Resources []string `yaml:"resources"`
+	// RedirectURIs are where the authorization endpoint may send a person
+	// back to the agent with a code: at most 16, each https or http to a
+	// loopback address (whose port may then differ), compared exactly.
+	// Optional: an agent without any cannot ask people for consent.
+	RedirectURIs []string `yaml:"redirect_uris"`
 	// Disabled refuses the agent everywhere, in any chain.
 	Disabled bool `yaml:"disabled"`
 }
@@ -348,8 +353,8 @@ func (a Agent) JWKSJSON() (json.RawMessage, error) {
 
 // String never prints the secret.
 func (a Agent) String() string {
-	return fmt.Sprintf("{ID:%s Secret:%s SecretFile:%s JWKS:%t JWKSURI:%s Scopes:%v DelegateTo:%v MaxDepth:%d Resources:%v Disabled:%t}",
-		a.ID, redact(a.Secret), a.SecretFile, a.JWKS != nil, a.JWKSURI, a.Scopes, a.DelegateTo, a.MaxDepth, a.Resources, a.Disabled)
+	return fmt.Sprintf("{ID:%s Secret:%s SecretFile:%s JWKS:%t JWKSURI:%s Scopes:%v DelegateTo:%v MaxDepth:%d Resources:%v RedirectURIs:%v Disabled:%t}",
+		a.ID, redact(a.Secret), a.SecretFile, a.JWKS != nil, a.JWKSURI, a.Scopes, a.DelegateTo, a.MaxDepth, a.Resources, a.RedirectURIs, a.Disabled)
 }
 
 // GoString never prints the secret.

@@ -300,6 +300,7 @@ func (c *Config) validatePrincipals(p *problems) (users, agents map[string]int) 
 		p.addAll(f, directory.CheckScopes("scopes", a.Scopes, false))
 		p.addAll(f, directory.CheckDepth("max_depth", a.MaxDepth))
 		p.addAll(f, directory.CheckResources("resources", a.Resources))
+		p.addAll(f, directory.CheckRedirectURIs("redirect_uris", a.RedirectURIs))
 	}
 	// delegate_to after every agent's own fields. An agent missing from
 	// the file may exist in the store (admin API); Warnings reports it.

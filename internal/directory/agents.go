@@ -71,6 +71,9 @@ type AgentChange struct {
 	// Resources replaces the resource identifiers the agent serves and
 	// may report audit records for.
 	Resources *[]string
+	// RedirectURIs replaces where the authorization endpoint may send a
+	// person back to the agent.
+	RedirectURIs *[]string
 	// Keys replaces the key set (both fields; empty removes it, which an
 	// agent without a secret cannot do).
 	Keys *Keys
@@ -91,7 +94,7 @@ func (c AgentChange) fields() []string {
 		set  bool
 	}{
 		{"scopes", c.Scopes != nil}, {"delegate_to", c.DelegateTo != nil}, {"max_depth", c.MaxDepth != nil},
-		{"resources", c.Resources != nil}, {"keys", c.Keys != nil}, {"secret", c.SecretHash != nil}, {"disabled", c.Disabled != nil},
+		{"resources", c.Resources != nil}, {"redirect_uris", c.RedirectURIs != nil}, {"keys", c.Keys != nil}, {"secret", c.SecretHash != nil}, {"disabled", c.Disabled != nil},
 	} {
 		if f.set {
 			out = append(out, f.name)
@@ -113,6 +116,9 @@ func (c AgentChange) apply(a store.Agent) store.Agent {
 	}
 	if c.Resources != nil {
 		a.Resources = *c.Resources
+	}
+	if c.RedirectURIs != nil {
+		a.RedirectURIs = *c.RedirectURIs
 	}
 	if c.Keys != nil {
 		a.JWKS, a.JWKSURI = normalJSON(c.Keys.JWKS), c.Keys.JWKSURI

@@ -178,6 +178,62 @@ func checkResources(p *problems, field string, resources []string) {
 	checkNames(p, field, resources, MaxIDLen)
 }
 
+// MaxRedirectURIs is the most redirect URIs an agent may register.
+const MaxRedirectURIs = 16
+
+// CheckRedirectURIs checks an agent's redirect URIs named field: at most
+// MaxRedirectURIs distinct absolute URIs without a fragment or user info,
+// https unless the host is a loopback address (RFC 8252 §7.3), at most
+// 2,048 bytes each. It returns nil or an errors.Join of *InvalidError.
+func CheckRedirectURIs(field string, uris []string) error {
+	p := &problems{}
+	checkRedirectURIs(p, field, uris)
+	return p.err()
+}
+
+func checkRedirectURIs(p *problems, field string, uris []string) {
+	if len(uris) > MaxRedirectURIs {
+		p.add(field, "has %d entries, at most %d allowed", len(uris), MaxRedirectURIs)
+	}
+	seen := make(map[string]bool, len(uris))
+	for j, s := range uris {
+		f := fmt.Sprintf("%s[%d]", field, j)
+		if seen[s] {
+			p.add(f, "is listed twice")
+		}
+		seen[s] = true
+		if msg := redirectURIProblem(s); msg != "" {
+			p.add(f, "%s", msg)
+		}
+	}
+}
+
+// redirectURIProblem says what is wrong with a redirect URI, "" for
+// nothing.
+func redirectURIProblem(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case len(s) > 2048:
+		return "is longer than 2048 bytes"
+	case err != nil || !u.IsAbs() || u.Host == "":
+		return "must be an absolute URI"
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return "must not have a fragment"
+	case u.User != nil:
+		return "must not have user info"
+	case strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '\\' }):
+		return "must not contain white space, control characters or backslashes"
+	case u.Scheme == "https":
+		return ""
+	case u.Scheme == "http":
+		if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsLoopback() {
+			return ""
+		}
+		return "must be https, or http to a loopback address such as 127.0.0.1"
+	}
+	return "must be https, or http to a loopback address"
+}
+
 // CheckDelegateTo checks the delegate_to list of the agent id: at most
 // MaxListLen valid, distinct agent ids, not id itself. An id the store
 // does not hold is accepted: it hands on to no one until such an agent
@@ -376,6 +432,7 @@ func ValidateAgent(a store.Agent) error {
 	checkScopes(p, "scopes", a.Scopes, false)
 	checkDepth(p, "max_depth", a.MaxDepth)
 	checkResources(p, "resources", a.Resources)
+	checkRedirectURIs(p, "redirect_uris", a.RedirectURIs)
 	checkDelegateTo(p, a.ID, a.DelegateTo)
 	return p.err()
 }

@@ -35,9 +35,10 @@ type Consented struct {
 	// Resource is the audience the tokens are for; empty for the
 	// delegation's single audience.
 	Resource string
-	// SubjectVersion, when positive, is the person's revocation version
-	// when the grant began: a later bump ends the grant.
+	// SubjectVersion, with VersionBound, is the person's revocation
+	// version when the grant began: a later bump ends the grant.
 	SubjectVersion int64
+	VersionBound   bool
 }
 
 // Consent issues the access token of an authorization code or a refresh
@@ -91,7 +92,7 @@ func (g *Grant) checkConsented(ctx context.Context, st *state, c Consented) erro
 		return oauth.New(oauth.ErrInvalidGrant, "subject_unknown", "the person is no longer known to this server", nil)
 	case err != nil:
 		return oauth.Unavailable("store_unavailable", err)
-	case c.SubjectVersion > 0 && u.Version > c.SubjectVersion:
+	case c.VersionBound && u.Version > c.SubjectVersion:
 		return oauth.New(oauth.ErrInvalidGrant, "subject_revoked", "everything the person delegated before was revoked", nil)
 	}
 	st.user = u

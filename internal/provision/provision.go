@@ -129,7 +129,7 @@ func (p *syncer) user(ctx context.Context, cu config.User) error {
 // toAgent converts a config agent to its stored form.
 func toAgent(ca config.Agent) (store.Agent, error) {
 	a := store.Agent{ID: ca.ID, JWKSURI: ca.JWKSURI, Scopes: ca.Scopes, DelegateTo: ca.DelegateTo,
-		MaxDepth: ca.MaxDepth, Resources: ca.Resources, Disabled: ca.Disabled}
+		MaxDepth: ca.MaxDepth, Resources: ca.Resources, RedirectURIs: ca.RedirectURIs, Disabled: ca.Disabled}
 	secret, err := ca.ResolveSecret()
 	if err != nil {
 		return a, err
@@ -166,13 +166,14 @@ func (p *syncer) agent(ctx context.Context, ca config.Agent) error {
 		field{"delegate_to", sameSet(stored.DelegateTo, want.DelegateTo)},
 		field{"max_depth", stored.MaxDepth == want.MaxDepth},
 		field{"resources", sameSet(stored.Resources, want.Resources)},
+		field{"redirect_uris", sameSet(stored.RedirectURIs, want.RedirectURIs)},
 		field{"disabled", stored.Disabled == want.Disabled},
 	)
 	if len(diffs) == 0 || !p.differ("agent "+ca.ID, diffs) {
 		return nil
 	}
 	_, err = p.d.UpdateAgent(ctx, performer, ca.ID, directory.AgentChange{
-		Scopes: &want.Scopes, DelegateTo: &want.DelegateTo, MaxDepth: &want.MaxDepth, Resources: &want.Resources,
+		Scopes: &want.Scopes, DelegateTo: &want.DelegateTo, MaxDepth: &want.MaxDepth, Resources: &want.Resources, RedirectURIs: &want.RedirectURIs,
 		Keys: &directory.Keys{JWKS: want.JWKS, JWKSURI: want.JWKSURI}, SecretHash: &want.SecretHash, Disabled: &want.Disabled,
 	})
 	return err

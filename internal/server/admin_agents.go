@@ -20,13 +20,15 @@ type agentJSON struct {
 	HasSecret  bool            `json:"has_secret"`
 	JWKS       json.RawMessage `json:"jwks,omitempty"`
 	JWKSURI    string          `json:"jwks_uri,omitempty"`
+	// RedirectURIs are where people are sent back after consent.
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
 	// ClientSecret is a generated secret, in the one answer that gives it.
 	ClientSecret string `json:"client_secret,omitempty"`
 }
 
 func toAgentJSON(a store.Agent) agentJSON {
 	return agentJSON{ID: a.ID, Scopes: nonNil(a.Scopes), DelegateTo: nonNil(a.DelegateTo), MaxDepth: a.MaxDepth,
-		Disabled: a.Disabled, HasSecret: len(a.SecretHash) > 0, JWKS: a.JWKS, JWKSURI: a.JWKSURI}
+		Disabled: a.Disabled, HasSecret: len(a.SecretHash) > 0, JWKS: a.JWKS, JWKSURI: a.JWKSURI, RedirectURIs: a.RedirectURIs}
 }
 
 func (s *Server) adminListAgents(w http.ResponseWriter, r *http.Request) error {
@@ -72,12 +74,14 @@ func (s *Server) adminCreateAgent(w http.ResponseWriter, r *http.Request) error 
 		MaxDepth   int             `json:"max_depth"`
 		JWKS       json.RawMessage `json:"jwks"`
 		JWKSURI    string          `json:"jwks_uri"`
+		// RedirectURIs are where people are sent back after consent.
+		RedirectURIs []string `json:"redirect_uris"`
 	}
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
 	a, secret, err := s.cfg.Directory.CreateAgent(r.Context(), asAdmin(r), store.Agent{ID: body.ID, Scopes: body.Scopes,
-		DelegateTo: body.DelegateTo, MaxDepth: body.MaxDepth, JWKS: body.JWKS, JWKSURI: body.JWKSURI})
+		DelegateTo: body.DelegateTo, MaxDepth: body.MaxDepth, JWKS: body.JWKS, JWKSURI: body.JWKSURI, RedirectURIs: body.RedirectURIs})
 	if err != nil {
 		return domainError(err)
 	}
@@ -102,11 +106,13 @@ func (s *Server) adminUpdateAgent(w http.ResponseWriter, r *http.Request) error 
 		MaxDepth   *int            `json:"max_depth"`
 		JWKS       json.RawMessage `json:"jwks"`
 		JWKSURI    *string         `json:"jwks_uri"`
+		// RedirectURIs replaces where people are sent back after consent.
+		RedirectURIs *[]string `json:"redirect_uris"`
 	}
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	c := directory.AgentChange{Scopes: body.Scopes, DelegateTo: body.DelegateTo, MaxDepth: body.MaxDepth}
+	c := directory.AgentChange{Scopes: body.Scopes, DelegateTo: body.DelegateTo, MaxDepth: body.MaxDepth, RedirectURIs: body.RedirectURIs}
 	if body.JWKS != nil || body.JWKSURI != nil {
 		c.Keys = &directory.Keys{JWKS: body.JWKS}
 		if body.JWKSURI != nil {
@@ -114,7 +120,7 @@ func (s *Server) adminUpdateAgent(w http.ResponseWriter, r *http.Request) error 
 		}
 	}
 	if c == (directory.AgentChange{}) {
-		return oauth.InvalidRequest("agent_unchanged", "give at least one of scopes, delegate_to, max_depth, jwks, jwks_uri", nil)
+		return oauth.InvalidRequest("agent_unchanged", "give at least one of scopes, delegate_to, max_depth, jwks, jwks_uri, redirect_uris", nil)
 	}
 	a, err := s.cfg.Directory.UpdateAgent(r.Context(), asAdmin(r), id, c)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mandate-dev/mandate/internal/pages"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
@@ -33,6 +34,23 @@ func (s *Server) routes() http.Handler {
 	mount("/introspect", "introspect", s.introspect)
 	mount("/revoke", "revoke", s.revoke)
 	mount("GET /revocations/{jti}", "revocation_status", s.revocationStatus)
+
+	// People: the authorization endpoint, sign-in, consent and My agents
+	// (pages, not JSON): SignIn, Pages, Store (reads), Directory (a
+	// person's revocations).
+	if s.cfg.SignIn != nil {
+		page := func(pattern, name string, h handlerFunc) { handle(pattern, name, s.page(name, h)) }
+		page("GET /authorize", "authorize", s.authorizeEndpoint)
+		page("GET /login", "login", s.loginPage)
+		page("POST /login", "login", s.login)
+		page("POST /logout", "logout", s.logout)
+		page("GET /consent", "consent", s.consentPage)
+		page("POST /consent", "consent", s.consentDecision)
+		page("GET /my/agents", "my_agents", s.myAgents)
+		page("POST /my/agents/revoke", "my_agents", s.revokeMine)
+		page("POST /my/agents/revoke-all", "my_agents", s.revokeAllMine)
+		mount("GET "+pages.StylesheetPath, "static", s.stylesheet)
+	}
 
 	// The revocation feed: Auth (subscribers are clients), Feed.
 	mount("GET /revocations", "revocation_snapshot", s.revocationSnapshot)

@@ -22,7 +22,9 @@ import (
 	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/exchange"
 	"github.com/mandate-dev/mandate/internal/feed"
+	"github.com/mandate-dev/mandate/internal/pages"
 	"github.com/mandate-dev/mandate/internal/ratelimit"
+	"github.com/mandate-dev/mandate/internal/signin"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
@@ -72,6 +74,14 @@ type Config struct {
 	// Build is the version and commit /healthz answers; the zero value
 	// means the running binary's (buildinfo.Read).
 	Build buildinfo.Info
+	// SignIn runs people's sign-in and consent, and the code and refresh
+	// token grants; nil serves neither the pages nor those grants.
+	SignIn *signin.Service
+	// Pages renders the pages; required with SignIn.
+	Pages *pages.Renderer
+	// ScopeDescriptions say what each scope allows, in words, on the
+	// consent page.
+	ScopeDescriptions map[string]string
 	// Tracer starts a span for every request (docs/deploy.md, Traces);
 	// nil means the no-op tracer.
 	Tracer trace.Tracer

@@ -12,6 +12,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/exchange"
+	"github.com/mandate-dev/mandate/internal/signin"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 	"github.com/mandate-dev/mandate/strictjson"
@@ -26,6 +27,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if out.err != nil {
 		return out.err
 	}
+	if out.body != nil {
+		oauth.WriteJSON(w, http.StatusOK, out.body)
+		return nil
+	}
 	oauth.WriteJSON(w, http.StatusOK, out.res)
 	return nil
 }
@@ -38,7 +43,17 @@ type tokenOutcome struct {
 	// grant is the grant_type as sent; empty before the form was read.
 	grant string
 	res   *exchange.Result
-	err   error
+	// body is the response when it is more than res (a refresh token).
+	body any
+	err  error
+}
+
+// setTokens takes the outcome of a code or refresh token grant.
+func (o *tokenOutcome) setTokens(t *signin.Tokens, err error) {
+	o.err = err
+	if err == nil {
+		o.res, o.body = t.Result, t
+	}
 }
 
 // grantToken reads the form, authenticates the client and runs the grant.
@@ -69,6 +84,10 @@ func (s *Server) grantToken(w http.ResponseWriter, r *http.Request) tokenOutcome
 		out.res, out.err = s.cfg.Grant.Exchange(r.Context(), req)
 	case out.grant == oauth.GrantClientCredentials:
 		out.res, out.err = s.cfg.Grant.ClientCredentials(r.Context(), req)
+	case out.grant == exchange.GrantAuthorizationCode && s.cfg.SignIn != nil:
+		out.setTokens(s.cfg.SignIn.RedeemCode(r.Context(), req, form.Get("code"), form.Get("redirect_uri"), form.Get("code_verifier")))
+	case out.grant == exchange.GrantRefreshToken && s.cfg.SignIn != nil:
+		out.setTokens(s.cfg.SignIn.Refresh(r.Context(), req, form.Get("refresh_token")))
 	default:
 		out.err = s.recordRefusal(r.Context(), out.grant, req,
 			oauth.New(oauth.ErrUnsupportedGrantType, "grant_type_unsupported", "grant_type is missing or not supported", nil))

@@ -68,6 +68,14 @@ type RefreshToken struct {
 	UsedAt time.Time
 }
 
+// NextRefresh is the token RotateRefresh stores after used: next's Hash
+// and CreatedAt, and the rest of the family's (used's), its end included.
+func NextRefresh(used, next RefreshToken) RefreshToken {
+	out := used
+	out.Hash, out.CreatedAt, out.UsedAt = next.Hash, next.CreatedAt, time.Time{}
+	return out
+}
+
 // Session is a person's signed-in browser session.
 type Session struct {
 	// Hash is SHA-256 of the session cookie's value.
@@ -125,9 +133,9 @@ type SignIn interface {
 	CreateRefresh(ctx context.Context, rt RefreshToken, events ...Event) error
 	// RotateRefresh marks the unused token of hash used at at and stores
 	// next, atomically, and returns the token used: of concurrent
-	// rotations exactly one succeeds. next brings its Hash, CreatedAt and
-	// ExpiresAt; the rest (the family: delegation, client, subject, actor,
-	// scopes, resource, subject version) is the used token's. A token used before is returned with
+	// rotations exactly one succeeds. next brings its Hash and CreatedAt;
+	// the rest (the family: delegation, client, subject, actor, scopes,
+	// resource, subject version, end) is the used token's (NextRefresh). A token used before is returned with
 	// an error wrapping ErrReplay and nothing is stored; an unknown token
 	// is ErrNotFound.
 	RotateRefresh(ctx context.Context, hash []byte, at time.Time, next RefreshToken) (RefreshToken, error)

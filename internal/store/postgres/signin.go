@@ -166,7 +166,7 @@ func (s *Store) RotateRefresh(ctx context.Context, hash []byte, at time.Time, ne
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, insertRefresh, refreshArgs(next)...); err != nil {
+		if _, err := tx.Exec(ctx, insertRefresh, refreshArgs(store.NextRefresh(rt, next))...); err != nil {
 			return fmt.Errorf("store the next token: %w", dbErr(err))
 		}
 		return nil

@@ -228,17 +228,17 @@ func (s *Store) DeleteUser(ctx context.Context, id string, events ...store.Event
 
 // Agents.
 
-const agentCols = "id, secret_hash, jwks, jwks_uri, scopes, delegate_to, max_depth, disabled, created_at, updated_at, resources"
+const agentCols = "id, secret_hash, jwks, jwks_uri, scopes, delegate_to, max_depth, disabled, created_at, updated_at, resources, redirect_uris"
 
 func scanAgent(sc scanner) (store.Agent, error) {
 	var (
-		a                             store.Agent
-		secret                        []byte
-		jwks                          sql.NullString
-		scopes, delegateTo, resources string
-		cre, upd                      sql.NullInt64
+		a                                        store.Agent
+		secret                                   []byte
+		jwks                                     sql.NullString
+		scopes, delegateTo, resources, redirects string
+		cre, upd                                 sql.NullInt64
 	)
-	if err := sc.Scan(&a.ID, &secret, &jwks, &a.JWKSURI, &scopes, &delegateTo, &a.MaxDepth, &a.Disabled, &cre, &upd, &resources); err != nil {
+	if err := sc.Scan(&a.ID, &secret, &jwks, &a.JWKSURI, &scopes, &delegateTo, &a.MaxDepth, &a.Disabled, &cre, &upd, &resources, &redirects); err != nil {
 		return store.Agent{}, dbErr(err)
 	}
 	a.SecretHash = bytesOut(secret)
@@ -247,7 +247,7 @@ func scanAgent(sc scanner) (store.Agent, error) {
 	}
 	a.CreatedAt, a.UpdatedAt = timeOut(cre), timeOut(upd)
 	err := decodeLists(listCol{"scopes", scopes, &a.Scopes}, listCol{"delegate_to", delegateTo, &a.DelegateTo},
-		listCol{"resources", resources, &a.Resources})
+		listCol{"resources", resources, &a.Resources}, listCol{"redirect_uris", redirects, &a.RedirectURIs})
 	return a, err
 }
 
@@ -257,7 +257,7 @@ func getAgent(ctx context.Context, q querier, id string) (store.Agent, error) {
 
 func agentArgs(a store.Agent) []any {
 	return []any{bytesIn(a.SecretHash), jsonIn(a.JWKS), a.JWKSURI, listIn(a.Scopes), listIn(a.DelegateTo),
-		a.MaxDepth, boolIn(a.Disabled), timeIn(a.CreatedAt), timeIn(a.UpdatedAt), listIn(a.Resources), a.ID}
+		a.MaxDepth, boolIn(a.Disabled), timeIn(a.CreatedAt), timeIn(a.UpdatedAt), listIn(a.Resources), listIn(a.RedirectURIs), a.ID}
 }
 
 // CreateAgent inserts a and appends events in one transaction; an existing
@@ -265,7 +265,7 @@ func agentArgs(a store.Agent) []any {
 func (s *Store) CreateAgent(ctx context.Context, a store.Agent, events ...store.Event) error {
 	return s.create(ctx, "agent", a.ID, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO agents (secret_hash, jwks, jwks_uri, scopes, delegate_to,
-			max_depth, disabled, created_at, updated_at, resources, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, agentArgs(a)...)
+			max_depth, disabled, created_at, updated_at, resources, redirect_uris, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, agentArgs(a)...)
 		return err
 	}, events)
 }
@@ -292,7 +292,7 @@ func agentRecord() record[store.Agent] {
 		id:          func(a store.Agent) string { return a.ID },
 		put: func(ctx context.Context, tx *sql.Tx, a store.Agent) error {
 			_, err := tx.ExecContext(ctx, `UPDATE agents SET secret_hash = ?, jwks = ?, jwks_uri = ?, scopes = ?,
-				delegate_to = ?, max_depth = ?, disabled = ?, created_at = ?, updated_at = ?, resources = ? WHERE id = ?`, agentArgs(a)...)
+				delegate_to = ?, max_depth = ?, disabled = ?, created_at = ?, updated_at = ?, resources = ?, redirect_uris = ? WHERE id = ?`, agentArgs(a)...)
 			return err
 		},
 	}

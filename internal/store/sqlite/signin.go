@@ -157,7 +157,7 @@ func (s *Store) RotateRefresh(ctx context.Context, hash []byte, at time.Time, ne
 		if _, err := tx.ExecContext(ctx, "UPDATE refresh_tokens SET used_at = ? WHERE hash = ?", timeIn(at), hash); err != nil {
 			return dbErr(err)
 		}
-		if err := insertRefresh(ctx, tx, next); err != nil {
+		if err := insertRefresh(ctx, tx, store.NextRefresh(rt, next)); err != nil {
 			return fmt.Errorf("store the next token: %w", err)
 		}
 		rt.UsedAt = timeOut(sql.NullInt64{Int64: at.UnixMicro(), Valid: true})

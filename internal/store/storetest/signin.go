@@ -310,11 +310,11 @@ func testRefresh(t *testing.T, open func(t *testing.T) store.Store) {
 				t.Fatalf("CreateRefresh: %v", err)
 			}
 		}
-		// A successor whose hash is stored, or that has no expiry: the
+		// A successor whose hash is stored, or that has none: the
 		// rotation fails whole and the token stays current.
-		noExpiry := next("rt-2")
-		noExpiry.ExpiresAt = time.Time{}
-		for _, n := range []store.RefreshToken{next("rt-other"), noExpiry} {
+		noHash := next("rt-2")
+		noHash.Hash = nil
+		for _, n := range []store.RefreshToken{next("rt-other"), noHash} {
 			if _, err := s.RotateRefresh(ctx, hashOf("rt-1"), at, n); err == nil || errors.Is(err, store.ErrReplay) {
 				t.Errorf("RotateRefresh with a refused successor: err = %v, want a refusal", err)
 			}

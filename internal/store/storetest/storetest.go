@@ -92,16 +92,17 @@ func newUser(id string) store.User {
 
 func newAgent(id string) store.Agent {
 	return store.Agent{
-		ID:         id,
-		SecretHash: []byte{0x01, 0x02, 0xfe, 0xff},
-		JWKS:       json.RawMessage(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`),
-		JWKSURI:    "https://agent.example/jwks",
-		Scopes:     []string{"deploy:create"},
-		DelegateTo: []string{"agent:next"},
-		MaxDepth:   3,
-		Resources:  []string{"https://deploy.example", "rs:deploy"},
-		CreatedAt:  base(),
-		UpdatedAt:  base(),
+		ID:           id,
+		SecretHash:   []byte{0x01, 0x02, 0xfe, 0xff},
+		JWKS:         json.RawMessage(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`),
+		JWKSURI:      "https://agent.example/jwks",
+		Scopes:       []string{"deploy:create"},
+		DelegateTo:   []string{"agent:next"},
+		MaxDepth:     3,
+		Resources:    []string{"https://deploy.example", "rs:deploy"},
+		RedirectURIs: []string{"https://agent.example/cb", "http://127.0.0.1:8400/cb"},
+		CreatedAt:    base(),
+		UpdatedAt:    base(),
 	}
 }
 
@@ -255,6 +256,7 @@ func agents() aggregate[store.Agent] {
 			a.DelegateTo = nil
 			a.MaxDepth = 0
 			a.Resources = append(a.Resources[:1:1], "https://deploy.example/v2")
+			a.RedirectURIs = []string{"https://agent.example/cb2"}
 			a.UpdatedAt = base().Add(time.Hour)
 			return a
 		},

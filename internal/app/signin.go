@@ -1,0 +1,33 @@
+package app
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/directory"
+	"github.com/mandate-dev/mandate/internal/exchange"
+	"github.com/mandate-dev/mandate/internal/pages"
+	"github.com/mandate-dev/mandate/internal/ratelimit"
+	"github.com/mandate-dev/mandate/internal/signin"
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/store/cache"
+)
+
+// newSignIn is people's sign-in and consent, and the pages that show
+// them: sessions, codes and refresh tokens in the store itself (never
+// cached), people and agents read through the cache, delegations written
+// through the directory.
+func newSignIn(cfg *config.Config, raw store.Store, cached *cache.Store, grant *exchange.Grant, rec signin.Recorder, now func() time.Time) (*signin.Service, *pages.Renderer, error) {
+	r, err := pages.New()
+	if err != nil {
+		return nil, nil, fmt.Errorf("pages: %w", err)
+	}
+	perMinute := func(n int) *ratelimit.Limiter { return ratelimit.New(float64(n)/60, n, limiterKeys, now) }
+	return &signin.Service{
+		Store: raw, Reader: cached, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Audit: rec,
+		Issuer: cfg.Issuer, Now: now,
+		SessionIdle: cfg.SignIn.SessionIdle.Std(), SessionMax: cfg.SignIn.SessionMax.Std(),
+		AccountLimit: perMinute(cfg.SignIn.AttemptsPerAccount), AddressLimit: perMinute(cfg.SignIn.AttemptsPerAddress),
+	}, r, nil
+}

@@ -1,0 +1,147 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/directory"
+	"github.com/mandate-dev/mandate/internal/signin"
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// myAgentsView is My agents: every delegation of the person, newest
+// first, with what the agent did under it lately.
+type myAgentsView struct {
+	Notice      string
+	Delegations []delegationView
+}
+
+type delegationView struct {
+	ID, Agent, Source          string
+	Scopes, Audiences, Limits  []string
+	Created, Expires, LastUsed time.Time
+	Active                     bool
+	Actions                    []actionView
+}
+
+// actionView is one audit record of the agent acting for the person.
+type actionView struct {
+	Time          time.Time
+	Action, Where string
+	Granted       bool
+	Reason        string
+}
+
+// recentActions is how many records each delegation shows.
+const recentActions = 8
+
+// signedIn returns the session of a page that needs one; without one the
+// person is sent to sign in (errSentToLogin).
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request) (store.Session, bool, error) {
+	sess, err := s.session(r)
+	if errors.Is(err, signin.ErrNoSession) {
+		return sess, false, seeOther(w, "/login")
+	}
+	return sess, err == nil, err
+}
+
+// myAgents is GET /my/agents.
+func (s *Server) myAgents(w http.ResponseWriter, r *http.Request) error {
+	sess, ok, err := s.signedIn(w, r)
+	if !ok {
+		return err
+	}
+	view, err := s.myAgentsView(r, sess)
+	if err != nil {
+		return err
+	}
+	switch r.URL.Query().Get("done") {
+	case "revoked":
+		view.Notice = "Revoked. Every service that checks Mandate's tokens refuses it within a second."
+	case "revoked-all":
+		view.Notice = "Everything you delegated is revoked."
+	}
+	return s.cfg.Pages.Render(w, http.StatusOK, "myagents", s.pageOf(r, sess, "My agents", view))
+}
+
+func (s *Server) myAgentsView(r *http.Request, sess store.Session) (myAgentsView, error) {
+	ctx := r.Context()
+	ds, err := s.cfg.Store.ListDelegations(ctx, store.DelegationFilter{Subject: sess.Subject, IncludeRevoked: true})
+	if err != nil {
+		return myAgentsView{}, unavailablePage(err)
+	}
+	slices.SortFunc(ds, func(a, b store.Delegation) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	now := s.cfg.Now()
+	var v myAgentsView
+	for _, d := range ds {
+		dv := delegationView{
+			ID: d.ID, Agent: d.Actor, Source: d.Source, Scopes: d.Scopes, Audiences: d.Audiences,
+			Created: d.CreatedAt, Expires: d.Expires, Active: d.Active(now),
+		}
+		evs, err := s.cfg.Store.QueryEvents(ctx, store.EventFilter{Subject: sess.Subject, Actor: d.Actor, Since: d.CreatedAt, Limit: recentActions})
+		if err != nil {
+			return myAgentsView{}, unavailablePage(err)
+		}
+		for _, ev := range evs {
+			where := ev.Audience
+			if ev.Action == audit.ActionRequest && ev.Resource != "" {
+				where = ev.Audience + " " + ev.Resource
+			}
+			granted := ev.Result == audit.ResultGranted
+			if granted && dv.LastUsed.IsZero() {
+				dv.LastUsed = ev.Time
+			}
+			dv.Actions = append(dv.Actions, actionView{Time: ev.Time, Action: ev.Action, Where: where, Granted: granted, Reason: ev.Reason})
+		}
+		v.Delegations = append(v.Delegations, dv)
+	}
+	return v, nil
+}
+
+// revokeMine is POST /my/agents/revoke: the person revokes one of their
+// own delegations; the feed carries it to every verifier.
+func (s *Server) revokeMine(w http.ResponseWriter, r *http.Request) error {
+	sess, ok, err := s.signedIn(w, r)
+	if !ok {
+		return err
+	}
+	form, err := readPageForm(w, r, sess.CSRF)
+	if err != nil {
+		return err
+	}
+	id := form.Get("delegation")
+	d, err := s.cfg.Store.GetDelegation(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound), err == nil && d.Subject != sess.Subject:
+		// Another person's delegation is as unknown as a missing one.
+		return &pageFailure{status: http.StatusNotFound, title: "Not found", message: "You have no such delegation."}
+	case err != nil:
+		return unavailablePage(err)
+	}
+	p := directory.Performer{ID: sess.Subject, RequestID: requestID(r.Context())}
+	if err := s.cfg.Directory.RevokeDelegation(r.Context(), p, id, "revoked_by_person"); err != nil {
+		return unavailablePage(err)
+	}
+	return seeOther(w, "/my/agents?done=revoked")
+}
+
+// revokeAllMine is POST /my/agents/revoke-all: every delegation of the
+// person, and every token issued for them, ends ("I think an agent is
+// compromised").
+func (s *Server) revokeAllMine(w http.ResponseWriter, r *http.Request) error {
+	sess, ok, err := s.signedIn(w, r)
+	if !ok {
+		return err
+	}
+	if _, err := readPageForm(w, r, sess.CSRF); err != nil {
+		return err
+	}
+	p := directory.Performer{ID: sess.Subject, RequestID: requestID(r.Context())}
+	if _, err := s.cfg.Directory.RevokeEverything(r.Context(), p, sess.Subject, "revoked_by_person"); err != nil {
+		return unavailablePage(err)
+	}
+	return seeOther(w, "/my/agents?done=revoked-all")
+}
