@@ -346,5 +346,3 @@ func TestT44RefreshBinding(t *testing.T) {
 		})
 	}
 }
-
-
