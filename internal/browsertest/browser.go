@@ -78,7 +78,8 @@ type Cookie struct {
 // to get one, unless CI=true, where a browser test must run and t fails.
 // Chromium runs without a sandbox (CI runs as root), without a GPU, QUIC,
 // background networking, component updates or sync, on a fresh profile
-// in a temporary directory.
+// in a temporary directory, and accepts any certificate (for
+// httptest.NewTLSServer).
 func New(t *testing.T) *Browser {
 	t.Helper()
 	path, err := findChromium()
@@ -95,6 +96,9 @@ func New(t *testing.T) *Browser {
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,
 		chromedp.UserDataDir(profile),
+		// Tests serve pages from httptest.NewTLSServer, whose certificate
+		// no one issued.
+		chromedp.IgnoreCertErrors,
 		chromedp.WindowSize(1280, 900),
 		chromedp.CombinedOutput(output),
 		chromedp.Flag("disable-quic", true),

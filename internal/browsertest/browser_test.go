@@ -166,6 +166,25 @@ func TestBrowser(t *testing.T) {
 	}
 }
 
+// TestTLS: a page served over TLS with httptest's own certificate loads.
+func TestTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=63072000")
+		if err := pages.ExecuteTemplate(w, "welcome", struct{ Name, Decision, Remember string }{Name: "TLS"}); err != nil {
+			t.Error(err)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	b := New(t)
+	b.Navigate(t, srv.URL+"/welcome")
+	if got := b.Text(t, "h1"); got != "Hello, TLS" {
+		t.Errorf("h1 = %q", got)
+	}
+	if got := b.Response(t).Header.Get("Strict-Transport-Security"); got != "max-age=63072000" {
+		t.Errorf("Strict-Transport-Security = %q", got)
+	}
+}
+
 // TestAuditFindsViolations: the checker passes the accessible page and
 // names the broken page's image without alt and input without a label.
 func TestAuditFindsViolations(t *testing.T) {
