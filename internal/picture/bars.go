@@ -49,7 +49,7 @@ func RefusalBars(title string, bars []Bar) template.HTML {
 	}
 	d := doc{
 		Title: title,
-		Shown: shorten(title, charsIn(width-2*margin)*fontSize/15),
+		Shown: shorten(title, charsIn(width-2*margin)*fontSize/headSize),
 		Desc:  barsDesc(words, len(drawn)),
 	}
 	d.ID = idFor("bars", title+"\x00"+d.Desc)

@@ -66,7 +66,7 @@ func Chain(title string, hops []Hop) template.HTML {
 	}
 	d := doc{
 		Title: title,
-		Shown: shorten(title, charsIn(boxW)*fontSize/15),
+		Shown: shorten(title, charsIn(boxW)*fontSize/headSize),
 		Desc:  chainDesc(words),
 	}
 	d.ID = idFor("chain", title+"\x00"+d.Desc)

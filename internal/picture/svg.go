@@ -2,10 +2,10 @@ package picture
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"hash/fnv"
 	"html/template"
-	"strconv"
 )
 
 // The palette: dark ink on light grounds, fixed, inside a white card, so
@@ -37,6 +37,7 @@ const (
 	width      = 480 // of every picture
 	margin     = 16  // between the card's edge and what is on it
 	fontSize   = 13
+	headSize   = 15  // of the heading
 	charWidth  = 7.8 // 0.6 em, a monospaced font's advance
 	lineHeight = 18
 )
@@ -64,6 +65,7 @@ type group struct {
 	Texts    []text
 }
 
+// rect is a box, a bar or a bar's track.
 type rect struct {
 	X, Y, W, H   int
 	Fill, Stroke string
@@ -72,17 +74,20 @@ type rect struct {
 	StrokeWidth  int
 }
 
+// line is an arrow's shaft.
 type line struct {
 	X1, Y1, X2, Y2 int
 	Stroke         string
 	Dashed         bool
 }
 
+// polygon is an arrow's head.
 type polygon struct {
 	Points string // built here from numbers, never from caller text
 	Fill   string
 }
 
+// text is one line of text; Text is caller text, cleaned.
 type text struct {
 	X, Y   int
 	Text   string
@@ -101,7 +106,7 @@ const svgText = `<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelle
 <title id="{{.ID}}-title">{{.Title}}</title>
 <desc id="{{.ID}}-desc">{{.Desc}}</desc>
 <rect x="0.5" y="0.5" width="{{cardWidth}}" height="{{minus .Height 1}}" rx="8" fill="` + colourCard + `" stroke="` + colourCardBorder + `"/>
-<text x="{{margin}}" y="28" fill="` + colourInk + `" font-weight="bold" font-size="15">{{.Shown}}</text>
+<text x="{{margin}}" y="28" fill="` + colourInk + `" font-weight="bold" font-size="{{headSize}}">{{.Shown}}</text>
 {{range .Groups}}<g>{{with .Tip}}<title>{{.}}</title>{{end}}
 {{range .Rects}}<rect x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}" rx="{{.Radius}}" fill="{{.Fill}}" stroke="{{.Stroke}}" stroke-width="{{.StrokeWidth}}"{{if .Dashed}} stroke-dasharray="6 4"{{end}}/>
 {{end}}{{range .Lines}}<line x1="{{.X1}}" y1="{{.Y1}}" x2="{{.X2}}" y2="{{.Y2}}" stroke="{{.Stroke}}" stroke-width="2"{{if .Dashed}} stroke-dasharray="6 4"{{end}}/>
@@ -118,6 +123,7 @@ var svgTemplate = template.Must(template.New("svg").Funcs(template.FuncMap{
 	"width":     func() int { return width },
 	"cardWidth": func() int { return width - 1 },
 	"fontSize":  func() int { return fontSize },
+	"headSize":  func() int { return headSize },
 	"margin":    func() int { return margin },
 	"minus":     func(a, b int) int { return a - b },
 }).Parse(svgText))
@@ -135,11 +141,11 @@ func render(d doc) template.HTML {
 
 // idFor returns an element id prefix that depends only on kind and the
 // words of the picture, so that the output is the same for the same input
-// and two different pictures on one page do not share ids.
+// and two different pictures on one page do not share ids. The hash is
+// SHA-256 (128 bits of it), not a faster one: the words come from callers,
+// and a chain named to collide with another would borrow its <desc>,
+// since aria-labelledby finds the first element of an id on the page.
 func idFor(kind, words string) string {
-	h := fnv.New64a()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
-	h.Write([]byte(words))
-	return "picture-" + kind + "-" + strconv.FormatUint(h.Sum64(), 16)
+	sum := sha256.Sum256([]byte(kind + "\x00" + words))
+	return "picture-" + kind + "-" + hex.EncodeToString(sum[:16])
 }
