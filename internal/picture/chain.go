@@ -30,9 +30,9 @@ const (
 	KindAgent  = "agent"
 )
 
-// MaxDrawnHops is how many hops Chain draws; a longer chain is drawn as its
-// first and last hops around a box that says which are left out, and its
-// description still names every hop.
+// MaxDrawnHops is the longest chain Chain draws whole. A longer one is
+// drawn as its first five and last four hops around a box that says which
+// are left out; its description still names every hop.
 const MaxDrawnHops = 10
 
 // The chain's layout, in viewBox units.
