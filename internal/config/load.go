@@ -112,6 +112,9 @@ func (c *Config) ApplyDefaults() {
 		if len(c.IdentityProviders[i].Algorithms) == 0 {
 			c.IdentityProviders[i].Algorithms = []string{"RS256", "ES256", "EdDSA"}
 		}
+		if l := c.IdentityProviders[i].Login; l != nil && len(l.Scopes) == 0 {
+			l.Scopes = DefaultLoginScopes()
+		}
 	}
 	for i := range c.Delegations {
 		if d := &c.Delegations[i]; d.ID == "" {

@@ -240,7 +240,7 @@ func (c *Config) validateTokens(p *problems) {
 }
 
 func (c *Config) validateIdentityProviders(p *problems) {
-	seen := map[string]int{}
+	seen, names := map[string]int{}, map[string]int{}
 	for i, idp := range c.IdentityProviders {
 		f := fmt.Sprintf("identity_providers[%d]", i)
 		if err := checkURL(idp.Issuer); err != nil {
@@ -250,15 +250,25 @@ func (c *Config) validateIdentityProviders(p *problems) {
 		} else {
 			seen[idp.Issuer] = i
 		}
-		if idp.JWKSURI == "" {
-			p.add(f+".jwks_uri", "is required")
-		} else if err := checkURL(idp.JWKSURI); err != nil {
-			p.add(f+".jwks_uri", "%v", err)
+		// A provider people only sign in through need not be trusted
+		// for subject tokens; one that is needs both keys.
+		loginOnly := idp.Login != nil && idp.JWKSURI == "" && idp.Audience == ""
+		if idp.Login != nil {
+			c.validateLogin(p, f, idp, names)
 		}
-		if idp.Audience == "" {
+		if idp.JWKSURI == "" && !loginOnly {
+			p.add(f+".jwks_uri", "is required")
+		} else if idp.JWKSURI != "" {
+			if err := checkURL(idp.JWKSURI); err != nil {
+				p.add(f+".jwks_uri", "%v", err)
+			}
+		}
+		if idp.Audience == "" && !loginOnly {
 			p.add(f+".audience", "is required: the aud its tokens must carry")
-		} else if err := directory.CheckID(idp.Audience); err != nil {
-			p.add(f+".audience", "%v", err)
+		} else if idp.Audience != "" {
+			if err := directory.CheckID(idp.Audience); err != nil {
+				p.add(f+".audience", "%v", err)
+			}
 		}
 		algs, allowed := map[string]bool{}, IdentityProviderAlgs()
 		for j, alg := range idp.Algorithms {
