@@ -334,6 +334,13 @@ func describe(err error) string {
 		}
 		return s
 	}
+	// The library's verification errors wrap one of its sentinels with
+	// the values compared, a nonce among them: say the sentinel only.
+	for _, sentinel := range verificationErrors {
+		if errors.Is(err, sentinel) {
+			return sentinel.Error()
+		}
+	}
 	var oe *oidc.Error
 	if errors.As(err, &oe) {
 		s := shown(string(oe.ErrorType))
@@ -353,6 +360,16 @@ func describe(err error) string {
 		msg = msg[:i+len("unmarshal response")]
 	}
 	return shown(strings.TrimSpace(msg))
+}
+
+// verificationErrors are the rp and oidc packages' errors of tokens that
+// fail verification.
+var verificationErrors = []error{
+	oidc.ErrParse, oidc.ErrIssuerInvalid, oidc.ErrSubjectMissing, oidc.ErrSubjectInvalid, oidc.ErrAudience,
+	oidc.ErrAzpMissing, oidc.ErrAzpInvalid, oidc.ErrSignatureMissing, oidc.ErrSignatureMultiple,
+	oidc.ErrSignatureUnsupportedAlg, oidc.ErrSignatureInvalidPayload, oidc.ErrSignatureInvalid, oidc.ErrExpired,
+	oidc.ErrIatMissing, oidc.ErrIatInFuture, oidc.ErrIatToOld, oidc.ErrNonceInvalid, oidc.ErrAcrInvalid,
+	oidc.ErrAuthTimeNotPresent, oidc.ErrAuthTimeToOld, oidc.ErrAtHash, rp.ErrMissingIDToken, rp.ErrUserInfoSubNotMatching,
 }
 
 // shown quotes text from the provider for an error (strconv.Quote escapes
