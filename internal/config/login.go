@@ -37,7 +37,8 @@ type Login struct {
 	UserID string `yaml:"user_id"`
 	// Permissions map claims to Mandate permissions: a person holds the
 	// union of the grants of every rule that matches, and nothing more (at
-	// most 64 rules).
+	// most 64 rules). A rule on the email claim matches only when
+	// email_verified is true.
 	Permissions []ClaimRule `yaml:"permissions"`
 	// Roles map claims to Mandate roles (admin, auditor), as Permissions
 	// does (at most 64 rules).
@@ -241,6 +242,32 @@ func (c *Config) validateLogin(p *problems, f string, idp IdentityProvider, name
 			seen[g] = true
 		}
 	})
+}
+
+// loginWarnings warns of two logins whose user_id templates have the same
+// literal text before their first claim: nothing keeps the ids they make
+// apart, so each provider can sign in the other's people.
+func (c *Config) loginWarnings(p *problems) {
+	prefixes := map[string]int{}
+	for i, idp := range c.IdentityProviders {
+		if idp.Login == nil {
+			continue
+		}
+		parts, err := ParseUserIDTemplate(idp.Login.UserID)
+		if err != nil {
+			continue
+		}
+		prefix := ""
+		if parts[0].Claim == "" {
+			prefix = parts[0].Text
+		}
+		if j, dup := prefixes[prefix]; dup {
+			p.add(fmt.Sprintf("identity_providers[%d].login.user_id", i),
+				"makes ids as identity_providers[%d] does (%q before the first claim): either provider can sign in as the other's people; start each template with its own text, such as \"acme:\"", j, prefix)
+			continue
+		}
+		prefixes[prefix] = i
+	}
 }
 
 // validateRules checks rules at field; checkGrants checks the grants of

@@ -147,6 +147,26 @@ func TestLoginDefaults(t *testing.T) {
 	}
 }
 
+// TestLoginWarnings: two logins whose ids start alike draw a warning.
+func TestLoginWarnings(t *testing.T) {
+	c, err := config.Parse([]byte(loginFile+`  - issuer: https://other.example.com
+    login: {name: Other, client_id: mandate, user_id: "user:{sub}"}
+  - issuer: https://third.example.com
+    login: {name: Third, client_id: mandate, user_id: "third:{sub}"}
+`), "mandate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range c.Warnings() {
+		got = append(got, w.Error())
+	}
+	want := []string{`mandate.yaml: identity_providers[1].login.user_id: makes ids as identity_providers[0] does ("user:" before the first claim): either provider can sign in as the other's people; start each template with its own text, such as "acme:"`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Warnings (-want +got):\n%s", diff)
+	}
+}
+
 func TestParseUserIDTemplate(t *testing.T) {
 	got, err := config.ParseUserIDTemplate("user:{preferred_username}@{tenant.id}")
 	if err != nil {

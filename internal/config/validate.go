@@ -320,7 +320,9 @@ func (c *Config) validatePrincipals(p *problems) (users, agents map[string]int) 
 
 // Warnings returns what is allowed but probably not meant: a delegate_to
 // naming an agent that is not in the file (it must then exist in the store),
-// and a placeholder admin token. Call it after Validate; log each one.
+// two logins whose user_id templates start alike (a person at one provider
+// could be given the id of a person at the other), and a placeholder admin
+// token. Call it after Validate; log each one.
 func (c *Config) Warnings() []error {
 	p := &problems{file: c.Source}
 	agents := map[string]bool{}
@@ -334,6 +336,7 @@ func (c *Config) Warnings() []error {
 			}
 		}
 	}
+	c.loginWarnings(p)
 	if strings.Contains(strings.ToLower(c.Admin.Token), "change-me") {
 		p.add("admin.token", "is a placeholder; set a random value (openssl rand -hex 32)")
 	}

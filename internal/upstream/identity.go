@@ -154,10 +154,15 @@ func verified(claims map[string]any) bool {
 }
 
 // grants returns the union of the grants of the rules whose condition the
-// claims meet, sorted.
+// claims meet, sorted. A rule on the email claim matches only when
+// email_verified is true.
 func grants(rules []config.ClaimRule, claims map[string]any) []string {
 	var out []string
 	for _, r := range rules {
+		// An unverified address is anyone's to claim.
+		if r.When.Claim == "email" && !verified(claims) {
+			continue
+		}
 		if r.When.Matches(claims) {
 			out = append(out, r.Grant...)
 		}

@@ -38,8 +38,10 @@ import (
 const (
 	clientID     = "mandate"
 	clientSecret = "the-client-secret-at-the-provider"
-	redirectURI  = "http://127.0.0.1:9/callback"
-	password     = "verysecure"
+	// publicClientID is a public client (no secret) at the provider.
+	publicClientID = "mandate-public"
+	redirectURI    = "http://127.0.0.1:9/callback"
+	password       = "verysecure"
 )
 
 // person is a user of the test provider.
@@ -130,7 +132,10 @@ func newIDP(t *testing.T) *testIDP {
 			Email: p.email, EmailVerified: p.verified, PreferredLanguage: language.English}
 		groups[p.id] = p.groups
 	}
-	d.clients = map[string]*storage.Client{clientID: storage.WebClient(clientID, clientSecret, redirectURI)}
+	d.clients = map[string]*storage.Client{
+		clientID:       storage.WebClient(clientID, clientSecret, redirectURI),
+		publicClientID: storage.NativeClient(publicClientID, redirectURI), // PKCE, no secret
+	}
 	d.store = &groupStorage{Storage: storage.NewStorageWithClients(userStore{users}, d.clients), groups: groups}
 	provider, err := op.NewProvider(&op.Config{
 		CryptoKey:             sha256.Sum256([]byte("test")),

@@ -11,8 +11,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -47,6 +49,10 @@ var (
 
 // maxDiscovery is the largest discovery document New reads.
 const maxDiscovery = 1 << 20
+
+// defaultTimeout bounds each request to the provider when New is given no
+// client.
+const defaultTimeout = 10 * time.Second
 
 // maxShown bounds the text of the provider's own that an error carries.
 const maxShown = 200
@@ -83,7 +89,7 @@ func nonceFrom(ctx context.Context) string {
 // its discovery document at ISSUER/.well-known/openid-configuration, whose
 // issuer must equal idp.Issuer. redirectURI is Mandate's callback, as
 // registered at the provider; hc makes every request to the provider (nil:
-// http.DefaultClient). It fails when the provider cannot be reached or the
+// a client with a 10 s timeout). It fails when the provider cannot be reached or the
 // client secret file cannot be read; the error holds no secret.
 func New(ctx context.Context, idp config.IdentityProvider, redirectURI string, hc *http.Client) (*Provider, error) {
 	l := idp.Login
@@ -91,7 +97,14 @@ func New(ctx context.Context, idp config.IdentityProvider, redirectURI string, h
 		return nil, fmt.Errorf("upstream: %s has no login section", idp.Issuer)
 	}
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = &http.Client{Timeout: defaultTimeout}
+	}
+	scopes := l.Scopes
+	if len(scopes) == 0 {
+		scopes = config.DefaultLoginScopes()
+	}
+	if !slices.Contains(scopes, oidc.ScopeOpenID) {
+		return nil, fmt.Errorf("upstream: %s: scopes must hold openid", idp.Issuer)
 	}
 	tmpl, err := config.ParseUserIDTemplate(l.UserID)
 	if err != nil {
@@ -109,7 +122,7 @@ func New(ctx context.Context, idp config.IdentityProvider, redirectURI string, h
 	if len(algs) == 0 {
 		algs = []string{"RS256", "ES256", "EdDSA"}
 	}
-	relying, err := rp.NewRelyingPartyOIDC(ctx, idp.Issuer, l.ClientID, secret, redirectURI, l.Scopes,
+	relying, err := rp.NewRelyingPartyOIDC(ctx, idp.Issuer, l.ClientID, secret, redirectURI, scopes,
 		rp.WithHTTPClient(hc),
 		rp.WithVerifierOpts(rp.WithNonce(nonceFrom), rp.WithSupportedSigningAlgorithms(algs...)))
 	if err != nil {

@@ -58,6 +58,10 @@ func TestFinish(t *testing.T) {
 			Permissions: []string{"monitoring:read"}, Name: "First alex", Email: "alex@example.com"}},
 		{name: "ok/email-template", user: "sam", config: func(idp *config.IdentityProvider) { idp.Login.UserID = "{email}" },
 			want: func() upstream.Identity { id := sam; id.UserID = "sam@example.com"; return id }()},
+		{name: "ok/public-client", user: "sam", config: func(idp *config.IdentityProvider) {
+			idp.Login.ClientID, idp.Login.ClientSecretFile = publicClientID, ""
+		}, want: sam},
+		{name: "ok/unverified-email-matches-no-rule", user: "mallory", want: upstream.Identity{Subject: "u4", UserID: "user:mallory", Name: "First mallory"}},
 		{name: "fail/wrong-state", user: "sam", callback: func(c callback) { c.q["state"] = []string{"forged"} },
 			wantErr: upstream.ErrState},
 		{name: "fail/no-state", user: "sam", callback: func(c callback) { delete(c.q, "state") }, wantErr: upstream.ErrState},
