@@ -39,6 +39,9 @@ const (
 // SigningAlgs returns the values Tokens.SigningAlg accepts.
 func SigningAlgs() []string { return []string{"EdDSA", "ES256", "RS256"} }
 
+// DefaultIdentityProviderAlgs returns IdentityProvider.Algorithms' default.
+func DefaultIdentityProviderAlgs() []string { return []string{"RS256", "ES256", "EdDSA"} }
+
 // IdentityProviderAlgs returns the algorithms an identity provider may be
 // trusted with: asymmetric only, never "none" nor an HMAC.
 func IdentityProviderAlgs() []string {

@@ -89,8 +89,9 @@ func nonceFrom(ctx context.Context) string {
 // its discovery document at ISSUER/.well-known/openid-configuration, whose
 // issuer must equal idp.Issuer. redirectURI is Mandate's callback, as
 // registered at the provider; hc makes every request to the provider (nil:
-// a client with a 10 s timeout). It fails when the provider cannot be reached or the
-// client secret file cannot be read; the error holds no secret.
+// a client with a 10 s timeout). ID tokens are accepted signed with
+// idp.Algorithms only. New fails when the provider cannot be reached or
+// the client secret file cannot be read; the error holds no secret.
 func New(ctx context.Context, idp config.IdentityProvider, redirectURI string, hc *http.Client) (*Provider, error) {
 	l := idp.Login
 	if l == nil {
@@ -120,13 +121,13 @@ func New(ctx context.Context, idp config.IdentityProvider, redirectURI string, h
 	}
 	algs := idp.Algorithms
 	if len(algs) == 0 {
-		algs = []string{"RS256", "ES256", "EdDSA"}
+		algs = config.DefaultIdentityProviderAlgs()
 	}
 	relying, err := rp.NewRelyingPartyOIDC(ctx, idp.Issuer, l.ClientID, secret, redirectURI, scopes,
 		rp.WithHTTPClient(hc),
 		rp.WithVerifierOpts(rp.WithNonce(nonceFrom), rp.WithSupportedSigningAlgorithms(algs...)))
 	if err != nil {
-		return nil, fmt.Errorf("upstream: discovery at %s: %w", idp.Issuer, err)
+		return nil, fmt.Errorf("upstream: discovery at %s: %s", idp.Issuer, describe(err))
 	}
 	oc := relying.OAuthConfig()
 	refresh, err := rp.NewRelyingPartyOAuth(&oauth2.Config{

@@ -101,6 +101,8 @@ func TestFinish(t *testing.T) {
 			parts[1] = "eyJpc3MiOiJodHRwOi8vZXZpbCIsInN1YiI6InUxIiwiYXVkIjpbIm1hbmRhdGUiXX0" // {"iss":"http://evil","sub":"u1","aud":["mandate"]}
 			doc["id_token"] = strings.Join(parts, ".")
 		}, wantErr: upstream.ErrExchange},
+		{name: "fail/alg-not-allowed", user: "sam", config: func(idp *config.IdentityProvider) { idp.Algorithms = []string{"ES256"} },
+			wantErr: upstream.ErrExchange, errHas: "signature algorithm not supported"},
 		{name: "fail/id-token-missing", user: "sam", tamper: func(doc map[string]any) { delete(doc, "id_token") },
 			wantErr: upstream.ErrExchange},
 		{name: "fail/white-space-in-id", user: "eve smith", wantErr: upstream.ErrClaims, errHas: "white space"},
