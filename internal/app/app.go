@@ -271,6 +271,9 @@ func newLimiter(perSecond float64, now func() time.Time) *ratelimit.Limiter {
 func buildProviders(cfg *config.Config) ([]*token.Provider, error) {
 	var out []*token.Provider
 	for i, p := range cfg.IdentityProviders {
+		if p.JWKSURI == "" {
+			continue // a provider people sign in through, not trusted for subject tokens
+		}
 		keys, err := jwks.New(jwks.Config{URI: p.JWKSURI})
 		if err != nil {
 			return nil, fmt.Errorf("identity_providers[%d]: %w", i, err)

@@ -47,6 +47,7 @@ func arrows() []arrow {
 		{"internal/server", []string{"internal/audit", "internal/auditchain", "internal/auditlog", "internal/store"}, "it records, serves and checkpoints the log and reads the store"},
 		{"internal/server", []string{"oauth", "actor", "revocation", "strictjson", "verify"}, "the wire vocabulary; verify.Record is the record verifiers send"},
 		{"internal/config", []string{"internal/directory", "internal/policy", "internal/store"}, "the file follows the directory's rules and its policies compile when it loads"},
+		{"internal/upstream", []string{"internal/config", "internal/directory"}, "sign-in at an OpenID Connect provider follows the file's login section; the id it makes follows the directory's rule"},
 		{"internal/provision", []string{"internal/config", "internal/directory", "internal/clientauth", "internal/store"}, "the file's users, agents and delegations are written through the directory"},
 		{"internal/directory", []string{"internal/store", "internal/audit", "internal/auditchain", "internal/clientauth", "actor", "strictjson"}, "each write with its audit record; secrets hashed as client authentication checks them"},
 		{"internal/exchange", []string{"internal/token", "internal/tokenstate", "internal/policy", "internal/audit", "internal/store", "actor", "oauth", "strictjson"}, "a grant checks presented tokens, policy and revocation, signs, and records"},

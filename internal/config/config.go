@@ -247,18 +247,23 @@ type DelegationLimits struct {
 	MaxDepth int `yaml:"max_depth"`
 }
 
-// IdentityProvider is a trusted issuer of people's tokens.
+// IdentityProvider is a trusted issuer of people's tokens (JWKSURI and
+// Audience), a provider people sign in through (Login), or both.
 type IdentityProvider struct {
 	// Issuer must equal the `iss` of its tokens; https unless loopback.
 	Issuer string `yaml:"issuer"`
 	// JWKSURI is where its public keys are fetched; https unless loopback.
-	// Required.
+	// Required, with Audience, unless Login is set: then both or neither
+	// (without them its tokens are not accepted as a subject_token).
 	JWKSURI string `yaml:"jwks_uri"`
-	// Audience is the `aud` its tokens must carry. Required.
+	// Audience is the `aud` its tokens must carry. Required as JWKSURI is.
 	Audience string `yaml:"audience"`
 	// Algorithms are the JWS algorithms accepted from it; asymmetric ones
 	// only. Default [RS256, ES256, EdDSA].
 	Algorithms []string `yaml:"algorithms"`
+	// Login, when set, lets people sign in at Mandate through this
+	// provider. Optional.
+	Login *Login `yaml:"login"`
 }
 
 // User is a person (a subject) and the permissions they hold now.

@@ -9,6 +9,7 @@
 // The comments on the Config fields are the reference, kept in step with
 // docs/config.md. Dev returns the demo configuration of `mandate serve --dev`.
 //
-// The package reads files (the config, token_file, secret_file) and does no
-// other I/O; no error it returns contains a secret.
+// The package reads files (the config, token_file, secret_file,
+// client_secret_file) and does no other I/O; no error it returns contains
+// a secret.
 package config

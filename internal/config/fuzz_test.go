@@ -28,6 +28,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("listn: x\ntokens:\n  ttl: 600\n  ttl: 5m\nagents:\n  - {id: a, scope: [x], max_depth: x}\n  - {id: a}\n"))
 	f.Add([]byte("agents:\n  - &a {id: agent:a, secret: 12345678, bogus: 1}\n  - <<: *a\n    id: agent:b\n  - *a\n"))
 	f.Add([]byte("users: [5, {id: [x]}]\ndelegations: [{expires: {a: 1}}, {expires: *x}]\n"))
+	f.Add([]byte(loginFile))
+	f.Add([]byte("identity_providers: [{issuer: https://i.example, login: {user_id: '{a}{', roles: [{when: {claim: g}, grant: [root]}]}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := config.Parse(data, "fuzz.yaml")
 		if err == nil {

@@ -111,7 +111,10 @@ func (c *Config) ApplyDefaults() {
 	c.SignIn.applyDefaults()
 	for i := range c.IdentityProviders {
 		if len(c.IdentityProviders[i].Algorithms) == 0 {
-			c.IdentityProviders[i].Algorithms = []string{"RS256", "ES256", "EdDSA"}
+			c.IdentityProviders[i].Algorithms = DefaultIdentityProviderAlgs()
+		}
+		if l := c.IdentityProviders[i].Login; l != nil && len(l.Scopes) == 0 {
+			l.Scopes = DefaultLoginScopes()
 		}
 	}
 	for i := range c.Delegations {

@@ -24,7 +24,8 @@ type SecretFile struct {
 // SecretFiles returns the files the configuration names that hold secrets:
 // the configuration file itself (Source) when a secret is written in it
 // (admin.token, an agent's secret, a password in store); admin.token_file,
-// every agent's secret_file and store_password_file; and the SQLite database
+// every agent's secret_file, every login's client_secret_file and
+// store_password_file; and the SQLite database
 // with its write-ahead log, which hold the private signing keys and the
 // client secrets' hashes. Files that do not exist are listed too.
 func (c *Config) SecretFiles() []SecretFile {
@@ -38,6 +39,12 @@ func (c *Config) SecretFiles() []SecretFile {
 	for i, a := range c.Agents {
 		if a.SecretFile != "" {
 			out = append(out, SecretFile{Field: fmt.Sprintf("agents[%d].secret_file", i), Path: a.SecretFile, Holds: "the client secret of " + a.ID})
+		}
+	}
+	for i, idp := range c.IdentityProviders {
+		if idp.Login != nil && idp.Login.ClientSecretFile != "" {
+			out = append(out, SecretFile{Field: fmt.Sprintf("identity_providers[%d].login.client_secret_file", i), Path: idp.Login.ClientSecretFile,
+				Holds: "the client secret at " + idp.Issuer})
 		}
 	}
 	if c.StorePasswordFile != "" {

@@ -39,6 +39,9 @@ const (
 // SigningAlgs returns the values Tokens.SigningAlg accepts.
 func SigningAlgs() []string { return []string{"EdDSA", "ES256", "RS256"} }
 
+// DefaultIdentityProviderAlgs returns IdentityProvider.Algorithms' default.
+func DefaultIdentityProviderAlgs() []string { return []string{"RS256", "ES256", "EdDSA"} }
+
 // IdentityProviderAlgs returns the algorithms an identity provider may be
 // trusted with: asymmetric only, never "none" nor an HMAC.
 func IdentityProviderAlgs() []string {
@@ -241,7 +244,7 @@ func (c *Config) validateTokens(p *problems) {
 }
 
 func (c *Config) validateIdentityProviders(p *problems) {
-	seen := map[string]int{}
+	seen, names := map[string]int{}, map[string]int{}
 	for i, idp := range c.IdentityProviders {
 		f := fmt.Sprintf("identity_providers[%d]", i)
 		if err := checkURL(idp.Issuer); err != nil {
@@ -251,15 +254,25 @@ func (c *Config) validateIdentityProviders(p *problems) {
 		} else {
 			seen[idp.Issuer] = i
 		}
-		if idp.JWKSURI == "" {
-			p.add(f+".jwks_uri", "is required")
-		} else if err := checkURL(idp.JWKSURI); err != nil {
-			p.add(f+".jwks_uri", "%v", err)
+		// A provider people only sign in through need not be trusted
+		// for subject tokens; one that is needs both keys.
+		loginOnly := idp.Login != nil && idp.JWKSURI == "" && idp.Audience == ""
+		if idp.Login != nil {
+			c.validateLogin(p, f, idp, names)
 		}
-		if idp.Audience == "" {
+		if idp.JWKSURI == "" && !loginOnly {
+			p.add(f+".jwks_uri", "is required")
+		} else if idp.JWKSURI != "" {
+			if err := checkURL(idp.JWKSURI); err != nil {
+				p.add(f+".jwks_uri", "%v", err)
+			}
+		}
+		if idp.Audience == "" && !loginOnly {
 			p.add(f+".audience", "is required: the aud its tokens must carry")
-		} else if err := directory.CheckID(idp.Audience); err != nil {
-			p.add(f+".audience", "%v", err)
+		} else if idp.Audience != "" {
+			if err := directory.CheckID(idp.Audience); err != nil {
+				p.add(f+".audience", "%v", err)
+			}
 		}
 		algs, allowed := map[string]bool{}, IdentityProviderAlgs()
 		for j, alg := range idp.Algorithms {
@@ -312,7 +325,9 @@ func (c *Config) validatePrincipals(p *problems) (users, agents map[string]int) 
 
 // Warnings returns what is allowed but probably not meant: a delegate_to
 // naming an agent that is not in the file (it must then exist in the store),
-// and a placeholder admin token. Call it after Validate; log each one.
+// two logins whose user_id templates start alike (a person at one provider
+// could be given the id of a person at the other), and a placeholder admin
+// token. Call it after Validate; log each one.
 func (c *Config) Warnings() []error {
 	p := &problems{file: c.Source}
 	agents := map[string]bool{}
@@ -326,6 +341,7 @@ func (c *Config) Warnings() []error {
 			}
 		}
 	}
+	c.loginWarnings(p)
 	if strings.Contains(strings.ToLower(c.Admin.Token), "change-me") {
 		p.add("admin.token", "is a placeholder; set a random value (openssl rand -hex 32)")
 	}
