@@ -1,9 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
@@ -31,8 +33,37 @@ type delegationView struct {
 type actionView struct {
 	Time          time.Time
 	Action, Where string
-	Granted       bool
-	Reason        string
+	// Result is granted, refused, ok or failed.
+	Result string
+	Reason string
+}
+
+// delegationActions are the newest records of d: what was issued or
+// refused under it and what the agent asked of APIs for the person since
+// it was given (the verifiers' records), newest first.
+func (s *Server) delegationActions(r *http.Request, subject string, d store.Delegation) ([]actionView, error) {
+	ctx := r.Context()
+	under, err := s.cfg.Store.QueryEvents(ctx, store.EventFilter{DelegationID: d.ID, Limit: recentActions})
+	if err != nil {
+		return nil, err
+	}
+	calls, err := s.cfg.Store.QueryEvents(ctx, store.EventFilter{Subject: subject, Actor: d.Actor, Action: audit.ActionRequest,
+		Since: d.CreatedAt, Limit: recentActions})
+	if err != nil {
+		return nil, err
+	}
+	evs := append(under, calls...)
+	slices.SortFunc(evs, func(a, b store.Event) int { return cmp.Compare(b.Seq, a.Seq) })
+	evs = evs[:min(len(evs), recentActions)]
+	out := make([]actionView, 0, len(evs))
+	for _, ev := range evs {
+		where := ev.Audience
+		if ev.Action == audit.ActionRequest && ev.Resource != "" {
+			where = strings.TrimSpace(ev.Audience + " " + ev.Resource)
+		}
+		out = append(out, actionView{Time: ev.Time, Action: ev.Action, Where: where, Result: ev.Result, Reason: ev.Reason})
+	}
+	return out, nil
 }
 
 // recentActions is how many records each delegation shows.
@@ -81,20 +112,16 @@ func (s *Server) myAgentsView(r *http.Request, sess store.Session) (myAgentsView
 			ID: d.ID, Agent: d.Actor, Source: d.Source, Scopes: d.Scopes, Audiences: d.Audiences,
 			Created: d.CreatedAt, Expires: d.Expires, Active: d.Active(now),
 		}
-		evs, err := s.cfg.Store.QueryEvents(ctx, store.EventFilter{Subject: sess.Subject, Actor: d.Actor, Since: d.CreatedAt, Limit: recentActions})
+		actions, err := s.delegationActions(r, sess.Subject, d)
 		if err != nil {
 			return myAgentsView{}, unavailablePage(err)
 		}
-		for _, ev := range evs {
-			where := ev.Audience
-			if ev.Action == audit.ActionRequest && ev.Resource != "" {
-				where = ev.Audience + " " + ev.Resource
+		dv.Actions = actions
+		for _, a := range actions {
+			if a.Result == audit.ResultGranted {
+				dv.LastUsed = a.Time
+				break
 			}
-			granted := ev.Result == audit.ResultGranted
-			if granted && dv.LastUsed.IsZero() {
-				dv.LastUsed = ev.Time
-			}
-			dv.Actions = append(dv.Actions, actionView{Time: ev.Time, Action: ev.Action, Where: where, Granted: granted, Reason: ev.Reason})
 		}
 		v.Delegations = append(v.Delegations, dv)
 	}
