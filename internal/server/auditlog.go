@@ -25,7 +25,7 @@ type checkpointJSON struct {
 // (0 by default) as JSON lines, every record with its seq and chain hash,
 // which `mandate audit verify --file` checks offline.
 func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) error {
-	if err := s.requireAdmin(r); err != nil {
+	if err := s.requireAuditor(r); err != nil {
 		return err
 	}
 	after, err := intParam(r, "after")
@@ -56,7 +56,7 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) error {
 // and the key that verifies them (pin it: a key read from the server being
 // audited proves only that the server signed).
 func (s *Server) auditCheckpoints(w http.ResponseWriter, r *http.Request) error {
-	if err := s.requireAdmin(r); err != nil {
+	if err := s.requireAuditor(r); err != nil {
 		return err
 	}
 	vkey, err := s.cfg.Checkpoints.VerifierKey(r.Context())

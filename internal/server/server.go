@@ -3,11 +3,9 @@ package server
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -219,7 +217,7 @@ func (s *Server) serveFor(name string, timeout time.Duration, h handlerFunc) htt
 		start := time.Now()
 		id := audit.NewID("req_")
 		w.Header().Set("X-Request-Id", id)
-		ctx, span := s.startSpan(context.WithValue(r.Context(), requestIDKey, id), name, id, r)
+		ctx, span := s.startSpan(withCallerSlot(context.WithValue(r.Context(), requestIDKey, id)), name, id, r)
 		defer span.End()
 		var cancel context.CancelFunc
 		if timeout > 0 {
@@ -272,26 +270,6 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 func statusClass(code int) string {
 	return []string{"1xx", "2xx", "3xx", "4xx", "5xx"}[min(max(code/100, 1), 5)-1]
-}
-
-// requireAdmin checks the admin bearer token in constant time. A refusal
-// is audited through adminRefusals (admin.auth, at most one record a
-// second, each counting the refusals since the one before).
-func (s *Server) requireAdmin(r *http.Request) error {
-	if s.cfg.AdminToken == "" {
-		return &oauth.Error{Code: oauth.ErrAccessDenied, Status: http.StatusForbidden, Reason: "admin_disabled", Description: "the admin API is disabled: set admin.token"}
-	}
-	refused := &oauth.Error{Code: oauth.ErrInvalidToken, Reason: "admin_unauthenticated", Description: "admin bearer token required"}
-	auth := r.Header.Get("Authorization")
-	const prefix = "Bearer "
-	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		return s.adminRefused(r, refused)
-	}
-	got := sha256.Sum256([]byte(auth[len(prefix):]))
-	if subtle.ConstantTimeCompare(got[:], s.adminHash[:]) != 1 {
-		return s.adminRefused(r, refused)
-	}
-	return nil
 }
 
 // adminRefused audits a refused admin call and returns e; when its record
