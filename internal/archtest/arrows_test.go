@@ -49,6 +49,7 @@ func arrows() []arrow {
 		{"internal/config", []string{"internal/directory", "internal/policy", "internal/store"}, "the file follows the directory's rules and its policies compile when it loads"},
 		{"internal/provision", []string{"internal/config", "internal/directory", "internal/clientauth", "internal/store"}, "the file's users, agents and delegations are written through the directory"},
 		{"internal/directory", []string{"internal/store", "internal/audit", "internal/auditchain", "internal/clientauth", "actor", "strictjson"}, "each write with its audit record; secrets hashed as client authentication checks them"},
+		{"internal/directory", []string{"internal/password"}, "a password hash is stored only if sign-in can check it"},
 		{"internal/exchange", []string{"internal/token", "internal/tokenstate", "internal/policy", "internal/audit", "internal/store", "actor", "oauth", "strictjson"}, "a grant checks presented tokens, policy and revocation, signs, and records"},
 		{"internal/forensics", []string{"internal/audit", "internal/exchange", "internal/store"}, "questions asked of the log's records"},
 		{"internal/clientauth", []string{"internal/token", "internal/store", "jwks", "jwt", "oauth"}, "client secrets and private_key_jwt assertions"},
