@@ -65,7 +65,7 @@ func TestSetPassword(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, stdin, id, want string
-		code               int
+		code                  int
 	}{
 		{name: "fail/short", stdin: "eleven-char\n", id: "user:sam", code: 2, want: "11 characters, at least 12"},
 		{name: "fail/short-in-characters", stdin: "ééééééééééé\n", id: "user:sam", code: 2, want: "11 characters"},
