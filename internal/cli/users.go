@@ -29,9 +29,35 @@ const (
 )
 
 func newUsersCmd(stdout, stderr io.Writer) *cobra.Command {
-	cmd := &cobra.Command{Use: "users", Short: "Manage people's local passwords"}
-	cmd.AddCommand(newSetPasswordCmd(stdout, stderr, time.Now))
+	cmd := &cobra.Command{Use: "users", Short: "Set people's local passwords, or hash one for the configuration file"}
+	cmd.AddCommand(newSetPasswordCmd(stdout, stderr, time.Now), newHashPasswordCmd(stdout, stderr))
 	return cmd
+}
+
+// newHashPasswordCmd is `mandate users hash-password`: the hash for a
+// file's users[].password_hash.
+func newHashPasswordCmd(stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "hash-password",
+		Short: "Print the argon2id hash of a password read from standard input, for users[].password_hash",
+		Long: `Read a password from standard input as set-password does (typed twice without
+echo at a terminal, else the first line; at least 12 characters) and print its argon2id
+hash in the PHC string format, for a configuration file's users[].password_hash. It
+touches no store.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pw, err := readNewPassword(cmd.InOrStdin(), stderr, "Password to hash: ")
+			if err != nil {
+				return err
+			}
+			hash, err := password.Hash(pw)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, hash)
+			return nil
+		},
+	}
 }
 
 // newSetPasswordCmd is `mandate users set-password`; now is the clock of
@@ -56,7 +82,7 @@ are left as they are.`,
 			if err != nil {
 				return err
 			}
-			pw, err := readNewPassword(cmd.InOrStdin(), stderr, id)
+			pw, err := readNewPassword(cmd.InOrStdin(), stderr, "New password for "+termsafe.String(id)+": ")
 			if err != nil {
 				return err
 			}
@@ -82,14 +108,14 @@ are left as they are.`,
 	return cmd
 }
 
-// readNewPassword reads the new password of id from in: twice without echo
-// from a terminal (prompting on prompt), else its first line. It refuses a
+// readNewPassword reads a new password from in: twice without echo from a
+// terminal (asking with ask on prompt), else its first line. It refuses a
 // password shorter than minPasswordLen characters, longer than
 // maxPasswordLen bytes, or not UTF-8.
-func readNewPassword(in io.Reader, prompt io.Writer, id string) (string, error) {
+func readNewPassword(in io.Reader, prompt io.Writer, ask string) (string, error) {
 	var pw string
 	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		first, err := readHidden(f, prompt, "New password for "+termsafe.String(id)+": ")
+		first, err := readHidden(f, prompt, ask)
 		if err != nil {
 			return "", err
 		}

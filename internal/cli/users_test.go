@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/password"
 	"github.com/mandate-dev/mandate/internal/store"
 )
@@ -101,4 +102,25 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestHashPassword: `mandate users hash-password` prints a hash the file
+// accepts and that checks the password, and refuses a short one.
+func TestHashPassword(t *testing.T) {
+	const pw = "a password for the file"
+	code, stdout, stderr := runWithStdin(pw+"\n", "users", "hash-password")
+	if code != 0 {
+		t.Fatalf("hash-password: exit %d: %s", code, stderr)
+	}
+	hash := strings.TrimSuffix(stdout, "\n")
+	if ok, err := password.Check(hash, pw); !ok || err != nil {
+		t.Errorf("the printed hash %q does not check: %v, %v", hash, ok, err)
+	}
+	if _, err := config.Parse([]byte("users:\n  - id: user:sam\n    password_hash: '"+hash+"'\n"), "m.yaml"); err != nil {
+		t.Errorf("the file refuses the printed hash: %v", err)
+	}
+	if code, stdout, stderr := runWithStdin("too short\n", "users", "hash-password"); code != 2 || stdout != "" ||
+		!strings.Contains(stderr, "at least 12") {
+		t.Errorf("a short password: exit %d, %q, %q", code, stdout, stderr)
+	}
 }

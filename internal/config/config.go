@@ -273,7 +273,7 @@ type User struct {
 	// PasswordHash is the argon2id hash of the person's password for
 	// signing in, in the PHC string format
 	// ($argon2id$v=19$m=19456,t=2,p=1$salt$hash, the form `mandate users
-	// set-password` stores), with at most 256 MiB (m=262144), 10 passes
+	// hash-password` prints), with at most 256 MiB (m=262144), 10 passes
 	// and 16 lanes. Empty leaves the stored password as it is: people
 	// usually set their own.
 	PasswordHash string `yaml:"password_hash"`
