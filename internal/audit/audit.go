@@ -36,12 +36,18 @@ const (
 	ActionUserRevoked     = "user.revoked"
 	ActionUserLimits      = "user.limits"
 	ActionUserCreated     = "user.created"
-	ActionUserDeleted     = "user.deleted"
-	ActionAgentCreated    = "agent.created"
-	ActionAgentUpdated    = "agent.updated"
-	ActionAgentDisabled   = "agent.disabled"
-	ActionAgentEnabled    = "agent.enabled"
-	ActionAgentDeleted    = "agent.deleted"
+	// ActionUserPassword records a person's new password (never the
+	// password or its hash).
+	ActionUserPassword = "user.password"
+	// ActionUserRoles records a person's new roles in Mandate itself,
+	// listed in its context.
+	ActionUserRoles     = "user.roles"
+	ActionUserDeleted   = "user.deleted"
+	ActionAgentCreated  = "agent.created"
+	ActionAgentUpdated  = "agent.updated"
+	ActionAgentDisabled = "agent.disabled"
+	ActionAgentEnabled  = "agent.enabled"
+	ActionAgentDeleted  = "agent.deleted"
 	// ActionAgentSecret records a new client secret given to an agent
 	// (never the secret); the old one is no longer accepted.
 	ActionAgentSecret       = "agent.secret"

@@ -91,6 +91,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newMigrateCmd(stdout),
 		newDemoCmd(stdout),
 		newStoreCmd(stdout),
+		newUsersCmd(stdout, stderr),
 		newAuditCmd(stdout),
 		newVersionCmd(stdout),
 	)

@@ -280,6 +280,16 @@ type User struct {
 	// exchange grants details only within them: a "max_" number no higher,
 	// a list no longer, any other field equal.
 	Limits []map[string]any `yaml:"limits"`
+	// PasswordHash is the argon2id hash of the person's password for
+	// signing in, in the PHC string format
+	// ($argon2id$v=19$m=19456,t=2,p=1$salt$hash, the form `mandate users
+	// hash-password` prints), with at most 256 MiB (m=262144), 10 passes
+	// and 16 lanes. Empty leaves the stored password as it is: people
+	// usually set their own.
+	PasswordHash string `yaml:"password_hash"`
+	// Roles are the person's roles in Mandate itself, each admin or
+	// auditor; none by default.
+	Roles []string `yaml:"roles"`
 }
 
 // LimitsJSON returns the limits as a JSON array, or nil when there are none.

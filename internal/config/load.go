@@ -176,12 +176,20 @@ func (c *Config) PolicyRules() []policy.Rule {
 	return rules
 }
 
+// DevPassword is user:sam's password in the dev cast (Dev), public like
+// the dev agents' secrets; DevPasswordHash is its argon2id hash.
+const (
+	DevPassword     = "sam-dev-password"
+	DevPasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$eOOowOxv/eD0ni0tNiUuvA$Qq+Jp5fjwol26Poz4nW7GYTYVRQ9aD0llx/S+qj0H4M"
+)
+
 // Dev returns the configuration of `mandate serve --dev`, defaults applied:
 // the InfraBot cast on 127.0.0.1:8080 with dataDir as the data directory.
 // user:sam delegates to agent:infrabot, which may hand on to agent:argocd,
 // which may hand on to agent:cleanup_agent; deploy:tag is held along the
-// whole chain so that a three-hop token can carry it. The admin token is
-// left empty: the caller generates one.
+// whole chain so that a three-hop token can carry it. Sam signs in with
+// DevPassword and is an admin. The admin token is left empty: the caller
+// generates one.
 func Dev(dataDir string) *Config {
 	c := &Config{
 		Issuer:  DefaultIssuer,
@@ -191,6 +199,8 @@ func Dev(dataDir string) *Config {
 			ID: "user:sam",
 			Permissions: []string{"monitoring:read", "deploy:create", "deploy:comment", "secrets:manage",
 				"deploy:tag", "infrastructure:clean"},
+			PasswordHash: DevPasswordHash,
+			Roles:        []string{"admin"},
 		}},
 		Agents: []Agent{
 			{

@@ -186,3 +186,48 @@ func TestDocsExampleOfProblems(t *testing.T) {
 		t.Errorf("docs/config.md shows:\n%s\nParse reports:\n%s", want, got)
 	}
 }
+
+// TestUserPasswordAndRoles: a user's password_hash must be an argon2id hash
+// that sign-in can check, and each role admin or auditor; problems name
+// the file, line and column, and never quote the hash.
+func TestUserPasswordAndRoles(t *testing.T) {
+	const hostile = "$argon2id$v=19$m=4194304,t=2,p=1$eOOowOxv/eD0ni0tNiUuvA$Qq+Jp5fjwol26Poz4nW7GYTYVRQ9aD0llx/S+qj0H4M"
+	yaml := `
+users:
+  - id: user:sam
+    password_hash: "` + config.DevPasswordHash + `"
+    roles: [admin, auditor]
+  - id: user:lee
+    password_hash: "` + hostile + `"
+    roles: [auditor, root, auditor]
+  - id: user:kim
+    password_hash: "$2a$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"
+`
+	_, err := config.Parse([]byte(yaml), "mandate.yaml")
+	if err == nil {
+		t.Fatal("Parse succeeded")
+	}
+	var got []string
+	for _, fe := range fieldErrors(t, err) {
+		got = append(got, fe.Error())
+	}
+	want := []string{
+		`mandate.yaml:7:5: users[1].password_hash: not an argon2id hash in the PHC format: m=4194304 is not within 8×p to 262144 KiB`,
+		`mandate.yaml:8:22: users[1].roles[1]: "root" is not a role: want admin or auditor`,
+		`mandate.yaml:8:28: users[1].roles[2]: "auditor" is listed twice`,
+		`mandate.yaml:10:5: users[2].password_hash: not an argon2id hash in the PHC format: the algorithm is not argon2id`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	if strings.Contains(err.Error(), "Qq+Jp5") || strings.Contains(err.Error(), "R9h/c") {
+		t.Errorf("a problem quotes the hash: %v", err)
+	}
+	c, err := config.Parse([]byte("users:\n  - id: user:sam\n    password_hash: \""+config.DevPasswordHash+"\"\n    roles: [admin]\n"), "mandate.yaml")
+	if err != nil {
+		t.Fatalf("Parse of a valid user: %v", err)
+	}
+	if u := c.Users[0]; u.PasswordHash != config.DevPasswordHash || !cmp.Equal(u.Roles, []string{"admin"}) {
+		t.Errorf("user = %+v", u)
+	}
+}

@@ -300,7 +300,8 @@ func (c *Config) validatePrincipals(p *problems) (users, agents map[string]int) 
 		if err != nil {
 			p.add(f+".limits", "%v", err)
 		}
-		p.addAll(f, directory.ValidateUser(store.User{ID: u.ID, Permissions: u.Permissions, Limits: limits}))
+		p.addAll(f, directory.ValidateUser(store.User{ID: u.ID, Permissions: u.Permissions, Limits: limits,
+			PasswordHash: u.PasswordHash, Roles: u.Roles}))
 	}
 	agents = map[string]int{}
 	for i, a := range c.Agents {

@@ -5,14 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
-// CreateUser stores a new user with u's ID, Permissions and Limits (the
-// rest is the directory's: version 0, the times now), recorded as
-// user.created. It refuses an invalid user (CheckID, ValidateUser:
+// CreateUser stores a new user with u's ID, Permissions, Limits, Roles,
+// PasswordHash and Provider (the rest is the directory's: version 0, the
+// times now), recorded as user.created (which never holds the hash). It refuses an invalid user (CheckID, ValidateUser:
 // ErrInvalid) and an id a user or an agent has (ErrConflict: a subject
 // names one principal).
 func (d *Directory) CreateUser(ctx context.Context, p Performer, u store.User) (store.User, error) {
@@ -26,7 +27,8 @@ func (d *Directory) CreateUser(ctx context.Context, p Performer, u store.User) (
 		return store.User{}, err
 	}
 	now := d.now()
-	u = store.User{ID: u.ID, Permissions: u.Permissions, Limits: normalLimits(u.Limits), CreatedAt: now, UpdatedAt: now}
+	u = store.User{ID: u.ID, Permissions: u.Permissions, Limits: normalLimits(u.Limits), Roles: u.Roles,
+		PasswordHash: u.PasswordHash, Provider: u.Provider, CreatedAt: now, UpdatedAt: now}
 	ev := d.event(p, audit.ActionUserCreated, u.ID)
 	ev.OnBehalf, ev.Scopes = u.ID, u.Permissions
 	if err := d.Store.CreateUser(ctx, u, bound(ev)); err != nil {
@@ -82,6 +84,48 @@ func (d *Directory) SetLimits(ctx context.Context, p Performer, id string, limit
 	ev.OnBehalf = id
 	return d.updateUser(ctx, "user", id, func(u store.User) store.User {
 		u.Limits = limits
+		return u
+	}, ev)
+}
+
+// SetPassword replaces the password hash of the user id, recorded as
+// user.password (which names the user and never holds the hash); an empty
+// hash removes the password, so that the person signs in only through an
+// identity provider. The hash must be one password.Check accepts
+// (CheckPasswordHash: ErrInvalid). It does not end the person's sessions
+// or tokens: the caller that wants them ended revokes them. An unknown
+// user is ErrNotFound.
+func (d *Directory) SetPassword(ctx context.Context, p Performer, id, hash string) (store.User, error) {
+	if err := CheckPasswordHash("password_hash", hash); err != nil {
+		return store.User{}, err
+	}
+	ev := d.event(p, audit.ActionUserPassword, id)
+	ev.OnBehalf = id
+	return d.updateUser(ctx, "user", id, func(u store.User) store.User {
+		u.PasswordHash = hash
+		return u
+	}, ev)
+}
+
+// SetRoles replaces the roles of the user id in Mandate itself (RoleAdmin,
+// RoleAuditor; none for none), recorded as user.roles with the new roles
+// in its context ({"roles": [...]}). It refuses an unknown user
+// (ErrNotFound) and a role not in Roles or named twice (ErrInvalid).
+func (d *Directory) SetRoles(ctx context.Context, p Performer, id string, roles []string) (store.User, error) {
+	if err := CheckRoles("roles", roles); err != nil {
+		return store.User{}, err
+	}
+	ev := d.event(p, audit.ActionUserRoles, id)
+	ev.OnBehalf = id
+	b, err := json.Marshal(struct {
+		Roles []string `json:"roles"`
+	}{Roles: append([]string{}, roles...)})
+	if err != nil {
+		return store.User{}, fmt.Errorf("directory: roles: %w", err)
+	}
+	ev.Context = b
+	return d.updateUser(ctx, "user", id, func(u store.User) store.User {
+		u.Roles = roles
 		return u
 	}, ev)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/mandate-dev/mandate/actor"
+	"github.com/mandate-dev/mandate/internal/password"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/strictjson"
 )
@@ -407,11 +408,14 @@ func ParseLimits(raw json.RawMessage) ([]map[string]any, error) {
 }
 
 // ValidateUser checks what a user holds: its permissions (CheckScopes,
-// none required) and its limits (ParseLimits, CheckLimits). The id is
+// none required), its limits (ParseLimits, CheckLimits), its roles
+// (CheckRoles) and its password hash (CheckPasswordHash). The id is
 // CheckID's. It returns nil or an errors.Join of *InvalidError.
 func ValidateUser(u store.User) error {
 	p := &problems{}
 	checkScopes(p, "permissions", u.Permissions, false)
+	checkRoles(p, "roles", u.Roles)
+	checkPasswordHash(p, "password_hash", u.PasswordHash)
 	limits, err := ParseLimits(u.Limits)
 	if err != nil {
 		p.errs = append(p.errs, err)
@@ -452,4 +456,57 @@ func ValidateDelegation(d store.Delegation) error {
 	checkNames(p, "audiences", d.Audiences, MaxIDLen)
 	checkDepth(p, "max_depth", d.MaxDepth)
 	return p.err()
+}
+
+// Roles of people in Mandate itself (store.User.Roles).
+const (
+	// RoleAdmin may change people, agents and delegations.
+	RoleAdmin = "admin"
+	// RoleAuditor may read the audit log.
+	RoleAuditor = "auditor"
+)
+
+// Roles returns every role a person may hold, in order.
+func Roles() []string { return []string{RoleAdmin, RoleAuditor} }
+
+// CheckRoles checks a person's roles named field: each one of Roles, none
+// twice; none at all is allowed. It returns nil or an errors.Join of
+// *InvalidError.
+func CheckRoles(field string, roles []string) error {
+	p := &problems{}
+	checkRoles(p, field, roles)
+	return p.err()
+}
+
+func checkRoles(p *problems, field string, roles []string) {
+	seen := map[string]bool{}
+	for i, r := range roles {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		switch {
+		case r != RoleAdmin && r != RoleAuditor:
+			p.add(f, "%q is not a role: want %s", r, strings.Join(Roles(), " or "))
+		case seen[r]:
+			p.add(f, "%q is listed twice", r)
+		}
+		seen[r] = true
+	}
+}
+
+// CheckPasswordHash checks the stored hash of a person's password named
+// field: empty for none, or an argon2id hash in the PHC string format whose
+// parameters password.Check accepts. The problem never quotes the hash.
+func CheckPasswordHash(field, hash string) error {
+	p := &problems{}
+	checkPasswordHash(p, field, hash)
+	return p.err()
+}
+
+func checkPasswordHash(p *problems, field, hash string) {
+	if hash == "" {
+		return
+	}
+	if err := password.Validate(hash); err != nil {
+		// The error names the part that is wrong, never the hash itself.
+		p.add(field, "%s", strings.TrimPrefix(err.Error(), "password: "))
+	}
 }

@@ -116,11 +116,13 @@ func (h hash) encode() string {
 func parse(encoded string) (hash, error) {
 	fail := func(why string) (hash, error) { return hash{}, fmt.Errorf("%w: %s", ErrMalformed, why) }
 	parts := strings.Split(encoded, "$")
-	if len(parts) != 6 || parts[0] != "" {
+	switch {
+	case len(parts) < 2 || parts[0] != "":
 		return fail("want $argon2id$v=19$m=…,t=…,p=…$salt$hash")
-	}
-	if parts[1] != "argon2id" {
+	case parts[1] != "argon2id":
 		return fail("the algorithm is not argon2id")
+	case len(parts) != 6:
+		return fail("want $argon2id$v=19$m=…,t=…,p=…$salt$hash")
 	}
 	if parts[2] != "v="+strconv.Itoa(version) {
 		return fail("the version is not v=19")

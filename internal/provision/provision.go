@@ -99,7 +99,8 @@ func (p *syncer) user(ctx context.Context, cu config.User) error {
 	}
 	stored, err := p.s.GetUser(ctx, cu.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		if _, err := p.d.CreateUser(ctx, performer, store.User{ID: cu.ID, Permissions: cu.Permissions, Limits: limits}); err != nil {
+		if _, err := p.d.CreateUser(ctx, performer, store.User{ID: cu.ID, Permissions: cu.Permissions, Limits: limits,
+			PasswordHash: cu.PasswordHash, Roles: cu.Roles}); err != nil {
 			return err
 		}
 		p.report.Created = append(p.report.Created, "user "+cu.ID)
@@ -109,7 +110,12 @@ func (p *syncer) user(ctx context.Context, cu config.User) error {
 		return err
 	}
 	permissions := sameSet(stored.Permissions, cu.Permissions)
-	diffs := differing(field{"permissions", permissions}, field{"limits", sameJSON(stored.Limits, limits)})
+	roles := sameSet(stored.Roles, cu.Roles)
+	// A file without a password hash leaves the stored one alone: people
+	// set their own (mandate users set-password).
+	password := cu.PasswordHash == "" || stored.PasswordHash == cu.PasswordHash
+	diffs := differing(field{"permissions", permissions}, field{"limits", sameJSON(stored.Limits, limits)},
+		field{"roles", roles}, field{"password_hash", password})
 	if len(diffs) == 0 || !p.differ("user "+cu.ID, diffs) {
 		return nil
 	}
@@ -120,6 +126,16 @@ func (p *syncer) user(ctx context.Context, cu config.User) error {
 	}
 	if !sameJSON(stored.Limits, limits) {
 		if _, err := p.d.SetLimits(ctx, performer, cu.ID, limits); err != nil {
+			return err
+		}
+	}
+	if !roles {
+		if _, err := p.d.SetRoles(ctx, performer, cu.ID, cu.Roles); err != nil {
+			return err
+		}
+	}
+	if !password {
+		if _, err := p.d.SetPassword(ctx, performer, cu.ID, cu.PasswordHash); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,4 +175,74 @@ func TestSyncThroughDirectory(t *testing.T) {
 			t.Fatalf("Sync = %v, want a conflict", err)
 		}
 	})
+}
+
+// TestSyncPasswordAndRoles: a user is created with the file's password hash
+// and roles; a later difference in roles is reported and enforced like
+// permissions, through the directory; a password set in the store is kept
+// when the file names none, and enforced when it names one.
+func TestSyncPasswordAndRoles(t *testing.T) {
+	ctx := context.Background()
+	parse := func(yaml string) *config.Config {
+		t.Helper()
+		cfg, err := config.Parse([]byte(yaml), "m.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	withHash := parse("users:\n  - id: user:sam\n    password_hash: \"" + config.DevPasswordHash + "\"\n    roles: [admin]\n  - id: user:lee\n")
+	s := open(t)
+	now := time.Now()
+	if r, err := Sync(ctx, s, withHash, false, now); err != nil || len(r.Created) != 2 {
+		t.Fatalf("first start: %+v, %v", r, err)
+	}
+	sam, err := s.GetUser(ctx, "user:sam")
+	if err != nil || sam.PasswordHash != config.DevPasswordHash || !slices.Equal(sam.Roles, []string{"admin"}) {
+		t.Fatalf("sam = %+v, %v", sam, err)
+	}
+	// Lee sets a password; Sam loses the admin role.
+	d := &directory.Directory{Store: s}
+	if _, err := d.SetPassword(ctx, directory.Performer{ID: directory.PerformerCLI}, "user:lee", config.DevPasswordHash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.SetRoles(ctx, directory.Performer{ID: directory.PerformerCLI}, "user:sam", nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Sync(ctx, s, withHash, false, now)
+	if err != nil || !slices.Equal(r.Differences, []string{"user user:sam: roles"}) {
+		t.Fatalf("restart: %+v, %v; want only Sam's roles to differ (Lee's password is not the file's)", r, err)
+	}
+	// Sam's password changes in the store: the file names one, so it differs.
+	other := strings.Replace(config.DevPasswordHash, "eOOo", "AAAA", 1)
+	if _, err := d.SetPassword(ctx, directory.Performer{ID: directory.PerformerCLI}, "user:sam", other); err != nil {
+		t.Fatal(err)
+	}
+	seq := lastSeq(t, s)
+	r, err = Sync(ctx, s, withHash, true, now)
+	if err != nil || !slices.Equal(r.Updated, []string{"user user:sam: roles, password_hash"}) {
+		t.Fatalf("apply: %+v, %v", r, err)
+	}
+	sam, _ = s.GetUser(ctx, "user:sam")
+	lee, _ := s.GetUser(ctx, "user:lee")
+	if sam.PasswordHash != config.DevPasswordHash || !slices.Equal(sam.Roles, []string{"admin"}) || lee.PasswordHash != config.DevPasswordHash {
+		t.Errorf("after apply: sam %+v, lee %+v", sam, lee)
+	}
+	evs, err := s.EventsAfter(ctx, seq, 100)
+	if err != nil || len(evs) != 2 || evs[0].Action != audit.ActionUserRoles || evs[1].Action != audit.ActionUserPassword ||
+		evs[1].Performer != directory.PerformerConfig {
+		t.Errorf("records of the apply: %+v, %v", evs, err)
+	}
+}
+
+func lastSeq(t *testing.T, s store.Store) int64 {
+	t.Helper()
+	evs, err := s.EventsAfter(context.Background(), 0, store.MaxPageLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].Seq
 }
