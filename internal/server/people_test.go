@@ -346,3 +346,19 @@ func TestT44RefreshBinding(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedRefreshUsesNothing: a refresh the grant refuses (a wider
+// scope, an audience the delegation does not allow) leaves the refresh
+// token current, so the agent may ask again.
+func TestRefusedRefreshUsesNothing(t *testing.T) {
+	h := newPeopleHarness(t)
+	tok := h.consented(h.person(), "deploy:create monitoring:read", nil)
+	rt := tok.str("refresh_token")
+	if r := h.refresh("agent:infrabot", rt, url.Values{"scope": {"secrets:manage"}}); r.str("error") != "invalid_scope" {
+		t.Fatalf("wider scope: %d %s", r.status, r.raw)
+	}
+	r := h.refresh("agent:infrabot", rt, url.Values{"scope": {"monitoring:read"}})
+	if r.status != http.StatusOK || r.str("scope") != "monitoring:read" {
+		t.Fatalf("after a refused refresh: %d %s", r.status, r.raw)
+	}
+}

@@ -187,38 +187,47 @@ func (s *Service) refreshEnd(now time.Time, dl store.Delegation) time.Time {
 	return end
 }
 
-// Refresh runs the refresh token grant (RFC 6749 §6): the token is used
-// once and replaced by the next of its family; the access token is bounded
-// like the first (exchange.Grant.Consent), and req's scopes may only
-// narrow. A token presented again revokes the delegation, which ends the
-// family and every access token it issued.
+// Refresh runs the refresh token grant (RFC 6749 §6): the token is read
+// and checked, the access token minted within the grant (exchange.Grant.
+// Consent: bounded like the first, req's scopes only narrow), and only
+// then is the token used and replaced by the next of its family, at once
+// (store.SignIn.RotateRefresh). So a request the grant refuses (a policy,
+// a wider scope) uses nothing up and the agent may ask again; a token
+// presented again, or by two requests at once, is a replay: the
+// delegation is revoked, which ends the family and every access token it
+// issued, the one just minted too.
 func (s *Service) Refresh(ctx context.Context, req exchange.Request, refresh string) (*Tokens, error) {
 	if refresh == "" || len(refresh) > 128 {
 		return nil, s.refuseGrant(ctx, req, "", oauth.InvalidRequest("refresh_token_missing", "refresh_token is missing or malformed", nil))
 	}
 	now := s.now()
-	next, hash := newSecret()
-	used, err := s.Store.RotateRefresh(ctx, hashOf(refresh), now, store.RefreshToken{Hash: hash, CreatedAt: now, ExpiresAt: now})
+	rt, err := s.Store.GetRefresh(ctx, hashOf(refresh))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, s.refuseGrant(ctx, req, "", oauth.New(oauth.ErrInvalidGrant, "refresh_unknown", "the refresh token is not valid", nil))
-	case errors.Is(err, store.ErrReplay):
-		return nil, s.replayed(ctx, req, used.Subject, used.DelegationID, "refresh_reused", "the refresh token was used before; its family is revoked")
 	case err != nil:
 		return nil, oauth.Unavailable("store_unavailable", err)
-	}
-	switch {
-	case used.ClientID != req.Client.ID:
-		return nil, s.refuseGrant(ctx, req, used.Subject, oauth.New(oauth.ErrInvalidGrant, "refresh_client_mismatch", "the refresh token was issued to another client", nil))
-	case !now.Before(used.ExpiresAt):
-		return nil, s.refuseGrant(ctx, req, used.Subject, oauth.New(oauth.ErrInvalidGrant, "refresh_expired", "the refresh token has expired", nil))
+	case !rt.UsedAt.IsZero():
+		return nil, s.replayed(ctx, req, rt.Subject, rt.DelegationID, "refresh_reused", "the refresh token was used before; its family is revoked")
+	case rt.ClientID != req.Client.ID:
+		return nil, s.refuseGrant(ctx, req, rt.Subject, oauth.New(oauth.ErrInvalidGrant, "refresh_client_mismatch", "the refresh token was issued to another client", nil))
+	case !now.Before(rt.ExpiresAt):
+		return nil, s.refuseGrant(ctx, req, rt.Subject, oauth.New(oauth.ErrInvalidGrant, "refresh_expired", "the refresh token has expired", nil))
 	}
 	res, err := s.Grant.Consent(ctx, req, exchange.Consented{
-		GrantType: exchange.GrantRefreshToken, Subject: used.Subject, Actor: used.Actor,
-		DelegationID: used.DelegationID, Scopes: used.Scopes, Resource: used.Resource, SubjectVersion: used.SubjectVersion, VersionBound: true,
+		GrantType: exchange.GrantRefreshToken, Subject: rt.Subject, Actor: rt.Actor,
+		DelegationID: rt.DelegationID, Scopes: rt.Scopes, Resource: rt.Resource, SubjectVersion: rt.SubjectVersion, VersionBound: true,
 	})
 	if err != nil {
 		return nil, err
+	}
+	next, hash := newSecret()
+	_, err = s.Store.RotateRefresh(ctx, rt.Hash, now, store.RefreshToken{Hash: hash, CreatedAt: now})
+	switch {
+	case errors.Is(err, store.ErrReplay), errors.Is(err, store.ErrNotFound):
+		return nil, s.replayed(ctx, req, rt.Subject, rt.DelegationID, "refresh_reused", "the refresh token was used at the same time by another request; its family is revoked")
+	case err != nil:
+		return nil, oauth.Unavailable("store_unavailable", err)
 	}
 	return &Tokens{Result: res, RefreshToken: next}, nil
 }

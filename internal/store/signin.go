@@ -131,6 +131,9 @@ type SignIn interface {
 
 	// CreateRefresh stores the first refresh token of a family.
 	CreateRefresh(ctx context.Context, rt RefreshToken, events ...Event) error
+	// GetRefresh returns the refresh token of hash, used or not, or
+	// ErrNotFound.
+	GetRefresh(ctx context.Context, hash []byte) (RefreshToken, error)
 	// RotateRefresh marks the unused token of hash used at at and stores
 	// next, atomically, and returns the token used: of concurrent
 	// rotations exactly one succeeds. next brings its Hash and CreatedAt;

@@ -143,6 +143,17 @@ func (s *Store) CreateRefresh(ctx context.Context, rt store.RefreshToken, events
 	return nil
 }
 
+// GetRefresh returns the refresh token of hash, or store.ErrNotFound.
+func (s *Store) GetRefresh(ctx context.Context, hash []byte) (store.RefreshToken, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rt, err := one(ctx, s.pool, scanRefresh, "SELECT "+refreshCols+" FROM refresh_tokens WHERE hash = $1", hash)
+	if err != nil {
+		return store.RefreshToken{}, fmt.Errorf("postgres: get refresh token: %w", err)
+	}
+	return rt, nil
+}
+
 // RotateRefresh marks the unused token of hash used at at, stores next and
 // returns the token used, in one transaction; a used token is returned with
 // store.ErrReplay and nothing is stored, an unknown one is

@@ -136,6 +136,15 @@ func (s *Store) CreateRefresh(ctx context.Context, rt store.RefreshToken, events
 	return nil
 }
 
+// GetRefresh returns the refresh token of hash, or store.ErrNotFound.
+func (s *Store) GetRefresh(ctx context.Context, hash []byte) (store.RefreshToken, error) {
+	rt, err := scanRefresh(s.r.QueryRowContext(ctx, "SELECT "+refreshCols+" FROM refresh_tokens WHERE hash = ?", hash))
+	if err != nil {
+		return store.RefreshToken{}, fmt.Errorf("sqlite: get refresh token: %w", err)
+	}
+	return rt, nil
+}
+
 // RotateRefresh marks the unused token of hash used at at, stores next and
 // returns the token used, in one write transaction; a used token is
 // returned with store.ErrReplay and nothing is stored, an unknown one is

@@ -23,7 +23,7 @@ func methods() []string {
 		"UseNonce", "NotBefore", "AdvanceNotBefore",
 		"ListRevocations", "RevocationSeq", "CollectRevocations",
 		"Sweep", "ArchivedLog", "MarkArchived", "DeleteArchivedEvents",
-		"CreateCode", "RedeemCode", "CreateRefresh", "RotateRefresh",
+		"CreateCode", "RedeemCode", "CreateRefresh", "GetRefresh", "RotateRefresh",
 		"CreateSession", "GetSession", "TouchSession", "DeleteSession", "DeleteSessionsOf",
 		"PutPending", "GetPending", "TakePending",
 		"Generation", "Ping",
@@ -419,6 +419,14 @@ func (f *Faulty) CreateRefresh(ctx context.Context, rt store.RefreshToken, event
 		return err
 	}
 	return f.inner.CreateRefresh(ctx, rt, events...)
+}
+
+// GetRefresh implements store.SignIn.
+func (f *Faulty) GetRefresh(ctx context.Context, hash []byte) (store.RefreshToken, error) {
+	if err := f.fault("GetRefresh"); err != nil {
+		return store.RefreshToken{}, err
+	}
+	return f.inner.GetRefresh(ctx, hash)
 }
 
 // RotateRefresh implements store.SignIn.

@@ -254,6 +254,15 @@ func testRefresh(t *testing.T, open func(t *testing.T) store.Store) {
 		if diff := cmp.Diff(want, got, opts()); diff != "" {
 			t.Errorf("RotateRefresh (-want +got):\n%s", diff)
 		}
+		// GetRefresh reads a token, used or not, and knows no other.
+		if read, err := s.GetRefresh(ctx, hashOf("rt-1")); err != nil {
+			t.Errorf("GetRefresh: %v", err)
+		} else if diff := cmp.Diff(want, read, opts()); diff != "" {
+			t.Errorf("GetRefresh (-want +got):\n%s", diff)
+		}
+		if _, err := s.GetRefresh(ctx, hashOf("rt-unknown")); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetRefresh of an unknown token: err = %v, want ErrNotFound", err)
+		}
 		// The successor was stored whole: rotating it returns it.
 		want2 := next("rt-2")
 		want2.UsedAt = at.Add(time.Minute)
