@@ -53,7 +53,7 @@ func arrows() []arrow {
 		{"internal/directory", []string{"internal/store", "internal/audit", "internal/auditchain", "internal/clientauth", "actor", "strictjson"}, "each write with its audit record; secrets hashed as client authentication checks them"},
 		{"internal/directory", []string{"internal/password"}, "a password hash is stored only if sign-in can check it"},
 		{"internal/exchange", []string{"internal/token", "internal/tokenstate", "internal/policy", "internal/audit", "internal/store", "actor", "oauth", "strictjson"}, "a grant checks presented tokens, policy and revocation, signs, and records"},
-		{"internal/signin", []string{"internal/audit", "internal/authorize", "internal/directory", "internal/exchange", "internal/password", "internal/ratelimit", "internal/store", "oauth"}, "sessions, passwords, approvals and the code and refresh grants: delegations through the directory, tokens through the grants"},
+		{"internal/signin", []string{"internal/audit", "internal/auditchain", "internal/authorize", "internal/directory", "internal/exchange", "internal/password", "internal/ratelimit", "internal/store", "oauth"}, "sessions, passwords, approvals and the code and refresh grants: delegations through the directory, tokens through the grants"},
 		{"internal/server", []string{"internal/authorize", "internal/pages", "internal/signin"}, "people's pages: the authorization endpoint, sign-in, consent and My agents"},
 		{"internal/app", []string{"internal/pages", "internal/signin"}, "it wires people's sign-in and the pages"},
 		{"internal/authorize", []string{"oauth"}, "an authorization request is checked before a person sees it; a code's verifier at the token endpoint"},

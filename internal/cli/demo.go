@@ -62,6 +62,13 @@ DIR/mandate.log, so that the run can be questioned afterwards:
 	return cmd
 }
 
+// alicePassword is Alice's password in the demo; alicePasswordHash its
+// argon2id hash.
+const (
+	alicePassword     = "alice-demo-password"
+	alicePasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$o6+X6A3yADlmaKOuq+miFg$E+2MPZc7MaQTAwNXcY0QIa263ftFGFnQVX7f1cgmCio"
+)
+
 // demoReporter is the client the example APIs forward their records as.
 const (
 	demoReporter       = "rs:demo-apis"
@@ -93,12 +100,14 @@ func demoConfig(dir, issuer string, apis ...string) *config.Config {
 	cfg.Delegation.MaxDepth = 3
 	cfg.Admin.Token = audit.NewID("demo-admin-")
 	cfg.Users = append(cfg.Users, config.User{
-		ID:          "user:alice",
-		Permissions: []string{"expense:approve", "expense:read"},
-		Limits:      []map[string]any{{"type": "expense_approval", "max_amount": 1000, "currency": "USD"}},
+		ID:           "user:alice",
+		Permissions:  []string{"expense:approve", "expense:read"},
+		Limits:       []map[string]any{{"type": "expense_approval", "max_amount": 1000, "currency": "USD"}},
+		PasswordHash: alicePasswordHash,
 	})
 	cfg.Agents = append(cfg.Agents,
-		config.Agent{ID: "agent:expense-agent-001", Secret: "expense-demo-secret", Scopes: []string{"expense:approve", "expense:read"}},
+		config.Agent{ID: "agent:expense-agent-001", Secret: "expense-demo-secret", Scopes: []string{"expense:approve", "expense:read"},
+			RedirectURIs: []string{config.DevRedirectURI}},
 		config.Agent{ID: "agent:reaper", Secret: "reaper-demo-secret", Scopes: []string{"deploy:tag"}},
 		config.Agent{ID: demoReporter, Secret: demoReporterSecret, Scopes: []string{server.ScopeAuditReport}, Resources: apis},
 	)

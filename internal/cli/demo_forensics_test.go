@@ -138,14 +138,14 @@ func TestDemoForensics(t *testing.T) {
 		}
 		if len(ap.Authority) != 2 || ap.Authority[0].OnBehalf != "user:alice" || ap.Authority[1].ClientID != "agent:expense-agent-001" ||
 			ap.Authority[1].DelegationID == "" || !strings.Contains(string(ap.Authority[1].AuthorizationDetails), `"max_amount":1000`) {
-			t.Errorf("authority %+v: want Alice's sign-in, then the exchange under her delegation with the $1,000 limit", ap.Authority)
+			t.Errorf("authority %+v: want Alice's approval on the consent page, then the token issued under it with the $1,000 limit", ap.Authority)
 		}
 	})
 
 	t.Run("refusal-rates-per-agent", func(t *testing.T) {
 		table := run(t, "audit", "agents", "--config", cfg)
-		if !strings.Contains(table, "REFUSAL RATE") || !strings.Contains(table, "33.3%") {
-			t.Errorf("the table lacks InfraBot's 33.3%%:\n%s", table)
+		if !strings.Contains(table, "REFUSAL RATE") || !strings.Contains(table, "40.0%") {
+			t.Errorf("the table lacks InfraBot's 40.0%%:\n%s", table)
 		}
 		type key struct{ agent, version string }
 		got := map[key]forensics.AgentStats{}
@@ -154,10 +154,10 @@ func TestDemoForensics(t *testing.T) {
 		}
 		reporter := []string{demoReporter}
 		for _, want := range []forensics.AgentStats{
-			{Agent: "agent:infrabot", Issued: 2, Refused: 1, RefusalRate: 1.0 / 3, APIGranted: 1, APIReportedBy: reporter}, // the chat-triggered prod deploy
-			{Agent: "agent:infrabot", Version: "2.1.0", Issued: 2, Refused: 1, RefusalRate: 1.0 / 3},                       // as the version it declared
+			{Agent: "agent:infrabot", Issued: 3, Refused: 2, RefusalRate: 2.0 / 5, APIGranted: 1, APIReportedBy: reporter}, // secrets:manage never approved, the chat-triggered prod deploy
+			{Agent: "agent:infrabot", Version: "2.1.0", Issued: 3, Refused: 2, RefusalRate: 2.0 / 5},                       // as the version it declared
 			{Agent: "agent:reaper", Refused: 1, RefusalRate: 1},                                                            // the fourth hop
-			{Agent: "agent:expense-agent-001", Issued: 1, APIGranted: 1, APIRefused: 1, APIReportedBy: reporter},           // $1,250 refused by the API
+			{Agent: "agent:expense-agent-001", Issued: 2, APIGranted: 1, APIRefused: 1, APIReportedBy: reporter},           // $1,250 refused by the API
 			{Agent: "agent:argocd", Issued: 2, APIGranted: 1, APIReportedBy: reporter},                                     //
 			{Agent: "agent:cleanup_agent", Issued: 1},                                                                      //
 		} {
@@ -180,7 +180,7 @@ func TestDemoForensics(t *testing.T) {
 		for _, ev := range decodeLines[store.Event](t, run(t, "audit", "query", "--config", cfg, "--jti", hop[0].JTI, "--lineage", "--json")) {
 			actions = append(actions, ev.ClientID+" "+ev.Action)
 		}
-		want := []string{"mandate token.issue", "agent:infrabot token.exchange", "agent:argocd token.exchange",
+		want := []string{"agent:infrabot token.issue", "agent:argocd token.exchange",
 			"agent:cleanup_agent token.exchange", "agent:reaper token.refused"}
 		if !slices.Equal(actions, want) {
 			t.Errorf("lineage %q, want %q", actions, want)

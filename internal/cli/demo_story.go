@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -112,24 +113,6 @@ func (d *demo) mayDo(id string) string {
 	return s + ", and hand on to " + names(a.DelegateTo)
 }
 
-// signIn gets a person's own token (the admin API stands in for sign-in).
-func (d *demo) signIn(ctx context.Context, user string) (string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, d.issuer+"/admin/users/"+user+"/token", nil)
-	req.Header.Set("Authorization", "Bearer "+d.admin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("sign-in: %w", err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.AccessToken == "" {
-		return "", fmt.Errorf("sign-in of %s failed (%d)", user, resp.StatusCode)
-	}
-	return body.AccessToken, nil
-}
-
 // agent is the client of the agent id, with the secret the configuration
 // gives it.
 func (d *demo) agent(id string) (*agent.Client, error) {
@@ -138,6 +121,49 @@ func (d *demo) agent(id string) (*agent.Client, error) {
 		return nil, fmt.Errorf("demo: no agent %s", id)
 	}
 	return agent.New(agent.Config{TokenURL: d.issuer + "/token", ClientID: id, ClientSecret: d.cfg.Agents[i].Secret, Version: demoCast()[id].version})
+}
+
+// consentScopes are what Sam approves for InfraBot at the start of story 1.
+var consentScopes = []string{"monitoring:read", "deploy:create", "deploy:tag"}
+
+// refresh uses the agent's refresh token for a token for audience with
+// scopes and context (the refresh token grant, RFC 6749 §6, with RFC 8707's
+// resource) and prints the decision; refused says whether a refusal is the
+// expected outcome. A refused request leaves the refresh token as it was.
+func (d *demo) refresh(ctx context.Context, g *grant, scopes []string, audience string, facts map[string]any, refused bool) (*tokenAnswer, error) {
+	extra := url.Values{}
+	if facts != nil {
+		b, _ := json.Marshal(facts)
+		extra.Set("context", string(b))
+	}
+	return d.refreshWith(ctx, g, scopes, audience, extra, refused)
+}
+
+// refreshWith is refresh with extra parameters of the token request.
+func (d *demo) refreshWith(ctx context.Context, g *grant, scopes []string, audience string, extra url.Values, refused bool) (*tokenAnswer, error) {
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {g.refresh}, "scope": {strings.Join(scopes, " ")}}
+	if strings.Contains(audience, "://") {
+		form.Set("resource", audience) // RFC 8707: an absolute URI
+	} else {
+		form.Set("audience", audience) // RFC 8693: a logical name, such as an agent's id
+	}
+	for k, v := range extra {
+		form[k] = v
+	}
+	a, err := d.grantToken(ctx, g, form)
+	switch {
+	case err != nil:
+		return nil, err
+	case a.status == http.StatusOK && !refused:
+		d.result("granted to %s: scope %q for %s, expires in %ds", g.agent, a.Scope, audience, a.ExpiresIn)
+		return a, nil
+	case a.status != http.StatusOK && refused:
+		d.result("refused: %d %s (%s)", a.status, a.Error, a.Description)
+		return nil, nil
+	case a.status == http.StatusOK:
+		return nil, fmt.Errorf("demo: %s was granted a token that should have been refused", g.agent)
+	}
+	return nil, fmt.Errorf("demo: refresh by %s: %d %s (%s)", g.agent, a.status, a.Error, a.Description)
 }
 
 // exchange runs one exchange and prints the decision; refused says whether
@@ -185,10 +211,6 @@ func (d *demo) infraBot(ctx context.Context) error {
 	fmt.Fprintf(d.out, "\nStory 1: Sam -> InfraBot -> ArgoCD -> CleanupAgent -> Reaper\n")
 	d.meet("user:sam")
 	d.meet("agent:infrabot")
-	infrabot, err := d.agent("agent:infrabot")
-	if err != nil {
-		return err
-	}
 	mon := d.apis["monitoring"].url
 	d.say("InfraBot calls the monitoring API without a token: the 401 answer says where to learn how to get one.")
 	if err := d.challenge(ctx, mon+"/metrics/cpu"); err != nil {
@@ -196,20 +218,27 @@ func (d *demo) infraBot(ctx context.Context) error {
 	}
 	d.table("GET on /metrics/cpu with no one behind it (-), refused (token_missing), reported by %s.", demoReporter)
 
-	d.say("Sam signs in and hands InfraBot his token.")
-	sam, err := d.signIn(ctx, "user:sam")
+	d.say("Sam signs in at Mandate and approves InfraBot on the consent page (the demo plays his browser): %s.",
+		strings.Join(consentScopes, ", "))
+	g, err := d.consent(ctx, "user:sam", config.DevPassword, "agent:infrabot", consentScopes)
 	if err != nil {
 		return err
 	}
-	d.result("Sam's own token, issued by Mandate itself")
-	d.table("token.issue performed by mandate (the server) on behalf of user:sam, with no CHAIN: no agent yet.")
+	d.result("InfraBot redeemed the code: a token acting for Sam, and a refresh token to keep acting for him while the approval lasts")
+	d.table("delegation.created performed by user:sam, then token.issue by agent:infrabot for user:sam, CHAIN agent:infrabot.")
 
-	d.say("InfraBot asks for monitoring:read and secrets:manage at the monitoring API: the delegation lacks secrets:manage, so it is dropped.")
-	tok, err := d.exchange(ctx, infrabot, "agent:infrabot", agent.Request{SubjectToken: sam, Audience: mon, Scopes: []string{"monitoring:read", "secrets:manage"}}, false)
+	d.say("InfraBot asks for monitoring:read and secrets:manage at the monitoring API: Sam never approved secrets:manage.")
+	if _, err := d.refresh(ctx, g, []string{"monitoring:read", "secrets:manage"}, mon, nil, true); err != nil {
+		return err
+	}
+	d.table("token.refused by agent:infrabot for user:sam, refused (scope_widening).")
+
+	d.say("InfraBot asks again, for what Sam approved: a token for the monitoring API.")
+	tok, err := d.refresh(ctx, g, []string{"monitoring:read"}, mon, nil, false)
 	if err != nil {
 		return err
 	}
-	d.table("token.exchange by agent:infrabot for user:sam, CHAIN agent:infrabot, granted.")
+	d.table("token.issue by agent:infrabot for user:sam, CHAIN agent:infrabot, granted.")
 	d.say("InfraBot reads a dashboard for Sam.")
 	if err := d.call(ctx, http.MethodGet, mon+"/metrics/cpu", tok.AccessToken, "", http.StatusOK); err != nil {
 		return err
@@ -219,19 +248,19 @@ func (d *demo) infraBot(ctx context.Context) error {
 	// Deploy tokens are addressed to ArgoCD: it is met before it is named.
 	d.meet("agent:argocd")
 	d.say("InfraBot, prompted in chat, asks for a prod deploy token: policy prod-deploys-only-from-ci refuses it.")
-	if _, err := d.exchange(ctx, infrabot, "agent:infrabot", agent.Request{SubjectToken: sam, Audience: "agent:argocd",
-		Scopes: []string{"deploy:create"}, Context: map[string]any{"environment": "prod", "trigger": "chat"}}, true); err != nil {
+	if _, err := d.refresh(ctx, g, []string{"deploy:create"}, "agent:argocd",
+		map[string]any{"environment": "prod", "trigger": "chat"}, true); err != nil {
 		return err
 	}
 	d.table("token.refused by agent:infrabot, refused (policy_denied:prod-deploys-only-from-ci).")
 
 	d.say("The CI pipeline triggers InfraBot: it gets a prod deploy token addressed to ArgoCD.")
-	hop1, err := d.exchange(ctx, infrabot, "agent:infrabot", agent.Request{SubjectToken: sam, Audience: "agent:argocd",
-		Scopes: []string{"deploy:create", "deploy:tag"}, Context: map[string]any{"environment": "prod", "trigger": "ci_pipeline"}}, false)
+	hop1, err := d.refresh(ctx, g, []string{"deploy:create", "deploy:tag"}, "agent:argocd",
+		map[string]any{"environment": "prod", "trigger": "ci_pipeline"}, false)
 	if err != nil {
 		return err
 	}
-	d.table("token.exchange by agent:infrabot for user:sam on resource agent:argocd, granted.")
+	d.table("token.issue by agent:infrabot for user:sam on resource agent:argocd, granted.")
 	return d.chain(ctx, hop1.AccessToken)
 }
 
@@ -294,25 +323,21 @@ func (d *demo) expenses(ctx context.Context) error {
 	fmt.Fprintf(d.out, "\nStory 2: Alice -> the expense agent (Alice may approve up to $1,000)\n")
 	d.meet("user:alice")
 	d.meet("agent:expense-agent-001")
-	ea, err := d.agent("agent:expense-agent-001")
+	d.say("Alice signs in and approves her expense agent on the consent page: expense:approve.")
+	g, err := d.consent(ctx, "user:alice", alicePassword, "agent:expense-agent-001", []string{"expense:approve"})
 	if err != nil {
 		return err
 	}
-	d.say("Alice signs in and asks her expense agent to approve her team's expenses.")
-	alice, err := d.signIn(ctx, "user:alice")
-	if err != nil {
-		return err
-	}
-	d.table("token.issue performed by mandate on behalf of user:alice.")
+	d.result("the expense agent redeemed the code: a token acting for Alice, and a refresh token")
+	d.table("delegation.created performed by user:alice, then token.issue by agent:expense-agent-001 for user:alice.")
 	exp := d.apis["expense"].url
 	d.say("The agent asks for an expense_approval limit of $5,000: Mandate grants no more than Alice holds.")
-	tok, err := d.exchange(ctx, ea, "agent:expense-agent-001", agent.Request{SubjectToken: alice, Audience: exp, Scopes: []string{"expense:approve"},
-		AuthorizationDetails: []map[string]any{{"type": "expense_approval", "max_amount": 5000, "currency": "USD"}}}, false)
+	tok, err := d.refreshWith(ctx, g, []string{"expense:approve"}, exp, url.Values{"authorization_details": {`[{"type":"expense_approval","max_amount":5000,"currency":"USD"}]`}}, false)
 	if err != nil {
 		return err
 	}
 	d.result("authorization_details granted: %s", tok.AuthorizationDetails)
-	d.table("token.exchange by agent:expense-agent-001 for user:alice, CHAIN agent:expense-agent-001, granted.")
+	d.table("token.issue by agent:expense-agent-001 for user:alice, CHAIN agent:expense-agent-001, granted.")
 	d.say("It approves a $487.50 expense.")
 	if err := d.call(ctx, http.MethodPost, exp+"/expenses/EXP-1042/approve", tok.AccessToken, `{"amount":487.50,"currency":"USD"}`, http.StatusOK); err != nil {
 		return err

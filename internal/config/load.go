@@ -179,7 +179,11 @@ func (c *Config) PolicyRules() []policy.Rule {
 // DevPassword is user:sam's password in the dev cast (Dev), public like
 // the dev agents' secrets; DevPasswordHash is its argon2id hash.
 const (
-	DevPassword     = "sam-dev-password"
+	DevPassword = "sam-dev-password"
+	// DevRedirectURI is where the dev cast's InfraBot receives codes: any
+	// port of the loopback address, as a desktop or command-line agent
+	// listens (RFC 8252).
+	DevRedirectURI  = "http://127.0.0.1/callback"
 	DevPasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$eOOowOxv/eD0ni0tNiUuvA$Qq+Jp5fjwol26Poz4nW7GYTYVRQ9aD0llx/S+qj0H4M"
 )
 
@@ -204,10 +208,11 @@ func Dev(dataDir string) *Config {
 		}},
 		Agents: []Agent{
 			{
-				ID:         "agent:infrabot",
-				Secret:     "infrabot-dev-secret",
-				Scopes:     []string{"monitoring:read", "deploy:comment", "deploy:create", "deploy:tag"},
-				DelegateTo: []string{"agent:argocd"},
+				ID:           "agent:infrabot",
+				Secret:       "infrabot-dev-secret",
+				Scopes:       []string{"monitoring:read", "deploy:comment", "deploy:create", "deploy:tag"},
+				DelegateTo:   []string{"agent:argocd"},
+				RedirectURIs: []string{DevRedirectURI},
 			},
 			{
 				ID:         "agent:argocd",
@@ -226,6 +231,14 @@ func Dev(dataDir string) *Config {
 			Actor:   "agent:infrabot",
 			Scopes:  []string{"monitoring:read", "deploy:create", "deploy:comment", "deploy:tag"},
 		}},
+		Scopes: []Scope{
+			{Name: "monitoring:read", Description: "Read dashboards and metrics"},
+			{Name: "deploy:create", Description: "Deploy services"},
+			{Name: "deploy:comment", Description: "Comment on deployments"},
+			{Name: "deploy:tag", Description: "Tag releases"},
+			{Name: "secrets:manage", Description: "Read and change secrets"},
+			{Name: "infrastructure:clean", Description: "Remove unused infrastructure"},
+		},
 		Policies: []Policy{{
 			Name:        "prod-deploys-only-from-ci",
 			Description: "Deployments to production come from the CI pipeline, never from a chat.",

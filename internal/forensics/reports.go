@@ -122,7 +122,9 @@ func WhoApproved(ctx context.Context, src Source, resource string, w Window) ([]
 }
 
 // ancestry returns the records that issued jti and each token before it,
-// oldest first.
+// oldest first, after the record of the person's approval that the first
+// of them was issued under (a delegation.created by the person on the
+// consent page), when it has one.
 func ancestry(ctx context.Context, src Source, jti string) ([]store.Event, error) {
 	var out []store.Event
 	err := walkUp(ctx, src, jti, func(tok string, evs []store.Event) {
@@ -137,6 +139,16 @@ func ancestry(ctx context.Context, src Source, jti string) ([]store.Event, error
 		return nil, err
 	}
 	slices.Reverse(out)
+	if len(out) == 0 || out[0].DelegationID == "" || out[0].ParentJTI != "" {
+		return out, nil
+	}
+	approvals, err := All(ctx, src, store.EventFilter{DelegationID: out[0].DelegationID, Action: audit.ActionDelegationNew, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(approvals) == 1 && approvals[0].Performer == approvals[0].OnBehalf {
+		out = append(approvals, out...)
+	}
 	return out, nil
 }
 

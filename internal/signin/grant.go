@@ -90,7 +90,7 @@ func (s *Service) Deny(ctx context.Context, sess store.Session, id, requestID st
 	if err != nil {
 		return "", err
 	}
-	ev := event(audit.ActionConsentDenied, audit.ResultGranted, sess.Subject, requestID)
+	ev := s.event(audit.ActionConsentDenied, audit.ResultGranted, sess.Subject, requestID)
 	ev.ClientID, ev.Chain, ev.Requested, ev.Audience = r.ClientID, []string{r.Actor()}, r.Scopes, r.Resource
 	if err := s.record(ctx, ev); err != nil {
 		return "", err
@@ -241,7 +241,7 @@ func (s *Service) replayed(ctx context.Context, req exchange.Request, subject, d
 	if err := s.Directory.RevokeDelegation(ctx, p, delegationID, reason); err != nil && !errors.Is(err, directory.ErrNotFound) {
 		return oauth.Unavailable("store_unavailable", errors.Join(e, err))
 	}
-	ev := event(audit.ActionGrantReplayed, audit.ResultRefused, req.Client.ID, req.RequestID)
+	ev := s.event(audit.ActionGrantReplayed, audit.ResultRefused, req.Client.ID, req.RequestID)
 	ev.OnBehalf, ev.ClientID, ev.DelegationID, ev.Reason = subject, req.Client.ID, delegationID, reason
 	if err := s.record(ctx, ev); err != nil {
 		return oauth.Unavailable("audit_unavailable", errors.Join(e, err))
@@ -252,7 +252,7 @@ func (s *Service) replayed(ctx context.Context, req exchange.Request, subject, d
 // refuseGrant records a code or refresh token refused before its grant
 // ran, and returns the error to answer with.
 func (s *Service) refuseGrant(ctx context.Context, req exchange.Request, subject string, e *oauth.Error) error {
-	ev := event(audit.ActionTokenRefused, audit.ResultRefused, req.Client.ID, req.RequestID)
+	ev := s.event(audit.ActionTokenRefused, audit.ResultRefused, req.Client.ID, req.RequestID)
 	ev.OnBehalf, ev.ClientID, ev.Reason, ev.Detail, ev.Resource = subject, req.Client.ID, e.Reason, e.Description, audit.ActionTokenIssue
 	if err := s.record(ctx, ev); err != nil {
 		return oauth.Unavailable("audit_unavailable", errors.Join(e, err))

@@ -32,7 +32,7 @@ var (
 // both). Every refusal is recorded.
 func (s *Service) CheckPassword(ctx context.Context, userID, pw, addr, requestID string) (store.User, error) {
 	refuse := func(reason string, err error) (store.User, error) {
-		ev := event(audit.ActionSignIn, audit.ResultRefused, "", requestID)
+		ev := s.event(audit.ActionSignIn, audit.ResultRefused, "", requestID)
 		ev.Reason, ev.Resource = reason, userID
 		if rerr := s.record(ctx, ev); rerr != nil {
 			return store.User{}, errors.Join(err, rerr)
@@ -71,7 +71,7 @@ func (s *Service) NewSession(ctx context.Context, subject, provider, requestID s
 		Hash: hash, Subject: subject, Provider: provider, CSRF: csrf,
 		CreatedAt: now, SeenAt: now, ExpiresAt: now.Add(orDefault(s.SessionMax, DefaultSessionMax)),
 	}
-	ev := event(audit.ActionSignIn, audit.ResultGranted, subject, requestID)
+	ev := s.event(audit.ActionSignIn, audit.ResultGranted, subject, requestID)
 	ev.Resource = provider
 	if err := s.Store.CreateSession(ctx, sess, ev); err != nil {
 		return "", store.Session{}, fmt.Errorf("signin: start a session: %w", err)
@@ -122,7 +122,7 @@ func (s *Service) EndSession(ctx context.Context, cookie, requestID string) erro
 	if err != nil {
 		return err
 	}
-	if err := s.Store.DeleteSession(ctx, sess.Hash, event(audit.ActionSignOut, audit.ResultGranted, sess.Subject, requestID)); err != nil {
+	if err := s.Store.DeleteSession(ctx, sess.Hash, s.event(audit.ActionSignOut, audit.ResultGranted, sess.Subject, requestID)); err != nil {
 		return fmt.Errorf("signin: end the session: %w", err)
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
+	"github.com/mandate-dev/mandate/internal/auditchain"
 	"github.com/mandate-dev/mandate/internal/authorize"
 	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/exchange"
@@ -135,9 +136,16 @@ func (s *Service) decodeRequest(p store.Pending, err error) (authorize.Request, 
 	return r, nil
 }
 
-// event is the audit record of a sign-in action.
-func event(action, result, subject, requestID string) store.Event {
-	return store.Event{Action: action, Result: result, Performer: subject, OnBehalf: subject, RequestID: requestID}
+// event is the audit record of a sign-in action, with its id and time,
+// bounded as the log keeps it (records written with a change, such as a
+// new session, do not pass through the Recorder, which would stamp them).
+func (s *Service) event(action, result, subject, requestID string) store.Event {
+	ev := store.Event{
+		ID: audit.NewID("evt_"), Time: auditchain.Time(s.now()),
+		Action: action, Result: result, Performer: subject, OnBehalf: subject, RequestID: requestID,
+	}
+	audit.Bound(&ev)
+	return ev
 }
 
 // record writes ev; the caller fails closed on its error.
@@ -148,4 +156,3 @@ func (s *Service) record(ctx context.Context, ev store.Event) error {
 	return nil
 }
 
-var _ = audit.ResultGranted
