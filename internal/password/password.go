@@ -88,8 +88,14 @@ func Check(encoded, pw string) (bool, error) {
 // answers nothing: a sign-in of an unknown person, or of one who has no
 // password, calls it so that it takes as long as a wrong password.
 func CheckNone(pw string) {
-	h := hash{memory: memoryKiB, passes: passes, lanes: lanes, salt: make([]byte, saltLen)}
+	h := noneHash()
 	_ = subtle.ConstantTimeCompare(h.derive(pw, keyLen), make([]byte, keyLen))
+}
+
+// noneHash is what CheckNone derives with: Hash's parameters and salt
+// length, so that its work is Check's against a hash Hash made.
+func noneHash() hash {
+	return hash{memory: memoryKiB, passes: passes, lanes: lanes, salt: make([]byte, saltLen)}
 }
 
 // Validate returns nil when encoded is a hash that Check accepts, and an
