@@ -165,9 +165,9 @@ func parseDuration(v string) time.Duration {
 	return durationChoices()[0].d
 }
 
-// limitWords says each of the person's limits in words, e.g. "approve
-// expenses up to 1000 USD" for {type: expense_approval, max_amount: 1000,
-// currency: USD}.
+// limitWords says each of the person's limits in words, e.g.
+// "expense approval: amount up to 1000 USD" for {type: expense_approval,
+// max_amount: 1000, currency: USD}: the agent acts within them.
 func limitWords(limits []byte) []string {
 	if len(limits) == 0 {
 		return nil
@@ -179,12 +179,19 @@ func limitWords(limits []byte) []string {
 	var out []string
 	for _, e := range entries {
 		typ, _ := e["type"].(string)
+		currency, _ := e["currency"].(string)
 		var parts []string
 		for _, k := range slices.Sorted(maps.Keys(e)) {
-			if k == "type" {
-				continue
+			name := strings.ReplaceAll(k, "_", " ")
+			switch {
+			case k == "type", k == "currency" && e["max_amount"] != nil:
+			case k == "max_amount" && currency != "":
+				parts = append(parts, fmt.Sprintf("amount up to %v %s", e[k], currency))
+			case strings.HasPrefix(k, "max_"):
+				parts = append(parts, fmt.Sprintf("%s up to %v", strings.TrimPrefix(name, "max "), e[k]))
+			default:
+				parts = append(parts, fmt.Sprintf("%s %v", name, e[k]))
 			}
-			parts = append(parts, fmt.Sprintf("%s %v", strings.ReplaceAll(k, "_", " "), e[k]))
 		}
 		out = append(out, strings.ReplaceAll(typ, "_", " ")+": "+strings.Join(parts, ", "))
 	}

@@ -362,3 +362,20 @@ func TestRefusedRefreshUsesNothing(t *testing.T) {
 		t.Fatalf("after a refused refresh: %d %s", r.status, r.raw)
 	}
 }
+
+// TestLimitWords: the consent page says a person's limits in words.
+func TestLimitWords(t *testing.T) {
+	h := newPeopleHarness(t)
+	if _, err := h.store.UpdateUser(context.Background(), "user:sam", func(u store.User) (store.User, error) {
+		u.Limits = []byte(`[{"type":"expense_approval","max_amount":1000,"currency":"USD"},{"type":"deploy_window","max_minutes":30,"region":"eu"}]`)
+		return u, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cp := h.person().consent(h.authorizeURL("agent:infrabot", "deploy:create", "s", nil), "user:sam", samPassword)
+	for _, want := range []string{"expense approval: amount up to 1000 USD", "deploy window: minutes up to 30, region eu"} {
+		if !strings.Contains(cp.text(), want) {
+			t.Errorf("the consent page does not say %q:\n%s", want, cp.text())
+		}
+	}
+}
