@@ -120,8 +120,9 @@ func TestT38PKCEAtTheServer(t *testing.T) {
 			if back.Host != "127.0.0.1:8400" || q.Get("error") != "invalid_request" || q.Get("iss") != h.url || q.Get("state") != "st-1" || q.Has("code") {
 				t.Fatalf("redirected to %s", back)
 			}
-			if !h.refused("authorize.refused", c.reason) {
-				t.Fatalf("no authorize.refused record with reason %s", c.reason)
+			evs := h.events(store.EventFilter{Action: "authorize.refused"})
+			if len(evs) == 0 || evs[0].Reason != c.reason || evs[0].ClientID != "agent:infrabot" || evs[0].Resource != "/authorize" {
+				t.Fatalf("recorded %+v, want reason %s", evs, c.reason)
 			}
 		})
 	}
@@ -405,6 +406,17 @@ func TestT42ConsentPage(t *testing.T) {
 		}
 		if !h.refused("authorize.refused", "request_gone") {
 			t.Fatal("no authorize.refused record with reason request_gone")
+		}
+	})
+
+	t.Run("ok/no-scope-offers-the-agents-that-the-person-holds", func(t *testing.T) {
+		pg := p.consent(h.authorizeURL("agent:infrabot", "", "st-1", nil), "user:sam", samPassword)
+		code, _ := p.approve(pg, nil)
+		tok := h.codeToken("agent:infrabot", code, verifierA)
+		// InfraBot's scopes are monitoring:read, deploy:comment,
+		// deploy:create and deploy:tag; Sam lacks deploy:comment.
+		if tok.status != http.StatusOK || tok.str("scope") != "monitoring:read deploy:create deploy:tag" {
+			t.Fatalf("token: %d %s", tok.status, tok.raw)
 		}
 	})
 
