@@ -64,6 +64,11 @@ const (
 	// ActionSignOut its end.
 	ActionSignIn  = "person.sign_in"
 	ActionSignOut = "person.sign_out"
+	// ActionAuthorizeRefused records an authorization request refused at
+	// /authorize or on the consent page (an error page, or an error sent
+	// back to the client), at most once a second per reason with the
+	// count, since anyone can provoke most of them.
+	ActionAuthorizeRefused = "authorize.refused"
 	// ActionConsentDenied records a person declining an authorization
 	// request; an approval is recorded as the delegation it creates.
 	ActionConsentDenied = "consent.denied"

@@ -11,9 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mandate-dev/mandate/internal/authorize"
 	"github.com/mandate-dev/mandate/internal/signin"
-	"github.com/mandate-dev/mandate/internal/store"
 )
 
 // consentView is the consent page's content: who asks, for which agent,
@@ -21,6 +19,7 @@ import (
 // may hand on.
 type consentView struct {
 	RequestID     string
+	Shown         string
 	Client, Agent string
 	ClientIsAgent bool
 	Scopes        []scopeView
@@ -46,7 +45,7 @@ type durationView struct {
 // goneRequest is the page of an authorization request that was decided,
 // expired or never existed: replaying an approval lands here.
 func goneRequest() *pageFailure {
-	return &pageFailure{status: http.StatusForbidden, title: "This request is no longer pending",
+	return &pageFailure{status: http.StatusForbidden, reason: "request_gone", title: "This request is no longer pending",
 		message: "It was approved or declined already, or it expired. Nothing was granted now; start again from the application."}
 }
 
@@ -61,18 +60,29 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req, err := s.cfg.SignIn.Request(r.Context(), id)
+	o, err := s.cfg.SignIn.Offer(r.Context(), sess, id)
+	if err != nil {
+		return consentFailure(err)
+	}
+	view := consentViewOf(id, o, s.cfg.ScopeDescriptions)
+	return s.cfg.Pages.Render(w, http.StatusOK, "consent", s.pageOf(r, sess, "Approve an agent", view), formTarget(o.Request.RedirectURI))
+}
+
+// consentFailure is the page of a consent that cannot go on.
+func consentFailure(err error) error {
 	switch {
 	case errors.Is(err, signin.ErrRequestGone):
 		return goneRequest()
-	case err != nil:
-		return unavailablePage(err)
+	case errors.Is(err, signin.ErrAgentUnknown):
+		return &pageFailure{status: http.StatusBadRequest, reason: "agent_unknown", title: "This request cannot be used", message: "The agent it names is not known to this server."}
+	case errors.Is(err, signin.ErrNotShown):
+		return &pageFailure{status: http.StatusForbidden, reason: "consent_not_shown", title: "This approval does not match",
+			message: "What was sent is not what this page showed you, or the request changed since. Nothing was granted; open the request again to see it as it is now."}
+	case errors.Is(err, signin.ErrNothingApproved):
+		return &pageFailure{status: http.StatusBadRequest, reason: "nothing_approved", title: "Nothing approved",
+			message: "Tick at least one permission, or decline. The request is no longer pending; start again from the application."}
 	}
-	view, err := s.consentView(r, sess, id, req)
-	if err != nil {
-		return err
-	}
-	return s.cfg.Pages.Render(w, http.StatusOK, "consent", s.pageOf(r, sess, "Approve an agent", view), formTarget(req.RedirectURI))
+	return unavailablePage(err)
 }
 
 // formTarget is the origin the consent form's answer redirects to, for
@@ -85,35 +95,22 @@ func formTarget(redirectURI string) string {
 	return u.Scheme + "://" + u.Host
 }
 
-func (s *Server) consentView(r *http.Request, sess store.Session, id string, req authorize.Request) (consentView, error) {
-	u, err := s.cfg.Store.GetUser(r.Context(), sess.Subject)
-	if err != nil {
-		return consentView{}, unavailablePage(err)
-	}
-	agent, err := s.cfg.Store.GetAgent(r.Context(), req.Actor())
-	if errors.Is(err, store.ErrNotFound) {
-		return consentView{}, &pageFailure{status: http.StatusBadRequest, title: "This request cannot be used", message: "The agent it names is not known to this server."}
-	}
-	if err != nil {
-		return consentView{}, unavailablePage(err)
-	}
+// consentViewOf is the consent page of the offer for request id, with the
+// scopes described in descriptions.
+func consentViewOf(id string, o signin.Offer, descriptions map[string]string) consentView {
+	req := o.Request
 	v := consentView{
-		RequestID: id, Client: req.ClientID, Agent: req.Actor(), ClientIsAgent: req.RequestedActor == "",
-		Audience: req.Resource, DelegateTo: agent.DelegateTo, RedirectHost: formTarget(req.RedirectURI),
-		Limits: limitWords(u.Limits),
+		RequestID: id, Shown: o.Shown, Client: req.ClientID, Agent: req.Actor(), ClientIsAgent: req.RequestedActor == "",
+		Audience: req.Resource, DelegateTo: o.Agent.DelegateTo, RedirectHost: formTarget(req.RedirectURI),
+		Limits: limitWords(o.Person.Limits),
 	}
-	scopes := req.Scopes
-	if len(scopes) == 0 {
-		scopes = agent.Scopes
-	}
-	for _, sc := range scopes {
-		v.Scopes = append(v.Scopes, scopeView{Name: sc, Description: s.cfg.ScopeDescriptions[sc],
-			Held: slices.Contains(u.Permissions, sc) && slices.Contains(agent.Scopes, sc)})
+	for _, sc := range o.Scopes {
+		v.Scopes = append(v.Scopes, scopeView{Name: sc.Name, Description: descriptions[sc.Name], Held: sc.Approvable})
 	}
 	for i, c := range durationChoices() {
 		v.Durations = append(v.Durations, durationView{Value: c.value, Label: c.label, Selected: i == 0})
 	}
-	return v, nil
+	return v
 }
 
 // consentDecision is POST /consent: approve the ticked scopes for the
@@ -122,7 +119,7 @@ func (s *Server) consentView(r *http.Request, sess store.Session, id string, req
 func (s *Server) consentDecision(w http.ResponseWriter, r *http.Request) error {
 	sess, err := s.session(r)
 	if errors.Is(err, signin.ErrNoSession) {
-		return &pageFailure{status: http.StatusForbidden, title: "Signed out",
+		return &pageFailure{status: http.StatusForbidden, reason: "signed_out", title: "Signed out",
 			message: "You are not signed in any more, so nothing was approved. Start again from the application."}
 	}
 	if err != nil {
@@ -136,20 +133,15 @@ func (s *Server) consentDecision(w http.ResponseWriter, r *http.Request) error {
 	var location string
 	switch form.Get("decision") {
 	case "approve":
-		location, err = s.cfg.SignIn.Approve(r.Context(), sess, id, signin.Approval{Scopes: form["scope"], Duration: parseDuration(form.Get("duration"))}, requestID(r.Context()))
+		a := signin.Approval{Scopes: form["scope"], Duration: parseDuration(form.Get("duration")), Shown: form.Get("shown")}
+		location, err = s.cfg.SignIn.Approve(r.Context(), sess, id, a, requestID(r.Context()))
 	case "deny":
 		location, err = s.cfg.SignIn.Deny(r.Context(), sess, id, requestID(r.Context()))
 	default:
-		return &pageFailure{status: http.StatusBadRequest, title: "Bad request", message: "Choose approve or decline."}
+		return &pageFailure{status: http.StatusBadRequest, reason: "decision_missing", title: "Bad request", message: "Choose approve or decline."}
 	}
-	switch {
-	case errors.Is(err, signin.ErrRequestGone):
-		return goneRequest()
-	case errors.Is(err, signin.ErrNothingApproved):
-		return &pageFailure{status: http.StatusBadRequest, title: "Nothing approved",
-			message: "Tick at least one permission, or decline. The request is no longer pending; start again from the application."}
-	case err != nil:
-		return unavailablePage(err)
+	if err != nil {
+		return consentFailure(err)
 	}
 	return seeOther(w, location)
 }

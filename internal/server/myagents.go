@@ -144,7 +144,7 @@ func (s *Server) revokeMine(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound), err == nil && d.Subject != sess.Subject:
 		// Another person's delegation is as unknown as a missing one.
-		return &pageFailure{status: http.StatusNotFound, title: "Not found", message: "You have no such delegation."}
+		return &pageFailure{status: http.StatusNotFound, reason: "delegation_unknown", title: "Not found", message: "You have no such delegation."}
 	case err != nil:
 		return unavailablePage(err)
 	}

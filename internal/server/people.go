@@ -32,10 +32,13 @@ const (
 // pageFailure is an error a page handler shows as an error page with its
 // status; its message is for the person and names nothing internal.
 type pageFailure struct {
-	status  int
-	title   string
-	message string
-	err     error
+	status int
+	// reason is the machine-readable cause of a refusal (4xx), for its
+	// audit record, with the client it concerns when known.
+	reason, clientID string
+	title            string
+	message          string
+	err              error
 }
 
 func (e *pageFailure) Error() string {
@@ -65,11 +68,46 @@ func (s *Server) page(name string, h handlerFunc) http.Handler {
 		if !errors.As(err, &pf) {
 			pf = &pageFailure{status: http.StatusInternalServerError, title: "Something went wrong", message: "The server could not show this page.", err: err}
 		}
+		if pf.status < http.StatusInternalServerError {
+			if rerr := s.recordPageRefusal(r, name, pf.reason, pf.clientID, pf.title); rerr != nil {
+				pf = unavailablePage(errors.Join(err, rerr))
+			}
+		}
 		if pf.err != nil {
 			s.cfg.Logger.WarnContext(r.Context(), "page", "route", name, "request_id", requestID(r.Context()), "error", pf.err.Error())
 		}
 		return s.cfg.Pages.Render(w, pf.status, "error", pages.Page{Title: pf.title, Data: pf.message})
 	})
+}
+
+// recordPageRefusal records a refused page request of route: at most once
+// a second per action and reason, with the count (refusalTally), since
+// anyone can provoke most of them. Its error is the audit log's, and the
+// caller then answers 503.
+func (s *Server) recordPageRefusal(r *http.Request, route, reason, clientID, detail string) error {
+	if reason == "" {
+		reason = "refused"
+	}
+	action := pageRefusedAction(route)
+	ev := audit.Event{
+		Action: action, Result: audit.ResultRefused, Reason: reason, Detail: detail, ClientID: clientID,
+		RequestID: requestID(r.Context()), Resource: r.URL.Path,
+	}
+	return s.recordTallied(r.Context(), &s.pageRefusals, s.pageRefusals.add(action+" "+reason, ev, s.cfg.Now()))
+}
+
+// pageRefusedAction is the audit action of a refused request to a page
+// route.
+func pageRefusedAction(route string) string {
+	switch route {
+	case "login":
+		return audit.ActionSignIn
+	case "logout":
+		return audit.ActionSignOut
+	case "my_agents":
+		return audit.ActionDelegationGone
+	}
+	return audit.ActionAuthorizeRefused
 }
 
 // cookieName is name with the __Host- prefix when cookies are Secure.
@@ -126,10 +164,10 @@ func (s *Server) pageOf(r *http.Request, sess store.Session, title string, data 
 func readPageForm(w http.ResponseWriter, r *http.Request, want string) (url.Values, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
-		return nil, &pageFailure{status: http.StatusBadRequest, title: "Bad request", message: "The form could not be read."}
+		return nil, &pageFailure{status: http.StatusBadRequest, reason: "form_unreadable", title: "Bad request", message: "The form could not be read."}
 	}
 	if want == "" || !signin.CheckCSRF(store.Session{CSRF: want}, r.PostForm.Get("csrf")) {
-		return nil, &pageFailure{status: http.StatusForbidden, title: "Form expired",
+		return nil, &pageFailure{status: http.StatusForbidden, reason: "csrf_invalid", title: "Form expired",
 			message: "This form was not sent from this server's page, or it has expired. Nothing was changed; open the page again."}
 	}
 	return r.PostForm, nil
@@ -153,9 +191,12 @@ func (s *Server) authorizeEndpoint(w http.ResponseWriter, r *http.Request) error
 		if pe.Err != nil {
 			return unavailablePage(pe.Err)
 		}
-		return &pageFailure{status: http.StatusBadRequest, title: "This request cannot be used", message: pe.Message}
+		return &pageFailure{status: http.StatusBadRequest, reason: pe.Reason, clientID: req.ClientID, title: "This request cannot be used", message: pe.Message}
 	case err != nil:
 		e := oauth.As(err)
+		if rerr := s.recordPageRefusal(r, "authorize", e.Reason, req.ClientID, e.Description); rerr != nil {
+			return unavailablePage(errors.Join(err, rerr))
+		}
 		pages.Headers(w)
 		http.Redirect(w, r, authorize.Redirect(req.RedirectURI, authorize.ErrorParams(e, req.State, s.cfg.Issuer)), http.StatusFound)
 		return nil
@@ -226,6 +267,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	user, request := form.Get("username"), form.Get("request")
 	if len(user) > 256 || len(form.Get("password")) > 1024 {
+		if err := s.recordPageRefusal(r, "login", "credentials_too_long", "", "id or password too long"); err != nil {
+			return unavailablePage(err)
+		}
 		return s.renderLogin(w, r, http.StatusBadRequest, request, "", "That id or password is too long.")
 	}
 	u, err := s.cfg.SignIn.CheckPassword(r.Context(), user, form.Get("password"), remoteAddr(r), requestID(r.Context()))

@@ -125,6 +125,8 @@ type Server struct {
 	formRefusals refusalTally
 	// limitRefusals tallies the requests the rate limits refused.
 	limitRefusals refusalTally
+	// pageRefusals tallies refused page requests, per action and reason.
+	pageRefusals refusalTally
 	// openStreams counts the open revocation streams per reader.
 	openStreams streamCounts
 }
@@ -162,7 +164,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{}), adminRefusals: refusalTally{window: time.Second},
 		clientRefusals: refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32},
 		formRefusals:   refusalTally{window: time.Second, maxKeys: 3, maxRecords: 3},
-		limitRefusals:  refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32}}
+		limitRefusals:  refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32},
+		pageRefusals:   refusalTally{window: time.Second, maxKeys: 64, maxRecords: 32}}
 	feedMetrics(cfg.Registry, func() (int64, float64) {
 		seq, since := cfg.Feed.Progress()
 		return seq, since.Seconds()

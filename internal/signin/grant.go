@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
@@ -24,6 +23,8 @@ type Approval struct {
 	// Duration is how long the delegation lasts, at most
 	// DefaultDelegation.
 	Duration time.Duration
+	// Shown is the Shown of the offer the consent page showed.
+	Shown string
 }
 
 // ErrNothingApproved is an approval with no scope of the request ticked.
@@ -35,21 +36,34 @@ const performerMandate = "mandate"
 
 // Approve turns the pending request id into a delegation from the person
 // of sess to the request's agent, bounded by the approval, and a
-// single-use code bound to it; it returns where to send the browser. The
-// request is taken first, so an approval counts once: a replay finds it
-// gone (ErrRequestGone).
+// single-use code bound to it; it returns where to send the browser.
+// Only the offer shown in this session can be approved (ErrNotShown
+// otherwise, and the request stays pending), and of it only the ticked
+// scopes the person holds and the agent may have. The request is then
+// taken, so an approval counts once: a replay finds it gone
+// (ErrRequestGone).
 func (s *Service) Approve(ctx context.Context, sess store.Session, id string, a Approval, requestID string) (string, error) {
+	o, err := s.Offer(ctx, sess, id)
+	if err != nil {
+		return "", err
+	}
+	if !o.matches(a.Shown) {
+		return "", ErrNotShown
+	}
 	p, err := s.Store.TakePending(ctx, kindAuthorize, hashOf(id))
 	r, err := s.decodeRequest(p, err)
 	if err != nil {
 		return "", err
 	}
-	var scopes []string
-	for _, sc := range r.Scopes {
-		if slices.Contains(a.Scopes, sc) {
-			scopes = append(scopes, sc)
-		}
+	// The offer again, of the request as taken: what changed in between
+	// is not approved either.
+	if o, err = s.offer(ctx, sess, id, r); err != nil {
+		return "", err
 	}
+	if !o.matches(a.Shown) {
+		return "", ErrNotShown
+	}
+	scopes := o.approvable(a.Scopes)
 	if len(scopes) == 0 {
 		return "", ErrNothingApproved
 	}
