@@ -35,13 +35,16 @@ const (
 	ActionUserPermissions = "user.permissions"
 	ActionUserRevoked     = "user.revoked"
 	ActionUserLimits      = "user.limits"
-	ActionUserCreated     = "user.created"
-	ActionUserDeleted     = "user.deleted"
-	ActionAgentCreated    = "agent.created"
-	ActionAgentUpdated    = "agent.updated"
-	ActionAgentDisabled   = "agent.disabled"
-	ActionAgentEnabled    = "agent.enabled"
-	ActionAgentDeleted    = "agent.deleted"
+	// ActionUserRoles records a change of a person's roles in Mandate
+	// (admin, auditor), as their identity provider says at sign-in.
+	ActionUserRoles     = "user.roles"
+	ActionUserCreated   = "user.created"
+	ActionUserDeleted   = "user.deleted"
+	ActionAgentCreated  = "agent.created"
+	ActionAgentUpdated  = "agent.updated"
+	ActionAgentDisabled = "agent.disabled"
+	ActionAgentEnabled  = "agent.enabled"
+	ActionAgentDeleted  = "agent.deleted"
 	// ActionAgentSecret records a new client secret given to an agent
 	// (never the secret); the old one is no longer accepted.
 	ActionAgentSecret       = "agent.secret"
