@@ -25,10 +25,10 @@ import (
 	"github.com/mandate-dev/mandate/internal/pages"
 	"github.com/mandate-dev/mandate/internal/ratelimit"
 	"github.com/mandate-dev/mandate/internal/signin"
-	"github.com/mandate-dev/mandate/internal/upstream"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
+	"github.com/mandate-dev/mandate/internal/upstream"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
