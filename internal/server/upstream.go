@@ -25,6 +25,10 @@ const upstreamCookie = "mandate_upstream"
 // provider: the issuer followed by it.
 const CallbackPath = "/login/callback"
 
+// maxRequestID bounds the pending request id a sign-in link carries (the
+// ids are 43 characters).
+const maxRequestID = 128
+
 // providerLinks are the sign-in page's links to the login providers, to
 // go on with the pending authorization request request.
 func (s *Server) providerLinks(request string) []providerLink {
@@ -48,6 +52,9 @@ func (s *Server) loginProviderStart(w http.ResponseWriter, r *http.Request) erro
 	q := r.URL.Query()
 	if s.cfg.Upstream == nil {
 		return unknownProviderPage(nil)
+	}
+	if len(q.Get("request")) > maxRequestID {
+		return &pageFailure{status: http.StatusBadRequest, title: "Bad request", message: "This sign-in link is not one of this server's."}
 	}
 	p, err := s.cfg.Upstream.Provider(r.Context(), q.Get("issuer"))
 	switch {

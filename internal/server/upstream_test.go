@@ -290,3 +290,23 @@ func TestUpstreamPeopleFollowTheProvider(t *testing.T) {
 		t.Errorf("the person managed in Mandate changed (-before +after):\n%s", diff)
 	}
 }
+
+// TestUpstreamProviderDown: a provider that cannot be reached does not
+// stop Mandate from starting; the sign-in page still lists it, and
+// starting there says it is unavailable and changes nothing.
+func TestUpstreamProviderDown(t *testing.T) {
+	h := newHarnessEdited(t, openSQLite, nil, func(c *config.Config) {
+		withPeople(c)
+		c.IdentityProviders = append(c.IdentityProviders, config.IdentityProvider{Issuer: "http://127.0.0.1:1",
+			Login: &config.Login{Name: "Down SSO", ClientID: "mandate", UserID: "sso:{sub}", Scopes: []string{"openid"}}})
+	})
+	p := h.person()
+	login := p.get("/login")
+	start := p.get(login.link(t, "Sign in with Down SSO"))
+	if start.status != http.StatusBadGateway || !strings.Contains(start.text(), "cannot be reached") {
+		t.Fatalf("start at a provider that is down: %d %s", start.status, start.text())
+	}
+	if unknown := p.get("/login/provider?issuer=" + url.QueryEscape("https://nobody.example")); unknown.status != http.StatusNotFound {
+		t.Errorf("start at an unknown provider: %d %s", unknown.status, unknown.text())
+	}
+}
