@@ -26,6 +26,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/store/cache"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
+	"github.com/mandate-dev/mandate/internal/upstream"
 	"github.com/mandate-dev/mandate/jwks"
 )
 
@@ -169,6 +170,10 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	}
 	checkpoints := newCheckpointer(cfg, raw, now, logger)
 	people, renderer, err := newSignIn(cfg, raw, cached, grant, recorder, now)
+	var providers *upstream.Set
+	if err == nil {
+		providers, err = newUpstream(cfg)
+	}
 	if err != nil {
 		recorder.Close()
 		stopTracing(shutdownTracing, logger)
@@ -179,7 +184,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
 		ClientLimit: newLimiter(cfg.RateLimits.PerClient, now), IPLimit: newLimiter(cfg.RateLimits.PerIP, now),
 		IngestLimit: newLimiter(cfg.RateLimits.IngestPerReporter, now), Tracer: tp.Tracer(scopeServer),
-		SignIn: people, Pages: renderer, ScopeDescriptions: cfg.ScopeDescriptions(),
+		SignIn: people, Pages: renderer, Upstream: providers, ScopeDescriptions: cfg.ScopeDescriptions(),
 	})
 	if err != nil {
 		recorder.Close()

@@ -9,9 +9,11 @@ import (
 	"github.com/mandate-dev/mandate/internal/exchange"
 	"github.com/mandate-dev/mandate/internal/pages"
 	"github.com/mandate-dev/mandate/internal/ratelimit"
+	"github.com/mandate-dev/mandate/internal/server"
 	"github.com/mandate-dev/mandate/internal/signin"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/store/cache"
+	"github.com/mandate-dev/mandate/internal/upstream"
 )
 
 // newSignIn is people's sign-in and consent, and the pages that show
@@ -30,4 +32,17 @@ func newSignIn(cfg *config.Config, raw store.Store, cached *cache.Store, grant *
 		SessionIdle: cfg.SignIn.SessionIdle.Std(), SessionMax: cfg.SignIn.SessionMax.Std(),
 		AccountLimit: perMinute(cfg.SignIn.AttemptsPerAccount), AddressLimit: perMinute(cfg.SignIn.AttemptsPerAddress),
 	}, r, nil
+}
+
+// newUpstream is the identity providers people sign in through (those
+// with a login section), all calling back to the issuer's
+// server.CallbackPath. Each is built on first use, not here, so that a
+// provider down when Mandate starts stops only sign-in through it, and is
+// asked again later.
+func newUpstream(cfg *config.Config) (*upstream.Set, error) {
+	set, err := upstream.NewLazySet(cfg, cfg.Issuer+server.CallbackPath, nil)
+	if err != nil {
+		return nil, fmt.Errorf("identity providers: %w", err)
+	}
+	return set, nil
 }

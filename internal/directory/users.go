@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -115,19 +116,29 @@ func (d *Directory) SetRoles(ctx context.Context, p Performer, id string, roles 
 	if err := CheckRoles("roles", roles); err != nil {
 		return store.User{}, err
 	}
+	ev, err := d.rolesEvent(p, id, roles)
+	if err != nil {
+		return store.User{}, err
+	}
+	return d.updateUser(ctx, "user", id, func(u store.User) store.User {
+		u.Roles = roles
+		return u
+	}, ev)
+}
+
+// rolesEvent is the user.roles record of id now holding roles, listed in
+// its context ({"roles": [...]}, empty for none).
+func (d *Directory) rolesEvent(p Performer, id string, roles []string) (store.Event, error) {
 	ev := d.event(p, audit.ActionUserRoles, id)
 	ev.OnBehalf = id
 	b, err := json.Marshal(struct {
 		Roles []string `json:"roles"`
 	}{Roles: append([]string{}, roles...)})
 	if err != nil {
-		return store.User{}, fmt.Errorf("directory: roles: %w", err)
+		return store.Event{}, fmt.Errorf("directory: roles: %w", err)
 	}
 	ev.Context = b
-	return d.updateUser(ctx, "user", id, func(u store.User) store.User {
-		u.Roles = roles
-		return u
-	}, ev)
+	return ev, nil
 }
 
 // RevokeSubject raises the revocation version of the user id, recorded as
@@ -190,4 +201,106 @@ func normalLimits(limits json.RawMessage) json.RawMessage {
 		return nil
 	}
 	return normalJSON(limits)
+}
+
+// SyncPerson makes the stored person u.ID what their identity provider
+// (u.Provider, required) says at sign-in: it creates them with u's
+// Permissions and Roles, recorded as user.created, or updates the
+// permissions and roles of one the same provider manages, recorded as
+// user.permissions and user.roles when they changed (nothing is written
+// when nothing did). A permission removed stops every token carrying it at
+// once (the store's scope revocation entries), as SetPermissions does.
+//
+// It refuses a person managed in Mandate (Provider "") or by another
+// provider, and an id an agent has (ErrConflict, so that a provider
+// cannot take over an account it does not manage), invalid permissions
+// (ErrInvalid), and fails with the store's error.
+func (d *Directory) SyncPerson(ctx context.Context, p Performer, u store.User) (store.User, error) {
+	if u.Provider == "" {
+		return store.User{}, invalid("provider", "a person synchronised from a provider needs its issuer")
+	}
+	if err := checkID(u.ID); err != nil {
+		return store.User{}, err
+	}
+	if err := CheckScopes("permissions", u.Permissions, false); err != nil {
+		return store.User{}, err
+	}
+	perms, roles := sortedSet(u.Permissions), sortedSet(u.Roles)
+	old, err := d.Store.GetUser(ctx, u.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return d.createSynced(ctx, p, store.User{ID: u.ID, Permissions: perms, Roles: roles, Provider: u.Provider})
+	case err != nil:
+		return store.User{}, err
+	}
+	if err := managedBy(old, u.Provider); err != nil {
+		return store.User{}, err
+	}
+	permsChanged, rolesChanged := !slices.Equal(sortedSet(old.Permissions), perms), !slices.Equal(sortedSet(old.Roles), roles)
+	if !permsChanged && !rolesChanged {
+		return old, nil
+	}
+	var events []store.Event
+	if permsChanged {
+		ev := d.event(p, audit.ActionUserPermissions, u.ID)
+		ev.OnBehalf, ev.Scopes = u.ID, perms
+		events = append(events, bound(ev))
+	}
+	if rolesChanged {
+		ev, err := d.rolesEvent(p, u.ID, roles)
+		if err != nil {
+			return store.User{}, err
+		}
+		events = append(events, bound(ev))
+	}
+	now := d.now()
+	synced, err := d.Store.UpdateUser(ctx, u.ID, func(cur store.User) (store.User, error) {
+		// Checked again inside the write: the person may have changed
+		// since the read.
+		if err := managedBy(cur, u.Provider); err != nil {
+			return store.User{}, err
+		}
+		cur.Permissions, cur.Roles, cur.UpdatedAt = perms, roles, now
+		return cur, nil
+	}, events...)
+	if errors.Is(err, ErrConflict) {
+		return store.User{}, err
+	}
+	return synced, storeErr(err, "user", u.ID)
+}
+
+// createSynced creates the provider-managed person u.
+func (d *Directory) createSynced(ctx context.Context, p Performer, u store.User) (store.User, error) {
+	if err := idFree(ctx, u.ID, "an agent", d.Store.GetAgent); err != nil {
+		return store.User{}, err
+	}
+	now := d.now()
+	u.CreatedAt, u.UpdatedAt = now, now
+	ev := d.event(p, audit.ActionUserCreated, u.ID)
+	ev.OnBehalf, ev.Scopes = u.ID, u.Permissions
+	if err := d.Store.CreateUser(ctx, u, bound(ev)); err != nil {
+		return store.User{}, storeErr(err, "user", u.ID)
+	}
+	return u, nil
+}
+
+// managedBy refuses u unless the provider issuer manages them.
+func managedBy(u store.User, issuer string) error {
+	switch u.Provider {
+	case issuer:
+		return nil
+	case "":
+		return &ConflictError{ID: u.ID, Problem: "a person managed in Mandate has this id; an identity provider cannot take it over"}
+	}
+	return &ConflictError{ID: u.ID, Problem: "another identity provider manages the person of this id"}
+}
+
+// sortedSet is v sorted without repeats; nil when empty.
+func sortedSet(v []string) []string {
+	if len(v) == 0 {
+		return nil
+	}
+	out := slices.Clone(v)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

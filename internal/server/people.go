@@ -253,7 +253,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 		token = audit.NewID("")
 		s.setCookie(w, loginCookie, token, 600)
 	}
-	view := loginView{CSRF: token, Request: request, Username: username, Message: message}
+	view := loginView{CSRF: token, Request: request, Username: username, Message: message, Providers: s.providerLinks(request)}
 	return s.cfg.Pages.Render(w, status, "login", pages.Page{Title: "Sign in", Data: view})
 }
 

@@ -44,6 +44,9 @@ func (s *Server) routes() http.Handler {
 		page("GET /login", "login", s.loginPage)
 		page("POST /login", "login", s.login)
 		page("POST /logout", "logout", s.logout)
+		// Sign-in at a company's identity provider: Upstream.
+		page("GET /login/provider", "login_provider", s.loginProviderStart)
+		page("GET /login/callback", "login_callback", s.loginCallback)
 		page("GET /consent", "consent", s.consentPage)
 		page("POST /consent", "consent", s.consentDecision)
 		page("GET /my/agents", "my_agents", s.myAgents)

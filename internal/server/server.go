@@ -26,6 +26,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
+	"github.com/mandate-dev/mandate/internal/upstream"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
@@ -77,6 +78,10 @@ type Config struct {
 	SignIn *signin.Service
 	// Pages renders the pages; required with SignIn.
 	Pages *pages.Renderer
+	// Upstream is the identity providers people sign in through, listed
+	// on the sign-in page (GET /login/provider, GET /login/callback); nil
+	// or empty for none. Used with SignIn only.
+	Upstream *upstream.Set
 	// ScopeDescriptions say what each scope allows, in words, on the
 	// consent page.
 	ScopeDescriptions map[string]string

@@ -1,5 +1,7 @@
 // Package signin is people's part in Mandate: browser sessions, local
-// passwords, authorization requests waiting for consent, the approval that
+// passwords, sign-in at a company's identity provider (kept between its
+// start and its callback; the person then follows the provider),
+// authorization requests waiting for consent, the approval that
 // turns one into a delegation and a single-use code, and the code and
 // refresh token grants that follow. It knows no HTTP: the server's
 // handlers and pages call it.

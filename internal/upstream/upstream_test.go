@@ -116,22 +116,18 @@ func TestFinish(t *testing.T) {
 	var secrets []string
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d.mu.Lock()
-			d.advISS, d.store.groupsInIDToken, d.tamper = tt.advISS, tt.inIDTok, tt.tamper
-			d.mu.Unlock()
+			d.AdvertiseISS(tt.advISS)
+			d.GroupsInIDToken(tt.inIDTok)
+			d.Tamper(tt.tamper)
 			p := d.newProvider(t, tt.config)
-			q, st := start(t, p, tt.user)
+			q, st := d.start(t, p, tt.user)
 			secrets = append(secrets, q.Get("code"), st.Nonce, st.Verifier)
 			if tt.callback != nil {
 				tt.callback(callback{q: q, st: &st})
 			}
-			d.mu.Lock()
-			infos := d.infos
-			d.mu.Unlock()
+			infos := d.Userinfos()
 			got, err := p.Finish(context.Background(), q, st)
-			d.mu.Lock()
-			asked := d.infos > infos
-			d.mu.Unlock()
+			asked := d.Userinfos() > infos
 			if tt.noInfo && asked {
 				t.Error("userinfo was asked though the ID token had every claim needed")
 			}
@@ -183,7 +179,7 @@ func TestFinish(t *testing.T) {
 // the first's token endpoint; without iss, the first cannot redeem it.
 func TestMixUp(t *testing.T) {
 	a, b := newIDP(t), newIDP(t)
-	b.advISS = true
+	b.AdvertiseISS(true)
 	cfg := &config.Config{IdentityProviders: []config.IdentityProvider{a.login("A"), b.login("B"),
 		{Issuer: "https://tokens-only.example", JWKSURI: "https://tokens-only.example/keys", Audience: "mandate"}}}
 	set, err := upstream.NewSet(context.Background(), cfg, redirectURI, http.DefaultClient)
@@ -205,7 +201,7 @@ func TestMixUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qB, _ := start(t, pb, "sam")
+	qB, _ := b.start(t, pb, "sam")
 	qB.Set("state", stA.State)
 	qB.Set("iss", b.issuer)
 	before := len(a.tokens())
@@ -221,11 +217,11 @@ func TestMixUp(t *testing.T) {
 		t.Error("A issued tokens for B's code")
 	}
 	// B's own callback with B's pending signs in, iss required.
-	qB2, stB := start(t, pb, "sam")
+	qB2, stB := b.start(t, pb, "sam")
 	if _, err := pb.Finish(context.Background(), qB2, stB); !errors.Is(err, upstream.ErrIssuer) {
 		t.Errorf("B.Finish without the iss B advertises = %v, want ErrIssuer", err)
 	}
-	qB3, stB3 := start(t, pb, "sam")
+	qB3, stB3 := b.start(t, pb, "sam")
 	qB3.Set("iss", b.issuer)
 	if id, err := pb.Finish(context.Background(), qB3, stB3); err != nil || id.UserID != "user:sam" || id.Issuer != b.issuer {
 		t.Errorf("B.Finish = %v, %v", id, err)
@@ -237,7 +233,7 @@ func TestMixUp(t *testing.T) {
 func TestRecheck(t *testing.T) {
 	d := newIDP(t)
 	p := d.newProvider(t, nil)
-	q, st := start(t, p, "sam")
+	q, st := d.start(t, p, "sam")
 	id, err := p.Finish(context.Background(), q, st)
 	if err != nil {
 		t.Fatal(err)
@@ -254,9 +250,7 @@ func TestRecheck(t *testing.T) {
 	}
 
 	// The provider takes sam out of mandate-admins.
-	d.mu.Lock()
-	d.store.groups["u1"] = []string{"sre"}
-	d.mu.Unlock()
+	d.SetGroups("u1", []string{"sre"})
 	now, err := p.Recheck(context.Background(), id.Subject, again.RefreshToken)
 	if err != nil {
 		t.Fatalf("Recheck: %v", err)
@@ -270,7 +264,7 @@ func TestRecheck(t *testing.T) {
 	}
 
 	// The provider disables sam: their tokens end there.
-	if err := d.store.TerminateSession(context.Background(), "u1", clientID); err != nil {
+	if err := d.EndSessions(context.Background(), "u1"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = p.Recheck(context.Background(), id.Subject, now.RefreshToken)
@@ -338,8 +332,41 @@ func TestPendingJSON(t *testing.T) {
 		t.Errorf("authorization URL %s: want a S256 challenge and a nonce, not the verifier", authURL)
 	}
 	// A sign-in finished with the round-tripped state works.
-	q := signIn(t, authURL, "sam")
+	q := d.SignIn(t, authURL, "sam").Query()
 	if id, err := p.Finish(context.Background(), q, back); err != nil || id.UserID != "user:sam" {
 		t.Fatalf("Finish = %v, %v", id, err)
+	}
+}
+
+// TestLazySet: a provider that cannot be reached at start does not stop
+// the others, and is tried again after Retry.
+func TestLazySet(t *testing.T) {
+	d := newIDP(t)
+	down := d.login("Down")
+	down.Issuer = "http://127.0.0.1:1"
+	cfg := &config.Config{IdentityProviders: []config.IdentityProvider{d.login("Up"), down}}
+	set, err := upstream.NewLazySet(cfg, redirectURI, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []upstream.Choice{{Issuer: d.issuer, Name: "Up"}, {Issuer: down.Issuer, Name: "Down"}}
+	if diff := cmp.Diff(want, set.Choices()); diff != "" {
+		t.Errorf("Choices (-want +got):\n%s", diff)
+	}
+	if len(set.Providers()) != 0 {
+		t.Error("a lazy set built providers before their use")
+	}
+	if _, err := set.Provider(context.Background(), down.Issuer); err == nil {
+		t.Error("Provider of an unreachable issuer succeeded")
+	}
+	p, err := set.Provider(context.Background(), d.issuer)
+	if err != nil || p.Name() != "Up" {
+		t.Fatalf("Provider = %v, %v", p, err)
+	}
+	if got, ok := set.Lookup(d.issuer); !ok || got != p {
+		t.Error("Lookup does not return the provider built")
+	}
+	if _, err := set.Provider(context.Background(), "https://other.example"); !errors.Is(err, upstream.ErrUnknownProvider) {
+		t.Errorf("Provider(unknown) = %v, want ErrUnknownProvider", err)
 	}
 }
