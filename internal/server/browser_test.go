@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/browsertest"
+	"github.com/mandate-dev/mandate/internal/upstream/upstreamtest"
 )
 
 // clientApp is the application a person is sent back to: a loopback page that
@@ -41,16 +42,35 @@ func (a *clientApp) received() url.Values {
 }
 
 // TestBrowserSignInConsentAndRevoke is the person's story in a real
-// browser: Sam signs in with a password, reads the consent page naming
+// browser, once with a local password and once through the company's
+// OpenID provider: the person signs in, reads the consent page naming
 // agent:infrabot, unticks a scope and approves; InfraBot redeems the code
 // for a token with the approved scope only and act.sub agent:infrabot and
-// refreshes it once; Sam opens My agents, sees the delegation and its last
-// action, and revokes it; the API then refuses the token and the refresh
-// token is dead. Every page passes the accessibility check; screenshots of
-// the consent page and My agents are saved (browsertest.Screenshot).
+// refreshes it once; the person opens My agents, sees the delegation and
+// its last action, and revokes it; the API then refuses the token and the
+// refresh token is dead. Every page passes the accessibility check;
+// screenshots of the consent page and My agents are saved
+// (browsertest.Screenshot).
 func TestBrowserSignInConsentAndRevoke(t *testing.T) {
+	for _, way := range []string{"password", "provider"} {
+		t.Run(way, func(t *testing.T) { browserStory(t, way) })
+	}
+}
+
+func browserStory(t *testing.T, way string) {
 	b := browsertest.New(t)
-	h := newPeopleHarness(t)
+	var (
+		h      *harness
+		idp    company
+		person = "user:sam"
+	)
+	if way == "provider" {
+		var idps []company
+		h, idps = newUpstreamHarness(t, "sso:{preferred_username}")
+		idp, person = idps[0], "sso:sam"
+	} else {
+		h = newPeopleHarness(t)
+	}
 	api := h.resourceServer("https://deploy.example", nil)
 	a := newApp(t)
 	redirect := a.srv.URL + "/cb"
@@ -63,9 +83,19 @@ func TestBrowserSignInConsentAndRevoke(t *testing.T) {
 		t.Fatalf("not sent to sign in: %s", b.URL(t))
 	}
 	b.CheckAccessibility(t, "sign-in")
-	b.Type(t, "#username", "user:sam")
-	b.Type(t, "#password", samPassword)
-	b.ClickText(t, "Sign in")
+	if way == "password" {
+		b.Type(t, "#username", "user:sam")
+		b.Type(t, "#password", samPassword)
+		b.ClickText(t, "Sign in")
+	} else {
+		b.ClickText(t, "Sign in with "+idp.name)
+		if !strings.HasPrefix(b.URL(t), idp.Issuer) {
+			t.Fatalf("not at the provider: %s", b.URL(t))
+		}
+		b.Type(t, `input[name="username"]`, "sam")
+		b.Type(t, `input[name="password"]`, upstreamtest.Password)
+		b.ClickText(t, "Login")
+	}
 
 	if !strings.Contains(b.URL(t), "/consent") {
 		t.Fatalf("not on the consent page: %s: %s", b.URL(t), b.Text(t, "main"))
@@ -96,7 +126,7 @@ func TestBrowserSignInConsentAndRevoke(t *testing.T) {
 	}
 	c := claims(t, tok.str("access_token"))
 	act, _ := c["act"].(map[string]any)
-	if c["sub"] != "user:sam" || act["sub"] != "agent:infrabot" || c["scope"] != "deploy:create" || c["aud"] != "https://deploy.example" {
+	if c["sub"] != person || act["sub"] != "agent:infrabot" || c["scope"] != "deploy:create" || c["aud"] != "https://deploy.example" {
 		t.Fatalf("token claims %v", c)
 	}
 	ref := h.refresh("agent:infrabot", tok.str("refresh_token"), nil)
