@@ -121,6 +121,15 @@ func WhoApproved(ctx context.Context, src Source, resource string, w Window) ([]
 	return out, nil
 }
 
+// Ancestry answers "where did this token's authority come from?": the
+// records that issued the token jti and each token it was exchanged from,
+// oldest first, the person's own token first when the log holds it. It is
+// empty when no record issued jti. It walks the parent_jti links one query
+// per token and returns ErrTooMany past maxLineage tokens.
+func Ancestry(ctx context.Context, src Source, jti string) ([]store.Event, error) {
+	return ancestry(ctx, src, jti)
+}
+
 // ancestry returns the records that issued jti and each token before it,
 // oldest first.
 func ancestry(ctx context.Context, src Source, jti string) ([]store.Event, error) {
