@@ -53,6 +53,7 @@ func arrows() []arrow {
 		{"internal/exchange", []string{"internal/token", "internal/tokenstate", "internal/policy", "internal/audit", "internal/store", "actor", "oauth", "strictjson"}, "a grant checks presented tokens, policy and revocation, signs, and records"},
 		{"internal/signin", []string{"internal/audit", "internal/authorize", "internal/directory", "internal/exchange", "internal/password", "internal/ratelimit", "internal/store", "oauth"}, "sessions, passwords, approvals and the code and refresh grants: delegations through the directory, tokens through the grants"},
 		{"internal/server", []string{"internal/authorize", "internal/pages", "internal/signin"}, "people's pages: the authorization endpoint, sign-in, consent and My agents"},
+		{"internal/server", []string{"internal/picture"}, "the staff pages draw delegation chains and refusal rates"},
 		{"internal/app", []string{"internal/pages", "internal/signin"}, "it wires people's sign-in and the pages"},
 		{"internal/authorize", []string{"oauth"}, "an authorization request is checked before a person sees it; a code's verifier at the token endpoint"},
 		{"internal/forensics", []string{"internal/audit", "internal/exchange", "internal/store"}, "questions asked of the log's records"},
