@@ -364,3 +364,21 @@ func TestStaffPagesEscape(t *testing.T) {
 		t.Error("no refusal bars on the audit page")
 	}
 }
+
+// TestSignInRecordsAreStamped: the records a sign-in and a sign-out commit
+// with their session carry an id and a time, as every other record does,
+// so that the Audit page says when they happened.
+func TestSignInRecordsAreStamped(t *testing.T) {
+	h := newPeopleHarness(t)
+	p := h.staffMember("user:alex")
+	f := p.get("/my/agents").form(t, "/logout")
+	if res := p.post("/logout", f); res.status != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d %s", res.status, res.text())
+	}
+	for _, action := range []string{audit.ActionSignIn, audit.ActionSignOut} {
+		evs := h.events(store.EventFilter{Action: action, Subject: "user:alex"})
+		if len(evs) != 1 || evs[0].ID == "" || evs[0].Time.IsZero() {
+			t.Errorf("%s records %+v", action, evs)
+		}
+	}
+}

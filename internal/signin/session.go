@@ -73,7 +73,7 @@ func (s *Service) NewSession(ctx context.Context, subject, provider, requestID s
 	}
 	ev := event(audit.ActionSignIn, audit.ResultGranted, subject, requestID)
 	ev.Resource = provider
-	if err := s.Store.CreateSession(ctx, sess, ev); err != nil {
+	if err := s.Store.CreateSession(ctx, sess, s.committed(ev)); err != nil {
 		return "", store.Session{}, fmt.Errorf("signin: start a session: %w", err)
 	}
 	return cookie, sess, nil
@@ -122,7 +122,7 @@ func (s *Service) EndSession(ctx context.Context, cookie, requestID string) erro
 	if err != nil {
 		return err
 	}
-	if err := s.Store.DeleteSession(ctx, sess.Hash, event(audit.ActionSignOut, audit.ResultGranted, sess.Subject, requestID)); err != nil {
+	if err := s.Store.DeleteSession(ctx, sess.Hash, s.committed(event(audit.ActionSignOut, audit.ResultGranted, sess.Subject, requestID))); err != nil {
 		return fmt.Errorf("signin: end the session: %w", err)
 	}
 	return nil

@@ -140,6 +140,16 @@ func event(action, result, subject, requestID string) store.Event {
 	return store.Event{Action: action, Result: result, Performer: subject, OnBehalf: subject, RequestID: requestID}
 }
 
+// committed is ev as a store write commits it with its change, past the
+// Recorder that stamps what it records (audit.Recorder.Stamp): an id and
+// the time, whole microseconds in UTC as the log keeps them, and its text
+// bounded.
+func (s *Service) committed(ev store.Event) store.Event {
+	ev.ID, ev.Time = audit.NewID("evt_"), s.now().Truncate(time.Microsecond)
+	audit.Bound(&ev)
+	return ev
+}
+
 // record writes ev; the caller fails closed on its error.
 func (s *Service) record(ctx context.Context, ev store.Event) error {
 	if err := s.Audit.Record(ctx, ev); err != nil {
