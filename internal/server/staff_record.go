@@ -199,8 +199,9 @@ func (s *Server) delegationFacts(r *http.Request, id string) (*delegationFacts, 
 // chainHops draws ev's chain: the person, then each agent in the order it
 // acted, each with what its token was given. With the token's ancestry
 // (oldest first) each hop is an issued token; without it the hops come
-// from ev's own chain, the last with ev's scopes and audience. A refused
-// request is drawn as a refused last hop.
+// from ev's own chain, the last with ev's scopes and audience, drawn
+// refused when ev is a refusal. A refused exchange of a token in the log
+// adds the hop it asked for, refused.
 func chainHops(ev store.Event, authority []store.Event) []picture.Hop {
 	refused := refusedEvent(ev)
 	person := picture.Hop{ID: ev.OnBehalf, Kind: picture.KindPerson, Granted: true}
@@ -217,7 +218,9 @@ func chainHops(ev store.Event, authority []store.Event) []picture.Hop {
 			}
 			agents = append(agents, picture.Hop{ID: a.Chain[0], Kind: picture.KindAgent, Scopes: a.Scopes, Audience: a.Audience, Granted: true})
 		}
-		if refused && len(ev.Chain) > 0 {
+		if refused && ev.Action == audit.ActionTokenRefused && len(ev.Chain) > 0 {
+			// The exchange the token was presented to was refused: the
+			// hop it asked for.
 			scopes := ev.Requested
 			if len(scopes) == 0 {
 				scopes = ev.Scopes

@@ -303,11 +303,26 @@ func TestStaffAuditRecord(t *testing.T) {
 		}
 	}
 
+	// A refused exchange of a token in the log is drawn as its chain and
+	// the hop it asked for, refused.
+	_, hop1 := h.argoToken("deploy:create")
+	if r := h.exchange("agent:argocd", hop1, oauth.TokenTypeAccessToken, url.Values{"scope": {"secrets:manage"}}); r.status == http.StatusOK {
+		t.Fatal("argocd got secrets:manage")
+	}
+	refusals := h.events(store.EventFilter{Action: audit.ActionTokenRefused, Actor: "agent:argocd"})
+	if len(refusals) != 1 {
+		t.Fatalf("refusals %+v", refusals)
+	}
+	pg := admin.get("/manage/audit/record?seq=" + strconv.FormatInt(refusals[0].Seq, 10))
+	if !strings.Contains(pg.body, "user:sam (person) → agent:infrabot (agent; scopes deploy:create; audience agent:argocd) → agent:argocd (agent; refused; scopes secrets:manage).") {
+		t.Errorf("the refused hop is not drawn:\n%s", pg.body)
+	}
+
 	// A delegation given on the consent page was approved by the person.
 	p := h.person()
 	tok := h.consented(p, "deploy:create", nil)
 	cjti, _ := claims(t, tok.str("access_token"))["jti"].(string)
-	pg := admin.get("/manage/audit/record?jti=" + url.QueryEscape(cjti))
+	pg = admin.get("/manage/audit/record?jti=" + url.QueryEscape(cjti))
 	if txt := pg.text(); pg.status != http.StatusOK || !strings.Contains(txt, "approved by the person on the consent page: user:sam") {
 		t.Errorf("a consented token's record: %d %s", pg.status, txt)
 	}
@@ -355,6 +370,9 @@ func TestStaffPagesEscape(t *testing.T) {
 		}
 		if strings.Contains(pg.body, evil) || strings.Contains(pg.body, "<script") {
 			t.Errorf("%s: the raw name is in the page:\n%s", name, pg.body)
+		}
+		if strings.Contains(pg.body, " style=") || !strings.Contains(pg.header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+			t.Errorf("%s: an inline style (the CSP blocks it) or no CSP", name)
 		}
 		if !strings.Contains(pg.text(), evil) {
 			t.Errorf("%s: the name is not shown as text:\n%s", name, pg.text())
