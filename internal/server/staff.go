@@ -131,12 +131,16 @@ func (s *Server) manageAgents(w http.ResponseWriter, r *http.Request) error {
 		}
 		view.Agents = append(view.Agents, av)
 	}
+	// The notice names an agent of the list only: a link cannot make the
+	// page say anything else.
 	q := r.URL.Query()
-	switch q.Get("done") {
-	case "disabled":
-		view.Notice = "Disabled " + q.Get("agent") + ". Its tokens are refused everywhere within a second."
-	case "enabled":
-		view.Notice = "Enabled " + q.Get("agent") + ". Tokens revoked while it was disabled stay revoked."
+	i := slices.IndexFunc(agents, func(a store.Agent) bool { return a.ID == q.Get("agent") })
+	switch {
+	case i < 0:
+	case q.Get("done") == "disabled" && agents[i].Disabled:
+		view.Notice = "Disabled " + agents[i].ID + ". Its tokens are refused everywhere within a second."
+	case q.Get("done") == "enabled" && !agents[i].Disabled:
+		view.Notice = "Enabled " + agents[i].ID + ". Tokens revoked while it was disabled stay revoked."
 	}
 	return s.cfg.Pages.Render(w, http.StatusOK, "agents", s.pageOf(r, sess, "Agents", view))
 }

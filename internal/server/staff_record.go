@@ -242,6 +242,10 @@ func chainHops(ev store.Event, authority []store.Event) []picture.Hop {
 	if person.ID == "" {
 		return agents
 	}
+	if len(ev.Chain) == 0 && ev.OnBehalf != "" && ev.OnBehalf == ev.ClientID {
+		// An agent's token for itself: no person stands behind it.
+		person.Kind = picture.KindAgent
+	}
 	return append([]picture.Hop{person}, agents...)
 }
 

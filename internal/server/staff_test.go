@@ -163,6 +163,12 @@ func TestStaffDisableEnableAgent(t *testing.T) {
 		t.Fatalf("enable records %+v", evs)
 	}
 
+	// A link cannot make the page announce what did not happen.
+	for _, q := range []string{"done=disabled&agent=agent:mallory", "done=disabled&agent=Your+session+expired"} {
+		if txt := admin.get("/manage/agents?" + q).text(); strings.Contains(txt, "Disabled") {
+			t.Errorf("?%s: the page says %s", q, txt)
+		}
+	}
 	form.Set("agent", "agent:nobody")
 	if res := admin.post("/manage/agents/disable", form); res.status != http.StatusNotFound {
 		t.Fatalf("an unknown agent: %d %s", res.status, res.text())
