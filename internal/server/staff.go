@@ -2,6 +2,7 @@ package server
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"html/template"
 	"net/http"
@@ -62,15 +63,26 @@ func (s *Server) staff(w http.ResponseWriter, r *http.Request, roles ...string) 
 		message: "This page is for Mandate's administrators and auditors. Ask an administrator if you need it."}
 }
 
+// statsLimit bounds the token records a staff page counts, and
+// statsBudget the time it may spend counting them (of the request's
+// RequestTimeout), so that a busy day shows the page without the rates
+// instead of failing it.
+const (
+	statsLimit  = 200_000
+	statsBudget = time.Second
+)
+
 // agentStats counts the agents' token requests over statsWindow
-// (forensics.Agents). note is set, and the answer empty, when the window
-// holds too many records to count on a page.
+// (forensics.RefusalRates). note is set, and the answer empty, when the
+// window holds more than statsLimit of them or counting them takes longer
+// than statsBudget.
 func (s *Server) agentStats(r *http.Request) (stats []forensics.AgentStats, note string, err error) {
-	now := s.cfg.Now()
-	stats, err = forensics.Agents(r.Context(), s.cfg.Store, forensics.Window{Since: now.Add(-statsWindow)})
+	ctx, cancel := context.WithTimeout(r.Context(), statsBudget)
+	defer cancel()
+	stats, err = forensics.RefusalRates(ctx, s.cfg.Store, forensics.Window{Since: s.cfg.Now().Add(-statsWindow)}, statsLimit)
 	switch {
-	case errors.Is(err, forensics.ErrTooMany):
-		return nil, "Too many records in " + statsWindowText + " to count refusals here; use mandate audit agents with a shorter window.", nil
+	case errors.Is(err, forensics.ErrTooMany), errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
+		return nil, "Too many token requests in " + statsWindowText + " to count them here; run mandate audit agents with a shorter window.", nil
 	case err != nil:
 		return nil, "", unavailablePage(err)
 	}

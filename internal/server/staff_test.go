@@ -406,3 +406,22 @@ func TestSignInRecordsAreStamped(t *testing.T) {
 		}
 	}
 }
+
+// TestStaffPagesWhenTheLogFails: counting the refusal rates past its time
+// budget shows the page without them; a log that cannot be read fails the
+// page as unavailable, showing nothing.
+func TestStaffPagesWhenTheLogFails(t *testing.T) {
+	h := newPeopleHarness(t)
+	admin := h.staffMember("user:alice", "admin")
+	h.faulty.Fail("QueryEvents", context.DeadlineExceeded)
+	pg := admin.get("/manage/agents")
+	if pg.status != http.StatusOK || !strings.Contains(pg.text(), "Too many token requests") || !strings.Contains(pg.text(), "not counted") {
+		t.Errorf("Agents with a slow log: %d %s", pg.status, pg.text())
+	}
+	h.faulty.Fail("QueryEvents", nil)
+	for _, path := range []string{"/manage/agents", "/manage/audit", "/manage/audit/record?seq=1"} {
+		if pg := admin.get(path); pg.status != http.StatusServiceUnavailable || !strings.Contains(pg.text(), "Try again later") {
+			t.Errorf("%s with the log down: %d %s", path, pg.status, pg.text())
+		}
+	}
+}
