@@ -64,8 +64,8 @@ func (s *Server) staff(w http.ResponseWriter, r *http.Request, roles ...string) 
 }
 
 // statsLimit bounds the token records a staff page counts, and
-// statsBudget the time it may spend counting them (of the request's
-// RequestTimeout), so that a busy day shows the page without the rates
+// statsBudget the time it may spend counting them (at most half of what
+// is left of the request's RequestTimeout), so that a busy day shows the page without the rates
 // instead of failing it.
 const (
 	statsLimit  = 200_000
@@ -77,7 +77,12 @@ const (
 // window holds more than statsLimit of them or counting them takes longer
 // than statsBudget.
 func (s *Server) agentStats(r *http.Request) (stats []forensics.AgentStats, note string, err error) {
-	ctx, cancel := context.WithTimeout(r.Context(), statsBudget)
+	budget := statsBudget
+	if end, ok := r.Context().Deadline(); ok {
+		// Leave the rest of the page at least as much time.
+		budget = min(budget, time.Until(end)/2)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), budget)
 	defer cancel()
 	stats, err = forensics.RefusalRates(ctx, s.cfg.Store, forensics.Window{Since: s.cfg.Now().Add(-statsWindow)}, statsLimit)
 	switch {
