@@ -55,6 +55,7 @@ func arrows() []arrow {
 		{"internal/exchange", []string{"internal/token", "internal/tokenstate", "internal/policy", "internal/audit", "internal/store", "actor", "oauth", "strictjson"}, "a grant checks presented tokens, policy and revocation, signs, and records"},
 		{"internal/signin", []string{"internal/audit", "internal/auditchain", "internal/authorize", "internal/directory", "internal/exchange", "internal/password", "internal/ratelimit", "internal/store", "oauth"}, "sessions, passwords, approvals and the code and refresh grants: delegations through the directory, tokens through the grants"},
 		{"internal/server", []string{"internal/authorize", "internal/pages", "internal/signin"}, "people's pages: the authorization endpoint, sign-in, consent and My agents"},
+		{"internal/server", []string{"internal/picture"}, "the staff pages draw delegation chains and refusal rates"},
 		{"internal/app", []string{"internal/pages", "internal/signin"}, "it wires people's sign-in and the pages"},
 		{"internal/upstream/upstreamtest", []string{"internal/config"}, "the test provider hands out login sections for the tests of sign-in through it"},
 		{"internal/signin", []string{"internal/upstream"}, "a sign-in at a company's provider is kept, finished there and turned into a person"},

@@ -3,6 +3,7 @@ package forensics_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -340,5 +341,51 @@ func TestReportedBy(t *testing.T) {
 		if s.Subject == "user:kim" && !slices.Equal(s.ReportedBy, []string{"rs:rogue (token mismatch: subject,chain)"}) {
 			t.Errorf("for user:kim reported by %q", s.ReportedBy)
 		}
+	}
+}
+
+// TestRefusalRatesAgreeWithAgents: RefusalRates counts the token requests
+// as Agents does, from every backend, aggregated refusals included, and
+// stops at its limit.
+func TestRefusalRatesAgreeWithAgents(t *testing.T) {
+	type row struct {
+		agent, version  string
+		issued, refused int
+		rate            string
+	}
+	rowsOf := func(stats []forensics.AgentStats) []row {
+		var out []row
+		for _, s := range stats {
+			if s.Issued+s.Refused > 0 {
+				out = append(out, row{s.Agent, s.Version, s.Issued, s.Refused, fmt.Sprintf("%.3f", s.RefusalRate)})
+			}
+		}
+		return out
+	}
+	srcs := sources(t)
+	srcs["aggregated"] = forensics.NewMemory([]store.Event{
+		{ID: "e1", Seq: 1, Time: t0, Action: "client.auth", Result: "refused", ClientID: "agent:x", Attributes: json.RawMessage(`{"refusals":"5"}`)},
+		{ID: "e2", Seq: 2, Time: t0.Add(time.Second), Action: "token.issue", Result: "granted", ClientID: "agent:x", JTI: "j"},
+	})
+	ctx := context.Background()
+	for name, src := range srcs {
+		t.Run(name, func(t *testing.T) {
+			for _, w := range []forensics.Window{{}, {Since: t0.Add(7 * time.Minute)}} {
+				all, err := forensics.Agents(ctx, src, w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rates, err := forensics.RefusalRates(ctx, src, w, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := rowsOf(rates), rowsOf(all); !slices.Equal(got, want) || len(want) == 0 && w.Since.IsZero() {
+					t.Errorf("window %v: RefusalRates\n%v\nAgents\n%v", w, got, want)
+				}
+			}
+			if _, err := forensics.RefusalRates(ctx, src, forensics.Window{}, 1); !errors.Is(err, forensics.ErrTooMany) {
+				t.Errorf("past the limit: %v, want ErrTooMany", err)
+			}
+		})
 	}
 }

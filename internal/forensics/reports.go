@@ -121,6 +121,15 @@ func WhoApproved(ctx context.Context, src Source, resource string, w Window) ([]
 	return out, nil
 }
 
+// Ancestry answers "where did this token's authority come from?": the
+// records that issued the token jti and each token it was exchanged from,
+// oldest first, the person's own token first when the log holds it. It is
+// empty when no record issued jti. It walks the parent_jti links one query
+// per token and returns ErrTooMany past maxLineage tokens.
+func Ancestry(ctx context.Context, src Source, jti string) ([]store.Event, error) {
+	return ancestry(ctx, src, jti)
+}
+
 // ancestry returns the records that issued jti and each token before it,
 // oldest first, after the record of the person's approval that the first
 // of them was issued under (a delegation.created by the person on the
@@ -182,27 +191,12 @@ func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	type key struct{ agent, version string }
-	rows := map[key]*AgentStats{}
-	count := func(agent, version string, fn func(*AgentStats)) {
-		keys := []key{{agent, ""}}
-		if version != "" {
-			keys = append(keys, key{agent, version})
-		}
-		for _, k := range keys {
-			r := rows[k]
-			if r == nil {
-				r = &AgentStats{Agent: k.agent, Version: k.version}
-				rows[k] = r
-			}
-			fn(r)
-		}
-	}
+	rows := statsTable{}
 	// issuedTo maps a jti to the agent and version it was issued to.
-	issuedTo := map[string]key{}
+	issuedTo := map[string]statsKey{}
 	for _, ev := range evs {
 		if issued(ev) && ev.JTI != "" {
-			issuedTo[ev.JTI] = key{ev.ClientID, ev.AgentVersion}
+			issuedTo[ev.JTI] = statsKey{ev.ClientID, ev.AgentVersion}
 		}
 	}
 	for _, ev := range evs {
@@ -210,9 +204,9 @@ func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
 		case ev.ClientID == exchange.SignInClientID:
 			// A person's own token: no agent asked for it.
 		case issued(ev) && ev.ClientID != "":
-			count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Issued++ })
+			rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Issued++ })
 		case tokenRefusal(ev) && ev.ClientID != "":
-			count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Refused += refusals(ev) })
+			rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Refused += refusals(ev) })
 		case ev.Action == audit.ActionTokenRevoked && ev.Result != audit.ResultRefused && ev.JTI != "":
 			k, ok := issuedTo[ev.JTI]
 			if !ok {
@@ -222,14 +216,14 @@ func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
 					return nil, err
 				}
 				if len(anc) > 0 {
-					k, ok = key{anc[len(anc)-1].ClientID, anc[len(anc)-1].AgentVersion}, true
+					k, ok = statsKey{anc[len(anc)-1].ClientID, anc[len(anc)-1].AgentVersion}, true
 				}
 			}
 			if ok && k.agent != "" {
-				count(k.agent, k.version, func(r *AgentStats) { r.Revoked++ })
+				rows.count(k.agent, k.version, func(r *AgentStats) { r.Revoked++ })
 			}
 		case ev.Action == audit.ActionRequest && ev.Performer != "":
-			count(ev.Performer, "", func(r *AgentStats) {
+			rows.count(ev.Performer, "", func(r *AgentStats) {
 				if refused(ev) {
 					r.APIRefused++
 				} else {
@@ -239,8 +233,82 @@ func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
 			})
 		}
 	}
-	out := make([]AgentStats, 0, len(rows))
-	for _, r := range rows {
+	return rows.sorted(), nil
+}
+
+// RefusalRates answers "which agents are refused most, lately?" cheaply
+// enough for a page: per agent, and per version an agent declared, the
+// token requests granted and refused in w, counted as Agents counts them
+// (Issued, Refused and RefusalRate; the other counts stay zero), highest
+// refusal rate first. It reads only the records of token requests, one
+// query per kind, and keeps counts rather than records; past limit
+// records (MaxEvents when limit is not positive) it stops with
+// ErrTooMany.
+func RefusalRates(ctx context.Context, src Source, w Window, limit int) ([]AgentStats, error) {
+	if limit <= 0 {
+		limit = MaxEvents
+	}
+	rows := statsTable{}
+	seen := 0
+	kinds := []struct{ action, result string }{
+		{audit.ActionTokenIssue, audit.ResultGranted},
+		{audit.ActionTokenExchange, audit.ResultGranted},
+		{audit.ActionTokenRefused, ""},
+		{audit.ActionClientAuth, audit.ResultRefused},
+	}
+	for _, k := range kinds {
+		f := w.filter()
+		f.Action, f.Result = k.action, k.result
+		err := Each(ctx, src, f, func(ev store.Event) error {
+			if seen++; seen > limit {
+				return ErrTooMany
+			}
+			switch {
+			case ev.ClientID == exchange.SignInClientID, ev.ClientID == "":
+				// A person's own token, or no agent named.
+			case issued(ev):
+				rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Issued++ })
+			case tokenRefusal(ev):
+				rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Refused += refusals(ev) })
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return rows.sorted(), nil
+}
+
+// statsKey names a row of a statsTable: an agent, and one of its versions
+// or "" for all of them.
+type statsKey struct{ agent, version string }
+
+// statsTable is the rows Agents and RefusalRates count into.
+type statsTable map[statsKey]*AgentStats
+
+// count applies fn to the agent's row and, when version is set, to the
+// row of the agent at that version.
+func (t statsTable) count(agent, version string, fn func(*AgentStats)) {
+	keys := []statsKey{{agent, ""}}
+	if version != "" {
+		keys = append(keys, statsKey{agent, version})
+	}
+	for _, k := range keys {
+		r := t[k]
+		if r == nil {
+			r = &AgentStats{Agent: k.agent, Version: k.version}
+			t[k] = r
+		}
+		fn(r)
+	}
+}
+
+// sorted returns the rows with their refusal rates, highest rate first,
+// then by agent and version.
+func (t statsTable) sorted() []AgentStats {
+	out := make([]AgentStats, 0, len(t))
+	for _, r := range t {
 		if n := r.Issued + r.Refused; n > 0 {
 			r.RefusalRate = float64(r.Refused) / float64(n)
 		}
@@ -249,7 +317,7 @@ func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
 	slices.SortFunc(out, func(a, b AgentStats) int {
 		return cmp.Or(cmp.Compare(b.RefusalRate, a.RefusalRate), cmp.Compare(a.Agent, b.Agent), cmp.Compare(a.Version, b.Version))
 	})
-	return out, nil
+	return out
 }
 
 // ReportedBy says who reported a verifier's record, for a report: the

@@ -122,7 +122,7 @@ func (n *node) texts() []string {
 // else in an output came from caller text.
 func allowed() map[string][]string {
 	return map[string][]string{
-		"svg":     {"xmlns", "role", "aria-labelledby", "viewBox", "width", "style", "font-family", "font-size"},
+		"svg":     {"xmlns", "role", "aria-labelledby", "viewBox", "width", "font-family", "font-size"},
 		"title":   {"id"},
 		"desc":    {"id"},
 		"g":       nil,

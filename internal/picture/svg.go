@@ -101,7 +101,7 @@ type text struct {
 // open an element or an attribute; the values have already passed through
 // clean, so that none holds a character XML forbids.
 const svgText = `<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="{{.ID}}-title {{.ID}}-desc"` +
-	` viewBox="0 0 {{width}} {{.Height}}" width="100%" style="max-width: {{width}}px"` +
+	` viewBox="0 0 {{width}} {{.Height}}" width="100%"` +
 	` font-family="ui-monospace, Menlo, Consolas, monospace" font-size="{{fontSize}}">
 <title id="{{.ID}}-title">{{.Title}}</title>
 <desc id="{{.ID}}-desc">{{.Desc}}</desc>

@@ -35,8 +35,8 @@ func (s *Server) routes() http.Handler {
 	mount("/revoke", "revoke", s.revoke)
 	mount("GET /revocations/{jti}", "revocation_status", s.revocationStatus)
 
-	// People: the authorization endpoint, sign-in, consent and My agents
-	// (pages, not JSON): SignIn, Pages, Store (reads), Directory (a
+	// People: the authorization endpoint, sign-in, consent, My agents and
+	// the staff pages (pages, not JSON): SignIn, Pages, Store (reads), Directory (a
 	// person's revocations).
 	if s.cfg.SignIn != nil {
 		page := func(pattern, name string, h handlerFunc) { handle(pattern, name, s.page(name, h)) }
@@ -52,6 +52,13 @@ func (s *Server) routes() http.Handler {
 		page("GET /my/agents", "my_agents", s.myAgents)
 		page("POST /my/agents/revoke", "my_agents", s.revokeMine)
 		page("POST /my/agents/revoke-all", "my_agents", s.revokeAllMine)
+		// Staff pages (role admin; Audit also auditor): Store (reads),
+		// Directory (Disable and Enable, the person as performer).
+		page("GET /manage/agents", "manage_agents", s.manageAgents)
+		page("POST /manage/agents/disable", "manage_agents", s.manageAgentState(true))
+		page("POST /manage/agents/enable", "manage_agents", s.manageAgentState(false))
+		page("GET /manage/audit", "manage_audit", s.manageAudit)
+		page("GET /manage/audit/record", "manage_audit", s.auditRecord)
 		mount("GET "+pages.StylesheetPath, "static", s.stylesheet)
 	}
 

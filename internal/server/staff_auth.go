@@ -15,12 +15,6 @@ import (
 	"github.com/mandate-dev/mandate/oauth"
 )
 
-// Roles a person may hold in Mandate itself (store.User.Roles).
-const (
-	roleAdmin   = "admin"
-	roleAuditor = "auditor"
-)
-
 // callerSlot carries, through one request, who the admin API's bearer
 // turned out to be: requireStaff fills it, asAdmin reads it for the
 // records of that request's changes.
