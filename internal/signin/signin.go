@@ -157,4 +157,3 @@ func (s *Service) record(ctx context.Context, ev store.Event) error {
 	}
 	return nil
 }
-
