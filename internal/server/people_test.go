@@ -379,3 +379,73 @@ func TestLimitWords(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestedActor: another client asks for tokens acting as an agent
+// (requested_actor, as in the draft on AI agents acting on behalf of
+// users): the consent page names both, the code is bound to the agent, and
+// at the token endpoint the client must send an actor_token that is the
+// agent's own; the token's act.sub is the agent and its client_id the
+// client.
+func TestRequestedActor(t *testing.T) {
+	h := newPeopleHarness(t)
+	p := h.person()
+	cp := p.consent(h.authorizeURL("agent:argocd", "deploy:create", "ra", url.Values{"requested_actor": {"agent:infrabot"}}), "user:sam", samPassword)
+	if text := cp.text(); !strings.Contains(text, "The application agent:argocd asks for permission for the agent agent:infrabot to act on your behalf") {
+		t.Fatalf("the consent page does not name the client and the agent:\n%s", text)
+	}
+	redeem := func(code string, extra url.Values) response {
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {appRedirect}, "code_verifier": {verifierA}}
+		for k, v := range extra {
+			form[k] = v
+		}
+		return h.post("/token", "agent:argocd", form)
+	}
+	code, _ := p.approve(cp, nil)
+	if r := redeem(code, nil); r.str("error") != "invalid_grant" {
+		t.Fatalf("without an actor_token: %d %s", r.status, r.raw)
+	}
+	argo := h.clientToken("agent:argocd", "argocd-secret", "").str("access_token")
+	cp = p.consent(h.authorizeURL("agent:argocd", "deploy:create", "ra", url.Values{"requested_actor": {"agent:infrabot"}}), "user:sam", samPassword)
+	code, _ = p.approve(cp, nil)
+	if r := redeem(code, url.Values{"actor_token": {argo}, "actor_token_type": {"urn:ietf:params:oauth:token-type:access_token"}}); r.str("error") != "invalid_grant" {
+		t.Fatalf("with the client's own token as actor_token: %d %s", r.status, r.raw)
+	}
+	infra := h.clientToken("agent:infrabot", "infrabot-secret", "").str("access_token")
+	cp = p.consent(h.authorizeURL("agent:argocd", "deploy:create", "ra", url.Values{"requested_actor": {"agent:infrabot"}}), "user:sam", samPassword)
+	code, _ = p.approve(cp, nil)
+	r := redeem(code, url.Values{"actor_token": {infra}, "actor_token_type": {"urn:ietf:params:oauth:token-type:access_token"}})
+	if r.status != http.StatusOK {
+		t.Fatalf("with the agent's actor_token: %d %s", r.status, r.raw)
+	}
+	c := claims(t, r.str("access_token"))
+	act, _ := c["act"].(map[string]any)
+	if c["sub"] != "user:sam" || act["sub"] != "agent:infrabot" || c["client_id"] != "agent:argocd" {
+		t.Fatalf("claims %v", c)
+	}
+}
+
+// TestRefreshEndsWithTheApproval: a refresh token lasts no longer than
+// the approval it came from, which the person may shorten.
+func TestRefreshEndsWithTheApproval(t *testing.T) {
+	clock := &stepClock{now: time.Now()}
+	h := newHarnessEdited(t, openSQLite, clock.Now, withPeople)
+	h.givePassword("user:sam", samPassword)
+	p := h.person()
+	cp := p.consent(h.authorizeURL("agent:infrabot", "deploy:create", "s", nil), "user:sam", samPassword)
+	f := cp.form(t, "/consent")
+	f.Set("duration", "15m")
+	f.Set("decision", "approve")
+	res := p.post("/consent", f)
+	code := res.location(t, h.url).Query().Get("code")
+	tok := h.codeToken("agent:infrabot", code, verifierA)
+	if tok.status != http.StatusOK {
+		t.Fatalf("code: %d %s", tok.status, tok.raw)
+	}
+	if exp := int64(claims(t, tok.str("access_token"))["exp"].(float64)); exp > clock.Now().Add(15*time.Minute).Unix() {
+		t.Fatalf("the access token outlives the 15-minute approval: exp %d", exp)
+	}
+	clock.add(16 * time.Minute)
+	if r := h.refresh("agent:infrabot", tok.str("refresh_token"), nil); r.str("error") != "invalid_grant" {
+		t.Fatalf("a refresh after the approval ended: %d %s", r.status, r.raw)
+	}
+}
