@@ -194,9 +194,10 @@ type UpstreamGrants interface {
 	// and Provider if there is one. Subject, Provider, Sealed and
 	// CheckedAt are required (ErrBadRecord).
 	PutUpstreamGrant(ctx context.Context, g UpstreamGrant) error
-	// DueUpstreamGrants returns at most limit grants whose CheckedAt is
-	// before before, oldest CheckedAt first.
-	DueUpstreamGrants(ctx context.Context, before time.Time, limit int) ([]UpstreamGrant, error)
+	// DueUpstreamGrants returns at most limit grants of provider whose
+	// CheckedAt is before before, oldest CheckedAt first. (Each provider
+	// has its own recheck interval, hence its own before.)
+	DueUpstreamGrants(ctx context.Context, provider string, before time.Time, limit int) ([]UpstreamGrant, error)
 	// TouchUpstreamGrant sets the grant's CheckedAt to at, and its Sealed
 	// to sealed unless sealed is nil, if its CheckedAt is still was (to
 	// the microsecond): of concurrent touches from the same was exactly

@@ -56,14 +56,14 @@ func (s *Store) PutUpstreamGrant(ctx context.Context, g store.UpstreamGrant) err
 	return nil
 }
 
-// DueUpstreamGrants returns at most limit grants checked before before,
-// oldest first.
-func (s *Store) DueUpstreamGrants(ctx context.Context, before time.Time, limit int) ([]store.UpstreamGrant, error) {
-	if limit <= 0 {
+// DueUpstreamGrants returns at most limit grants of provider checked
+// before before, oldest first.
+func (s *Store) DueUpstreamGrants(ctx context.Context, provider string, before time.Time, limit int) ([]store.UpstreamGrant, error) {
+	if limit <= 0 || !storable(provider) {
 		return nil, nil
 	}
 	return list(ctx, s, "upstream grants", "SELECT "+upstreamGrantCols+
-		" FROM upstream_grants WHERE checked_at < $1 ORDER BY checked_at, subject, provider LIMIT $2", scanUpstreamGrant, before, limit)
+		" FROM upstream_grants WHERE provider = $1 AND checked_at < $2 ORDER BY checked_at, subject LIMIT $3", scanUpstreamGrant, provider, before, limit)
 }
 
 // TouchUpstreamGrant sets the grant's checked_at to at, and its sealed

@@ -53,14 +53,14 @@ func (s *Store) PutUpstreamGrant(ctx context.Context, g store.UpstreamGrant) err
 	return nil
 }
 
-// DueUpstreamGrants returns at most limit grants checked before before,
-// oldest first.
-func (s *Store) DueUpstreamGrants(ctx context.Context, before time.Time, limit int) ([]store.UpstreamGrant, error) {
+// DueUpstreamGrants returns at most limit grants of provider checked
+// before before, oldest first.
+func (s *Store) DueUpstreamGrants(ctx context.Context, provider string, before time.Time, limit int) ([]store.UpstreamGrant, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	rows, err := s.r.QueryContext(ctx, "SELECT "+upstreamGrantCols+
-		" FROM upstream_grants WHERE checked_at < ? ORDER BY checked_at, subject, provider LIMIT ?", before.UnixMicro(), limit)
+		" FROM upstream_grants WHERE provider = ? AND checked_at < ? ORDER BY checked_at, subject LIMIT ?", provider, before.UnixMicro(), limit)
 	return collect(rows, err, "upstream grants", scanUpstreamGrant, limit)
 }
 

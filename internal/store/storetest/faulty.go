@@ -532,11 +532,11 @@ func (f *Faulty) PutUpstreamGrant(ctx context.Context, g store.UpstreamGrant) er
 }
 
 // DueUpstreamGrants implements store.UpstreamGrants.
-func (f *Faulty) DueUpstreamGrants(ctx context.Context, before time.Time, limit int) ([]store.UpstreamGrant, error) {
+func (f *Faulty) DueUpstreamGrants(ctx context.Context, provider string, before time.Time, limit int) ([]store.UpstreamGrant, error) {
 	if err := f.fault("DueUpstreamGrants"); err != nil {
 		return nil, err
 	}
-	return f.inner.DueUpstreamGrants(ctx, before, limit)
+	return f.inner.DueUpstreamGrants(ctx, provider, before, limit)
 }
 
 // TouchUpstreamGrant implements store.UpstreamGrants.

@@ -31,14 +31,14 @@ func testUpstreamGrants(t *testing.T, open func(t *testing.T) store.Store) {
 				t.Fatalf("PutUpstreamGrant(%s, %s): %v", g.Subject, g.Provider, err)
 			}
 		}
-		due, err := s.DueUpstreamGrants(ctx, base().Add(2*time.Minute), 10)
+		due, err := s.DueUpstreamGrants(ctx, idp, base().Add(2*time.Minute), 10)
 		if err != nil {
 			t.Fatalf("DueUpstreamGrants: %v", err)
 		}
 		if diff := cmp.Diff([]store.UpstreamGrant{b, a}, due); diff != "" {
 			t.Errorf("due, oldest first (-want +got):\n%s", diff)
 		}
-		if due, _ := s.DueUpstreamGrants(ctx, base().Add(2*time.Hour), 1); len(due) != 1 || due[0].Subject != "user:ana" {
+		if due, _ := s.DueUpstreamGrants(ctx, idp, base().Add(2*time.Hour), 1); len(due) != 1 || due[0].Subject != "user:ana" {
 			t.Errorf("due with limit 1 = %v, want user:ana's", due)
 		}
 		// A recheck: the new token and the time it was asked.
@@ -50,7 +50,7 @@ func testUpstreamGrants(t *testing.T, open func(t *testing.T) store.Store) {
 		if err := s.TouchUpstreamGrant(ctx, b.Subject, b.Provider, b.CheckedAt, nil, at); err != nil {
 			t.Fatalf("TouchUpstreamGrant(nil): %v", err)
 		}
-		due, err = s.DueUpstreamGrants(ctx, at.Add(time.Microsecond), 10)
+		due, err = s.DueUpstreamGrants(ctx, idp, at.Add(time.Microsecond), 10)
 		if err != nil {
 			t.Fatalf("DueUpstreamGrants: %v", err)
 		}
@@ -73,9 +73,13 @@ func testUpstreamGrants(t *testing.T, open func(t *testing.T) store.Store) {
 		if err := s.TouchUpstreamGrant(ctx, a.Subject, a.Provider, at, nil, at); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("TouchUpstreamGrant of a deleted grant: err = %v, want ErrNotFound", err)
 		}
-		due, _ = s.DueUpstreamGrants(ctx, base().Add(2*time.Hour), 10)
-		if len(due) != 2 || due[0].Subject != "user:ana" || due[1].Provider != other {
-			t.Errorf("due after the delete = %v, want ana's and sam's at the other provider", due)
+		due, _ = s.DueUpstreamGrants(ctx, idp, base().Add(2*time.Hour), 10)
+		if len(due) != 1 || due[0].Subject != "user:ana" {
+			t.Errorf("due after the delete = %v, want ana's", due)
+		}
+		due, _ = s.DueUpstreamGrants(ctx, other, base().Add(2*time.Hour), 10)
+		if diff := cmp.Diff([]store.UpstreamGrant{c}, due); diff != "" {
+			t.Errorf("due at the other provider (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("ok/put-replaces", func(t *testing.T) {
@@ -89,7 +93,7 @@ func testUpstreamGrants(t *testing.T, open func(t *testing.T) store.Store) {
 		if err := s.PutUpstreamGrant(ctx, g2); err != nil {
 			t.Fatalf("PutUpstreamGrant again: %v", err)
 		}
-		due, err := s.DueUpstreamGrants(ctx, base().Add(2*time.Hour), 10)
+		due, err := s.DueUpstreamGrants(ctx, idp, base().Add(2*time.Hour), 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,12 +148,15 @@ func testUpstreamGrants(t *testing.T, open func(t *testing.T) store.Store) {
 		if err := s.DeleteUser(ctx, "user:sam"); err != nil {
 			t.Fatalf("DeleteUser: %v", err)
 		}
-		due, err := s.DueUpstreamGrants(ctx, base().Add(time.Hour), 10)
+		due, err := s.DueUpstreamGrants(ctx, idp, base().Add(time.Hour), 10)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(due) != 1 || due[0].Subject != "user:ana" {
 			t.Errorf("grants after DeleteUser = %v, want only user:ana's", due)
+		}
+		if due, err := s.DueUpstreamGrants(ctx, other, base().Add(time.Hour), 10); err != nil || len(due) != 0 {
+			t.Errorf("grants at the other provider after DeleteUser = %v, %v, want none", due, err)
 		}
 	})
 	t.Run("ok/key-created-once", func(t *testing.T) {

@@ -12,7 +12,7 @@ CREATE TABLE upstream_grants (
 	created_at INTEGER,
 	PRIMARY KEY (subject, provider)
 );
-CREATE INDEX upstream_grants_checked_at ON upstream_grants (checked_at);
+CREATE INDEX upstream_grants_due ON upstream_grants (provider, checked_at);
 
 CREATE TABLE upstream_grant_key (
 	id         INTEGER PRIMARY KEY CHECK (id = 1),
