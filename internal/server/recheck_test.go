@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -257,4 +258,36 @@ func (h *harness) inForce(tok response) bool {
 	h.t.Helper()
 	active, _ := h.introspectActive(tok.str("access_token"))
 	return active
+}
+
+// TestRecheckStoreFailsDuringRemoval: a store that fails part way through
+// a removal (the sessions cannot be ended) leaves the grant to the next
+// round, which finishes the removal: a person the provider refused is
+// never left signed in for longer than a round.
+func TestRecheckStoreFailsDuringRemoval(t *testing.T) {
+	ctx := context.Background()
+	h, d, advance := newRecheckHarness(t, openSQLite)
+	sam := h.person()
+	h.samDelegates(d, sam, "deploy:create")
+	if err := d.EndSessions(ctx, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	advance(recheckEvery + time.Second)
+	h.faulty.Fail("DeleteSessionsOf", errors.New("disk full"))
+	if got := h.app.Recheck(ctx); got != (signin.RecheckRound{Failed: 1}) {
+		t.Fatalf("a round whose store fails = %+v, want one failed", got)
+	}
+	if gs := h.grants(d); len(gs) != 1 {
+		t.Fatalf("grants after the failed round = %+v, want sam's, kept for the next round", gs)
+	}
+	h.faulty.Heal()
+	if got := h.app.Recheck(ctx); got != (signin.RecheckRound{Checked: 1, Removed: 1}) {
+		t.Fatalf("the next round = %+v, want sam removed", got)
+	}
+	if mine := sam.get("/my/agents"); mine.status == http.StatusOK {
+		t.Error("sam's session still opens My agents")
+	}
+	if gs := h.grants(d); len(gs) != 0 {
+		t.Errorf("grants after the removal = %+v, want none", gs)
+	}
 }
