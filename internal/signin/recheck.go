@@ -33,8 +33,9 @@ type RecheckRound struct {
 }
 
 // RecheckDue asks each provider with a recheck_every about the people
-// whose grant there is due (checked longer ago than that), at most limit
-// of them per provider (DefaultRecheckBatch for 0), oldest first:
+// whose grant there is due (checked longer ago than that), oldest first,
+// limit at a time (DefaultRecheckBatch for 0), until none is due or one
+// fails:
 //
 //   - each grant is first claimed (store.UpstreamGrants.TouchUpstreamGrant
 //     from the time it was read), so that of several instances one asks;
@@ -60,25 +61,35 @@ func (s *Service) RecheckDue(ctx context.Context, providers *upstream.Set, limit
 	}
 	var errs []error
 	for _, rc := range providers.Rechecks() {
-		due, err := s.Grants.DueUpstreamGrants(ctx, rc.Issuer, s.now().Add(-rc.Every), limit)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("signin: due grants at %s: %w", rc.Issuer, err))
-			continue
-		}
-		for _, g := range due {
-			if ctx.Err() != nil {
-				return round, errors.Join(append(errs, ctx.Err())...)
+		// Page after page until a page comes back short: a grant checked
+		// (or claimed by another instance) is no longer due, so the next
+		// page holds others. A page with a failure ends the provider's
+		// turn, since the grants that failed are due again at once.
+		for {
+			due, err := s.Grants.DueUpstreamGrants(ctx, rc.Issuer, s.now().Add(-rc.Every), limit)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("signin: due grants at %s: %w", rc.Issuer, err))
+				break
 			}
-			removed, err := s.recheck(ctx, providers, g)
-			switch {
-			case err != nil:
-				round.Failed++
-				errs = append(errs, err)
-			case removed:
-				round.Checked++
-				round.Removed++
-			default:
-				round.Checked++
+			failed := round.Failed
+			for _, g := range due {
+				if ctx.Err() != nil {
+					return round, errors.Join(append(errs, ctx.Err())...)
+				}
+				removed, err := s.recheck(ctx, providers, g)
+				switch {
+				case err != nil:
+					round.Failed++
+					errs = append(errs, err)
+				case removed:
+					round.Checked++
+					round.Removed++
+				default:
+					round.Checked++
+				}
+			}
+			if len(due) < limit || round.Failed > failed {
+				break
 			}
 		}
 	}
@@ -184,6 +195,6 @@ func (s *Service) dropGrant(ctx context.Context, g store.UpstreamGrant) error {
 	return nil
 }
 
-// DefaultRecheckBatch is the most grants of one provider RecheckDue asks
-// about in a round when the caller gives no limit.
+// DefaultRecheckBatch is how many due grants of one provider RecheckDue
+// reads at a time when the caller gives no limit.
 const DefaultRecheckBatch = 100
