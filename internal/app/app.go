@@ -51,6 +51,8 @@ type App struct {
 	// sweeper deletes what has expired from the store (Sweep).
 	sweeper  *sweeper
 	archiver *archive.Archiver
+	// rechecker asks the identity providers again about their people.
+	rechecker *rechecker
 }
 
 // Close stops the loops, flushes the audit recorder and the last spans,
@@ -195,9 +197,10 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		now, logger, reg)
 	loopCtx, cancel := context.WithCancel(context.Background())
 	app := &App{Store: cached, Keys: keys, Handler: srv, Drain: srv.Drain, cancel: cancel, audit: recorder, raw: raw,
-		stopTracing: shutdownTracing, logger: logger, sweeper: sweep, archiver: newArchiver(cfg, raw, env, now, logger)}
+		stopTracing: shutdownTracing, logger: logger, sweeper: sweep, archiver: newArchiver(cfg, raw, env, now, logger),
+		rechecker: &rechecker{people: people, providers: providers, logger: logger}}
 	app.start(loopCtx, loops{raw: raw, cached: cached, checkpoints: checkpoints, hub: hub, keys: keys, sweeper: sweep, logger: logger,
-		archiver: app.archiver})
+		archiver: app.archiver, rechecker: app.rechecker})
 	return app, nil
 }
 

@@ -24,12 +24,14 @@ type loops struct {
 	sweeper     *sweeper
 	logger      *slog.Logger
 	archiver    *archive.Archiver
+	rechecker   *rechecker
 }
 
 // start runs the loops until ctx ends (App.Close cancels it and waits for
 // them): the cache's generation poll, the audit checkpointer, the
 // revocation feed, key rotation, the sweep of expired rows, the audit archive
-// pass and, on a store shared by several instances, the changes the others make.
+// pass, the rechecks at identity providers and, on a store shared by several
+// instances, the changes the others make.
 func (a *App) start(ctx context.Context, l loops) {
 	a.wg.Add(5)
 	go func() { defer a.wg.Done(); l.cached.Run(ctx, time.Second) }()
@@ -39,6 +41,8 @@ func (a *App) start(ctx context.Context, l loops) {
 	go func() { defer a.wg.Done(); l.sweeper.run(ctx) }()
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); runArchive(ctx, l.archiver, l.logger) }()
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); l.rechecker.run(ctx) }()
 	// A store that pushes changes made by other instances (PostgreSQL) is
 	// followed; the cache's generation poll stays on for lost notifications.
 	if listener, ok := l.raw.(store.Listener); ok {

@@ -31,6 +31,7 @@ func newSignIn(cfg *config.Config, raw store.Store, cached *cache.Store, grant *
 		Issuer: cfg.Issuer, Now: now,
 		SessionIdle: cfg.SignIn.SessionIdle.Std(), SessionMax: cfg.SignIn.SessionMax.Std(),
 		AccountLimit: perMinute(cfg.SignIn.AttemptsPerAccount), AddressLimit: perMinute(cfg.SignIn.AttemptsPerAddress),
+		Grants: raw,
 	}, r, nil
 }
 

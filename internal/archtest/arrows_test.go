@@ -58,7 +58,7 @@ func arrows() []arrow {
 		{"internal/server", []string{"internal/picture"}, "the staff pages draw delegation chains and refusal rates"},
 		{"internal/app", []string{"internal/pages", "internal/signin"}, "it wires people's sign-in and the pages"},
 		{"internal/upstream/upstreamtest", []string{"internal/config"}, "the test provider hands out login sections for the tests of sign-in through it"},
-		{"internal/signin", []string{"internal/upstream"}, "a sign-in at a company's provider is kept, finished there and turned into a person"},
+		{"internal/signin", []string{"internal/upstream"}, "a sign-in at a company's provider is kept, finished there and turned into a person, and the person rechecked there"},
 		{"internal/server", []string{"internal/upstream"}, "the sign-in page lists the company's providers and sends people to them"},
 		{"internal/app", []string{"internal/upstream"}, "it builds the company's identity providers people sign in through"},
 		{"internal/authorize", []string{"oauth"}, "an authorization request is checked before a person sees it; a code's verifier at the token endpoint"},

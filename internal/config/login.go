@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/mandate-dev/mandate/internal/directory"
@@ -25,8 +26,8 @@ type Login struct {
 	// client (PKCE only). The secret is never written in this file.
 	ClientSecretFile string `yaml:"client_secret_file"`
 	// Scopes are those asked of the provider; they must hold "openid".
-	// Add "offline_access" for a refresh token (see Provider.Recheck in
-	// internal/upstream). Default [openid, profile, email].
+	// "offline_access" is added when RecheckEvery is set. Default
+	// [openid, profile, email].
 	Scopes []string `yaml:"scopes"`
 	// UserID is how a Mandate person id is made from the claims: literal
 	// text and at least one {claim}, e.g. "user:{preferred_username}". A
@@ -43,6 +44,29 @@ type Login struct {
 	// Roles map claims to Mandate roles (admin, auditor), as Permissions
 	// does (at most 64 rules).
 	Roles []ClaimRule `yaml:"roles"`
+	// RecheckEvery is how often Mandate asks the provider again about
+	// each person who signed in through it, by redeeming the refresh token
+	// of their sign-in (kept sealed in the store): their permissions and
+	// roles follow the provider's answer, and a refusal (the person
+	// removed or disabled) revokes every delegation they made. 0 (the
+	// default) asks only at sign-in; else at least 1m.
+	RecheckEvery Duration `yaml:"recheck_every"`
+}
+
+// MinRecheckEvery is the least Login.RecheckEvery other than 0.
+const MinRecheckEvery = time.Minute
+
+// RequestedScopes returns the scopes to ask of the provider: Scopes (or
+// the default), with offline_access added when RecheckEvery is set.
+func (l *Login) RequestedScopes() []string {
+	scopes := l.Scopes
+	if len(scopes) == 0 {
+		scopes = DefaultLoginScopes()
+	}
+	if l.RecheckEvery > 0 && !slices.Contains(scopes, "offline_access") {
+		scopes = append(slices.Clone(scopes), "offline_access")
+	}
+	return scopes
 }
 
 // ClaimRule grants what Grant lists to a person whose claims match When.
@@ -217,6 +241,9 @@ func (c *Config) validateLogin(p *problems, f string, idp IdentityProvider, name
 	p.addAll(f, directory.CheckScopes("scopes", l.Scopes, true))
 	if !slices.Contains(l.Scopes, "openid") {
 		p.add(f+".scopes", "must hold openid")
+	}
+	if d := l.RecheckEvery.Std(); d != 0 && d < MinRecheckEvery {
+		p.add(f+".recheck_every", "must be 0 (off) or at least 1m, is %s", l.RecheckEvery)
 	}
 	if l.UserID == "" {
 		p.add(f+".user_id", "is required: how a person id is made from the claims, e.g. \"user:{preferred_username}\"")

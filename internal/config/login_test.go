@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -47,6 +48,11 @@ func TestParseLogin(t *testing.T) {
 		{name: "ok/login-and-subject-tokens", yaml: replace("    login:\n", "    jwks_uri: https://login.example.com/keys\n    audience: mandate\n    login:\n")},
 		{name: "ok/loopback-http-issuer", yaml: replace("https://login.example.com", "http://127.0.0.1:9999")},
 		{name: "ok/equals", yaml: replace("{claim: groups, contains: sre}", "{claim: department, equals: sre}")},
+		{name: "ok/recheck-every", yaml: replace("      client_id: mandate\n", "      client_id: mandate\n      recheck_every: 1h\n")},
+		{name: "fail/recheck-every-too-short", yaml: replace("      client_id: mandate\n", "      client_id: mandate\n      recheck_every: 30s\n"),
+			want: []want{{"identity_providers[0].login.recheck_every", "at least 1m"}}},
+		{name: "fail/recheck-every-negative", yaml: replace("      client_id: mandate\n", "      client_id: mandate\n      recheck_every: -1h\n"),
+			want: []want{{"identity_providers[0].login.recheck_every", "at least 1m"}}},
 		{name: "fail/http-issuer", yaml: replace("https://login.example.com", "http://login.example.com"),
 			want: []want{{"identity_providers[0].issuer", "https"}}},
 		{name: "fail/half-a-subject-token-provider", yaml: replace("    login:\n", "    audience: mandate\n    login:\n"),
@@ -202,6 +208,26 @@ func TestClaimMatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.m.Matches(claims); got != tt.want {
 				t.Errorf("Matches = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRequestedScopes(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		login config.Login
+		want  []string
+	}{
+		{name: "ok/default", want: []string{"openid", "profile", "email"}},
+		{name: "ok/recheck-adds-offline-access", login: config.Login{RecheckEvery: config.Duration(time.Hour)},
+			want: []string{"openid", "profile", "email", "offline_access"}},
+		{name: "ok/listed-once", login: config.Login{Scopes: []string{"openid", "offline_access"}, RecheckEvery: config.Duration(time.Hour)},
+			want: []string{"openid", "offline_access"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tt.login.RequestedScopes()); diff != "" {
+				t.Errorf("RequestedScopes (-want +got):\n%s", diff)
 			}
 		})
 	}

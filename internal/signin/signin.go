@@ -9,12 +9,14 @@ package signin
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
@@ -71,6 +73,13 @@ type Service struct {
 	// AccountLimit and AddressLimit bound password attempts per account
 	// and per remote address; nil means no limit.
 	AccountLimit, AddressLimit *ratelimit.Limiter
+	// Grants keeps the identity providers' refresh tokens, sealed, for
+	// RecheckDue; nil keeps none (and people are asked about only when
+	// they sign in).
+	Grants store.UpstreamGrants
+
+	sealMu sync.Mutex
+	seal   cipher.AEAD // of Grants' key, once read
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC() }

@@ -97,7 +97,10 @@ type UpstreamSignIn struct {
 // Every refusal is recorded as a refused person.sign_in with its reason,
 // and wraps ErrUpstreamState, ErrNotManaged or one of upstream's errors;
 // ErrProviderUnavailable and any other error are not the person's doing.
-// The provider's refresh token is not kept.
+//
+// When the provider has a recheck_every and returned a refresh token, the
+// token is kept, sealed, as the person's grant at the provider (replacing
+// any before) for RecheckDue; else any grant kept before is dropped.
 func (s *Service) FinishUpstream(ctx context.Context, providers *upstream.Set, query url.Values, browser, requestID string) (UpstreamSignIn, error) {
 	issuer, userID := "", ""
 	refuse := func(reason string, err error) (UpstreamSignIn, error) {
@@ -141,7 +144,6 @@ func (s *Service) FinishUpstream(ctx context.Context, providers *upstream.Set, q
 	if err != nil {
 		return refuse(finishReason(err), fmt.Errorf("signin: %w", err))
 	}
-	id.RefreshToken = "" // not kept: see docs/config.md
 	userID = id.UserID
 	u, err := s.Directory.SyncPerson(ctx, directory.Performer{ID: PerformerProvider + issuer, RequestID: requestID},
 		store.User{ID: id.UserID, Permissions: id.Permissions, Roles: id.Roles, Provider: issuer})
@@ -153,7 +155,37 @@ func (s *Service) FinishUpstream(ctx context.Context, providers *upstream.Set, q
 	case err != nil:
 		return UpstreamSignIn{}, fmt.Errorf("signin: %w", err)
 	}
+	if err := s.keepGrant(ctx, providers.RecheckEvery(issuer) > 0, id); err != nil {
+		return UpstreamSignIn{}, err
+	}
 	return UpstreamSignIn{User: u, Issuer: issuer, Request: pend.Request}, nil
+}
+
+// keepGrant stores id's refresh token as the person's grant at the
+// provider when recheck is on and there is one, and drops any grant kept
+// before otherwise: a token Mandate will not redeem is not kept. A grant
+// that cannot be stored fails the sign-in: signed in without it, the
+// person would not be rechecked.
+func (s *Service) keepGrant(ctx context.Context, recheck bool, id upstream.Identity) error {
+	if s.Grants == nil {
+		return nil
+	}
+	if !recheck || id.RefreshToken == "" {
+		if err := s.Grants.DeleteUpstreamGrant(ctx, id.UserID, id.Issuer); err != nil {
+			return fmt.Errorf("signin: drop the provider grant: %w", err)
+		}
+		return nil
+	}
+	sealed, err := s.sealGrant(ctx, id.UserID, id.Issuer, grantSecret{Sub: id.Subject, RefreshToken: id.RefreshToken})
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	g := store.UpstreamGrant{Subject: id.UserID, Provider: id.Issuer, Sealed: sealed, CheckedAt: now, CreatedAt: now}
+	if err := s.Grants.PutUpstreamGrant(ctx, g); err != nil {
+		return fmt.Errorf("signin: keep the provider grant: %w", err)
+	}
+	return nil
 }
 
 // finishReason is the audit reason of an error of upstream's Finish.

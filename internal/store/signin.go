@@ -165,3 +165,51 @@ type SignIn interface {
 	// concurrent takes exactly one succeeds, the others get ErrNotFound.
 	TakePending(ctx context.Context, kind string, hash []byte) (Pending, error)
 }
+
+// UpstreamGrant is what Mandate keeps to ask an identity provider again
+// about a person who signed in through it: the provider's refresh token,
+// sealed, and when it was last asked. There is at most one per person and
+// provider.
+type UpstreamGrant struct {
+	// Subject is the person's Mandate id.
+	Subject string
+	// Provider is the identity provider's issuer.
+	Provider string
+	// Sealed is the provider's refresh token sealed by the caller (an
+	// AEAD whose additional data names Subject and Provider); the store
+	// never sees it in clear.
+	Sealed []byte
+	// CheckedAt is when the provider was last asked (the sign-in, or the
+	// last recheck).
+	CheckedAt time.Time
+	CreatedAt time.Time
+}
+
+// UpstreamGrants stores the grants rechecks at identity providers redeem.
+// A grant ends with its person (Users.DeleteUser deletes their grants in
+// the same transaction) or when the provider refuses it; Sweep leaves them.
+// Times are kept to the microsecond.
+type UpstreamGrants interface {
+	// PutUpstreamGrant stores g, replacing the grant of the same Subject
+	// and Provider if there is one. Subject, Provider, Sealed and
+	// CheckedAt are required (ErrBadRecord).
+	PutUpstreamGrant(ctx context.Context, g UpstreamGrant) error
+	// DueUpstreamGrants returns at most limit grants of provider whose
+	// CheckedAt is before before, oldest CheckedAt first. (Each provider
+	// has its own recheck interval, hence its own before.)
+	DueUpstreamGrants(ctx context.Context, provider string, before time.Time, limit int) ([]UpstreamGrant, error)
+	// TouchUpstreamGrant sets the grant's CheckedAt to at, and its Sealed
+	// to sealed unless sealed is nil, if its CheckedAt is still was (to
+	// the microsecond): of concurrent touches from the same was exactly
+	// one succeeds, the others get ErrConflict, as does a grant replaced
+	// meanwhile by a sign-in. A grant that is gone is ErrNotFound.
+	TouchUpstreamGrant(ctx context.Context, subject, provider string, was time.Time, sealed []byte, at time.Time) error
+	// DeleteUpstreamGrant removes the grant, if stored, and appends events
+	// in the same transaction.
+	DeleteUpstreamGrant(ctx context.Context, subject, provider string, events ...Event) error
+	// UpstreamGrantKey returns the key that seals the grants, or stores
+	// the one create returns when there is none. Every instance of a
+	// shared store gets the same key: when another stored one first, that
+	// one is returned and create's dropped.
+	UpstreamGrantKey(ctx context.Context, create func() ([]byte, error)) ([]byte, error)
+}

@@ -759,6 +759,7 @@ type Store interface {
 	Sweeper
 	AuditArchive
 	SignIn
+	UpstreamGrants
 	// Generation is a counter that grows on every change to users, agents,
 	// delegations, keys or the not-before epoch, by any process; caches
 	// compare it to know they are stale.

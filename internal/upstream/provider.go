@@ -100,10 +100,7 @@ func New(ctx context.Context, idp config.IdentityProvider, redirectURI string, h
 	if hc == nil {
 		hc = &http.Client{Timeout: defaultTimeout}
 	}
-	scopes := l.Scopes
-	if len(scopes) == 0 {
-		scopes = config.DefaultLoginScopes()
-	}
+	scopes := l.RequestedScopes()
 	if !slices.Contains(scopes, oidc.ScopeOpenID) {
 		return nil, fmt.Errorf("upstream: %s: scopes must hold openid", idp.Issuer)
 	}

@@ -171,3 +171,31 @@ func (s *Set) Choices() []Choice {
 
 // Len returns how many login providers the set holds, built or not.
 func (s *Set) Len() int { return len(s.entries) }
+
+// Recheck is a login provider whose people are asked about again: every
+// Every (its recheck_every), their refresh token is redeemed (Recheck).
+type Recheck struct {
+	Issuer string
+	Every  time.Duration
+}
+
+// Rechecks returns the login providers with a recheck_every, built or
+// not, in the configuration's order.
+func (s *Set) Rechecks() []Recheck {
+	var out []Recheck
+	for _, e := range s.entries {
+		if every := e.idp.Login.RecheckEvery.Std(); every > 0 {
+			out = append(out, Recheck{Issuer: e.idp.Issuer, Every: every})
+		}
+	}
+	return out
+}
+
+// RecheckEvery returns the recheck_every of the login provider of issuer:
+// 0 when it has none, or no login provider has issuer.
+func (s *Set) RecheckEvery(issuer string) time.Duration {
+	if e, ok := s.byIssuer[issuer]; ok {
+		return e.idp.Login.RecheckEvery.Std()
+	}
+	return 0
+}

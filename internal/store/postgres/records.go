@@ -210,7 +210,12 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(store.User) (
 // DeleteUser removes the user and appends events, atomically, with the
 // revocation entries of store.DeletedUser; store.ErrNotFound when absent.
 func (s *Store) DeleteUser(ctx context.Context, id string, events ...store.Event) error {
-	_, err := update(ctx, s, deleting(userRecord(), "users"), id, func(u store.User) (store.User, error) {
+	// The person's grants at identity providers go in the same statement.
+	r := deleting(userRecord(), "users")
+	r.put = func(u store.User) (string, []any) {
+		return "WITH g AS (DELETE FROM upstream_grants WHERE subject = $1) DELETE FROM users WHERE id = $1", []any{u.ID}
+	}
+	_, err := update(ctx, s, r, id, func(u store.User) (store.User, error) {
 		return store.DeletedUser(u), nil
 	}, events)
 	return err

@@ -220,7 +220,18 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(store.User) (
 // DeleteUser removes the user and appends events, atomically, with the
 // revocation entries of store.DeletedUser; store.ErrNotFound when absent.
 func (s *Store) DeleteUser(ctx context.Context, id string, events ...store.Event) error {
-	_, err := update(ctx, s, deleting(userRecord(), "users"), id, func(u store.User) (store.User, error) {
+	// The person's grants at identity providers go in the same
+	// transaction.
+	r := deleting(userRecord(), "users")
+	del := r.put
+	r.put = func(ctx context.Context, tx *sql.Tx, u store.User) error {
+		if err := del(ctx, tx, u); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM upstream_grants WHERE subject = ?", u.ID)
+		return err
+	}
+	_, err := update(ctx, s, r, id, func(u store.User) (store.User, error) {
 		return store.DeletedUser(u), nil
 	}, events)
 	return err

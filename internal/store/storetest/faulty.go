@@ -26,6 +26,7 @@ func methods() []string {
 		"CreateCode", "RedeemCode", "CreateRefresh", "GetRefresh", "RotateRefresh",
 		"CreateSession", "GetSession", "TouchSession", "DeleteSession", "DeleteSessionsOf",
 		"PutPending", "GetPending", "TakePending",
+		"PutUpstreamGrant", "DueUpstreamGrants", "TouchUpstreamGrant", "DeleteUpstreamGrant", "UpstreamGrantKey",
 		"Generation", "Ping",
 	}
 }
@@ -520,4 +521,44 @@ func (f *Faulty) Ping(ctx context.Context) error {
 // Close closes the wrapped store; it never fails by injection.
 func (f *Faulty) Close() error {
 	return f.inner.Close()
+}
+
+// PutUpstreamGrant implements store.UpstreamGrants.
+func (f *Faulty) PutUpstreamGrant(ctx context.Context, g store.UpstreamGrant) error {
+	if err := f.fault("PutUpstreamGrant"); err != nil {
+		return err
+	}
+	return f.inner.PutUpstreamGrant(ctx, g)
+}
+
+// DueUpstreamGrants implements store.UpstreamGrants.
+func (f *Faulty) DueUpstreamGrants(ctx context.Context, provider string, before time.Time, limit int) ([]store.UpstreamGrant, error) {
+	if err := f.fault("DueUpstreamGrants"); err != nil {
+		return nil, err
+	}
+	return f.inner.DueUpstreamGrants(ctx, provider, before, limit)
+}
+
+// TouchUpstreamGrant implements store.UpstreamGrants.
+func (f *Faulty) TouchUpstreamGrant(ctx context.Context, subject, provider string, was time.Time, sealed []byte, at time.Time) error {
+	if err := f.fault("TouchUpstreamGrant"); err != nil {
+		return err
+	}
+	return f.inner.TouchUpstreamGrant(ctx, subject, provider, was, sealed, at)
+}
+
+// DeleteUpstreamGrant implements store.UpstreamGrants.
+func (f *Faulty) DeleteUpstreamGrant(ctx context.Context, subject, provider string, events ...store.Event) error {
+	if err := f.fault("DeleteUpstreamGrant"); err != nil {
+		return err
+	}
+	return f.inner.DeleteUpstreamGrant(ctx, subject, provider, events...)
+}
+
+// UpstreamGrantKey implements store.UpstreamGrants.
+func (f *Faulty) UpstreamGrantKey(ctx context.Context, create func() ([]byte, error)) ([]byte, error) {
+	if err := f.fault("UpstreamGrantKey"); err != nil {
+		return nil, err
+	}
+	return f.inner.UpstreamGrantKey(ctx, create)
 }

@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Pending", func(t *testing.T) { t.Parallel(); testPending(t, open) })
 	t.Run("SignInUnversioned", func(t *testing.T) { t.Parallel(); testSignInUnversioned(t, open) })
 	t.Run("SweepSignIn", func(t *testing.T) { t.Parallel(); testSweepSignIn(t, open) })
+	t.Run("UpstreamGrants", func(t *testing.T) { t.Parallel(); testUpstreamGrants(t, open) })
 }
 
 // base is the suite's reference time, to the microsecond.

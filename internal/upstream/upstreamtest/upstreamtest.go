@@ -129,6 +129,7 @@ type IDP struct {
 	infos           int      // userinfo requests served
 	advISS          bool     // advertise authorization_response_iss_parameter_supported
 	tamper          func(tokenResponse map[string]any)
+	down            bool // answer every request 503
 }
 
 var loginForm = template.Must(template.New("login").Parse(`<!DOCTYPE html>
@@ -196,6 +197,13 @@ func New(t testing.TB, redirectURI string) *IDP {
 // token issued.
 func (d *IDP) rewrite(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d.mu.Lock()
+		down := d.down
+		d.mu.Unlock()
+		if down {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
 		discovery := r.URL.Path == oidc.DiscoveryEndpoint
 		token := r.URL.Path == "/oauth/token"
 		if r.URL.Path == "/userinfo" {
@@ -237,6 +245,10 @@ func (d *IDP) rewrite(next http.Handler) http.Handler {
 		_, _ = w.Write(body)
 	})
 }
+
+// SetDown sets whether the provider is down: every request to it then
+// answers 503 Service Unavailable.
+func (d *IDP) SetDown(on bool) { d.mu.Lock(); d.down = on; d.mu.Unlock() }
 
 // AdvertiseISS sets whether the discovery document promises iss in every
 // callback (RFC 9207 §3).
