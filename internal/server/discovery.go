@@ -7,6 +7,7 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/buildinfo"
 	"github.com/mandate-dev/mandate/internal/clientauth"
+	"github.com/mandate-dev/mandate/internal/exchange"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
@@ -30,7 +31,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	// endpoint that takes one (RFC 8414 §2).
 	assertionAlgs := clientauth.AssertionAlgorithms()
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, map[string]any{
+	doc := map[string]any{
 		"issuer":                                iss,
 		"token_endpoint":                        iss + "/token",
 		"jwks_uri":                              iss + "/jwks",
@@ -49,7 +50,20 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 		"token_exchange_token_types_supported": []string{
 			oauth.TokenTypeAccessToken, oauth.TokenTypeIDToken, oauth.TokenTypeJWT,
 		},
-	})
+	}
+	if s.cfg.SignIn != nil {
+		// People sign in and approve agents at the authorization endpoint:
+		// authorization code with PKCE S256 only, iss in every response
+		// (RFC 9207), refresh tokens rotated.
+		doc["authorization_endpoint"] = iss + "/authorize"
+		doc["response_types_supported"] = []string{"code"}
+		doc["response_modes_supported"] = []string{"query"}
+		doc["code_challenge_methods_supported"] = []string{"S256"}
+		doc["authorization_response_iss_parameter_supported"] = true
+		doc["grant_types_supported"] = []string{exchange.GrantAuthorizationCode, exchange.GrantRefreshToken,
+			oauth.GrantTokenExchange, oauth.GrantClientCredentials}
+	}
+	writeJSON(w, http.StatusOK, doc)
 	return nil
 }
 

@@ -26,6 +26,8 @@ var rfc8414Fields = map[string]bool{
 	"revocation_endpoint_auth_methods_supported": true, "revocation_endpoint_auth_signing_alg_values_supported": true,
 	"introspection_endpoint": true, "introspection_endpoint_auth_methods_supported": true,
 	"introspection_endpoint_auth_signing_alg_values_supported": true, "code_challenge_methods_supported": true,
+	// RFC 9207 §3.
+	"authorization_response_iss_parameter_supported": true,
 	// OpenID Connect Discovery 1.0 §3.
 	"subject_types_supported": true,
 	// Mandate's own.
@@ -67,12 +69,12 @@ func TestDiscoveryDocuments(t *testing.T) {
 				t.Errorf("issuer %v, want %s", doc["issuer"], h.url)
 			}
 			// Nothing that is not served.
-			for _, name := range []string{"authorization_endpoint", "registration_endpoint", "userinfo_endpoint", "id_token_signing_alg_values_supported"} {
+			for _, name := range []string{"registration_endpoint", "userinfo_endpoint", "id_token_signing_alg_values_supported"} {
 				if _, ok := doc[name]; ok {
 					t.Errorf("%s is advertised but not served", name)
 				}
 			}
-			for name, method := range map[string]string{"token_endpoint": http.MethodPost, "jwks_uri": http.MethodGet,
+			for name, method := range map[string]string{"authorization_endpoint": http.MethodGet, "token_endpoint": http.MethodPost, "jwks_uri": http.MethodGet,
 				"introspection_endpoint": http.MethodPost, "revocation_endpoint": http.MethodPost} {
 				u, _ := doc[name].(string)
 				if !strings.HasPrefix(u, h.url+"/") {

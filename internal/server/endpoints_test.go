@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -206,8 +207,12 @@ func TestDiscoveryAndJWKS(t *testing.T) {
 		t.Errorf("metadata = %s", a.raw)
 	}
 	grants, _ := a.body["grant_types_supported"].([]any)
-	if len(grants) != 2 || grants[0] != oauth.GrantTokenExchange || grants[1] != oauth.GrantClientCredentials {
+	if fmt.Sprint(grants) != fmt.Sprint([]any{"authorization_code", "refresh_token", oauth.GrantTokenExchange, oauth.GrantClientCredentials}) {
 		t.Errorf("grant_types_supported = %v", grants)
+	}
+	if a.body["authorization_endpoint"] != h.url+"/authorize" || a.body["authorization_response_iss_parameter_supported"] != true ||
+		fmt.Sprint(a.body["code_challenge_methods_supported"]) != "[S256]" || fmt.Sprint(a.body["response_types_supported"]) != "[code]" {
+		t.Errorf("the authorization endpoint's metadata: %s", a.raw)
 	}
 	j := get("/jwks")
 	keys, _ := j.body["keys"].([]any)
