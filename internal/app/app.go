@@ -119,20 +119,10 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	}
 	reg := prometheus.NewRegistry()
 	recorder := newRecorder(raw, reg, now)
-	// The feed keeps an entry in memory for as long as the sweep keeps it
-	// in the store, and longer.
-	hub, err := feed.New(feed.Config{Source: cached, MaxTTL: cfg.Tokens.MaxTTL.Std(), Slack: grace(cfg.Tokens.Leeway.Std()), Now: now, Logger: logger})
+	hub, err := newFeed(ctx, cfg, cached, now, logger)
 	if err != nil {
 		recorder.Close()
 		return nil, err
-	}
-	cached.OnWrite = hub.Poke
-	// Learn the generation and the revocations in force before serving; a
-	// store that cannot be read now is retried by the loops (and refused
-	// until then).
-	cached.Sync(ctx)
-	if err := hub.Load(ctx); err != nil {
-		logger.Warn("revocation feed: first read of the store", slog.String("error", err.Error()))
 	}
 	checker := &tokenstate.Checker{Store: cached, Revocations: hub, Now: now}
 	tp, shutdownTracing, err := newTracerProvider(ctx, cfg, env)
@@ -140,29 +130,10 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		recorder.Close()
 		return nil, err
 	}
-	grant := &exchange.Grant{
-		Issuer:    cfg.Issuer,
-		Directory: cached,
-		Tokens:    checker,
-		Verifier:  verifier,
-		Signer:    keys,
-		Policy:    engine,
-		Audit:     recorder,
-		Now:       now,
-		TTL:       cfg.Tokens.TTL.Std(),
-		MaxTTL:    cfg.Tokens.MaxTTL.Std(),
-		MaxDepth:  cfg.Delegation.MaxDepth,
-		Tracer:    tp.Tracer(scopeExchange),
-
-		Generation: cached.CachedGeneration,
-	}
+	grant := newGrant(cfg, cached, checker, verifier, keys, engine, recorder, now, tp.Tracer(scopeExchange))
 	auth := &clientauth.Authenticator{
-		Agents:        cached,
-		Nonces:        raw,
-		Issuer:        cfg.Issuer,
-		TokenEndpoint: cfg.Issuer + "/token",
-		Now:           now,
-		KeySourceFor:  agentKeySources(),
+		Agents: cached, Nonces: raw, Issuer: cfg.Issuer, TokenEndpoint: cfg.Issuer + "/token", Now: now,
+		KeySourceFor: agentKeySources(),
 	}
 	adminToken, err := cfg.Admin.Resolve()
 	if err != nil {
@@ -202,6 +173,35 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	app.start(loopCtx, loops{raw: raw, cached: cached, checkpoints: checkpoints, hub: hub, keys: keys, sweeper: sweep, logger: logger,
 		archiver: app.archiver, rechecker: app.rechecker})
 	return app, nil
+}
+
+// newFeed is the revocation feed over the cache, loaded with the
+// revocations in force before the server answers. The feed keeps an entry
+// in memory for as long as the sweep keeps it in the store, and longer. A
+// store that cannot be read now is retried by the loops (and refused until
+// then).
+func newFeed(ctx context.Context, cfg *config.Config, cached *cache.Store, now func() time.Time, logger *slog.Logger) (*feed.Hub, error) {
+	hub, err := feed.New(feed.Config{Source: cached, MaxTTL: cfg.Tokens.MaxTTL.Std(), Slack: grace(cfg.Tokens.Leeway.Std()), Now: now, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	cached.OnWrite = hub.Poke
+	cached.Sync(ctx)
+	if err := hub.Load(ctx); err != nil {
+		logger.Warn("revocation feed: first read of the store", slog.String("error", err.Error()))
+	}
+	return hub, nil
+}
+
+// newGrant is the token endpoint's grants, bounded as the configuration
+// says, reading through the cache at its generation.
+func newGrant(cfg *config.Config, cached *cache.Store, checker *tokenstate.Checker, verifier *token.Verifier, keys *token.Keyring,
+	engine *policy.Engine, recorder *audit.Recorder, now func() time.Time, tracer trace.Tracer) *exchange.Grant {
+	return &exchange.Grant{
+		Issuer: cfg.Issuer, Directory: cached, Tokens: checker, Verifier: verifier, Signer: keys, Policy: engine,
+		Audit: recorder, Now: now, TTL: cfg.Tokens.TTL.Std(), MaxTTL: cfg.Tokens.MaxTTL.Std(),
+		MaxDepth: cfg.Delegation.MaxDepth, Tracer: tracer, Generation: cached.CachedGeneration,
+	}
 }
 
 // buildTokens is the keyring that signs and the verifier of presented

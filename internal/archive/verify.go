@@ -40,76 +40,30 @@ type named struct {
 // that does not go on from the last segment. An error is returned only
 // when st or live cannot be read.
 func Verify(ctx context.Context, st Store, vkey string, checkpoints []auditlog.Checkpoint, live Events) (Report, error) {
-	names, err := st.List(ctx)
+	segs, err := listSegments(ctx, st)
 	if err != nil {
 		return Report{}, err
 	}
-	segs := make([]named, 0, len(names))
-	for _, n := range names {
-		first, last, err := ParseName(n)
-		if err != nil {
-			continue // List returns segment names only
-		}
-		segs = append(segs, named{n, first, last})
-	}
-	slices.SortFunc(segs, func(a, b named) int { return cmp.Or(cmp.Compare(a.first, b.first), cmp.Compare(a.last, b.last)) })
-
 	var rep Report
 	replay := auditlog.NewReplay(checkpoints)
-	fail := func(seq int64, format string, args ...any) (Report, error) {
-		rep.Result = replay.At()
-		rep.FirstBad, rep.Problem = seq, fmt.Sprintf(format, args...)
-		return rep, nil
-	}
 	next := int64(1)
 	for _, sg := range segs {
+		var bad int64
+		var problem string
 		switch {
 		case sg.first > next:
-			return fail(next, "records %d to %d are missing: no archive segment holds them (a segment was removed)", next, sg.first-1)
+			bad, problem = next, fmt.Sprintf("records %d to %d are missing: no archive segment holds them (a segment was removed)", next, sg.first-1)
 		case sg.first < next:
-			return fail(sg.first, "archive segment %s overlaps the records before it (they end at %d): swapped, copied or renamed", sg.name, next-1)
-		}
-		data, err := st.Get(ctx, sg.name)
-		if err != nil {
-			return Report{}, err
-		}
-		s, err := Decode(data)
-		switch {
-		case errors.Is(err, ErrTruncated):
-			return fail(sg.first, "archive segment %s is truncated: %v", sg.name, err)
-		case err != nil:
-			return fail(sg.first, "archive segment %s cannot be read: %v", sg.name, err)
-		}
-		c, err := auditlog.Open(s.Note, vkey)
-		if err != nil {
-			return fail(sg.first, "archive segment %s: its checkpoint does not verify with the key: %v", sg.name, err)
-		}
-		if c.Size != sg.last {
-			return fail(sg.first, "archive segment %s: its checkpoint is of the log at %d records, not %d as its name says: swapped or renamed", sg.name, c.Size, sg.last)
-		}
-		if len(s.Events) == 0 || s.Events[len(s.Events)-1].Seq < sg.last {
-			end := sg.first - 1
-			if len(s.Events) > 0 {
-				end = s.Events[len(s.Events)-1].Seq
+			bad, problem = sg.first, fmt.Sprintf("archive segment %s overlaps the records before it (they end at %d): swapped, copied or renamed", sg.name, next-1)
+		default:
+			if bad, problem, err = checkSegment(ctx, st, sg, vkey, replay); err != nil {
+				return Report{}, err
 			}
-			return fail(end+1, "archive segment %s is truncated: its records end at %d, its checkpoint and name say %d", sg.name, end, sg.last)
 		}
-		if got := s.Events[0].Seq; got != sg.first {
-			return fail(sg.first, "archive segment %s holds records from %d, not %d as its name says: swapped or renamed", sg.name, got, sg.first)
-		}
-		for i, ev := range s.Events {
-			if replay.Add(ev) {
-				continue
-			}
-			at := replay.At()
-			if i == 0 {
-				return fail(at.FirstBad, "archive segment %s does not continue the chain of the records before it (swapped or replaced): %s", sg.name, at.Problem)
-			}
-			return fail(at.FirstBad, "archive segment %s: %s", sg.name, at.Problem)
-		}
-		at := replay.At()
-		if at.Records != c.Size || at.Root != c.Root || at.Head != c.Head {
-			return fail(sg.first, "archive segment %s does not match its signed checkpoint: its records were rewritten", sg.name)
+		if problem != "" {
+			rep.Result = replay.At()
+			rep.FirstBad, rep.Problem = bad, problem
+			return rep, nil
 		}
 		rep.Segments++
 		next = sg.last + 1
@@ -138,6 +92,74 @@ func Verify(ctx context.Context, st Store, vkey string, checkpoints []auditlog.C
 	}
 	rep.Result = replay.Finish()
 	return rep, nil
+}
+
+// listSegments returns the segments of st in seq order.
+func listSegments(ctx context.Context, st Store) ([]named, error) {
+	names, err := st.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	segs := make([]named, 0, len(names))
+	for _, n := range names {
+		first, last, err := ParseName(n)
+		if err != nil {
+			continue // List returns segment names only
+		}
+		segs = append(segs, named{n, first, last})
+	}
+	slices.SortFunc(segs, func(a, b named) int { return cmp.Or(cmp.Compare(a.first, b.first), cmp.Compare(a.last, b.last)) })
+	return segs, nil
+}
+
+// checkSegment reads the segment sg, which starts where the records
+// before it end, checks its checkpoint with vkey and its name, and replays
+// its records. It returns the first bad record and what is wrong, or an
+// empty problem; an error only when st cannot be read.
+func checkSegment(ctx context.Context, st Store, sg named, vkey string, replay *auditlog.Replay) (int64, string, error) {
+	data, err := st.Get(ctx, sg.name)
+	if err != nil {
+		return 0, "", err
+	}
+	s, err := Decode(data)
+	switch {
+	case errors.Is(err, ErrTruncated):
+		return sg.first, fmt.Sprintf("archive segment %s is truncated: %v", sg.name, err), nil
+	case err != nil:
+		return sg.first, fmt.Sprintf("archive segment %s cannot be read: %v", sg.name, err), nil
+	}
+	c, err := auditlog.Open(s.Note, vkey)
+	if err != nil {
+		return sg.first, fmt.Sprintf("archive segment %s: its checkpoint does not verify with the key: %v", sg.name, err), nil
+	}
+	if c.Size != sg.last {
+		return sg.first, fmt.Sprintf("archive segment %s: its checkpoint is of the log at %d records, not %d as its name says: swapped or renamed", sg.name, c.Size, sg.last), nil
+	}
+	if len(s.Events) == 0 || s.Events[len(s.Events)-1].Seq < sg.last {
+		end := sg.first - 1
+		if len(s.Events) > 0 {
+			end = s.Events[len(s.Events)-1].Seq
+		}
+		return end + 1, fmt.Sprintf("archive segment %s is truncated: its records end at %d, its checkpoint and name say %d", sg.name, end, sg.last), nil
+	}
+	if got := s.Events[0].Seq; got != sg.first {
+		return sg.first, fmt.Sprintf("archive segment %s holds records from %d, not %d as its name says: swapped or renamed", sg.name, got, sg.first), nil
+	}
+	for i, ev := range s.Events {
+		if replay.Add(ev) {
+			continue
+		}
+		at := replay.At()
+		if i == 0 {
+			return at.FirstBad, fmt.Sprintf("archive segment %s does not continue the chain of the records before it (swapped or replaced): %s", sg.name, at.Problem), nil
+		}
+		return at.FirstBad, fmt.Sprintf("archive segment %s: %s", sg.name, at.Problem), nil
+	}
+	at := replay.At()
+	if at.Records != c.Size || at.Root != c.Root || at.Head != c.Head {
+		return sg.first, fmt.Sprintf("archive segment %s does not match its signed checkpoint: its records were rewritten", sg.name), nil
+	}
+	return 0, "", nil
 }
 
 // ReadEvents returns the records of every segment of st whose time is not

@@ -392,6 +392,41 @@ func readExport(r io.Reader, fn func(store.Event) error) error {
 	return nil
 }
 
+// gatherNotes is the checkpoint notes of src and of the files the flags
+// name (--witness, --checkpoints), and the key a checkpoints file gives
+// when src has none; a problem names a witness file that holds none.
+func gatherNotes(f auditFlags, src *auditSource) (notes []string, problem string, err error) {
+	notes = src.notes
+	for _, path := range []string{f.witness, f.checkpoints} {
+		if path == "" {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, "", err
+		}
+		if path == f.checkpoints {
+			var saved checkpointsAnswer
+			if err := json.Unmarshal(b, &saved); err != nil {
+				return nil, "", fmt.Errorf("--checkpoints: %w", err)
+			}
+			for _, c := range saved.Checkpoints {
+				notes = append(notes, c.Note)
+			}
+			if src.key == "" {
+				src.key = saved.Key
+			}
+			continue
+		}
+		witnessed, err := auditlog.WitnessNotes(string(b))
+		if err != nil {
+			return nil, fmt.Sprintf("the witness file %s holds no checkpoint: it is empty, cut short or not a witness file", path), nil
+		}
+		notes = append(notes, witnessed...)
+	}
+	return notes, "", nil
+}
+
 // verifyLog replays the log against every checkpoint the flags name, after
 // the archive segments when there are any (--archive, or the
 // configuration's archive directory).
@@ -404,33 +439,9 @@ func verifyLog(ctx context.Context, f auditFlags) (archive.Report, error) {
 		return archive.Report{}, err
 	}
 	defer src.close()
-	notes := src.notes
-	for _, path := range []string{f.witness, f.checkpoints} {
-		if path == "" {
-			continue
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return archive.Report{}, err
-		}
-		if path == f.checkpoints {
-			var saved checkpointsAnswer
-			if err := json.Unmarshal(b, &saved); err != nil {
-				return archive.Report{}, fmt.Errorf("--checkpoints: %w", err)
-			}
-			for _, c := range saved.Checkpoints {
-				notes = append(notes, c.Note)
-			}
-			if src.key == "" {
-				src.key = saved.Key
-			}
-			continue
-		}
-		witnessed, err := auditlog.WitnessNotes(string(b))
-		if err != nil {
-			return fail(fmt.Sprintf("the witness file %s holds no checkpoint: it is empty, cut short or not a witness file", path))
-		}
-		notes = append(notes, witnessed...)
+	notes, problem, err := gatherNotes(f, src)
+	if err != nil || problem != "" {
+		return archive.Report{Result: auditlog.Result{Problem: problem}}, err
 	}
 	key := f.key
 	if key == "" {

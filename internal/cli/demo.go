@@ -191,6 +191,12 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 		apis[e.name] = api
 	}
 	d := &demo{out: stdout, issuer: issuer, admin: cfg.Admin.Token, cfg: cfg, apis: apis, started: time.Now()}
+	return d.play(ctx, record, dir)
+}
+
+// play tells both stories, then prints the audit table and, for a
+// recorded run, the commands to question it.
+func (d *demo) play(ctx context.Context, record, dir string) error {
 	d.preface()
 	if err := d.infraBot(ctx); err != nil {
 		return err
@@ -198,7 +204,7 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 	if err := d.expenses(ctx); err != nil {
 		return err
 	}
-	if err := flushAPIs(ctx, apis); err != nil {
+	if err := flushAPIs(ctx, d.apis); err != nil {
 		return err
 	}
 	if err := d.auditTable(ctx); err != nil {

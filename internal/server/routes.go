@@ -39,27 +39,7 @@ func (s *Server) routes() http.Handler {
 	// the staff pages (pages, not JSON): SignIn, Pages, Store (reads), Directory (a
 	// person's revocations).
 	if s.cfg.SignIn != nil {
-		page := func(pattern, name string, h handlerFunc) { handle(pattern, name, s.page(name, h)) }
-		page("GET /authorize", "authorize", s.authorizeEndpoint)
-		page("GET /login", "login", s.loginPage)
-		page("POST /login", "login", s.login)
-		page("POST /logout", "logout", s.logout)
-		// Sign-in at a company's identity provider: Upstream.
-		page("GET /login/provider", "login_provider", s.loginProviderStart)
-		page("GET /login/callback", "login_callback", s.loginCallback)
-		page("GET /consent", "consent", s.consentPage)
-		page("POST /consent", "consent", s.consentDecision)
-		page("GET /my/agents", "my_agents", s.myAgents)
-		page("POST /my/agents/revoke", "my_agents", s.revokeMine)
-		page("POST /my/agents/revoke-all", "my_agents", s.revokeAllMine)
-		// Staff pages (role admin; Audit also auditor): Store (reads),
-		// Directory (Disable and Enable, the person as performer).
-		page("GET /manage/agents", "manage_agents", s.manageAgents)
-		page("POST /manage/agents/disable", "manage_agents", s.manageAgentState(true))
-		page("POST /manage/agents/enable", "manage_agents", s.manageAgentState(false))
-		page("GET /manage/audit", "manage_audit", s.manageAudit)
-		page("GET /manage/audit/record", "manage_audit", s.auditRecord)
-		mount("GET "+pages.StylesheetPath, "static", s.stylesheet)
+		s.peopleRoutes(handle)
 	}
 
 	// The revocation feed: Auth (subscribers are clients), Feed.
@@ -67,8 +47,9 @@ func (s *Server) routes() http.Handler {
 	handle("GET /revocations/stream", "revocation_stream", s.serveFor("revocation_stream", 0, s.revocationStream))
 	handle("POST /revocations/sets", "revocation_sets", s.serveFor("revocation_sets", longPollWait+5*time.Second, s.securityEvents))
 
-	// Admin API (docs/admin.md): AdminToken, Store (reads), Directory
-	// (writes, each with its audit record); the sign-in stand-in: Grant.
+	// Admin API (docs/admin.md): AdminToken or a signed-in administrator's
+	// token (Verifier, Tokens), Store (reads), Directory (writes, each with
+	// its audit record); a person's own token for scripts: Grant.
 	mount("GET /admin/users", "admin", s.adminListUsers)
 	mount("POST /admin/users", "admin", s.adminCreateUser)
 	mount("GET /admin/users/{id}", "admin", s.adminGetUser)
@@ -103,6 +84,34 @@ func (s *Server) routes() http.Handler {
 
 	mount(unmatchedPattern, "not_found", s.unmatched)
 	return mux
+}
+
+// peopleRoutes are the pages: the authorization endpoint, sign-in (a
+// password or a company's identity provider: Upstream), consent and My
+// agents (SignIn, Pages, Store reads, Directory for a person's
+// revocations), and the staff pages (role admin; Audit also auditor).
+func (s *Server) peopleRoutes(handle func(pattern, name string, h http.Handler)) {
+	page := func(pattern, name string, h handlerFunc) { handle(pattern, name, s.page(name, h)) }
+	page("GET /authorize", "authorize", s.authorizeEndpoint)
+	page("GET /login", "login", s.loginPage)
+	page("POST /login", "login", s.login)
+	page("POST /logout", "logout", s.logout)
+	// Sign-in at a company's identity provider: Upstream.
+	page("GET /login/provider", "login_provider", s.loginProviderStart)
+	page("GET /login/callback", "login_callback", s.loginCallback)
+	page("GET /consent", "consent", s.consentPage)
+	page("POST /consent", "consent", s.consentDecision)
+	page("GET /my/agents", "my_agents", s.myAgents)
+	page("POST /my/agents/revoke", "my_agents", s.revokeMine)
+	page("POST /my/agents/revoke-all", "my_agents", s.revokeAllMine)
+	// Staff pages (role admin; Audit also auditor): Store (reads),
+	// Directory (Disable and Enable, the person as performer).
+	page("GET /manage/agents", "manage_agents", s.manageAgents)
+	page("POST /manage/agents/disable", "manage_agents", s.manageAgentState(true))
+	page("POST /manage/agents/enable", "manage_agents", s.manageAgentState(false))
+	page("GET /manage/audit", "manage_audit", s.manageAudit)
+	page("GET /manage/audit/record", "manage_audit", s.auditRecord)
+	handle("GET "+pages.StylesheetPath, "static", s.serve("static", s.stylesheet))
 }
 
 // unmatchedPattern takes every request no other route takes.
