@@ -121,6 +121,9 @@ type modelDlg struct {
 type modelPersonState struct {
 	Permissions []string
 	Limits      []modelDetail
+	// Version is the revocation version: each revocation of the person
+	// raises it.
+	Version int
 }
 
 type modelAgentState struct {
@@ -170,6 +173,12 @@ type modelState struct {
 	tokens     map[string]*modelToken
 	labels     []string // token labels, oldest first
 	policies   []modelPolicy
+	// codes and refreshes are the consent page's codes and refresh
+	// tokens by label (model_consent_test.go).
+	codes      map[string]*modelCode
+	codeLabels []string
+	refreshes  map[string]*modelRefresh
+	rtLabels   []string
 }
 
 // newModelState starts w at start.
@@ -178,6 +187,7 @@ func newModelState(w modelWorld, start time.Time) *modelState {
 		start: start, now: start, ttl: min(cmp.Or(w.TTL, modelDefaultTTL), modelMaxTTL), maxDepth: w.MaxDepth,
 		people: map[string]*modelPersonState{}, agents: map[string]*modelAgentState{},
 		dlgs: map[string]*modelDlg{}, tokens: map[string]*modelToken{}, policies: w.Policies,
+		codes: map[string]*modelCode{}, refreshes: map[string]*modelRefresh{},
 	}
 	for _, p := range w.People {
 		m.people[p.ID] = &modelPersonState{Permissions: slices.Clone(p.Permissions), Limits: modelNormDetails(p.Limits)}
@@ -686,6 +696,7 @@ func (m *modelState) apply(op modelOp) modelOutcome {
 		m.dlgs[op.Delegation].Revoked = true
 		m.kill("delegation_revoked", func(t *modelToken) bool { return t.Delegation == op.Delegation })
 	case opRevokeSubject:
+		m.people[op.Person].Version++
 		m.kill("subject_revoked", func(t *modelToken) bool { return t.Sub == op.Person })
 	case opSetPermissions:
 		m.people[op.Person].Permissions = slices.Clone(op.Permissions)
@@ -709,6 +720,12 @@ func (m *modelState) apply(op modelOp) modelOutcome {
 		}
 		m.dlgs[op.Label] = d
 		m.dlgLabels = append(m.dlgLabels, op.Label)
+	case opApprove:
+		return m.approve(op)
+	case opRedeem:
+		return m.redeem(op)
+	case opRefresh:
+		return m.refresh(op)
 	case opReconfigure:
 		a := m.agents[op.Agent]
 		a.Scopes, a.DelegateTo, a.MaxDepth = slices.Clone(op.Scope), slices.Clone(op.DelegateTo), op.MaxDepth
@@ -728,6 +745,12 @@ func (m *modelState) applicable(op modelOp) bool {
 	}
 	if op.Delegation != "" && m.dlgs[op.Delegation] == nil {
 		return false
+	}
+	if op.Code != "" && m.codes[op.Code] == nil || op.Refresh != "" && m.refreshes[op.Refresh] == nil {
+		return false
+	}
+	if op.Kind == opApprove && m.activeDelegation(op.Person, cmpOr(op.Agent, op.Client)) != nil {
+		return false // as for opCreateDelegation
 	}
 	if (op.Kind == opRevoke || op.Kind == opAdminRevokeJTI) && m.tokens[op.Token].Kind == modelIdP {
 		return false

@@ -108,6 +108,11 @@ type modelRun struct {
 	raw, jti  map[string]string // by token label
 	dlgID     map[string]string // server id by delegation label
 	dlgLabel  map[string]string // delegation label by server id
+	// people are the model's people's browsers; codes and rts the raw
+	// codes and refresh tokens by label.
+	people    map[string]*person
+	codes     map[string]string
+	rts       map[string]string
 	ops       []modelOp
 	stats     modelStats
 }
@@ -125,7 +130,7 @@ func modelConfig(cfg *config.Config, w modelWorld, start time.Time) {
 	cfg.Agents = append(cfg.Agents, config.Agent{ID: modelFeedClient, Secret: "feed-secret"})
 	for _, a := range w.Agents {
 		cfg.Agents = append(cfg.Agents, config.Agent{ID: a.ID, Secret: modelSecret(a.ID), Scopes: a.Scopes,
-			DelegateTo: a.DelegateTo, MaxDepth: a.MaxDepth, Disabled: a.Disabled})
+			DelegateTo: a.DelegateTo, MaxDepth: a.MaxDepth, Disabled: a.Disabled, RedirectURIs: []string{appRedirect}})
 	}
 	for _, d := range w.Delegations {
 		cd := config.Delegation{ID: d.ID, Subject: d.Subject, Actor: d.Actor, Scopes: d.Scopes, Audiences: d.Audiences, MaxDepth: d.MaxDepth}
@@ -154,11 +159,13 @@ func runModelCase(t *testing.T, c modelCase) (*modelDisagreement, modelStats) {
 	t.Cleanup(cancel)
 	r := &modelRun{t: t, h: h, m: newModelState(c.World, start), clock: clock, ctx: ctx, ops: c.Ops,
 		verifiers: map[string]*verify.Verifier{}, raw: map[string]string{}, jti: map[string]string{},
-		dlgID: map[string]string{}, dlgLabel: map[string]string{}}
+		dlgID: map[string]string{}, dlgLabel: map[string]string{},
+		people: map[string]*person{}, codes: map[string]string{}, rts: map[string]string{}}
 	for _, d := range c.World.Delegations {
 		r.dlgID[d.ID], r.dlgLabel[d.ID] = d.ID, d.ID
 	}
 	r.startFeed()
+	r.givePasswords(c.World)
 	for i, op := range c.Ops {
 		if d := r.step(i, op); d != nil {
 			return d, r.stats
@@ -270,7 +277,7 @@ func (r *modelRun) fail(i int, sig, format string, args ...any) *modelDisagreeme
 func (r *modelRun) step(i int, op modelOp) *modelDisagreement {
 	before := r.m.now
 	var wasInForce map[string]bool
-	if !slices.Contains([]string{opSignIn, opIdP, opCC, opExchange, opClock}, op.Kind) {
+	if !slices.Contains([]string{opSignIn, opIdP, opCC, opExchange, opClock, opApprove}, op.Kind) {
 		wasInForce = map[string]bool{}
 		for _, l := range r.m.labels {
 			wasInForce[l] = r.m.inForce(r.m.tokens[l])
@@ -293,6 +300,15 @@ func (r *modelRun) step(i int, op modelOp) *modelDisagreement {
 		return r.grant(i, op, want, r.h.post("/token", op.Client, form))
 	case opExchange:
 		return r.grant(i, op, want, r.h.post("/token", op.Client, r.exchangeForm(op)))
+	case opApprove:
+		return r.approve(i, op, want)
+	case opRedeem, opRefresh:
+		if d := r.grant(i, op, want, r.h.post("/token", op.Client, r.consentForm(op))); d != nil {
+			return d
+		}
+		if !slices.ContainsFunc(r.m.labels, func(l string) bool { return wasInForce[l] && !r.m.inForce(r.m.tokens[l]) }) {
+			return nil
+		}
 	case opRevoke:
 		resp := r.h.post("/revoke", op.Client, url.Values{"token": {r.raw[op.Token]}})
 		if d := r.answer(i, op, want, resp); d != nil {
@@ -307,7 +323,7 @@ func (r *modelRun) step(i int, op modelOp) *modelDisagreement {
 	case opReconfigure:
 		a := r.m.agents[op.Agent]
 		cfg := &config.Config{Agents: []config.Agent{{ID: op.Agent, Secret: modelSecret(op.Agent), Scopes: op.Scope,
-			DelegateTo: op.DelegateTo, MaxDepth: op.MaxDepth, Disabled: a.Disabled}}}
+			DelegateTo: op.DelegateTo, MaxDepth: op.MaxDepth, Disabled: a.Disabled, RedirectURIs: []string{appRedirect}}}}
 		if _, err := provision.Sync(r.ctx, r.h.app.Store, cfg, true, r.clock.Now()); err != nil {
 			r.t.Fatalf("config apply: %v", err)
 		}
@@ -460,8 +476,13 @@ func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *m
 		diffs = append(diffs, f.text)
 		rules = append(rules, f.field)
 	}
-	if op.Kind == opExchange {
-		for _, b := range modelBounds(r.m, op, got.tok) {
+	bounds := modelBounds
+	if op.Kind == opRedeem || op.Kind == opRefresh {
+		bounds = modelConsentBounds
+		r.rts[op.Label] = resp.str("refresh_token")
+	}
+	if op.Kind != opSignIn && op.Kind != opCC {
+		for _, b := range bounds(r.m, op, got.tok) {
 			diffs = append(diffs, "bound: "+b)
 			rules = append(rules, "bound "+modelRuleOf(b))
 		}
@@ -744,6 +765,14 @@ func (r *modelRun) checkAfter(i int, op modelOp, wasInForce map[string]bool) *mo
 		}
 	case opDeleteDelegation, opAdminRevokeDelegation:
 		related = func(t *modelToken) bool { return t.Delegation == op.Delegation }
+	case opRedeem, opRefresh:
+		dlg := ""
+		if c := r.m.codes[op.Code]; c != nil {
+			dlg = c.Delegation
+		} else if f := r.m.refreshes[op.Refresh]; f != nil {
+			dlg = f.Delegation
+		}
+		related = func(t *modelToken) bool { return t.Delegation == dlg }
 	case opRevokeSubject, opSetPermissions, opSetLimits, opCreateDelegation:
 		related = func(t *modelToken) bool { return t.Sub == op.Person }
 	case opDisable, opEnable, opAdminRevokeAgent, opReconfigure:
@@ -757,7 +786,7 @@ func (r *modelRun) checkAfter(i int, op modelOp, wasInForce map[string]bool) *mo
 		return nil
 	}
 	revocation := slices.Contains([]string{opRevoke, opAdminRevokeJTI, opDeleteDelegation, opAdminRevokeDelegation,
-		opRevokeSubject, opSetPermissions, opDisable, opAdminRevokeAgent}, op.Kind)
+		opRevokeSubject, opSetPermissions, opDisable, opAdminRevokeAgent, opRedeem, opRefresh}, op.Kind)
 	asked, others := 0, []int{(i * 7919) % n, (i * 104729) % n}
 	for j := n - 1; j >= 0; j-- {
 		t := r.m.tokens[r.m.labels[j]]

@@ -18,8 +18,8 @@ import (
 
 // Approval is what the person chose on the consent page.
 type Approval struct {
-	// Scopes are the ticked scopes; only those the request asked for
-	// count.
+	// Scopes are the ticked scopes; only those the request asked for and
+	// the person and the agent hold count.
 	Scopes []string
 	// Duration is how long the delegation lasts, at most
 	// DefaultDelegation.
@@ -44,9 +44,20 @@ func (s *Service) Approve(ctx context.Context, sess store.Session, id string, a 
 	if err != nil {
 		return "", err
 	}
+	// Only what the page let the person approve counts: a scope the
+	// request asked for that the person and the agent both hold now (the
+	// page disables the others), whatever else the form sends.
+	u, err := s.Reader.GetUser(ctx, sess.Subject)
+	if err != nil {
+		return "", fmt.Errorf("signin: approve: %w", err)
+	}
+	agent, err := s.Reader.GetAgent(ctx, r.Actor())
+	if err != nil {
+		return "", fmt.Errorf("signin: approve: %w", err)
+	}
 	var scopes []string
 	for _, sc := range r.Scopes {
-		if slices.Contains(a.Scopes, sc) {
+		if slices.Contains(a.Scopes, sc) && slices.Contains(u.Permissions, sc) && slices.Contains(agent.Scopes, sc) {
 			scopes = append(scopes, sc)
 		}
 	}
