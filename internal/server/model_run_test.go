@@ -110,11 +110,11 @@ type modelRun struct {
 	dlgLabel  map[string]string // delegation label by server id
 	// people are the model's people's browsers; codes and rts the raw
 	// codes and refresh tokens by label.
-	people    map[string]*person
-	codes     map[string]string
-	rts       map[string]string
-	ops       []modelOp
-	stats     modelStats
+	people map[string]*person
+	codes  map[string]string
+	rts    map[string]string
+	ops    []modelOp
+	stats  modelStats
 }
 
 // modelConfig writes world w into cfg; start is the clock's start.
