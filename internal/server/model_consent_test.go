@@ -316,28 +316,35 @@ func (m *modelState) consentGrant(op modelOp, subject, agent, dlg string, approv
 func (g *modelGen) consentOp(i int) modelOp {
 	label := fmt.Sprintf("c%d", i)
 	m := g.m
-	var fresh, current []string
+	var fresh, viable []string
 	for _, l := range m.codeLabels {
 		if c := m.codes[l]; !c.Used && m.now.Before(c.Expires) {
 			fresh = append(fresh, l)
 		}
 	}
 	for _, l := range m.rtLabels {
-		if !m.refreshes[l].Used {
-			current = append(current, l)
+		f := m.refreshes[l]
+		if !f.Used && m.dlgActive(m.dlgs[f.Delegation]) && m.people[f.Subject].Version == f.Version && !m.agents[f.Client].Disabled {
+			viable = append(viable, l)
 		}
 	}
 	switch x := g.r.Float64(); {
-	case len(fresh) > 0 && x < 0.5, len(m.codeLabels) > 0 && x < 0.55:
-		if len(fresh) == 0 || g.p(0.1) {
-			fresh = m.codeLabels
+	case x < 0.4:
+		if len(fresh) > 0 {
+			return g.redeem(label, modelPick(g, fresh))
 		}
-		return g.redeem(label, modelPick(g, fresh))
-	case len(m.rtLabels) > 0 && x < 0.8:
-		if len(current) == 0 || g.p(0.08) {
-			current = m.rtLabels
+	case x < 0.43: // used or expired, mostly
+		if len(m.codeLabels) > 0 {
+			return g.redeem(label, modelPick(g, m.codeLabels))
 		}
-		return g.refresh(label, modelPick(g, current))
+	case x < 0.75:
+		if len(viable) > 0 {
+			return g.refresh(label, modelPick(g, viable))
+		}
+	case x < 0.79: // used, or of a family that ended, mostly
+		if len(m.rtLabels) > 0 {
+			return g.refresh(label, modelPick(g, m.rtLabels))
+		}
 	}
 	return g.approve(label)
 }
@@ -358,6 +365,12 @@ func (g *modelGen) approve(label string) modelOp {
 		return g.clock()
 	}
 	pair := modelPick(g, pairs)
+	for range 3 {
+		if !m.agents[pair[1]].Disabled {
+			break
+		}
+		pair = modelPick(g, pairs) // enabled agents, mostly
+	}
 	op := modelOp{Kind: opApprove, Label: label, Person: pair[0], Client: pair[1],
 		Duration: modelPick(g, []time.Duration{8 * time.Hour, time.Hour, 15 * time.Minute, 15 * time.Minute, 0})}
 	if g.p(0.15) {
@@ -428,6 +441,18 @@ func (g *modelGen) consentParams(op *modelOp, subject, agent string, approved []
 			op.ActorToken = modelPick(g, own)
 		}
 	}
+	if g.p(0.6) {
+		op.Context = g.context(nil)
+	}
+	// An audience to hand on to, often, when the delegation allows any.
+	switch y := g.r.Float64(); {
+	case y < 0.4 && resource == "" && len(m.agents[agent].DelegateTo) > 0:
+		op.Audience = []string{modelPick(g, m.agents[agent].DelegateTo)}
+	case y < 0.45:
+		op.Audience = []string{g.anyAudience()}
+	case y < 0.5:
+		op.Resource = []string{modelPick(g, modelURLs)}
+	}
 	if !g.p(x) {
 		return
 	}
@@ -436,18 +461,6 @@ func (g *modelGen) consentParams(op *modelOp, subject, agent string, approved []
 		op.Scope, op.ScopeGiven = g.some(approved, len(approved)), true
 	case y < 0.7:
 		op.Scope, op.ScopeGiven = g.some(modelScopes, 3), true
-	}
-	// An audience to hand on to, mostly, when the delegation allows any.
-	switch y := g.r.Float64(); {
-	case y < 0.35 && resource == "" && len(m.agents[agent].DelegateTo) > 0:
-		op.Audience = []string{modelPick(g, m.agents[agent].DelegateTo)}
-	case y < 0.45:
-		op.Audience = []string{g.anyAudience()}
-	case y < 0.55:
-		op.Resource = []string{modelPick(g, modelURLs)}
-	}
-	if g.p(0.3) {
-		op.Context = g.context(nil)
 	}
 	if p := m.people[subject]; p != nil && len(p.Limits) > 0 && g.p(0.3) || g.p(0.03) {
 		op.Details = g.details(subject)
@@ -542,6 +555,7 @@ func (r *modelRun) approve(i int, op modelOp, want modelOutcome) *modelDisagreem
 		return r.fail(i, "approve: no code", "server: %s", res.header.Get("Location"))
 	}
 	r.codes[op.Label] = code
+	r.stats.Approvals++
 	for _, dl := range r.h.listDelegations(op.Person) {
 		if dl.Source == "consent" && r.dlgLabel[dl.ID] == "" {
 			r.dlgID[op.Label], r.dlgLabel[dl.ID] = dl.ID, op.Label

@@ -377,6 +377,9 @@ func (g *modelGen) mandateToken() string {
 // op draws operation i.
 func (g *modelGen) op(i int) modelOp {
 	label := fmt.Sprintf("t%d", i)
+	if c := g.m.codes[fmt.Sprintf("c%d", i-1)]; c != nil && g.p(0.75) {
+		return g.redeem(fmt.Sprintf("c%d", i), c.Label) // the application redeems the code it just got
+	}
 	x := g.r.Float64() * 100
 	switch {
 	case x < 8 || len(g.m.labels) == 0:

@@ -53,6 +53,12 @@ type modelStats struct {
 	// predicted); Depth the exchanges granted by the chain's length.
 	ByRule [11]int
 	Depth  [11]int
+	// Approvals counts approvals that made a code; Redeemed and
+	// Refreshed the codes and refresh tokens granted, ConsentRefused
+	// those refused as the model predicts.
+	Approvals, Redeemed, Refreshed, ConsentRefused int
+	// ConsentHops counts the exchanges granted of a consent grant's token.
+	ConsentHops int
 }
 
 func (s *modelStats) add(o modelStats) {
@@ -62,6 +68,11 @@ func (s *modelStats) add(o modelStats) {
 	s.Refused += o.Refused
 	s.Introspections += o.Introspections
 	s.Verifications += o.Verifications
+	s.Approvals += o.Approvals
+	s.Redeemed += o.Redeemed
+	s.Refreshed += o.Refreshed
+	s.ConsentRefused += o.ConsentRefused
+	s.ConsentHops += o.ConsentHops
 	for i := range s.ByRule {
 		s.ByRule[i] += o.ByRule[i]
 		s.Depth[i] += o.Depth[i]
@@ -79,8 +90,9 @@ func (s modelStats) String() string {
 			depths = append(depths, fmt.Sprintf("%d:%d", i, s.Depth[i]))
 		}
 	}
-	return fmt.Sprintf("%d operations; %d exchanges, %d granted (by chain length %s), %d refused as the model predicts (by check %s); %d checks of tokens in force at the server, %d at a verifier",
-		s.Ops, s.Exchanges, s.Granted, strings.Join(depths, " "), s.Refused, strings.Join(rules, " "), s.Introspections, s.Verifications)
+	return fmt.Sprintf("%d operations; %d exchanges, %d granted (by chain length %s), %d refused as the model predicts (by check %s); %d approvals, %d codes and %d refresh tokens granted, %d refused as the model predicts, %d exchanges of their tokens granted; %d checks of tokens in force at the server, %d at a verifier",
+		s.Ops, s.Exchanges, s.Granted, strings.Join(depths, " "), s.Refused, strings.Join(rules, " "),
+		s.Approvals, s.Redeemed, s.Refreshed, s.ConsentRefused, s.ConsentHops, s.Introspections, s.Verifications)
 }
 
 // modelDisagreement is the first place where the server and the model
@@ -459,14 +471,25 @@ func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *m
 		}
 		return nil
 	case want.Refused != "":
+		if op.Kind == opRedeem || op.Kind == opRefresh {
+			r.stats.ConsentRefused++
+		}
 		return nil
 	case !granted:
 		return r.fail(i, fmt.Sprintf("%s: server refuses %s (%s), model grants", op.Kind, resp.str("error"), resp.str("error_description")),
 			"server: %d %s\nmodel:  grants %s", resp.status, resp.raw, r.describeModel(want.Token))
 	}
-	if op.Kind == opExchange {
+	switch op.Kind {
+	case opExchange:
 		r.stats.Granted++
 		r.stats.Depth[min(len(want.Token.Chain), 10)]++
+		if strings.HasPrefix(r.m.tokens[op.Token].Label, "c") {
+			r.stats.ConsentHops++
+		}
+	case opRedeem:
+		r.stats.Redeemed++
+	case opRefresh:
+		r.stats.Refreshed++
 	}
 	raw := resp.str("access_token")
 	got := r.parse(raw)
