@@ -82,13 +82,7 @@ func (m *modelState) approve(op modelOp) modelOutcome {
 		return modelRefuse(errUnauthorizedClient, "authorize: the client is disabled")
 	}
 	agent := cmpOr(op.Agent, op.Client)
-	p, a := m.people[op.Person], m.agents[agent]
-	var scopes []string
-	for _, s := range op.Scope {
-		if slices.Contains(op.Ticked, s) && slices.Contains(p.Permissions, s) && slices.Contains(a.Scopes, s) && !slices.Contains(scopes, s) {
-			scopes = append(scopes, s)
-		}
-	}
+	scopes := modelIntersect(m.approvable(op), op.Ticked)
 	if len(scopes) == 0 {
 		return modelRefuse(errNothingApproved, "approve: nothing approvable was ticked")
 	}
@@ -104,6 +98,13 @@ func (m *modelState) approve(op modelOp) modelOutcome {
 	m.codes[op.Label] = c
 	m.codeLabels = append(m.codeLabels, op.Label)
 	return modelOutcome{}
+}
+
+// approvable are the scopes of op's request that the consent page lets
+// the person approve (and ticks): those the person and the agent hold.
+func (m *modelState) approvable(op modelOp) []string {
+	p, a := m.people[op.Person], m.agents[cmpOr(op.Agent, op.Client)]
+	return modelIntersect(modelIntersect(op.Scope, p.Permissions), a.Scopes)
 }
 
 // replayed: a code or refresh token presented again revokes the
@@ -537,6 +538,9 @@ func (r *modelRun) approve(i int, op modelOp, want modelOutcome) *modelDisagreem
 		return r.fail(i, "approve: no consent page", "server: %d %s", cp.status, cp.text())
 	}
 	f := cp.form(r.t, "/consent")
+	if offered := r.m.approvable(op); !modelSameSet(f["scope"], offered) {
+		return r.fail(i, "approve: the page offers other scopes", "page: %v\nmodel: %v", f["scope"], offered)
+	}
 	f["scope"] = op.Ticked
 	f.Set("duration", modelDurations[op.Duration])
 	f.Set("decision", "approve")
