@@ -192,6 +192,23 @@ func TestModelRegressions(t *testing.T) {
 				},
 			},
 		},
+		{
+			// The model kept a consent token in force when its client (not
+			// its agent: the client asked for another with
+			// requested_actor) was disabled; the server ends every token
+			// that names the agent as its client too.
+			name: "consent/disabled-client-ends-its-tokens",
+			c: modelCase{
+				World: modelWorld{MaxDepth: 4, People: []modelPerson{p2}, Agents: []modelAgent{a0, a3}},
+				Ops: []modelOp{
+					{Kind: "cc", Label: "t0", Client: "agent:a3"},
+					{Kind: "approve", Label: "c1", Person: "user:p2", Client: "agent:a0", Agent: "agent:a3", Scope: []string{"deploy:tag", "audit:read"},
+						Duration: 15 * time.Minute, Ticked: []string{"deploy:tag", "audit:read"}},
+					{Kind: "redeem", Label: "c2", Client: "agent:a0", ActorToken: "t0", Code: "c1", Context: map[string]any{"trigger": "ci_pipeline"}},
+					{Kind: "disable", Agent: "agent:a0"},
+				},
+			},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { runModelRegression(t, tc.c) })

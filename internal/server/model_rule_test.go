@@ -707,8 +707,10 @@ func (m *modelState) apply(op modelOp) modelOutcome {
 		m.people[op.Person].Limits = modelNormDetails(op.Limits)
 	case opDisable, opAdminRevokeAgent:
 		m.agents[op.Agent].Disabled = true
+		// Every token that names the agent in its chain or as its client
+		// (a consent grant's client may ask for another agent).
 		m.kill("agent_disabled", func(t *modelToken) bool {
-			return slices.Contains(t.Chain, op.Agent) || (t.Kind == modelCC && t.ClientID == op.Agent)
+			return slices.Contains(t.Chain, op.Agent) || t.ClientID == op.Agent
 		})
 	case opEnable:
 		m.agents[op.Agent].Disabled = false
