@@ -288,13 +288,14 @@ func (m *modelState) consentGrant(op modelOp, subject, agent, dlg string, approv
 			return modelRefuse(errInvalidRequest, "9: policy %s denies", p.Name)
 		}
 	}
+	// The lifetime: never beyond the TTL, the delegation or the actor
+	// token.
 	exp := now.Add(m.ttl)
-	for _, b := range []time.Time{D.Expires, func() time.Time {
-		if A != nil {
-			return A.Exp
-		}
-		return time.Time{}
-	}()} {
+	bounds := []time.Time{D.Expires}
+	if A != nil {
+		bounds = append(bounds, A.Exp)
+	}
+	for _, b := range bounds {
 		if !b.IsZero() && b.Before(exp) {
 			exp = b
 		}
