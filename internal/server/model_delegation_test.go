@@ -27,8 +27,10 @@ const (
 
 // TestDelegationModel runs random worlds and operation sequences on real
 // servers and checks every answer against the reference model of the
-// delegation rules (model_rule_test.go): grant or refusal and its error
-// code, the claims of every token minted and every bound on its path, and
+// delegation rules (model_rule_test.go, and model_consent_test.go for what
+// people approve on the consent page, the codes and refresh tokens): grant
+// or refusal and its error code, the claims of every token minted and
+// every bound on its path, and
 // after each revocation or change which tokens are still in force, at the
 // server and at a verifier following the revocation feed.
 //

@@ -1,8 +1,9 @@
 package server_test
 
 // The reference model of Mandate's delegation rules. It is written from the
-// rule as stated (the token exchange decided by ten checks in order, and
-// what keeps a token in force), in plain Go, with no import of
+// rule as stated (the token exchange decided by ten checks in order, the
+// code and refresh token grants of what people approve, in
+// model_consent_test.go, and what keeps a token in force), in plain Go, with no import of
 // internal/exchange and no code shared with it: model_run_test.go runs the
 // same operations against a real server and compares every answer with
 // the model's.
@@ -19,7 +20,9 @@ package server_test
 //     first, then the result by the subject token's entries, each by the
 //     first entry that covers it;
 //   - client_credentials checks the scope before the audience;
-//   - /revoke by a client of a token issued to another changes nothing.
+//   - /revoke by a client of a token issued to another changes nothing;
+//   - a person approves an agent only while no delegation from them to it
+//     is active (as for the delegations the administrator makes).
 
 import (
 	"cmp"
