@@ -27,8 +27,10 @@ const (
 
 // TestDelegationModel runs random worlds and operation sequences on real
 // servers and checks every answer against the reference model of the
-// delegation rules (model_rule_test.go): grant or refusal and its error
-// code, the claims of every token minted and every bound on its path, and
+// delegation rules (model_rule_test.go, and model_consent_test.go for what
+// people approve on the consent page, the codes and refresh tokens): grant
+// or refusal and its error code, the claims of every token minted and
+// every bound on its path, and
 // after each revocation or change which tokens are still in force, at the
 // server and at a verifier following the revocation feed.
 //
@@ -118,18 +120,11 @@ func TestDelegationModel(t *testing.T) {
 // input bytes (a fresh server each) and checks them like
 // TestDelegationModel.
 func FuzzDelegationModel(f *testing.F) {
-	f.Add([]byte("mandate"))
-	f.Add([]byte{0x2a, 0, 0xff, 0x10, 0x80, 0x33, 0x01, 0xc4, 0x7e, 0x55, 0x99, 0x02})
-	f.Add([]byte("a chain hop by an agent that holds its own delegation"))
+	for _, seed := range modelFuzzSeeds() {
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		h := fnv.New64a()
-		h.Write(data)
-		src := &modelByteSource{data: data, rest: rand.NewPCG(h.Sum64(), 0)}
-		n := 20
-		if len(data) > 0 {
-			n += int(data[0]) % 64
-		}
-		c := genModelCase(rand.New(src), n)
+		c := genModelFuzzCase(data)
 		d, _ := runModelCase(t, c)
 		if d == nil {
 			return
@@ -137,6 +132,45 @@ func FuzzDelegationModel(f *testing.F) {
 		shrunk, sd, replays := shrinkModelCase(t, c, d, 20*time.Second)
 		t.Fatal(modelReport(fmt.Sprintf("fuzz input %q", data), d, shrunk, sd, replays))
 	})
+}
+
+// modelFuzzSeeds are FuzzDelegationModel's seed inputs; between them
+// they reach every kind of operation (TestModelFuzzSeedsReachEveryOp).
+func modelFuzzSeeds() [][]byte {
+	return [][]byte{
+		[]byte("mandate"),
+		{0x2a, 0, 0xff, 0x10, 0x80, 0x33, 0x01, 0xc4, 0x7e, 0x55, 0x99, 0x02},
+		[]byte("a chain hop by an agent that holds its own delegation"),
+		[]byte("?a person approves an agent, which redeems the code and refreshes"),
+	}
+}
+
+// genModelFuzzCase draws a world and 20 to 83 operations from data.
+func genModelFuzzCase(data []byte) modelCase {
+	h := fnv.New64a()
+	h.Write(data)
+	src := &modelByteSource{data: data, rest: rand.NewPCG(h.Sum64(), 0)}
+	n := 20
+	if len(data) > 0 {
+		n += int(data[0]) % 64
+	}
+	return genModelCase(rand.New(src), n)
+}
+
+// TestModelFuzzSeedsReachEveryOp: the fuzzer starts from inputs that draw
+// every kind of operation, the consent page's among them.
+func TestModelFuzzSeedsReachEveryOp(t *testing.T) {
+	seen := map[string]bool{}
+	for _, seed := range modelFuzzSeeds() {
+		for _, op := range genModelFuzzCase(seed).Ops {
+			seen[op.Kind] = true
+		}
+	}
+	for _, kind := range []string{opSignIn, opIdP, opCC, opExchange, opApprove, opRedeem, opRefresh, opRevokeSubject, opSetPermissions, opDisable} {
+		if !seen[kind] {
+			t.Errorf("no seed of FuzzDelegationModel draws %s", kind)
+		}
+	}
 }
 
 // modelByteSource is a rand.Source that reads the fuzz input first, so

@@ -32,6 +32,9 @@ const (
 	opCreateDelegation      = "create-delegation"  // POST /admin/delegations
 	opReconfigure           = "reconfigure"        // config apply of Agent's scopes, delegate_to, max_depth
 	opClock                 = "clock"              // the clock moves Duration on
+	opApprove               = "approve"            // Person approves Client's authorization request on the consent page
+	opRedeem                = "redeem"             // Client redeems Code (grant_type=authorization_code)
+	opRefresh               = "refresh"            // Client presents Refresh (grant_type=refresh_token)
 )
 
 // modelOp is one operation. Only the fields its Kind uses are set.
@@ -63,6 +66,13 @@ type modelOp struct {
 	Limits      []modelDetail
 	DelegateTo  []string
 	MaxDepth    int
+	// Code is the label of an authorization code (the approval that made
+	// it), Refresh that of a refresh token (the grant that returned it).
+	Code, Refresh string
+	// Ticked are the scopes an approval sends as ticked.
+	Ticked []string
+	// BadVerifier: the code is redeemed with a wrong PKCE verifier.
+	BadVerifier bool
 }
 
 // modelCase is a world and the operations run in it.
@@ -367,13 +377,18 @@ func (g *modelGen) mandateToken() string {
 // op draws operation i.
 func (g *modelGen) op(i int) modelOp {
 	label := fmt.Sprintf("t%d", i)
+	if c := g.m.codes[fmt.Sprintf("c%d", i-1)]; c != nil && g.p(0.75) {
+		return g.redeem(fmt.Sprintf("c%d", i), c.Label) // the application redeems the code it just got
+	}
 	x := g.r.Float64() * 100
 	switch {
 	case x < 8 || len(g.m.labels) == 0:
 		return modelOp{Kind: opSignIn, Label: label, Person: modelPick(g, g.w.People).ID}
-	case x < 14:
+	case x < 13:
 		return g.idp(label)
-	case x < 20:
+	case x < 24:
+		return g.consentOp(i)
+	case x < 28:
 		op := modelOp{Kind: opCC, Label: label, Client: g.client()}
 		if g.p(0.5) {
 			op.Scope, op.ScopeGiven = g.some(modelScopes, 3), true

@@ -158,6 +158,57 @@ func TestModelRegressions(t *testing.T) {
 				},
 			},
 		},
+		{
+			// The consent page disables a scope the person does not hold;
+			// a form that ticks it anyway approved it: once the person
+			// was given secrets:manage, the code's token carried it.
+			name: "consent/disabled-scope-not-approved",
+			c: modelCase{
+				World: modelWorld{MaxDepth: 2, People: []modelPerson{{ID: "user:p0", Permissions: []string{"deploy:tag"}}},
+					Agents: []modelAgent{{ID: "agent:a0", Scopes: []string{"deploy:tag", "secrets:manage"}}}},
+				Ops: []modelOp{
+					{Kind: "approve", Label: "c0", Person: "user:p0", Client: "agent:a0", Scope: []string{"deploy:tag", "secrets:manage"},
+						Ticked: []string{"deploy:tag", "secrets:manage"}, Duration: time.Hour},
+					{Kind: "set-permissions", Person: "user:p0", Permissions: []string{"deploy:tag", "secrets:manage"}},
+					{Kind: "redeem", Label: "c2", Client: "agent:a0", Code: "c0"},
+				},
+			},
+		},
+		{
+			// A code presented again revokes its delegation: the token the
+			// first redemption issued, its refresh family and the hop made
+			// from it end; the actor token of another agent, within the
+			// leeway after its exp, is not that agent's own (invalid_grant).
+			name: "consent/code-replay-ends-family-and-hops",
+			c: modelCase{
+				World: modelWorld{MaxDepth: 3, People: []modelPerson{p2}, Agents: []modelAgent{withDelegateTo(a0, "agent:a3"), a3}},
+				Ops: []modelOp{
+					{Kind: "approve", Label: "c0", Person: "user:p2", Client: "agent:a0", Scope: []string{"deploy:tag", "audit:read"}, Ticked: []string{"deploy:tag", "audit:read"}},
+					{Kind: "redeem", Label: "c1", Client: "agent:a0", Code: "c0", Audience: []string{"agent:a3"}, Context: map[string]any{"run": 1}},
+					{Kind: "exchange", Label: "t2", Client: "agent:a3", Token: "c1", Audience: []string{"https://deploy.example"}, Scope: []string{"audit:read"}, ScopeGiven: true},
+					{Kind: "refresh", Label: "c3", Client: "agent:a0", Refresh: "c1", Scope: []string{"audit:read"}, ScopeGiven: true},
+					{Kind: "redeem", Label: "c4", Client: "agent:a0", Code: "c0"},
+					{Kind: "refresh", Label: "c5", Client: "agent:a0", Refresh: "c3"},
+				},
+			},
+		},
+		{
+			// The model kept a consent token in force when its client (not
+			// its agent: the client asked for another with
+			// requested_actor) was disabled; the server ends every token
+			// that names the agent as its client too.
+			name: "consent/disabled-client-ends-its-tokens",
+			c: modelCase{
+				World: modelWorld{MaxDepth: 4, People: []modelPerson{p2}, Agents: []modelAgent{a0, a3}},
+				Ops: []modelOp{
+					{Kind: "cc", Label: "t0", Client: "agent:a3"},
+					{Kind: "approve", Label: "c1", Person: "user:p2", Client: "agent:a0", Agent: "agent:a3", Scope: []string{"deploy:tag", "audit:read"},
+						Duration: 15 * time.Minute, Ticked: []string{"deploy:tag", "audit:read"}},
+					{Kind: "redeem", Label: "c2", Client: "agent:a0", ActorToken: "t0", Code: "c1", Context: map[string]any{"trigger": "ci_pipeline"}},
+					{Kind: "disable", Agent: "agent:a0"},
+				},
+			},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { runModelRegression(t, tc.c) })

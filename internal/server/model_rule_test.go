@@ -1,8 +1,9 @@
 package server_test
 
 // The reference model of Mandate's delegation rules. It is written from the
-// rule as stated (the token exchange decided by ten checks in order, and
-// what keeps a token in force), in plain Go, with no import of
+// rule as stated (the token exchange decided by ten checks in order, the
+// code and refresh token grants of what people approve, in
+// model_consent_test.go, and what keeps a token in force), in plain Go, with no import of
 // internal/exchange and no code shared with it: model_run_test.go runs the
 // same operations against a real server and compares every answer with
 // the model's.
@@ -19,7 +20,9 @@ package server_test
 //     first, then the result by the subject token's entries, each by the
 //     first entry that covers it;
 //   - client_credentials checks the scope before the audience;
-//   - /revoke by a client of a token issued to another changes nothing.
+//   - /revoke by a client of a token issued to another changes nothing;
+//   - a person approves an agent only while no delegation from them to it
+//     is active (as for the delegations the administrator makes).
 
 import (
 	"cmp"
@@ -121,6 +124,9 @@ type modelDlg struct {
 type modelPersonState struct {
 	Permissions []string
 	Limits      []modelDetail
+	// Version is the revocation version: each revocation of the person
+	// raises it.
+	Version int
 }
 
 type modelAgentState struct {
@@ -170,6 +176,12 @@ type modelState struct {
 	tokens     map[string]*modelToken
 	labels     []string // token labels, oldest first
 	policies   []modelPolicy
+	// codes and refreshes are the consent page's codes and refresh
+	// tokens by label (model_consent_test.go).
+	codes      map[string]*modelCode
+	codeLabels []string
+	refreshes  map[string]*modelRefresh
+	rtLabels   []string
 }
 
 // newModelState starts w at start.
@@ -178,6 +190,7 @@ func newModelState(w modelWorld, start time.Time) *modelState {
 		start: start, now: start, ttl: min(cmp.Or(w.TTL, modelDefaultTTL), modelMaxTTL), maxDepth: w.MaxDepth,
 		people: map[string]*modelPersonState{}, agents: map[string]*modelAgentState{},
 		dlgs: map[string]*modelDlg{}, tokens: map[string]*modelToken{}, policies: w.Policies,
+		codes: map[string]*modelCode{}, refreshes: map[string]*modelRefresh{},
 	}
 	for _, p := range w.People {
 		m.people[p.ID] = &modelPersonState{Permissions: slices.Clone(p.Permissions), Limits: modelNormDetails(p.Limits)}
@@ -686,6 +699,7 @@ func (m *modelState) apply(op modelOp) modelOutcome {
 		m.dlgs[op.Delegation].Revoked = true
 		m.kill("delegation_revoked", func(t *modelToken) bool { return t.Delegation == op.Delegation })
 	case opRevokeSubject:
+		m.people[op.Person].Version++
 		m.kill("subject_revoked", func(t *modelToken) bool { return t.Sub == op.Person })
 	case opSetPermissions:
 		m.people[op.Person].Permissions = slices.Clone(op.Permissions)
@@ -696,8 +710,10 @@ func (m *modelState) apply(op modelOp) modelOutcome {
 		m.people[op.Person].Limits = modelNormDetails(op.Limits)
 	case opDisable, opAdminRevokeAgent:
 		m.agents[op.Agent].Disabled = true
+		// Every token that names the agent in its chain or as its client
+		// (a consent grant's client may ask for another agent).
 		m.kill("agent_disabled", func(t *modelToken) bool {
-			return slices.Contains(t.Chain, op.Agent) || (t.Kind == modelCC && t.ClientID == op.Agent)
+			return slices.Contains(t.Chain, op.Agent) || t.ClientID == op.Agent
 		})
 	case opEnable:
 		m.agents[op.Agent].Disabled = false
@@ -709,6 +725,12 @@ func (m *modelState) apply(op modelOp) modelOutcome {
 		}
 		m.dlgs[op.Label] = d
 		m.dlgLabels = append(m.dlgLabels, op.Label)
+	case opApprove:
+		return m.approve(op)
+	case opRedeem:
+		return m.redeem(op)
+	case opRefresh:
+		return m.refresh(op)
 	case opReconfigure:
 		a := m.agents[op.Agent]
 		a.Scopes, a.DelegateTo, a.MaxDepth = slices.Clone(op.Scope), slices.Clone(op.DelegateTo), op.MaxDepth
@@ -728,6 +750,12 @@ func (m *modelState) applicable(op modelOp) bool {
 	}
 	if op.Delegation != "" && m.dlgs[op.Delegation] == nil {
 		return false
+	}
+	if op.Code != "" && m.codes[op.Code] == nil || op.Refresh != "" && m.refreshes[op.Refresh] == nil {
+		return false
+	}
+	if op.Kind == opApprove && m.activeDelegation(op.Person, cmpOr(op.Agent, op.Client)) != nil {
+		return false // as for opCreateDelegation
 	}
 	if (op.Kind == opRevoke || op.Kind == opAdminRevokeJTI) && m.tokens[op.Token].Kind == modelIdP {
 		return false

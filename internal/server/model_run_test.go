@@ -53,6 +53,12 @@ type modelStats struct {
 	// predicted); Depth the exchanges granted by the chain's length.
 	ByRule [11]int
 	Depth  [11]int
+	// Approvals counts approvals that made a code; Redeemed and
+	// Refreshed the codes and refresh tokens granted, ConsentRefused
+	// those refused as the model predicts.
+	Approvals, Redeemed, Refreshed, ConsentRefused int
+	// ConsentHops counts the exchanges granted of a consent grant's token.
+	ConsentHops int
 }
 
 func (s *modelStats) add(o modelStats) {
@@ -62,6 +68,11 @@ func (s *modelStats) add(o modelStats) {
 	s.Refused += o.Refused
 	s.Introspections += o.Introspections
 	s.Verifications += o.Verifications
+	s.Approvals += o.Approvals
+	s.Redeemed += o.Redeemed
+	s.Refreshed += o.Refreshed
+	s.ConsentRefused += o.ConsentRefused
+	s.ConsentHops += o.ConsentHops
 	for i := range s.ByRule {
 		s.ByRule[i] += o.ByRule[i]
 		s.Depth[i] += o.Depth[i]
@@ -79,8 +90,9 @@ func (s modelStats) String() string {
 			depths = append(depths, fmt.Sprintf("%d:%d", i, s.Depth[i]))
 		}
 	}
-	return fmt.Sprintf("%d operations; %d exchanges, %d granted (by chain length %s), %d refused as the model predicts (by check %s); %d checks of tokens in force at the server, %d at a verifier",
-		s.Ops, s.Exchanges, s.Granted, strings.Join(depths, " "), s.Refused, strings.Join(rules, " "), s.Introspections, s.Verifications)
+	return fmt.Sprintf("%d operations; %d exchanges, %d granted (by chain length %s), %d refused as the model predicts (by check %s); %d approvals, %d codes and %d refresh tokens granted, %d refused as the model predicts, %d exchanges of their tokens granted; %d checks of tokens in force at the server, %d at a verifier",
+		s.Ops, s.Exchanges, s.Granted, strings.Join(depths, " "), s.Refused, strings.Join(rules, " "),
+		s.Approvals, s.Redeemed, s.Refreshed, s.ConsentRefused, s.ConsentHops, s.Introspections, s.Verifications)
 }
 
 // modelDisagreement is the first place where the server and the model
@@ -108,8 +120,13 @@ type modelRun struct {
 	raw, jti  map[string]string // by token label
 	dlgID     map[string]string // server id by delegation label
 	dlgLabel  map[string]string // delegation label by server id
-	ops       []modelOp
-	stats     modelStats
+	// people are the model's people's browsers; codes and rts the raw
+	// codes and refresh tokens by label.
+	people map[string]*person
+	codes  map[string]string
+	rts    map[string]string
+	ops    []modelOp
+	stats  modelStats
 }
 
 // modelConfig writes world w into cfg; start is the clock's start.
@@ -125,7 +142,7 @@ func modelConfig(cfg *config.Config, w modelWorld, start time.Time) {
 	cfg.Agents = append(cfg.Agents, config.Agent{ID: modelFeedClient, Secret: "feed-secret"})
 	for _, a := range w.Agents {
 		cfg.Agents = append(cfg.Agents, config.Agent{ID: a.ID, Secret: modelSecret(a.ID), Scopes: a.Scopes,
-			DelegateTo: a.DelegateTo, MaxDepth: a.MaxDepth, Disabled: a.Disabled})
+			DelegateTo: a.DelegateTo, MaxDepth: a.MaxDepth, Disabled: a.Disabled, RedirectURIs: []string{appRedirect}})
 	}
 	for _, d := range w.Delegations {
 		cd := config.Delegation{ID: d.ID, Subject: d.Subject, Actor: d.Actor, Scopes: d.Scopes, Audiences: d.Audiences, MaxDepth: d.MaxDepth}
@@ -154,11 +171,13 @@ func runModelCase(t *testing.T, c modelCase) (*modelDisagreement, modelStats) {
 	t.Cleanup(cancel)
 	r := &modelRun{t: t, h: h, m: newModelState(c.World, start), clock: clock, ctx: ctx, ops: c.Ops,
 		verifiers: map[string]*verify.Verifier{}, raw: map[string]string{}, jti: map[string]string{},
-		dlgID: map[string]string{}, dlgLabel: map[string]string{}}
+		dlgID: map[string]string{}, dlgLabel: map[string]string{},
+		people: map[string]*person{}, codes: map[string]string{}, rts: map[string]string{}}
 	for _, d := range c.World.Delegations {
 		r.dlgID[d.ID], r.dlgLabel[d.ID] = d.ID, d.ID
 	}
 	r.startFeed()
+	r.givePasswords(c.World)
 	for i, op := range c.Ops {
 		if d := r.step(i, op); d != nil {
 			return d, r.stats
@@ -270,7 +289,7 @@ func (r *modelRun) fail(i int, sig, format string, args ...any) *modelDisagreeme
 func (r *modelRun) step(i int, op modelOp) *modelDisagreement {
 	before := r.m.now
 	var wasInForce map[string]bool
-	if !slices.Contains([]string{opSignIn, opIdP, opCC, opExchange, opClock}, op.Kind) {
+	if !slices.Contains([]string{opSignIn, opIdP, opCC, opExchange, opClock, opApprove}, op.Kind) {
 		wasInForce = map[string]bool{}
 		for _, l := range r.m.labels {
 			wasInForce[l] = r.m.inForce(r.m.tokens[l])
@@ -293,6 +312,15 @@ func (r *modelRun) step(i int, op modelOp) *modelDisagreement {
 		return r.grant(i, op, want, r.h.post("/token", op.Client, form))
 	case opExchange:
 		return r.grant(i, op, want, r.h.post("/token", op.Client, r.exchangeForm(op)))
+	case opApprove:
+		return r.approve(i, op, want)
+	case opRedeem, opRefresh:
+		if d := r.grant(i, op, want, r.h.post("/token", op.Client, r.consentForm(op))); d != nil {
+			return d
+		}
+		if !slices.ContainsFunc(r.m.labels, func(l string) bool { return wasInForce[l] && !r.m.inForce(r.m.tokens[l]) }) {
+			return nil
+		}
 	case opRevoke:
 		resp := r.h.post("/revoke", op.Client, url.Values{"token": {r.raw[op.Token]}})
 		if d := r.answer(i, op, want, resp); d != nil {
@@ -307,7 +335,7 @@ func (r *modelRun) step(i int, op modelOp) *modelDisagreement {
 	case opReconfigure:
 		a := r.m.agents[op.Agent]
 		cfg := &config.Config{Agents: []config.Agent{{ID: op.Agent, Secret: modelSecret(op.Agent), Scopes: op.Scope,
-			DelegateTo: op.DelegateTo, MaxDepth: op.MaxDepth, Disabled: a.Disabled}}}
+			DelegateTo: op.DelegateTo, MaxDepth: op.MaxDepth, Disabled: a.Disabled, RedirectURIs: []string{appRedirect}}}}
 		if _, err := provision.Sync(r.ctx, r.h.app.Store, cfg, true, r.clock.Now()); err != nil {
 			r.t.Fatalf("config apply: %v", err)
 		}
@@ -443,14 +471,25 @@ func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *m
 		}
 		return nil
 	case want.Refused != "":
+		if op.Kind == opRedeem || op.Kind == opRefresh {
+			r.stats.ConsentRefused++
+		}
 		return nil
 	case !granted:
 		return r.fail(i, fmt.Sprintf("%s: server refuses %s (%s), model grants", op.Kind, resp.str("error"), resp.str("error_description")),
 			"server: %d %s\nmodel:  grants %s", resp.status, resp.raw, r.describeModel(want.Token))
 	}
-	if op.Kind == opExchange {
+	switch op.Kind {
+	case opExchange:
 		r.stats.Granted++
 		r.stats.Depth[min(len(want.Token.Chain), 10)]++
+		if strings.HasPrefix(r.m.tokens[op.Token].Label, "c") {
+			r.stats.ConsentHops++
+		}
+	case opRedeem:
+		r.stats.Redeemed++
+	case opRefresh:
+		r.stats.Refreshed++
 	}
 	raw := resp.str("access_token")
 	got := r.parse(raw)
@@ -460,8 +499,13 @@ func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *m
 		diffs = append(diffs, f.text)
 		rules = append(rules, f.field)
 	}
-	if op.Kind == opExchange {
-		for _, b := range modelBounds(r.m, op, got.tok) {
+	bounds := modelBounds
+	if op.Kind == opRedeem || op.Kind == opRefresh {
+		bounds = modelConsentBounds
+		r.rts[op.Label] = resp.str("refresh_token")
+	}
+	if op.Kind != opSignIn && op.Kind != opCC {
+		for _, b := range bounds(r.m, op, got.tok) {
 			diffs = append(diffs, "bound: "+b)
 			rules = append(rules, "bound "+modelRuleOf(b))
 		}
@@ -744,6 +788,14 @@ func (r *modelRun) checkAfter(i int, op modelOp, wasInForce map[string]bool) *mo
 		}
 	case opDeleteDelegation, opAdminRevokeDelegation:
 		related = func(t *modelToken) bool { return t.Delegation == op.Delegation }
+	case opRedeem, opRefresh:
+		dlg := ""
+		if c := r.m.codes[op.Code]; c != nil {
+			dlg = c.Delegation
+		} else if f := r.m.refreshes[op.Refresh]; f != nil {
+			dlg = f.Delegation
+		}
+		related = func(t *modelToken) bool { return t.Delegation == dlg }
 	case opRevokeSubject, opSetPermissions, opSetLimits, opCreateDelegation:
 		related = func(t *modelToken) bool { return t.Sub == op.Person }
 	case opDisable, opEnable, opAdminRevokeAgent, opReconfigure:
@@ -757,7 +809,7 @@ func (r *modelRun) checkAfter(i int, op modelOp, wasInForce map[string]bool) *mo
 		return nil
 	}
 	revocation := slices.Contains([]string{opRevoke, opAdminRevokeJTI, opDeleteDelegation, opAdminRevokeDelegation,
-		opRevokeSubject, opSetPermissions, opDisable, opAdminRevokeAgent}, op.Kind)
+		opRevokeSubject, opSetPermissions, opDisable, opAdminRevokeAgent, opRedeem, opRefresh}, op.Kind)
 	asked, others := 0, []int{(i * 7919) % n, (i * 104729) % n}
 	for j := n - 1; j >= 0; j-- {
 		t := r.m.tokens[r.m.labels[j]]

@@ -46,7 +46,7 @@ func shrinkModelCase(t *testing.T, c modelCase, d *modelDisagreement, budget tim
 		cand := best
 		cand.Ops = nil
 		for i, op := range best.Ops {
-			mints := slices.Contains([]string{opSignIn, opIdP, opCC, opExchange}, op.Kind)
+			mints := slices.Contains([]string{opSignIn, opIdP, opCC, opExchange, opApprove, opRedeem, opRefresh}, op.Kind)
 			if slice[i] || keepChanges && !mints {
 				cand.Ops = append(cand.Ops, op)
 			}
@@ -145,7 +145,7 @@ func modelSlice(ops []modelOp) []bool {
 			return
 		}
 		keep[i] = true
-		for _, l := range []string{ops[i].Token, ops[i].ActorToken, ops[i].Delegation} {
+		for _, l := range []string{ops[i].Token, ops[i].ActorToken, ops[i].Delegation, ops[i].Code, ops[i].Refresh} {
 			if j, ok := made[l]; ok && j < i {
 				mark(j)
 			}

@@ -17,8 +17,8 @@ import (
 
 // Approval is what the person chose on the consent page.
 type Approval struct {
-	// Scopes are the ticked scopes; only those the request asked for
-	// count.
+	// Scopes are the ticked scopes; only those the request asked for and
+	// the person and the agent hold count.
 	Scopes []string
 	// Duration is how long the delegation lasts, at most
 	// DefaultDelegation.
