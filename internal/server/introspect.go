@@ -7,6 +7,7 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/directory"
+	"github.com/mandate-dev/mandate/internal/signin"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
@@ -155,6 +156,20 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 		// Signature only: an expired token may still be revoked.
 		if vv, verr := s.cfg.Verifier.Verify(r.Context(), raw); verr == nil && vv.Own {
 			v, ev.JTI = vv, vv.JTI
+		}
+	}
+	if v == nil && s.cfg.SignIn != nil {
+		// Not a token Mandate signed: perhaps a refresh token, whose
+		// revocation ends its family (RFC 7009 §2.1).
+		found, err := s.cfg.SignIn.RevokeRefresh(r.Context(), caller.ID, raw, ev.RequestID)
+		switch {
+		case errors.Is(err, signin.ErrNotYours):
+			ev.Reason, ev.Detail = reasonNotCallersToken, "the refresh token was issued to another client"
+		case err != nil:
+			return oauth.Unavailable("store_unavailable", err)
+		case found:
+			oauth.WriteJSON(w, http.StatusOK, map[string]any{})
+			return nil
 		}
 	}
 	switch {

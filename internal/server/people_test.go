@@ -449,3 +449,27 @@ func TestRefreshEndsWithTheApproval(t *testing.T) {
 		t.Fatalf("a refresh after the approval ended: %d %s", r.status, r.raw)
 	}
 }
+
+// TestRevokeRefreshToken: a client revokes its refresh token at /revoke
+// (RFC 7009): the family ends with its access tokens; another client's
+// attempt changes nothing and is answered the same.
+func TestRevokeRefreshToken(t *testing.T) {
+	h := newPeopleHarness(t)
+	tok := h.consented(h.person(), "deploy:create", nil)
+	rt := tok.str("refresh_token")
+	if r := h.post("/revoke", "agent:argocd", url.Values{"token": {rt}}); r.status != http.StatusOK {
+		t.Fatalf("another client's revocation: %d %s", r.status, r.raw)
+	}
+	if !h.active(tok.str("access_token")) {
+		t.Fatal("another client's revocation ended the family")
+	}
+	if r := h.post("/revoke", "agent:infrabot", url.Values{"token": {rt}, "token_type_hint": {"refresh_token"}}); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.raw)
+	}
+	if h.active(tok.str("access_token")) {
+		t.Fatal("the family's access token survived its refresh token's revocation")
+	}
+	if r := h.refresh("agent:infrabot", rt, nil); r.str("error") != "invalid_grant" {
+		t.Fatalf("refresh after revocation: %d %s", r.status, r.raw)
+	}
+}

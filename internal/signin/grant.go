@@ -273,3 +273,30 @@ func (s *Service) refuseGrant(ctx context.Context, req exchange.Request, subject
 	}
 	return e
 }
+
+// ErrNotYours is a refresh token issued to another client.
+var ErrNotYours = errors.New("signin: the refresh token was issued to another client")
+
+// RevokeRefresh revokes the refresh token raw for its client (RFC 7009
+// §2.1): the whole family ends with its delegation, and with it every
+// access token the family issued. It reports whether raw is a refresh
+// token at all; one of another client is ErrNotYours and changes nothing.
+func (s *Service) RevokeRefresh(ctx context.Context, clientID, raw, requestID string) (bool, error) {
+	if raw == "" || len(raw) > 128 {
+		return false, nil
+	}
+	rt, err := s.Store.GetRefresh(ctx, hashOf(raw))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("signin: %w", err)
+	case rt.ClientID != clientID:
+		return true, ErrNotYours
+	}
+	p := directory.Performer{ID: clientID, ClientID: clientID, RequestID: requestID}
+	if err := s.Directory.RevokeDelegation(ctx, p, rt.DelegationID, "refresh_token_revoked"); err != nil && !errors.Is(err, directory.ErrNotFound) {
+		return true, fmt.Errorf("signin: revoke the refresh token's family: %w", err)
+	}
+	return true, nil
+}
