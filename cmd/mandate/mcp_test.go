@@ -313,7 +313,6 @@ func findRecord(recs []verify.Record, resource string) *verify.Record {
 	return nil
 }
 
-
 // toolText is the text of a tool's result, for failure messages.
 func toolText(res *mcp.CallToolResult) string {
 	if res == nil {
