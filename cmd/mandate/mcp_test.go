@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -255,7 +256,7 @@ func TestMCPServerBehindMandate(t *testing.T) {
 		if got := b.refusal(); got.status != http.StatusForbidden || got.challenge != want {
 			t.Errorf("deploy: %d %q, want 403 %q (all: %+v)", got.status, got.challenge, want, b.all())
 		}
-		if rec := findRecord(mcpRecords.all(), "tool/deploy"); rec == nil || rec.Result != verify.ResultRefused || rec.Reason != "insufficient_scope" {
+		if rec := findRecord(mcpRecords, "tool/deploy"); rec == nil || rec.Result != verify.ResultRefused || rec.Reason != "insufficient_scope" {
 			t.Errorf("the MCP server's record of the refused call: %+v", rec)
 		}
 	})
@@ -271,7 +272,7 @@ func TestMCPServerBehindMandate(t *testing.T) {
 		if err := json.Unmarshal(b, &out); err != nil || out.PerformedBy != mcpServerID || out.OnBehalfOf != "user:sam" {
 			t.Errorf("deploy answered %s (%v)", b, err)
 		}
-		rec := findRecord(deployRecords.all(), "service/api")
+		rec := findRecord(deployRecords, "service/api")
 		if rec == nil {
 			t.Fatalf("the deploy API has no record of the deployment: %+v", deployRecords.all())
 		}
@@ -279,7 +280,7 @@ func TestMCPServerBehindMandate(t *testing.T) {
 			t.Errorf("deploy API record: on behalf of %s, chain %v, scopes %v; want user:sam, [%s %s], [deploy:create]",
 				rec.OnBehalfOf, rec.Chain, rec.Scopes, mcpServerID, mcpClientID)
 		}
-		if rec := findRecord(mcpRecords.all(), "tool/deploy"); rec == nil || rec.Action != "tools/call" {
+		if rec := findRecord(mcpRecords, "tool/deploy"); rec == nil || rec.Action != "tools/call" {
 			t.Errorf("the MCP server's record names no tool: %+v", mcpRecords.all())
 		}
 	})
@@ -303,11 +304,16 @@ func exchangeFor(t *testing.T, p *process, sam, audience, scope string) string {
 	return tok
 }
 
-// findRecord returns the last granted or refused record about resource.
-func findRecord(recs []verify.Record, resource string) *verify.Record {
-	for i := len(recs) - 1; i >= 0; i-- {
-		if recs[i].Resource == resource && recs[i].Result != "" {
-			return &recs[i]
+// findRecord waits for a record about resource: a verifier hands its
+// record over after the handler returns, which is after the client has its
+// answer. Nil after 5 s.
+func findRecord(r *records, resource string) *verify.Record {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		recs := r.all()
+		for i := len(recs) - 1; i >= 0; i-- {
+			if recs[i].Resource == resource {
+				return &recs[i]
+			}
 		}
 	}
 	return nil
