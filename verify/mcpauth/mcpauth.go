@@ -21,9 +21,11 @@ import (
 // MethodCallTool is the MCP method whose calls the tool map governs.
 const MethodCallTool = "tools/call"
 
-// CodeForbidden is the JSON-RPC error code of a call Middleware refuses
-// (in the range JSON-RPC 2.0 leaves to servers).
-const CodeForbidden = -32003
+// CodeForbidden is the JSON-RPC error code of a call Middleware refuses,
+// in the range JSON-RPC 2.0 leaves to servers and one neither MCP nor the
+// SDK uses (the SDK's client reads -32003 and -32004 as a closing
+// connection).
+const CodeForbidden = -32030
 
 // ErrForbidden is what Middleware's refusals wrap.
 var ErrForbidden = errors.New("mcpauth: the access token does not allow this tool")

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mandate-dev/mandate/jwks"
@@ -217,8 +218,9 @@ func TestToolCalls(t *testing.T) {
 		}
 	}
 	_, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "secret", Arguments: map[string]any{}})
-	if err == nil || !strings.Contains(err.Error(), "the tool is not allowed") {
-		t.Errorf("secret: %v, want the refusal", err)
+	var werr *jsonrpc.Error
+	if !errors.As(err, &werr) || werr.Code != mcpauth.CodeForbidden || !strings.Contains(werr.Message, "the tool is not allowed") {
+		t.Errorf("secret: %v, want a JSON-RPC error %d", err, mcpauth.CodeForbidden)
 	}
 	if rec := f.records.about(t, "tool/secret", 1); rec.Resource != "tool/secret" || rec.Result != verify.ResultRefused || rec.Reason != "tool_not_allowed" {
 		t.Errorf("secret: record %+v", rec)
