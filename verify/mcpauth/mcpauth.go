@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"slices"
 
@@ -45,7 +44,8 @@ type Guard struct {
 }
 
 // New returns a Guard for the server v verifies tokens for and the scopes
-// of its tools; tools is copied.
+// of its tools; tools is copied. Handler needs v; Middleware alone does
+// not use it (and, without Handler in front, refuses every tool call).
 func New(v *verify.Verifier, tools Tools) *Guard {
 	own := make(Tools, len(tools))
 	for name, scopes := range tools {
@@ -219,7 +219,7 @@ func tokenInfo(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, e
 		// The person and the agent: a session opened by one agent of Sam's
 		// is not another agent's to use.
 		UserID: p.Subject + " " + p.PerformedBy(),
-		Extra:  maps.Clone(map[string]any{principalKey: p}),
+		Extra:  map[string]any{principalKey: p},
 	}, nil
 }
 
