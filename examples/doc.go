@@ -5,4 +5,11 @@
 // lines of verify setup around an ordinary handler, and serves its RFC 9728
 // protected-resource metadata at /.well-known/oauth-protected-resource,
 // where its 401 answers point (WWW-Authenticate resource_metadata).
+//
+// mcpserver is an MCP server built with the official Go SDK and protected
+// by verify/mcpauth, with a deploy tool (deploy:create) that hands the work
+// on to deployapi by token exchange, and a metrics tool (monitoring:read).
+// Its endpoint has a path (/mcp), so its metadata is at
+// /.well-known/oauth-protected-resource/mcp. `mandate demo` does not run it
+// yet.
 package examples

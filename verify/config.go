@@ -144,6 +144,13 @@ type ResourceMetadata struct {
 	MetadataURL string
 	// ScopesSupported lists the scopes this resource understands.
 	ScopesSupported []string
+	// RequestScopes are the scopes a client should ask for to use this
+	// resource, named in the scope parameter of every 401's
+	// WWW-Authenticate (RFC 6750 §3): MCP clients request these, and fall
+	// back to ScopesSupported, every scope, only when it is absent. Empty
+	// means no scope parameter on a 401. Each must be an RFC 6749 §3.3
+	// scope token (New refuses others).
+	RequestScopes []string
 	// ResourceName is a human-readable name.
 	ResourceName string
 	// ResourceDocumentation is a URL of documentation for developers.
@@ -170,6 +177,11 @@ func (cfg *Config) check() error {
 	if cfg.MaxDepth < 0 || cfg.MaxDepth > 16 || cfg.Leeway < 0 || cfg.MaxTTL < 0 {
 		errs = append(errs, errors.New("verify: Leeway, MaxTTL and MaxDepth (≤ 16) must not be negative"))
 	}
+	for _, sc := range cfg.Resource.RequestScopes {
+		if !scopeToken(sc) {
+			errs = append(errs, fmt.Errorf("verify: Resource.RequestScopes: %q is not a scope token", sc))
+		}
+	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
@@ -186,7 +198,23 @@ func (cfg *Config) check() error {
 		cfg.Resource.MetadataURL = wellKnown(cfg.Resource.Resource, resourcePath)
 	}
 	cfg.Algorithms = slices.Clone(cfg.Algorithms)
+	cfg.Resource.RequestScopes = slices.Clone(cfg.Resource.RequestScopes)
 	return nil
+}
+
+// scopeToken reports whether s is a scope token (RFC 6749 §3.3: %x21 /
+// %x23-5B / %x5D-7E), which also makes it safe inside a quoted
+// WWW-Authenticate parameter.
+func scopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // wellKnown inserts a well-known path between the host and the path of id

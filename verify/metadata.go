@@ -3,10 +3,27 @@ package verify
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 )
 
+// MetadataPath returns the URL path at which to mount
+// ProtectedResourceMetadata: the path of Config.Resource.MetadataURL, which
+// by default is the well-known location of the resource identifier with
+// its path inserted after it (RFC 9728 §3.1), for example
+// /.well-known/oauth-protected-resource/mcp for https://tools.example/mcp.
+// It is "" when there is no metadata URL (a resource identifier that is not
+// an http or https URL, and none configured).
+func (v *Verifier) MetadataPath() string {
+	u, err := url.Parse(v.cfg.Resource.MetadataURL)
+	if err != nil || v.cfg.Resource.MetadataURL == "" {
+		return ""
+	}
+	return u.EscapedPath()
+}
+
 // ProtectedResourceMetadata returns a handler serving this resource's RFC
-// 9728 metadata (mount it at /.well-known/oauth-protected-resource): the
+// 9728 metadata (mount it at MetadataPath, which for a resource identifier
+// without a path is /.well-known/oauth-protected-resource): the
 // resource identifier, the issuer as its one authorization server, the
 // supported scopes, and bearer_methods_supported ["header"], since
 // Middleware reads only the Authorization header. GET and HEAD only.

@@ -116,7 +116,13 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			if ref.status == http.StatusServiceUnavailable {
 				st.record.result = ResultFailed
 			}
-			v.writeRefusal(w, ref, "", errors.Is(err, ErrNoToken))
+			scope := ""
+			if ref.status == http.StatusUnauthorized {
+				// RFC 6750 §3: the scopes to ask for, so that a client
+				// signing in asks for what this resource needs.
+				scope = v.requestScope
+			}
+			v.writeRefusal(w, ref, scope, errors.Is(err, ErrNoToken))
 			v.audit(r, st, start)
 			return
 		}

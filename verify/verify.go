@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/mandate-dev/mandate/jwt"
 )
@@ -13,6 +14,9 @@ type Verifier struct {
 	cfg   Config
 	rules Rules
 	keys  KeySource
+	// requestScope is Resource.RequestScopes as the scope parameter of a
+	// 401's challenge.
+	requestScope string
 }
 
 // New returns a Verifier for cfg. It refuses an empty Issuer, Audience or
@@ -28,7 +32,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{cfg: cfg, rules: cfg.rules(), keys: keys}, nil
+	return &Verifier{cfg: cfg, rules: cfg.rules(), keys: keys, requestScope: strings.Join(cfg.Resource.RequestScopes, " ")}, nil
 }
 
 // Verify checks raw, a compact JWS access token, and returns what it says.
