@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"unicode"
 	"unicode/utf8"
@@ -50,6 +51,14 @@ type Client struct {
 	JWKS jwks.Static
 	// JWKSURI is jwks_uri when the document has one.
 	JWKSURI string
+}
+
+// clone returns a copy of c that shares nothing with it, so that a
+// caller changing it cannot change the cache.
+func (c Client) clone() Client {
+	c.RedirectURIs = slices.Clone(c.RedirectURIs)
+	c.JWKS = maps.Clone(c.JWKS)
+	return c
 }
 
 // Parse validates body as the metadata document of clientID (draft §4):

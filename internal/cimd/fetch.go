@@ -21,6 +21,7 @@ const (
 	DefaultMaxTTL      = 24 * time.Hour
 	DefaultNegativeTTL = 5 * time.Second
 	DefaultMaxEntries  = 1000
+	DefaultMaxFetches  = 32
 )
 
 // Sentinel errors of Lookup besides ErrInvalidURL, ErrForbiddenAddress and
@@ -31,6 +32,9 @@ var (
 	ErrFetch = errors.New("cimd: fetching the client metadata document failed")
 	// ErrTooLarge: the document is larger than Config.MaxBytes.
 	ErrTooLarge = errors.New("cimd: client metadata document too large")
+	// ErrBusy: Config.MaxFetches fetches of other URLs are under way.
+	// It is not cached.
+	ErrBusy = errors.New("cimd: too many client metadata documents being fetched")
 )
 
 // Config configures a Fetcher. The zero value, with RootCAs nil (the
@@ -63,6 +67,10 @@ type Config struct {
 	// MaxEntries bounds the cache; the least recently used entry goes
 	// first. Default DefaultMaxEntries.
 	MaxEntries int
+	// MaxFetches bounds the fetches under way at once, so that requests
+	// naming many different URLs cannot make the server a scanner of
+	// other hosts at the requests' rate. Default DefaultMaxFetches.
+	MaxFetches int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -75,7 +83,7 @@ type Fetcher struct {
 	cache  *cache
 
 	mu       sync.Mutex
-	inflight map[string]*call
+	inflight map[string]*call // at most cfg.MaxFetches
 }
 
 // call is one fetch that lookups of the same URL wait for.
@@ -88,7 +96,7 @@ type call struct {
 // New returns a Fetcher with cfg's zero fields set to their defaults. It
 // fails on negative limits or MinTTL above MaxTTL.
 func New(cfg Config) (*Fetcher, error) {
-	if cfg.MaxBytes < 0 || cfg.Timeout < 0 || cfg.MinTTL < 0 || cfg.MaxTTL < 0 || cfg.NegativeTTL < 0 || cfg.MaxEntries < 0 {
+	if cfg.MaxBytes < 0 || cfg.Timeout < 0 || cfg.MinTTL < 0 || cfg.MaxTTL < 0 || cfg.NegativeTTL < 0 || cfg.MaxEntries < 0 || cfg.MaxFetches < 0 {
 		return nil, errors.New("cimd: limits must not be negative")
 	}
 	cfg.MaxBytes = orDefault(cfg.MaxBytes, DefaultMaxBytes)
@@ -97,6 +105,7 @@ func New(cfg Config) (*Fetcher, error) {
 	cfg.MaxTTL = orDefault(cfg.MaxTTL, DefaultMaxTTL)
 	cfg.NegativeTTL = orDefault(cfg.NegativeTTL, DefaultNegativeTTL)
 	cfg.MaxEntries = orDefault(cfg.MaxEntries, DefaultMaxEntries)
+	cfg.MaxFetches = orDefault(cfg.MaxFetches, DefaultMaxFetches)
 	if cfg.MinTTL > cfg.MaxTTL {
 		return nil, errors.New("cimd: MinTTL is above MaxTTL")
 	}
@@ -142,8 +151,10 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 
 // Lookup returns the client whose client_id is clientID, from the cache or
 // by fetching its document. Errors wrap ErrInvalidURL (no fetch is made),
-// ErrForbiddenAddress, ErrFetch, ErrTooLarge or ErrInvalidDocument; a
-// failure is kept for Config.NegativeTTL and returned again meanwhile. A
+// ErrForbiddenAddress, ErrFetch, ErrTooLarge or ErrInvalidDocument; such a
+// failure is kept for Config.NegativeTTL and returned again meanwhile.
+// ErrBusy (not kept) says that Config.MaxFetches other fetches are under
+// way. The Client returned shares nothing with the cache. A
 // fetch runs to its own time limit even when ctx ends first, so that other
 // lookups waiting for it are not failed by one caller leaving.
 func (f *Fetcher) Lookup(ctx context.Context, clientID string) (Client, error) {
@@ -151,10 +162,14 @@ func (f *Fetcher) Lookup(ctx context.Context, clientID string) (Client, error) {
 		return Client{}, err
 	}
 	if c, err, ok := f.cache.get(clientID, f.cfg.Now()); ok {
-		return c, err
+		return c.clone(), err
 	}
 	f.mu.Lock()
 	cl, running := f.inflight[clientID]
+	if !running && len(f.inflight) >= f.cfg.MaxFetches {
+		f.mu.Unlock()
+		return Client{}, fmt.Errorf("%w: %d", ErrBusy, f.cfg.MaxFetches)
+	}
 	if !running {
 		cl = &call{done: make(chan struct{})}
 		f.inflight[clientID] = cl
@@ -163,10 +178,19 @@ func (f *Fetcher) Lookup(ctx context.Context, clientID string) (Client, error) {
 	f.mu.Unlock()
 	select {
 	case <-cl.done:
-		return cl.client, cl.err
+		return cl.client.clone(), cl.err
 	case <-ctx.Done():
 		return Client{}, fmt.Errorf("cimd: lookup of %s: %w", clientID, ctx.Err())
 	}
+}
+
+// HTTPClient returns an HTTP client with the Fetcher's rules (public
+// addresses only, checked at connect time; no redirects; the time limit),
+// for other documents a client's metadata points at, such as its jwks_uri.
+// It does not bound the body: its reader must.
+func (f *Fetcher) HTTPClient() *http.Client {
+	c := f.client
+	return &c
 }
 
 // run fetches clientID's document for call cl and caches the outcome.

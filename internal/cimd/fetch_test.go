@@ -539,3 +539,63 @@ func TestFreshness(t *testing.T) {
 		})
 	}
 }
+
+func TestLookupBoundsConcurrentFetches(t *testing.T) {
+	s := newDocServer(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	s.set(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		_, _ = w.Write(doc(t, "https://"+r.Host+r.URL.Path, nil))
+	})
+	f := newFetcher(t, s, newClock(), func(c *Config) { c.MaxFetches = 1 })
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _, _ = f.Lookup(ctx, s.URL+"/a") }()
+	for s.hits.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := f.Lookup(t.Context(), s.URL+"/b"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Lookup while busy = %v, want ErrBusy", err)
+	}
+	if n := f.cache.len(); n != 0 {
+		t.Errorf("cache holds %d entries, want none (busy is not kept)", n)
+	}
+}
+
+func TestHTTPClientKeepsTheRules(t *testing.T) {
+	s := newDocServer(t)
+	s.set(func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusFound) })
+	f := newFetcher(t, s, newClock(), nil)
+	resp, err := f.HTTPClient().Get(s.URL + "/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Errorf("status = %d, want the redirect itself", resp.StatusCode)
+	}
+	strict := newFetcher(t, s, newClock(), func(c *Config) { c.AllowLoopback = false })
+	if _, err := strict.HTTPClient().Get(s.URL + "/jwks.json"); !errors.Is(err, ErrForbiddenAddress) {
+		t.Errorf("Get on loopback = %v, want ErrForbiddenAddress", err)
+	}
+}
+
+func TestLookupReturnsACopy(t *testing.T) {
+	s := newDocServer(t)
+	id := s.URL + "/client.json"
+	s.serve(doc(t, id, nil))
+	f := newFetcher(t, s, newClock(), nil)
+	c, err := f.Lookup(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.RedirectURIs[0] = "https://evil.example/cb"
+	again, err := f.Lookup(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.RedirectURIs[0] == "https://evil.example/cb" {
+		t.Error("changing a returned client changed the cache")
+	}
+}
