@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -38,7 +39,7 @@ type Client struct {
 	ID string
 	// RedirectURIs are the registered redirect URIs, each valid as
 	// directory.CheckRedirectURIs says (https, or http to a loopback
-	// address); at least one.
+	// address) or http://localhost with a port and path; at least one.
 	RedirectURIs []string
 	// Name is client_name as published, or "". It is the client's own
 	// claim, shown with its URL, never instead of it.
@@ -101,8 +102,8 @@ func parse(clientID string, body []byte) (Client, string) {
 	if err := json.Unmarshal(m["redirect_uris"], &c.RedirectURIs); err != nil || len(c.RedirectURIs) == 0 {
 		return Client{}, "redirect_uris must be a non-empty array of strings"
 	}
-	if err := directory.CheckRedirectURIs("redirect_uris", c.RedirectURIs); err != nil {
-		return Client{}, err.Error()
+	if reason := redirectURIsProblem(c.RedirectURIs); reason != "" {
+		return Client{}, reason
 	}
 	if !str(m, "client_name", &c.Name) {
 		return Client{}, "client_name must be a string"
@@ -120,6 +121,51 @@ func parse(clientID string, body []byte) (Client, string) {
 		return Client{}, "response_types must include code"
 	}
 	return c, ""
+}
+
+// localhost is how a redirect URI to the loopback host by name begins.
+const localhost = "http://localhost"
+
+// redirectURIsProblem says what is wrong with a document's redirect_uris,
+// "" for nothing: each must be valid as directory.CheckRedirectURIs says,
+// and http://localhost (exactly so, lower case, with or without a port)
+// counts as the loopback address it names. The MCP specification requires
+// "localhost or https" redirect URIs and its example document lists
+// http://localhost:3000/callback, so MCP clients use it, though RFC 8252
+// §8.3 advises 127.0.0.1.
+func redirectURIsProblem(uris []string) string {
+	if len(uris) > directory.MaxRedirectURIs {
+		return fmt.Sprintf("redirect_uris has %d entries, at most %d allowed", len(uris), directory.MaxRedirectURIs)
+	}
+	seen := make(map[string]bool, len(uris))
+	for i, u := range uris {
+		if seen[u] {
+			return fmt.Sprintf("redirect_uris[%d] is listed twice", i)
+		}
+		seen[u] = true
+		checked := u
+		if rest, ok := strings.CutPrefix(u, localhost); ok && (rest == "" || rest[0] == ':' || rest[0] == '/') {
+			checked = "http://127.0.0.1" + rest
+		}
+		if err := directory.CheckRedirectURIs(fmt.Sprintf("redirect_uris[%d]", i), []string{checked}); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
+}
+
+// LoopbackOnly reports whether every redirect URI of c leads to the
+// person's own machine (http, which validation allows only to localhost
+// or a loopback address): any
+// program there can then receive the code, so the consent page warns that
+// the client's name and URL do not prove which program asks.
+func (c Client) LoopbackOnly() bool {
+	for _, u := range c.RedirectURIs {
+		if len(u) < len("http://") || !strings.EqualFold(u[:len("http://")], "http://") {
+			return false
+		}
+	}
+	return len(c.RedirectURIs) > 0
 }
 
 // parseAuth reads token_endpoint_auth_method and the keys that go with it.

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -56,6 +57,24 @@ func TestParse(t *testing.T) {
 					t.Errorf("JWKSURI = %q", c.JWKSURI)
 				}
 			}},
+		{name: "ok/localhost-redirect", body: doc(t, testID, map[string]any{"redirect_uris": []string{"http://localhost:3000/callback", "http://127.0.0.1:3000/callback", "http://localhost/cb"}}), ok: true,
+			check: func(t *testing.T, c Client) {
+				if !c.LoopbackOnly() {
+					t.Error("LoopbackOnly = false for loopback redirect URIs")
+				}
+			}},
+		{name: "ok/https-and-loopback", body: doc(t, testID, nil), ok: true,
+			check: func(t *testing.T, c Client) {
+				if c.LoopbackOnly() {
+					t.Error("LoopbackOnly = true with an https redirect URI")
+				}
+			}},
+		{name: "fail/localhost-user-info", body: doc(t, testID, map[string]any{"redirect_uris": []string{"http://localhost@evil.example/cb"}})},
+		{name: "fail/localhost-port-user-info", body: doc(t, testID, map[string]any{"redirect_uris": []string{"http://localhost:80@evil.example/cb"}})},
+		{name: "fail/localhost-prefix-of-host", body: doc(t, testID, map[string]any{"redirect_uris": []string{"http://localhost.evil.example/cb"}})},
+		{name: "fail/localhost-upper-case", body: doc(t, testID, map[string]any{"redirect_uris": []string{"http://LOCALHOST/cb"}})},
+		{name: "fail/localhost-fragment", body: doc(t, testID, map[string]any{"redirect_uris": []string{"http://localhost:3000/cb#x"}})},
+		{name: "fail/redirect-uris-too-many", body: doc(t, testID, map[string]any{"redirect_uris": manyURIs(17)})},
 		{name: "ok/unknown-members-ignored", body: doc(t, testID, map[string]any{"logo_uri": "https://client.example/logo.png", "software_id": "x"}), ok: true},
 		{name: "ok/name-unicode", body: doc(t, testID, map[string]any{"client_name": "Éditeur 編集者"}), ok: true},
 
@@ -117,6 +136,14 @@ func TestParse(t *testing.T) {
 			}
 		})
 	}
+}
+
+func manyURIs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("https://client.example/cb%d", i)
+	}
+	return out
 }
 
 func TestCheckURL(t *testing.T) {
