@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -28,7 +30,8 @@ const (
 // ErrInvalidDocument, each wrapped with detail.
 var (
 	// ErrFetch: the document could not be had (connection, TLS, time
-	// limit, a status other than 200, a redirect).
+	// limit, a status other than 200, a redirect, a content type other
+	// than JSON).
 	ErrFetch = errors.New("cimd: fetching the client metadata document failed")
 	// ErrTooLarge: the document is larger than Config.MaxBytes.
 	ErrTooLarge = errors.New("cimd: client metadata document too large")
@@ -184,6 +187,17 @@ func (f *Fetcher) Lookup(ctx context.Context, clientID string) (Client, error) {
 	}
 }
 
+// isJSON reports whether a Content-Type is application/json or a more
+// specific application/…+json (draft §5: any other is an error).
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	sub, ok := strings.CutPrefix(mt, "application/")
+	return ok && (sub == "json" || strings.HasSuffix(sub, "+json") && len(sub) > len("+json"))
+}
+
 // HTTPClient returns an HTTP client with the Fetcher's rules (public
 // addresses only, checked at connect time; no redirects; the time limit),
 // for other documents a client's metadata points at, such as its jwks_uri.
@@ -227,6 +241,9 @@ func (f *Fetcher) fetch(ctx context.Context, clientID string) (Client, time.Dura
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return Client{}, 0, fmt.Errorf("%w: status %d (redirects are not followed)", ErrFetch, resp.StatusCode)
+	}
+	if !isJSON(resp.Header.Get("Content-Type")) {
+		return Client{}, 0, fmt.Errorf("%w: content type %q, want application/json", ErrFetch, truncate(resp.Header.Get("Content-Type")))
 	}
 	if resp.ContentLength > f.cfg.MaxBytes {
 		return Client{}, 0, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, resp.ContentLength, f.cfg.MaxBytes)

@@ -149,6 +149,7 @@ func TestLookupOK(t *testing.T) {
 	var accept string
 	s.set(func(w http.ResponseWriter, r *http.Request) {
 		accept = r.Header.Get("Accept")
+		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(doc(t, id, nil))
 	})
 	f := newFetcher(t, s, newClock(), nil)
@@ -214,6 +215,7 @@ func TestLookupRefusals(t *testing.T) {
 		}), ErrTooLarge},
 		{"fail/too-large-chunked", func(t *testing.T, id string) http.HandlerFunc {
 			return func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
 				for range 10 {
 					_, _ = w.Write([]byte(big[:1000]))
 					w.(http.Flusher).Flush()
@@ -223,11 +225,24 @@ func TestLookupRefusals(t *testing.T) {
 		{"fail/not-found", func(*testing.T, string) http.HandlerFunc {
 			return func(w http.ResponseWriter, _ *http.Request) { http.NotFound(w, nil) }
 		}, ErrFetch},
+		{"fail/content-type-html", func(t *testing.T, id string) http.HandlerFunc {
+			return func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/html")
+				_, _ = w.Write(doc(t, id, nil))
+			}
+		}, ErrFetch},
+		{"fail/content-type-missing", func(t *testing.T, id string) http.HandlerFunc {
+			return func(w http.ResponseWriter, _ *http.Request) {
+				w.Header()["Content-Type"] = nil // no sniffing
+				_, _ = w.Write(doc(t, id, nil))
+			}
+		}, ErrFetch},
 		{"fail/redirect-loop", func(_ *testing.T, id string) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, id, http.StatusFound) }
 		}, ErrFetch},
 		{"fail/redirect-to-document", func(t *testing.T, id string) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
 				if r.URL.Path == "/moved.json" {
 					_, _ = w.Write(doc(t, id, nil))
 					return
@@ -257,7 +272,10 @@ func TestLookupRefusals(t *testing.T) {
 func body(mk func(t *testing.T, id string) []byte) func(t *testing.T, id string) http.HandlerFunc {
 	return func(t *testing.T, id string) http.HandlerFunc {
 		b := mk(t, id)
-		return func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(b) }
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			_, _ = w.Write(b)
+		}
 	}
 }
 
@@ -272,6 +290,7 @@ func TestLookupTooSlow(t *testing.T) {
 		{"fail/slow-body", func(t *testing.T, id string, release <-chan struct{}) http.HandlerFunc {
 			d := doc(t, id, nil)
 			return func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
 				// A byte at a time, each well within the limit, the whole
 				// well past it.
 				for _, b := range d {
@@ -425,6 +444,7 @@ func TestLookupNegativeCache(t *testing.T) {
 func TestLookupEvictsLeastRecentlyUsed(t *testing.T) {
 	s := newDocServer(t)
 	s.set(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(doc(t, "https://"+r.Host+r.URL.Path, nil))
 	})
 	f := newFetcher(t, s, newClock(), func(c *Config) { c.MaxEntries = 2 })
@@ -449,6 +469,7 @@ func TestLookupSharesOneFetch(t *testing.T) {
 	d := doc(t, id, nil)
 	s.set(func(w http.ResponseWriter, _ *http.Request) {
 		<-release
+		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(d)
 	})
 	f := newFetcher(t, s, newClock(), nil)
@@ -484,6 +505,7 @@ func TestLookupCallerCancelDoesNotPoisonCache(t *testing.T) {
 	d := doc(t, id, nil)
 	s.set(func(w http.ResponseWriter, _ *http.Request) {
 		<-release
+		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(d)
 	})
 	f := newFetcher(t, s, newClock(), nil)
@@ -506,6 +528,25 @@ func TestNewRefusesBadLimits(t *testing.T) {
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) = nil error", cfg)
+		}
+	}
+}
+
+func TestIsJSON(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"application/json":                 true,
+		"application/json; charset=utf-8":  true,
+		"Application/JSON":                 true,
+		"application/client-metadata+json": true,
+		"application/+json":                false,
+		"text/json":                        false,
+		"text/html":                        false,
+		"application/jsonp":                false,
+		"":                                 false,
+		"application/json; =":              false,
+	} {
+		if got := isJSON(ct); got != want {
+			t.Errorf("isJSON(%q) = %v, want %v", ct, got, want)
 		}
 	}
 }
@@ -546,6 +587,7 @@ func TestLookupBoundsConcurrentFetches(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	s.set(func(w http.ResponseWriter, r *http.Request) {
 		<-release
+		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(doc(t, "https://"+r.Host+r.URL.Path, nil))
 	})
 	f := newFetcher(t, s, newClock(), func(c *Config) { c.MaxFetches = 1 })
