@@ -157,9 +157,9 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 // ErrForbiddenAddress, ErrFetch, ErrTooLarge or ErrInvalidDocument; such a
 // failure is kept for Config.NegativeTTL and returned again meanwhile.
 // ErrBusy (not kept) says that Config.MaxFetches other fetches are under
-// way. The Client returned shares nothing with the cache. A
-// fetch runs to its own time limit even when ctx ends first, so that other
-// lookups waiting for it are not failed by one caller leaving.
+// way. The Client returned shares nothing with the cache. A fetch runs to
+// its own time limit even when ctx ends first, so that other lookups
+// waiting for it are not failed by one caller leaving.
 func (f *Fetcher) Lookup(ctx context.Context, clientID string) (Client, error) {
 	if err := CheckURL(clientID); err != nil {
 		return Client{}, err
@@ -169,6 +169,13 @@ func (f *Fetcher) Lookup(ctx context.Context, clientID string) (Client, error) {
 	}
 	f.mu.Lock()
 	cl, running := f.inflight[clientID]
+	if !running {
+		// A fetch may have ended since the look above.
+		if c, err, ok := f.cache.get(clientID, f.cfg.Now()); ok {
+			f.mu.Unlock()
+			return c.clone(), err
+		}
+	}
 	if !running && len(f.inflight) >= f.cfg.MaxFetches {
 		f.mu.Unlock()
 		return Client{}, fmt.Errorf("%w: %d", ErrBusy, f.cfg.MaxFetches)
