@@ -62,6 +62,7 @@ func arrows() []arrow {
 		{"internal/signin", []string{"internal/upstream"}, "a sign-in at a company's provider is kept, finished there and turned into a person, and the person rechecked there"},
 		{"internal/server", []string{"internal/upstream"}, "the sign-in page lists the company's providers and sends people to them"},
 		{"internal/app", []string{"internal/upstream"}, "it builds the company's identity providers people sign in through"},
+		{"internal/cimd", []string{"internal/directory", "jwks", "strictjson"}, "a client's metadata document is read strictly; its redirect URIs follow the directory's rule, its keys the key sets'"},
 		{"internal/authorize", []string{"oauth"}, "an authorization request is checked before a person sees it; a code's verifier at the token endpoint"},
 		{"internal/forensics", []string{"internal/audit", "internal/exchange", "internal/store"}, "questions asked of the log's records"},
 		{"internal/clientauth", []string{"internal/token", "internal/store", "jwks", "jwt", "oauth"}, "client secrets and private_key_jwt assertions"},
