@@ -24,10 +24,12 @@ type consentView struct {
 	ClientIsAgent bool
 	Scopes        []scopeView
 	Audience      string
-	Limits        []string
-	DelegateTo    []string
-	Durations     []durationView
-	RedirectHost  string
+	// AudienceName is the registered resource's name (resources.go).
+	AudienceName string
+	Limits       []string
+	DelegateTo   []string
+	Durations    []durationView
+	RedirectHost string
 }
 
 type scopeView struct {
@@ -65,6 +67,7 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) error {
 		return consentFailure(err)
 	}
 	view := consentViewOf(id, o, s.cfg.ScopeDescriptions)
+	s.describeResource(&view)
 	return s.cfg.Pages.Render(w, http.StatusOK, "consent", s.pageOf(r, sess, "Approve an agent", view), formTarget(o.Request.RedirectURI))
 }
 

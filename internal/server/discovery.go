@@ -3,7 +3,6 @@ package server
 import (
 	"encoding/json"
 	"net/http"
-	"slices"
 
 	"github.com/mandate-dev/mandate/internal/buildinfo"
 	"github.com/mandate-dev/mandate/internal/clientauth"
@@ -24,7 +23,6 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	for _, a := range agents {
 		scopes = append(scopes, a.Scopes...)
 	}
-	slices.Sort(scopes)
 	iss := s.cfg.Issuer
 	authMethods := []string{oauth.AuthMethodSecretBasic, oauth.AuthMethodSecretPost, oauth.AuthMethodPrivateKeyJWT}
 	// The algorithms a private_key_jwt client assertion may use, at every
@@ -45,7 +43,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
 		"revocation_endpoint_auth_methods_supported":               authMethods,
 		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
-		"scopes_supported":        slices.Compact(scopes),
+		"scopes_supported":        s.scopesSupported(scopes),
 		"subject_types_supported": []string{"public"},
 		"token_exchange_token_types_supported": []string{
 			oauth.TokenTypeAccessToken, oauth.TokenTypeIDToken, oauth.TokenTypeJWT,
