@@ -183,7 +183,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AdminToken != "" {
 		s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
 	}
-	s.handler = s.routes()
+	s.handler = underIssuerPath(cfg.Issuer, s.routes())
 	return s, nil
 }
 
