@@ -11,9 +11,12 @@ import (
 )
 
 // metadata serves RFC 8414 authorization server metadata, also at the OIDC
-// discovery path that openid-client looks up first. It advertises only what
-// the server serves: no authorization endpoint and no ID token yet, and the
-// scopes agents may be granted (the union of their allowed scopes).
+// discovery path that openid-client looks up first (and, for an issuer with
+// a path, at the locations derived from it: issuerpath.go). It advertises
+// only what the server serves: the authorization endpoint when people sign
+// in, no ID token, and the scopes agents may be granted (the union of their
+// allowed scopes), the registered resources' and offline_access
+// (scopesSupported).
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	agents, err := s.cfg.Store.ListAgents(r.Context())
 	if err != nil {
