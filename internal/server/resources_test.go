@@ -139,7 +139,11 @@ func TestResourceBinding(t *testing.T) {
 	cp := p.consent(h.authorizeURL("agent:infrabot", "monitoring:read deploy:create offline_access", "st-1",
 		url.Values{"resource": {"https://MCP.Example/mcp"}}), "user:sam", samPassword)
 	code, _ := p.approve(cp, nil)
-	tok := h.codeToken("agent:infrabot", code, verifierA)
+	// MCP clients name the resource at the token endpoint too.
+	tok := h.post("/token", "agent:infrabot", url.Values{
+		"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {appRedirect}, "code_verifier": {verifierA},
+		"resource": {mcpURI},
+	})
 	if tok.status != http.StatusOK {
 		t.Fatalf("code exchange: %d %s", tok.status, tok.raw)
 	}
