@@ -369,7 +369,11 @@ func (g *Grant) checkDepth(_ context.Context, st *state) error {
 }
 
 func (g *Grant) checkAudience(_ context.Context, st *state) error {
-	aud, err := pickAudience(st.req, &st.bounds)
+	// A registered resource is compared in its canonical form, as the
+	// delegations that name it hold it.
+	req := st.req
+	req.Audiences, req.Resources = g.canonical(req.Audiences), g.canonical(req.Resources)
+	aud, err := pickAudience(req, &st.bounds)
 	if err != nil {
 		return err
 	}
@@ -383,6 +387,22 @@ func (g *Grant) checkAudience(_ context.Context, st *state) error {
 	}
 	st.audience = aud
 	return nil
+}
+
+// canonical returns targets with each registered resource in its
+// canonical form; the others as they are.
+func (g *Grant) canonical(targets []string) []string {
+	if g.Resources.Empty() || len(targets) == 0 {
+		return targets
+	}
+	out := make([]string, len(targets))
+	for i, t := range targets {
+		out[i] = t
+		if res, ok := g.Resources.Lookup(t); ok {
+			out[i] = res.URI
+		}
+	}
+	return out
 }
 
 // pickAudience chooses the single audience of the token (RFC 8693 §2.1:

@@ -195,6 +195,13 @@ func TestResourceBinding(t *testing.T) {
 		t.Errorf("the MCP server's exchange beyond the approved resource: %d %s, want 400 invalid_target", hop.status, hop.raw)
 	}
 
+	// Within the approval it may: for itself, spelt as it likes.
+	self := h.exchange(mcpURI, last.str("access_token"), oauth.TokenTypeAccessToken,
+		url.Values{"resource": {"https://MCP.example/mcp"}, "scope": {"monitoring:read"}})
+	if got := aud(self); got != mcpURI {
+		t.Errorf("the MCP server's token for itself: aud %q", got)
+	}
+
 	// Token exchange for the resource follows its allow-list.
 	allowed := h.exchange("agent:infrabot", h.samToken(), oauth.TokenTypeIDToken,
 		url.Values{"resource": {"https://mcp.EXAMPLE/mcp"}, "scope": {"monitoring:read"}})
