@@ -24,12 +24,13 @@ type consentView struct {
 	ClientIsAgent bool
 	Scopes        []scopeView
 	Audience      string
+	Limits        []string
+	DelegateTo    []string
+	Durations     []durationView
+	RedirectHost  string
+
 	// AudienceName is the registered resource's name (resources.go).
 	AudienceName string
-	Limits       []string
-	DelegateTo   []string
-	Durations    []durationView
-	RedirectHost string
 }
 
 type scopeView struct {
