@@ -9,9 +9,10 @@ import (
 // underIssuerPath serves next's routes under the issuer's path too, for an
 // issuer with one (https://host/mandate): the endpoints discovery names
 // (https://host/mandate/token) are served there as at the root, and the
-// metadata at both places a client derives from the issuer: the
-// path-inserted RFC 8414 §3.1 location
-// (/.well-known/oauth-authorization-server/mandate) and OpenID Connect
+// metadata at the three places an MCP client derives from the issuer, in
+// the order it tries them: RFC 8414 §3.1's path-inserted location
+// (/.well-known/oauth-authorization-server/mandate), OpenID's path-inserted
+// one (/.well-known/openid-configuration/mandate) and OpenID Connect
 // Discovery §4's (/mandate/.well-known/openid-configuration). The pages'
 // own links and redirects stay at the root (/login, /consent), so the
 // server must be reachable there too: a proxy that forwards only the
@@ -23,12 +24,14 @@ func underIssuerPath(issuer string, next http.Handler) http.Handler {
 		return next
 	}
 	base, rawBase := strings.TrimSuffix(u.Path, "/"), strings.TrimSuffix(u.EscapedPath(), "/")
-	const metadataPath = "/.well-known/oauth-authorization-server"
+	const oauthMetadata, openIDMetadata = "/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, raw := r.URL.Path, r.URL.RawPath
 		switch {
-		case p == metadataPath+base:
-			p, raw = metadataPath, ""
+		case p == oauthMetadata+base:
+			p, raw = oauthMetadata, ""
+		case p == openIDMetadata+base:
+			p, raw = openIDMetadata, ""
 		case strings.HasPrefix(p, base+"/"):
 			p = strings.TrimPrefix(p, base)
 			if raw != "" {

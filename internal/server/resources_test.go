@@ -208,13 +208,15 @@ func TestResourceBinding(t *testing.T) {
 	if got := aud(allowed); got != mcpURI {
 		t.Errorf("InfraBot's exchanged token aud %q, want %s", got, mcpURI)
 	}
-	notAllowed := h.exchange("agent:argocd", h.hop1("monitoring:read"), oauth.TokenTypeAccessToken,
-		url.Values{"resource": {mcpURI}, "scope": {"monitoring:read"}})
+	// Alice's standing delegation to the expense agent names no audience,
+	// but the resource does not allow that agent.
+	notAllowed := h.exchange("agent:expense", h.idp.token(t, "user:alice", nil), oauth.TokenTypeIDToken,
+		url.Values{"resource": {mcpURI}})
 	if notAllowed.status != http.StatusBadRequest || notAllowed.str("error") != string(oauth.ErrInvalidTarget) {
-		t.Errorf("ArgoCD's exchange for the resource: %d %s, want 400 invalid_target", notAllowed.status, notAllowed.raw)
+		t.Errorf("the expense agent's exchange for the resource: %d %s, want 400 invalid_target", notAllowed.status, notAllowed.raw)
 	}
 	recorded := false
-	for _, ev := range h.events(store.EventFilter{Actor: "agent:argocd", Result: "refused"}) {
+	for _, ev := range h.events(store.EventFilter{Actor: "agent:expense", Result: "refused"}) {
 		recorded = recorded || ev.Reason == "resource_not_allowed"
 	}
 	if !recorded {
@@ -244,12 +246,13 @@ func TestResourceDiscovery(t *testing.T) {
 }
 
 // TestIssuerWithPath: an issuer with a path is served under it: the
-// metadata at the RFC 8414 §3.1 path-inserted location and at OpenID's,
-// both naming endpoints under the path that answer there.
+// metadata at the three locations MCP clients derive from it (RFC 8414
+// §3.1's and OpenID's path-inserted ones, OpenID's path-appended one), each
+// naming endpoints under the path that answer there.
 func TestIssuerWithPath(t *testing.T) {
 	h := newHarnessEdited(t, openSQLite, nil, func(c *config.Config) { c.Issuer += "/mandate" })
 	iss := h.url + "/mandate"
-	for _, path := range []string{"/.well-known/oauth-authorization-server/mandate", "/mandate/.well-known/openid-configuration"} {
+	for _, path := range []string{"/.well-known/oauth-authorization-server/mandate", "/.well-known/openid-configuration/mandate", "/mandate/.well-known/openid-configuration"} {
 		doc := getJSON(t, h.url+path)
 		if doc["issuer"] != iss || doc["token_endpoint"] != iss+"/token" || doc["jwks_uri"] != iss+"/jwks" {
 			t.Errorf("%s: %v", path, doc)
