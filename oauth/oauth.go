@@ -26,3 +26,8 @@ const (
 
 // AccessTokenJWTType is the JOSE "typ" of an RFC 9068 access token.
 const AccessTokenJWTType = "at+jwt"
+
+// ScopeOfflineAccess asks for a refresh token (OpenID Connect Core §11).
+// Mandate issues one with every authorization code, so it accepts the scope
+// and grants nothing for it: it is never put in a token.
+const ScopeOfflineAccess = "offline_access"

@@ -117,6 +117,10 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)
 	}
+	resources, err := cfg.ResourceRegistry()
+	if err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	recorder := newRecorder(raw, reg, now)
 	hub, err := newFeed(ctx, cfg, cached, now, logger)
@@ -131,6 +135,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		return nil, err
 	}
 	grant := newGrant(cfg, cached, checker, verifier, keys, engine, recorder, now, tp.Tracer(scopeExchange))
+	grant.Resources = resources
 	auth := &clientauth.Authenticator{
 		Agents: cached, Nonces: raw, Issuer: cfg.Issuer, TokenEndpoint: cfg.Issuer + "/token", Now: now,
 		KeySourceFor: agentKeySources(),
@@ -158,6 +163,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		ClientLimit: newLimiter(cfg.RateLimits.PerClient, now), IPLimit: newLimiter(cfg.RateLimits.PerIP, now),
 		IngestLimit: newLimiter(cfg.RateLimits.IngestPerReporter, now), Tracer: tp.Tracer(scopeServer),
 		SignIn: people, Pages: renderer, Upstream: providers, ScopeDescriptions: cfg.ScopeDescriptions(),
+		Resources: resources,
 	})
 	if err != nil {
 		recorder.Close()

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mandate-dev/mandate/internal/resource"
 	"github.com/mandate-dev/mandate/oauth"
 )
 
@@ -88,7 +89,14 @@ const (
 // must not be redirected; an *oauth.Error is sent to the client's
 // redirect_uri with state and iss (Redirect). The request is returned as far
 // as it was read, so that a redirected error can echo its state.
-func Parse(q url.Values, lookup Lookup) (Request, error) {
+//
+// When resources are registered (a non-empty registry), a resource the
+// request names must be one of them and allow the client (invalid_target
+// otherwise); it is then written in its canonical form, and a request that
+// asks for no scope asks the resource's default scopes. A request naming no
+// resource is left as it was. offline_access is accepted and dropped: every
+// code comes with a refresh token.
+func Parse(q url.Values, lookup Lookup, resources *resource.Registry) (Request, error) {
 	r := Request{ClientID: single(q, "client_id"), RedirectURI: single(q, "redirect_uri")}
 	if r.ClientID == "" || len(r.ClientID) > 256 {
 		return r, &PageError{Reason: "client_id_missing", Message: "The request names no client, or a malformed one."}
@@ -129,11 +137,35 @@ func Parse(q url.Values, lookup Lookup) (Request, error) {
 	if r.Resource != "" && !absoluteURI(r.Resource) {
 		return r, oauth.InvalidTarget("resource_malformed", "resource must be an absolute URI without a fragment", nil)
 	}
+	if err := checkResource(&r, resources); err != nil {
+		return r, err
+	}
 	r.RequestedActor = single(q, "requested_actor")
 	if len(r.RequestedActor) > 256 || strings.ContainsFunc(r.RequestedActor, isSpaceOrControl) {
 		return r, oauth.InvalidRequest("requested_actor_malformed", "requested_actor is malformed", nil)
 	}
 	return r, nil
+}
+
+// checkResource holds the request's resource to the registered ones: a
+// known resource (RFC 8707 §2: invalid_target otherwise), that allows the
+// client, canonical; its default scopes when none was asked.
+func checkResource(r *Request, resources *resource.Registry) error {
+	if resources.Empty() || r.Resource == "" {
+		return nil
+	}
+	res, ok := resources.Lookup(r.Resource)
+	switch {
+	case !ok:
+		return oauth.InvalidTarget("resource_unknown", "the resource is not registered at this server", nil)
+	case !res.Allows(r.ClientID):
+		return oauth.InvalidTarget("resource_not_allowed", "the client may not receive tokens for this resource", nil)
+	}
+	r.Resource = res.URI
+	if len(r.Scopes) == 0 {
+		r.Scopes = slices.Clone(res.DefaultScopes)
+	}
+	return nil
 }
 
 // parsePKCE requires an S256 code_challenge: a missing one and plain are
@@ -152,14 +184,14 @@ func parsePKCE(q url.Values, r *Request) error {
 	return nil
 }
 
-// parseScopes reads scope as a set, in order.
+// parseScopes reads scope as a set, in order, without offline_access.
 func parseScopes(q url.Values, r *Request) error {
 	s := single(q, "scope")
 	if len(s) > maxParam {
 		return oauth.InvalidScope("scope_too_long", "scope is too long", nil)
 	}
 	for _, sc := range strings.Fields(s) {
-		if !slices.Contains(r.Scopes, sc) {
+		if sc != oauth.ScopeOfflineAccess && !slices.Contains(r.Scopes, sc) {
 			r.Scopes = append(r.Scopes, sc)
 		}
 	}

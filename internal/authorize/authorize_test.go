@@ -121,7 +121,7 @@ func TestParse(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r, err := Parse(request(c.mod), lookup)
+			r, err := Parse(request(c.mod), lookup, nil)
 			var pe *PageError
 			switch {
 			case c.page != "":

@@ -101,6 +101,10 @@ type Config struct {
 	Scopes []Scope `yaml:"scopes"`
 	// SignIn configures people's sessions and password attempts.
 	SignIn SignIn `yaml:"sign_in"`
+	// Resources are the resources people's tokens are addressed to, such
+	// as MCP servers (resources.go). Optional; once one is registered, an
+	// authorization request must name a registered resource or none.
+	Resources []Resource `yaml:"resources"`
 
 	// Source is the file the configuration was read from, named in
 	// validation errors; set by Load and Parse, empty for Dev. Not a YAML key.

@@ -36,11 +36,20 @@ type Scope struct {
 	Description string `yaml:"description"`
 }
 
-// ScopeDescriptions maps each described scope to its description.
+// ScopeDescriptions maps each described scope to its description: the
+// top-level scopes', then those of the resources' catalogues that the top
+// level does not describe (the first resource's wins).
 func (c *Config) ScopeDescriptions() map[string]string {
 	out := make(map[string]string, len(c.Scopes))
 	for _, s := range c.Scopes {
 		out[s.Name] = s.Description
+	}
+	for _, r := range c.Resources {
+		for _, s := range r.Scopes {
+			if _, ok := out[s.Name]; !ok && s.Description != "" {
+				out[s.Name] = s.Description
+			}
+		}
 	}
 	return out
 }

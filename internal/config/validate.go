@@ -113,6 +113,7 @@ func (c *Config) Validate() error {
 	c.validatePolicies(p)
 	c.validateTracing(p)
 	c.validateSignIn(p)
+	c.validateResources(p)
 	return errors.Join(p.errs...)
 }
 
@@ -343,6 +344,7 @@ func (c *Config) Warnings() []error {
 		}
 	}
 	c.loginWarnings(p)
+	c.resourceWarnings(p)
 	if strings.Contains(strings.ToLower(c.Admin.Token), "change-me") {
 		p.add("admin.token", "is a placeholder; set a random value (openssl rand -hex 32)")
 	}

@@ -111,7 +111,10 @@ func (g *Grant) checkConsented(ctx context.Context, st *state, c Consented) erro
 	if err := g.checkRequestedActor(ctx, st, c.Actor); err != nil {
 		return err
 	}
-	if st.req.ScopeGiven {
+	// offline_access asks for the refresh token the grant comes with
+	// anyway: it narrows nothing and is never granted.
+	st.req.Scopes = slices.DeleteFunc(slices.Clone(st.req.Scopes), func(s string) bool { return s == oauth.ScopeOfflineAccess })
+	if st.req.ScopeGiven && len(st.req.Scopes) > 0 {
 		for _, s := range st.req.Scopes {
 			if !slices.Contains(c.Scopes, s) {
 				return oauth.InvalidScope("scope_widening", "a requested scope exceeds what the person approved", nil)
@@ -120,9 +123,26 @@ func (g *Grant) checkConsented(ctx context.Context, st *state, c Consented) erro
 	} else {
 		st.req.Scopes, st.req.ScopeGiven = c.Scopes, true
 	}
-	if c.Resource != "" {
-		st.req.Resources = []string{c.Resource}
+	return g.bindResource(st, c)
+}
+
+// bindResource holds the token to the resource the person approved: a
+// request may name it again (RFC 8707 §2), in any spelling the registry
+// takes for it, but never another (invalid_target).
+func (g *Grant) bindResource(st *state, c Consented) error {
+	if c.Resource == "" {
+		return nil
 	}
+	for _, r := range st.req.Resources {
+		if r == c.Resource {
+			continue
+		}
+		if res, ok := g.Resources.Lookup(r); ok && res.URI == c.Resource {
+			continue
+		}
+		return oauth.InvalidTarget("resource_mismatch", "the resource differs from the one the person approved", nil)
+	}
+	st.req.Resources = []string{c.Resource}
 	return nil
 }
 

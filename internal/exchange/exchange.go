@@ -13,6 +13,7 @@ import (
 	"github.com/mandate-dev/mandate/actor"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/policy"
+	"github.com/mandate-dev/mandate/internal/resource"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
@@ -114,6 +115,10 @@ type Grant struct {
 	// Tracer starts a span for each step of a grant and for mint, under
 	// the request's span in ctx; nil means the no-op tracer.
 	Tracer trace.Tracer
+	// Resources are the registered resources (MCP servers): a token
+	// addressed to one goes only to a client it allows, with its
+	// canonical URI as aud. nil registers none.
+	Resources *resource.Registry
 	// Generation returns a store generation that the Directory's answers
 	// are at least as new as (the cache's); minted tokens carry it as gen,
 	// so that revocation entries made at a higher generation apply to them
@@ -364,12 +369,40 @@ func (g *Grant) checkDepth(_ context.Context, st *state) error {
 }
 
 func (g *Grant) checkAudience(_ context.Context, st *state) error {
-	aud, err := pickAudience(st.req, &st.bounds)
+	// A registered resource is compared in its canonical form, as the
+	// delegations that name it hold it.
+	req := st.req
+	req.Audiences, req.Resources = g.canonical(req.Audiences), g.canonical(req.Resources)
+	aud, err := pickAudience(req, &st.bounds)
 	if err != nil {
 		return err
 	}
+	if res, ok := g.Resources.Lookup(aud); ok {
+		// A registered resource's tokens go to the clients it allows,
+		// whichever grant asks (RFC 8707 §2: invalid_target).
+		if !res.Allows(st.req.Client.ID) {
+			return oauth.InvalidTarget("resource_not_allowed", "the client may not receive tokens for this resource", nil)
+		}
+		aud = res.URI
+	}
 	st.audience = aud
 	return nil
+}
+
+// canonical returns targets with each registered resource in its
+// canonical form; the others as they are.
+func (g *Grant) canonical(targets []string) []string {
+	if g.Resources.Empty() || len(targets) == 0 {
+		return targets
+	}
+	out := make([]string, len(targets))
+	for i, t := range targets {
+		out[i] = t
+		if res, ok := g.Resources.Lookup(t); ok {
+			out[i] = res.URI
+		}
+	}
+	return out
 }
 
 // pickAudience chooses the single audience of the token (RFC 8693 §2.1:

@@ -28,6 +28,9 @@ type consentView struct {
 	DelegateTo    []string
 	Durations     []durationView
 	RedirectHost  string
+
+	// AudienceName is the registered resource's name (resources.go).
+	AudienceName string
 }
 
 type scopeView struct {
@@ -65,6 +68,7 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) error {
 		return consentFailure(err)
 	}
 	view := consentViewOf(id, o, s.cfg.ScopeDescriptions)
+	s.describeResource(&view)
 	return s.cfg.Pages.Render(w, http.StatusOK, "consent", s.pageOf(r, sess, "Approve an agent", view), formTarget(o.Request.RedirectURI))
 }
 

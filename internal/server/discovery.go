@@ -3,7 +3,6 @@ package server
 import (
 	"encoding/json"
 	"net/http"
-	"slices"
 
 	"github.com/mandate-dev/mandate/internal/buildinfo"
 	"github.com/mandate-dev/mandate/internal/clientauth"
@@ -12,9 +11,12 @@ import (
 )
 
 // metadata serves RFC 8414 authorization server metadata, also at the OIDC
-// discovery path that openid-client looks up first. It advertises only what
-// the server serves: no authorization endpoint and no ID token yet, and the
-// scopes agents may be granted (the union of their allowed scopes).
+// discovery path that openid-client looks up first (and, for an issuer with
+// a path, at the locations derived from it: issuerpath.go). It advertises
+// only what the server serves: the authorization endpoint when people sign
+// in, no ID token, and the scopes agents may be granted (the union of their
+// allowed scopes), the registered resources' and offline_access
+// (scopesSupported).
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	agents, err := s.cfg.Store.ListAgents(r.Context())
 	if err != nil {
@@ -24,7 +26,6 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	for _, a := range agents {
 		scopes = append(scopes, a.Scopes...)
 	}
-	slices.Sort(scopes)
 	iss := s.cfg.Issuer
 	authMethods := []string{oauth.AuthMethodSecretBasic, oauth.AuthMethodSecretPost, oauth.AuthMethodPrivateKeyJWT}
 	// The algorithms a private_key_jwt client assertion may use, at every
@@ -45,7 +46,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 		"introspection_endpoint_auth_signing_alg_values_supported": assertionAlgs,
 		"revocation_endpoint_auth_methods_supported":               authMethods,
 		"revocation_endpoint_auth_signing_alg_values_supported":    assertionAlgs,
-		"scopes_supported":        slices.Compact(scopes),
+		"scopes_supported":        s.scopesSupported(scopes),
 		"subject_types_supported": []string{"public"},
 		"token_exchange_token_types_supported": []string{
 			oauth.TokenTypeAccessToken, oauth.TokenTypeIDToken, oauth.TokenTypeJWT,

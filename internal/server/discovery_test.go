@@ -49,6 +49,9 @@ func TestDiscoveryDocuments(t *testing.T) {
 	for _, a := range agents {
 		wantScopes = append(wantScopes, a.Scopes...)
 	}
+	// People sign in here, and every code comes with a refresh token:
+	// offline_access is accepted, and granted as nothing.
+	wantScopes = append(wantScopes, "offline_access")
 	slices.Sort(wantScopes)
 	wantScopes = slices.Compact(wantScopes)
 
@@ -101,7 +104,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 				scopes = append(scopes, s.(string))
 			}
 			if !slices.Equal(scopes, wantScopes) {
-				t.Errorf("scopes_supported %v, want the agents' scopes %v", scopes, wantScopes)
+				t.Errorf("scopes_supported %v, want the agents' scopes and offline_access %v", scopes, wantScopes)
 			}
 		})
 	}

@@ -216,6 +216,15 @@ func (m *modelState) consentGrant(op modelOp, subject, agent, dlg string, approv
 		}
 		requested = op.Scope
 	}
+	// RFC 8707: the request may name the approved resource again, never
+	// another.
+	if resource != "" {
+		for _, r := range op.Resource {
+			if r != resource {
+				return modelRefuse(errInvalidTarget, "consent: %s is not the approved resource %s", r, resource)
+			}
+		}
+	}
 	allowed := modelIntersect(person.Permissions, c.Scopes)
 	limit := m.maxDepth
 	tighten := func(n int) {

@@ -184,7 +184,7 @@ func seeOther(w http.ResponseWriter, location string) error {
 // authorizeEndpoint is GET /authorize (RFC 6749 §4.1.1): the request is
 // checked, kept, and the person is sent to sign in or straight to consent.
 func (s *Server) authorizeEndpoint(w http.ResponseWriter, r *http.Request) error {
-	req, err := authorize.Parse(r.URL.Query(), s.lookupClient(r))
+	req, err := authorize.Parse(r.URL.Query(), s.lookupClient(r), s.cfg.Resources)
 	var pe *authorize.PageError
 	switch {
 	case errors.As(err, &pe):

@@ -22,6 +22,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/feed"
 	"github.com/mandate-dev/mandate/internal/pages"
 	"github.com/mandate-dev/mandate/internal/ratelimit"
+	"github.com/mandate-dev/mandate/internal/resource"
 	"github.com/mandate-dev/mandate/internal/signin"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/internal/token"
@@ -85,6 +86,10 @@ type Config struct {
 	// ScopeDescriptions say what each scope allows, in words, on the
 	// consent page.
 	ScopeDescriptions map[string]string
+	// Resources are the registered resources (MCP servers): the
+	// authorization endpoint holds requests to them, the consent page
+	// shows their names and discovery their scopes. nil for none.
+	Resources *resource.Registry
 	// Tracer starts a span for every request (docs/deploy.md, Traces);
 	// nil means the no-op tracer.
 	Tracer trace.Tracer
@@ -178,7 +183,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AdminToken != "" {
 		s.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
 	}
-	s.handler = s.routes()
+	s.handler = underIssuerPath(cfg.Issuer, s.routes())
 	return s, nil
 }
 
