@@ -81,7 +81,8 @@ func (s *Server) adminCreateAgent(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	a, secret, err := s.cfg.Directory.CreateAgent(r.Context(), asAdmin(r), store.Agent{ID: body.ID, Scopes: body.Scopes,
-		DelegateTo: body.DelegateTo, MaxDepth: body.MaxDepth, JWKS: body.JWKS, JWKSURI: body.JWKSURI, RedirectURIs: body.RedirectURIs})
+		DelegateTo: body.DelegateTo, MaxDepth: body.MaxDepth, JWKS: body.JWKS, JWKSURI: body.JWKSURI, RedirectURIs: body.RedirectURIs,
+		Registration: store.RegistrationAdmin})
 	if err != nil {
 		return domainError(err)
 	}
