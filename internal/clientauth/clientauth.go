@@ -40,8 +40,9 @@ const (
 	ReasonAssertionNoJTI      = "assertion_jti_missing"
 	ReasonAssertionReplayed   = "assertion_replayed"
 	ReasonKeysInvalid         = "client_keys_invalid"
-	// ReasonPublicGrant is a public client asking for a grant other than
-	// the authorization code and the refresh token (unauthorized_client).
+	// ReasonPublicGrant is a public or self-registered client asking for
+	// a grant other than the authorization code and the refresh token
+	// (unauthorized_client).
 	ReasonPublicGrant = "public_client_grant"
 )
 
@@ -180,7 +181,9 @@ func PublicGrants() []string {
 }
 
 // AuthenticateGrant is Authenticate at the token endpoint for grantType.
-// It also accepts a public client (store.Agent.Public) that presents its
+// A client that registered itself (store.RegistrationDCR, RegistrationCIMD)
+// may use PublicGrants only, whatever its credential: it acts for people
+// only through their consent. It also accepts a public client (store.Agent.Public) that presents its
 // client_id and no credential (oauth.AuthMethodNone), for PublicGrants
 // only: for any other grant the answer is unauthorized_client (400,
 // ReasonPublicGrant), recorded under the client's id (RegisteredClient).
@@ -188,7 +191,12 @@ func PublicGrants() []string {
 // credentials (invalid_client), as before public clients existed.
 func (a *Authenticator) AuthenticateGrant(ctx context.Context, c Credentials, grantType string) (store.Agent, error) {
 	if c.Method != oauth.AuthMethodNone {
-		return a.authenticate(ctx, c)
+		agent, err := a.authenticate(ctx, c)
+		if err == nil && selfRegistered(agent) && !slices.Contains(PublicGrants(), grantType) {
+			return store.Agent{}, refusedClient(agent.ID, oauth.UnauthorizedClient(ReasonPublicGrant,
+				"a registered client may use only the authorization_code and refresh_token grants", nil))
+		}
+		return agent, err
 	}
 	if len(c.ClientID) > maxClientIDLen {
 		return store.Agent{}, failure(ReasonNoCredentials, nil)
@@ -208,6 +216,12 @@ func (a *Authenticator) AuthenticateGrant(ctx context.Context, c Credentials, gr
 			"a public client may use only the authorization_code and refresh_token grants", nil))
 	}
 	return agent, nil
+}
+
+// selfRegistered reports whether the agent registered itself rather than
+// being made by an administrator or the configuration file.
+func selfRegistered(agent store.Agent) bool {
+	return agent.Registration == store.RegistrationDCR || agent.Registration == store.RegistrationCIMD
 }
 
 func (a *Authenticator) authenticate(ctx context.Context, c Credentials) (store.Agent, error) {

@@ -13,6 +13,7 @@ func TestAuthenticateGrantPublic(t *testing.T) {
 	for _, a := range []store.Agent{
 		{ID: "agent:public", Public: true, RedirectURIs: []string{"http://127.0.0.1/cb"}},
 		{ID: "agent:public-off", Public: true, Disabled: true},
+		{ID: "agent:dcr", SecretHash: HashSecret("dcr-secret"), Registration: store.RegistrationDCR},
 	} {
 		if err := f.store.CreateAgent(t.Context(), a); err != nil {
 			t.Fatal(err)
@@ -32,6 +33,10 @@ func TestAuthenticateGrantPublic(t *testing.T) {
 		{name: "ok/refresh", form: url.Values{"client_id": {"agent:public"}}, grant: oauth.GrantRefreshToken, wantID: "agent:public"},
 		{name: "ok/confidential-still-authenticates", form: url.Values{}, basic: [2]string{url.QueryEscape("agent:secret"), url.QueryEscape("s3cret+/:%")},
 			grant: oauth.GrantTokenExchange, wantID: "agent:secret"},
+		{name: "ok/registered-code", form: url.Values{"client_id": {"agent:dcr"}, "client_secret": {"dcr-secret"}},
+			grant: oauth.GrantAuthorizationCode, wantID: "agent:dcr"},
+		{name: "fail/registered-client-credentials", form: url.Values{"client_id": {"agent:dcr"}, "client_secret": {"dcr-secret"}},
+			grant: oauth.GrantClientCredentials, wantCode: oauth.ErrUnauthorizedClient, wantReason: ReasonPublicGrant, registered: true},
 		{name: "fail/public-token-exchange", form: url.Values{"client_id": {"agent:public"}}, grant: oauth.GrantTokenExchange,
 			wantCode: oauth.ErrUnauthorizedClient, wantReason: ReasonPublicGrant, registered: true},
 		{name: "fail/public-client-credentials", form: url.Values{"client_id": {"agent:public"}}, grant: oauth.GrantClientCredentials,
