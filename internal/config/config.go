@@ -101,6 +101,8 @@ type Config struct {
 	Scopes []Scope `yaml:"scopes"`
 	// SignIn configures people's sessions and password attempts.
 	SignIn SignIn `yaml:"sign_in"`
+	// Registration is Dynamic Client Registration at POST /register.
+	Registration Registration `yaml:"registration"`
 
 	// Source is the file the configuration was read from, named in
 	// validation errors; set by Load and Parse, empty for Dev. Not a YAML key.

@@ -113,6 +113,7 @@ func (c *Config) Validate() error {
 	c.validatePolicies(p)
 	c.validateTracing(p)
 	c.validateSignIn(p)
+	c.validateRegistration(p)
 	return errors.Join(p.errs...)
 }
 
