@@ -13,8 +13,10 @@ import (
 
 // metadata serves RFC 8414 authorization server metadata, also at the OIDC
 // discovery path that openid-client looks up first. It advertises only what
-// the server serves: no authorization endpoint and no ID token yet, and the
-// scopes agents may be granted (the union of their allowed scopes).
+// the server serves: the authorization endpoint with people's sign-in, the
+// registration endpoint when anyone may register a client, no ID token
+// yet, and the scopes agents may be granted (the union of their allowed
+// scopes).
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	agents, err := s.cfg.Store.ListAgents(r.Context())
 	if err != nil {
@@ -62,6 +64,16 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 		doc["authorization_response_iss_parameter_supported"] = true
 		doc["grant_types_supported"] = []string{exchange.GrantAuthorizationCode, exchange.GrantRefreshToken,
 			oauth.GrantTokenExchange, oauth.GrantClientCredentials}
+		// A public client (no credential) may use the code and refresh
+		// grants; the introspection and revocation endpoints refuse it.
+		doc["token_endpoint_auth_methods_supported"] = append(slices.Clone(authMethods), oauth.AuthMethodNone)
+	}
+	if s.cfg.Registration.Open() {
+		// Advertised only when a client can register without an
+		// administrator's token: under admin_only the endpoint still
+		// answers the administrator, who knows where it is, and a client
+		// that found it here could only be refused.
+		doc["registration_endpoint"] = iss + "/register"
 	}
 	writeJSON(w, http.StatusOK, doc)
 	return nil
