@@ -257,6 +257,7 @@ func TestRegisterMalformed(t *testing.T) {
 		{name: "fail/repeated-member", body: `{"redirect_uris":["https://a.example/cb"],"redirect_uris":["https://b.example/cb"]}`, code: "invalid_client_metadata"},
 		{name: "fail/redirect-not-a-list", body: `{"redirect_uris":"https://a.example/cb"}`, code: "invalid_client_metadata"},
 		{name: "fail/no-redirect", body: `{"client_name":"x"}`, code: "invalid_redirect_uri"},
+		{name: "fail/redirect-in-another-case", body: `{"Redirect_URIs":["https://a.example/cb"]}`, code: "invalid_redirect_uri"},
 		{name: "fail/redirect-fragment", body: `{"redirect_uris":["https://a.example/cb#x"]}`, code: "invalid_redirect_uri"},
 		{name: "fail/grant-token-exchange", body: `{"redirect_uris":["https://a.example/cb"],"grant_types":["urn:ietf:params:oauth:grant-type:token-exchange"]}`, code: "invalid_client_metadata"},
 		{name: "fail/auth-method", body: `{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"tls_client_auth"}`, code: "invalid_client_metadata"},

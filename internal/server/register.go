@@ -76,8 +76,21 @@ func readMetadata(w http.ResponseWriter, r *http.Request) (registration.Metadata
 	if err := strictjson.Check(body, maxBodyDepth); err != nil {
 		return m, bad("the client metadata is not one JSON object without repeated members", err)
 	}
-	if err := json.Unmarshal(body, &m); err != nil {
-		return m, bad("the client metadata is not a JSON object of the expected types", err)
+	// Members are matched by their exact names (encoding/json alone would
+	// take "Redirect_URIs" for redirect_uris), and the others ignored.
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil || members == nil {
+		return m, bad("the client metadata is not a JSON object", err)
+	}
+	for name, v := range map[string]any{
+		"redirect_uris": &m.RedirectURIs, "token_endpoint_auth_method": &m.TokenEndpointAuthMethod,
+		"grant_types": &m.GrantTypes, "response_types": &m.ResponseTypes, "client_name": &m.ClientName, "scope": &m.Scope,
+	} {
+		if raw, ok := members[name]; ok {
+			if err := json.Unmarshal(raw, v); err != nil {
+				return m, bad(name+" is not of the expected type", err)
+			}
+		}
 	}
 	return m, nil
 }
