@@ -297,4 +297,3 @@ func TestRegisterRateLimit(t *testing.T) {
 		t.Errorf("the rate-limited registration is not recorded")
 	}
 }
-
