@@ -1,7 +1,9 @@
 package oauth
 
-// Grant types (RFC 6749 §4.4, RFC 8693 §2.1).
+// Grant types (RFC 6749 §4.1.3, §4.4, §6, RFC 8693 §2.1).
 const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
 	GrantClientCredentials = "client_credentials"
 	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
 )
@@ -22,6 +24,9 @@ const (
 	AuthMethodSecretBasic   = "client_secret_basic"
 	AuthMethodSecretPost    = "client_secret_post"
 	AuthMethodPrivateKeyJWT = "private_key_jwt"
+	// AuthMethodNone is a public client's: it presents its client_id and
+	// no credential (RFC 7591 §2).
+	AuthMethodNone = "none"
 )
 
 // AccessTokenJWTType is the JOSE "typ" of an RFC 9068 access token.

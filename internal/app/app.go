@@ -157,13 +157,15 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		stopTracing(shutdownTracing, logger)
 		return nil, err
 	}
+	registrar, registerLimit := newRegistration(cfg, cached, now)
 	srv, err := server.New(server.Config{
 		Issuer: cfg.Issuer, Store: cached, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
 		ClientLimit: newLimiter(cfg.RateLimits.PerClient, now), IPLimit: newLimiter(cfg.RateLimits.PerIP, now),
 		IngestLimit: newLimiter(cfg.RateLimits.IngestPerReporter, now), Tracer: tp.Tracer(scopeServer),
 		SignIn: people, Pages: renderer, Upstream: providers, ScopeDescriptions: cfg.ScopeDescriptions(),
-		Resources: resources,
+		Resources:    resources,
+		Registration: registrar, RegisterLimit: registerLimit,
 	})
 	if err != nil {
 		recorder.Close()

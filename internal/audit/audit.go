@@ -75,6 +75,11 @@ const (
 	// ActionGrantReplayed records an authorization code or refresh token
 	// presented again: what its first use issued is revoked.
 	ActionGrantReplayed = "grant.replayed"
+	// ActionClientRegistration records a refused Dynamic Client
+	// Registration (POST /register), at most once a second per reason
+	// with the count, since anyone can provoke most of them; a
+	// registration itself is recorded as the agent.created it makes.
+	ActionClientRegistration = "client.registration"
 	// ActionRequest is a request a verifier (an API using the verify
 	// package) let through or refused, forwarded to POST /audit/ingest.
 	ActionRequest = "request"

@@ -40,6 +40,10 @@ const (
 	ReasonAssertionNoJTI      = "assertion_jti_missing"
 	ReasonAssertionReplayed   = "assertion_replayed"
 	ReasonKeysInvalid         = "client_keys_invalid"
+	// ReasonPublicGrant is a public or self-registered client asking for
+	// a grant other than the authorization code and the refresh token
+	// (unauthorized_client).
+	ReasonPublicGrant = "public_client_grant"
 )
 
 // Limits and defaults.
@@ -135,7 +139,7 @@ func (r *registered) Unwrap() error { return r.err }
 // returned as they are.
 func refusedClient(id string, err error) error {
 	var e *oauth.Error
-	if !errors.As(err, &e) || e.Code != oauth.ErrInvalidClient {
+	if !errors.As(err, &e) || (e.Code != oauth.ErrInvalidClient && e.Code != oauth.ErrUnauthorizedClient) {
 		return err
 	}
 	marked := *e
@@ -161,8 +165,66 @@ func RegisteredClient(err error) (id string, ok bool) {
 // Authenticate checks c and returns the authenticated agent. Every refusal
 // is an *oauth.Error: invalid_client (401) with a Reason from the constants
 // above; a store or key source that cannot answer gives
-// temporarily_unavailable (503), so that the request fails closed.
+// temporarily_unavailable (503), so that the request fails closed. A
+// client_id alone (oauth.AuthMethodNone) is refused as no credentials,
+// whoever it names: a public client authenticates only for a grant
+// (AuthenticateGrant), never to introspect, revoke or report.
 func (a *Authenticator) Authenticate(ctx context.Context, c Credentials) (store.Agent, error) {
+	return a.authenticate(ctx, c)
+}
+
+// PublicGrants are the grants a public client may use: the authorization
+// code (PKCE is required of every client) and the refresh token (rotated
+// at each use, so a stolen one that is used twice revokes the grant).
+func PublicGrants() []string {
+	return []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}
+}
+
+// AuthenticateGrant is Authenticate at the token endpoint for grantType.
+// A client that registered itself (store.RegistrationDCR, RegistrationCIMD)
+// may use PublicGrants only, whatever its credential: it acts for people
+// only through their consent. It also accepts a public client (store.Agent.Public) that presents its
+// client_id and no credential (oauth.AuthMethodNone), for PublicGrants
+// only: for any other grant the answer is unauthorized_client (400,
+// ReasonPublicGrant), recorded under the client's id (RegisteredClient).
+// A client_id alone that names no public client is refused as no
+// credentials (invalid_client), as before public clients existed.
+func (a *Authenticator) AuthenticateGrant(ctx context.Context, c Credentials, grantType string) (store.Agent, error) {
+	if c.Method != oauth.AuthMethodNone {
+		agent, err := a.authenticate(ctx, c)
+		if err == nil && selfRegistered(agent) && !slices.Contains(PublicGrants(), grantType) {
+			return store.Agent{}, refusedClient(agent.ID, oauth.UnauthorizedClient(ReasonPublicGrant,
+				"a registered client may use only the authorization_code and refresh_token grants", nil))
+		}
+		return agent, err
+	}
+	if len(c.ClientID) > maxClientIDLen {
+		return store.Agent{}, failure(ReasonNoCredentials, nil)
+	}
+	agent, err := a.Agents.GetAgent(ctx, c.ClientID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Agent{}, failure(ReasonNoCredentials, nil)
+	case err != nil:
+		return store.Agent{}, oauth.Unavailable("client_store_unavailable", err)
+	case !agent.Public:
+		return store.Agent{}, failure(ReasonNoCredentials, nil)
+	case agent.Disabled:
+		return store.Agent{}, refusedClient(agent.ID, failure(ReasonDisabled, nil))
+	case !slices.Contains(PublicGrants(), grantType):
+		return store.Agent{}, refusedClient(agent.ID, oauth.UnauthorizedClient(ReasonPublicGrant,
+			"a public client may use only the authorization_code and refresh_token grants", nil))
+	}
+	return agent, nil
+}
+
+// selfRegistered reports whether the agent registered itself rather than
+// being made by an administrator or the configuration file.
+func selfRegistered(agent store.Agent) bool {
+	return agent.Registration == store.RegistrationDCR || agent.Registration == store.RegistrationCIMD
+}
+
+func (a *Authenticator) authenticate(ctx context.Context, c Credentials) (store.Agent, error) {
 	switch c.Method {
 	case oauth.AuthMethodSecretBasic, oauth.AuthMethodSecretPost:
 		return a.secret(ctx, c)

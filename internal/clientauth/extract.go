@@ -9,8 +9,10 @@ import (
 )
 
 // Credentials are what a client presented. Method is one of
-// oauth.AuthMethodSecretBasic, oauth.AuthMethodSecretPost and
-// oauth.AuthMethodPrivateKeyJWT.
+// oauth.AuthMethodSecretBasic, oauth.AuthMethodSecretPost,
+// oauth.AuthMethodPrivateKeyJWT and oauth.AuthMethodNone (a client_id
+// alone, which only Authenticator.AuthenticateGrant accepts, for a public
+// client).
 type Credentials struct {
 	ClientID      string
 	Secret        string
@@ -36,7 +38,8 @@ const (
 // than one method is used at once (RFC 6749 §2.3), or when the Basic client
 // id and the form client_id differ; invalid_client when there are no
 // credentials, the Authorization header is malformed or not Basic, or the
-// assertion type is not jwt-bearer.
+// assertion type is not jwt-bearer. A form with a client_id and no
+// credential gives Method oauth.AuthMethodNone.
 func Extract(r *http.Request, form url.Values) (Credentials, error) {
 	for _, p := range []string{paramClientID, paramClientSecret, paramClientAssertion, paramClientAssertionType} {
 		if len(form[p]) > 1 {
@@ -82,6 +85,11 @@ func Extract(r *http.Request, form url.Values) (Credentials, error) {
 			return Credentials{}, failure(ReasonAssertionType, nil)
 		}
 		return c, nil
+	case formID != "":
+		// A public client's request (RFC 6749 §2.3, OAuth 2.1 §2.4):
+		// whether this id may go without a credential is the
+		// Authenticator's to say.
+		return Credentials{ClientID: formID, Method: oauth.AuthMethodNone}, nil
 	default:
 		return Credentials{}, failure(ReasonNoCredentials, nil)
 	}

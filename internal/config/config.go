@@ -105,6 +105,8 @@ type Config struct {
 	// as MCP servers (resources.go). Optional; once one is registered, an
 	// authorization request must name a registered resource or none.
 	Resources []Resource `yaml:"resources"`
+	// Registration is Dynamic Client Registration at POST /register.
+	Registration Registration `yaml:"registration"`
 
 	// Source is the file the configuration was read from, named in
 	// validation errors; set by Load and Parse, empty for Dev. Not a YAML key.
@@ -310,7 +312,8 @@ func (u User) LimitsJSON() (json.RawMessage, error) {
 
 // Agent is an OAuth client that acts on behalf of users. It needs at least
 // one credential: Secret or SecretFile (not both) for client_secret_basic and
-// client_secret_post, and/or JWKS or JWKSURI (not both) for private_key_jwt.
+// client_secret_post, and/or JWKS or JWKSURI (not both) for private_key_jwt;
+// unless it is Public, and then it has none.
 type Agent struct {
 	// ID is the client_id and the `act.sub` of its tokens, e.g.
 	// "agent:infrabot"; same rules as User.ID. Agent ids are valid audiences.
@@ -348,6 +351,12 @@ type Agent struct {
 	// loopback address (whose port may then differ), compared exactly.
 	// Optional: an agent without any cannot ask people for consent.
 	RedirectURIs []string `yaml:"redirect_uris"`
+	// Public makes the agent a public client (token_endpoint_auth_method
+	// "none", such as an app on a person's device or an MCP client that
+	// cannot keep a secret): it has no secret, jwks or jwks_uri, presents
+	// only its client_id, and may use the authorization code grant (PKCE
+	// S256, as always) and the refresh token grant, nothing else.
+	Public bool `yaml:"public"`
 	// Disabled refuses the agent everywhere, in any chain.
 	Disabled bool `yaml:"disabled"`
 }
@@ -372,8 +381,8 @@ func (a Agent) JWKSJSON() (json.RawMessage, error) {
 
 // String never prints the secret.
 func (a Agent) String() string {
-	return fmt.Sprintf("{ID:%s Secret:%s SecretFile:%s JWKS:%t JWKSURI:%s Scopes:%v DelegateTo:%v MaxDepth:%d Resources:%v RedirectURIs:%v Disabled:%t}",
-		a.ID, redact(a.Secret), a.SecretFile, a.JWKS != nil, a.JWKSURI, a.Scopes, a.DelegateTo, a.MaxDepth, a.Resources, a.RedirectURIs, a.Disabled)
+	return fmt.Sprintf("{ID:%s Secret:%s SecretFile:%s JWKS:%t JWKSURI:%s Scopes:%v DelegateTo:%v MaxDepth:%d Resources:%v RedirectURIs:%v Public:%t Disabled:%t}",
+		a.ID, redact(a.Secret), a.SecretFile, a.JWKS != nil, a.JWKSURI, a.Scopes, a.DelegateTo, a.MaxDepth, a.Resources, a.RedirectURIs, a.Public, a.Disabled)
 }
 
 // GoString never prints the secret.

@@ -318,7 +318,8 @@ func TestLoadSample(t *testing.T) {
 		Storage:    config.Storage{SweepEvery: config.Duration(config.DefaultSweepEvery), SweepBatch: config.DefaultSweepBatch},
 		SignIn: config.SignIn{SessionIdle: config.Duration(config.DefaultSessionIdle), SessionMax: config.Duration(config.DefaultSessionMax),
 			AttemptsPerAccount: config.DefaultAttemptsPerAccount, AttemptsPerAddress: config.DefaultAttemptsPerAddress},
-		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
+		RateLimits:   config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
+		Registration: config.Registration{Policy: config.DefaultRegistrationPolicy, PerHour: config.DefaultRegistrationsPerHour},
 		IdentityProviders: []config.IdentityProvider{{
 			Issuer: "https://idp.example", JWKSURI: "https://idp.example/jwks", Audience: "mandate",
 			Algorithms: []string{"RS256", "ES256", "EdDSA"},
@@ -380,8 +381,9 @@ func TestDefaults(t *testing.T) {
 		Storage:    config.Storage{SweepEvery: config.Duration(config.DefaultSweepEvery), SweepBatch: config.DefaultSweepBatch},
 		SignIn: config.SignIn{SessionIdle: config.Duration(config.DefaultSessionIdle), SessionMax: config.Duration(config.DefaultSessionMax),
 			AttemptsPerAccount: config.DefaultAttemptsPerAccount, AttemptsPerAddress: config.DefaultAttemptsPerAddress},
-		RateLimits: config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
-		Source:     "empty.yaml",
+		RateLimits:   config.RateLimits{IngestPerReporter: config.DefaultIngestPerReporter},
+		Registration: config.Registration{Policy: config.DefaultRegistrationPolicy, PerHour: config.DefaultRegistrationsPerHour},
+		Source:       "empty.yaml",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

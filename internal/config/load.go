@@ -109,6 +109,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	c.Tracing.applyDefaults()
 	c.SignIn.applyDefaults()
+	c.Registration.applyDefaults()
 	for i := range c.IdentityProviders {
 		if len(c.IdentityProviders[i].Algorithms) == 0 {
 			c.IdentityProviders[i].Algorithms = DefaultIdentityProviderAlgs()

@@ -114,6 +114,7 @@ func (c *Config) Validate() error {
 	c.validateTracing(p)
 	c.validateSignIn(p)
 	c.validateResources(p)
+	c.validateRegistration(p)
 	return errors.Join(p.errs...)
 }
 
@@ -374,7 +375,7 @@ func (c *Config) validateCredentials(p *problems, f string, a Agent) {
 	if err != nil {
 		p.add(f+".jwks", "%v", err)
 	}
-	p.addAll(f, directory.CheckCredentials(hasSecret, jwks, a.JWKSURI))
+	p.addAll(f, directory.CheckCredentials(a.Public, hasSecret, jwks, a.JWKSURI))
 }
 
 // validateDelegations checks delegations: what one grants is the

@@ -26,10 +26,11 @@ func newSecret() (secret string, hash []byte) {
 }
 
 // CreateAgent stores a new agent: a's ID, SecretHash, JWKS, JWKSURI,
-// Scopes, DelegateTo, MaxDepth and Disabled (the times are the
-// directory's), recorded as agent.created. An agent given no credential at
-// all gets a generated client secret, returned once as secret and stored
-// only as its hash; otherwise secret is empty. It refuses an invalid agent
+// Scopes, DelegateTo, MaxDepth, RedirectURIs, Public, Name, Registration
+// and Disabled (the times are the directory's), recorded as agent.created.
+// A confidential agent given no credential at all gets a generated client
+// secret, returned once as secret and stored only as its hash; otherwise,
+// and for a public client, secret is empty. It refuses an invalid agent
 // (CheckID, ValidateAgent: ErrInvalid) and an id an agent or a user has
 // (ErrConflict).
 func (d *Directory) CreateAgent(ctx context.Context, p Performer, a store.Agent) (created store.Agent, secret string, err error) {
@@ -37,7 +38,7 @@ func (d *Directory) CreateAgent(ctx context.Context, p Performer, a store.Agent)
 		return store.Agent{}, "", err
 	}
 	a.JWKS = normalJSON(a.JWKS)
-	if len(a.SecretHash) == 0 && len(a.JWKS) == 0 && a.JWKSURI == "" {
+	if !a.Public && len(a.SecretHash) == 0 && len(a.JWKS) == 0 && a.JWKSURI == "" {
 		secret, a.SecretHash = newSecret()
 	}
 	if err := ValidateAgent(a); err != nil {
@@ -50,6 +51,7 @@ func (d *Directory) CreateAgent(ctx context.Context, p Performer, a store.Agent)
 	a.CreatedAt, a.UpdatedAt = now, now
 	ev := d.event(p, audit.ActionAgentCreated, a.ID)
 	ev.Chain, ev.Scopes = []string{a.ID}, a.Scopes
+	ev.Detail = createdDetail(a)
 	if err := d.Store.CreateAgent(ctx, a, bound(ev)); err != nil {
 		return store.Agent{}, "", storeErr(err, "agent", a.ID)
 	}
@@ -84,6 +86,23 @@ type AgentChange struct {
 	// Disabled disables or enables the agent (SetAgentDisabled says the
 	// same in its own record).
 	Disabled *bool
+	// Public makes the agent a public client or a confidential one; a
+	// public client must hold no secret and no keys (set SecretHash and
+	// Keys empty in the same change).
+	Public *bool
+}
+
+// createdDetail is the text of an agent.created record: how the agent was
+// registered and whether it is public, when either says something.
+func createdDetail(a store.Agent) string {
+	var parts []string
+	if a.Registration != "" {
+		parts = append(parts, "registration: "+a.Registration)
+	}
+	if a.Public {
+		parts = append(parts, "public client")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // fields names the fields c changes, for the record's text.
@@ -95,6 +114,7 @@ func (c AgentChange) fields() []string {
 	}{
 		{"scopes", c.Scopes != nil}, {"delegate_to", c.DelegateTo != nil}, {"max_depth", c.MaxDepth != nil},
 		{"resources", c.Resources != nil}, {"redirect_uris", c.RedirectURIs != nil}, {"keys", c.Keys != nil}, {"secret", c.SecretHash != nil}, {"disabled", c.Disabled != nil},
+		{"public", c.Public != nil},
 	} {
 		if f.set {
 			out = append(out, f.name)
@@ -128,6 +148,9 @@ func (c AgentChange) apply(a store.Agent) store.Agent {
 	}
 	if c.Disabled != nil {
 		a.Disabled = *c.Disabled
+	}
+	if c.Public != nil {
+		a.Public = *c.Public
 	}
 	return a
 }

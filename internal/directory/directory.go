@@ -60,6 +60,9 @@ const (
 	PerformerConfig = "config"
 	// PerformerCLI is a command run on the store directly.
 	PerformerCLI = "cli"
+	// PerformerAnonymous is a caller that did not authenticate: a client
+	// registering itself (RFC 7591).
+	PerformerAnonymous = "anonymous"
 )
 
 // Performer is who takes an action, as its audit record names them.

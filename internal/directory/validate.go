@@ -34,6 +34,8 @@ const (
 	MaxDepth = 10
 	// MaxLimits is the most authorization_details limits a user holds.
 	MaxLimits = 8
+	// MaxClientNameLen is the longest client_name, in bytes.
+	MaxClientNameLen = 200
 )
 
 // maxJSONDepth bounds the nesting of the JSON a record holds (limits, jwks).
@@ -265,19 +267,28 @@ func checkDelegateTo(p *problems, id string, delegateTo []string) {
 	}
 }
 
-// CheckCredentials checks an agent's credentials: it needs one, a client
-// secret (client_secret_basic, client_secret_post) or a key set for
-// private_key_jwt, which is jwks (a JWK Set of public asymmetric keys) or
-// jwks_uri (CheckURL), not both. It returns nil or an errors.Join of
-// *InvalidError.
-func CheckCredentials(hasSecret bool, jwks json.RawMessage, jwksURI string) error {
+// CheckCredentials checks an agent's credentials. A confidential client
+// needs one: a client secret (client_secret_basic, client_secret_post) or a
+// key set for private_key_jwt, which is jwks (a JWK Set of public
+// asymmetric keys) or jwks_uri (CheckURL), not both. A public client
+// (token_endpoint_auth_method "none") holds none of them: it proves
+// nothing but its client_id, so a secret or keys it was given would only
+// suggest a protection it does not have. It returns nil or an errors.Join
+// of *InvalidError.
+func CheckCredentials(public, hasSecret bool, jwks json.RawMessage, jwksURI string) error {
 	p := &problems{}
-	checkCredentials(p, hasSecret, jwks, jwksURI)
+	checkCredentials(p, public, hasSecret, jwks, jwksURI)
 	return p.err()
 }
 
-func checkCredentials(p *problems, hasSecret bool, jwks json.RawMessage, jwksURI string) {
+func checkCredentials(p *problems, public, hasSecret bool, jwks json.RawMessage, jwksURI string) {
 	hasJWKS := len(jwks) > 0 && string(jwks) != "null"
+	if public {
+		if hasSecret || hasJWKS || jwksURI != "" {
+			p.add("", "a public client (token_endpoint_auth_method none) holds no secret, jwks or jwks_uri")
+		}
+		return
+	}
 	if !hasSecret && !hasJWKS && jwksURI == "" {
 		p.add("", "needs a credential: a secret (client_secret_basic/post), or jwks or jwks_uri (private_key_jwt)")
 	}
@@ -293,6 +304,36 @@ func checkCredentials(p *problems, hasSecret bool, jwks json.RawMessage, jwksURI
 		if err := CheckURL(jwksURI); err != nil {
 			p.add("jwks_uri", "%v", err)
 		}
+	}
+}
+
+// CheckClientName checks a client's display name (RFC 7591 client_name):
+// at most MaxClientNameLen bytes of valid UTF-8 without control
+// characters; empty is allowed. It returns nil or an *InvalidError.
+func CheckClientName(field, name string) error {
+	p := &problems{}
+	checkClientName(p, field, name)
+	return p.err()
+}
+
+func checkClientName(p *problems, field, name string) {
+	switch {
+	case len(name) > MaxClientNameLen:
+		p.add(field, "is %d bytes, at most %d", len(name), MaxClientNameLen)
+	case !utf8.ValidString(name):
+		p.add(field, "is not valid UTF-8")
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		p.add(field, "contains control characters")
+	}
+}
+
+// checkRegistration accepts the store.Registration* values, and empty for
+// an agent stored before they were kept.
+func checkRegistration(p *problems, r string) {
+	switch r {
+	case "", store.RegistrationConfig, store.RegistrationAdmin, store.RegistrationDCR, store.RegistrationCIMD:
+	default:
+		p.add("registration", "%q is not config, admin, dcr or cimd", r)
 	}
 }
 
@@ -426,13 +467,16 @@ func ValidateUser(u store.User) error {
 }
 
 // ValidateAgent checks an agent: its credentials (CheckCredentials: a
-// secret hash, jwks or jwks_uri), scopes (CheckScopes, none required),
+// secret hash, jwks or jwks_uri, or none at all for a public client), its
+// name (CheckClientName), its registration (a store.Registration* value), scopes (CheckScopes, none required),
 // max_depth (0 for none, at most MaxDepth) and delegate_to
 // (CheckDelegateTo). The id is CheckID's. It returns nil or an errors.Join
 // of *InvalidError.
 func ValidateAgent(a store.Agent) error {
 	p := &problems{}
-	checkCredentials(p, len(a.SecretHash) > 0, a.JWKS, a.JWKSURI)
+	checkCredentials(p, a.Public, len(a.SecretHash) > 0, a.JWKS, a.JWKSURI)
+	checkClientName(p, "client_name", a.Name)
+	checkRegistration(p, a.Registration)
 	checkScopes(p, "scopes", a.Scopes, false)
 	checkDepth(p, "max_depth", a.MaxDepth)
 	checkResources(p, "resources", a.Resources)

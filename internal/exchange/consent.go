@@ -15,8 +15,8 @@ import (
 // Grant types of what a person approved on the consent page (RFC 6749
 // §4.1.3, §6).
 const (
-	GrantAuthorizationCode = "authorization_code"
-	GrantRefreshToken      = "refresh_token"
+	GrantAuthorizationCode = oauth.GrantAuthorizationCode
+	GrantRefreshToken      = oauth.GrantRefreshToken
 )
 
 // Consented is a grant a person approved on the consent page, as an

@@ -145,7 +145,8 @@ func (p *syncer) user(ctx context.Context, cu config.User) error {
 // toAgent converts a config agent to its stored form.
 func toAgent(ca config.Agent) (store.Agent, error) {
 	a := store.Agent{ID: ca.ID, JWKSURI: ca.JWKSURI, Scopes: ca.Scopes, DelegateTo: ca.DelegateTo,
-		MaxDepth: ca.MaxDepth, Resources: ca.Resources, RedirectURIs: ca.RedirectURIs, Disabled: ca.Disabled}
+		MaxDepth: ca.MaxDepth, Resources: ca.Resources, RedirectURIs: ca.RedirectURIs, Disabled: ca.Disabled,
+		Public: ca.Public, Registration: store.RegistrationConfig}
 	secret, err := ca.ResolveSecret()
 	if err != nil {
 		return a, err
@@ -184,13 +185,14 @@ func (p *syncer) agent(ctx context.Context, ca config.Agent) error {
 		field{"resources", sameSet(stored.Resources, want.Resources)},
 		field{"redirect_uris", sameSet(stored.RedirectURIs, want.RedirectURIs)},
 		field{"disabled", stored.Disabled == want.Disabled},
+		field{"public", stored.Public == want.Public},
 	)
 	if len(diffs) == 0 || !p.differ("agent "+ca.ID, diffs) {
 		return nil
 	}
 	_, err = p.d.UpdateAgent(ctx, performer, ca.ID, directory.AgentChange{
 		Scopes: &want.Scopes, DelegateTo: &want.DelegateTo, MaxDepth: &want.MaxDepth, Resources: &want.Resources, RedirectURIs: &want.RedirectURIs,
-		Keys: &directory.Keys{JWKS: want.JWKS, JWKSURI: want.JWKSURI}, SecretHash: &want.SecretHash, Disabled: &want.Disabled,
+		Keys: &directory.Keys{JWKS: want.JWKS, JWKSURI: want.JWKSURI}, SecretHash: &want.SecretHash, Disabled: &want.Disabled, Public: &want.Public,
 	})
 	return err
 }

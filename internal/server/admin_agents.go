@@ -22,13 +22,21 @@ type agentJSON struct {
 	JWKSURI    string          `json:"jwks_uri,omitempty"`
 	// RedirectURIs are where people are sent back after consent.
 	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// Public is true for a public client (no credential).
+	Public bool `json:"public,omitempty"`
+	// ClientName is the name a registered client gave, for display.
+	ClientName string `json:"client_name,omitempty"`
+	// Registration says how the agent was registered: config, admin,
+	// dcr or cimd.
+	Registration string `json:"registration,omitempty"`
 	// ClientSecret is a generated secret, in the one answer that gives it.
 	ClientSecret string `json:"client_secret,omitempty"`
 }
 
 func toAgentJSON(a store.Agent) agentJSON {
 	return agentJSON{ID: a.ID, Scopes: nonNil(a.Scopes), DelegateTo: nonNil(a.DelegateTo), MaxDepth: a.MaxDepth,
-		Disabled: a.Disabled, HasSecret: len(a.SecretHash) > 0, JWKS: a.JWKS, JWKSURI: a.JWKSURI, RedirectURIs: a.RedirectURIs}
+		Disabled: a.Disabled, HasSecret: len(a.SecretHash) > 0, JWKS: a.JWKS, JWKSURI: a.JWKSURI, RedirectURIs: a.RedirectURIs,
+		Public: a.Public, ClientName: a.Name, Registration: a.Registration}
 }
 
 func (s *Server) adminListAgents(w http.ResponseWriter, r *http.Request) error {
@@ -81,7 +89,8 @@ func (s *Server) adminCreateAgent(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	a, secret, err := s.cfg.Directory.CreateAgent(r.Context(), asAdmin(r), store.Agent{ID: body.ID, Scopes: body.Scopes,
-		DelegateTo: body.DelegateTo, MaxDepth: body.MaxDepth, JWKS: body.JWKS, JWKSURI: body.JWKSURI, RedirectURIs: body.RedirectURIs})
+		DelegateTo: body.DelegateTo, MaxDepth: body.MaxDepth, JWKS: body.JWKS, JWKSURI: body.JWKSURI, RedirectURIs: body.RedirectURIs,
+		Registration: store.RegistrationAdmin})
 	if err != nil {
 		return domainError(err)
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 
 	"github.com/mandate-dev/mandate/internal/buildinfo"
 	"github.com/mandate-dev/mandate/internal/clientauth"
@@ -14,9 +15,9 @@ import (
 // discovery path that openid-client looks up first (and, for an issuer with
 // a path, at the locations derived from it: issuerpath.go). It advertises
 // only what the server serves: the authorization endpoint when people sign
-// in, no ID token, and the scopes agents may be granted (the union of their
-// allowed scopes), the registered resources' and offline_access
-// (scopesSupported).
+// in, the registration endpoint when anyone may register a client, no ID
+// token, and the scopes agents may be granted (the union of their allowed
+// scopes), the registered resources' and offline_access (scopesSupported).
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	agents, err := s.cfg.Store.ListAgents(r.Context())
 	if err != nil {
@@ -63,6 +64,16 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 		doc["authorization_response_iss_parameter_supported"] = true
 		doc["grant_types_supported"] = []string{exchange.GrantAuthorizationCode, exchange.GrantRefreshToken,
 			oauth.GrantTokenExchange, oauth.GrantClientCredentials}
+		// A public client (no credential) may use the code and refresh
+		// grants; the introspection and revocation endpoints refuse it.
+		doc["token_endpoint_auth_methods_supported"] = append(slices.Clone(authMethods), oauth.AuthMethodNone)
+	}
+	if s.cfg.Registration.Open() {
+		// Advertised only when a client can register without an
+		// administrator's token: under admin_only the endpoint still
+		// answers the administrator, who knows where it is, and a client
+		// that found it here could only be refused.
+		doc["registration_endpoint"] = iss + "/register"
 	}
 	writeJSON(w, http.StatusOK, doc)
 	return nil

@@ -33,6 +33,8 @@ func (s *Server) routes() http.Handler {
 	mount("/token", "token", s.token)
 	mount("/introspect", "introspect", s.introspect)
 	mount("/revoke", "revoke", s.revoke)
+	// Dynamic Client Registration: Registration, RegisterLimit, Audit.
+	mount("POST /register", "register", s.register)
 	mount("GET /revocations/{jti}", "revocation_status", s.revocationStatus)
 
 	// People: the authorization endpoint, sign-in, consent, My agents and

@@ -22,6 +22,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/feed"
 	"github.com/mandate-dev/mandate/internal/pages"
 	"github.com/mandate-dev/mandate/internal/ratelimit"
+	"github.com/mandate-dev/mandate/internal/registration"
 	"github.com/mandate-dev/mandate/internal/resource"
 	"github.com/mandate-dev/mandate/internal/signin"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -83,6 +84,12 @@ type Config struct {
 	// on the sign-in page (GET /login/provider, GET /login/callback); nil
 	// or empty for none. Used with SignIn only.
 	Upstream *upstream.Set
+	// Registration is Dynamic Client Registration at POST /register; nil
+	// answers it 404.
+	Registration *registration.Registrar
+	// RegisterLimit, when set, bounds how often one remote address may
+	// register a client.
+	RegisterLimit *ratelimit.Limiter
 	// ScopeDescriptions say what each scope allows, in words, on the
 	// consent page.
 	ScopeDescriptions map[string]string
@@ -137,6 +144,8 @@ type Server struct {
 	limitRefusals refusalTally
 	// pageRefusals tallies refused page requests, per action and reason.
 	pageRefusals refusalTally
+	// registerRefusals tallies refused registrations, per reason.
+	registerRefusals refusalTally
 	// openStreams counts the open revocation streams per reader.
 	openStreams streamCounts
 }
@@ -172,10 +181,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Tracer = noop.Tracer{}
 	}
 	s := &Server{cfg: cfg, metrics: newMetrics(cfg.Registry), draining: make(chan struct{}), adminRefusals: refusalTally{window: time.Second},
-		clientRefusals: refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32},
-		formRefusals:   refusalTally{window: time.Second, maxKeys: 3, maxRecords: 3},
-		limitRefusals:  refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32},
-		pageRefusals:   refusalTally{window: time.Second, maxKeys: 64, maxRecords: 32}}
+		clientRefusals:   refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32},
+		formRefusals:     refusalTally{window: time.Second, maxKeys: 3, maxRecords: 3},
+		limitRefusals:    refusalTally{window: time.Second, maxKeys: 1024, maxRecords: 32},
+		pageRefusals:     refusalTally{window: time.Second, maxKeys: 64, maxRecords: 32},
+		registerRefusals: refusalTally{window: time.Second, maxKeys: 32, maxRecords: 16}}
 	feedMetrics(cfg.Registry, func() (int64, float64) {
 		seq, since := cfg.Feed.Progress()
 		return seq, since.Seconds()

@@ -68,7 +68,7 @@ func (s *Server) grantToken(w http.ResponseWriter, r *http.Request) tokenOutcome
 	// version whose credentials fail is worth seeing. A malformed one is
 	// refused after authentication, like every other parameter.
 	version, _ := parseAgentVersion(form) // "" when malformed
-	client, err := s.authenticateVersion(r, form, version)
+	client, err := s.authenticateVersion(r, form, out.grant, version)
 	if err != nil {
 		out.err = err
 		return out
@@ -172,12 +172,15 @@ func remoteAddr(r *http.Request) string {
 // authenticate runs client authentication (RFC 6749 §2.3) and audits a
 // failure. A failure that cannot be audited is answered with 503.
 func (s *Server) authenticate(r *http.Request, form url.Values) (store.Agent, error) {
-	return s.authenticateVersion(r, form, "")
+	return s.authenticateVersion(r, form, "", "")
 }
 
-// authenticateVersion is authenticate for the token endpoint: a failure's
-// record also carries the agent_version the request declared.
-func (s *Server) authenticateVersion(r *http.Request, form url.Values, agentVersion string) (store.Agent, error) {
+// authenticateVersion is authenticate for the token endpoint: a public
+// client may authenticate with its client_id alone for the grants
+// clientauth.PublicGrants, and a failure's record also carries the
+// agent_version the request declared. An empty grant is any other
+// endpoint's, where a public client cannot authenticate.
+func (s *Server) authenticateVersion(r *http.Request, form url.Values, grant, agentVersion string) (store.Agent, error) {
 	creds, err := clientauth.Extract(r, form)
 	clientID := ""
 	if creds.ClientID != "" && len(creds.ClientID) <= 256 {
@@ -188,7 +191,11 @@ func (s *Server) authenticateVersion(r *http.Request, form url.Values, agentVers
 	}
 	if err == nil {
 		var agent store.Agent
-		agent, err = s.cfg.Auth.Authenticate(r.Context(), creds)
+		if grant != "" {
+			agent, err = s.cfg.Auth.AuthenticateGrant(r.Context(), creds, grant)
+		} else {
+			agent, err = s.cfg.Auth.Authenticate(r.Context(), creds)
+		}
 		if err == nil {
 			return agent, nil
 		}

@@ -81,10 +81,29 @@ type Agent struct {
 	// back to the client with a code: compared exactly, but for a
 	// loopback address's port.
 	RedirectURIs []string
+	// Public marks a client with no credential at all
+	// (token_endpoint_auth_method "none", RFC 7591 §2): it holds neither
+	// SecretHash nor keys, and may use only the authorization code and
+	// refresh token grants.
+	Public bool
+	// Name is the client_name it registered with, for display only.
+	Name string
+	// Registration says how the agent came to be: "config", "admin",
+	// "dcr" (RFC 7591 Dynamic Client Registration) or "cimd" (a client ID
+	// metadata document); empty for agents stored before it was kept.
+	Registration string
 	Disabled     bool
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 }
+
+// Registration values of Agent.Registration.
+const (
+	RegistrationConfig = "config"
+	RegistrationAdmin  = "admin"
+	RegistrationDCR    = "dcr"
+	RegistrationCIMD   = "cimd"
+)
 
 // Delegation is a standing grant: Subject lets Actor use Scopes for
 // Audiences until Expires.

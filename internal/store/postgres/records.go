@@ -223,7 +223,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, events ...store.Event
 
 // Agents.
 
-const agentCols = "id, secret_hash, jwks, jwks_uri, scopes, delegate_to, max_depth, disabled, created_at, updated_at, resources, redirect_uris"
+const agentCols = "id, secret_hash, jwks, jwks_uri, scopes, delegate_to, max_depth, disabled, created_at, updated_at, resources, redirect_uris, public, client_name, registration"
 
 func scanAgent(row pgx.CollectableRow) (store.Agent, error) {
 	var (
@@ -233,7 +233,8 @@ func scanAgent(row pgx.CollectableRow) (store.Agent, error) {
 		scopes, delegateTo, resources, redirects []string
 		cre, upd                                 *time.Time
 	)
-	if err := row.Scan(&a.ID, &secret, &jwks, &a.JWKSURI, &scopes, &delegateTo, &a.MaxDepth, &a.Disabled, &cre, &upd, &resources, &redirects); err != nil {
+	if err := row.Scan(&a.ID, &secret, &jwks, &a.JWKSURI, &scopes, &delegateTo, &a.MaxDepth, &a.Disabled, &cre, &upd,
+		&resources, &redirects, &a.Public, &a.Name, &a.Registration); err != nil {
 		return store.Agent{}, err
 	}
 	a.SecretHash = bytesOut(secret)
@@ -246,14 +247,15 @@ func scanAgent(row pgx.CollectableRow) (store.Agent, error) {
 // agentArgs is a's columns in agentCols order.
 func agentArgs(a store.Agent) []any {
 	return []any{a.ID, bytesIn(a.SecretHash), textIn(a.JWKS), a.JWKSURI, listIn(a.Scopes), listIn(a.DelegateTo),
-		a.MaxDepth, a.Disabled, timeIn(a.CreatedAt), timeIn(a.UpdatedAt), listIn(a.Resources), listIn(a.RedirectURIs)}
+		a.MaxDepth, a.Disabled, timeIn(a.CreatedAt), timeIn(a.UpdatedAt), listIn(a.Resources), listIn(a.RedirectURIs),
+		a.Public, a.Name, a.Registration}
 }
 
 // CreateAgent inserts a and appends events in one transaction; an existing
 // ID is store.ErrAlreadyExists.
 func (s *Store) CreateAgent(ctx context.Context, a store.Agent, events ...store.Event) error {
 	return s.create(ctx, "agent", a.ID, "INSERT INTO agents ("+agentCols+
-		") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", agentArgs(a), events)
+		") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)", agentArgs(a), events)
 }
 
 // GetAgent returns the agent, or store.ErrNotFound.
@@ -275,7 +277,8 @@ func agentRecord() record[store.Agent] {
 		id:          func(a store.Agent) string { return a.ID },
 		put: func(a store.Agent) (string, []any) {
 			return `UPDATE agents SET secret_hash = $2, jwks = $3, jwks_uri = $4, scopes = $5, delegate_to = $6,
-				max_depth = $7, disabled = $8, created_at = $9, updated_at = $10, resources = $11, redirect_uris = $12 WHERE id = $1`, agentArgs(a)
+				max_depth = $7, disabled = $8, created_at = $9, updated_at = $10, resources = $11, redirect_uris = $12,
+				public = $13, client_name = $14, registration = $15 WHERE id = $1`, agentArgs(a)
 		},
 	}
 }

@@ -239,7 +239,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, events ...store.Event
 
 // Agents.
 
-const agentCols = "id, secret_hash, jwks, jwks_uri, scopes, delegate_to, max_depth, disabled, created_at, updated_at, resources, redirect_uris"
+const agentCols = "id, secret_hash, jwks, jwks_uri, scopes, delegate_to, max_depth, disabled, created_at, updated_at, resources, redirect_uris, public, client_name, registration"
 
 func scanAgent(sc scanner) (store.Agent, error) {
 	var (
@@ -249,7 +249,8 @@ func scanAgent(sc scanner) (store.Agent, error) {
 		scopes, delegateTo, resources, redirects string
 		cre, upd                                 sql.NullInt64
 	)
-	if err := sc.Scan(&a.ID, &secret, &jwks, &a.JWKSURI, &scopes, &delegateTo, &a.MaxDepth, &a.Disabled, &cre, &upd, &resources, &redirects); err != nil {
+	if err := sc.Scan(&a.ID, &secret, &jwks, &a.JWKSURI, &scopes, &delegateTo, &a.MaxDepth, &a.Disabled, &cre, &upd,
+		&resources, &redirects, &a.Public, &a.Name, &a.Registration); err != nil {
 		return store.Agent{}, dbErr(err)
 	}
 	a.SecretHash = bytesOut(secret)
@@ -268,7 +269,8 @@ func getAgent(ctx context.Context, q querier, id string) (store.Agent, error) {
 
 func agentArgs(a store.Agent) []any {
 	return []any{bytesIn(a.SecretHash), jsonIn(a.JWKS), a.JWKSURI, listIn(a.Scopes), listIn(a.DelegateTo),
-		a.MaxDepth, boolIn(a.Disabled), timeIn(a.CreatedAt), timeIn(a.UpdatedAt), listIn(a.Resources), listIn(a.RedirectURIs), a.ID}
+		a.MaxDepth, boolIn(a.Disabled), timeIn(a.CreatedAt), timeIn(a.UpdatedAt), listIn(a.Resources), listIn(a.RedirectURIs),
+		boolIn(a.Public), a.Name, a.Registration, a.ID}
 }
 
 // CreateAgent inserts a and appends events in one transaction; an existing
@@ -276,7 +278,8 @@ func agentArgs(a store.Agent) []any {
 func (s *Store) CreateAgent(ctx context.Context, a store.Agent, events ...store.Event) error {
 	return s.create(ctx, "agent", a.ID, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO agents (secret_hash, jwks, jwks_uri, scopes, delegate_to,
-			max_depth, disabled, created_at, updated_at, resources, redirect_uris, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, agentArgs(a)...)
+			max_depth, disabled, created_at, updated_at, resources, redirect_uris, public, client_name, registration, id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, agentArgs(a)...)
 		return err
 	}, events)
 }
@@ -303,7 +306,8 @@ func agentRecord() record[store.Agent] {
 		id:          func(a store.Agent) string { return a.ID },
 		put: func(ctx context.Context, tx *sql.Tx, a store.Agent) error {
 			_, err := tx.ExecContext(ctx, `UPDATE agents SET secret_hash = ?, jwks = ?, jwks_uri = ?, scopes = ?,
-				delegate_to = ?, max_depth = ?, disabled = ?, created_at = ?, updated_at = ?, resources = ?, redirect_uris = ? WHERE id = ?`, agentArgs(a)...)
+				delegate_to = ?, max_depth = ?, disabled = ?, created_at = ?, updated_at = ?, resources = ?, redirect_uris = ?,
+				public = ?, client_name = ?, registration = ? WHERE id = ?`, agentArgs(a)...)
 			return err
 		},
 	}

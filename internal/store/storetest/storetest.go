@@ -102,6 +102,8 @@ func newAgent(id string) store.Agent {
 		MaxDepth:     3,
 		Resources:    []string{"https://deploy.example", "rs:deploy"},
 		RedirectURIs: []string{"https://agent.example/cb", "http://127.0.0.1:8400/cb"},
+		Name:         "Argo CD ✓",
+		Registration: store.RegistrationConfig,
 		CreatedAt:    base(),
 		UpdatedAt:    base(),
 	}
@@ -258,6 +260,9 @@ func agents() aggregate[store.Agent] {
 			a.MaxDepth = 0
 			a.Resources = append(a.Resources[:1:1], "https://deploy.example/v2")
 			a.RedirectURIs = []string{"https://agent.example/cb2"}
+			a.Public = true
+			a.Name = ""
+			a.Registration = store.RegistrationDCR
 			a.UpdatedAt = base().Add(time.Hour)
 			return a
 		},

@@ -1,0 +1,85 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/mandate-dev/mandate/internal/directory"
+)
+
+// Registration policies (Registration.Policy).
+const (
+	RegistrationOpen              = "open"
+	RegistrationApprovedRedirects = "approved_redirects"
+	RegistrationAdminOnly         = "admin_only"
+)
+
+// Defaults of the registration section.
+const (
+	DefaultRegistrationPolicy = RegistrationAdminOnly
+	// DefaultRegistrationsPerHour is how many clients one remote address
+	// may register an hour.
+	DefaultRegistrationsPerHour = 10
+)
+
+// Registration configures Dynamic Client Registration (RFC 7591) at
+// POST /register: who may register an OAuth client, such as an MCP
+// client, without an administrator creating it. A registered client is
+// never trusted by default: it holds no delegations, no scopes beyond
+// Scopes, and may use only the authorization code and refresh token
+// grants, so it acts for a person only after that person's consent.
+type Registration struct {
+	// Policy is who may register: "admin_only" (the default: the admin
+	// token or a signed-in administrator's token only), "approved_redirects"
+	// (anyone, for the redirect URIs listed in RedirectURIs only) or
+	// "open" (anyone, any redirect URI the agents' rules accept).
+	Policy string `yaml:"policy"`
+	// RedirectURIs are the redirect URIs a client may register under
+	// approved_redirects: compared exactly, but for the port of an http
+	// loopback URI. Required with that policy, refused with the others.
+	RedirectURIs []string `yaml:"redirect_uris"`
+	// MaxClients, when not 0, is the most clients that registration may
+	// hold at once; an administrator's registrations are not bound by it.
+	MaxClients int `yaml:"max_clients"`
+	// Scopes is the ceiling: a registered client may ask for these scopes
+	// and no others, and one that asks for none gets all of them. Empty:
+	// a registered client holds no scopes until an administrator gives
+	// it some.
+	Scopes []string `yaml:"scopes"`
+	// PerHour is how many clients one remote address may register an
+	// hour (1 to 100000, default 10); more are answered 429.
+	PerHour int `yaml:"per_hour"`
+}
+
+// applyDefaults fills the registration section.
+func (r *Registration) applyDefaults() {
+	if r.Policy == "" {
+		r.Policy = DefaultRegistrationPolicy
+	}
+	if r.PerHour == 0 {
+		r.PerHour = DefaultRegistrationsPerHour
+	}
+}
+
+// validateRegistration checks the registration section.
+func (c *Config) validateRegistration(p *problems) {
+	r := c.Registration
+	policies := []string{RegistrationAdminOnly, RegistrationApprovedRedirects, RegistrationOpen}
+	if !slices.Contains(policies, r.Policy) {
+		p.add("registration.policy", "%q is not one of admin_only, approved_redirects, open", r.Policy)
+	}
+	switch {
+	case r.Policy == RegistrationApprovedRedirects && len(r.RedirectURIs) == 0:
+		p.add("registration.redirect_uris", "approved_redirects needs at least one")
+	case r.Policy != RegistrationApprovedRedirects && len(r.RedirectURIs) > 0:
+		p.add("registration.redirect_uris", "is used with policy approved_redirects only")
+	}
+	p.addAll("registration", directory.CheckRedirectURIs("redirect_uris", r.RedirectURIs))
+	p.addAll("registration", directory.CheckScopes("scopes", r.Scopes, false))
+	if r.MaxClients < 0 {
+		p.add("registration.max_clients", "must be 0 (no limit) or more")
+	}
+	if r.PerHour < 1 || r.PerHour > MaxRate {
+		p.add("registration.per_hour", "must be from 1 to %s", fmt.Sprint(MaxRate))
+	}
+}
