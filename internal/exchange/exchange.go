@@ -314,7 +314,7 @@ func (g *Grant) checkActor(ctx context.Context, st *state) error {
 	}
 	st.chain = append(actor.Chain{client.ID}, prior...)
 	if len(prior) == 0 {
-		direct, err := g.activeDelegation(ctx, v.Subject, client.ID)
+		direct, err := g.activeDelegation(ctx, v.Subject, client.ID, st.req)
 		switch {
 		case err != nil:
 			return err
@@ -347,18 +347,65 @@ func (g *Grant) checkActor(ctx context.Context, st *state) error {
 	return nil
 }
 
-func (g *Grant) activeDelegation(ctx context.Context, subject, actorID string) (*store.Delegation, error) {
+func (g *Grant) activeDelegation(ctx context.Context, subject, actorID string, req Request) (*store.Delegation, error) {
 	ds, err := g.Directory.ListDelegations(ctx, store.DelegationFilter{Subject: subject, Actor: actorID})
 	if err != nil {
 		return nil, oauth.Unavailable("store_unavailable", err)
 	}
-	now := g.Now()
-	for _, d := range ds {
-		if d.Active(now) {
-			return &d, nil
+	return chooseDelegation(ds, g.Now(), req), nil
+}
+
+// chooseDelegation is the delegation that admits a first hop when the
+// person gave the agent several in force (one in the file, others on the
+// consent page, each perhaps for another resource): of those that allow
+// the request's single target (or have no audience list), the one that
+// holds the most of the requested scopes (all of its own when none is
+// requested), then the newest, then the lowest id; without any that allows
+// the target, the newest in force, whose bounds then refuse the request.
+// The choice depends on the request, never on the store's order, and the
+// token is bounded by the chosen delegation alone.
+func chooseDelegation(ds []store.Delegation, now time.Time, req Request) *store.Delegation {
+	var targets []string
+	for _, t := range append(slices.Clip(req.Audiences), req.Resources...) {
+		if !slices.Contains(targets, t) {
+			targets = append(targets, t)
 		}
 	}
-	return nil, nil
+	admits := func(d store.Delegation) bool {
+		return len(targets) != 1 || len(d.Audiences) == 0 || slices.Contains(d.Audiences, targets[0])
+	}
+	held := func(d store.Delegation) int {
+		if !req.ScopeGiven {
+			return len(d.Scopes)
+		}
+		return len(intersect(req.Scopes, d.Scopes))
+	}
+	better := func(a, b store.Delegation) bool { // a rather than b
+		if ah, bh := held(a), held(b); ah != bh {
+			return ah > bh
+		}
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.After(b.CreatedAt)
+		}
+		return a.ID < b.ID
+	}
+	var best, fallback *store.Delegation
+	for i := range ds {
+		d := ds[i]
+		if !d.Active(now) {
+			continue
+		}
+		if fallback == nil || d.CreatedAt.After(fallback.CreatedAt) || d.CreatedAt.Equal(fallback.CreatedAt) && d.ID < fallback.ID {
+			fallback = &ds[i]
+		}
+		if admits(d) && (best == nil || better(d, *best)) {
+			best = &ds[i]
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return fallback
 }
 
 func (g *Grant) checkDepth(_ context.Context, st *state) error {

@@ -473,3 +473,31 @@ func TestRevokeRefreshToken(t *testing.T) {
 		t.Fatalf("refresh after revocation: %d %s", r.status, r.raw)
 	}
 }
+
+// TestConsentBesideAStandingDelegation: Sam's approval of InfraBot for one
+// resource does not narrow what his standing delegation to InfraBot allows
+// elsewhere: a first hop takes the delegation that admits it.
+func TestConsentBesideAStandingDelegation(t *testing.T) {
+	h := newPeopleHarness(t)
+	p := h.person()
+	cp := p.consent(h.authorizeURL("agent:infrabot", "monitoring:read", "s", url.Values{"resource": {"https://metrics.example"}}), "user:sam", samPassword)
+	code, _ := p.approve(cp, nil)
+	if tok := h.codeToken("agent:infrabot", code, verifierA); tok.status != http.StatusOK {
+		t.Fatalf("code: %d %s", tok.status, tok.raw)
+	}
+	for range 5 {
+		r := h.exchange("agent:infrabot", h.samToken(), "urn:ietf:params:oauth:token-type:jwt", url.Values{"audience": {"agent:argocd"}, "scope": {"deploy:create"}})
+		if r.status != http.StatusOK {
+			t.Fatalf("exchange beside the consent: %d %s", r.status, r.raw)
+		}
+		var standing string
+		for _, d := range h.listDelegations("user:sam") {
+			if d.Source == "config" && d.Actor == "agent:infrabot" {
+				standing = d.ID
+			}
+		}
+		if got := claims(t, r.str("access_token"))["delegation_id"]; got != standing {
+			t.Fatalf("the token names delegation %v, want the standing %s", got, standing)
+		}
+	}
+}
