@@ -218,7 +218,9 @@ func absoluteURI(s string) bool {
 
 // MatchRedirect reports whether got is one of the registered redirect
 // URIs: the same string exactly, except that for a loopback address
-// (http://127.0.0.1 or http://[::1], RFC 8252 §7.3) the port may differ.
+// (http://127.0.0.1, http://[::1] or http://localhost: RFC 8252 §7.3, and
+// the MCP authorization spec, whose clients use localhost) the port may
+// differ.
 // Nothing is normalised: not case, not a trailing slash, not an escape.
 func MatchRedirect(registered []string, got string) bool {
 	if got == "" || len(got) > maxParam || strings.ContainsAny(got, "#\\") || strings.ContainsFunc(got, isSpaceOrControl) {
@@ -244,7 +246,7 @@ func loopbackSameButPort(reg, got string) bool {
 		return false
 	}
 	host := ru.Hostname()
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() || gu.Hostname() != host {
+	if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" || gu.Hostname() != host {
 		return false
 	}
 	if p := gu.Port(); p != "" && !allDigits(p) {

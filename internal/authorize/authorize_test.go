@@ -17,7 +17,7 @@ const registered = "https://app.example/cb"
 // every near miss is refused, and a loopback redirect may vary only its
 // port.
 func TestT40RedirectURICorpus(t *testing.T) {
-	regs := []string{registered, "http://127.0.0.1:8400/cb", "http://[::1]/cb?x=1"}
+	regs := []string{registered, "http://127.0.0.1:8400/cb", "http://[::1]/cb?x=1", "http://localhost/callback"}
 	cases := []struct {
 		got  string
 		want bool
@@ -43,7 +43,8 @@ func TestT40RedirectURICorpus(t *testing.T) {
 		{"http://127.0.0.1:51234/cb", true},
 		{"http://127.0.0.1/cb", true},
 		{"http://127.0.0.2:8400/cb", false},
-		{"http://localhost:8400/cb", false},
+		{"http://localhost:8400/cb", false}, // localhost is registered only as itself
+		{"http://LOCALHOST:8400/cb", false},
 		{"http://127.0.0.1:8400/cb2", false},
 		{"http://127.0.0.1:8400/cb?x=1", false},
 		{"http://127.0.0.1:8400/cb?", false},
@@ -52,6 +53,11 @@ func TestT40RedirectURICorpus(t *testing.T) {
 		{"http://127.0.0.1:84x0/cb", false},
 		{"http://[::1]:9999/cb?x=1", true},
 		{"http://[::1]:9999/cb?x=2", false},
+		{"http://localhost:3000/callback", true},
+		{"http://localhost/callback", true},
+		{"http://localhost:3000/callback2", false},
+		{"http://127.0.0.1:3000/callback", false},
+		{"https://localhost:3000/callback", false},
 	}
 	for _, c := range cases {
 		if got := MatchRedirect(regs, c.got); got != c.want {

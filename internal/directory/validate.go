@@ -229,10 +229,10 @@ func redirectURIProblem(s string) string {
 	case u.Scheme == "https":
 		return ""
 	case u.Scheme == "http":
-		if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsLoopback() {
+		if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsLoopback() || u.Hostname() == "localhost" {
 			return ""
 		}
-		return "must be https, or http to a loopback address such as 127.0.0.1"
+		return "must be https, or http to a loopback address such as 127.0.0.1 or localhost"
 	}
 	return "must be https, or http to a loopback address"
 }
