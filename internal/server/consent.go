@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/signin"
+	"github.com/mandate-dev/mandate/internal/store"
 )
 
 // consentView is the consent page's content: who asks, for which agent,
@@ -31,6 +34,13 @@ type consentView struct {
 
 	// AudienceName is the registered resource's name (resources.go).
 	AudienceName string
+	// ClaimedName is the name a client that registered itself gave,
+	// shown as its own claim; empty for the agents an administrator
+	// registered.
+	ClaimedName string
+	// LoopbackOnly warns that the code goes back to this computer, where
+	// any program may be listening.
+	LoopbackOnly bool
 }
 
 type scopeView struct {
@@ -69,6 +79,7 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	view := consentViewOf(id, o, s.cfg.ScopeDescriptions)
 	s.describeResource(&view)
+	s.describeClient(r, &view)
 	return s.cfg.Pages.Render(w, http.StatusOK, "consent", s.pageOf(r, sess, "Approve an agent", view), formTarget(o.Request.RedirectURI))
 }
 
@@ -87,6 +98,33 @@ func consentFailure(err error) error {
 			message: "Tick at least one permission, or decline. The request is no longer pending; start again from the application."}
 	}
 	return unavailablePage(err)
+}
+
+// describeClient says, on the consent page, when the client registered
+// itself (its name is its own claim) and when its code goes back to a
+// program on this computer (a loopback redirect any local program could
+// listen on).
+func (s *Server) describeClient(r *http.Request, v *consentView) {
+	client, err := s.cfg.Store.GetAgent(r.Context(), v.Client)
+	if err != nil {
+		return
+	}
+	if client.Registration == store.RegistrationDCR || client.Registration == store.RegistrationCIMD {
+		v.ClaimedName = cmp.Or(client.Name, client.ID)
+	}
+	v.LoopbackOnly = loopbackOnly(client.RedirectURIs)
+}
+
+// loopbackOnly reports whether every redirect URI is a loopback address:
+// the code then goes to whatever program listens on this computer.
+func loopbackOnly(uris []string) bool {
+	for _, u := range uris {
+		p, err := url.Parse(u)
+		if err != nil || p.Scheme != "http" || !directory.IsLoopbackHost(p.Hostname()) {
+			return false
+		}
+	}
+	return len(uris) > 0
 }
 
 // formTarget is the origin the consent form's answer redirects to, for

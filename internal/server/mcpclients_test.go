@@ -178,6 +178,15 @@ func TestRegisterOpenThenCodeFlow(t *testing.T) {
 	if ds, _ := h.store.ListDelegations(t.Context(), store.DelegationFilter{Actor: id}); len(ds) != 0 {
 		t.Fatalf("a registered client holds %d delegations", len(ds))
 	}
+	// T91: the consent page says the name is the client's own claim and
+	// that the code goes back to a program on this computer.
+	cp := h.person().consent(h.authorizeURL(id, "deploy:create", "s", nil), "user:sam", samPassword)
+	for _, want := range []string{"registered itself and calls itself Notes MCP", "Mandate has not checked that name",
+		"goes back to a program on this computer"} {
+		if !strings.Contains(cp.text(), want) {
+			t.Errorf("the consent page does not say %q:\n%s", want, cp.text())
+		}
+	}
 	tok := h.codeFlow(h.person(), id)
 	if tok.AccessToken == "" || tok.RefreshToken == "" {
 		t.Fatalf("token = %+v", tok)
