@@ -14,6 +14,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/archive"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/auditlog"
+	"github.com/mandate-dev/mandate/internal/cimd"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/directory"
@@ -78,6 +79,10 @@ type Env struct {
 	// ArchivePause, when set, is called at each stage of the audit archive
 	// pass (archive.Archiver.Pause); tests stop a process there.
 	ArchivePause func(ctx context.Context, stage string)
+	// Documents, when set, fetches Client ID Metadata Documents instead of
+	// the one registration.metadata_documents makes (tests trust their own
+	// TLS server on loopback with it).
+	Documents *cimd.Fetcher
 }
 
 // Build turns a validated configuration into live objects.
@@ -158,6 +163,12 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		return nil, err
 	}
 	registrar, registerLimit := newRegistration(cfg, cached, now)
+	documents, err := newDocuments(cfg, env)
+	if err != nil {
+		recorder.Close()
+		stopTracing(shutdownTracing, logger)
+		return nil, err
+	}
 	srv, err := server.New(server.Config{
 		Issuer: cfg.Issuer, Store: cached, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
@@ -165,7 +176,7 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 		IngestLimit: newLimiter(cfg.RateLimits.IngestPerReporter, now), Tracer: tp.Tracer(scopeServer),
 		SignIn: people, Pages: renderer, Upstream: providers, ScopeDescriptions: cfg.ScopeDescriptions(),
 		Resources:    resources,
-		Registration: registrar, RegisterLimit: registerLimit,
+		Registration: registrar, RegisterLimit: registerLimit, Documents: documents,
 	})
 	if err != nil {
 		recorder.Close()

@@ -1,6 +1,9 @@
 package app
 
 import (
+	"fmt"
+
+	"github.com/mandate-dev/mandate/internal/cimd"
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/config"
@@ -20,4 +23,21 @@ func newRegistration(cfg *config.Config, cached *cache.Store, now func() time.Ti
 	}
 	perHour := max(r.PerHour, 1)
 	return registrar, ratelimit.New(float64(perHour)/3600, perHour, limiterKeys, now)
+}
+
+// newDocuments is the fetcher of Client ID Metadata Documents when
+// registration.metadata_documents is on (env.Documents in tests), nil
+// otherwise.
+func newDocuments(cfg *config.Config, env Env) (*cimd.Fetcher, error) {
+	if env.Documents != nil {
+		return env.Documents, nil
+	}
+	if !cfg.Registration.MetadataDocuments {
+		return nil, nil
+	}
+	f, err := cimd.New(cimd.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("client metadata documents: %w", err)
+	}
+	return f, nil
 }

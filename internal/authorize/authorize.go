@@ -56,6 +56,10 @@ type Client struct {
 // registered.
 var ErrUnknownClient = errors.New("authorize: unknown client")
 
+// ErrClientDocument is what a Lookup returns for a client whose metadata
+// document cannot be fetched, is not valid, or is not admitted.
+var ErrClientDocument = errors.New("authorize: the client's metadata document cannot be used")
+
 // Lookup finds a client by id; ErrUnknownClient when there is none. Any
 // other error means the directory could not be read.
 type Lookup func(id string) (Client, error)
@@ -105,6 +109,8 @@ func Parse(q url.Values, lookup Lookup, resources *resource.Registry) (Request, 
 	switch {
 	case errors.Is(err, ErrUnknownClient):
 		return r, &PageError{Reason: "client_unknown", Message: "The application that sent you here is not known to this server."}
+	case errors.Is(err, ErrClientDocument):
+		return r, &PageError{Reason: "client_document_invalid", Message: "The application that sent you here describes itself at its address, and that description cannot be used here."}
 	case err != nil:
 		return r, &PageError{Reason: "store_unavailable", Message: "The server cannot check this request now; try again later.", Err: err}
 	case !MatchRedirect(c.RedirectURIs, r.RedirectURI):

@@ -49,6 +49,12 @@ type Registration struct {
 	// PerHour is how many clients one remote address may register an
 	// hour (1 to 100000, default 10); more are answered 429.
 	PerHour int `yaml:"per_hour"`
+	// MetadataDocuments lets a client whose client_id is an https URL
+	// describe itself in a Client ID Metadata Document, which Mandate
+	// fetches (public addresses only) at the authorization endpoint; the
+	// policy admits it as if it had registered (open or
+	// approved_redirects). Off by default.
+	MetadataDocuments bool `yaml:"metadata_documents"`
 }
 
 // applyDefaults fills the registration section.

@@ -68,6 +68,11 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 		// grants; the introspection and revocation endpoints refuse it.
 		doc["token_endpoint_auth_methods_supported"] = append(slices.Clone(authMethods), oauth.AuthMethodNone)
 	}
+	if s.cfg.Documents != nil && s.cfg.Registration.Open() {
+		// An https client_id may describe its client (a Client ID Metadata
+		// Document), admitted by the registration policy.
+		doc["client_id_metadata_document_supported"] = true
+	}
 	if s.cfg.Registration.Open() {
 		// Advertised only when a client can register without an
 		// administrator's token: under admin_only the endpoint still

@@ -28,6 +28,8 @@ var rfc8414Fields = map[string]bool{
 	"introspection_endpoint_auth_signing_alg_values_supported": true, "code_challenge_methods_supported": true,
 	// RFC 9207 §3.
 	"authorization_response_iss_parameter_supported": true,
+	// draft-ietf-oauth-client-id-metadata-document.
+	"client_id_metadata_document_supported": true,
 	// OpenID Connect Discovery 1.0 §3.
 	"subject_types_supported": true,
 	// Mandate's own.

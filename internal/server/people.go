@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,7 +10,10 @@ import (
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/authorize"
+	"github.com/mandate-dev/mandate/internal/cimd"
+	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/pages"
+	"github.com/mandate-dev/mandate/internal/registration"
 	"github.com/mandate-dev/mandate/internal/signin"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
@@ -223,6 +227,12 @@ func (s *Server) lookupClient(r *http.Request) authorize.Lookup {
 	return func(id string) (authorize.Client, error) {
 		a, err := s.cfg.Store.GetAgent(r.Context(), id)
 		switch {
+		case s.cfg.Documents != nil && cimd.IsURL(id) && (errors.Is(err, store.ErrNotFound) || err == nil && a.Registration == store.RegistrationCIMD):
+			var existing *store.Agent
+			if err == nil {
+				existing = &a
+			}
+			return s.documentClient(r, id, existing)
 		case errors.Is(err, store.ErrNotFound):
 			return authorize.Client{}, authorize.ErrUnknownClient
 		case err != nil:
@@ -230,6 +240,28 @@ func (s *Server) lookupClient(r *http.Request) authorize.Lookup {
 		}
 		return authorize.Client{ID: a.ID, RedirectURIs: a.RedirectURIs, Disabled: a.Disabled}, nil
 	}
+}
+
+// documentClient is the client whose client_id is the https URL of its
+// Client ID Metadata Document: fetched (cimd.Fetcher: public addresses
+// only, bounded, cached), admitted by the registration policy and stored
+// (or brought up to date) as a client registered by "cimd". Anything that
+// fails is authorize.ErrClientDocument, shown as an error page and never
+// redirected.
+func (s *Server) documentClient(r *http.Request, id string, existing *store.Agent) (authorize.Client, error) {
+	doc, err := s.cfg.Documents.Lookup(r.Context(), id)
+	if err != nil {
+		return authorize.Client{}, fmt.Errorf("%w: %w", authorize.ErrClientDocument, err)
+	}
+	p := directory.Performer{ID: "cimd", RequestID: requestID(r.Context())}
+	a, err := s.cfg.Registration.AdmitDocument(r.Context(), p, doc, existing)
+	switch {
+	case errors.Is(err, registration.ErrDocumentRefused), errors.Is(err, directory.ErrInvalid), errors.Is(err, directory.ErrConflict):
+		return authorize.Client{}, fmt.Errorf("%w: %w", authorize.ErrClientDocument, err)
+	case err != nil:
+		return authorize.Client{}, err
+	}
+	return authorize.Client{ID: a.ID, RedirectURIs: a.RedirectURIs, Disabled: a.Disabled}, nil
 }
 
 // loginView is the sign-in page's content.

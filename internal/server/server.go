@@ -16,6 +16,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/buildinfo"
+	"github.com/mandate-dev/mandate/internal/cimd"
 	"github.com/mandate-dev/mandate/internal/clientauth"
 	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/exchange"
@@ -90,6 +91,10 @@ type Config struct {
 	// RegisterLimit, when set, bounds how often one remote address may
 	// register a client.
 	RegisterLimit *ratelimit.Limiter
+	// Documents, when set, fetches the Client ID Metadata Document of an
+	// https client_id at the authorization endpoint; Registration's policy
+	// admits such a client as if it had registered. Nil: not accepted.
+	Documents *cimd.Fetcher
 	// ScopeDescriptions say what each scope allows, in words, on the
 	// consent page.
 	ScopeDescriptions map[string]string
