@@ -27,7 +27,7 @@ func newSignIn(cfg *config.Config, raw store.Store, cached *cache.Store, grant *
 	}
 	perMinute := func(n int) *ratelimit.Limiter { return ratelimit.New(float64(n)/60, n, limiterKeys, now) }
 	return &signin.Service{
-		Store: raw, Reader: cached, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Audit: rec,
+		Store: raw, Reader: cached, Log: raw, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Audit: rec,
 		Issuer: cfg.Issuer, Now: now,
 		SessionIdle: cfg.SignIn.SessionIdle.Std(), SessionMax: cfg.SignIn.SessionMax.Std(),
 		AccountLimit: perMinute(cfg.SignIn.AttemptsPerAccount), AddressLimit: perMinute(cfg.SignIn.AttemptsPerAddress),

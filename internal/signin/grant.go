@@ -135,6 +135,11 @@ func (s *Service) RedeemCode(ctx context.Context, req exchange.Request, code, re
 	case errors.Is(err, store.ErrNotFound):
 		return nil, s.refuseGrant(ctx, req, "", oauth.New(oauth.ErrInvalidGrant, "code_unknown", "the code is not valid", nil))
 	case errors.Is(err, store.ErrReplay):
+		// A redemption racing the first one waits for it to issue its
+		// token, so that the first use gets its answer and the revocation
+		// then ends what it issued (THREATS: parallel redemptions, exactly
+		// one succeeds).
+		s.awaitFirstUse(ctx, c)
 		return nil, s.replayed(ctx, req, c.Subject, c.DelegationID, "code_reused", "the code was used before; what it issued is revoked")
 	case err != nil:
 		return nil, oauth.Unavailable("store_unavailable", err)
@@ -244,6 +249,34 @@ func (s *Service) Refresh(ctx context.Context, req exchange.Request, refresh str
 		return nil, oauth.Unavailable("store_unavailable", err)
 	}
 	return &Tokens{Result: res, RefreshToken: next}, nil
+}
+
+// firstUseWait is how long a redemption of a code just redeemed by
+// another request waits for that first use to issue its token.
+const firstUseWait = time.Second
+
+// awaitFirstUse waits, at most firstUseWait of real time and within ctx,
+// until the code's first redemption (moments ago) has issued its token
+// (its token.issue record under the code's delegation), or returns at
+// once when the first use is older. A first use that fails is waited
+// for to the end.
+func (s *Service) awaitFirstUse(ctx context.Context, c store.AuthCode) {
+	if s.Log == nil || c.UsedAt.IsZero() || s.now().Sub(c.UsedAt) > firstUseWait {
+		return
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for start := time.Now(); time.Since(start) < firstUseWait; {
+		evs, err := s.Log.QueryEvents(ctx, store.EventFilter{DelegationID: c.DelegationID, Action: audit.ActionTokenIssue, Limit: 1})
+		if err != nil || len(evs) > 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // replayed answers a code or refresh token presented again: the

@@ -64,8 +64,13 @@ type Service struct {
 	Directory *directory.Directory
 	Grant     *exchange.Grant
 	Audit     Recorder
-	Issuer    string
-	Now       func() time.Time
+	// Log reads the audit log: a code redeemed twice at once waits for its
+	// first use to issue (awaitFirstUse). Nil: it does not wait.
+	Log interface {
+		QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+	}
+	Issuer string
+	Now    func() time.Time
 
 	// CodeTTL, PendingTTL, SessionIdle, SessionMax and RefreshMax default
 	// to the Default durations.
