@@ -48,10 +48,7 @@ type Consented struct {
 // the person approved, which must still be in force. req.Scopes, when
 // given, may only narrow what was approved.
 func (g *Grant) Consent(ctx context.Context, req Request, c Consented) (*Result, error) {
-	st := &state{req: req, grant: c.GrantType, gen: req.Generation}
-	if st.gen == 0 {
-		st.gen = g.CurrentGeneration()
-	}
+	st := g.newState(req, c.GrantType)
 	res, err := g.consent(ctx, st, c)
 	if err != nil {
 		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
@@ -63,17 +60,7 @@ func (g *Grant) consent(ctx context.Context, st *state, c Consented) (*Result, e
 	if err := g.checkConsented(ctx, st, c); err != nil {
 		return nil, err
 	}
-	steps := []step{
-		{spanBound, g.bound},
-		{spanCheckDepth, g.checkDepth},
-		{spanCheckAudience, g.checkAudience},
-		{spanCheckScopes, g.checkScopes},
-		{spanCheckDetails, g.checkDetails},
-		{spanCheckContext, g.checkContext},
-		{spanCheckPolicy, g.checkPolicy},
-		{spanCheckLifetime, g.checkLifetime},
-	}
-	if err := g.runSteps(ctx, st, steps); err != nil {
+	if err := g.runSteps(ctx, st, g.delegatedSteps()); err != nil {
 		return nil, err
 	}
 	return g.tracedMint(ctx, st, audit.ActionTokenIssue, c.GrantType)

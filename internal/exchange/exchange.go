@@ -171,10 +171,7 @@ func (g *Grant) CurrentGeneration() int64 {
 // authorization_details, context facts and lifetime within them; policy.
 // Errors are *oauth.Error and are audited before they are returned.
 func (g *Grant) Exchange(ctx context.Context, req Request) (*Result, error) {
-	st := &state{req: req, grant: oauth.GrantTokenExchange, gen: req.Generation}
-	if st.gen == 0 {
-		st.gen = g.CurrentGeneration()
-	}
+	st := g.newState(req, oauth.GrantTokenExchange)
 	res, err := g.exchange(ctx, st)
 	if err != nil {
 		return nil, g.refuse(ctx, audit.ActionTokenExchange, st, err)
@@ -182,12 +179,23 @@ func (g *Grant) Exchange(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
-func (g *Grant) exchange(ctx context.Context, st *state) (*Result, error) {
-	steps := []step{
-		{spanCheckShape, g.checkShape},
-		{spanCheckSubject, g.checkSubject},
-		{spanCheckActorToken, g.checkActorToken},
-		{spanCheckActor, g.checkActor},
+// newState is the state of a request of grant, with the generation the
+// request read before its client was authenticated, or read now.
+func (g *Grant) newState(req Request, grant string) *state {
+	st := &state{req: req, grant: grant, gen: req.Generation}
+	if st.gen == 0 {
+		st.gen = g.CurrentGeneration()
+	}
+	return st
+}
+
+// delegatedSteps are the checks of a token that acts for a person, once
+// the person, the agent and the delegation are established: the bounds of
+// every grant on the path, then depth, audience, scopes,
+// authorization_details, context facts, policy and lifetime within them.
+// The token exchange and the consent grants run them alike.
+func (g *Grant) delegatedSteps() []step {
+	return []step{
 		{spanBound, g.bound},
 		{spanCheckDepth, g.checkDepth},
 		{spanCheckAudience, g.checkAudience},
@@ -197,6 +205,16 @@ func (g *Grant) exchange(ctx context.Context, st *state) (*Result, error) {
 		{spanCheckPolicy, g.checkPolicy},
 		{spanCheckLifetime, g.checkLifetime},
 	}
+}
+
+func (g *Grant) exchange(ctx context.Context, st *state) (*Result, error) {
+	steps := []step{
+		{spanCheckShape, g.checkShape},
+		{spanCheckSubject, g.checkSubject},
+		{spanCheckActorToken, g.checkActorToken},
+		{spanCheckActor, g.checkActor},
+	}
+	steps = append(steps, g.delegatedSteps()...)
 	if err := g.runSteps(ctx, st, steps); err != nil {
 		return nil, err
 	}
@@ -776,10 +794,7 @@ func (g *Grant) refuse(ctx context.Context, action string, st *state, err error)
 // requested). Without an audience the token is addressed to this server,
 // which makes it usable as an actor_token.
 func (g *Grant) ClientCredentials(ctx context.Context, req Request) (*Result, error) {
-	st := &state{req: req, grant: oauth.GrantClientCredentials, gen: req.Generation}
-	if st.gen == 0 {
-		st.gen = g.CurrentGeneration()
-	}
+	st := g.newState(req, oauth.GrantClientCredentials)
 	res, err := g.clientCredentials(ctx, st)
 	if err != nil {
 		return nil, g.refuse(ctx, audit.ActionTokenIssue, st, err)
