@@ -191,6 +191,7 @@ func TestT39CodeSingleUse(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	statuses := map[int]int{}
+	var won string
 	for range 20 {
 		wg.Add(1)
 		go func() {
@@ -198,12 +199,19 @@ func TestT39CodeSingleUse(t *testing.T) {
 			r := h.codeToken("agent:infrabot", code, verifierA)
 			mu.Lock()
 			statuses[r.status]++
+			if r.status == http.StatusOK {
+				won = r.str("access_token")
+			}
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	if statuses[http.StatusOK] != 1 || statuses[http.StatusBadRequest] != 19 {
 		t.Fatalf("20 parallel redemptions: %v, want one 200", statuses)
+	}
+	// The others were reuses: what the one redemption issued is revoked.
+	if h.active(won) {
+		t.Fatal("the token of the one parallel redemption survived the others' reuse")
 	}
 }
 

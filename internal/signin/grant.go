@@ -136,9 +136,8 @@ func (s *Service) RedeemCode(ctx context.Context, req exchange.Request, code, re
 		return nil, s.refuseGrant(ctx, req, "", oauth.New(oauth.ErrInvalidGrant, "code_unknown", "the code is not valid", nil))
 	case errors.Is(err, store.ErrReplay):
 		// A redemption racing the first one waits for it to issue its
-		// token, so that the first use gets its answer and the revocation
-		// then ends what it issued (THREATS: parallel redemptions, exactly
-		// one succeeds).
+		// token, so that of parallel redemptions exactly one gets its
+		// answer, and the revocation then ends what it issued.
 		s.awaitFirstUse(ctx, c)
 		return nil, s.replayed(ctx, req, c.Subject, c.DelegationID, "code_reused", "the code was used before; what it issued is revoked")
 	case err != nil:
