@@ -9,7 +9,6 @@ package server_test
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -20,7 +19,6 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/mandate-dev/mandate/internal/store"
-	"github.com/mandate-dev/mandate/oauth"
 )
 
 // Constants of the sign-in service the model assumes (its defaults).
@@ -590,19 +588,7 @@ func (r *modelRun) consentForm(op modelOp) url.Values {
 	} else {
 		form = url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.rts[op.Refresh]}}
 	}
-	if op.ActorToken != "" {
-		form.Set("actor_token", r.raw[op.ActorToken])
-		form.Set("actor_token_type", oauth.TokenTypeAccessToken)
-	}
-	r.targets(form, op)
-	if op.Context != nil {
-		b, _ := json.Marshal(op.Context)
-		form.Set("context", string(b))
-	}
-	if op.Details != nil {
-		b, _ := json.Marshal(op.Details)
-		form.Set("authorization_details", string(b))
-	}
+	r.requestParams(form, op)
 	return form
 }
 

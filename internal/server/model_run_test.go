@@ -401,12 +401,10 @@ func (r *modelRun) targets(form url.Values, op modelOp) {
 	}
 }
 
-func (r *modelRun) exchangeForm(op modelOp) url.Values {
-	typ := oauth.TokenTypeAccessToken
-	if r.m.tokens[op.Token].Kind == modelIdP {
-		typ = oauth.TokenTypeIDToken
-	}
-	form := url.Values{"grant_type": {oauth.GrantTokenExchange}, "subject_token": {r.raw[op.Token]}, "subject_token_type": {typ}}
+// requestParams adds what a token request of op carries besides its
+// grant: the actor token, the targets, the context and the
+// authorization_details.
+func (r *modelRun) requestParams(form url.Values, op modelOp) {
 	if op.ActorToken != "" {
 		form.Set("actor_token", r.raw[op.ActorToken])
 		form.Set("actor_token_type", oauth.TokenTypeAccessToken)
@@ -420,6 +418,15 @@ func (r *modelRun) exchangeForm(op modelOp) url.Values {
 		b, _ := json.Marshal(op.Details)
 		form.Set("authorization_details", string(b))
 	}
+}
+
+func (r *modelRun) exchangeForm(op modelOp) url.Values {
+	typ := oauth.TokenTypeAccessToken
+	if r.m.tokens[op.Token].Kind == modelIdP {
+		typ = oauth.TokenTypeIDToken
+	}
+	form := url.Values{"grant_type": {oauth.GrantTokenExchange}, "subject_token": {r.raw[op.Token]}, "subject_token_type": {typ}}
+	r.requestParams(form, op)
 	return form
 }
 
