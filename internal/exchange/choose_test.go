@@ -1,6 +1,9 @@
 package exchange
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -49,5 +52,79 @@ func TestChooseDelegation(t *testing.T) {
 				t.Fatalf("the other order chose %+v, this one %+v", again, got)
 			}
 		})
+	}
+}
+
+// TestChooseDelegationProperties: over generated sets of delegations and
+// requests, the choice is one in force, admits the request's target when
+// any in force does, holds no fewer of the requested scopes than any other
+// that admits it, and is the same in every order the store may list them.
+func TestChooseDelegationProperties(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	r := rand.New(rand.NewPCG(7, 11))
+	scopes := []string{"a", "b", "c", "d"}
+	auds := []string{"https://one.example", "https://two.example", "agent:x"}
+	pick := func(xs []string) []string {
+		var out []string
+		for _, x := range xs {
+			if r.IntN(2) == 0 {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	for n := range 2000 {
+		ds := make([]store.Delegation, r.IntN(5))
+		for i := range ds {
+			ds[i] = store.Delegation{ID: fmt.Sprintf("dlg_%02d_%d", r.IntN(100), i), Scopes: pick(scopes), Audiences: pick(auds),
+				Revoked: r.IntN(5) == 0, CreatedAt: now.Add(-time.Duration(r.IntN(4)) * time.Hour)}
+			if r.IntN(6) == 0 {
+				ds[i].Expires = now.Add(-time.Minute)
+			}
+		}
+		req := Request{Scopes: pick(scopes)}
+		req.ScopeGiven = len(req.Scopes) > 0
+		if r.IntN(4) > 0 {
+			req.Audiences = []string{auds[r.IntN(len(auds))]}
+		}
+		got := chooseDelegation(ds, now, req)
+		var inForce []store.Delegation
+		for _, d := range ds {
+			if d.Active(now) {
+				inForce = append(inForce, d)
+			}
+		}
+		if (got == nil) != (len(inForce) == 0) {
+			t.Fatalf("case %d: chose %+v among %+v in force", n, got, inForce)
+		}
+		if got == nil {
+			continue
+		}
+		if !got.Active(now) {
+			t.Fatalf("case %d: chose %s, not in force", n, got.ID)
+		}
+		admits := func(d store.Delegation) bool {
+			return len(req.Audiences) == 0 || len(d.Audiences) == 0 || slices.Contains(d.Audiences, req.Audiences[0])
+		}
+		held := func(d store.Delegation) int {
+			if !req.ScopeGiven {
+				return len(d.Scopes)
+			}
+			return len(intersect(req.Scopes, d.Scopes))
+		}
+		for _, d := range inForce {
+			if admits(d) && !admits(*got) {
+				t.Fatalf("case %d: chose %s, which does not admit %v, over %s, which does", n, got.ID, req.Audiences, d.ID)
+			}
+			if admits(d) && held(d) > held(*got) {
+				t.Fatalf("case %d: chose %s holding %d requested scopes over %s holding %d", n, got.ID, held(*got), d.ID, held(d))
+			}
+		}
+		shuffled := slices.Clone(ds)
+		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		again := chooseDelegation(shuffled, now, req)
+		if again == nil || again.ID != got.ID || !again.CreatedAt.Equal(got.CreatedAt) || !slices.Equal(again.Scopes, got.Scopes) {
+			t.Fatalf("case %d: another order chose %+v, this one %+v", n, again, got)
+		}
 	}
 }
