@@ -28,6 +28,12 @@ type Resource struct {
 	// Agents are the clients that may receive tokens for the resource;
 	// empty means any client the person approves.
 	Agents []string
+	// Agent is the agent the resource's server is: the tokens for the
+	// resource are addressed to it, and it may exchange them for HandOn.
+	Agent string
+	// HandOn are the audiences Agent may exchange the resource's tokens
+	// for, as the person approved them on the consent page.
+	HandOn []string
 }
 
 // Allows reports whether the client may receive tokens for r.
@@ -59,6 +65,7 @@ func New(rs []Resource) (*Registry, error) {
 			return nil, fmt.Errorf("resource: %q is registered twice", r.URI)
 		}
 		r.Scopes, r.DefaultScopes, r.Agents = slices.Clone(r.Scopes), slices.Clone(r.DefaultScopes), slices.Clone(r.Agents)
+		r.HandOn = slices.Clone(r.HandOn)
 		reg.byKey[k] = r
 		reg.list = append(reg.list, r)
 	}
