@@ -43,6 +43,9 @@ type Resource struct {
 	// for (at most 16); the consent page shows them and the person's
 	// approval records them. Needs Agent.
 	HandOn []string `yaml:"hand_on"`
+	// Default makes it the resource of an authorization request that
+	// names none, for clients that leave resource out; at most one.
+	Default bool `yaml:"default"`
 }
 
 // ResourceRegistry returns the configured resources as the server checks
@@ -58,7 +61,7 @@ func (c *Config) ResourceRegistry() (*resource.Registry, error) {
 			scopes = append(scopes, resource.Scope{Name: s.Name, Description: s.Description})
 		}
 		rs = append(rs, resource.Resource{URI: r.URI, Name: r.Name, Scopes: scopes, DefaultScopes: r.DefaultScopes,
-			Agents: r.Agents, Agent: r.Agent, HandOn: r.HandOn})
+			Agents: r.Agents, Agent: r.Agent, HandOn: r.HandOn, Default: r.Default})
 	}
 	reg, err := resource.New(rs)
 	if err != nil {
@@ -75,8 +78,14 @@ func (c *Config) validateResources(p *problems) {
 		p.add("resources", "has %d entries, at most %d allowed", len(c.Resources), MaxResources)
 	}
 	seen := map[string]int{}
+	dflt := -1
 	for i, r := range c.Resources {
 		f := fmt.Sprintf("resources[%d]", i)
+		if r.Default && dflt >= 0 {
+			p.add(f+".default", "resources[%d] is the default already", dflt)
+		} else if r.Default {
+			dflt = i
+		}
 		switch err := checkURL(r.URI); {
 		case err != nil:
 			p.add(f+".uri", "%v", err)
