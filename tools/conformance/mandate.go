@@ -33,16 +33,18 @@ const (
 // server is a running `mandate serve`.
 type server struct {
 	issuer   string
+	port     int
 	resource string
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	log      string
 }
 
-// configYAML is the run's configuration: issuer and listen on port, the
-// resource at resource, Sam's password hash.
-func configYAML(port int, dataDir, resource, hash string) string {
-	return fmt.Sprintf(`issuer: http://127.0.0.1:%[1]d
+// configYAML is the run's configuration: listen on port, the issuer there
+// with path (empty or /SEGMENT), the resource at resource, Sam's password
+// hash.
+func configYAML(port int, path, dataDir, resource, hash string) string {
+	return fmt.Sprintf(`issuer: http://127.0.0.1:%[1]d%[8]s
 listen: 127.0.0.1:%[1]d
 data_dir: %[2]s
 users:
@@ -65,14 +67,14 @@ registration:
   policy: open
   scopes: [tools:read]
   metadata_documents: true
-`, port, dataDir, person, hash, publicClient, redirectURI, resource)
+`, port, dataDir, person, hash, publicClient, redirectURI, resource, path)
 }
 
 // startMandate hashes Sam's password with the binary, writes the
-// configuration and starts the server on a free loopback port, trying
-// another when the port is taken between the choice and the bind. It
-// returns once /healthz answers 200.
-func startMandate(ctx context.Context, o options) (*server, error) {
+// configuration (the issuer with path, empty or /SEGMENT) and starts the
+// server on a free loopback port, trying another when the port is taken
+// between the choice and the bind. It returns once /healthz answers 200.
+func startMandate(ctx context.Context, o options, name, path string) (*server, error) {
 	hash, err := hashPassword(ctx, o.mandate, personPassword)
 	if err != nil {
 		return nil, err
@@ -87,16 +89,16 @@ func startMandate(ctx context.Context, o options) (*server, error) {
 		if err != nil {
 			return nil, err
 		}
-		dir := filepath.Join(o.work, fmt.Sprintf("mandate-%d", attempt))
+		dir := filepath.Join(o.work, fmt.Sprintf("%s-%d", name, attempt))
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
 		resource := fmt.Sprintf("http://127.0.0.1:%d/mcp", resourcePort)
 		cfg := filepath.Join(dir, "mandate.yaml")
-		if err := os.WriteFile(cfg, []byte(configYAML(port, filepath.Join(dir, "data"), resource, hash)), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(configYAML(port, path, filepath.Join(dir, "data"), resource, hash)), 0o600); err != nil {
 			return nil, err
 		}
-		s := &server{issuer: fmt.Sprintf("http://127.0.0.1:%d", port), resource: resource,
+		s := &server{issuer: fmt.Sprintf("http://127.0.0.1:%d%s", port, path), resource: resource, port: port,
 			exited: make(chan struct{}), log: filepath.Join(dir, "serve.log")}
 		if lastErr = s.start(ctx, o.mandate, cfg); lastErr == nil {
 			return s, nil
@@ -131,7 +133,7 @@ func (s *server) start(ctx context.Context, bin, cfg string) error {
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
-		resp, err := http.Get(s.issuer + "/healthz")
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", s.port))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -56,17 +56,35 @@ type client struct {
 	resource bool
 }
 
-// clients are the runs: the file's public client for the registered
-// resource, and a client that registers itself and names no resource.
-var clients = []client{
-	{what: "the file's public client, with resource", resource: true,
-		id: func(context.Context, *server) (string, error) { return publicClient, nil }},
-	{what: "a client registered by Dynamic Client Registration, without resource or scope",
-		id: func(ctx context.Context, s *server) (string, error) { return s.register(ctx) }},
+// deployment is one Mandate, with the clients run against it.
+type deployment struct {
+	what, name string
+	// path is the issuer's path: empty, or /SEGMENT.
+	path    string
+	clients []client
 }
 
-// runAll reads the tool's version and scenarios, starts Mandate and runs
-// the tool once per client.
+var (
+	// filePublic is the file's public client, asking for the registered
+	// resource.
+	filePublic = client{what: "the file's public client, with resource", resource: true,
+		id: func(context.Context, *server) (string, error) { return publicClient, nil }}
+	// registered is a client that registers itself (RFC 7591) and names
+	// no resource and no scope, as some MCP clients do.
+	registered = client{what: "a client registered by Dynamic Client Registration, without resource or scope",
+		id: func(ctx context.Context, s *server) (string, error) { return s.register(ctx) }}
+)
+
+// deployments are the runs: an issuer at the root with both clients, and
+// an issuer with a path (its metadata at the path-inserted locations) with
+// the file's client.
+var deployments = []deployment{
+	{what: "issuer at the root", name: "root", clients: []client{filePublic, registered}},
+	{what: "issuer with a path", name: "path", path: "/mandate", clients: []client{filePublic}},
+}
+
+// runAll reads the tool's version and scenarios, then for each deployment
+// starts Mandate and runs the tool once per client.
 func runAll(ctx context.Context, o options, stdout io.Writer) (*results, error) {
 	version, err := toolVersion(o.tool)
 	if err != nil {
@@ -78,26 +96,43 @@ func runAll(ctx context.Context, o options, stdout io.Writer) (*results, error) 
 	}
 	fmt.Fprintf(stdout, "@modelcontextprotocol/conformance %s: %d authorization server scenarios (%s)\n",
 		version, len(scenarios), strings.Join(scenarios, ", "))
-	srv, err := startMandate(ctx, o)
+	r := &results{Version: version, Scenarios: scenarios}
+	for _, d := range deployments {
+		runs, err := runDeployment(ctx, o, d, scenarios, len(r.Runs), stdout)
+		if err != nil {
+			return nil, err
+		}
+		r.Runs = append(r.Runs, runs...)
+	}
+	return r, nil
+}
+
+// runDeployment starts d's Mandate, runs the tool for each of its clients
+// and stops it; n is the number of runs before, to number these.
+func runDeployment(ctx context.Context, o options, d deployment, scenarios []string, n int, stdout io.Writer) ([]clientRun, error) {
+	srv, err := startMandate(ctx, o, d.name, d.path)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.stop()
-	fmt.Fprintf(stdout, "mandate serve: issuer %s, resource %s\n", srv.issuer, srv.resource)
-	r := &results{Version: version, Scenarios: scenarios}
-	for i, c := range clients {
-		run := clientRun{Client: c.what}
-		id, err := c.id(ctx, srv)
-		if err != nil {
+	fmt.Fprintf(stdout, "\n== mandate serve, %s: issuer %s, resource %s\n", d.what, srv.issuer, srv.resource)
+	var runs []clientRun
+	for _, c := range d.clients {
+		n++
+		what := d.what + ", " + c.what
+		out := filepath.Join(o.work, fmt.Sprintf("results-%d", n))
+		run := clientRun{Client: what}
+		if id, err := c.id(ctx, srv); err != nil {
 			run.Problem = err.Error()
 		} else {
-			fmt.Fprintf(stdout, "\n== client %d: %s (%s)\n", i+1, c.what, id)
-			run = runTool(ctx, o, srv, c, id, filepath.Join(o.work, fmt.Sprintf("results-%d", i+1)), stdout)
+			fmt.Fprintf(stdout, "\n== run %d: %s (%s)\n", n, what, id)
+			run = runTool(ctx, o, srv, c, id, out, stdout)
+			run.Client = what
 		}
-		run.Scenarios = collectResults(filepath.Join(o.work, fmt.Sprintf("results-%d", i+1)), scenarios)
-		r.Runs = append(r.Runs, run)
+		run.Scenarios = collectResults(out, scenarios)
+		runs = append(runs, run)
 	}
-	return r, nil
+	return runs, nil
 }
 
 // toolVersion is the version in the tool's package.json.
@@ -273,11 +308,11 @@ func collectResults(dir string, scenarios []string) []scenarioResult {
 // everything passed: every scenario of every run left checks, each of
 // them SUCCESS, and nothing went wrong around the tool.
 func report(w io.Writer, r *results) bool {
-	fmt.Fprintf(w, "\n== results: @modelcontextprotocol/conformance %s, %d scenarios, %d clients\n",
+	fmt.Fprintf(w, "\n== results: @modelcontextprotocol/conformance %s, %d scenarios, %d runs\n",
 		r.Version, len(r.Scenarios), len(r.Runs))
 	passed, total, ok := 0, 0, true
 	for i, run := range r.Runs {
-		fmt.Fprintf(w, "client %d: %s\n", i+1, run.Client)
+		fmt.Fprintf(w, "run %d: %s\n", i+1, run.Client)
 		for _, s := range run.Scenarios {
 			if len(s.Checks) == 0 {
 				fmt.Fprintf(w, "  FAIL %s: no result\n", s.Scenario)
@@ -309,7 +344,7 @@ func report(w io.Writer, r *results) bool {
 	if !ok {
 		verdict = "FAILED"
 	}
-	fmt.Fprintf(w, "%d scenarios × %d clients: %d of %d checks passed: %s\n",
+	fmt.Fprintf(w, "%d scenarios × %d runs: %d of %d checks passed: %s\n",
 		len(r.Scenarios), len(r.Runs), passed, total, verdict)
 	return ok
 }
