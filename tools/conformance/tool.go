@@ -64,23 +64,28 @@ type deployment struct {
 	clients []client
 }
 
-var (
-	// filePublic is the file's public client, asking for the registered
-	// resource.
-	filePublic = client{what: "the file's public client, with resource", resource: true,
+// filePublic is the file's public client, asking for the registered
+// resource.
+func filePublic() client {
+	return client{what: "the file's public client, with resource", resource: true,
 		id: func(context.Context, *server) (string, error) { return publicClient, nil }}
-	// registered is a client that registers itself (RFC 7591) and names
-	// no resource and no scope, as some MCP clients do.
-	registered = client{what: "a client registered by Dynamic Client Registration, without resource or scope",
+}
+
+// registered is a client that registers itself (RFC 7591) and names no
+// resource and no scope, as some MCP clients do.
+func registered() client {
+	return client{what: "a client registered by Dynamic Client Registration, without resource or scope",
 		id: func(ctx context.Context, s *server) (string, error) { return s.register(ctx) }}
-)
+}
 
 // deployments are the runs: an issuer at the root with both clients, and
 // an issuer with a path (its metadata at the path-inserted locations) with
 // the file's client.
-var deployments = []deployment{
-	{what: "issuer at the root", name: "root", clients: []client{filePublic, registered}},
-	{what: "issuer with a path", name: "path", path: "/mandate", clients: []client{filePublic}},
+func deployments() []deployment {
+	return []deployment{
+		{what: "issuer at the root", name: "root", clients: []client{filePublic(), registered()}},
+		{what: "issuer with a path", name: "path", path: "/mandate", clients: []client{filePublic()}},
+	}
 }
 
 // runAll reads the tool's version and scenarios, then for each deployment
@@ -97,7 +102,7 @@ func runAll(ctx context.Context, o options, stdout io.Writer) (*results, error) 
 	fmt.Fprintf(stdout, "@modelcontextprotocol/conformance %s: %d authorization server scenarios (%s)\n",
 		version, len(scenarios), strings.Join(scenarios, ", "))
 	r := &results{Version: version, Scenarios: scenarios}
-	for _, d := range deployments {
+	for _, d := range deployments() {
 		runs, err := runDeployment(ctx, o, d, scenarios, len(r.Runs), stdout)
 		if err != nil {
 			return nil, err
