@@ -39,7 +39,8 @@ type Registration struct {
 	// loopback URI. Required with that policy, refused with the others.
 	RedirectURIs []string `yaml:"redirect_uris"`
 	// MaxClients, when not 0, is the most clients that registration may
-	// hold at once; an administrator's registrations are not bound by it.
+	// hold at once, counting those admitted from their metadata
+	// documents; an administrator's registrations are not bound by it.
 	MaxClients int `yaml:"max_clients"`
 	// Scopes is the ceiling: a registered client may ask for these scopes
 	// and no others, and one that asks for none gets all of them. Empty:
