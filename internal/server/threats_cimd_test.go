@@ -67,15 +67,20 @@ func (n names) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, err
 }
 
 // newFetcherHarness is the people's harness with registration open and
-// metadata documents fetched by a fetcher of cfg.
-func newFetcherHarness(t *testing.T, cfg cimd.Config) *harness {
+// metadata documents fetched by a fetcher of cfg; edit, when not nil,
+// changes the file after that.
+func newFetcherHarness(t *testing.T, cfg cimd.Config, edit func(*config.Config)) *harness {
 	t.Helper()
 	f, err := cimd.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarnessEnv(t, openSQLite, withRegistration(config.Registration{Policy: "open", MetadataDocuments: true}),
-		app.Env{Logger: slog.New(slog.DiscardHandler), Documents: f})
+	h := newHarnessEnv(t, openSQLite, func(c *config.Config) {
+		withRegistration(config.Registration{Policy: "open", MetadataDocuments: true})(c)
+		if edit != nil {
+			edit(c)
+		}
+	}, app.Env{Logger: slog.New(slog.DiscardHandler), Documents: f})
 	h.givePassword("user:sam", samPassword)
 	return h
 }
@@ -157,7 +162,7 @@ func TestT90ClientIDMetadataDocumentSSRF(t *testing.T) {
 		{name: "fail/ipv6-loopback", id: id6, rec: private6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newFetcherHarness(t, strict)
+			h := newFetcherHarness(t, strict, nil)
 			refusedDocument(t, h, tc.id, "client_document_address_forbidden")
 			if tc.rec != nil {
 				if n := tc.rec.conns.Load(); n != 0 {
@@ -227,7 +232,7 @@ func TestT90ClientIDMetadataDocumentSSRF(t *testing.T) {
 		{name: "fail/client-id-differs", path: "/other/client.json", reason: "client_document_invalid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newFetcherHarness(t, loose)
+			h := newFetcherHarness(t, loose, nil)
 			start := time.Now()
 			refusedDocument(t, h, docSrv.URL+tc.path, tc.reason)
 			if d := time.Since(start); d > 5*time.Second {
