@@ -12,12 +12,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/cimd"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
+	"github.com/mandate-dev/mandate/verify"
 )
 
 // The MCP threats of THREATS section J that concern the authorization
@@ -316,5 +318,138 @@ func testRegistrationCollision(t *testing.T) {
 	}
 	if a, err := h.store.GetAgent(t.Context(), urlAgent); err != nil || a.Registration == store.RegistrationCIMD || len(a.RedirectURIs) != 1 || delegations(urlAgent) != 1 {
 		t.Errorf("the configured agent: %+v, %v", a, err)
+	}
+}
+
+// mcpB is a second registered MCP server, for resource confusion.
+const mcpB = "https://mcp-b.example/mcp"
+
+// withTwoResources is withResources with a second MCP server that
+// InfraBot may also receive tokens for.
+func withTwoResources(c *config.Config) {
+	withResources(c)
+	c.Resources = append(c.Resources, config.Resource{URI: mcpB, Name: "Other assistant",
+		Scopes: []config.Scope{{Name: "monitoring:read"}, {Name: "deploy:create"}}, Agents: []string{"agent:infrabot"}})
+}
+
+// recordSink keeps a verifier's records.
+type recordSink struct {
+	mu   sync.Mutex
+	list []verify.Record
+}
+
+func (s *recordSink) Record(r verify.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.list = append(s.list, r)
+}
+
+// reasons waits up to 5 s for n records and returns their reasons: a
+// verifier hands a record over after its handler returns.
+func (s *recordSink) reasons(n int) []string {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s.mu.Lock()
+		var out []string
+		for _, r := range s.list {
+			out = append(out, r.Result+" "+r.Reason)
+		}
+		s.mu.Unlock()
+		if len(out) >= n || time.Now().After(deadline) {
+			return out
+		}
+	}
+}
+
+// TestT93ResourceConfusion is THREATS T93, with two registered MCP
+// servers A and B that InfraBot may both receive tokens for. A code bound
+// to A redeemed for B is invalid_target, and used up (invalid_grant when
+// redeemed again, even for A); a refresh token bound to A
+// refreshed for B is invalid_target and not used up; a relative or
+// fragment resource is invalid_target at both endpoints; and a token for
+// A presented to B's verify (a real verifier of each, keys from the
+// server) is refused there on the audience, recorded, while A takes it.
+func TestT93ResourceConfusion(t *testing.T) {
+	h := newHarnessEdited(t, openSQLite, nil, withTwoResources)
+	h.givePassword("user:sam", samPassword)
+	p := h.person()
+	newCode := func() string {
+		cp := p.consent(h.authorizeURL("agent:infrabot", "monitoring:read", "st", url.Values{"resource": {mcpURI}}), "user:sam", samPassword)
+		code, _ := p.approve(cp, nil)
+		return code
+	}
+	redeem := func(code, resource string) response {
+		return h.post("/token", "agent:infrabot", url.Values{"grant_type": {"authorization_code"}, "code": {code},
+			"redirect_uri": {appRedirect}, "code_verifier": {verifierA}, "resource": {resource}})
+	}
+	// Each refusal uses the code up (it was redeemed, then refused), so
+	// each resource gets a code of its own.
+	for _, res := range []string{"https://mcp-b.example/mcp#a", "/mcp", "mcp.example/mcp", mcpB} {
+		code := newCode()
+		if r := redeem(code, res); r.status != http.StatusBadRequest || r.str("error") != string(oauth.ErrInvalidTarget) {
+			t.Errorf("the code for A redeemed for %q: %d %s, want 400 invalid_target", res, r.status, r.raw)
+		}
+		if res != mcpB {
+			continue
+		}
+		// Tried again, even for A, it is a code used twice.
+		if r := redeem(code, mcpURI); r.status != http.StatusBadRequest || r.str("error") != string(oauth.ErrInvalidGrant) {
+			t.Errorf("the code for A, refused for B, then redeemed for A: %d %s, want 400 invalid_grant", r.status, r.raw)
+		}
+	}
+	tok := redeem(newCode(), mcpURI)
+	if tok.status != http.StatusOK {
+		t.Fatalf("a code for A redeemed for A: %d %s", tok.status, tok.raw)
+	}
+	rt := tok.str("refresh_token")
+	for _, res := range []string{mcpB, mcpURI + "#frag", "/mcp"} {
+		if r := h.refresh("agent:infrabot", rt, url.Values{"resource": {res}}); r.status != http.StatusBadRequest || r.str("error") != string(oauth.ErrInvalidTarget) {
+			t.Errorf("the refresh token for A refreshed for %q: %d %s, want 400 invalid_target", res, r.status, r.raw)
+		}
+	}
+	if r := h.refresh("agent:infrabot", rt, nil); r.status != http.StatusOK {
+		t.Errorf("the refresh token after the refusals: %d %s, want it not used up", r.status, r.raw)
+	}
+	for _, res := range []string{"https://mcp-b.example/mcp#a", "/mcp", "mcp.example/mcp"} {
+		pg := h.person().get(h.authorizeURL("agent:infrabot", "monitoring:read", "st", url.Values{"resource": {res}}))
+		if loc := pg.location(t, h.url); pg.status != http.StatusFound || loc.Query().Get("error") != string(oauth.ErrInvalidTarget) {
+			t.Errorf("/authorize with resource %q: %d %s", res, pg.status, loc)
+		}
+	}
+
+	// Two MCP servers, each behind a real verifier.
+	serve := func(audience string) (*httptest.Server, *recordSink) {
+		sink := &recordSink{}
+		v, err := verify.New(t.Context(), verify.Config{Issuer: h.url, Audience: audience, Algorithms: []string{"EdDSA", "ES256", "RS256"},
+			JWKSURI: h.url + "/jwks", Records: sink})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })))
+		t.Cleanup(srv.Close)
+		return srv, sink
+	}
+	a, recA := serve(mcpURI)
+	b, recB := serve(mcpB)
+	call := func(srv *httptest.Server) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Authorization", "Bearer "+tok.str("access_token"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := call(b); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Errorf("A's token at B: %d %q, want 401 invalid_token", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	if got := recB.reasons(1); fmt.Sprint(got) != "[refused audience_mismatch]" {
+		t.Errorf("B's records: %v, want one refusal audience_mismatch", got)
+	}
+	if resp := call(a); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("A's token at A: %d", resp.StatusCode)
+	}
+	if got := recA.reasons(1); fmt.Sprint(got) != "[granted ]" {
+		t.Errorf("A's records: %v", got)
 	}
 }
