@@ -123,7 +123,9 @@ func TestMCPAuthorizationRefusals(t *testing.T) {
 			do:     func() refusal { return authorize("agent:argocd", url.Values{"resource": {mcpURI}}) },
 			status: http.StatusFound, code: "invalid_target", action: audit.ActionAuthorizeRefused, reason: "resource_not_allowed"},
 		{name: "fail/resource-unknown", tested: "internal/server.TestResourceAtAuthorize",
-			do:     func() refusal { return authorize("agent:infrabot", url.Values{"resource": {"https://unknown.example/mcp"}}) },
+			do: func() refusal {
+				return authorize("agent:infrabot", url.Values{"resource": {"https://unknown.example/mcp"}})
+			},
 			status: http.StatusFound, code: "invalid_target", action: audit.ActionAuthorizeRefused, reason: "resource_unknown"},
 		{name: "fail/cimd-client-id-differs", tested: "internal/server.TestClientIDMetadataDocument, internal/cimd.TestParse",
 			do:     func() refusal { return authorize(docSrv.URL+"/other/client.json", nil) },
