@@ -48,7 +48,10 @@ type Registration struct {
 	// it some.
 	Scopes []string `yaml:"scopes"`
 	// PerHour is how many clients one remote address may register an
-	// hour (1 to 100000, default 10); more are answered 429.
+	// hour (1 to 100000, default 10); more are answered 429. A client
+	// admitted from its metadata document counts as a registration of the
+	// address that first asked the authorization endpoint for it; past
+	// the rate, a new document is not fetched and the request is refused.
 	PerHour int `yaml:"per_hour"`
 	// MetadataDocuments lets a client whose client_id is an https URL
 	// describe itself in a Client ID Metadata Document, which Mandate

@@ -248,6 +248,9 @@ func (s *Server) lookupClient(r *http.Request) authorize.Lookup {
 // fails is authorize.ErrClientDocument, shown as an error page and never
 // redirected.
 func (s *Server) documentClient(r *http.Request, id string, existing *store.Agent) (authorize.Client, error) {
+	if err := s.admitNewDocument(r, existing); err != nil {
+		return authorize.Client{}, err
+	}
 	doc, err := s.cfg.Documents.Lookup(r.Context(), id)
 	if err != nil {
 		return authorize.Client{}, documentRefused(err)

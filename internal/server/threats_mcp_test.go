@@ -132,6 +132,50 @@ func TestT92RegistrationAbuse(t *testing.T) {
 	t.Run("rate-and-cap", testRegistrationFlood)
 	t.Run("redirects-under-approved_redirects", testRegistrationRedirects)
 	t.Run("name-or-id-of-an-agent", testRegistrationCollision)
+	t.Run("metadata-documents", testDocumentFlood)
+}
+
+// testDocumentFlood: at /authorize, where anyone may name any https URL as
+// a client_id, a client not yet admitted from its document is a
+// registration of the request's address: past per_hour new clients, a
+// further URL is refused before it is fetched (recorded as
+// client_document_rate_limited), while a client already admitted is
+// served as before; max_clients bounds them all.
+func testDocumentFlood(t *testing.T) {
+	var fetches atomic.Int64
+	docSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(documentAt("https://" + r.Host + r.URL.Path))
+	}))
+	t.Cleanup(docSrv.Close)
+	h := newFetcherHarness(t, cimd.Config{RootCAs: srvPool(docSrv), AllowLoopback: true}, func(c *config.Config) {
+		c.Registration.PerHour = 3
+	})
+	status := func(id string) int {
+		return h.person().get(h.authorizeURL(id, "deploy:create", "s", nil)).status
+	}
+	for i := range 20 {
+		want := http.StatusFound
+		if i >= 3 {
+			want = http.StatusBadRequest
+		}
+		if got := status(fmt.Sprintf("%s/c%d/client.json", docSrv.URL, i)); got != want {
+			t.Errorf("client %d: %d, want %d", i, got, want)
+		}
+	}
+	if got := status(docSrv.URL + "/c0/client.json"); got != http.StatusFound {
+		t.Errorf("a client admitted before: %d, want 302", got)
+	}
+	if n := fetches.Load(); n != 3 {
+		t.Errorf("%d documents fetched, want 3", n)
+	}
+	if n := h.registeredClients(); n != 3 {
+		t.Errorf("%d clients admitted, want 3", n)
+	}
+	if !hasReason(h.events(store.EventFilter{Action: audit.ActionAuthorizeRefused}), "client_document_rate_limited") {
+		t.Error("no authorize.refused record with reason client_document_rate_limited")
+	}
 }
 
 // testRegistrationFlood: 10⁴ registration attempts, half from one address
