@@ -69,8 +69,9 @@ func (g *Guard) Scopes(tool string) (scopes []string, listed bool) {
 // JSON-RPC method and tool in that record (action "tools/call", resource
 // "tool/<name>"; in a batch, the first call the token may not make); a
 // message whose method, params or tool name repeats, or comes in another
-// case, is refused with 400 invalid_request, since the SDK's decoder could
-// read it as another tool than this one; a tools/call of a listed tool
+// case, or that another value follows, is refused with 400
+// invalid_request, since the SDK's decoder could read it as another tool
+// than this one; a tools/call of a listed tool
 // whose scopes the token lacks is refused with 403 insufficient_scope
 // naming every scope the tool needs (every tool of a batch). The SDK then
 // receives the request with the principal as its auth.TokenInfo
@@ -200,7 +201,8 @@ func readMessage(raw []byte) (m message, ok, ambiguous bool) {
 // members returns the members of the JSON object raw that are named
 // exactly as one of names; ok is false when raw is not an object.
 // ambiguous is true when a member whose name equals one of names but for
-// case appears, or one of names appears twice.
+// case appears, one of names appears twice, or another value follows the
+// object.
 func members(raw []byte, names ...string) (out map[string]json.RawMessage, ok, ambiguous bool) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
@@ -228,6 +230,14 @@ func members(raw []byte, names ...string) (out map[string]json.RawMessage, ok, a
 			seen[n] = true
 			out[n] = v
 		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, false, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		// A second value after the object: which one a decoder takes
+		// is its own choice.
+		return nil, true, true
 	}
 	return out, true, false
 }

@@ -163,6 +163,7 @@ func TestT95ToolScopeBypass(t *testing.T) {
 			{"fail/name-twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy","name":"metrics","arguments":{}}}`},
 			{"fail/method-in-another-case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","Method":"ping","params":{"name":"deploy","arguments":{}}}`},
 			{"fail/params-twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy"},"params":{"name":"metrics"}}`},
+			{"fail/a-second-message-after", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"metrics"}} {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"deploy"}}`},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				resp, id := f.send(t, readOnly, session, tc.body)
