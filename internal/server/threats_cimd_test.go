@@ -243,10 +243,11 @@ func TestT90ClientIDMetadataDocumentSSRF(t *testing.T) {
 	if n := private.conns.Load(); n != 0 {
 		t.Errorf("%d connections reached the private listener through a redirect", n)
 	}
-	// The fetcher stops reading after its 5 KB limit; what the server
-	// managed to write before the connection closed is socket buffers,
+	// The fetcher stops reading after its 5 KB limit and closes the
+	// connection; what the server managed to write before it noticed is
+	// flow-control windows and socket buffers (about 4 MB over HTTP/2),
 	// far from 50 MB.
-	if n := sent.Load(); n > 8<<20 {
+	if n := sent.Load(); n > 16<<20 {
 		t.Errorf("the 50 MB document server wrote %d bytes before the fetcher left", n)
 	}
 }
