@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"slices"
@@ -57,8 +58,31 @@ type Client struct {
 var ErrUnknownClient = errors.New("authorize: unknown client")
 
 // ErrClientDocument is what a Lookup returns for a client whose metadata
-// document cannot be fetched, is not valid, or is not admitted.
+// document cannot be fetched, is not valid, or is not admitted; a
+// *DocumentError matches it and says why.
 var ErrClientDocument = errors.New("authorize: the client's metadata document cannot be used")
+
+// DocumentError is a Lookup's error for a client whose metadata document
+// cannot be used, with the machine-readable reason Parse puts in its
+// PageError (for example "client_document_address_forbidden"). It matches
+// ErrClientDocument.
+type DocumentError struct {
+	// Reason is the cause, for the audit trail; empty means
+	// "client_document_invalid".
+	Reason string
+	// Err is what went wrong, for the log.
+	Err error
+}
+
+func (e *DocumentError) Error() string {
+	return fmt.Sprintf("%v: %s: %v", ErrClientDocument, e.Reason, e.Err)
+}
+
+// Is matches ErrClientDocument.
+func (e *DocumentError) Is(target error) bool { return target == ErrClientDocument }
+
+// Unwrap returns the cause.
+func (e *DocumentError) Unwrap() error { return e.Err }
 
 // Lookup finds a client by id; ErrUnknownClient when there is none. Any
 // other error means the directory could not be read.
@@ -72,12 +96,25 @@ type PageError struct {
 	Reason string
 	// Message says what is wrong, for the person.
 	Message string
+	// Code, when set, is the RFC 6749 error code the refusal would carry
+	// had it been redirected (invalid_client for a client that cannot be
+	// trusted); Text shows it to the person, for the application's
+	// developer.
+	Code oauth.ErrorCode
 	// Err is the cause when the directory failed; the page then says to
 	// try again later.
 	Err error
 }
 
 func (e *PageError) Error() string { return "authorize: " + e.Message }
+
+// Text is what the error page says: Message, and Code when set.
+func (e *PageError) Text() string {
+	if e.Code == "" {
+		return e.Message
+	}
+	return e.Message + " (Error: " + string(e.Code) + ")"
+}
 
 // Unwrap returns the cause.
 func (e *PageError) Unwrap() error { return e.Err }
@@ -110,7 +147,15 @@ func Parse(q url.Values, lookup Lookup, resources *resource.Registry) (Request, 
 	case errors.Is(err, ErrUnknownClient):
 		return r, &PageError{Reason: "client_unknown", Message: "The application that sent you here is not known to this server."}
 	case errors.Is(err, ErrClientDocument):
-		return r, &PageError{Reason: "client_document_invalid", Message: "The application that sent you here describes itself at its address, and that description cannot be used here."}
+		// A client whose document cannot be used is not a client
+		// (invalid_client); its redirect URIs are unknown, so the
+		// answer is this page and never a redirect.
+		reason := "client_document_invalid"
+		if de := (*DocumentError)(nil); errors.As(err, &de) && de.Reason != "" {
+			reason = de.Reason
+		}
+		return r, &PageError{Reason: reason, Code: oauth.ErrInvalidClient,
+			Message: "The application that sent you here describes itself at its address, and that description cannot be used here."}
 	case err != nil:
 		return r, &PageError{Reason: "store_unavailable", Message: "The server cannot check this request now; try again later.", Err: err}
 	case !MatchRedirect(c.RedirectURIs, r.RedirectURI):

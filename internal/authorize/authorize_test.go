@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -211,4 +212,33 @@ func FuzzMatchRedirect(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestClientDocumentPage: a client whose metadata document cannot be used
+// is a page, never a redirect, whose text says invalid_client; its reason
+// is the DocumentError's, or client_document_invalid for a bare
+// ErrClientDocument.
+func TestClientDocumentPage(t *testing.T) {
+	for _, tc := range []struct {
+		name, reason string
+		err          error
+	}{
+		{name: "with-reason", reason: "client_document_too_large", err: &DocumentError{Reason: "client_document_too_large", Err: errors.New("6000 bytes")}},
+		{name: "wrapped", reason: "client_document_address_forbidden", err: fmt.Errorf("lookup: %w", &DocumentError{Reason: "client_document_address_forbidden", Err: errors.New("10.0.0.1")})},
+		{name: "bare", reason: "client_document_invalid", err: ErrClientDocument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(request(nil), func(string) (Client, error) { return Client{}, tc.err }, nil)
+			var pe *PageError
+			if !errors.As(err, &pe) || pe.Reason != tc.reason || pe.Code != oauth.ErrInvalidClient || pe.Err != nil {
+				t.Fatalf("err = %#v, want a page error %s with code invalid_client", err, tc.reason)
+			}
+			if !strings.HasSuffix(pe.Text(), "(Error: invalid_client)") || strings.Contains(pe.Text(), "10.0.0.1") {
+				t.Errorf("page text %q", pe.Text())
+			}
+		})
+	}
+	if !errors.Is(&DocumentError{Reason: "x"}, ErrClientDocument) {
+		t.Error("a DocumentError does not match ErrClientDocument")
+	}
 }

@@ -256,6 +256,11 @@ func (f *Fetcher) fetch(ctx context.Context, clientID string) (Client, time.Dura
 		return Client{}, 0, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, resp.ContentLength, f.cfg.MaxBytes)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBytes+1))
+	if err == nil && ctx.Err() != nil {
+		// The time limit closed the connection, and a server that saw it
+		// close ended its answer: the body may read as whole but is cut.
+		err = ctx.Err()
+	}
 	if err != nil {
 		return Client{}, 0, fmt.Errorf("%w: reading the body: %w", ErrFetch, err)
 	}

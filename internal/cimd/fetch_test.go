@@ -304,6 +304,27 @@ func TestLookupTooSlow(t *testing.T) {
 				}
 			}
 		}},
+		// A server that stops when the fetcher's time limit closes the
+		// connection ends its answer cleanly: the body may read as whole,
+		// cut short, and must still be a fetch failure, not an invalid
+		// document.
+		{"fail/slow-body-server-gives-up", func(t *testing.T, id string, release <-chan struct{}) http.HandlerFunc {
+			d := doc(t, id, nil)
+			return func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				for _, b := range d {
+					_, _ = w.Write([]byte{b})
+					w.(http.Flusher).Flush()
+					select {
+					case <-release:
+						return
+					case <-r.Context().Done():
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

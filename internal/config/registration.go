@@ -39,7 +39,8 @@ type Registration struct {
 	// loopback URI. Required with that policy, refused with the others.
 	RedirectURIs []string `yaml:"redirect_uris"`
 	// MaxClients, when not 0, is the most clients that registration may
-	// hold at once; an administrator's registrations are not bound by it.
+	// hold at once, counting those admitted from their metadata
+	// documents; an administrator's registrations are not bound by it.
 	MaxClients int `yaml:"max_clients"`
 	// Scopes is the ceiling: a registered client may ask for these scopes
 	// and no others, and one that asks for none gets all of them. Empty:
@@ -47,7 +48,10 @@ type Registration struct {
 	// it some.
 	Scopes []string `yaml:"scopes"`
 	// PerHour is how many clients one remote address may register an
-	// hour (1 to 100000, default 10); more are answered 429.
+	// hour (1 to 100000, default 10); more are answered 429. A client
+	// admitted from its metadata document counts as a registration of the
+	// address that first asked the authorization endpoint for it; past
+	// the rate, a new document is not fetched and the request is refused.
 	PerHour int `yaml:"per_hour"`
 	// MetadataDocuments lets a client whose client_id is an https URL
 	// describe itself in a Client ID Metadata Document, which Mandate

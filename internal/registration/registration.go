@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -60,7 +61,8 @@ type Policy struct {
 	// http loopback URI (RFC 8252 §7.3).
 	RedirectURIs []string
 	// MaxClients, when positive, is the most clients registration may
-	// hold at once (those an administrator registered included).
+	// hold at once (those an administrator registered and those admitted
+	// from their metadata documents included).
 	MaxClients int
 	// Scopes is the ceiling: a client may ask for these scopes and no
 	// others, and one that asks for none gets them all. Empty means a
@@ -105,8 +107,9 @@ type Request struct {
 }
 
 // Registrar registers clients. Directory and Agents are required; it is
-// safe for concurrent use once built. MaxClients is checked before the
-// client is created, so concurrent registrations may pass it by a few.
+// safe for concurrent use once built, and must not be copied. MaxClients
+// is checked before the client is created, under a lock of this process:
+// only registrations at several instances at once may pass it, by a few.
 type Registrar struct {
 	Directory *directory.Directory
 	// Agents lists the stored agents, for MaxClients.
@@ -117,6 +120,11 @@ type Registrar struct {
 	// NewID returns a new client_id; nil means "agent:" and 24 random hex
 	// digits.
 	NewID func() string
+
+	// mu makes counting the clients for MaxClients and creating one a
+	// single step in this process, so that concurrent registrations cannot
+	// pass it; instances of a cluster still may, by a few.
+	mu sync.Mutex
 }
 
 // Mode is the policy in force: Policy.Mode, or PolicyAdminOnly.
@@ -147,6 +155,8 @@ func (r *Registrar) Register(ctx context.Context, req Request) (Response, error)
 	if err != nil {
 		return Response{}, err
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err := r.checkCount(ctx, req.Admin); err != nil {
 		return Response{}, err
 	}
@@ -234,7 +244,9 @@ func (r *Registrar) checkScope(m Metadata) (Metadata, error) {
 	return m, nil
 }
 
-// checkCount refuses a registration past MaxClients.
+// checkCount refuses a registration past MaxClients: the clients that
+// registered themselves or were admitted from their metadata documents.
+// The caller holds r.mu.
 func (r *Registrar) checkCount(ctx context.Context, admin bool) error {
 	if r.Policy.MaxClients <= 0 || admin {
 		return nil
@@ -245,7 +257,7 @@ func (r *Registrar) checkCount(ctx context.Context, admin bool) error {
 	}
 	n := 0
 	for _, a := range agents {
-		if a.Registration == store.RegistrationDCR {
+		if a.Registration == store.RegistrationDCR || a.Registration == store.RegistrationCIMD {
 			n++
 		}
 	}

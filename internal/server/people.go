@@ -2,7 +2,6 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -195,7 +194,7 @@ func (s *Server) authorizeEndpoint(w http.ResponseWriter, r *http.Request) error
 		if pe.Err != nil {
 			return unavailablePage(pe.Err)
 		}
-		return &pageFailure{status: http.StatusBadRequest, reason: pe.Reason, clientID: req.ClientID, title: "This request cannot be used", message: pe.Message}
+		return &pageFailure{status: http.StatusBadRequest, reason: pe.Reason, clientID: req.ClientID, title: "This request cannot be used", message: pe.Text()}
 	case err != nil:
 		e := oauth.As(err)
 		if rerr := s.recordPageRefusal(r, "authorize", e.Reason, req.ClientID, e.Description); rerr != nil {
@@ -249,15 +248,18 @@ func (s *Server) lookupClient(r *http.Request) authorize.Lookup {
 // fails is authorize.ErrClientDocument, shown as an error page and never
 // redirected.
 func (s *Server) documentClient(r *http.Request, id string, existing *store.Agent) (authorize.Client, error) {
+	if err := s.admitNewDocument(r, existing); err != nil {
+		return authorize.Client{}, err
+	}
 	doc, err := s.cfg.Documents.Lookup(r.Context(), id)
 	if err != nil {
-		return authorize.Client{}, fmt.Errorf("%w: %w", authorize.ErrClientDocument, err)
+		return authorize.Client{}, documentRefused(err)
 	}
 	p := directory.Performer{ID: "cimd", RequestID: requestID(r.Context())}
 	a, err := s.cfg.Registration.AdmitDocument(r.Context(), p, doc, existing)
 	switch {
 	case errors.Is(err, registration.ErrDocumentRefused), errors.Is(err, directory.ErrInvalid), errors.Is(err, directory.ErrConflict):
-		return authorize.Client{}, fmt.Errorf("%w: %w", authorize.ErrClientDocument, err)
+		return authorize.Client{}, documentRefused(err)
 	case err != nil:
 		return authorize.Client{}, err
 	}

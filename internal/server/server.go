@@ -89,7 +89,8 @@ type Config struct {
 	// answers it 404.
 	Registration *registration.Registrar
 	// RegisterLimit, when set, bounds how often one remote address may
-	// register a client.
+	// register a client, at /register or by naming a metadata document
+	// not yet admitted at /authorize.
 	RegisterLimit *ratelimit.Limiter
 	// Documents, when set, fetches the Client ID Metadata Document of an
 	// https client_id at the authorization endpoint; Registration's policy

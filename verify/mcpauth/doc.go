@@ -9,8 +9,10 @@
 // Handler runs verify's Middleware first: a request without a valid token
 // is answered 401 with WWW-Authenticate naming the resource metadata and
 // the scopes to request (verify.ResourceMetadata.RequestScopes). It then
-// reads the JSON-RPC message, names its method (and for tools/call the
-// tool) in the audit record, and answers a tools/call whose token lacks a
+// reads the JSON-RPC message as the SDK does (member names matched
+// exactly; a message that repeats method, params or name, or names one in
+// another case, is refused with 400), names its method (and for
+// tools/call the tool) in the audit record, and answers a tools/call whose token lacks a
 // scope of the tool with 403 insufficient_scope and scope="…" naming every
 // scope the tool needs, which is what MCP clients step up from. Middleware
 // checks the same map inside the SDK, where the SDK has decoded the call,

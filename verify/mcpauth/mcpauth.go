@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -66,11 +67,16 @@ func (g *Guard) Scopes(tool string) (scopes []string, listed bool) {
 // audit record per request); the request body, at most
 // mcp.DefaultMaxRequestBodyBytes (413 beyond), is read to name the
 // JSON-RPC method and tool in that record (action "tools/call", resource
-// "tool/<name>"); a tools/call of a listed tool whose scopes the token
-// lacks is refused with 403 insufficient_scope naming every scope the tool
-// needs (every tool of a batch). The SDK then receives the request with
-// the principal as its auth.TokenInfo (PrincipalFrom): UserID binds a
-// session to the person and the agent that opened it.
+// "tool/<name>"; in a batch, the first call the token may not make); a
+// message whose method, params or tool name repeats, or comes in another
+// case, or that another value follows, is refused with 400
+// invalid_request, since the SDK's decoder could read it as another tool
+// than this one; a tools/call of a listed tool
+// whose scopes the token lacks is refused with 403 insufficient_scope
+// naming every scope the tool needs (every tool of a batch). The SDK then
+// receives the request with the principal as its auth.TokenInfo
+// (PrincipalFrom): UserID binds a session to the person and the agent that
+// opened it.
 func (g *Guard) Handler(h http.Handler) http.Handler {
 	inner := g.bridge(h)
 	return g.v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -85,7 +91,12 @@ func (g *Guard) Handler(h http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		need, unlisted := g.inspect(r.Context(), r.URL.Path, body)
+		need, unlisted, ambiguous := g.inspect(r.Context(), r.URL.Path, body)
+		if ambiguous {
+			verify.Refused(r.Context(), "message_ambiguous")
+			writeError(w, http.StatusBadRequest, "invalid_request", "the JSON-RPC message repeats method, params or name, or names one in another case")
+			return
+		}
 		if unlisted {
 			// Middleware refuses the call inside the SDK; the record says so.
 			verify.Refused(r.Context(), "tool_not_allowed")
@@ -100,49 +111,135 @@ func (g *Guard) Handler(h http.Handler) http.Handler {
 
 // message is what Handler reads of a JSON-RPC message.
 type message struct {
-	Method string `json:"method"`
-	Params struct {
-		Name string `json:"name"`
-	} `json:"params"`
+	method, tool string
 }
 
 // inspect names the method of body (one message or a batch) in the
 // request's record and returns the scopes its tool calls need, in the
-// map's order, and whether one calls a tool the map does not name. A body
-// that is not JSON-RPC is left to the SDK, which refuses it.
-func (g *Guard) inspect(ctx context.Context, path string, body []byte) (need []string, unlisted bool) {
-	var msgs []message
+// map's order, and whether one calls a tool the map does not name. The
+// record names the first tool call the token may not make, or else the
+// first message's. A body that is not JSON-RPC is left to the SDK, which
+// refuses it. ambiguous is true for a message that the SDK's decoder could
+// read otherwise than this one (readMessage).
+func (g *Guard) inspect(ctx context.Context, path string, body []byte) (need []string, unlisted, ambiguous bool) {
+	var raws []json.RawMessage
 	if b := bytes.TrimLeft(body, " \t\r\n"); len(b) > 0 && b[0] == '[' {
-		if json.Unmarshal(b, &msgs) != nil {
-			return nil, false
+		if json.Unmarshal(b, &raws) != nil {
+			return nil, false, false
 		}
 	} else {
-		var m message
-		if json.Unmarshal(b, &m) != nil {
-			return nil, false
-		}
-		msgs = []message{m}
+		raws = []json.RawMessage{body}
 	}
-	for i, m := range msgs {
-		if i == 0 && m.Method != "" {
-			resource := path
-			if m.Method == MethodCallTool {
-				resource = "tool/" + m.Params.Name
-			}
-			verify.SetAction(ctx, m.Method, resource)
+	msgs := make([]message, 0, len(raws))
+	for _, raw := range raws {
+		m, ok, amb := readMessage(raw)
+		if amb {
+			return nil, false, true
 		}
-		if m.Method != MethodCallTool {
+		if !ok {
+			return nil, false, false
+		}
+		msgs = append(msgs, m)
+	}
+	p, _ := verify.FromContext(ctx)
+	named := false
+	for i, m := range msgs {
+		if m.method != MethodCallTool {
 			continue
 		}
-		scopes, listed := g.tools[m.Params.Name]
+		scopes, listed := g.tools[m.tool]
 		unlisted = unlisted || !listed
+		denied := !listed
 		for _, s := range scopes {
+			denied = denied || p == nil || !p.HasScope(s)
 			if !slices.Contains(need, s) {
 				need = append(need, s)
 			}
 		}
+		if denied && !named {
+			verify.SetAction(ctx, m.method, "tool/"+m.tool)
+			named = true
+		}
+		if i == 0 && !named {
+			verify.SetAction(ctx, m.method, "tool/"+m.tool)
+		}
 	}
-	return need, unlisted
+	if !named && len(msgs) > 0 && msgs[0].method != "" && msgs[0].method != MethodCallTool {
+		verify.SetAction(ctx, msgs[0].method, path)
+	}
+	return need, unlisted, false
+}
+
+// readMessage reads the method of one JSON-RPC message and, for
+// tools/call, the tool's name, matching member names exactly as the SDK's
+// decoder does (encoding/json alone would also take "Name" for name). ok
+// is false for what is not a JSON object with a string method. ambiguous
+// is true when method, params or name appears twice, or in another case
+// beside or instead of its own: decoders differ on which one they take,
+// so the tool this reads could be another than the one the SDK runs.
+func readMessage(raw []byte) (m message, ok, ambiguous bool) {
+	top, ok, ambiguous := members(raw, "method", "params")
+	if !ok || ambiguous {
+		return m, ok, ambiguous
+	}
+	if v, has := top["method"]; !has || json.Unmarshal(v, &m.method) != nil {
+		return m, false, false
+	}
+	if m.method != MethodCallTool {
+		return m, true, false
+	}
+	params, ok, ambiguous := members(top["params"], "name")
+	if ambiguous {
+		return m, false, true
+	}
+	if ok {
+		_ = json.Unmarshal(params["name"], &m.tool)
+	}
+	return m, true, false
+}
+
+// members returns the members of the JSON object raw that are named
+// exactly as one of names; ok is false when raw is not an object.
+// ambiguous is true when a member whose name equals one of names but for
+// case appears, one of names appears twice, or another value follows the
+// object.
+func members(raw []byte, names ...string) (out map[string]json.RawMessage, ok, ambiguous bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false, false
+	}
+	out = map[string]json.RawMessage{}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, false, false
+		}
+		key, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, false, false
+		}
+		for _, n := range names {
+			if !strings.EqualFold(key, n) {
+				continue
+			}
+			if key != n || seen[n] {
+				return nil, true, true
+			}
+			seen[n] = true
+			out[n] = v
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, false, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		// A second value after the object: which one a decoder takes
+		// is its own choice.
+		return nil, true, true
+	}
+	return out, true, false
 }
 
 // Middleware returns the SDK server middleware that checks every
