@@ -70,7 +70,7 @@ func TestClientIDMetadataDocument(t *testing.T) {
 			t.Errorf("discovery does not say metadata documents are supported: %s", meta.raw)
 		}
 		cp := h.person().consent(h.authorizeURL(id, "deploy:create", "s", nil), "user:sam", samPassword)
-		if !strings.Contains(cp.text(), "calls itself Notes MCP") {
+		if !strings.Contains(cp.text(), "describes itself at its own address and calls itself Notes MCP") {
 			t.Errorf("the consent page does not show the document's name as its claim:\n%s", cp.text())
 		}
 		tok := h.codeFlow(h.person(), id)

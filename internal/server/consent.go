@@ -38,6 +38,9 @@ type consentView struct {
 	// shown as its own claim; empty for the agents an administrator
 	// registered.
 	ClaimedName string
+	// Described says the client describes itself in a document at its
+	// address (its client id) rather than having registered.
+	Described bool
 	// LoopbackOnly warns that the code goes back to this computer, where
 	// any program may be listening.
 	LoopbackOnly bool
@@ -121,6 +124,7 @@ func (s *Server) describeClient(r *http.Request, v *consentView) {
 	}
 	if client.Registration == store.RegistrationDCR || client.Registration == store.RegistrationCIMD {
 		v.ClaimedName = cmp.Or(client.Name, client.ID)
+		v.Described = client.Registration == store.RegistrationCIMD
 	}
 	v.LoopbackOnly = loopbackOnly(client.RedirectURIs)
 }
