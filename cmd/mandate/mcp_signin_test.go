@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,6 +102,8 @@ type signInStage struct {
 	deployURL                 string
 	mcpRecords, deployRecords *records
 	docURL                    string
+	// docFetches counts the metadata document's fetches.
+	docFetches atomic.Int32
 }
 
 // TestMCPClientSignsSamIn is the MCP client's story with the official Go
@@ -141,6 +144,7 @@ func TestMCPClientSignsSamIn(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
+		s.docFetches.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "max-age=300")
 		_ = json.NewEncoder(w).Encode(map[string]any{
@@ -282,6 +286,19 @@ func (s *signInStage) story(t *testing.T, cfg *auth.AuthorizationCodeHandlerConf
 	if cfg.ClientIDMetadataDocumentConfig != nil && !strings.Contains(visits[0].consent, "calls itself Notes MCP") {
 		t.Errorf("the consent page does not show the document's name as the client's claim:\n%s", visits[0].consent)
 	}
+	// Mandate keeps the client as the way it came: a public client,
+	// registered by its document or by itself.
+	way := "dcr"
+	if cfg.ClientIDMetadataDocumentConfig != nil {
+		way = "cimd"
+		if s.docFetches.Load() == 0 {
+			t.Error("Mandate never fetched the metadata document")
+		}
+	}
+	code, stored, err := s.p.admin(http.MethodGet, "/admin/agents/"+url.PathEscape(clientID), "")
+	if err != nil || code != http.StatusOK || stored["registration"] != way || stored["public"] != true {
+		t.Errorf("the stored client: %d %v %v, want a public client registered by %s", code, stored, err, way)
+	}
 	// The clients Sam approved: one, unless the SDK registers again.
 	clientIDs := []string{clientID}
 	tok := currentToken(t, handler)
@@ -376,6 +393,7 @@ func (s *signInStage) story(t *testing.T, cfg *auth.AuthorizationCodeHandlerConf
 			if err != nil || n == 0 {
 				t.Fatalf("revoke %s on My agents: %d, %v", id, n, err)
 			}
+			t.Logf("Sam revoked %d delegations to %s", n, id)
 		}
 		revoked := time.Now()
 		var took time.Duration
