@@ -286,6 +286,9 @@ func (s *signInStage) story(t *testing.T, cfg *auth.AuthorizationCodeHandlerConf
 	if cfg.ClientIDMetadataDocumentConfig != nil && !strings.Contains(visits[0].consent, "calls itself Notes MCP") {
 		t.Errorf("the consent page does not show the document's name as the client's claim:\n%s", visits[0].consent)
 	}
+	if cfg.ClientIDMetadataDocumentConfig != nil && !strings.Contains(visits[0].consent, "any program listening there could receive it") {
+		t.Errorf("the consent page does not warn that the answer goes to a loopback address:\n%s", visits[0].consent)
+	}
 	// Mandate keeps the client as the way it came: a public client,
 	// registered by its document or by itself.
 	way := "dcr"
