@@ -120,6 +120,36 @@ func TestMCPClientSignsSamIn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs real processes")
 	}
+	s := startSignInStage(t)
+
+	// By its metadata document: the client asks for every scope the
+	// server supports and Sam unticks deploy:create.
+	t.Run("metadata-document", func(t *testing.T) {
+		s.story(t, &auth.AuthorizationCodeHandlerConfig{
+			ClientIDMetadataDocumentConfig: &auth.ClientIDMetadataDocumentConfig{URL: s.docURL},
+			RedirectURL:                    clientRedirect,
+			ScopeFilter: func(discovered []string) []string {
+				return union(discovered, mcpserver.Metadata().ScopesSupported)
+			},
+		}, "monitoring:read")
+	})
+	// By Dynamic Client Registration: the client asks for the scope the
+	// server's 401 names, which Sam approves.
+	t.Run("dynamic-registration", func(t *testing.T) {
+		s.story(t, &auth.AuthorizationCodeHandlerConfig{
+			DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+				RedirectURIs: []string{clientRedirect}, ClientName: "Notes MCP (registered)", TokenEndpointAuthMethod: "none",
+				GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
+			}},
+		}, "")
+	})
+}
+
+// startSignInStage starts Mandate (trusting the document server's
+// certificate), the document server, the deploy API and the MCP server,
+// whose verifier follows the revocation feed.
+func startSignInStage(t *testing.T) *signInStage {
+	t.Helper()
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	port := freePort(t)
@@ -205,28 +235,7 @@ func TestMCPClientSignsSamIn(t *testing.T) {
 	}
 	mcpSrv.Config.Handler = h
 	mcpSrv.Start()
-
-	// By its metadata document: the client asks for every scope the
-	// server supports and Sam unticks deploy:create.
-	t.Run("metadata-document", func(t *testing.T) {
-		s.story(t, &auth.AuthorizationCodeHandlerConfig{
-			ClientIDMetadataDocumentConfig: &auth.ClientIDMetadataDocumentConfig{URL: s.docURL},
-			RedirectURL:                    clientRedirect,
-			ScopeFilter: func(discovered []string) []string {
-				return union(discovered, mcpserver.Metadata().ScopesSupported)
-			},
-		}, "monitoring:read")
-	})
-	// By Dynamic Client Registration: the client asks for the scope the
-	// server's 401 names, which Sam approves.
-	t.Run("dynamic-registration", func(t *testing.T) {
-		s.story(t, &auth.AuthorizationCodeHandlerConfig{
-			DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
-				RedirectURIs: []string{clientRedirect}, ClientName: "Notes MCP (registered)", TokenEndpointAuthMethod: "none",
-				GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
-			}},
-		}, "")
-	})
+	return s
 }
 
 // story runs the client's story with the SDK's authorization-code handler
@@ -234,45 +243,89 @@ func TestMCPClientSignsSamIn(t *testing.T) {
 // here). ticks are the scopes Sam leaves ticked at the first consent ("" keeps
 // the page's ticks).
 func (s *signInStage) story(t *testing.T, cfg *auth.AuthorizationCodeHandlerConfig, ticks string) {
-	ctx := t.Context()
-	sam := newSamBrowser(s.p.base, "user:sam", config.DevPassword)
+	r := s.newClientRun(t, cfg, ticks)
+	r.signIn(t)
+	t.Run("ok/tool", r.tool)
+	t.Run("ok/step-up", r.stepUp)
+	t.Run("ok/refresh", r.refresh)
+	t.Run("ok/revoked-on-my-agents", r.revoked)
+}
+
+// clientRun is one MCP client's story: the SDK's handler and session, Sam's
+// browser, and what the client's transports saw.
+type clientRun struct {
+	s       *signInStage
+	cfg     *auth.AuthorizationCodeHandlerConfig
+	sam     *samBrowser
+	handler *auth.AuthorizationCodeHandler
+	client  *mcp.Client
+	cs      *mcp.ClientSession
+	// answers are the MCP server's answers; grants the token requests.
+	answers *watcher
+	grants  *tokenGrants
+	// clientIDs are the clients Sam approved: one, unless the SDK
+	// registers again.
+	clientIDs []string
+	// story is the whole story's test, whose end closes the sessions.
+	story *testing.T
+}
+
+func (s *signInStage) newClientRun(t *testing.T, cfg *auth.AuthorizationCodeHandlerConfig, ticks string) *clientRun {
+	t.Helper()
+	r := &clientRun{s: s, cfg: cfg, story: t, sam: newSamBrowser(s.p.base, "user:sam", config.DevPassword),
+		answers: &watcher{}, grants: &tokenGrants{},
+		client: mcp.NewClient(&mcp.Implementation{Name: "notes-mcp", Version: "1.0.0"}, nil)}
 	if ticks != "" {
-		sam.ticks(strings.Fields(ticks)...)
+		r.sam.ticks(strings.Fields(ticks)...)
 	}
-	grants := &tokenGrants{}
-	cfg.AuthorizationCodeFetcher = sam.fetch
+	cfg.AuthorizationCodeFetcher = r.sam.fetch
 	cfg.RequestRefreshToken = true
-	cfg.Client = &http.Client{Transport: grants, Timeout: 10 * time.Second}
-	handler, err := auth.NewAuthorizationCodeHandler(cfg)
+	cfg.Client = &http.Client{Transport: r.grants, Timeout: 10 * time.Second}
+	h, err := auth.NewAuthorizationCodeHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	answers := &watcher{}
-	client := mcp.NewClient(&mcp.Implementation{Name: "notes-mcp", Version: "1.0.0"}, nil)
-	connect := func() *mcp.ClientSession {
-		cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{
-			Endpoint: s.endpoint, HTTPClient: &http.Client{Transport: answers}, OAuthHandler: handler, MaxRetries: -1,
-		}, nil)
-		if err != nil {
-			t.Fatalf("connect: %v (answers %+v, visits %+v)", err, answers.all(), sam.history())
-		}
-		t.Cleanup(func() { _ = cs.Close() })
-		return cs
-	}
+	r.handler = h
+	return r
+}
 
-	// Discovery, registration, sign-in and consent: all inside Connect,
-	// whose initialize is answered 401.
-	cs := connect()
-	if first := answers.all()[0]; first.status != http.StatusUnauthorized || !strings.Contains(first.challenge, `resource_metadata="`+s.metadataURL+`"`) {
+// connect opens an MCP session with the SDK's handler, which lives until
+// the story ends.
+func (r *clientRun) connect(t *testing.T) {
+	t.Helper()
+	cs, err := r.client.Connect(r.story.Context(), &mcp.StreamableClientTransport{
+		Endpoint: r.s.endpoint, HTTPClient: &http.Client{Transport: r.answers}, OAuthHandler: r.handler, MaxRetries: -1,
+	}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v (answers %+v, visits %+v)", err, r.answers.all(), r.sam.history())
+	}
+	r.story.Cleanup(func() { _ = cs.Close() })
+	r.cs = cs
+}
+
+func (r *clientRun) byDocument() bool { return r.cfg.ClientIDMetadataDocumentConfig != nil }
+
+// call calls a tool with service "api".
+func (r *clientRun) call(t *testing.T, tool string) (*mcp.CallToolResult, error) {
+	return r.cs.CallTool(t.Context(), &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"service": "api"}})
+}
+
+// signIn connects: discovery, registration, sign-in and consent all happen
+// inside Connect, whose initialize is answered 401.
+func (r *clientRun) signIn(t *testing.T) {
+	s := r.s
+	r.connect(t)
+	if first := r.answers.all()[0]; first.status != http.StatusUnauthorized || !strings.Contains(first.challenge, `resource_metadata="`+s.metadataURL+`"`) {
 		t.Errorf("the first answer: %d %q, want 401 pointing at %s", first.status, first.challenge, s.metadataURL)
 	}
-	visits := sam.history()
+	visits := r.sam.history()
 	if len(visits) != 1 || !visits[0].signIn {
 		t.Fatalf("visits %+v, want one, with a sign-in", visits)
 	}
 	q := visits[0].query
 	clientID := q.Get("client_id")
-	if cfg.ClientIDMetadataDocumentConfig != nil && clientID != s.docURL {
+	r.clientIDs = []string{clientID}
+	if r.byDocument() && clientID != s.docURL {
 		t.Errorf("client_id %q, want the document's URL %s", clientID, s.docURL)
 	}
 	// offline_access: Mandate lists it, so the SDK asks for it.
@@ -280,19 +333,17 @@ func (s *signInStage) story(t *testing.T, cfg *auth.AuthorizationCodeHandlerConf
 	if q.Get("resource") != s.endpoint || q.Get("code_challenge_method") != "S256" || !slices.Contains(scope, "monitoring:read") || !slices.Contains(scope, "offline_access") {
 		t.Errorf("the authorization request: %v", q)
 	}
-	if c := visits[0].consent; !strings.Contains(c, clientID+" asks to act for you") || !strings.Contains(c, "Example MCP server") {
-		t.Errorf("the consent page:\n%s", c)
+	consent := visits[0].consent
+	if !strings.Contains(consent, clientID+" asks to act for you") || !strings.Contains(consent, "Example MCP server") {
+		t.Errorf("the consent page:\n%s", consent)
 	}
-	if cfg.ClientIDMetadataDocumentConfig != nil && !strings.Contains(visits[0].consent, "calls itself Notes MCP") {
-		t.Errorf("the consent page does not show the document's name as the client's claim:\n%s", visits[0].consent)
-	}
-	if cfg.ClientIDMetadataDocumentConfig != nil && !strings.Contains(visits[0].consent, "any program listening there could receive it") {
-		t.Errorf("the consent page does not warn that the answer goes to a loopback address:\n%s", visits[0].consent)
+	if r.byDocument() && (!strings.Contains(consent, "calls itself Notes MCP") || !strings.Contains(consent, "any program listening there could receive it")) {
+		t.Errorf("the consent page shows neither the document's name as the client's claim nor the loopback warning:\n%s", consent)
 	}
 	// Mandate keeps the client as the way it came: a public client,
 	// registered by its document or by itself.
 	way := "dcr"
-	if cfg.ClientIDMetadataDocumentConfig != nil {
+	if r.byDocument() {
 		way = "cimd"
 		if s.docFetches.Load() == 0 {
 			t.Error("Mandate never fetched the metadata document")
@@ -302,123 +353,129 @@ func (s *signInStage) story(t *testing.T, cfg *auth.AuthorizationCodeHandlerConf
 	if err != nil || code != http.StatusOK || stored["registration"] != way || stored["public"] != true {
 		t.Errorf("the stored client: %d %v %v, want a public client registered by %s", code, stored, err, way)
 	}
-	// The clients Sam approved: one, unless the SDK registers again.
-	clientIDs := []string{clientID}
-	tok := currentToken(t, handler)
-	c := claimsOf(t, tok)
+	c := claimsOf(t, currentToken(t, r.handler))
 	if c.Sub != "user:sam" || c.Act.Sub != clientID || c.ClientID != clientID || c.Aud != s.endpoint || c.Scope != "monitoring:read" {
 		t.Errorf("the access token: %+v, want Sam, acted for by %s, for %s, monitoring:read", c, clientID, s.endpoint)
 	}
+}
 
-	t.Run("ok/tool", func(t *testing.T) {
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "metrics", Arguments: map[string]any{"service": "api"}})
+// tool calls metrics, which monitoring:read allows.
+func (r *clientRun) tool(t *testing.T) {
+	clientID := r.clientIDs[0]
+	res, err := r.call(t, "metrics")
+	if err != nil || res.IsError {
+		t.Fatalf("metrics: %v %s", err, toolText(res))
+	}
+	rec := waitRecord(r.s.mcpRecords, func(rec verify.Record) bool { return rec.Resource == "tool/metrics" && rec.PerformedBy == clientID })
+	if rec == nil || rec.Result != verify.ResultGranted || rec.OnBehalfOf != "user:sam" || !slices.Equal(rec.Chain, []string{clientID}) {
+		t.Errorf("the MCP server's record: %+v, want Sam through %s (all: %+v)", rec, clientID, r.s.mcpRecords.all())
+	}
+}
+
+// stepUp calls deploy, which needs deploy:create: the MCP server refuses
+// it 403 insufficient_scope, the SDK asks Sam again for it with what it
+// held, and the call goes through.
+func (r *clientRun) stepUp(t *testing.T) {
+	s := r.s
+	res, err := r.call(t, "deploy")
+	want := `Bearer error="insufficient_scope", error_description="the access token lacks a required scope", scope="deploy:create", resource_metadata="` + s.metadataURL + `"`
+	if got := r.answers.first(http.StatusForbidden); got.challenge != want {
+		t.Errorf("the deploy call's refusal: %q, want 403 %q (answers %+v)", got.challenge, want, r.answers.all())
+	}
+	visits := r.sam.history()
+	if len(visits) != 2 || visits[1].signIn {
+		t.Fatalf("visits %+v, want a second one on the same session", visits)
+	}
+	if next := visits[1].query.Get("client_id"); next != r.clientIDs[0] {
+		// The SDK registers anew at each authorization under Dynamic
+		// Client Registration (v1.8.0 keeps no registration), so the
+		// step-up is a second client, which Sam approves as such. The
+		// MCP server binds a session to the person and the agent that
+		// opened it, so the first session refuses the second client's
+		// token (403, no challenge); the client opens another.
+		if r.byDocument() || err == nil {
+			t.Fatalf("the step-up changed the client from %s to %s (deploy: %v)", r.clientIDs[0], next, err)
+		}
+		if !slices.Contains(r.answers.all(), seen{status: http.StatusForbidden}) {
+			t.Errorf("the first session did not refuse the second client 403: %+v", r.answers.all())
+		}
+		t.Logf("the SDK registered again for the step-up: %s, then %s", r.clientIDs[0], next)
+		r.clientIDs = append(r.clientIDs, next)
+		r.connect(t)
+		res, err = r.call(t, "deploy")
+	}
+	if err != nil {
+		t.Fatalf("deploy: %v (answers %+v)", err, r.answers.all())
+	}
+	if got := strings.Fields(visits[1].query.Get("scope")); !slices.Contains(got, "deploy:create") || !slices.Contains(got, "monitoring:read") {
+		t.Errorf("the step-up asked for %v, want deploy:create with what it held", got)
+	}
+	if c := claimsOf(t, currentToken(t, r.handler)); !slices.Contains(strings.Fields(c.Scope), "deploy:create") {
+		t.Errorf("the stepped-up token: %+v", c)
+	}
+	stepped := r.clientIDs[len(r.clientIDs)-1]
+	if rec := waitRecord(s.mcpRecords, func(rec verify.Record) bool {
+		return rec.Resource == "tool/deploy" && rec.PerformedBy == stepped && rec.Result != verify.ResultRefused
+	}); rec == nil || !slices.Contains(rec.Scopes, "deploy:create") {
+		t.Errorf("the MCP server let no deploy call through after the step-up: %+v (all: %+v)", rec, s.mcpRecords.all())
+	}
+	// TODO(hand on): the deploy tool exchanges Sam's token for the
+	// deploy API; a client that registered itself may not yet hand on
+	// to the MCP server's agent. When resources name their agent and
+	// hand_on, check that the call succeeds and the deploy API sees
+	// Sam, this client and the MCP server in one chain.
+	t.Logf("deploy answered: error %v, %s", res.IsError, toolText(res))
+}
+
+// refresh waits for the token to expire in the token source's eyes and
+// calls a tool: the SDK refreshes, without asking Sam.
+func (r *clientRun) refresh(t *testing.T) {
+	before := r.grants.count("refresh_token")
+	// The token source takes a token for expired 10 s before its exp.
+	time.Sleep(time.Until(r.grants.lastAt().Add(signInTTL - 10*time.Second + 200*time.Millisecond)))
+	res, err := r.call(t, "metrics")
+	if err != nil || res.IsError {
+		t.Fatalf("metrics after expiry: %v %s", err, toolText(res))
+	}
+	if r.grants.count("refresh_token") <= before {
+		t.Errorf("no refresh: token requests %v", r.grants.all())
+	}
+	if n := len(r.sam.history()); n != 2 {
+		t.Errorf("Sam was asked again (%d visits): a refresh needs no consent", n)
+	}
+}
+
+// revoked has Sam revoke the client on My agents (and decline when the
+// SDK sends him back): the next call is refused within a second.
+func (r *clientRun) revoked(t *testing.T) {
+	r.sam.declines()
+	for _, id := range r.clientIDs {
+		n, err := r.sam.revoke(t.Context(), id)
+		if err != nil || n == 0 {
+			t.Fatalf("revoke %s on My agents: %d, %v", id, n, err)
+		}
+		t.Logf("Sam revoked %d delegations to %s", n, id)
+	}
+	revoked := time.Now()
+	var took time.Duration
+	for {
+		res, err := r.call(t, "metrics")
 		if err != nil || res.IsError {
-			t.Fatalf("metrics: %v %s", err, toolText(res))
+			took = time.Since(revoked)
+			break
 		}
-		rec := waitRecord(s.mcpRecords, func(r verify.Record) bool { return r.Resource == "tool/metrics" && r.PerformedBy == clientID })
-		if rec == nil || rec.Result != verify.ResultGranted || rec.OnBehalfOf != "user:sam" || !slices.Equal(rec.Chain, []string{clientID}) {
-			t.Errorf("the MCP server's record: %+v, want Sam through %s (all: %+v)", rec, clientID, s.mcpRecords.all())
+		if time.Since(revoked) > 5*time.Second {
+			t.Fatal("calls still answered 5 s after Sam revoked the client")
 		}
-	})
-
-	t.Run("ok/step-up", func(t *testing.T) {
-		deploy := &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "api"}}
-		res, err := cs.CallTool(ctx, deploy)
-		want := `Bearer error="insufficient_scope", error_description="the access token lacks a required scope", scope="deploy:create", resource_metadata="` + s.metadataURL + `"`
-		if got := answers.first(http.StatusForbidden); got.challenge != want {
-			t.Errorf("the deploy call's refusal: %q, want 403 %q (answers %+v)", got.challenge, want, answers.all())
-		}
-		visits := sam.history()
-		if len(visits) != 2 || visits[1].signIn {
-			t.Fatalf("visits %+v, want a second one on the same session", visits)
-		}
-		if next := visits[1].query.Get("client_id"); next != clientID {
-			// The SDK registers anew at each authorization under Dynamic
-			// Client Registration (v1.8.0 keeps no registration), so the
-			// step-up is a second client, which Sam approves as such. The
-			// MCP server binds a session to the person and the agent that
-			// opened it, so the first session refuses the second client's
-			// token (403, no challenge); the client opens another.
-			if cfg.DynamicClientRegistrationConfig == nil || err == nil {
-				t.Fatalf("the step-up changed the client from %s to %s (deploy: %v)", clientID, next, err)
-			}
-			if !slices.Contains(answers.all(), seen{status: http.StatusForbidden}) {
-				t.Errorf("the first session did not refuse the second client 403: %+v", answers.all())
-			}
-			t.Logf("the SDK registered again for the step-up: %s, then %s", clientID, next)
-			clientIDs = append(clientIDs, next)
-			cs = connect()
-			res, err = cs.CallTool(ctx, deploy)
-		}
-		if err != nil {
-			t.Fatalf("deploy: %v (answers %+v)", err, answers.all())
-		}
-		if got := strings.Fields(visits[1].query.Get("scope")); !slices.Contains(got, "deploy:create") || !slices.Contains(got, "monitoring:read") {
-			t.Errorf("the step-up asked for %v, want deploy:create with what it held", got)
-		}
-		if c := claimsOf(t, currentToken(t, handler)); !slices.Contains(strings.Fields(c.Scope), "deploy:create") {
-			t.Errorf("the stepped-up token: %+v", c)
-		}
-		stepped := clientIDs[len(clientIDs)-1]
-		if rec := waitRecord(s.mcpRecords, func(r verify.Record) bool {
-			return r.Resource == "tool/deploy" && r.PerformedBy == stepped && r.Result != verify.ResultRefused
-		}); rec == nil || !slices.Contains(rec.Scopes, "deploy:create") {
-			t.Errorf("the MCP server let no deploy call through after the step-up: %+v (all: %+v)", rec, s.mcpRecords.all())
-		}
-		// TODO(hand on): the deploy tool exchanges Sam's token for the
-		// deploy API; a client that registered itself may not yet hand on
-		// to the MCP server's agent. When resources name their agent and
-		// hand_on, check that the call succeeds and the deploy API sees
-		// Sam, this client and the MCP server in one chain.
-		t.Logf("deploy answered: error %v, %s", res.IsError, toolText(res))
-	})
-
-	t.Run("ok/refresh", func(t *testing.T) {
-		before := grants.count("refresh_token")
-		// The token source takes a token for expired 10 s before its exp.
-		time.Sleep(time.Until(grants.lastAt().Add(signInTTL - 10*time.Second + 200*time.Millisecond)))
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "metrics", Arguments: map[string]any{"service": "api"}})
-		if err != nil || res.IsError {
-			t.Fatalf("metrics after expiry: %v %s", err, toolText(res))
-		}
-		if grants.count("refresh_token") <= before {
-			t.Errorf("no refresh: token requests %v", grants.all())
-		}
-		if n := len(sam.history()); n != 2 {
-			t.Errorf("Sam was asked again (%d visits): a refresh needs no consent", n)
-		}
-	})
-
-	t.Run("ok/revoked-on-my-agents", func(t *testing.T) {
-		sam.declines()
-		for _, id := range clientIDs {
-			n, err := sam.revoke(ctx, id)
-			if err != nil || n == 0 {
-				t.Fatalf("revoke %s on My agents: %d, %v", id, n, err)
-			}
-			t.Logf("Sam revoked %d delegations to %s", n, id)
-		}
-		revoked := time.Now()
-		var took time.Duration
-		for {
-			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "metrics", Arguments: map[string]any{"service": "api"}})
-			if err != nil || res.IsError {
-				took = time.Since(revoked)
-				break
-			}
-			if time.Since(revoked) > 5*time.Second {
-				t.Fatal("calls still answered 5 s after Sam revoked the client")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		t.Logf("refused %v after Sam revoked", took.Round(time.Millisecond))
-		if took > time.Second {
-			t.Errorf("refused only %v after Sam revoked, want within a second", took)
-		}
-		if got := answers.refusal(http.StatusUnauthorized); !strings.Contains(got.challenge, `error="invalid_token"`) {
-			t.Errorf("the refusal after revocation: %+v", answers.all())
-		}
-	})
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("refused %v after Sam revoked", took.Round(time.Millisecond))
+	if took > time.Second {
+		t.Errorf("refused only %v after Sam revoked, want within a second", took)
+	}
+	if got := r.answers.refusal(http.StatusUnauthorized); !strings.Contains(got.challenge, `error="invalid_token"`) {
+		t.Errorf("the refusal after revocation: %+v", r.answers.all())
+	}
 }
 
 // waitRecord waits for a record that match accepts: a verifier hands its
