@@ -53,7 +53,7 @@ const (
 // as an agent, the feed subscriber, and registration open to clients that
 // register themselves or describe themselves in a metadata document
 // served on loopback.
-func writeSignInConfig(t *testing.T, dir string, port int, endpoint string) string {
+func writeSignInConfig(t *testing.T, dir string, port int, endpoint, deployURL string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`issuer: http://127.0.0.1:%[1]d
 listen: 127.0.0.1:%[1]d
@@ -79,13 +79,14 @@ resources:
       - {name: 'monitoring:read', description: Read the services' metrics}
       - {name: 'deploy:create', description: Start deployments}
     default_scopes: ['monitoring:read']
+    # TODO(hand on): agent: %[6]s, hand_on: [%[10]s]
 registration:
   policy: open
   metadata_documents: true
   metadata_documents_loopback: true
   scopes: [monitoring:read, deploy:create]
 `, port, filepath.Join(dir, "data"), testAdmin, signInTTL, config.DevPasswordHash,
-		endpoint, mcpServerSecret, signInFeedID, signInFeedSecret)
+		endpoint, mcpServerSecret, signInFeedID, signInFeedSecret, deployURL)
 	path := filepath.Join(dir, "mandate-signin.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -189,12 +190,14 @@ func startSignInStage(t *testing.T) *signInStage {
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: docSrv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.p, _ = startServerEnv(t, bin, writeSignInConfig(t, dir, port, s.endpoint), port, []string{"SSL_CERT_FILE=" + certFile})
-
-	// The deploy API, behind verify.
+	// The deploy API's address, before Mandate starts.
 	deploySrv := httptest.NewUnstartedServer(nil)
 	t.Cleanup(deploySrv.Close)
 	s.deployURL = "http://" + deploySrv.Listener.Addr().String()
+
+	s.p, _ = startServerEnv(t, bin, writeSignInConfig(t, dir, port, s.endpoint, s.deployURL), port, []string{"SSL_CERT_FILE=" + certFile})
+
+	// The deploy API, behind verify.
 	dv, err := verify.New(ctx, verify.Config{
 		Issuer: s.p.base, Audience: s.deployURL, Algorithms: []string{"EdDSA"},
 		Resource: deployapi.Metadata(), Records: s.deployRecords,
