@@ -155,8 +155,15 @@ func Parse(q url.Values, lookup Lookup, resources *resource.Registry) (Request, 
 
 // checkResource holds the request's resource to the registered ones: a
 // known resource (RFC 8707 §2: invalid_target otherwise), that allows the
-// client, canonical; its default scopes when none was asked.
+// client, canonical; its default scopes when none was asked. A request
+// that names none is for the default resource when there is one and it
+// allows the client (clients that leave resource out), else for none.
 func checkResource(r *Request, resources *resource.Registry) error {
+	if r.Resource == "" {
+		if res, ok := resources.Default(); ok && res.Allows(r.ClientID) {
+			r.Resource = res.URI
+		}
+	}
 	if resources.Empty() || r.Resource == "" {
 		return nil
 	}

@@ -24,6 +24,18 @@ func TestParseResources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	withDefault := func(uri string) *resource.Registry {
+		var rs []resource.Resource
+		for _, r := range reg.All() {
+			r.Default = r.URI == uri
+			rs = append(rs, r)
+		}
+		g, err := resource.New(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
 	tests := []struct {
 		name         string
 		resources    *resource.Registry
@@ -41,6 +53,10 @@ func TestParseResources(t *testing.T) {
 		{name: "ok/offline-access-alone", resources: reg, resource: "https://mcp.example/mcp", scope: "offline_access", wantResource: "https://mcp.example/mcp", wantScopes: []string{"tools:read"}},
 		{name: "ok/offline-access-dropped", resources: reg, resource: "https://mcp.example/mcp", scope: "a offline_access", wantResource: "https://mcp.example/mcp", wantScopes: []string{"a"}},
 		{name: "ok/any-client", resources: reg, resource: "https://open.example/", scope: "a", wantResource: "https://open.example", wantScopes: []string{"a"}},
+		{name: "ok/default-resource", resources: withDefault("https://mcp.example/mcp"), wantResource: "https://mcp.example/mcp", wantScopes: []string{"tools:read"}},
+		{name: "ok/default-resource-scope", resources: withDefault("https://mcp.example/mcp"), scope: "a", wantResource: "https://mcp.example/mcp", wantScopes: []string{"a"}},
+		{name: "ok/default-not-for-client", resources: withDefault("https://other.example/mcp"), scope: "a", wantScopes: []string{"a"}},
+		{name: "ok/named-beats-default", resources: withDefault("https://mcp.example/mcp"), resource: "https://open.example", scope: "a", wantResource: "https://open.example", wantScopes: []string{"a"}},
 		{name: "fail/resource-unknown", resources: reg, resource: "https://nowhere.example/mcp", scope: "a", wantReason: "resource_unknown"},
 		{name: "fail/path-differs", resources: reg, resource: "https://mcp.example/MCP", scope: "a", wantReason: "resource_unknown"},
 		{name: "fail/client-not-allowed", resources: reg, resource: "https://other.example/mcp", scope: "a", wantReason: "resource_not_allowed"},

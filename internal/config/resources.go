@@ -35,6 +35,17 @@ type Resource struct {
 	// the authorization endpoint and by token exchange; empty means any
 	// client the person approves.
 	Agents []string `yaml:"agents"`
+	// Agent is the agent the resource's server is at this server: the
+	// tokens addressed to the resource are addressed to it, so it may
+	// exchange them, on the person's behalf, for HandOn. Optional.
+	Agent string `yaml:"agent"`
+	// HandOn are the audiences Agent may exchange the resource's tokens
+	// for (at most 16); the consent page shows them and the person's
+	// approval records them. Needs Agent.
+	HandOn []string `yaml:"hand_on"`
+	// Default makes it the resource of an authorization request that
+	// names none, for clients that leave resource out; at most one.
+	Default bool `yaml:"default"`
 }
 
 // ResourceRegistry returns the configured resources as the server checks
@@ -49,7 +60,8 @@ func (c *Config) ResourceRegistry() (*resource.Registry, error) {
 		for _, s := range r.Scopes {
 			scopes = append(scopes, resource.Scope{Name: s.Name, Description: s.Description})
 		}
-		rs = append(rs, resource.Resource{URI: r.URI, Name: r.Name, Scopes: scopes, DefaultScopes: r.DefaultScopes, Agents: r.Agents})
+		rs = append(rs, resource.Resource{URI: r.URI, Name: r.Name, Scopes: scopes, DefaultScopes: r.DefaultScopes,
+			Agents: r.Agents, Agent: r.Agent, HandOn: r.HandOn, Default: r.Default})
 	}
 	reg, err := resource.New(rs)
 	if err != nil {
@@ -66,8 +78,14 @@ func (c *Config) validateResources(p *problems) {
 		p.add("resources", "has %d entries, at most %d allowed", len(c.Resources), MaxResources)
 	}
 	seen := map[string]int{}
+	dflt := -1
 	for i, r := range c.Resources {
 		f := fmt.Sprintf("resources[%d]", i)
+		if r.Default && dflt >= 0 {
+			p.add(f+".default", "resources[%d] is the default already", dflt)
+		} else if r.Default {
+			dflt = i
+		}
 		switch err := checkURL(r.URI); {
 		case err != nil:
 			p.add(f+".uri", "%v", err)
@@ -87,6 +105,28 @@ func (c *Config) validateResources(p *problems) {
 		}
 		c.validateCatalogue(p, f, r)
 		p.addAll(f, directory.CheckResources("agents", r.Agents))
+		validateHandOn(p, f, r)
+	}
+}
+
+// validateHandOn checks a resource's agent and what it may hand on to:
+// well-formed ids, at most MaxListLen audiences, none of them the
+// resource itself, and none without an agent to hand them on.
+func validateHandOn(p *problems, f string, r Resource) {
+	if r.Agent != "" {
+		p.addAll(f, directory.CheckResources("agent", []string{r.Agent}))
+	}
+	if len(r.HandOn) == 0 {
+		return
+	}
+	if r.Agent == "" {
+		p.add(f+".hand_on", "needs agent: the agent that exchanges the resource's tokens")
+	}
+	p.addAll(f, directory.CheckResources("hand_on", r.HandOn))
+	for j, a := range r.HandOn {
+		if resource.Key(a) == resource.Key(r.URI) {
+			p.add(fmt.Sprintf("%s.hand_on[%d]", f, j), "is the resource itself")
+		}
 	}
 }
 
@@ -103,6 +143,9 @@ func (c *Config) resourceWarnings(p *problems) {
 			if !agents[a] {
 				p.add(fmt.Sprintf("resources[%d].agents[%d]", i, j), "%q is not an agent in this file; it must exist in the store", a)
 			}
+		}
+		if r.Agent != "" && !agents[r.Agent] {
+			p.add(fmt.Sprintf("resources[%d].agent", i), "%q is not an agent in this file; it must exist in the store", r.Agent)
 		}
 	}
 }

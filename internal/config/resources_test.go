@@ -76,6 +76,11 @@ resources:
   - uri: https://mcp.example/tools
     agents: ["", agent:a, agent:a]
   - name: no uri
+  - uri: https://hand.example/mcp
+    hand_on: [https://hand.example/mcp, https://deploy.example, https://deploy.example]
+    default: true
+  - uri: https://second.example/mcp
+    default: true
 `
 	want := []string{
 		`mandate.yaml:3:5: resources[0].uri: must be canonical: the scheme and the host in lower case, no default port`,
@@ -88,6 +93,10 @@ resources:
 		`mandate.yaml:11:14: resources[4].agents[0]: must not be empty`,
 		`mandate.yaml:11:27: resources[4].agents[2]: "agent:a" is listed twice`,
 		`mandate.yaml:12:5: resources[5].uri: is required`,
+		`mandate.yaml:14:5: resources[6].hand_on: needs agent: the agent that exchanges the resource's tokens`,
+		`mandate.yaml:14:15: resources[6].hand_on[0]: is the resource itself`,
+		`mandate.yaml:14:65: resources[6].hand_on[2]: "https://deploy.example" is listed twice`,
+		`mandate.yaml:17:5: resources[7].default: resources[6] is the default already`,
 	}
 	_, err := config.Parse([]byte(yaml), "mandate.yaml")
 	var got []string

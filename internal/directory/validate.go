@@ -487,7 +487,10 @@ func ValidateAgent(a store.Agent) error {
 
 // ValidateDelegation checks what a delegation grants: scopes (1 to
 // MaxListLen, CheckScopes), audiences (at most MaxListLen distinct ids;
-// none means any) and max_depth (0 for none, at most MaxDepth). Its id,
+// none means any), delegate_to (as an agent's, none naming the actor),
+// hand_on (as audiences; only with audiences, since without them every
+// audience is allowed already) and max_depth (0 for none, at most
+// MaxDepth). Its id,
 // subject and actor are CheckID's and must name stored records, and a new
 // one must not have ended (Directory.CreateDelegation). It returns nil or
 // an errors.Join of *InvalidError.
@@ -498,6 +501,14 @@ func ValidateDelegation(d store.Delegation) error {
 		p.add("audiences", "has %d entries, at most %d allowed", len(d.Audiences), MaxListLen)
 	}
 	checkNames(p, "audiences", d.Audiences, MaxIDLen)
+	checkDelegateTo(p, d.Actor, d.DelegateTo)
+	if len(d.HandOn) > MaxListLen {
+		p.add("hand_on", "has %d entries, at most %d allowed", len(d.HandOn), MaxListLen)
+	}
+	checkNames(p, "hand_on", d.HandOn, MaxIDLen)
+	if len(d.HandOn) > 0 && len(d.Audiences) == 0 {
+		p.add("hand_on", "needs audiences: without them every audience is allowed")
+	}
 	checkDepth(p, "max_depth", d.MaxDepth)
 	return p.err()
 }

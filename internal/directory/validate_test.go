@@ -146,6 +146,14 @@ func TestValidateDelegation(t *testing.T) {
 		{name: "fail/audience-twice", d: store.Delegation{Scopes: []string{"x"}, Audiences: []string{"a", "a"}},
 			want: [][2]string{{"audiences[1]", "listed twice"}}},
 		{name: "fail/depth", d: store.Delegation{Scopes: []string{"x"}, MaxDepth: 11}, want: [][2]string{{"max_depth", "to 10"}}},
+		{name: "ok/hand-on", d: store.Delegation{Actor: "agent:c", Scopes: []string{"x"}, Audiences: []string{"https://r.example"},
+			DelegateTo: []string{"agent:s"}, HandOn: []string{"https://api.example"}}},
+		{name: "fail/hand-on-without-audiences", d: store.Delegation{Scopes: []string{"x"}, HandOn: []string{"https://api.example"}},
+			want: [][2]string{{"hand_on", "needs audiences"}}},
+		{name: "fail/hand-on-twice", d: store.Delegation{Scopes: []string{"x"}, Audiences: []string{"a"}, HandOn: []string{"b", "b"}},
+			want: [][2]string{{"hand_on[1]", "listed twice"}}},
+		{name: "fail/delegate-to-self", d: store.Delegation{Actor: "agent:c", Scopes: []string{"x"}, DelegateTo: []string{"agent:c"}},
+			want: [][2]string{{"delegate_to[0]", "itself"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { wantProblems(t, directory.ValidateDelegation(tc.d), tc.want) })
 	}

@@ -111,6 +111,11 @@ func (g *Grant) boundExchange(ctx context.Context, st *state, b *bounds) error {
 		if len(d.Audiences) == 1 {
 			b.defaultAudience = d.Audiences[0]
 		}
+		if len(st.chain) > 1 && len(d.Audiences) > 0 {
+			// A hop after the actor's may also reach what the person
+			// let the tokens be handed on to.
+			b.audiences = append(slices.Clone(d.Audiences), d.HandOn...)
+		}
 		b.tightenDepth(d.MaxDepth)
 		b.earlier(d.Expires)
 	}

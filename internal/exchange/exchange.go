@@ -319,9 +319,12 @@ func (g *Grant) checkActorToken(ctx context.Context, st *state) error {
 
 // checkActor decides whether the client may act for the subject: on the
 // first hop through its delegation from the person or the subject token's
-// may_act; on a chain hop only because the token is addressed to it and
-// the current actor may hand on to it (delegate_to). A delegation the
-// client holds itself never admits a chain hop: the hop would then be
+// may_act; on a chain hop only because the token is addressed to it (or
+// to the registered resource whose server it is) and the current actor
+// may hand on to it: its delegate_to names the client, or the delegation
+// the token carries does and the current actor is that delegation's own
+// (a person approved handing on to the resource's server). A delegation
+// the client holds itself never admits a chain hop: the hop would then be
 // bounded by a delegation the token does not carry, and the current actor
 // never agreed to hand on (docs/security.md).
 func (g *Grant) checkActor(ctx context.Context, st *state) error {
@@ -345,15 +348,12 @@ func (g *Grant) checkActor(ctx context.Context, st *state) error {
 		}
 		return nil
 	}
-	if !slices.Contains(v.Audiences, client.ID) {
+	if !g.addressedTo(v.Audiences, client.ID) {
 		return oauth.InvalidRequest("audience_not_holder", "the subject_token is not addressed to this client", nil)
 	}
 	current, err := g.Directory.GetAgent(ctx, prior.Current())
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return oauth.Unavailable("store_unavailable", err)
-	}
-	if !slices.Contains(current.DelegateTo, client.ID) {
-		return oauth.InvalidRequest("actor_not_delegated", "the current actor may not hand on to this client", nil)
 	}
 	if v.DelegationID != "" {
 		d, err := g.Directory.GetDelegation(ctx, v.DelegationID)
@@ -362,7 +362,25 @@ func (g *Grant) checkActor(ctx context.Context, st *state) error {
 		}
 		st.deleg = &d
 	}
+	handed := slices.Contains(current.DelegateTo, client.ID) ||
+		st.deleg != nil && st.deleg.Actor == prior.Current() && slices.Contains(st.deleg.DelegateTo, client.ID)
+	if !handed {
+		return oauth.InvalidRequest("actor_not_delegated", "the current actor may not hand on to this client", nil)
+	}
 	return nil
+}
+
+// addressedTo reports whether a token for audiences is addressed to the
+// client id: one of them is the id, or a registered resource whose server
+// (resource.Resource.Agent) the client is.
+func (g *Grant) addressedTo(audiences []string, id string) bool {
+	return slices.ContainsFunc(audiences, func(aud string) bool {
+		if aud == id {
+			return true
+		}
+		res, ok := g.Resources.Lookup(aud)
+		return ok && res.Agent == id
+	})
 }
 
 func (g *Grant) activeDelegation(ctx context.Context, subject, actorID string, req Request) (*store.Delegation, error) {

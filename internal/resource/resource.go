@@ -28,6 +28,15 @@ type Resource struct {
 	// Agents are the clients that may receive tokens for the resource;
 	// empty means any client the person approves.
 	Agents []string
+	// Agent is the agent the resource's server is: the tokens for the
+	// resource are addressed to it, and it may exchange them for HandOn.
+	Agent string
+	// HandOn are the audiences Agent may exchange the resource's tokens
+	// for, as the person approved them on the consent page.
+	HandOn []string
+	// Default makes it the resource of an authorization request that
+	// names none (clients that leave resource out); at most one.
+	Default bool
 }
 
 // Allows reports whether the client may receive tokens for r.
@@ -47,6 +56,7 @@ func (r Resource) DisplayName() string {
 type Registry struct {
 	byKey map[string]Resource
 	list  []Resource
+	dflt  string // the default resource's key, "" for none
 }
 
 // New builds a registry of rs. Two resources with the same canonical URI
@@ -58,7 +68,14 @@ func New(rs []Resource) (*Registry, error) {
 		if _, dup := reg.byKey[k]; dup {
 			return nil, fmt.Errorf("resource: %q is registered twice", r.URI)
 		}
+		if r.Default && reg.dflt != "" {
+			return nil, fmt.Errorf("resource: %q and %q are both the default", reg.dflt, r.URI)
+		}
+		if r.Default {
+			reg.dflt = k
+		}
 		r.Scopes, r.DefaultScopes, r.Agents = slices.Clone(r.Scopes), slices.Clone(r.DefaultScopes), slices.Clone(r.Agents)
+		r.HandOn = slices.Clone(r.HandOn)
 		reg.byKey[k] = r
 		reg.list = append(reg.list, r)
 	}
@@ -78,6 +95,15 @@ func (g *Registry) Lookup(uri string) (Resource, bool) {
 	}
 	r, ok := g.byKey[key(uri)]
 	return r, ok
+}
+
+// Default returns the resource of a request that names none; false when
+// none is the default, or g is nil.
+func (g *Registry) Default() (Resource, bool) {
+	if g.Empty() || g.dflt == "" {
+		return Resource{}, false
+	}
+	return g.byKey[g.dflt], true
 }
 
 // All returns the registered resources in the order they were given.

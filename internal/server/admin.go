@@ -211,20 +211,24 @@ func (s *Server) adminSignIn(w http.ResponseWriter, r *http.Request) error {
 }
 
 type delegationJSON struct {
-	ID        string     `json:"id"`
-	Subject   string     `json:"subject"`
-	Actor     string     `json:"actor"`
-	Scopes    []string   `json:"scopes"`
-	Audiences []string   `json:"audiences,omitempty"`
-	MaxDepth  int        `json:"max_depth,omitempty"`
-	Expires   *time.Time `json:"expires,omitempty"`
-	Source    string     `json:"source,omitempty"`
-	Revoked   bool       `json:"revoked"`
+	ID        string   `json:"id"`
+	Subject   string   `json:"subject"`
+	Actor     string   `json:"actor"`
+	Scopes    []string `json:"scopes"`
+	Audiences []string `json:"audiences,omitempty"`
+	// DelegateTo and HandOn come from a person's approval for a resource
+	// whose server exchanges its tokens; read-only here.
+	DelegateTo []string   `json:"delegate_to,omitempty"`
+	HandOn     []string   `json:"hand_on,omitempty"`
+	MaxDepth   int        `json:"max_depth,omitempty"`
+	Expires    *time.Time `json:"expires,omitempty"`
+	Source     string     `json:"source,omitempty"`
+	Revoked    bool       `json:"revoked"`
 }
 
 func toDelegationJSON(d store.Delegation) delegationJSON {
 	out := delegationJSON{ID: d.ID, Subject: d.Subject, Actor: d.Actor, Scopes: nonNil(d.Scopes),
-		Audiences: d.Audiences, MaxDepth: d.MaxDepth, Source: d.Source, Revoked: d.Revoked}
+		Audiences: d.Audiences, DelegateTo: d.DelegateTo, HandOn: d.HandOn, MaxDepth: d.MaxDepth, Source: d.Source, Revoked: d.Revoked}
 	if !d.Expires.IsZero() {
 		e := d.Expires
 		out.Expires = &e

@@ -41,6 +41,16 @@ type consentView struct {
 	// LoopbackOnly warns that the code goes back to this computer, where
 	// any program may be listening.
 	LoopbackOnly bool
+	// Server is the agent the resource's server is, when it may exchange
+	// the tokens; HandOn what for (an approval records both).
+	Server string
+	HandOn []handOnView
+}
+
+// handOnView is an audience the resource's server may hand the tokens on
+// to: its id, and its name when it is a registered resource.
+type handOnView struct {
+	ID, Name string
 }
 
 type scopeView struct {
@@ -144,7 +154,10 @@ func consentViewOf(id string, o signin.Offer, descriptions map[string]string) co
 	v := consentView{
 		RequestID: id, Shown: o.Shown, Client: req.ClientID, Agent: req.Actor(), ClientIsAgent: req.RequestedActor == "",
 		Audience: req.Resource, DelegateTo: o.Agent.DelegateTo, RedirectHost: formTarget(req.RedirectURI),
-		Limits: limitWords(o.Person.Limits),
+		Limits: limitWords(o.Person.Limits), Server: o.Server,
+	}
+	for _, a := range o.HandOn {
+		v.HandOn = append(v.HandOn, handOnView{ID: a})
 	}
 	for _, sc := range o.Scopes {
 		v.Scopes = append(v.Scopes, scopeView{Name: sc.Name, Description: descriptions[sc.Name], Held: sc.Approvable})

@@ -86,6 +86,13 @@ func (m *modelState) approve(op modelOp) modelOutcome {
 	}
 	d := cmpOr(op.Duration, 8*time.Hour)
 	dl := &modelDlg{Label: op.Label, Subject: op.Person, Actor: agent, Scopes: scopes, Audiences: slices.Clone(op.Resource), Expires: m.now.Add(d)}
+	if len(op.Resource) > 0 {
+		// The page showed that the resource's server may hand the
+		// tokens on: the approval records it.
+		if r := m.resources[op.Resource[0]]; r.Agent != "" && r.Agent != agent {
+			dl.DelegateTo, dl.HandOn = []string{r.Agent}, slices.Clone(r.HandOn)
+		}
+	}
 	m.dlgs[op.Label] = dl
 	m.dlgLabels = append(m.dlgLabels, op.Label)
 	c := &modelCode{Label: op.Label, Client: op.Client, Agent: agent, Subject: op.Person, Delegation: op.Label,
@@ -407,7 +414,9 @@ func (g *modelGen) approve(label string) modelOp {
 			op.Ticked = append(op.Ticked, s)
 		}
 	}
-	if g.p(0.35) {
+	// A resource often when the world registers them (its server may
+	// then take the tokens on), sometimes otherwise.
+	if g.p(0.35) || len(g.m.resources) > 0 && g.p(0.6) {
 		op.Resource = []string{modelPick(g, modelURLs)}
 	}
 	return op

@@ -198,7 +198,35 @@ func (g *modelGen) world() modelWorld {
 	for i := range g.r.IntN(4) {
 		w.Policies = append(w.Policies, g.policy(i, w, ids))
 	}
+	if g.p(0.5) {
+		w.Resources = g.resources(ids)
+	}
 	return w
+}
+
+// resources registers every URL of the vocabulary, most with an agent as
+// its server and some audiences it may hand the tokens on to.
+func (g *modelGen) resources(ids []string) []modelResource {
+	var out []modelResource
+	for _, u := range modelURLs {
+		r := modelResource{URI: u}
+		if g.p(0.75) {
+			r.Agent = modelPick(g, ids)
+			others := slices.DeleteFunc(append(slices.Clone(modelURLs), ids...), func(a string) bool { return a == u })
+			r.HandOn = g.subset(others, 0.3)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// holder is the agent a token for aud is addressed to: aud itself, or the
+// server of the resource aud names; "" when neither is an agent.
+func (g *modelGen) holder(aud string) string {
+	if g.m.agents[aud] != nil {
+		return aud
+	}
+	return g.m.resources[aud].Agent
 }
 
 // delegationScopes are some of the actor's scopes and sometimes another.
@@ -508,7 +536,8 @@ func (g *modelGen) exchange(label string) modelOp {
 	}
 	kinds := []func(*modelToken) bool{
 		func(t *modelToken) bool { // a hand-off
-			return t.Kind == modelDelegated && enabled(t.Aud) && !slices.Contains(t.Chain, t.Aud)
+			h := g.holder(t.Aud)
+			return t.Kind == modelDelegated && enabled(h) && !slices.Contains(t.Chain, h)
 		},
 		func(t *modelToken) bool { return t.Kind == modelDelegated },
 		func(t *modelToken) bool { // a start
@@ -548,8 +577,8 @@ func (g *modelGen) exchange(label string) modelOp {
 	// The client: the one the chain is handed to, mostly.
 	x := g.r.Float64()
 	switch hs := holders(t.Sub); {
-	case len(t.Chain) > 0 && x < 0.6 && m.agents[t.Aud] != nil:
-		op.Client = t.Aud
+	case len(t.Chain) > 0 && x < 0.6 && g.holder(t.Aud) != "":
+		op.Client = g.holder(t.Aud)
 	case len(t.Chain) > 0 && x < 0.75 && len(m.agents[t.Chain[0]].DelegateTo) > 0:
 		op.Client = modelPick(g, m.agents[t.Chain[0]].DelegateTo)
 	case len(t.Chain) > 0 && x < 0.85 && len(hs) > 0:
@@ -589,6 +618,8 @@ func (g *modelGen) exchange(label string) modelOp {
 		next = m.agents[op.Client].DelegateTo
 	}
 	switch x := g.r.Float64(); {
+	case D != nil && len(D.HandOn) > 0 && len(t.Chain) > 0 && x < 0.4:
+		op.Audience = []string{modelPick(g, D.HandOn)}
 	case D != nil && len(D.Audiences) == 1 && x < 0.3:
 	case D != nil && len(D.Audiences) > 0 && x < 0.6:
 		op.Audience = []string{modelPick(g, D.Audiences)}

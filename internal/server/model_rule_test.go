@@ -22,7 +22,10 @@ package server_test
 //   - client_credentials checks the scope before the audience;
 //   - /revoke by a client of a token issued to another changes nothing;
 //   - a person approves an agent only while no delegation from them to it
-//     is active (as for the delegations the administrator makes).
+//     is active (as for the delegations the administrator makes);
+//   - a world registers either no resource or every URL of the
+//     vocabulary, so that no authorization request is refused for naming
+//     an unregistered one; a registered resource admits every client.
 
 import (
 	"cmp"
@@ -80,6 +83,17 @@ type modelWorld struct {
 	Agents      []modelAgent
 	Delegations []modelDelegation
 	Policies    []modelPolicy
+	// Resources are the registered resources (config resources).
+	Resources []modelResource
+}
+
+// modelResource is a registered resource: the agent its server is, which
+// may exchange the tokens addressed to it, and the audiences it may hand
+// them on to when a person approves.
+type modelResource struct {
+	URI    string
+	Agent  string
+	HandOn []string
 }
 
 // modelPerson is a user: permissions and limits.
@@ -115,9 +129,13 @@ type modelDelegation struct {
 type modelDlg struct {
 	Label, Subject, Actor string
 	Scopes, Audiences     []string
-	MaxDepth              int
-	Expires               time.Time // zero: never
-	Revoked               bool
+	// DelegateTo and HandOn: whom the actor may hand its tokens on to,
+	// and what a later hop may reach besides Audiences (an approval for
+	// a resource whose server exchanges its tokens).
+	DelegateTo, HandOn []string
+	MaxDepth           int
+	Expires            time.Time // zero: never
+	Revoked            bool
 }
 
 // modelPersonState and modelAgentState are what may change after the start.
@@ -170,6 +188,7 @@ type modelState struct {
 	maxDepth   int
 	people     map[string]*modelPersonState
 	agents     map[string]*modelAgentState
+	resources  map[string]modelResource
 	agentIDs   []string
 	dlgs       map[string]*modelDlg
 	dlgLabels  []string
@@ -190,7 +209,10 @@ func newModelState(w modelWorld, start time.Time) *modelState {
 		start: start, now: start, ttl: min(cmp.Or(w.TTL, modelDefaultTTL), modelMaxTTL), maxDepth: w.MaxDepth,
 		people: map[string]*modelPersonState{}, agents: map[string]*modelAgentState{},
 		dlgs: map[string]*modelDlg{}, tokens: map[string]*modelToken{}, policies: w.Policies,
-		codes: map[string]*modelCode{}, refreshes: map[string]*modelRefresh{},
+		codes: map[string]*modelCode{}, refreshes: map[string]*modelRefresh{}, resources: map[string]modelResource{},
+	}
+	for _, r := range w.Resources {
+		m.resources[r.URI] = r
 	}
 	for _, p := range w.People {
 		m.people[p.ID] = &modelPersonState{Permissions: slices.Clone(p.Permissions), Limits: modelNormDetails(p.Limits)}
@@ -233,6 +255,15 @@ type modelOutcome struct {
 
 func modelRefuse(code, rule string, args ...any) modelOutcome {
 	return modelOutcome{Refused: code, Rule: fmt.Sprintf(rule, args...)}
+}
+
+// reach is the audiences d lets a token be addressed to: its own on the
+// actor's hop, and on a later hop also those it lets be handed on to.
+func (d *modelDlg) reach(hop bool) []string {
+	if hop && len(d.Audiences) > 0 {
+		return append(slices.Clone(d.Audiences), d.HandOn...)
+	}
+	return d.Audiences
 }
 
 // dlgActive: unexpired and unrevoked.
@@ -394,18 +425,25 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 			return modelRefuse(errInvalidRequest, "3: first hop: no active delegation from %s to %s and no may_act", T.Sub, op.Client)
 		}
 	} else {
+		if T.Delegation != "" {
+			D = m.dlgs[T.Delegation]
+		}
+		// The token is addressed to the client, or to the resource whose
+		// server the client is; the current actor hands on to it by its
+		// own delegate_to, or by the delegation's when it is that
+		// delegation's actor.
+		server := T.Aud == op.Client || m.resources[T.Aud].Agent == op.Client
+		handed := slices.Contains(m.agents[T.Chain[0]].DelegateTo, op.Client) ||
+			D != nil && D.Actor == T.Chain[0] && slices.Contains(D.DelegateTo, op.Client)
 		switch {
 		case slices.Contains(T.Chain, op.Client):
 			return modelRefuse(errInvalidRequest, "3: chain hop: %s is already in the chain (actor_loop)", op.Client)
-		case T.Aud != op.Client:
+		case !server:
 			return modelRefuse(errInvalidRequest, "3: chain hop: the subject token is addressed to %s, not %s", T.Aud, op.Client)
-		case !slices.Contains(m.agents[T.Chain[0]].DelegateTo, op.Client):
+		case !handed:
 			// Holding one's own delegation from the person never admits a
 			// chain hop.
-			return modelRefuse(errInvalidRequest, "3: chain hop: %s does not list %s in delegate_to", T.Chain[0], op.Client)
-		}
-		if T.Delegation != "" {
-			D = m.dlgs[T.Delegation]
+			return modelRefuse(errInvalidRequest, "3: chain hop: neither %s nor its delegation lists %s in delegate_to", T.Chain[0], op.Client)
 		}
 	}
 	chain := append([]string{op.Client}, T.Chain...)
@@ -442,7 +480,7 @@ func (m *modelState) exchange(op modelOp) modelOutcome {
 		aud = D.Audiences[0]
 	case len(targets) == 0:
 		return modelRefuse(errInvalidTarget, "5: no target")
-	case D != nil && len(D.Audiences) > 0 && !slices.Contains(D.Audiences, targets[0]):
+	case D != nil && len(D.Audiences) > 0 && !slices.Contains(D.reach(hop), targets[0]):
 		return modelRefuse(errInvalidTarget, "5: %s is not among the delegation's audiences", targets[0])
 	default:
 		aud = targets[0]

@@ -57,8 +57,11 @@ type modelStats struct {
 	// Refreshed the codes and refresh tokens granted, ConsentRefused
 	// those refused as the model predicts.
 	Approvals, Redeemed, Refreshed, ConsentRefused int
-	// ConsentHops counts the exchanges granted of a consent grant's token.
-	ConsentHops int
+	// ConsentHops counts the exchanges granted of a consent grant's token;
+	// ServerHops those a delegation's delegate_to admitted (the actor's
+	// own does not list the client), HandedOn those whose audience only
+	// the delegation's hand_on allows.
+	ConsentHops, ServerHops, HandedOn int
 }
 
 func (s *modelStats) add(o modelStats) {
@@ -73,6 +76,8 @@ func (s *modelStats) add(o modelStats) {
 	s.Refreshed += o.Refreshed
 	s.ConsentRefused += o.ConsentRefused
 	s.ConsentHops += o.ConsentHops
+	s.ServerHops += o.ServerHops
+	s.HandedOn += o.HandedOn
 	for i := range s.ByRule {
 		s.ByRule[i] += o.ByRule[i]
 		s.Depth[i] += o.Depth[i]
@@ -90,9 +95,9 @@ func (s modelStats) String() string {
 			depths = append(depths, fmt.Sprintf("%d:%d", i, s.Depth[i]))
 		}
 	}
-	return fmt.Sprintf("%d operations; %d exchanges, %d granted (by chain length %s), %d refused as the model predicts (by check %s); %d approvals, %d codes and %d refresh tokens granted, %d refused as the model predicts, %d exchanges of their tokens granted; %d checks of tokens in force at the server, %d at a verifier",
+	return fmt.Sprintf("%d operations; %d exchanges, %d granted (by chain length %s), %d refused as the model predicts (by check %s); %d approvals, %d codes and %d refresh tokens granted, %d refused as the model predicts, %d exchanges of their tokens granted (%d handed on by the delegation's delegate_to, %d to an audience of its hand_on); %d checks of tokens in force at the server, %d at a verifier",
 		s.Ops, s.Exchanges, s.Granted, strings.Join(depths, " "), s.Refused, strings.Join(rules, " "),
-		s.Approvals, s.Redeemed, s.Refreshed, s.ConsentRefused, s.ConsentHops, s.Introspections, s.Verifications)
+		s.Approvals, s.Redeemed, s.Refreshed, s.ConsentRefused, s.ConsentHops, s.ServerHops, s.HandedOn, s.Introspections, s.Verifications)
 }
 
 // modelDisagreement is the first place where the server and the model
@@ -154,6 +159,10 @@ func modelConfig(cfg *config.Config, w modelWorld, start time.Time) {
 	for _, p := range w.Policies {
 		ifExpr, require := p.cel()
 		cfg.Policies = append(cfg.Policies, config.Policy{Name: p.Name, If: ifExpr, Require: require})
+	}
+	cfg.Resources = nil
+	for _, r := range w.Resources {
+		cfg.Resources = append(cfg.Resources, config.Resource{URI: r.URI, Agent: r.Agent, HandOn: r.HandOn})
 	}
 }
 
@@ -490,8 +499,16 @@ func (r *modelRun) grant(i int, op modelOp, want modelOutcome, resp response) *m
 	case opExchange:
 		r.stats.Granted++
 		r.stats.Depth[min(len(want.Token.Chain), 10)]++
-		if strings.HasPrefix(r.m.tokens[op.Token].Label, "c") {
+		if T := r.m.tokens[op.Token]; strings.HasPrefix(T.Label, "c") {
 			r.stats.ConsentHops++
+		}
+		if T, D := r.m.tokens[op.Token], r.m.dlgs[want.Token.Delegation]; D != nil && len(T.Chain) > 0 {
+			if !slices.Contains(r.m.agents[T.Chain[0]].DelegateTo, op.Client) {
+				r.stats.ServerHops++
+			}
+			if !slices.Contains(D.Audiences, want.Token.Aud) && len(D.Audiences) > 0 {
+				r.stats.HandedOn++
+			}
 		}
 	case opRedeem:
 		r.stats.Redeemed++
@@ -685,8 +702,8 @@ func modelBounds(m *modelState, op modelOp, got *modelToken) []string {
 	}
 	if D != nil {
 		subset("the delegation's scopes", D.Scopes)
-		if len(D.Audiences) > 0 && !slices.Contains(D.Audiences, got.Aud) {
-			bad("5: aud %s is not among the delegation's %v", got.Aud, D.Audiences)
+		if reach := D.reach(len(got.Chain) > 1); len(reach) > 0 && !slices.Contains(reach, got.Aud) {
+			bad("5: aud %s is not among the delegation's %v", got.Aud, reach)
 		}
 		if D.MaxDepth > 0 && len(got.Chain) > D.MaxDepth {
 			bad("4: %d actors under a delegation of depth %d", len(got.Chain), D.MaxDepth)

@@ -22,8 +22,10 @@ type myAgentsView struct {
 }
 
 type delegationView struct {
-	ID, Agent, Source          string
-	Scopes, Audiences, Limits  []string
+	ID, Agent, Source         string
+	Scopes, Audiences, Limits []string
+	// DelegateTo and HandOn: who may take the agent's tokens on, and where.
+	DelegateTo, HandOn         []string
 	Created, Expires, LastUsed time.Time
 	Active                     bool
 	Actions                    []actionView
@@ -110,7 +112,7 @@ func (s *Server) myAgentsView(r *http.Request, sess store.Session) (myAgentsView
 	for _, d := range ds {
 		dv := delegationView{
 			ID: d.ID, Agent: d.Actor, Source: d.Source, Scopes: d.Scopes, Audiences: d.Audiences,
-			Created: d.CreatedAt, Expires: d.Expires, Active: d.Active(now),
+			DelegateTo: d.DelegateTo, HandOn: d.HandOn, Created: d.CreatedAt, Expires: d.Expires, Active: d.Active(now),
 		}
 		actions, err := s.delegationActions(r, sess.Subject, d)
 		if err != nil {

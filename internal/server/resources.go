@@ -7,9 +7,14 @@ import (
 )
 
 // describeResource names the registered resource of a consent page, and
-// says its scopes in the resource's own words where its catalogue has
-// them.
+// the registered resources its server may hand on to, and says its scopes
+// in the resource's own words where its catalogue has them.
 func (s *Server) describeResource(v *consentView) {
+	for i, h := range v.HandOn {
+		if res, ok := s.cfg.Resources.Lookup(h.ID); ok {
+			v.HandOn[i].Name = res.Name
+		}
+	}
 	res, ok := s.cfg.Resources.Lookup(v.Audience)
 	if !ok {
 		return

@@ -75,6 +75,11 @@ func (s *Service) Approve(ctx context.Context, sess store.Session, id string, a 
 	dl := store.Delegation{Subject: sess.Subject, Actor: r.Actor(), Scopes: scopes, Expires: now.Add(d), Source: directory.SourceConsent}
 	if r.Resource != "" {
 		dl.Audiences = []string{r.Resource}
+		if o.Server != "" {
+			// The resource's server may exchange the tokens, for the
+			// audiences the page showed.
+			dl.DelegateTo, dl.HandOn = []string{o.Server}, o.HandOn
+		}
 	}
 	dl, err = s.Directory.CreateDelegation(ctx, directory.Performer{ID: sess.Subject, RequestID: requestID}, dl)
 	if err != nil {

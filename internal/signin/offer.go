@@ -23,10 +23,16 @@ type Offer struct {
 	// Scopes are the scopes asked for, in order (the agent's own when the
 	// request names none).
 	Scopes []OfferedScope
+	// Server and HandOn, for a request for a registered resource whose
+	// server exchanges its tokens: the agent the resource's server is
+	// and the audiences it may exchange the tokens for. An approval
+	// records both in the delegation; the page shows them.
+	Server string
+	HandOn []string
 	// Shown binds an approval to this offer in this session: the consent
 	// form carries it back, and Approve refuses an approval whose offer
 	// was never shown in the session or has changed since (another
-	// request, agent, resource or set of approvable scopes).
+	// request, agent, resource, set of approvable scopes or hand-on).
 	Shown string
 }
 
@@ -84,7 +90,10 @@ func (s *Service) offer(ctx context.Context, sess store.Session, id string, r au
 			approvable = append(approvable, sc)
 		}
 	}
-	b, err := json.Marshal([]any{"mandate-consent-v1", sess.CSRF, id, r.ClientID, r.Actor(), r.Resource, r.RedirectURI, approvable})
+	if res, ok := s.Grant.Resources.Lookup(r.Resource); ok && res.Agent != "" && res.Agent != r.Actor() {
+		o.Server, o.HandOn = res.Agent, slices.Clone(res.HandOn)
+	}
+	b, err := json.Marshal([]any{"mandate-consent-v2", sess.CSRF, id, r.ClientID, r.Actor(), r.Resource, r.RedirectURI, approvable, o.Server, o.HandOn})
 	if err != nil {
 		return Offer{}, fmt.Errorf("signin: %w", err)
 	}

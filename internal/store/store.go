@@ -114,6 +114,14 @@ type Delegation struct {
 	Scopes  []string
 	// Audiences the tokens may be addressed to; empty means any.
 	Audiences []string
+	// DelegateTo are agents the actor may hand the delegation's tokens on
+	// to, besides those its own delegate_to names: a person approved
+	// them on the consent page, for the agent that serves the resource
+	// the tokens are for. Only the actor's own tokens are handed on so.
+	DelegateTo []string
+	// HandOn are audiences a hop after the actor's may reach besides
+	// Audiences (when Audiences is not empty), as the person approved.
+	HandOn []string
 	// MaxDepth, when positive, caps the chain length under this delegation.
 	MaxDepth int
 	// Expires is zero for no expiry.

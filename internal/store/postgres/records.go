@@ -301,25 +301,27 @@ func (s *Store) DeleteAgent(ctx context.Context, id string, events ...store.Even
 
 // Delegations.
 
-const delegationCols = "id, subject, actor, scopes, audiences, max_depth, expires, source, revoked, revoked_at, created_at"
+const delegationCols = "id, subject, actor, scopes, audiences, delegate_to, hand_on, max_depth, expires, source, revoked, revoked_at, created_at"
 
 func scanDelegation(row pgx.CollectableRow) (store.Delegation, error) {
 	var (
 		d                   store.Delegation
 		scopes, auds        []string
+		to, handOn          []string
 		expires, revAt, cre *time.Time
 	)
-	if err := row.Scan(&d.ID, &d.Subject, &d.Actor, &scopes, &auds, &d.MaxDepth, &expires, &d.Source, &d.Revoked, &revAt, &cre); err != nil {
+	if err := row.Scan(&d.ID, &d.Subject, &d.Actor, &scopes, &auds, &to, &handOn, &d.MaxDepth, &expires, &d.Source, &d.Revoked, &revAt, &cre); err != nil {
 		return store.Delegation{}, err
 	}
 	d.Scopes, d.Audiences = listOut(scopes), listOut(auds)
+	d.DelegateTo, d.HandOn = listOut(to), listOut(handOn)
 	d.Expires, d.RevokedAt, d.CreatedAt = timeOut(expires), timeOut(revAt), timeOut(cre)
 	return d, nil
 }
 
 // delegationArgs is d's columns in delegationCols order.
 func delegationArgs(d store.Delegation) []any {
-	return []any{d.ID, d.Subject, d.Actor, listIn(d.Scopes), listIn(d.Audiences), d.MaxDepth, timeIn(d.Expires),
+	return []any{d.ID, d.Subject, d.Actor, listIn(d.Scopes), listIn(d.Audiences), listIn(d.DelegateTo), listIn(d.HandOn), d.MaxDepth, timeIn(d.Expires),
 		d.Source, d.Revoked, timeIn(d.RevokedAt), timeIn(d.CreatedAt)}
 }
 
@@ -327,7 +329,7 @@ func delegationArgs(d store.Delegation) []any {
 // existing ID is store.ErrAlreadyExists.
 func (s *Store) CreateDelegation(ctx context.Context, d store.Delegation, events ...store.Event) error {
 	return s.create(ctx, "delegation", d.ID, "INSERT INTO delegations ("+delegationCols+
-		") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", delegationArgs(d), events)
+		") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)", delegationArgs(d), events)
 }
 
 // GetDelegation returns the delegation, or store.ErrNotFound.
@@ -368,8 +370,9 @@ func delegationRecord() record[store.Delegation] {
 		scan:        scanDelegation,
 		id:          func(d store.Delegation) string { return d.ID },
 		put: func(d store.Delegation) (string, []any) {
-			return `UPDATE delegations SET subject = $2, actor = $3, scopes = $4, audiences = $5, max_depth = $6,
-				expires = $7, source = $8, revoked = $9, revoked_at = $10, created_at = $11 WHERE id = $1`, delegationArgs(d)
+			return `UPDATE delegations SET subject = $2, actor = $3, scopes = $4, audiences = $5, delegate_to = $6,
+				hand_on = $7, max_depth = $8, expires = $9, source = $10, revoked = $11, revoked_at = $12,
+				created_at = $13 WHERE id = $1`, delegationArgs(d)
 		},
 	}
 }

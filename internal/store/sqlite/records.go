@@ -331,19 +331,21 @@ func (s *Store) DeleteAgent(ctx context.Context, id string, events ...store.Even
 
 // Delegations.
 
-const delegationCols = "id, subject, actor, scopes, audiences, max_depth, expires, source, revoked, revoked_at, created_at"
+const delegationCols = "id, subject, actor, scopes, audiences, delegate_to, hand_on, max_depth, expires, source, revoked, revoked_at, created_at"
 
 func scanDelegation(sc scanner) (store.Delegation, error) {
 	var (
 		d                   store.Delegation
 		scopes, auds        string
+		to, handOn          string
 		expires, revAt, cre sql.NullInt64
 	)
-	if err := sc.Scan(&d.ID, &d.Subject, &d.Actor, &scopes, &auds, &d.MaxDepth, &expires, &d.Source, &d.Revoked, &revAt, &cre); err != nil {
+	if err := sc.Scan(&d.ID, &d.Subject, &d.Actor, &scopes, &auds, &to, &handOn, &d.MaxDepth, &expires, &d.Source, &d.Revoked, &revAt, &cre); err != nil {
 		return store.Delegation{}, dbErr(err)
 	}
 	d.Expires, d.RevokedAt, d.CreatedAt = timeOut(expires), timeOut(revAt), timeOut(cre)
-	err := decodeLists(listCol{"scopes", scopes, &d.Scopes}, listCol{"audiences", auds, &d.Audiences})
+	err := decodeLists(listCol{"scopes", scopes, &d.Scopes}, listCol{"audiences", auds, &d.Audiences},
+		listCol{"delegate_to", to, &d.DelegateTo}, listCol{"hand_on", handOn, &d.HandOn})
 	return d, err
 }
 
@@ -352,7 +354,7 @@ func getDelegation(ctx context.Context, q querier, id string) (store.Delegation,
 }
 
 func delegationArgs(d store.Delegation) []any {
-	return []any{d.Subject, d.Actor, listIn(d.Scopes), listIn(d.Audiences), d.MaxDepth, timeIn(d.Expires),
+	return []any{d.Subject, d.Actor, listIn(d.Scopes), listIn(d.Audiences), listIn(d.DelegateTo), listIn(d.HandOn), d.MaxDepth, timeIn(d.Expires),
 		d.Source, boolIn(d.Revoked), timeIn(d.RevokedAt), timeIn(d.CreatedAt), d.ID}
 }
 
@@ -360,8 +362,8 @@ func delegationArgs(d store.Delegation) []any {
 // existing ID is store.ErrAlreadyExists.
 func (s *Store) CreateDelegation(ctx context.Context, d store.Delegation, events ...store.Event) error {
 	return s.create(ctx, "delegation", d.ID, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO delegations (subject, actor, scopes, audiences, max_depth,
-			expires, source, revoked, revoked_at, created_at, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, delegationArgs(d)...)
+		_, err := tx.ExecContext(ctx, `INSERT INTO delegations (subject, actor, scopes, audiences, delegate_to, hand_on,
+			max_depth, expires, source, revoked, revoked_at, created_at, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, delegationArgs(d)...)
 		return err
 	}, events)
 }
@@ -402,7 +404,7 @@ func delegationRecord() record[store.Delegation] {
 		id:          func(d store.Delegation) string { return d.ID },
 		put: func(ctx context.Context, tx *sql.Tx, d store.Delegation) error {
 			_, err := tx.ExecContext(ctx, `UPDATE delegations SET subject = ?, actor = ?, scopes = ?, audiences = ?,
-				max_depth = ?, expires = ?, source = ?, revoked = ?, revoked_at = ?, created_at = ? WHERE id = ?`, delegationArgs(d)...)
+				delegate_to = ?, hand_on = ?, max_depth = ?, expires = ?, source = ?, revoked = ?, revoked_at = ?, created_at = ? WHERE id = ?`, delegationArgs(d)...)
 			return err
 		},
 	}

@@ -111,15 +111,17 @@ func newAgent(id string) store.Agent {
 
 func newDelegation(id string) store.Delegation {
 	return store.Delegation{
-		ID:        id,
-		Subject:   "user:sam",
-		Actor:     "agent:argocd",
-		Scopes:    []string{"deploy:create"},
-		Audiences: []string{"https://deploy.example"},
-		MaxDepth:  2,
-		Expires:   base().Add(24 * time.Hour),
-		Source:    "consent",
-		CreatedAt: base(),
+		ID:         id,
+		Subject:    "user:sam",
+		Actor:      "agent:argocd",
+		Scopes:     []string{"deploy:create"},
+		Audiences:  []string{"https://deploy.example"},
+		DelegateTo: []string{"agent:deploy_tools"},
+		HandOn:     []string{"https://registry.example"},
+		MaxDepth:   2,
+		Expires:    base().Add(24 * time.Hour),
+		Source:     "consent",
+		CreatedAt:  base(),
 	}
 }
 
@@ -291,6 +293,7 @@ func delegations() aggregate[store.Delegation] {
 			d.RevokedAt = base().Add(time.Hour)
 			d.Expires = time.Time{}
 			d.Audiences = nil
+			d.DelegateTo, d.HandOn = []string{"agent:a", "agent:b"}, nil
 			return d
 		},
 		setID: func(d store.Delegation, id string) store.Delegation { d.ID = id; return d },
