@@ -37,6 +37,9 @@ import (
 // URL), a resource people's tokens are addressed to, and a subscriber of
 // the revocation feed (a client with no scopes, as the feed asks).
 const (
+	// signInServerID is the MCP server's agent, which may exchange the
+	// tokens addressed to the MCP server for the deploy API.
+	signInServerID   = "agent:example_mcp"
 	signInFeedID     = "mcp-tools-feed"
 	signInFeedSecret = "mcp-tools-feed-secret"
 	// signInTTL is the access tokens' lifetime: short, so that the SDK's
@@ -49,10 +52,10 @@ const (
 )
 
 // writeSignInConfig writes Sam with a password, the MCP server registered
-// as a resource (monitoring:read by default, deploy:create on request) and
-// as an agent, the feed subscriber, and registration open to clients that
-// register themselves or describe themselves in a metadata document
-// served on loopback.
+// as a resource (monitoring:read by default, deploy:create on request)
+// whose agent may hand its tokens on to the deploy API, the feed
+// subscriber, and registration open to clients that register themselves or
+// describe themselves in a metadata document served on loopback.
 func writeSignInConfig(t *testing.T, dir string, port int, endpoint, deployURL string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`issuer: http://127.0.0.1:%[1]d
@@ -67,7 +70,7 @@ users:
     permissions: [monitoring:read, deploy:create]
     password_hash: '%[5]s'
 agents:
-  - id: %[6]s
+  - id: %[11]s
     secret: %[7]s
     scopes: [deploy:create]
   - id: %[8]s
@@ -79,14 +82,15 @@ resources:
       - {name: 'monitoring:read', description: Read the services' metrics}
       - {name: 'deploy:create', description: Start deployments}
     default_scopes: ['monitoring:read']
-    # TODO(hand on): agent: %[6]s, hand_on: [%[10]s]
+    agent: %[11]s
+    hand_on: [%[10]s]
 registration:
   policy: open
   metadata_documents: true
   metadata_documents_loopback: true
   scopes: [monitoring:read, deploy:create]
 `, port, filepath.Join(dir, "data"), testAdmin, signInTTL, config.DevPasswordHash,
-		endpoint, mcpServerSecret, signInFeedID, signInFeedSecret, deployURL)
+		endpoint, mcpServerSecret, signInFeedID, signInFeedSecret, deployURL, signInServerID)
 	path := filepath.Join(dir, "mandate-signin.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -163,7 +167,7 @@ func startSignInStage(t *testing.T) *signInStage {
 		endpoint: origin + mcpserver.Path, metadataURL: origin + "/.well-known/oauth-protected-resource/mcp",
 		mcpRecords: &records{}, deployRecords: &records{},
 	}
-	s.mcpServerID = s.endpoint
+	s.mcpServerID = signInServerID
 
 	// The MCP client's metadata document, over TLS on loopback. Mandate
 	// trusts the test server's certificate and nothing else: SSL_CERT_FILE
@@ -422,12 +426,25 @@ func (r *clientRun) stepUp(t *testing.T) {
 	}); rec == nil || !slices.Contains(rec.Scopes, "deploy:create") {
 		t.Errorf("the MCP server let no deploy call through after the step-up: %+v (all: %+v)", rec, s.mcpRecords.all())
 	}
-	// TODO(hand on): the deploy tool exchanges Sam's token for the
-	// deploy API; a client that registered itself may not yet hand on
-	// to the MCP server's agent. When resources name their agent and
-	// hand_on, check that the call succeeds and the deploy API sees
-	// Sam, this client and the MCP server in one chain.
-	t.Logf("deploy answered: error %v, %s", res.IsError, toolText(res))
+	// The deploy tool hands the work on by exchange: the resource's
+	// agent may, for the deploy API, as Sam was shown.
+	if res.IsError {
+		t.Fatalf("deploy: %s", toolText(res))
+	}
+	var out mcpserver.DeployResult
+	b, _ := json.Marshal(res.StructuredContent)
+	if err := json.Unmarshal(b, &out); err != nil || out.PerformedBy != s.mcpServerID || out.OnBehalfOf != "user:sam" {
+		t.Errorf("deploy answered %s (%v)", b, err)
+	}
+	rec := waitRecord(s.deployRecords, func(rec verify.Record) bool {
+		return rec.Resource == "service/api" && slices.Contains(rec.Chain, stepped)
+	})
+	if rec == nil || rec.OnBehalfOf != "user:sam" || !slices.Equal(rec.Chain, []string{s.mcpServerID, stepped}) || !slices.Equal(rec.Scopes, []string{"deploy:create"}) {
+		t.Errorf("the deploy API's record: %+v, want Sam, through %s then %s, deploy:create (all: %+v)", rec, s.mcpServerID, stepped, s.deployRecords.all())
+	}
+	if c := visits[1].consent; !strings.Contains(c, s.mcpServerID) || !strings.Contains(c, s.deployURL) {
+		t.Errorf("the step-up's consent page names neither the MCP server's agent nor where it hands on:\n%s", c)
+	}
 }
 
 // refresh waits for the token to expire in the token source's eyes and
