@@ -33,9 +33,10 @@ import (
 	"github.com/mandate-dev/mandate/verify/feed"
 )
 
-// The sign-in cast: the MCP server is an agent at Mandate (its endpoint's
-// URL), a resource people's tokens are addressed to, and a subscriber of
-// the revocation feed (a client with no scopes, as the feed asks).
+// The sign-in cast: the MCP server is a resource people's tokens are
+// addressed to (its endpoint's URL), an agent at Mandate that may hand
+// those tokens on, and a subscriber of the revocation feed (a client with
+// no scopes, as the feed asks).
 const (
 	// signInServerID is the MCP server's agent, which may exchange the
 	// tokens addressed to the MCP server for the deploy API.
@@ -119,7 +120,8 @@ type signInStage struct {
 // driven by a headless browser that the SDK hands the authorization URL;
 // it calls a tool, is refused 403 insufficient_scope on a tool needing a
 // scope Sam did not give, steps up (Sam consents again) and the call goes
-// through; its token source refreshes; and once Sam revokes the client on
+// through, the MCP server handing the work on to the deploy API by token
+// exchange; its token source refreshes; and once Sam revokes the client on
 // My agents, its next call is refused within a second.
 func TestMCPClientSignsSamIn(t *testing.T) {
 	if testing.Short() {
