@@ -2,10 +2,9 @@ package app
 
 import (
 	"fmt"
-
-	"github.com/mandate-dev/mandate/internal/cimd"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/cimd"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/ratelimit"
@@ -35,7 +34,9 @@ func newDocuments(cfg *config.Config, env Env) (*cimd.Fetcher, error) {
 	if !cfg.Registration.MetadataDocuments {
 		return nil, nil
 	}
-	f, err := cimd.New(cimd.Config{})
+	// The loopback switch is for development only; config.Validate
+	// refuses it on a server another machine can reach.
+	f, err := cimd.New(cimd.Config{AllowLoopback: cfg.Registration.MetadataDocumentsLoopback})
 	if err != nil {
 		return nil, fmt.Errorf("client metadata documents: %w", err)
 	}

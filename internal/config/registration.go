@@ -59,6 +59,12 @@ type Registration struct {
 	// policy admits it as if it had registered (open or
 	// approved_redirects). Off by default.
 	MetadataDocuments bool `yaml:"metadata_documents"`
+	// MetadataDocumentsLoopback, for development and tests only, lets
+	// documents be fetched from loopback addresses too (an MCP client on
+	// the same machine). It needs MetadataDocuments and a server whose
+	// issuer and listen address are both on loopback (LoopbackOnly), and
+	// is refused otherwise. Off by default.
+	MetadataDocumentsLoopback bool `yaml:"metadata_documents_loopback"`
 }
 
 // applyDefaults fills the registration section.
@@ -91,5 +97,13 @@ func (c *Config) validateRegistration(p *problems) {
 	}
 	if r.PerHour < 1 || r.PerHour > MaxRate {
 		p.add("registration.per_hour", "must be from 1 to %s", fmt.Sprint(MaxRate))
+	}
+	// Fetching from loopback opens the server's own machine to whoever
+	// names a client_id: only a server no other machine can reach may.
+	switch {
+	case r.MetadataDocumentsLoopback && !r.MetadataDocuments:
+		p.add("registration.metadata_documents_loopback", "needs metadata_documents: true")
+	case r.MetadataDocumentsLoopback && !c.LoopbackOnly():
+		p.add("registration.metadata_documents_loopback", "is for development only: the issuer and listen address must both be on loopback")
 	}
 }

@@ -23,6 +23,12 @@ func TestRegistrationSection(t *testing.T) {
 		{name: "fail/list-http", yaml: "registration: {policy: approved_redirects, redirect_uris: ['http://a.example/cb']}", want: "registration.redirect_uris[0]"},
 		{name: "fail/max-clients", yaml: "registration: {max_clients: -1}", want: "registration.max_clients"},
 		{name: "fail/per-hour", yaml: "registration: {per_hour: -1}", want: "registration.per_hour"},
+		{name: "ok/documents-from-loopback", yaml: "registration: {policy: open, metadata_documents: true, metadata_documents_loopback: true}"},
+		{name: "fail/documents-from-loopback-alone", yaml: "registration: {policy: open, metadata_documents_loopback: true}", want: "registration.metadata_documents_loopback: needs"},
+		{name: "fail/documents-from-loopback-public-issuer", yaml: "issuer: https://mandate.example\nregistration: {policy: open, metadata_documents: true, metadata_documents_loopback: true}",
+			want: "registration.metadata_documents_loopback: is for development only"},
+		{name: "fail/documents-from-loopback-public-listen", yaml: "listen: 0.0.0.0:8080\nregistration: {policy: open, metadata_documents: true, metadata_documents_loopback: true}",
+			want: "registration.metadata_documents_loopback: is for development only"},
 		{name: "fail/public-agent-with-secret", yaml: "agents: [{id: 'agent:cli', public: true, secret: 'longer-than-eight-bytes'}]", want: "public client"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
