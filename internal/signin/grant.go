@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/audit"
@@ -81,9 +82,13 @@ func (s *Service) Approve(ctx context.Context, sess store.Session, id string, a 
 			dl.DelegateTo, dl.HandOn = []string{o.Server}, o.HandOn
 		}
 	}
-	dl, err = s.Directory.CreateDelegation(ctx, directory.Performer{ID: sess.Subject, RequestID: requestID}, dl)
+	performer := directory.Performer{ID: sess.Subject, RequestID: requestID}
+	dl, err = s.Directory.CreateDelegation(ctx, performer, dl)
 	if err != nil {
 		return "", fmt.Errorf("signin: approve: %w", err)
+	}
+	if err := s.replaceEarlier(ctx, performer, dl); err != nil {
+		return "", err
 	}
 	code, hash := newSecret()
 	c := store.AuthCode{
@@ -99,6 +104,27 @@ func (s *Service) Approve(ctx context.Context, sess store.Session, id string, a 
 		params.Set("state", r.State)
 	}
 	return authorize.Redirect(r.RedirectURI, params), nil
+}
+
+// replaceEarlier revokes the person's earlier approvals of the same agent
+// for the same resource (or for none, as dl): a new consent, such as a
+// client's step-up to more scopes, replaces them, so that the person's
+// latest answer is the one in force and My agents shows one approval per
+// agent and resource. Delegations from the file or an administrator stay.
+func (s *Service) replaceEarlier(ctx context.Context, p directory.Performer, dl store.Delegation) error {
+	ds, err := s.Directory.Store.ListDelegations(ctx, store.DelegationFilter{Subject: dl.Subject, Actor: dl.Actor})
+	if err != nil {
+		return fmt.Errorf("signin: approve: %w", err)
+	}
+	for _, old := range ds {
+		if old.ID == dl.ID || old.Source != directory.SourceConsent || !slices.Equal(old.Audiences, dl.Audiences) {
+			continue
+		}
+		if err := s.Directory.RevokeDelegation(ctx, p, old.ID, "consent_replaced"); err != nil && !errors.Is(err, directory.ErrNotFound) {
+			return fmt.Errorf("signin: approve: %w", err)
+		}
+	}
+	return nil
 }
 
 // Deny declines the pending request id and returns where to send the
