@@ -85,7 +85,13 @@ func (m *modelState) approve(op modelOp) modelOutcome {
 		return modelRefuse(errNothingApproved, "approve: nothing approvable was ticked")
 	}
 	d := cmpOr(op.Duration, 8*time.Hour)
-	dl := &modelDlg{Label: op.Label, Subject: op.Person, Actor: agent, Scopes: scopes, Audiences: slices.Clone(op.Resource), Expires: m.now.Add(d)}
+	dl := &modelDlg{Label: op.Label, Subject: op.Person, Actor: agent, Scopes: scopes, Audiences: slices.Clone(op.Resource), Expires: m.now.Add(d), Consent: true}
+	// It replaces the person's earlier approval of the agent for the
+	// same resource: revoked, with every token under it.
+	if old := m.activeDelegation(op.Person, agent); old != nil && m.replaces(op, old) {
+		old.Revoked = true
+		m.kill("delegation_revoked", func(t *modelToken) bool { return t.Delegation == old.Label })
+	}
 	if len(op.Resource) > 0 {
 		// The page showed that the resource's server may hand the
 		// tokens on: the approval records it.
@@ -103,6 +109,12 @@ func (m *modelState) approve(op modelOp) modelOutcome {
 	m.codes[op.Label] = c
 	m.codeLabels = append(m.codeLabels, op.Label)
 	return modelOutcome{}
+}
+
+// replaces reports whether approving op would replace d: the person's
+// earlier approval of the same agent for the same resource.
+func (m *modelState) replaces(op modelOp, d *modelDlg) bool {
+	return d.Consent && slices.Equal(d.Audiences, op.Resource)
 }
 
 // approvable are the scopes of op's request that the consent page lets
@@ -372,7 +384,7 @@ func (g *modelGen) approve(label string) modelOp {
 	var pairs [][2]string
 	for _, p := range g.w.People {
 		for _, a := range m.agentIDs {
-			if m.activeDelegation(p.ID, a) == nil {
+			if d := m.activeDelegation(p.ID, a); d == nil || d.Consent && g.p(0.5) {
 				pairs = append(pairs, [2]string{p.ID, a})
 			}
 		}
@@ -418,6 +430,11 @@ func (g *modelGen) approve(label string) modelOp {
 	// then take the tokens on), sometimes otherwise.
 	if g.p(0.35) || len(g.m.resources) > 0 && g.p(0.6) {
 		op.Resource = []string{modelPick(g, modelURLs)}
+	}
+	// Approving again replaces the earlier approval for the same
+	// resource (a client stepping up).
+	if d := m.activeDelegation(op.Person, pair[1]); d != nil {
+		op.Resource = slices.Clone(d.Audiences)
 	}
 	return op
 }

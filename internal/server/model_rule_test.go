@@ -22,7 +22,9 @@ package server_test
 //   - client_credentials checks the scope before the audience;
 //   - /revoke by a client of a token issued to another changes nothing;
 //   - a person approves an agent only while no delegation from them to it
-//     is active (as for the delegations the administrator makes);
+//     is active (as for the delegations the administrator makes), or
+//     while the one active is their earlier approval for the same
+//     resource, which the new one replaces;
 //   - a world registers either no resource or every URL of the
 //     vocabulary, so that no authorization request is refused for naming
 //     an unregistered one; a registered resource admits every client.
@@ -133,7 +135,9 @@ type modelDlg struct {
 	// and what a later hop may reach besides Audiences (an approval for
 	// a resource whose server exchanges its tokens).
 	DelegateTo, HandOn []string
-	MaxDepth           int
+	// Consent: a person made it on the consent page.
+	Consent  bool
+	MaxDepth int
 	Expires            time.Time // zero: never
 	Revoked            bool
 }
@@ -792,8 +796,12 @@ func (m *modelState) applicable(op modelOp) bool {
 	if op.Code != "" && m.codes[op.Code] == nil || op.Refresh != "" && m.refreshes[op.Refresh] == nil {
 		return false
 	}
-	if op.Kind == opApprove && m.activeDelegation(op.Person, cmpOr(op.Agent, op.Client)) != nil {
-		return false // as for opCreateDelegation
+	if op.Kind == opApprove {
+		// As for opCreateDelegation, but an approval replaces the
+		// person's earlier one for the same resource.
+		if d := m.activeDelegation(op.Person, cmpOr(op.Agent, op.Client)); d != nil && !m.replaces(op, d) {
+			return false
+		}
 	}
 	if (op.Kind == opRevoke || op.Kind == opAdminRevokeJTI) && m.tokens[op.Token].Kind == modelIdP {
 		return false

@@ -62,6 +62,9 @@ type modelStats struct {
 	// own does not list the client), HandedOn those whose audience only
 	// the delegation's hand_on allows.
 	ConsentHops, ServerHops, HandedOn int
+	// Replaced counts the approvals that replaced an earlier one whose
+	// tokens were still in force.
+	Replaced int
 }
 
 func (s *modelStats) add(o modelStats) {
@@ -78,6 +81,7 @@ func (s *modelStats) add(o modelStats) {
 	s.ConsentHops += o.ConsentHops
 	s.ServerHops += o.ServerHops
 	s.HandedOn += o.HandedOn
+	s.Replaced += o.Replaced
 	for i := range s.ByRule {
 		s.ByRule[i] += o.ByRule[i]
 		s.Depth[i] += o.Depth[i]
@@ -95,9 +99,9 @@ func (s modelStats) String() string {
 			depths = append(depths, fmt.Sprintf("%d:%d", i, s.Depth[i]))
 		}
 	}
-	return fmt.Sprintf("%d operations; %d exchanges, %d granted (by chain length %s), %d refused as the model predicts (by check %s); %d approvals, %d codes and %d refresh tokens granted, %d refused as the model predicts, %d exchanges of their tokens granted (%d handed on by the delegation's delegate_to, %d to an audience of its hand_on); %d checks of tokens in force at the server, %d at a verifier",
+	return fmt.Sprintf("%d operations; %d exchanges, %d granted (by chain length %s), %d refused as the model predicts (by check %s); %d approvals, %d codes and %d refresh tokens granted, %d refused as the model predicts, %d approvals that replaced one in use, %d exchanges of their tokens granted (%d handed on by the delegation's delegate_to, %d to an audience of its hand_on); %d checks of tokens in force at the server, %d at a verifier",
 		s.Ops, s.Exchanges, s.Granted, strings.Join(depths, " "), s.Refused, strings.Join(rules, " "),
-		s.Approvals, s.Redeemed, s.Refreshed, s.ConsentRefused, s.ConsentHops, s.ServerHops, s.HandedOn, s.Introspections, s.Verifications)
+		s.Approvals, s.Redeemed, s.Refreshed, s.ConsentRefused, s.Replaced, s.ConsentHops, s.ServerHops, s.HandedOn, s.Introspections, s.Verifications)
 }
 
 // modelDisagreement is the first place where the server and the model
@@ -298,7 +302,7 @@ func (r *modelRun) fail(i int, sig, format string, args ...any) *modelDisagreeme
 func (r *modelRun) step(i int, op modelOp) *modelDisagreement {
 	before := r.m.now
 	var wasInForce map[string]bool
-	if !slices.Contains([]string{opSignIn, opIdP, opCC, opExchange, opClock, opApprove}, op.Kind) {
+	if !slices.Contains([]string{opSignIn, opIdP, opCC, opExchange, opClock}, op.Kind) {
 		wasInForce = map[string]bool{}
 		for _, l := range r.m.labels {
 			wasInForce[l] = r.m.inForce(r.m.tokens[l])
@@ -322,7 +326,14 @@ func (r *modelRun) step(i int, op modelOp) *modelDisagreement {
 	case opExchange:
 		return r.grant(i, op, want, r.h.post("/token", op.Client, r.exchangeForm(op)))
 	case opApprove:
-		return r.approve(i, op, want)
+		if d := r.approve(i, op, want); d != nil {
+			return d
+		}
+		// An approval that replaced an earlier one ended its tokens.
+		if !slices.ContainsFunc(r.m.labels, func(l string) bool { return wasInForce[l] && !r.m.inForce(r.m.tokens[l]) }) {
+			return nil
+		}
+		r.stats.Replaced++
 	case opRedeem, opRefresh:
 		if d := r.grant(i, op, want, r.h.post("/token", op.Client, r.consentForm(op))); d != nil {
 			return d
