@@ -138,8 +138,8 @@ type modelDlg struct {
 	// Consent: a person made it on the consent page.
 	Consent  bool
 	MaxDepth int
-	Expires            time.Time // zero: never
-	Revoked            bool
+	Expires  time.Time // zero: never
+	Revoked  bool
 }
 
 // modelPersonState and modelAgentState are what may change after the start.
