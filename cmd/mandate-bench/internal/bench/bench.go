@@ -535,17 +535,21 @@ func printBench(w io.Writer, f benchFlags, out benchOutput) error {
 	}
 	fmt.Fprintln(w, "floor: one ES256 verification + one EdDSA signature, timed on the load CPU before each run")
 	fmt.Fprintln(w, "srv CPU: the server's CPU use (100% = one core); others: CPU used by other processes; steal: by other VMs")
+	fmt.Fprintln(w, "srv KB/req: bytes the server wrote to disk per request (write_bytes of /proc/PID/io), in KiB")
 	fmt.Fprintln(w)
 	rows := [][]string{{"grant", "conc", "round", "requests", "errors", "req/s", "p50", "p90", "p99", "max",
-		"floor µs", "srv CPU µs/req", "÷ floor", "srv CPU", "srv RSS", "load CPU µs/req", "others", "steal"}}
+		"floor µs", "srv CPU µs/req", "÷ floor", "srv CPU", "srv KB/req", "srv RSS", "load CPU µs/req", "others", "steal"}}
 	for _, r := range out.Runs {
 		l := r.Latency
-		srvPer, perFloor, srvUtil, rss, loadPer, others, steal := "-", "-", "-", "-", "-", "-", "-"
+		srvPer, perFloor, srvUtil, written, rss, loadPer, others, steal := "-", "-", "-", "-", "-", "-", "-", "-"
 		if s := r.Server; s != nil {
 			srvPer = fmt.Sprintf("%.0f", micros(s.CPUPerRequest))
 			perFloor = fmt.Sprintf("%.1f", r.perFloor())
 			srvUtil = fmt.Sprintf("%.0f%%", 100*s.Utilization)
 			rss = mib(s.RSSAfter)
+			if s.IO != nil {
+				written = kib(s.IO.WriteBytesPerRequest)
+			}
 		}
 		if s := r.Load; s != nil {
 			loadPer = fmt.Sprintf("%.0f", micros(s.CPUPerRequest))
@@ -555,7 +559,7 @@ func printBench(w io.Writer, f benchFlags, out benchOutput) error {
 		}
 		rows = append(rows, []string{r.Grant, fmt.Sprint(r.Concurrency), fmt.Sprint(r.Round), fmt.Sprint(r.Requests),
 			fmt.Sprint(r.Errors), fmt.Sprintf("%.0f", r.Throughput), ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max),
-			fmt.Sprintf("%.0f", micros(r.Floor.Floor)), srvPer, perFloor, srvUtil, rss, loadPer, others, steal})
+			fmt.Sprintf("%.0f", micros(r.Floor.Floor)), srvPer, perFloor, srvUtil, written, rss, loadPer, others, steal})
 	}
 	if err := writeTable(w, rows); err != nil {
 		return err
@@ -573,10 +577,10 @@ func printBench(w io.Writer, f benchFlags, out benchOutput) error {
 // over the rounds.
 func printMedians(w io.Writer, runs []benchResult, f benchFlags) error {
 	fmt.Fprintf(w, "\nmedians of %d rounds:\n", f.rounds)
-	rows := [][]string{{"grant", "conc", "req/s", "p50", "p99", "srv CPU µs/req", "÷ floor"}}
+	rows := [][]string{{"grant", "conc", "req/s", "p50", "p99", "srv CPU µs/req", "÷ floor", "srv KB/req"}}
 	for _, c := range f.concurrency {
 		for _, g := range f.grants {
-			var rps, p50, p99, cpu, per []float64
+			var rps, p50, p99, cpu, per, written []float64
 			for _, r := range runs {
 				if r.Grant != g || r.Concurrency != c {
 					continue
@@ -584,11 +588,18 @@ func printMedians(w io.Writer, runs []benchResult, f benchFlags) error {
 				rps, p50, p99 = append(rps, r.Throughput), append(p50, float64(r.Latency.P50)), append(p99, float64(r.Latency.P99))
 				if r.Server != nil {
 					cpu, per = append(cpu, micros(r.Server.CPUPerRequest)), append(per, r.perFloor())
+					if r.Server.IO != nil {
+						written = append(written, r.Server.IO.WriteBytesPerRequest)
+					}
 				}
+			}
+			kb := "-"
+			if len(written) > 0 {
+				kb = kib(median(written))
 			}
 			rows = append(rows, []string{g, fmt.Sprint(c), fmt.Sprintf("%.0f", median(rps)),
 				ms(time.Duration(median(p50))), ms(time.Duration(median(p99))),
-				fmt.Sprintf("%.0f", median(cpu)), fmt.Sprintf("%.1f", median(per))})
+				fmt.Sprintf("%.0f", median(cpu)), fmt.Sprintf("%.1f", median(per)), kb})
 		}
 	}
 	return writeTable(w, rows)
@@ -657,7 +668,9 @@ func printRatio(w io.Writer, runs []benchResult, num, base string) {
 		}
 	}
 	var concs []int
-	ratios := map[int][4][]float64{} // by concurrency: throughput, p50, p99, CPU
+	// By concurrency: throughput, p50, p99 and CPU ratios, then the bytes
+	// written per request by num's server and by base's.
+	ratios := map[int][6][]float64{}
 	for _, r := range runs {
 		b, ok := den[key{r.Round, r.Concurrency}]
 		if r.Grant != num || !ok || b.Throughput == 0 {
@@ -672,6 +685,10 @@ func printRatio(w io.Writer, runs []benchResult, num, base string) {
 		q[2] = append(q[2], ratio(r.Latency.P99, b.Latency.P99))
 		if r.Server != nil && b.Server != nil {
 			q[3] = append(q[3], ratio(r.Server.CPUPerRequest, b.Server.CPUPerRequest))
+			if r.Server.IO != nil && b.Server.IO != nil {
+				q[4] = append(q[4], r.Server.IO.WriteBytesPerRequest)
+				q[5] = append(q[5], b.Server.IO.WriteBytesPerRequest)
+			}
 		}
 		ratios[r.Concurrency] = q
 	}
@@ -684,6 +701,9 @@ func printRatio(w io.Writer, runs []benchResult, num, base string) {
 		line := fmt.Sprintf("  c=%d: throughput ×%.2f, p50 ×%.2f, p99 ×%.2f", c, median(q[0]), median(q[1]), median(q[2]))
 		if len(q[3]) > 0 {
 			line += fmt.Sprintf(", server CPU/req ×%.2f", median(q[3]))
+		}
+		if len(q[4]) > 0 {
+			line += fmt.Sprintf("; written/req %s KiB (%s KiB)", kib(median(q[4])), kib(median(q[5])))
 		}
 		fmt.Fprintln(w, line)
 	}
@@ -701,6 +721,9 @@ func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsec
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 
 func mib(b int64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
+
+// kib formats a byte count in KiB, with one decimal.
+func kib(b float64) string { return fmt.Sprintf("%.1f", b/(1<<10)) }
 
 func maxOf(xs []int) int {
 	m := 0

@@ -111,6 +111,26 @@ type Usage struct {
 	RSSBefore int64 `json:"rss_before_bytes"`
 	RSSAfter  int64 `json:"rss_after_bytes"`
 	PeakRSS   int64 `json:"peak_rss_bytes"`
+	// IO is what the process wrote over the window; nil when its
+	// /proc/PID/io could not be read.
+	IO *IOUsage `json:"io,omitempty"`
+}
+
+// IOUsage is what a process wrote over the measured window, from the
+// differences of its IOCounters.
+type IOUsage struct {
+	// WriteBytes is the bytes the process sent to the storage layer
+	// (write_bytes; see IOCounters).
+	WriteBytes int64 `json:"write_bytes"`
+	// CancelledWriteBytes is the part of them never written because the
+	// file was truncated first (cancelled_write_bytes).
+	CancelledWriteBytes int64 `json:"cancelled_write_bytes"`
+	// WriteBytesPerRequest is WriteBytes divided by Report.Requests.
+	WriteBytesPerRequest float64 `json:"write_bytes_per_request"`
+	// WriteChars is the bytes passed to write(2) (wchar), WriteCalls the
+	// calls (syscw).
+	WriteChars int64 `json:"write_chars"`
+	WriteCalls int64 `json:"write_calls"`
 }
 
 // NewClient returns an HTTP client for n concurrent workers on loopback: one
@@ -213,6 +233,17 @@ func usage(s [2]ProcSample, requests int, elapsed time.Duration) *Usage {
 	}
 	if elapsed > 0 {
 		u.Utilization = u.CPU.Seconds() / elapsed.Seconds()
+	}
+	if a, b := s[0].IO, s[1].IO; a != nil && b != nil {
+		u.IO = &IOUsage{
+			WriteBytes:          b.WriteBytes - a.WriteBytes,
+			CancelledWriteBytes: b.CancelledWriteBytes - a.CancelledWriteBytes,
+			WriteChars:          b.WriteChars - a.WriteChars,
+			WriteCalls:          b.WriteCalls - a.WriteCalls,
+		}
+		if requests > 0 {
+			u.IO.WriteBytesPerRequest = float64(u.IO.WriteBytes) / float64(requests)
+		}
 	}
 	return u
 }

@@ -128,3 +128,29 @@ func TestParseCPUTimes(t *testing.T) {
 		})
 	}
 }
+
+func TestParseIO(t *testing.T) {
+	const sample = "rchar: 6976\nwchar: 512\nsyscr: 10\nsyscw: 3\nread_bytes: 0\nwrite_bytes: 40960\ncancelled_write_bytes: 4096\n"
+	got, err := ParseIO([]byte(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := IOCounters{WriteBytes: 40960, CancelledWriteBytes: 4096, WriteChars: 512, WriteCalls: 3}
+	if got != want {
+		t.Errorf("ParseIO = %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"wchar: 1\nsyscw: 1\n", "wchar: 1\nsyscw: 1\nwrite_bytes: x\ncancelled_write_bytes: 0\n"} {
+		if _, err := ParseIO([]byte(bad)); err == nil {
+			t.Errorf("ParseIO(%q) succeeded", bad)
+		}
+	}
+	if _, err := os.Stat("/proc/self/io"); err == nil {
+		s, err := ReadProc(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.IO == nil {
+			t.Error("ReadProc of this process has no I/O counters")
+		}
+	}
+}
