@@ -31,15 +31,6 @@ const eventCols = eventColsV1 + `, agent_version, authorization_details, operati
 // eventSelect is the columns scanEvent reads.
 const eventSelect = "seq, " + eventCols + ", hash"
 
-// eventColumns is eventSelect, with seq named as the events table's when
-// the query joins event_actors, which has a seq too.
-func eventColumns(joined bool) string {
-	if joined {
-		return "events." + eventSelect
-	}
-	return eventSelect
-}
-
 // eventSelectV1 is the columns scanEventV1 reads: chainExisting runs at
 // migration 6, before the columns of migration 7 exist.
 const eventSelectV1 = "seq, " + eventColsV1 + ", hash"
@@ -48,24 +39,24 @@ const eventSelectV1 = "seq, " + eventColsV1 + ", hash"
 // prepared once on the write connection (Store.prepared), so that a commit
 // parses no SQL.
 type eventWriter struct {
-	last, event, actor *sql.Stmt
+	last, event *sql.Stmt
 }
 
 func (s *Store) newEventWriter(ctx context.Context, tx *sql.Tx) *eventWriter {
 	return &eventWriter{
 		last:  tx.StmtContext(ctx, s.stmts.last),
 		event: tx.StmtContext(ctx, s.stmts.event),
-		actor: tx.StmtContext(ctx, s.stmts.actor),
 	}
 }
 
 func (w *eventWriter) close() {
 	w.last.Close()
 	w.event.Close()
-	w.actor.Close()
 }
 
-// write appends e as record seq with chain hash hash.
+// write appends e as record seq with chain hash hash, unindexed: its
+// event_actors rows and its entries in the query indexes are the
+// indexer's (indexer.go).
 func (w *eventWriter) write(ctx context.Context, e store.Event, seq int64, hash []byte) error {
 	_, err := w.event.ExecContext(ctx, seq, hash, e.ID, timeIn(e.Time), e.RequestID, e.Action, e.Result, e.Reason,
 		e.Detail, e.Performer, e.OnBehalf, listIn(e.Chain), e.ClientID, listIn(e.Scopes), listIn(e.Requested),
@@ -74,16 +65,12 @@ func (w *eventWriter) write(ctx context.Context, e store.Event, seq int64, hash 
 	if err != nil {
 		return fmt.Errorf("insert event %q: %w", e.ID, dbErr(err))
 	}
-	for _, a := range eventActors(e) {
-		if _, err := w.actor.ExecContext(ctx, a, seq); err != nil {
-			return fmt.Errorf("insert event %q actor: %w", e.ID, dbErr(err))
-		}
-	}
 	return nil
 }
 
 // eventActors is every actor e names, each once: its chain, performer and
-// client. EventFilter.Actor matches any of them.
+// client. EventFilter.Actor matches any of them; the indexer's actorRows
+// and QueryEvents' actorInTail say the same in SQL.
 func eventActors(e store.Event) []string {
 	out := make([]string, 0, len(e.Chain)+2)
 	add := func(a string) {
@@ -253,11 +240,16 @@ func scanEventOf(sc scanner, v2 bool) (store.Event, error) {
 	return e, err
 }
 
-// jtiMatch is QueryEvents' jti filter: the event's jti or parent_jti. Each
-// side states the predicate of its partial index (migration 8), which a
-// bound parameter does not imply, so that SQLite answers it from the two
-// indexes instead of walking the log.
-const jtiMatch = "((jti = ? AND jti <> '') OR (parent_jti = ? AND parent_jti <> ''))"
+// jtiMatch is QueryEvents' jti filter: the event's jti or parent_jti. In
+// the indexed part each side states the predicate of its partial index
+// (migrations 8 and 17), which a bound parameter does not imply, so that
+// SQLite answers it from the two indexes instead of walking the log.
+func jtiMatch(indexed bool) string {
+	if !indexed {
+		return "(jti = ? OR parent_jti = ?)"
+	}
+	return "((jti = ? AND jti <> '' AND indexed = 1) OR (parent_jti = ? AND parent_jti <> '' AND indexed = 1))"
+}
 
 // requestAction is the action of verifiers' records, whose ids are unique
 // (the partial index events_request_id).
@@ -276,26 +268,44 @@ func idsMatch(n int, requests bool) string {
 	return in
 }
 
-// QueryEvents returns the events f selects, newest (highest Seq) first.
-// Actor matches the chain, performer or client; Subject matches OnBehalf;
-// JTI matches the event's JTI or ParentJTI (an exchange from the token
-// concerns it too); IDs matches any of the ids; Result, Audience,
-// Resource, DelegationID and AgentVersion match their field exactly; Since
-// is inclusive and Until exclusive. Limit defaults to 100 and is capped at
-// 1000.
-func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
+// indexHead is the last record the indexer has indexed (indexer.go): the
+// records at or below it are in the query indexes and event_actors, those
+// above it in none.
+const indexHead = "(SELECT seq FROM event_index_head WHERE id = 1)"
+
+// actorInTail is EventFilter.Actor for a record the indexer has not reached
+// yet, which has no event_actors rows: what eventActors and the indexer's
+// actorRows say, in SQL.
+const actorInTail = "(performer = ? OR client_id = ? OR EXISTS (SELECT 1 FROM json_each(" + chainJSON + ") AS j " +
+	"WHERE j.type = 'text' AND j.value = ?))"
+
+// chainJSON is a record's chain as a JSON array, or an empty one if the
+// column does not hold valid JSON (a list is always written as JSON; this
+// keeps one bad row from failing every query and the indexer).
+const chainJSON = "CASE WHEN json_valid(chain) THEN chain ELSE '[]' END"
+
+// eventWhere is QueryEvents' WHERE clause and its arguments for one of its
+// two parts: the indexed records (through the indexes, an actor's through
+// event_actors AS a), or the records after the index head (by seq).
+func eventWhere(f store.EventFilter, indexed bool) (string, []any) {
 	var (
 		where []string
 		args  []any
 	)
-	// An actor's records are read from event_actors' (actor, seq) key,
-	// newest first, so that a page stops after its limit instead of
-	// gathering every record the actor ever appeared in first.
-	from, order := "events", "seq"
-	if f.Actor != "" {
-		from, order = "event_actors AS a CROSS JOIN events ON events.seq = a.seq", "a.seq"
-		where = append(where, "a.actor = ?")
+	seq := "seq"
+	switch {
+	case indexed && f.Actor != "":
+		seq = "a.seq"
+		where = append(where, "a.actor = ?", "a.seq <= "+indexHead)
 		args = append(args, f.Actor)
+	case indexed:
+		where = append(where, "indexed = 1", "seq <= "+indexHead)
+	default:
+		where = append(where, "seq > "+indexHead)
+		if f.Actor != "" {
+			where = append(where, actorInTail)
+			args = append(args, f.Actor, f.Actor, f.Actor)
+		}
 	}
 	if f.Subject != "" {
 		where = append(where, "on_behalf = ?")
@@ -307,11 +317,8 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		args = append(args, f.Action)
 	}
 	if f.JTI != "" {
-		where = append(where, jtiMatch)
+		where = append(where, jtiMatch(indexed && f.Actor == ""))
 		args = append(args, f.JTI, f.JTI)
-	}
-	if len(f.IDs) > store.MaxEventIDs {
-		return nil, fmt.Errorf("sqlite: query events: %d ids, at most %d", len(f.IDs), store.MaxEventIDs)
 	}
 	if len(f.IDs) > 0 {
 		where = append(where, idsMatch(len(f.IDs), f.Action == requestAction))
@@ -328,7 +335,7 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 			args = append(args, c.v)
 		}
 	}
-	if f.DelegationID != "" {
+	if f.DelegationID != "" && indexed {
 		// Implies the predicate of the partial index events_delegation,
 		// which a bound parameter does not.
 		where = append(where, "delegation_id <> ''")
@@ -342,21 +349,55 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		args = append(args, f.Until.UnixMicro())
 	}
 	if f.BeforeSeq > 0 {
-		where = append(where, order+" < ?")
+		where = append(where, seq+" < ?")
 		args = append(args, f.BeforeSeq)
+	}
+	return strings.Join(where, " AND "), args
+}
+
+// QueryEvents returns the events f selects, newest (highest Seq) first.
+// Actor matches the chain, performer or client; Subject matches OnBehalf;
+// JTI matches the event's JTI or ParentJTI (an exchange from the token
+// concerns it too); IDs matches any of the ids; Result, Audience,
+// Resource, DelegationID and AgentVersion match their field exactly; Since
+// is inclusive and Until exclusive. Limit defaults to 100 and is capped at
+// 1000.
+//
+// One statement reads both parts of the log, so from one snapshot: the
+// records the indexer has not reached yet (after the index head, walked by
+// seq), then the indexed ones through the indexes, merged newest first. An
+// actor's indexed records are read from event_actors' (actor, seq) key,
+// newest first, so that a page stops after its limit instead of gathering
+// every record the actor ever appeared in first.
+func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
+	q, args, err := eventQuery(f)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: query events: %w", err)
+	}
+	return list(ctx, s.r, "events", q, scanEvent, args...)
+}
+
+// eventQuery is QueryEvents' statement and its arguments.
+func eventQuery(f store.EventFilter) (string, []any, error) {
+	if len(f.IDs) > store.MaxEventIDs {
+		return "", nil, fmt.Errorf("%d ids, at most %d", len(f.IDs), store.MaxEventIDs)
 	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultEventLimit
 	}
 	limit = min(limit, maxEventLimit)
-	q := "SELECT " + eventColumns(f.Actor != "") + " FROM " + from
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+	tail, args := eventWhere(f, false)
+	done, doneArgs := eventWhere(f, true)
+	from, cols := "events", eventSelect
+	if f.Actor != "" {
+		// seq is the one column both tables have.
+		from, cols = "event_actors AS a CROSS JOIN events ON events.seq = a.seq", "a."+eventSelect
 	}
-	q += " ORDER BY " + order + " DESC LIMIT ?"
-	args = append(args, limit)
-	return list(ctx, s.r, "events", q, scanEvent, args...)
+	q := "SELECT " + eventSelect + " FROM events WHERE " + tail +
+		" UNION ALL SELECT " + cols + " FROM " + from + " WHERE " + done +
+		" ORDER BY 1 DESC LIMIT ?"
+	return q, append(append(args, doneArgs...), limit), nil
 }
 
 // EventsAfter returns up to limit events with Seq above afterSeq, oldest

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"github.com/mandate-dev/mandate/internal/store"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,7 +10,7 @@ import (
 // TestQueryPlanJTI checks that QueryEvents' jti filter is answered from the
 // partial indexes of migration 8, not by walking the log.
 func TestQueryPlanJTI(t *testing.T) {
-	got := queryPlan(t, jtiMatch, "j", "j")
+	got := queryPlan(t, "indexed = 1 AND "+jtiMatch(true), "j", "j")
 	for _, want := range []string{"INDEX events_jti", "INDEX events_parent_jti"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("query plan does not use %s:\n%s", want, got)
@@ -57,4 +58,64 @@ func queryPlan(t *testing.T, where string, args ...any) string {
 		t.Fatal(err)
 	}
 	return strings.Join(plan, "\n")
+}
+
+// TestQueryPlanEvents: QueryEvents reads the records after the index head
+// by seq and the indexed ones through the index of its filter, merged in
+// order, without sorting the log.
+func TestQueryPlanEvents(t *testing.T) {
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "mandate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tt := range []struct {
+		name string
+		f    store.EventFilter
+		want string
+		// sorts: the jti filter's two indexes (MULTI-INDEX OR) give the
+		// few records of one token out of order, as before.
+		sorts bool
+	}{
+		{name: "ok/subject", f: store.EventFilter{Subject: "user:sam"}, want: "events_on_behalf"},
+		{name: "ok/action", f: store.EventFilter{Action: "token.exchange"}, want: "events_action"},
+		{name: "ok/actor", f: store.EventFilter{Actor: "agent:a"}, want: "SEARCH a USING PRIMARY KEY (actor=?"},
+		{name: "ok/delegation", f: store.EventFilter{DelegationID: "dlg_1"}, want: "events_delegation"},
+		{name: "ok/jti", f: store.EventFilter{JTI: "j"}, want: "events_parent_jti", sorts: true},
+		{name: "ok/page", f: store.EventFilter{Subject: "user:sam", BeforeSeq: 100}, want: "events_on_behalf"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			q, args, err := eventQuery(tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan := explain(t, s, q, args...)
+			if !strings.Contains(plan, tt.want) || (!tt.sorts && strings.Contains(plan, "TEMP B-TREE")) ||
+				strings.Contains(plan, "SCAN events\n") {
+				t.Errorf("plan does not use %s, or sorts:\n%s", tt.want, plan)
+			}
+		})
+	}
+}
+
+func explain(t *testing.T, s *Store, q string, args ...any) string {
+	t.Helper()
+	rows, err := s.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(plan, "\n") + "\n"
 }

@@ -50,6 +50,8 @@ type Store struct {
 	stmts *statements
 	// ckpt is the background WAL checkpointer (walCheckpointer).
 	ckpt *walCheckpointer
+	// indexer keeps the audit log's query indexes (indexer.go).
+	indexer *eventIndexer
 }
 
 // statements are the statements of the token path, prepared once. The
@@ -58,7 +60,7 @@ type Store struct {
 // re-prepares them if the connection was replaced); getToken is prepared on
 // the read pool, where database/sql prepares it once per connection.
 type statements struct {
-	token, last, event, actor *sql.Stmt
+	token, last, event *sql.Stmt
 	// getToken reads one tokens row by jti: every Mandate token presented
 	// as a subject or actor token, and each of its ancestors.
 	getToken *sql.Stmt
@@ -72,7 +74,7 @@ type statements struct {
 
 // all is every statement, for Close.
 func (st *statements) all() []*sql.Stmt {
-	return []*sql.Stmt{st.token, st.last, st.event, st.actor, st.getToken, st.eventsAfter}
+	return []*sql.Stmt{st.token, st.last, st.event, st.getToken, st.eventsAfter}
 }
 
 // prepare prepares the token path's statements. It runs in Open, before any
@@ -86,9 +88,10 @@ func (s *Store) prepare(ctx context.Context) error {
 	}{
 		{&st.token, s.w, "INSERT INTO tokens (" + tokenCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
 		{&st.last, s.w, lastEvent},
-		{&st.event, s.w, "INSERT INTO events (seq, hash, " + eventCols + ") VALUES (?, ?" +
+		// A record is appended unindexed (indexed = 0): the background
+		// indexer adds it to the query indexes (indexer.go).
+		{&st.event, s.w, "INSERT INTO events (seq, hash, indexed, " + eventCols + ") VALUES (?, ?, 0" +
 			strings.Repeat(", ?", strings.Count(eventCols, ",")+1) + ")"},
-		{&st.actor, s.w, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
 		{&st.getToken, s.r, "SELECT " + tokenCols + " FROM tokens WHERE jti = ?"},
 		{&st.eventsAfter, s.r, "SELECT " + eventSelect + " FROM events WHERE seq > ? ORDER BY seq"},
 	} {
@@ -159,6 +162,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
 	s.ckpt = startCheckpointer(c, checkpointEvery)
+	s.indexer = s.startIndexer(indexEvery)
 	return s, nil
 }
 
@@ -337,6 +341,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes both connection pools. Calls in flight may fail.
 func (s *Store) Close() error {
 	var cerr error
+	if s.indexer != nil {
+		s.indexer.stop()
+	}
 	if s.ckpt != nil {
 		cerr = s.ckpt.stop()
 	}

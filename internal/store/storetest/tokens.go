@@ -418,3 +418,35 @@ func testQueryEventsLimit(t *testing.T, open func(t *testing.T) store.Store) {
 		})
 	}
 }
+
+// testQueryRightAfterCommit: a record is found by every filter as soon as
+// its commit returns, whatever a backend does later to index it (SQLite's
+// query indexes are built in batches behind the appends).
+func testQueryRightAfterCommit(t *testing.T, open func(t *testing.T) store.Store) {
+	s, ctx := open(t), t.Context()
+	for i := range 20 {
+		e := store.Event{ID: fmt.Sprintf("e%d", i), Time: base(), Action: "token.exchange", Result: "granted",
+			Performer: "agent:a", OnBehalf: "user:sam", Chain: []string{"agent:a", fmt.Sprintf("agent:hop%d", i)},
+			ClientID: "agent:a", DelegationID: "dlg_1", JTI: fmt.Sprintf("j%d", i), ParentJTI: fmt.Sprintf("j%d", i-1)}
+		if err := s.Commit(ctx, store.Batch{Events: []store.Event{e}}); err != nil {
+			t.Fatalf("Commit %s: %v", e.ID, err)
+		}
+		for _, f := range []store.EventFilter{
+			{}, {Actor: "agent:a"}, {Actor: fmt.Sprintf("agent:hop%d", i)}, {Subject: "user:sam"},
+			{Action: "token.exchange"}, {JTI: e.JTI}, {DelegationID: "dlg_1"}, {Actor: "agent:a", Subject: "user:sam"},
+		} {
+			f.Limit = 1
+			got, err := s.QueryEvents(ctx, f)
+			if err != nil {
+				t.Fatalf("QueryEvents %+v: %v", f, err)
+			}
+			if len(got) != 1 || got[0].ID != e.ID {
+				t.Fatalf("right after committing %s, QueryEvents %+v = %v, want it", e.ID, f, eventIDs(got))
+			}
+		}
+		// The record before it, through the parent jti.
+		if got, err := s.QueryEvents(ctx, store.EventFilter{JTI: fmt.Sprintf("j%d", i-1)}); err != nil || (i > 0 && len(got) != 2) {
+			t.Fatalf("QueryEvents jti j%d = %v, %v; want two records", i-1, eventIDs(got), err)
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// The audit log's query indexes (events_on_behalf, events_action,
+// events_jti, events_parent_jti, events_delegation and the event_actors
+// table) are kept by a background indexer, not by each append (migration
+// 17). An append writes the record with indexed = 0, which no partial index
+// holds; an exchange that commits alone then writes the log's last leaf,
+// and not six more B-tree pages, to the WAL before its answer. Every
+// indexEvery the indexer takes the records after the index head, at most
+// indexBatch per write transaction: it marks them indexed (which enters
+// them into the partial indexes), adds their event_actors rows and moves
+// the head, atomically. The indexes are derived data and so are not part
+// of the durability promise; QueryEvents reads the records after the head
+// by seq, so every answer includes every committed record.
+const (
+	indexEvery = 500 * time.Millisecond
+	indexBatch = 2000
+	// indexPause is the pause between two batches of one pass, so that
+	// requests' commits get the write connection in between.
+	indexPause = 2 * time.Millisecond
+)
+
+// actorRows inserts the event_actors rows of the records in (?, ?]: each
+// actor a record names (eventActors), once.
+const actorRows = `INSERT OR IGNORE INTO event_actors (actor, seq)
+SELECT performer, seq FROM events WHERE seq > ?1 AND seq <= ?2 AND performer <> ''
+UNION SELECT client_id, seq FROM events WHERE seq > ?1 AND seq <= ?2 AND client_id <> ''
+UNION SELECT j.value, e.seq FROM events AS e, json_each(CASE WHEN json_valid(e.chain) THEN e.chain ELSE '[]' END) AS j
+	WHERE e.seq > ?1 AND e.seq <= ?2 AND j.type = 'text' AND j.value <> ''`
+
+// indexEvents indexes at most limit records after the index head, in one
+// write transaction, and returns how many records it indexed (records
+// archived meanwhile leave gaps in seq, which it skips).
+func (s *Store) indexEvents(ctx context.Context, limit int) (int, error) {
+	n := 0
+	err := s.write(ctx, "index events", func(tx *sql.Tx) error {
+		var head, through int64
+		var count int
+		if err := tx.QueryRowContext(ctx, "SELECT seq FROM event_index_head WHERE id = 1").Scan(&head); err != nil {
+			return dbErr(err)
+		}
+		if err := tx.QueryRowContext(ctx,
+			"SELECT coalesce(max(seq), 0), count(*) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
+			head, limit).Scan(&through, &count); err != nil {
+			return dbErr(err)
+		}
+		if count == 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE events SET indexed = 1 WHERE seq > ? AND seq <= ?", head, through); err != nil {
+			return dbErr(err)
+		}
+		if _, err := tx.ExecContext(ctx, actorRows, head, through); err != nil {
+			return dbErr(err)
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE event_index_head SET seq = ? WHERE id = 1", through); err != nil {
+			return dbErr(err)
+		}
+		n = count
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: index events: %w", err)
+	}
+	return n, nil
+}
+
+// eventIndexer runs indexEvents every so often until stopped.
+type eventIndexer struct {
+	quit chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func (s *Store) startIndexer(every time.Duration) *eventIndexer {
+	ix := &eventIndexer{quit: make(chan struct{}), done: make(chan struct{})}
+	go ix.loop(s, every)
+	return ix
+}
+
+func (ix *eventIndexer) loop(s *Store, every time.Duration) {
+	defer close(ix.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ix.quit:
+			return
+		case <-t.C:
+		}
+		ix.pass(s)
+	}
+}
+
+// pass indexes every record after the head, a batch at a time. A failure
+// (the write lock held elsewhere, the disk full) is left to the next tick:
+// until then the records stay in the part QueryEvents reads by seq.
+func (ix *eventIndexer) pass(s *Store) {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n, err := s.indexEvents(ctx, indexBatch)
+		cancel()
+		if err != nil || n < indexBatch {
+			return
+		}
+		select {
+		case <-ix.quit:
+			return
+		case <-time.After(indexPause):
+		}
+	}
+}
+
+// stop ends the loop, after the batch in progress.
+func (ix *eventIndexer) stop() {
+	ix.once.Do(func() { close(ix.quit) })
+	<-ix.done
+}

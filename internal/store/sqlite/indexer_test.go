@@ -1,0 +1,144 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mandate-dev/mandate/internal/store"
+)
+
+// TestDeferredIndexAnswers: QueryEvents gives the same answer, page by
+// page, whether none, some or all of the records are indexed, and that
+// answer is the records the filter matches, newest first.
+func TestDeferredIndexAnswers(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "mandate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.indexer.stop() // the test moves the index head itself
+	s.indexer = nil
+
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var all []store.Event
+	for i := range 300 {
+		a, b := fmt.Sprintf("agent:a%d", i%5), fmt.Sprintf("agent:b%d", i%3)
+		e := store.Event{
+			ID: fmt.Sprintf("evt_%03d", i), Time: base.Add(time.Duration(i) * time.Second),
+			Action: []string{"token.exchange", "token.issue", "token.revoke"}[i%3], Result: []string{"granted", "refused"}[i%2],
+			Performer: b, ClientID: a, OnBehalf: fmt.Sprintf("user:u%d", i%4), Chain: []string{a, b, "agent:deep"}[:i%4%3+1],
+			DelegationID: []string{"", "dlg_1", "dlg_2"}[i%3], JTI: fmt.Sprintf("j%d", i%50), ParentJTI: []string{"", "j7"}[i%7/6],
+		}
+		if i%11 == 0 {
+			e.Chain, e.Performer = nil, "" // names only its client
+		}
+		all = append(all, e)
+		if err := s.Commit(ctx, store.Batch{Events: []store.Event{e}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filters := []store.EventFilter{
+		{},
+		{Actor: "agent:a1"}, {Actor: "agent:b2"}, {Actor: "agent:deep"}, {Actor: "agent:none"},
+		{Subject: "user:u1"}, {Action: "token.revoke"}, {JTI: "j7"}, {DelegationID: "dlg_2"},
+		{Actor: "agent:a2", Subject: "user:u3", Result: "refused"},
+		{Actor: "agent:deep", JTI: "j7"},
+		{Subject: "user:u2", Since: base.Add(100 * time.Second), Until: base.Add(200 * time.Second)},
+	}
+	pages := func(f store.EventFilter) []string {
+		var ids []string
+		f.Limit = 7
+		for {
+			evs, err := s.QueryEvents(ctx, f)
+			if err != nil {
+				t.Fatalf("QueryEvents %+v: %v", f, err)
+			}
+			for _, e := range evs {
+				ids = append(ids, e.ID)
+			}
+			if len(evs) < f.Limit {
+				return ids
+			}
+			f.BeforeSeq = evs[len(evs)-1].Seq
+		}
+	}
+	want := make([][]string, len(filters))
+	for i, f := range filters {
+		for j := len(all) - 1; j >= 0; j-- {
+			if matches(f, all[j]) {
+				want[i] = append(want[i], all[j].ID)
+			}
+		}
+	}
+	for _, step := range []int{0, 130, 1, 1000} {
+		if step > 0 {
+			if _, err := s.indexEvents(ctx, step); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, f := range filters {
+			if diff := cmp.Diff(want[i], pages(f)); diff != "" {
+				t.Errorf("after indexing %d more: %+v (-want +got):\n%s", step, f, diff)
+			}
+		}
+	}
+	var head int64
+	if err := s.r.QueryRowContext(ctx, "SELECT seq FROM event_index_head").Scan(&head); err != nil || head != 300 {
+		t.Errorf("index head = %d, %v; want 300", head, err)
+	}
+}
+
+// matches is EventFilter's meaning, for the fields the test sets.
+func matches(f store.EventFilter, e store.Event) bool {
+	switch {
+	case f.Actor != "" && f.Actor != e.Performer && f.Actor != e.ClientID && !slices.Contains(e.Chain, f.Actor),
+		f.Subject != "" && f.Subject != e.OnBehalf,
+		f.Action != "" && f.Action != e.Action,
+		f.Result != "" && f.Result != e.Result,
+		f.JTI != "" && f.JTI != e.JTI && f.JTI != e.ParentJTI,
+		f.DelegationID != "" && f.DelegationID != e.DelegationID,
+		!f.Since.IsZero() && e.Time.Before(f.Since),
+		!f.Until.IsZero() && !e.Time.Before(f.Until):
+		return false
+	}
+	return true
+}
+
+// TestIndexerRuns: the background indexer reaches every record the
+// commits append.
+func TestIndexerRuns(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "mandate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 50 {
+		e := store.Event{ID: fmt.Sprintf("e%d", i), Action: "token.issue", Performer: "agent:a"}
+		if err := s.Commit(ctx, store.Batch{Events: []store.Event{e}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var head, actors int64
+		if err := s.r.QueryRowContext(ctx, "SELECT (SELECT seq FROM event_index_head), (SELECT count(*) FROM event_actors)").
+			Scan(&head, &actors); err != nil {
+			t.Fatal(err)
+		}
+		if head == 50 && actors == 50 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("index head %d, %d actor rows; want 50 and 50", head, actors)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
