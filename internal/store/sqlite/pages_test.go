@@ -56,7 +56,7 @@ func randHex(n int) string {
 // frames per commit by B-tree (table or index) name, averaged, and the
 // average bytes appended to the WAL per commit. The background
 // checkpointer is stopped so that the WAL only grows while it measures.
-func lonePages(t *testing.T, warm, measure, agents int) (map[string]float64, float64) {
+func lonePages(t *testing.T, warm, measure, agents int) (by map[string]float64, walBytes, indexFrames float64) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "mandate.db")
@@ -92,6 +92,8 @@ func lonePages(t *testing.T, warm, measure, agents int) (map[string]float64, flo
 		}
 	}
 	end := walSize(t, wal)
+	settle(t, s)
+	indexFrames = float64(walSize(t, wal)-end) / float64(walFrameHeader+4096) / float64(measure)
 	b, err := os.ReadFile(wal)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +104,7 @@ func lonePages(t *testing.T, warm, measure, agents int) (map[string]float64, flo
 		pages = append(pages, binary.BigEndian.Uint32(b[off:off+4]))
 	}
 	owner := pageOwners(t, s)
-	by := map[string]float64{}
+	by = map[string]float64{}
 	for _, p := range pages {
 		name, ok := owner[p]
 		if !ok {
@@ -110,7 +112,7 @@ func lonePages(t *testing.T, warm, measure, agents int) (map[string]float64, flo
 		}
 		by[name] += 1 / float64(measure)
 	}
-	return by, float64(end-start) / float64(measure)
+	return by, float64(end-start) / float64(measure), indexFrames
 }
 
 // settle indexes every record, as the background indexer would.
@@ -191,7 +193,8 @@ func formatPages(by map[string]float64) string {
 // every 4 KiB page of the file it touches, so the frames of a lone commit
 // are what it costs the disk.
 func TestLoneCommitPages(t *testing.T) {
-	by, bytes := lonePages(t, 3000, 200, 32)
-	t.Logf("WAL frames per lone exchange commit, by B-tree (3,000 exchanges before, 32 agents):\n%s\n  WAL bytes per commit: %.0f",
-		formatPages(by), bytes)
+	by, bytes, indexing := lonePages(t, 3000, 200, 32)
+	t.Logf("WAL frames per lone exchange commit, by B-tree (3,000 exchanges before, 32 agents):\n%s\n"+
+		"  WAL bytes per commit: %.0f\n  indexing them afterwards, in one batch: %.2f frames per record",
+		formatPages(by), bytes, indexing)
 }

@@ -23,7 +23,7 @@ var sweepStatements = []struct {
 	count  func(*store.Swept) *int
 }{
 	{
-		"tokens", "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens WHERE expires_at < ? LIMIT ?)",
+		"tokens", "DELETE FROM tokens WHERE jti IN (SELECT jti FROM tokens WHERE expires_at < ? LIMIT ?)",
 		func(c store.SweepCutoffs) time.Time { return c.Tokens }, func(s *store.Swept) *int { return &s.Tokens },
 	},
 	{
