@@ -20,7 +20,9 @@
 # the machine's busy CPU time less the server's and the load generator's,
 # per request (with a postgres:// --store on an otherwise idle machine,
 # mostly the database's own work); p50 and p99 latency; others, that same
-# CPU in cores. Defaults: 3 rounds, concurrency 1,16. Needs jq.
+# CPU in cores; KB/req, the bytes the server wrote to disk per request
+# (write_bytes of /proc/PID/io, in KiB; "-" from a build that does not
+# report it). Defaults: 3 rounds, concurrency 1,16. Needs jq.
 set -euo pipefail
 
 usage() { sed -n '2,24p' "$0" >&2; exit 2; }
@@ -41,28 +43,30 @@ summary() {
     def med: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
       else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     def f(n): if n == null then "-" else (n * 100 | round) / 100 end;
-    def meds($r; $name): "\($name) \(f([$r[].rps] | med)) \(f([$r[].cpu] | med)) \(f([$r[].other | select(.)] | med)) \(f([$r[].p50] | med)) \(f([$r[].p99] | med))";
+    def meds($r; $name): "\($name) \(f([$r[].rps] | med)) \(f([$r[].cpu] | med)) \(f([$r[].other | select(.)] | med)) \(f([$r[].p50] | med)) \(f([$r[].p99] | med)) \(f([$r[].kb | select(.)] | med))";
     [ .[] as $f | $f.runs[] | {
         round: $f.ab_round, bin: $f.ab_bin, grant, conc: .concurrency,
         rps: .throughput_rps, errors,
         cpu: (.server.cpu_per_request_ns / 1000),
         other: ((.machine.others_cores // 0) * .elapsed_ns / .requests / 1000),
         others: (.machine.others_cores // 0),
-        p50: (.latency.p50_ns / 1e6), p99: (.latency.p99_ns / 1e6) } ] as $runs
+        p50: (.latency.p50_ns / 1e6), p99: (.latency.p99_ns / 1e6),
+        kb: (if .server.io then .server.io.write_bytes_per_request / 1024 else null end) } ] as $runs
     | if $what == "runs" then
-        "round bin grant conc req/s srv_us/req db+other_us/req p50_ms p99_ms others errors",
+        "round bin grant conc req/s srv_us/req db+other_us/req p50_ms p99_ms others errors KB/req",
         ($runs | sort_by(.grant, .conc, .round, .bin)[] |
-          "\(.round) \(.bin) \(.grant) \(.conc) \(.rps | round) \(.cpu | round) \(.other | round) \(f(.p50)) \(f(.p99)) \(f(.others)) \(.errors)")
+          "\(.round) \(.bin) \(.grant) \(.conc) \(.rps | round) \(.cpu | round) \(.other | round) \(f(.p50)) \(f(.p99)) \(f(.others)) \(.errors) \(f(.kb))")
       else
-        "grant conc round req/s srv_us/req db+other_us/req p50 p99",
+        "grant conc round req/s srv_us/req db+other_us/req p50 p99 KB/req",
         ($runs | group_by(.grant, .conc)[] | . as $g
           | [ $g | group_by(.round)[] | select(length == 2)
               | (map(select(.bin == "A"))[0]) as $a | (map(select(.bin == "B"))[0]) as $b
               | { round: $a.round, rps: ($b.rps / $a.rps), cpu: ($b.cpu / $a.cpu),
                   other: (if $a.other > 0 then $b.other / $a.other else null end),
                   p50: ($b.p50 / $a.p50), p99: ($b.p99 / $a.p99),
+                  kb: (if $a.kb and $b.kb and $a.kb > 0 then $b.kb / $a.kb else null end),
                   quiet: ([$a.others, $b.others] | max < 0.25) } ] as $r
-          | ($r[] | "\($g[0].grant) \($g[0].conc) \(.round)\(if .quiet then "q" else "" end) \(f(.rps)) \(f(.cpu)) \(f(.other)) \(f(.p50)) \(f(.p99))"),
+          | ($r[] | "\($g[0].grant) \($g[0].conc) \(.round)\(if .quiet then "q" else "" end) \(f(.rps)) \(f(.cpu)) \(f(.other)) \(f(.p50)) \(f(.p99)) \(f(.kb))"),
             meds($r; "\($g[0].grant) \($g[0].conc) median"),
             ([$r[] | select(.quiet)] as $q | if ($q | length) > 0 then meds($q; "\($g[0].grant) \($g[0].conc) median-quiet(\($q | length))") else empty end))
       end'

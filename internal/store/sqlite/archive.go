@@ -77,6 +77,11 @@ func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit i
 		if through > a.Size {
 			return fmt.Errorf("%w: record %d is not archived (the log is archived through %d)", store.ErrConflict, through, a.Size)
 		}
+		// A record's tokens enter the sweep's expiry index when the
+		// record is indexed: index what goes first.
+		if err := indexThrough(ctx, tx, through); err != nil {
+			return err
+		}
 		evs, err := list(ctx, tx, "events", "SELECT "+eventSelect+" FROM events WHERE seq <= ? ORDER BY seq LIMIT ?",
 			scanEvent, through, store.PageLimit(limit))
 		if err != nil {

@@ -42,35 +42,61 @@ UNION SELECT j.value, e.seq FROM events AS e, json_each(CASE WHEN json_valid(e.c
 func (s *Store) indexEvents(ctx context.Context, limit int) (int, error) {
 	n := 0
 	err := s.write(ctx, "index events", func(tx *sql.Tx) error {
-		var head, through int64
-		var count int
-		if err := tx.QueryRowContext(ctx, "SELECT seq FROM event_index_head WHERE id = 1").Scan(&head); err != nil {
-			return dbErr(err)
-		}
-		if err := tx.QueryRowContext(ctx,
-			"SELECT coalesce(max(seq), 0), count(*) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
-			head, limit).Scan(&through, &count); err != nil {
-			return dbErr(err)
-		}
-		if count == 0 {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE events SET indexed = 1 WHERE seq > ? AND seq <= ?", head, through); err != nil {
-			return dbErr(err)
-		}
-		if _, err := tx.ExecContext(ctx, actorRows, head, through); err != nil {
-			return dbErr(err)
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE event_index_head SET seq = ? WHERE id = 1", through); err != nil {
-			return dbErr(err)
-		}
-		n = count
-		return nil
+		var err error
+		n, _, err = indexTx(ctx, tx, limit)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: index events: %w", err)
 	}
 	return n, nil
+}
+
+// indexTx indexes at most limit records after the index head inside tx:
+// it marks them indexed, adds their event_actors rows, enters the tokens
+// they name into the sweep's expiry index (migration 18) and moves the
+// head. It returns how many records it indexed and the new head.
+func indexTx(ctx context.Context, tx *sql.Tx, limit int) (int, int64, error) {
+	var head, through int64
+	var count int
+	if err := tx.QueryRowContext(ctx, "SELECT seq FROM event_index_head WHERE id = 1").Scan(&head); err != nil {
+		return 0, 0, dbErr(err)
+	}
+	if err := tx.QueryRowContext(ctx,
+		"SELECT coalesce(max(seq), 0), count(*) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
+		head, limit).Scan(&through, &count); err != nil {
+		return 0, 0, dbErr(err)
+	}
+	if count == 0 {
+		return 0, head, nil
+	}
+	for _, q := range []string{
+		"UPDATE events SET indexed = 1 WHERE seq > ?1 AND seq <= ?2",
+		actorRows,
+		"UPDATE tokens SET indexed = 1 WHERE indexed = 0 AND jti IN (SELECT jti FROM events WHERE seq > ?1 AND seq <= ?2 AND jti <> '')",
+		"UPDATE event_index_head SET seq = ?2 WHERE id = 1",
+	} {
+		if _, err := tx.ExecContext(ctx, q, head, through); err != nil {
+			return 0, 0, dbErr(err)
+		}
+	}
+	return count, through, nil
+}
+
+// indexThrough indexes, inside tx, the records after the index head up to
+// seq through, a batch at a time. DeleteArchivedEvents runs it first, so
+// that no record leaves the log before the tokens it names are in the
+// sweep's expiry index.
+func indexThrough(ctx context.Context, tx *sql.Tx, through int64) error {
+	for {
+		n, head, err := indexTx(ctx, tx, indexBatch)
+		if err != nil {
+			return fmt.Errorf("index events: %w", err)
+		}
+		if n == 0 || head >= through {
+			return nil
+		}
+	}
 }
 
 // eventIndexer runs indexEvents every so often until stopped.

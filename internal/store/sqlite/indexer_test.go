@@ -142,3 +142,39 @@ func TestIndexerRuns(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestSweepFindsPendingTokens: a token committed with the record that
+// names it is outside the sweep's expiry index until that record is
+// indexed; Sweep indexes the pending records first, so it still deletes
+// the token once it has expired, and leaves a live one.
+func TestSweepFindsPendingTokens(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "mandate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.indexer.stop()
+	s.indexer = nil
+	now := time.Now()
+	var b store.Batch
+	for i, exp := range []time.Duration{time.Minute, time.Hour} {
+		jti := fmt.Sprintf("t%d", i)
+		b.Tokens = append(b.Tokens, store.IssuedToken{JTI: jti, GrantType: "client_credentials", IssuedAt: now, ExpiresAt: now.Add(exp)})
+		b.Events = append(b.Events, store.Event{ID: "e" + jti, Action: "token.issue", JTI: jti})
+	}
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	var pending int
+	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM tokens WHERE indexed = 0").Scan(&pending); err != nil || pending != 2 {
+		t.Fatalf("%d tokens outside the expiry index after the commit (%v), want 2", pending, err)
+	}
+	got, err := s.Sweep(ctx, store.SweepCutoffs{Tokens: now.Add(2 * time.Minute)}, 0)
+	if err != nil || got != (store.Swept{Tokens: 1}) {
+		t.Fatalf("Sweep = %+v, %v; want one token", got, err)
+	}
+	if _, err := s.GetToken(ctx, "t1"); err != nil {
+		t.Errorf("the live token: %v", err)
+	}
+}

@@ -86,7 +86,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		db  *sql.DB
 		sql string
 	}{
-		{&st.token, s.w, "INSERT INTO tokens (" + tokenCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{&st.token, s.w, "INSERT INTO tokens (" + tokenCols + ", indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
 		{&st.last, s.w, lastEvent},
 		// A record is appended unindexed (indexed = 0): the background
 		// indexer adds it to the query indexes (indexer.go).

@@ -23,7 +23,10 @@ var sweepStatements = []struct {
 	count  func(*store.Swept) *int
 }{
 	{
-		"tokens", "DELETE FROM tokens WHERE jti IN (SELECT jti FROM tokens WHERE expires_at < ? LIMIT ?)",
+		// indexed = 1 states the predicate of the partial index
+		// tokens_expires_at (migration 18); Sweep indexes what is pending
+		// first, so every token is in it.
+		"tokens", "DELETE FROM tokens WHERE jti IN (SELECT jti FROM tokens WHERE indexed = 1 AND expires_at < ? LIMIT ?)",
 		func(c store.SweepCutoffs) time.Time { return c.Tokens }, func(s *store.Swept) *int { return &s.Tokens },
 	},
 	{
@@ -66,13 +69,22 @@ func signInCount(s *store.Swept) *int             { return &s.SignIn }
 
 // Sweep deletes at most limit rows (store.SweepLimit) whose time is before
 // c's cutoffs, in one write transaction: token rows first, then nonces,
-// then sign-in rows, then revocation feed entries. It holds the write
-// lock for one batch; the caller pauses between batches so that requests'
-// commits get in.
+// then sign-in rows, then revocation feed entries. Before the tokens, it
+// indexes the audit records the background indexer has not reached yet (a
+// batch of them at most), which enters their tokens into the expiry index
+// the sweep reads. It holds the write lock for one batch; the caller
+// pauses between batches so that requests' commits get in.
 func (s *Store) Sweep(ctx context.Context, c store.SweepCutoffs, limit int) (store.Swept, error) {
 	var swept store.Swept
 	err := s.write(ctx, "sweep", func(tx *sql.Tx) error {
 		swept = store.Swept{}
+		if !c.Tokens.IsZero() {
+			// One batch at most: should the indexer be further behind,
+			// the tokens of the rest go at a later sweep.
+			if _, _, err := indexTx(ctx, tx, indexBatch); err != nil {
+				return fmt.Errorf("index events: %w", err)
+			}
+		}
 		left := store.SweepLimit(limit)
 		for _, st := range sweepStatements {
 			cutoff := st.cutoff(c)

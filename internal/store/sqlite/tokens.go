@@ -100,7 +100,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	stmtCtx := context.WithoutCancel(ctx)
 	err := s.write(ctx, "commit", func(tx *sql.Tx) error {
 		if len(b.Tokens) > 0 {
-			if err := s.insertTokens(stmtCtx, tx, b.Tokens); err != nil {
+			if err := s.insertTokens(stmtCtx, tx, b.Tokens, b.Events); err != nil {
 				return err
 			}
 		}
@@ -112,13 +112,25 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	return nil
 }
 
-func (s *Store) insertTokens(ctx context.Context, tx *sql.Tx, tokens []store.IssuedToken) error {
+// insertTokens writes the batch's tokens. A token that a record of the
+// batch names (its jti) is written outside the sweep's expiry index
+// (indexed = 0): the indexer enters it when it indexes that record, so
+// that a lone exchange does not write a page of tokens_expires_at. Any
+// other token is indexed at once, since no record would bring it in.
+func (s *Store) insertTokens(ctx context.Context, tx *sql.Tx, tokens []store.IssuedToken, events []store.Event) error {
 	stmt := tx.StmtContext(ctx, s.stmts.token)
 	defer stmt.Close()
 	for _, t := range tokens {
+		indexed := true
+		for _, e := range events {
+			if e.JTI == t.JTI {
+				indexed = false
+				break
+			}
+		}
 		_, err := stmt.ExecContext(ctx, t.JTI, t.ParentJTI, t.GrantType, t.Subject, t.ClientID, listIn(t.Chain),
 			t.DelegationID, listIn(t.Scopes), t.Audience, t.SubjectVersion, timeIn(t.IssuedAt), timeIn(t.ExpiresAt),
-			boolIn(t.Revoked), timeIn(t.RevokedAt), t.Gen)
+			boolIn(t.Revoked), timeIn(t.RevokedAt), t.Gen, boolIn(indexed))
 		if err != nil {
 			return fmt.Errorf("insert token %q: %w", t.JTI, dbErr(err))
 		}

@@ -3,6 +3,13 @@
 -- the rows by rowid and the jti index; an issued token wrote a page of
 -- each to the WAL. Now it writes one. Rows are live tokens only (the sweep
 -- removes them after their lifetime), so the copy is short.
+--
+-- The sweep's index on expiry, tokens_expires_at, is kept like the audit
+-- log's query indexes (migration 17): a token committed with a record that
+-- names its jti is written with indexed = 0, outside the partial index,
+-- and the background indexer sets indexed = 1 when it indexes that record;
+-- a token committed without one is indexed at once. Sweep indexes what is
+-- pending first, in its own transaction, so it finds every expired token.
 
 CREATE TABLE tokens_new (
 	jti             TEXT NOT NULL PRIMARY KEY,
@@ -19,10 +26,11 @@ CREATE TABLE tokens_new (
 	expires_at      INTEGER,
 	revoked         INTEGER NOT NULL,
 	revoked_at      INTEGER,
-	gen             INTEGER NOT NULL DEFAULT 0
+	gen             INTEGER NOT NULL DEFAULT 0,
+	indexed         INTEGER NOT NULL DEFAULT 1
 ) WITHOUT ROWID;
 INSERT INTO tokens_new SELECT jti, parent_jti, grant_type, subject, client_id, chain, delegation_id, scopes, audience,
-	subject_version, issued_at, expires_at, revoked, revoked_at, gen FROM tokens;
+	subject_version, issued_at, expires_at, revoked, revoked_at, gen, 1 FROM tokens;
 DROP TABLE tokens;
 ALTER TABLE tokens_new RENAME TO tokens;
-CREATE INDEX tokens_expires_at ON tokens (expires_at);
+CREATE INDEX tokens_expires_at ON tokens (expires_at) WHERE indexed = 1;
