@@ -12,4 +12,9 @@
 // that appends it, from the last record itself (SQLite's single writer
 // orders them), and migration 6 chains the records written before it.
 // Signed checkpoints and their key are kept in tables of their own.
+//
+// An append writes the record and the token rows only; the audit log's
+// query indexes and the tokens' expiry index are kept by a background
+// indexer in batches (indexer.go), and queries read the records it has not
+// reached yet by seq, so that a lone commit writes few pages.
 package sqlite

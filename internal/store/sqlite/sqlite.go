@@ -130,8 +130,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
 	// The write connection leaves checkpoints to the background
 	// checkpointer unless the WAL grows past writerCheckpointPages (the
-	// checkpointer stopped or cannot keep up).
-	w, err := sql.Open("sqlite", path+params+"&_txlock=immediate&_pragma=wal_autocheckpoint("+strconv.Itoa(writerCheckpointPages)+")")
+	// checkpointer stopped or cannot keep up). Its statement journals (the
+	// indexer's multi-row updates need one) stay in memory: past 64 KiB
+	// SQLite spills them to a temporary file, pages the disk would be
+	// given for nothing.
+	w, err := sql.Open("sqlite", path+params+"&_txlock=immediate&_pragma=temp_store(MEMORY)"+
+		"&_pragma=wal_autocheckpoint("+strconv.Itoa(writerCheckpointPages)+")")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
