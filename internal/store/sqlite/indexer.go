@@ -33,6 +33,8 @@ const (
 	indexAt    = 256
 	indexEvery = time.Second
 	indexBatch = 512
+	// indexPause is the pause between two full batches of a catch-up.
+	indexPause = 2 * time.Millisecond
 )
 
 // actorRows inserts the event_actors rows of the records in (?, ?]: each
@@ -133,15 +135,33 @@ func (ix *eventIndexer) loop(s *Store) {
 		// A failure (the write lock held elsewhere, the disk full) is
 		// left to the next tick: until then the records stay in the part
 		// QueryEvents reads by seq.
+		ix.pass(s, &last)
+	}
+}
+
+// pass indexes the tail once it is due, a batch at a time while batches
+// come back full (a tail left by a stopped indexer or another process),
+// with a pause between them so that requests' commits get the write lock.
+func (ix *eventIndexer) pass(s *Store, last *time.Time) {
+	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var tail int64
 		err := s.r.QueryRowContext(ctx, "SELECT coalesce((SELECT max(seq) FROM events), 0) - "+indexHead).Scan(&tail)
-		if err == nil && (tail >= indexAt || (tail > 0 && time.Since(last) >= indexEvery)) {
-			if _, err := s.indexEvents(ctx, indexBatch); err == nil {
-				last = time.Now()
+		n := 0
+		if err == nil && (tail >= indexAt || (tail > 0 && time.Since(*last) >= indexEvery)) {
+			if n, err = s.indexEvents(ctx, indexBatch); err == nil {
+				*last = time.Now()
 			}
 		}
 		cancel()
+		if err != nil || n < indexBatch {
+			return
+		}
+		select {
+		case <-ix.quit:
+			return
+		case <-time.After(indexPause):
+		}
 	}
 }
 

@@ -14,8 +14,9 @@ import (
 )
 
 // TestDeferredIndexAnswers: QueryEvents gives the same answer, page by
-// page, whether none, some or all of the records are indexed, and that
-// answer is the records the filter matches, newest first.
+// page, whether some or all of the records are indexed (by the indexer or
+// by a bulk write itself), and that answer is the records the filter
+// matches, newest first.
 func TestDeferredIndexAnswers(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(ctx, filepath.Join(t.TempDir(), "mandate.db"))
@@ -41,17 +42,23 @@ func TestDeferredIndexAnswers(t *testing.T) {
 		}
 		all = append(all, e)
 	}
-	// Lone commits and groups: every record waits for the indexer.
+	// Lone commits and groups, whose records wait for the indexer, and
+	// one bulk write, which indexes the records before it and its own.
+	bulk := 0
 	for i, k := 0, 0; i < len(all); k++ {
 		n := min([]int{1, 1, 1, 10, 1, 1}[k%6], len(all)-i)
+		if i >= 100 && bulk == 0 {
+			n = inlineIndexAt + 2
+			bulk = i + n
+		}
 		if err := s.Commit(ctx, store.Batch{Events: all[i : i+n]}); err != nil {
 			t.Fatal(err)
 		}
 		i += n
 	}
 	var head int64
-	if err := s.r.QueryRowContext(ctx, "SELECT seq FROM event_index_head").Scan(&head); err != nil || head != 0 {
-		t.Fatalf("index head after the commits = %d, %v; want 0", head, err)
+	if err := s.r.QueryRowContext(ctx, "SELECT seq FROM event_index_head").Scan(&head); err != nil || head != int64(bulk) {
+		t.Fatalf("index head after the commits = %d, %v; want %d, the end of the bulk write", head, err, bulk)
 	}
 	filters := []store.EventFilter{
 		{},
@@ -184,5 +191,46 @@ func TestSweepFindsPendingTokens(t *testing.T) {
 	}
 	if _, err := s.GetToken(ctx, "t1"); err != nil {
 		t.Errorf("the live token: %v", err)
+	}
+}
+
+// TestIndexerCatchesUp: a tail longer than a batch (left while no indexer
+// ran) is indexed batch after batch, not one batch a tick.
+func TestIndexerCatchesUp(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "mandate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.indexer.stop()
+	const n = 3*indexBatch + 10
+	for i := 0; i < n; i += 100 {
+		var b store.Batch
+		for j := i; j < min(i+100, n); j++ {
+			b.Events = append(b.Events, store.Event{ID: fmt.Sprintf("e%d", j), Action: "token.issue", Performer: "agent:a"})
+		}
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	s.indexer = s.startIndexer()
+	for {
+		var head int64
+		if err := s.r.QueryRowContext(ctx, "SELECT seq FROM event_index_head").Scan(&head); err != nil {
+			t.Fatal(err)
+		}
+		if head == n {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("index head %d after 10 s, want %d", head, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// One tick to start, then the batches back to back.
+	if d := time.Since(start); d > 3*indexPoll+time.Second {
+		t.Errorf("caught up with %d records in %v", n, d)
 	}
 }

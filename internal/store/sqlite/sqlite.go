@@ -61,6 +61,9 @@ type Store struct {
 // the read pool, where database/sql prepares it once per connection.
 type statements struct {
 	token, last, event *sql.Stmt
+	// eventIndexed, actor, head and setHead are a group commit's own
+	// indexing (insertEvents, inlineIndexAt).
+	eventIndexed, actor, head, setHead *sql.Stmt
 	// getToken reads one tokens row by jti: every Mandate token presented
 	// as a subject or actor token, and each of its ancestors.
 	getToken *sql.Stmt
@@ -74,7 +77,7 @@ type statements struct {
 
 // all is every statement, for Close.
 func (st *statements) all() []*sql.Stmt {
-	return []*sql.Stmt{st.token, st.last, st.event, st.getToken, st.eventsAfter}
+	return []*sql.Stmt{st.token, st.last, st.event, st.eventIndexed, st.actor, st.head, st.setHead, st.getToken, st.eventsAfter}
 }
 
 // prepare prepares the token path's statements. It runs in Open, before any
@@ -92,6 +95,11 @@ func (s *Store) prepare(ctx context.Context) error {
 		// indexer adds it to the query indexes (indexer.go).
 		{&st.event, s.w, "INSERT INTO events (seq, hash, indexed, " + eventCols + ") VALUES (?, ?, 0" +
 			strings.Repeat(", ?", strings.Count(eventCols, ",")+1) + ")"},
+		{&st.eventIndexed, s.w, "INSERT INTO events (seq, hash, indexed, " + eventCols + ") VALUES (?, ?, 1" +
+			strings.Repeat(", ?", strings.Count(eventCols, ",")+1) + ")"},
+		{&st.actor, s.w, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
+		{&st.head, s.w, "SELECT seq FROM event_index_head WHERE id = 1"},
+		{&st.setHead, s.w, "UPDATE event_index_head SET seq = ? WHERE id = 1"},
 		{&st.getToken, s.r, "SELECT " + tokenCols + " FROM tokens WHERE jti = ?"},
 		{&st.eventsAfter, s.r, "SELECT " + eventSelect + " FROM events WHERE seq > ? ORDER BY seq"},
 	} {

@@ -116,13 +116,17 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 // batch names (its jti) is written outside the sweep's expiry index
 // (indexed = 0): the indexer enters it when it indexes that record, so
 // that a lone exchange does not write a page of tokens_expires_at. Any
-// other token is indexed at once, since no record would bring it in.
+// other token, and every token of a batch large enough to index its own
+// records (inlineIndexAt), is indexed at once.
 func (s *Store) insertTokens(ctx context.Context, tx *sql.Tx, tokens []store.IssuedToken, events []store.Event) error {
 	stmt := tx.StmtContext(ctx, s.stmts.token)
 	defer stmt.Close()
 	for _, t := range tokens {
 		indexed := true
 		for _, e := range events {
+			if len(events) >= inlineIndexAt {
+				break
+			}
 			if e.JTI == t.JTI {
 				indexed = false
 				break
