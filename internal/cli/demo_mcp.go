@@ -38,7 +38,7 @@ import (
 // people give MCP clients for the server are addressed to it, and it
 // exchanges them for the deploy API.
 const (
-	demoMCPAgent       = "agent:example_mcp"
+	demoMCPAgent       = config.DevMCPAgent
 	demoMCPAgentSecret = "example-mcp-demo-secret"
 	// demoMCPClientName is the name the MCP client gives itself when it
 	// registers: its own claim, which Mandate does not check.
