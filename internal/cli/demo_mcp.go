@@ -359,7 +359,7 @@ func (d *demo) mcpStory(ctx context.Context) error {
 		return err
 	}
 	d.table("POST on /mcp with no one behind it (-), refused (token_missing), reported by %s; agent.created of %s performed by anonymous "+
-		"(it registered itself); delegation.created performed by user:sam; token.issue by %s for user:sam on the MCP server; "+
+		"(it registered itself); person.sign_in and delegation.created performed by user:sam; token.issue by %s for user:sam on the MCP server; "+
 		"then server/discover, initialize, GET and notifications/initialized on /mcp by %s for user:sam, reported by %s.",
 		demoReporter, id, id, id, demoReporter)
 	return d.mcpTools(ctx, r, h, cs, id, deploy)
@@ -399,8 +399,8 @@ func (d *demo) mcpTools(ctx context.Context, r *mcpRun, h *auth.AuthorizationCod
 	d.result("%d WWW-Authenticate: %s", http.StatusForbidden, r.since(before)[i].challenge)
 	d.table("tools/call on tool/deploy by %s for user:sam, refused (insufficient_scope), reported by %s.", id, demoReporter)
 
-	d.say("The client steps up: it sends Sam's browser back to Mandate for deploy:create with what it held. Sam is still signed in, " +
-		"and approves again: the new approval replaces the earlier one.")
+	d.say("The client steps up: it keeps its registration and sends Sam's browser back to Mandate for deploy:create with what it held. " +
+		"Sam is still signed in, and approves again: the new approval replaces the earlier one.")
 	if len(r.shown()) != consents+1 {
 		return fmt.Errorf("demo: the step-up showed %d consent pages, want one", len(r.shown())-consents)
 	}
