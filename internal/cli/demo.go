@@ -62,6 +62,7 @@ DIR/mandate.log, so that the run can be questioned afterwards:
 
   mandate audit agent agent:argocd --config DIR/mandate.yaml
   mandate audit who-approved --resource expense/EXP-1042 --config DIR/mandate.yaml
+  mandate audit who-approved --resource service/search --config DIR/mandate.yaml
   mandate audit agents --config DIR/mandate.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), stdout, record) },
@@ -279,7 +280,8 @@ func (d *demo) recorded(ctx context.Context, dir string) error {
 	}
 	path := filepath.Join(dir, demoConfigFile)
 	fmt.Fprintf(d.out, "\nThe run is recorded in %s. Question it with:\n\n", dir)
-	for _, q := range []string{"agent agent:argocd", "who-approved --resource expense/EXP-1042", "agents", "query --actor agent:infrabot"} {
+	for _, q := range []string{"agent agent:argocd", "who-approved --resource expense/EXP-1042", "who-approved --resource service/search",
+		"agents", "query --actor agent:infrabot"} {
 		fmt.Fprintf(d.out, "  mandate audit %s --config %s\n", q, path)
 	}
 	fmt.Fprintf(d.out, "  mandate audit verify --config %s\n", path)

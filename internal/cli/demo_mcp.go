@@ -379,7 +379,7 @@ func (d *demo) mcpTools(ctx context.Context, r *mcpRun, h *auth.AuthorizationCod
 	d.table("tools/list on /mcp by %s for user:sam, CHAIN %s, granted, reported by %s.", id, id, demoReporter)
 
 	d.say("The client calls metrics for Sam (monitoring:read).")
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "metrics", Arguments: map[string]any{"service": "checkout"}})
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "metrics", Arguments: map[string]any{"service": "search"}})
 	if err != nil || res.IsError {
 		return fmt.Errorf("demo: MCP client: metrics: %v %s", err, toolText(res))
 	}
@@ -388,7 +388,7 @@ func (d *demo) mcpTools(ctx context.Context, r *mcpRun, h *auth.AuthorizationCod
 
 	d.say("The client calls deploy, which needs deploy:create: Sam has not approved it.")
 	before, consents := r.answered(), len(r.shown())
-	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "checkout"}})
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "search"}})
 	if err != nil || res.IsError {
 		return fmt.Errorf("demo: MCP client: deploy: %v %s", err, toolText(res))
 	}
@@ -431,7 +431,7 @@ func (d *demo) mcpTools(ctx context.Context, r *mcpRun, h *auth.AuthorizationCod
 		return fmt.Errorf("demo: MCP client: close: %w", err)
 	}
 	d.result("the client closes its session")
-	d.table("tools/call on tool/deploy granted; token.exchange by %s for user:sam on resource %s; deploy:create on service/checkout by %s for user:sam, "+
+	d.table("tools/call on tool/deploy granted; token.exchange by %s for user:sam on resource %s; deploy:create on service/search by %s for user:sam, "+
 		"CHAIN %s <- %s, reported by %s; DELETE on /mcp, the session closed.", demoMCPAgent, deploy, demoMCPAgent, demoMCPAgent, id, demoReporter)
 	return nil
 }

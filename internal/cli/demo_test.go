@@ -84,7 +84,7 @@ func TestDemo(t *testing.T) {
 			{"tools/call", client, "user:sam", "tool/deploy", "granted", demoReporter},
 			{"token.exchange", "agent:example_mcp", "user:sam", "agent:example_mcp <- " + client, "granted"},
 			// Sam, the MCP client and the MCP server in one chain.
-			{"deploy:create", "agent:example_mcp", "user:sam", "agent:example_mcp <- " + client, "service/checkout", "granted", demoReporter},
+			{"deploy:create", "agent:example_mcp", "user:sam", "agent:example_mcp <- " + client, "service/search", "granted", demoReporter},
 		} {
 			if !hasLine(out, want...) {
 				t.Errorf("no line of the table has %q", want)
