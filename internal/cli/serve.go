@@ -309,6 +309,11 @@ func nextPort(addr string) string {
 
 func printDevHelp(w io.Writer, cfg *config.Config) {
 	iss := cfg.Issuer
+	// The example MCP server trusts the default issuer unless told.
+	issuerFlag := ""
+	if iss != config.DefaultIssuer {
+		issuerFlag = " --issuer " + iss
+	}
 	fmt.Fprintf(w, `
 Mandate is running in development mode at %[1]s (data in %[2]s).
 Admin token: %[3]s
@@ -322,7 +327,7 @@ curl -s %[1]s/introspect -d client_id=agent:infrabot -d client_secret=infrabot-d
 The last line shows "sub":"user:sam" (on whose behalf) and "act":{"sub":"agent:infrabot"} (who acts).
 
 An MCP server is registered too, %[4]s: run the example one with
-go run ./examples/mcpserver/cmd/mcpserver
+go run ./examples/mcpserver/cmd/mcpserver%[5]s
 and point an MCP client at it; the client registers itself here and Sam approves it (docs/mcp.md).
-`, iss, cfg.DataDir, cfg.Admin.Token, config.DevMCPResource)
+`, iss, cfg.DataDir, cfg.Admin.Token, config.DevMCPResource, issuerFlag)
 }
