@@ -310,9 +310,9 @@ func nextPort(addr string) string {
 func printDevHelp(w io.Writer, cfg *config.Config) {
 	iss := cfg.Issuer
 	// The example MCP server trusts the default issuer unless told.
-	issuerFlag := ""
+	issuerFlag := " --reporter-secret " + config.DevMCPReporterSecret
 	if iss != config.DefaultIssuer {
-		issuerFlag = " --issuer " + iss
+		issuerFlag += " --issuer " + iss
 	}
 	fmt.Fprintf(w, `
 Mandate is running in development mode at %[1]s (data in %[2]s).

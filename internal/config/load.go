@@ -190,10 +190,14 @@ const (
 
 // DevMCPResource is the MCP server the dev cast registers as a resource,
 // where `go run ./examples/mcpserver/cmd/mcpserver` serves by default;
-// DevMCPAgent is its agent.
+// DevMCPAgent is its agent, and DevMCPReporter the client it follows the
+// revocation feed and reports its records as, with DevMCPReporterSecret
+// (public, as every dev secret).
 const (
-	DevMCPResource = "http://127.0.0.1:8090/mcp"
-	DevMCPAgent    = "agent:example_mcp"
+	DevMCPResource       = "http://127.0.0.1:8090/mcp"
+	DevMCPAgent          = "agent:example_mcp"
+	DevMCPReporter       = "rs:example_mcp"
+	DevMCPReporterSecret = "example-mcp-reporter-dev-secret"
 )
 
 // Dev returns the configuration of `mandate serve --dev`, defaults applied:
@@ -240,6 +244,14 @@ func Dev(dataDir string) *Config {
 				ID:     DevMCPAgent,
 				Secret: "example-mcp-dev-secret",
 				Scopes: []string{"deploy:create"},
+			},
+			{
+				// The example MCP server as a resource server: it
+				// follows the revocation feed and reports its records.
+				ID:        DevMCPReporter,
+				Secret:    DevMCPReporterSecret,
+				Scopes:    []string{"audit:report"},
+				Resources: []string{DevMCPResource},
 			},
 		},
 		Delegations: []Delegation{{

@@ -10,8 +10,11 @@
 // record per request on its standard error. Its deploy tool hands the
 // work on to the deploy API at --deploy-api, by token exchange as the
 // agent --client-id with --client-secret; without --deploy-api it answers
-// that it has nowhere to hand it. It follows no revocation feed: a token
-// revoked at Mandate is refused here when it expires.
+// that it has nowhere to hand it. With --reporter-secret (the secret of
+// --reporter-id, a client of Mandate with the scope audit:report) it
+// follows Mandate's revocation feed, so that a token revoked there is
+// refused here within a second, and forwards its records to Mandate's audit
+// log; without, a revoked token is refused here only when it expires.
 package main
 
 import (
@@ -32,6 +35,8 @@ import (
 	"github.com/mandate-dev/mandate/agent"
 	"github.com/mandate-dev/mandate/examples/mcpserver"
 	"github.com/mandate-dev/mandate/verify"
+	"github.com/mandate-dev/mandate/verify/feed"
+	"github.com/mandate-dev/mandate/verify/forward"
 )
 
 func main() {
@@ -45,6 +50,36 @@ func main() {
 	}
 }
 
+// report subscribes vc to the issuer's revocation feed and sends its
+// records to the issuer's audit log, as the resource-server client id;
+// the function returned stops both.
+func report(ctx context.Context, vc *verify.Config, issuer, id, secret string, logger *slog.Logger) (func(), error) {
+	fctx, stopFeed := context.WithCancel(ctx)
+	f, err := feed.New(fctx, feed.Config{URL: issuer + "/revocations/stream", ClientID: id, ClientSecret: secret, Logger: logger})
+	if err != nil {
+		stopFeed()
+		return nil, fmt.Errorf("revocation feed: %w", err)
+	}
+	ready, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := f.Ready(ready); err != nil {
+		stopFeed()
+		return nil, fmt.Errorf("revocation feed of %s (is --reporter-secret right?): %w", issuer, err)
+	}
+	fwd, err := forward.New(ctx, forward.Config{URL: issuer + "/audit/ingest", ClientID: id, ClientSecret: secret, Logger: logger})
+	if err != nil {
+		stopFeed()
+		return nil, fmt.Errorf("records: %w", err)
+	}
+	vc.Revocation, vc.Records = f, fwd
+	return func() {
+		closing, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = fwd.Close(closing)
+		stopFeed()
+	}, nil
+}
+
 // run parses args and serves until ctx ends.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mcpserver", flag.ContinueOnError)
@@ -55,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	deployAPI := fs.String("deploy-api", "", "the deploy API the deploy tool hands work on to (optional; needs --client-secret)")
 	clientID := fs.String("client-id", "agent:example_mcp", "this server's agent at Mandate, which exchanges tokens for the deploy API")
 	clientSecret := fs.String("client-secret", "", "the agent's secret")
+	reporterID := fs.String("reporter-id", "rs:example_mcp", "this server's resource-server client at Mandate, which follows the revocation feed and reports records")
+	reporterSecret := fs.String("reporter-secret", "", "the reporter's secret (without it: no revocation feed, no records sent to Mandate)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,10 +106,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--resource %q is not an absolute URL", *resource)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	v, err := verify.New(ctx, verify.Config{
+	vc := verify.Config{
 		Issuer: *issuer, Audience: *resource, Algorithms: []string{"EdDSA", "ES256", "RS256"},
 		Resource: mcpserver.Metadata(), Logger: logger,
-	})
+	}
+	if *reporterSecret != "" {
+		closeReporter, err := report(ctx, &vc, *issuer, *reporterID, *reporterSecret, logger)
+		if err != nil {
+			return err
+		}
+		defer closeReporter()
+	} else {
+		fmt.Fprintln(stderr, "mcpserver: no --reporter-secret: tokens revoked at Mandate are refused here only when they expire")
+	}
+	v, err := verify.New(ctx, vc)
 	if err != nil {
 		return fmt.Errorf("is Mandate running at %s? %w", *issuer, err)
 	}

@@ -43,7 +43,7 @@ func TestAgainstServeDev(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := run(ctx, []string{"--issuer", issuer, "--listen", mcpAddr}, &out, io.Discard); err != nil {
+		if err := run(ctx, []string{"--issuer", issuer, "--listen", mcpAddr, "--reporter-secret", config.DevMCPReporterSecret}, &out, io.Discard); err != nil {
 			t.Errorf("mcpserver: %v", err)
 		}
 	}()
