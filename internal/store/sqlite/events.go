@@ -48,7 +48,7 @@ const eventSelectV1 = "seq, " + eventColsV1 + ", hash"
 // prepared once on the write connection (Store.prepared), so that a commit
 // parses no SQL.
 type eventWriter struct {
-	last, event, actor *sql.Stmt
+	last, event, actor, mark *sql.Stmt
 }
 
 func (s *Store) newEventWriter(ctx context.Context, tx *sql.Tx) *eventWriter {
@@ -56,6 +56,7 @@ func (s *Store) newEventWriter(ctx context.Context, tx *sql.Tx) *eventWriter {
 		last:  tx.StmtContext(ctx, s.stmts.last),
 		event: tx.StmtContext(ctx, s.stmts.event),
 		actor: tx.StmtContext(ctx, s.stmts.actor),
+		mark:  tx.StmtContext(ctx, s.stmts.mark),
 	}
 }
 
@@ -63,6 +64,7 @@ func (w *eventWriter) close() {
 	w.last.Close()
 	w.event.Close()
 	w.actor.Close()
+	w.mark.Close()
 }
 
 // write appends e as record seq with chain hash hash.
@@ -147,6 +149,7 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Eve
 	default:
 		copy(hash[:], last)
 	}
+	first := seq + 1
 	for _, e := range events {
 		seq++
 		e = asStored(e)
@@ -156,8 +159,35 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Eve
 			return err
 		}
 	}
+	if block := seq / timeMarkEvery; block > (first-1)/timeMarkEvery {
+		if _, err := w.mark.ExecContext(ctx, block*timeMarkEvery); err != nil {
+			return fmt.Errorf("mark the times up to record %d: %w", block*timeMarkEvery, dbErr(err))
+		}
+	}
 	return nil
 }
+
+// timeMarkEvery is how many records apart the append writes the time
+// marks of migration 17, which made the marks of the records before it at
+// the same spacing. A time window reads at most this many records, and
+// those with a time out of seq order, outside it.
+const timeMarkEvery = 1024
+
+// markTimes writes the time mark of the records up to ?1, a multiple of
+// timeMarkEvery that the append has just passed: the running maximum of
+// their times, the last mark's and the greatest time written since it (a
+// record without a time counts as 0). Marks run up in both max_time and
+// seq, so the last is the greatest in the table's key.
+const markTimes = `WITH last AS (SELECT max_time, seq FROM event_time_marks ORDER BY max_time DESC, seq DESC LIMIT 1)
+INSERT INTO event_time_marks (max_time, seq)
+SELECT max(coalesce((SELECT max_time FROM last), 0),
+	coalesce((SELECT max(time) FROM events WHERE seq > coalesce((SELECT seq FROM last), 0) AND seq <= ?1), 0)), ?1`
+
+// sinceSeq is the seq after which every record whose time is ? or later
+// lies: the seq of the last mark whose running maximum is before ?, or 0.
+// Every record up to that seq has a time before ?, whatever the order the
+// times were written in.
+const sinceSeq = `coalesce((SELECT seq FROM event_time_marks WHERE max_time < ? ORDER BY max_time DESC, seq DESC LIMIT 1), 0)`
 
 // asStored is e as it reads back, so that its hash verifies: its time is
 // auditchain.Time of it (whole microseconds in UTC; within a microsecond
@@ -282,7 +312,9 @@ func idsMatch(n int, requests bool) string {
 // concerns it too); IDs matches any of the ids; Result, Audience,
 // Resource, DelegationID and AgentVersion match their field exactly; Since
 // is inclusive and Until exclusive. Limit defaults to 100 and is capped at
-// 1000.
+// 1000. Since bounds the walk by seq as well (the time marks, sinceSeq),
+// so that a window reads the records from its start on, not the whole
+// log.
 func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
 	var (
 		where []string
@@ -334,8 +366,10 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		where = append(where, "delegation_id <> ''")
 	}
 	if !f.Since.IsZero() {
-		where = append(where, "time >= ?")
-		args = append(args, f.Since.UnixMicro())
+		// The seq bound lets the walk stop at the window's start instead
+		// of reading every older record to find that none matches.
+		where = append(where, "time >= ?", order+" > "+sinceSeq)
+		args = append(args, f.Since.UnixMicro(), f.Since.UnixMicro())
 	}
 	if !f.Until.IsZero() {
 		where = append(where, "time < ?")
