@@ -354,6 +354,10 @@ func eventWhere(f store.EventFilter, ids []string) ([]string, []any) {
 		// which a parameter does not in a generic plan.
 		where = append(where, "delegation_id <> ''")
 	}
+	if f.Resource != "" {
+		// Likewise for events_resource (migration 15).
+		where = append(where, "resource <> ''")
+	}
 	if !f.Since.IsZero() {
 		where = append(where, "time >= "+arg(f.Since))
 	}

@@ -365,6 +365,10 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		// which a bound parameter does not.
 		where = append(where, "delegation_id <> ''")
 	}
+	if f.Resource != "" {
+		// Likewise for events_resource (migration 18).
+		where = append(where, "resource <> ''")
+	}
 	if !f.Since.IsZero() {
 		// The seq bound lets the walk stop at the window's start instead
 		// of reading every older record to find that none matches.
