@@ -254,33 +254,78 @@ func chainExisting(ctx context.Context, tx *sql.Tx) error {
 }
 
 // scanEvent reads the columns of eventSelect.
-func scanEvent(sc scanner) (store.Event, error) { return scanEventOf(sc, true) }
+func scanEvent(sc scanner) (store.Event, error) { return newEventRow(true).scan(sc) }
 
 // scanEventV1 reads the columns of eventSelectV1.
-func scanEventV1(sc scanner) (store.Event, error) { return scanEventOf(sc, false) }
+func scanEventV1(sc scanner) (store.Event, error) { return newEventRow(false).scan(sc) }
 
-func scanEventOf(sc scanner, v2 bool) (store.Event, error) {
-	var (
-		e                        store.Event
-		t                        sql.NullInt64
-		chain, scopes, requested string
-		evctx, authz, attrs      sql.NullString
-	)
-	dest := []any{&e.Seq, &e.ID, &t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
-		&e.OnBehalf, &chain, &e.ClientID, &scopes, &requested, &e.Audience, &e.Resource, &evctx,
+// scanEvents returns a scan function for the rows of one query of
+// eventSelect, which reuses its destinations from row to row: a forward
+// read of the log scans millions of rows, and each allocation of a row's
+// own counts.
+func scanEvents() func(scanner) (store.Event, error) { return newEventRow(true).scan }
+
+// eventRow holds the scan destinations of a row of eventSelect (or
+// eventSelectV1), reused from row to row of one query. Not safe for
+// concurrent use.
+type eventRow struct {
+	e                        store.Event
+	t                        sql.NullInt64
+	chain, scopes, requested string
+	evctx, authz, attrs      sql.NullString
+	// hash is valid until the next row; scan copies it.
+	hash sql.RawBytes
+	dest []any
+}
+
+func newEventRow(v2 bool) *eventRow {
+	r := &eventRow{}
+	e := &r.e
+	r.dest = []any{&e.Seq, &e.ID, &r.t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
+		&e.OnBehalf, &r.chain, &e.ClientID, &r.scopes, &r.requested, &e.Audience, &e.Resource, &r.evctx,
 		&e.DelegationID, &e.JTI, &e.ParentJTI}
 	if v2 {
-		dest = append(dest, &e.AgentVersion, &authz, &e.Operation, &attrs, &e.ReportedBy)
+		r.dest = append(r.dest, &e.AgentVersion, &r.authz, &e.Operation, &r.attrs, &e.ReportedBy)
 	}
-	if err := sc.Scan(append(dest, &e.Hash)...); err != nil {
+	r.dest = append(r.dest, &r.hash)
+	return r
+}
+
+// scan reads the current row into a new event.
+func (r *eventRow) scan(sc scanner) (store.Event, error) {
+	r.e = store.Event{}
+	if err := sc.Scan(r.dest...); err != nil {
 		return store.Event{}, dbErr(err)
 	}
-	e.Hash = bytesOut(e.Hash)
-	e.Time = timeOut(t)
-	e.Context, e.AuthorizationDetails, e.Attributes = jsonOut(evctx), jsonOut(authz), jsonOut(attrs)
-	err := decodeLists(listCol{"chain", chain, &e.Chain}, listCol{"scopes", scopes, &e.Scopes},
-		listCol{"requested", requested, &e.Requested})
+	e := r.e
+	e.Hash = bytesOut(r.hash)
+	e.Time = timeOut(r.t)
+	e.Context, e.AuthorizationDetails, e.Attributes = jsonOut(r.evctx), jsonOut(r.authz), jsonOut(r.attrs)
+	err := decodeLists(listCol{"chain", r.chain, &e.Chain}, listCol{"scopes", r.scopes, &e.Scopes},
+		listCol{"requested", r.requested, &e.Requested})
 	return e, err
+}
+
+// readEvents scans the rows of a query of eventSelect (rows, err), at most
+// limit of them, into a slice sized for a page.
+func readEvents(rows *sql.Rows, err error, limit int) ([]store.Event, error) {
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list events: %w", dbErr(err))
+	}
+	defer rows.Close()
+	out := make([]store.Event, 0, min(limit, store.EachEventPage))
+	scan := scanEvents()
+	for len(out) != limit && rows.Next() {
+		e, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list events: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list events: %w", dbErr(err))
+	}
+	return out, nil
 }
 
 // jtiMatch is QueryEvents' jti filter: the event's jti or parent_jti. Each
@@ -394,12 +439,12 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 	}
 	q += " ORDER BY " + order + " DESC LIMIT ?"
 	args = append(args, limit)
-	return list(ctx, s.r, "events", q, scanEvent, args...)
+	return list(ctx, s.r, "events", q, scanEvents(), args...)
 }
 
 // EventsAfter returns up to limit events with Seq above afterSeq, oldest
 // first; limit defaults to 1000 and is capped at 10000.
 func (s *Store) EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error) {
 	rows, err := s.stmts.eventsAfter.QueryContext(ctx, afterSeq)
-	return collect(rows, err, "events", scanEvent, store.PageLimit(limit))
+	return readEvents(rows, err, store.PageLimit(limit))
 }
