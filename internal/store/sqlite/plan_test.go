@@ -30,6 +30,26 @@ func TestQueryPlanRequestIDs(t *testing.T) {
 	}
 }
 
+// TestQueryPlanResource checks that QueryEvents' resource filter, which
+// WhoApproved runs, is answered from the partial index of migration 18,
+// with a time window's seq bound on it.
+func TestQueryPlanResource(t *testing.T) {
+	got := queryPlan(t, "resource = ? AND resource <> '' AND time >= ? AND seq > "+sinceSeq, "r", 1, 1)
+	if !strings.Contains(got, "INDEX events_resource (resource=? AND seq>?)") || strings.Contains(got, "SCAN events") {
+		t.Errorf("query plan does not use events_resource:\n%s", got)
+	}
+}
+
+// TestQueryPlanSince checks that a time window is read from the seq its
+// time marks bound it to (migration 17), not from the start of the log.
+func TestQueryPlanSince(t *testing.T) {
+	got := queryPlan(t, "time >= ? AND seq > "+sinceSeq, 1, 1)
+	if !strings.Contains(got, "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)") ||
+		!strings.Contains(got, "SEARCH event_time_marks USING PRIMARY KEY (max_time<?)") {
+		t.Errorf("query plan does not bound the window by seq:\n%s", got)
+	}
+}
+
 // queryPlan is SQLite's plan of QueryEvents' statement with where.
 func queryPlan(t *testing.T, where string, args ...any) string {
 	t.Helper()

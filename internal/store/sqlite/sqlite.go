@@ -58,7 +58,7 @@ type Store struct {
 // re-prepares them if the connection was replaced); getToken is prepared on
 // the read pool, where database/sql prepares it once per connection.
 type statements struct {
-	token, last, event, actor *sql.Stmt
+	token, last, event, actor, mark *sql.Stmt
 	// getToken reads one tokens row by jti: every Mandate token presented
 	// as a subject or actor token, and each of its ancestors.
 	getToken *sql.Stmt
@@ -72,7 +72,7 @@ type statements struct {
 
 // all is every statement, for Close.
 func (st *statements) all() []*sql.Stmt {
-	return []*sql.Stmt{st.token, st.last, st.event, st.actor, st.getToken, st.eventsAfter}
+	return []*sql.Stmt{st.token, st.last, st.event, st.actor, st.mark, st.getToken, st.eventsAfter}
 }
 
 // prepare prepares the token path's statements. It runs in Open, before any
@@ -89,6 +89,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&st.event, s.w, "INSERT INTO events (seq, hash, " + eventCols + ") VALUES (?, ?" +
 			strings.Repeat(", ?", strings.Count(eventCols, ",")+1) + ")"},
 		{&st.actor, s.w, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
+		{&st.mark, s.w, markTimes},
 		{&st.getToken, s.r, "SELECT " + tokenCols + " FROM tokens WHERE jti = ?"},
 		{&st.eventsAfter, s.r, "SELECT " + eventSelect + " FROM events WHERE seq > ? ORDER BY seq"},
 	} {
