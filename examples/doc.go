@@ -10,6 +10,7 @@
 // by verify/mcpauth, with a deploy tool (deploy:create) that hands the work
 // on to deployapi by token exchange, and a metrics tool (monitoring:read).
 // Its endpoint has a path (/mcp), so its metadata is at
-// /.well-known/oauth-protected-resource/mcp. `mandate demo` does not run it
-// yet.
+// /.well-known/oauth-protected-resource/mcp. `mandate demo` runs it in its
+// third story, and `go run ./examples/mcpserver/cmd/mcpserver` runs it
+// against `mandate serve --dev`.
 package examples

@@ -54,9 +54,11 @@ type Config struct {
 	// MCP endpoint's URL and its Resource is Metadata().
 	Verifier *verify.Verifier
 	// Agent is the server's own client at Mandate, which exchanges the
-	// caller's token for one for the deploy API.
+	// caller's token for one for the deploy API. Required with DeployAPI.
 	Agent *agent.Client
-	// DeployAPI is the deploy API's address, its audience.
+	// DeployAPI is the deploy API's address, its audience. Empty means
+	// none: the deploy tool then answers that it has nowhere to hand the
+	// work on (its scope is still checked first).
 	DeployAPI string
 	// HTTPClient's Transport, when set, is the base transport of the calls
 	// to the deploy API; nil means http.DefaultTransport.
@@ -64,10 +66,11 @@ type Config struct {
 }
 
 // New returns the server's HTTP handler: the MCP endpoint at Path behind
-// mcpauth, and the metadata.
+// mcpauth, and the metadata. It fails without a Verifier, or with a
+// DeployAPI but no Agent.
 func New(cfg Config) (http.Handler, error) {
-	if cfg.Verifier == nil || cfg.Agent == nil || cfg.DeployAPI == "" {
-		return nil, errors.New("mcpserver: Verifier, Agent and DeployAPI are required")
+	if cfg.Verifier == nil || (cfg.DeployAPI != "" && cfg.Agent == nil) {
+		return nil, errors.New("mcpserver: Verifier is required, and Agent with DeployAPI")
 	}
 	guard := mcpauth.New(cfg.Verifier, Tools())
 	server := mcp.NewServer(&mcp.Implementation{Name: "mandate-example", Version: "1.0.0"}, nil)
@@ -103,6 +106,9 @@ type deployer struct{ cfg Config }
 // deploy exchanges the caller's token for one for the deploy API, with
 // deploy:create only, and starts the deployment there.
 func (d *deployer) deploy(ctx context.Context, req *mcp.CallToolRequest, args DeployArgs) (*mcp.CallToolResult, DeployResult, error) {
+	if d.cfg.DeployAPI == "" {
+		return nil, DeployResult{}, errors.New("mcpserver: this server hands deploys on to no deploy API (it was started without one)")
+	}
 	subject, ok := mcpauth.BearerToken(req)
 	if !ok {
 		return nil, DeployResult{}, errors.New("mcpserver: the call carries no token")

@@ -27,7 +27,7 @@ import (
 	"github.com/mandate-dev/mandate/internal/store/cache"
 	"github.com/mandate-dev/mandate/internal/token"
 	"github.com/mandate-dev/mandate/internal/tokenstate"
-	"github.com/mandate-dev/mandate/internal/upstream"
+
 	"github.com/mandate-dev/mandate/jwks"
 )
 
@@ -128,17 +128,25 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	}
 	reg := prometheus.NewRegistry()
 	recorder := newRecorder(raw, reg, now)
+	// undo stops, newest first, what was started when a later part fails.
+	var undo []func()
+	fail := func(err error) (*App, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
+	undo = append(undo, recorder.Close)
 	hub, err := newFeed(ctx, cfg, cached, now, logger)
 	if err != nil {
-		recorder.Close()
-		return nil, err
+		return fail(err)
 	}
 	checker := &tokenstate.Checker{Store: cached, Revocations: hub, Now: now}
 	tp, shutdownTracing, err := newTracerProvider(ctx, cfg, env)
 	if err != nil {
-		recorder.Close()
-		return nil, err
+		return fail(err)
 	}
+	undo = append(undo, func() { stopTracing(shutdownTracing, logger) })
 	grant := newGrant(cfg, cached, checker, verifier, keys, engine, recorder, now, tp.Tracer(scopeExchange))
 	grant.Resources = resources
 	auth := &clientauth.Authenticator{
@@ -147,48 +155,31 @@ func build(ctx context.Context, cfg *config.Config, raw store.Store, env Env) (*
 	}
 	adminToken, err := cfg.Admin.Resolve()
 	if err != nil {
-		recorder.Close()
-		stopTracing(shutdownTracing, logger)
-		return nil, fmt.Errorf("admin: %w", err)
+		return fail(fmt.Errorf("admin: %w", err))
 	}
 	checkpoints := newCheckpointer(cfg, raw, now, logger)
-	people, renderer, err := newSignIn(cfg, raw, cached, grant, recorder, now)
-	var providers *upstream.Set
-	if err == nil {
-		providers, err = newUpstream(cfg)
-	}
+	door, err := newFrontDoor(cfg, raw, cached, grant, recorder, now, env)
 	if err != nil {
-		recorder.Close()
-		stopTracing(shutdownTracing, logger)
-		return nil, err
-	}
-	registrar, registerLimit := newRegistration(cfg, cached, now)
-	documents, err := newDocuments(cfg, env)
-	if err != nil {
-		recorder.Close()
-		stopTracing(shutdownTracing, logger)
-		return nil, err
+		return fail(err)
 	}
 	srv, err := server.New(server.Config{
 		Issuer: cfg.Issuer, Store: cached, Directory: &directory.Directory{Store: cached, Now: now}, Grant: grant, Auth: auth, Keys: keys, Verifier: verifier,
 		Tokens: checker, Audit: recorder, Feed: hub, Checkpoints: checkpoints, AdminToken: adminToken, Logger: logger, Registry: reg, Now: now,
 		ClientLimit: newLimiter(cfg.RateLimits.PerClient, now), IPLimit: newLimiter(cfg.RateLimits.PerIP, now),
 		IngestLimit: newLimiter(cfg.RateLimits.IngestPerReporter, now), Tracer: tp.Tracer(scopeServer),
-		SignIn: people, Pages: renderer, Upstream: providers, ScopeDescriptions: cfg.ScopeDescriptions(),
+		SignIn: door.people, Pages: door.pages, Upstream: door.providers, ScopeDescriptions: cfg.ScopeDescriptions(),
 		Resources:    resources,
-		Registration: registrar, RegisterLimit: registerLimit, Documents: documents,
+		Registration: door.registrar, RegisterLimit: door.registerLimit, Documents: door.documents,
 	})
 	if err != nil {
-		recorder.Close()
-		stopTracing(shutdownTracing, logger)
-		return nil, err
+		return fail(err)
 	}
 	sweep := newSweeper(raw, cfg.Storage.SweepEvery.Std(), cfg.Storage.SweepBatch, cfg.Tokens.Leeway.Std(), cfg.Tokens.MaxTTL.Std(),
 		now, logger, reg)
 	loopCtx, cancel := context.WithCancel(context.Background())
 	app := &App{Store: cached, Keys: keys, Handler: srv, Drain: srv.Drain, cancel: cancel, audit: recorder, raw: raw,
 		stopTracing: shutdownTracing, logger: logger, sweeper: sweep, archiver: newArchiver(cfg, raw, env, now, logger),
-		rechecker: &rechecker{people: people, providers: providers, logger: logger}}
+		rechecker: &rechecker{people: door.people, providers: door.providers, logger: logger}}
 	app.start(loopCtx, loops{raw: raw, cached: cached, checkpoints: checkpoints, hub: hub, keys: keys, sweeper: sweep, logger: logger,
 		archiver: app.archiver, rechecker: app.rechecker})
 	return app, nil

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/cimd"
 	"github.com/mandate-dev/mandate/internal/config"
 	"github.com/mandate-dev/mandate/internal/directory"
 	"github.com/mandate-dev/mandate/internal/exchange"
 	"github.com/mandate-dev/mandate/internal/pages"
 	"github.com/mandate-dev/mandate/internal/ratelimit"
+	"github.com/mandate-dev/mandate/internal/registration"
 	"github.com/mandate-dev/mandate/internal/server"
 	"github.com/mandate-dev/mandate/internal/signin"
 	"github.com/mandate-dev/mandate/internal/store"
@@ -46,4 +48,32 @@ func newUpstream(cfg *config.Config) (*upstream.Set, error) {
 		return nil, fmt.Errorf("identity providers: %w", err)
 	}
 	return set, nil
+}
+
+// frontDoor is what people and MCP clients meet: sign-in and consent, the
+// pages, the identity providers, client registration and metadata
+// documents.
+type frontDoor struct {
+	people        *signin.Service
+	pages         *pages.Renderer
+	providers     *upstream.Set
+	registrar     *registration.Registrar
+	registerLimit *ratelimit.Limiter
+	documents     *cimd.Fetcher
+}
+
+// newFrontDoor builds the front door of cfg.
+func newFrontDoor(cfg *config.Config, raw store.Store, cached *cache.Store, grant *exchange.Grant, rec signin.Recorder,
+	now func() time.Time, env Env) (frontDoor, error) {
+	var d frontDoor
+	var err error
+	if d.people, d.pages, err = newSignIn(cfg, raw, cached, grant, rec, now); err != nil {
+		return d, err
+	}
+	if d.providers, err = newUpstream(cfg); err != nil {
+		return d, err
+	}
+	d.registrar, d.registerLimit = newRegistration(cfg, cached, now)
+	d.documents, err = newDocuments(cfg, env)
+	return d, err
 }

@@ -35,6 +35,7 @@ func arrows() []arrow {
 		{"cmd/mandate-bench/internal/loadgen", []string{"oauth"}, "it sends token requests"},
 		{"examples/...", []string{"verify"}, "the example APIs are protected by verify, as any API would be"},
 		{"examples/mcpserver", []string{"agent", "verify/mcpauth"}, "the example MCP server checks tool calls with mcpauth and hands work on by exchange with the agent SDK"},
+		{"examples/mcpserver/cmd/mcpserver", []string{"agent", "examples/mcpserver", "verify/feed", "verify/forward"}, "the example MCP server's command runs it against a Mandate, with its agent for the hand-on, the revocation feed and the audit forwarder"},
 		{"internal/cli", []string{"internal/app", "internal/server", "internal/idlemem"}, "serve builds the server through the composition root"},
 		{"internal/cli", []string{"internal/config", "internal/provision", "internal/directory", "internal/store", "internal/token"}, "config apply, keys and store commands change the store through the directory and the keyring"},
 		{"internal/cli", []string{"internal/audit", "internal/auditchain", "internal/auditlog", "internal/archive", "internal/forensics", "internal/termsafe"}, "the audit commands read, verify and report on the log, escaped"},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mandate-dev/mandate/examples/deployapi"
 	"github.com/mandate-dev/mandate/examples/expenseapi"
+	"github.com/mandate-dev/mandate/examples/mcpserver"
 	"github.com/mandate-dev/mandate/examples/monitoringapi"
 	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/audit"
@@ -33,20 +34,27 @@ func newDemoCmd(stdout io.Writer) *cobra.Command {
 	var record string
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Play the InfraBot and expense-agent stories against a real server and real APIs on loopback",
-		Long: `Play the two stories, step by step, against a real Mandate server
-and three example APIs protected by the verify package, all on 127.0.0.1 with a
-temporary data directory:
+		Short: "Play the InfraBot, expense-agent and MCP stories against a real server, real APIs and an MCP server on loopback",
+		Long: `Play the three stories, step by step, against a real Mandate server,
+three example APIs and an example MCP server protected by the verify package,
+all on 127.0.0.1 with a temporary data directory:
 
   Sam -> InfraBot -> ArgoCD -> CleanupAgent -> Reaper: an API's 401 answer
   and the protected-resource metadata it points to (RFC 9728), monitoring, a
   prod deploy from CI, a refused manual prod deploy, a token with its act
   chain decoded, a three-agent chain and a refused fourth agent;
-  Alice -> expense-agent-001: $487.50 approved, $1,250 refused (limit $1,000).
+  Alice -> expense-agent-001: $487.50 approved, $1,250 refused (limit $1,000);
+  Sam -> an MCP client -> the example MCP server -> the deploy API: the
+  official MCP Go SDK's client finds Mandate from the MCP server's 401,
+  registers itself (Dynamic Client Registration), has Sam sign in and approve
+  it on the consent page (played headless), lists and calls tools, is refused
+  deploy 403 insufficient_scope and steps up (Sam approves again, replacing
+  his earlier approval), and the MCP server hands the deploy on to the deploy
+  API by token exchange: Sam, the client and the server in one chain.
 
 Each person and agent is introduced before it first acts, and each step says
 what it leaves in the audit table. The APIs forward their per-request records
-to the server (POST /audit/ingest), and the demo ends with the audit table:
+to the server (POST /audit/ingest), the MCP server's too, and the demo ends with the audit table:
 who acted, for whom, through which delegation chain, on what, with which
 result, at which time (RFC 3339, UTC). With --record DIR the data directory is kept in DIR with a
 configuration file, DIR/mandate.yaml, and the server's and the APIs' logs,
@@ -54,6 +62,7 @@ DIR/mandate.log, so that the run can be questioned afterwards:
 
   mandate audit agent agent:argocd --config DIR/mandate.yaml
   mandate audit who-approved --resource expense/EXP-1042 --config DIR/mandate.yaml
+  mandate audit who-approved --resource service/search --config DIR/mandate.yaml
   mandate audit agents --config DIR/mandate.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), stdout, record) },
@@ -145,6 +154,7 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 		return err
 	}
 	cfg := demoConfig(dir, issuer, apiURLs...)
+	mcpCast(cfg, apiURLs[len(apiURLs)-1], apiURLs[0])
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo configuration: %w", err)
 	}
@@ -183,13 +193,19 @@ func runDemo(ctx context.Context, stdout io.Writer, record string) error {
 		{"monitoring", monitoringapi.New, monitoringapi.Metadata()},
 		{"expense", expenseapi.New, expenseapi.Metadata()},
 	} {
-		api, stop, err := startDemoAPI(ctx, issuer, apiListeners[e.name], e.mk, e.md, logger)
+		api, stop, err := startDemoAPI(ctx, issuer, apiListeners[e.name], "", e.mk, e.md, logger)
 		if err != nil {
 			return err
 		}
 		defer stop()
 		apis[e.name] = api
 	}
+	api, stop, err := startDemoMCP(ctx, issuer, apiListeners["mcp"], apis["deploy"].url, logger)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	apis["mcp"] = api
 	d := &demo{out: stdout, issuer: issuer, admin: cfg.Admin.Token, cfg: cfg, apis: apis, started: time.Now()}
 	return d.play(ctx, record, dir)
 }
@@ -204,6 +220,9 @@ func (d *demo) play(ctx context.Context, record, dir string) error {
 	if err := d.expenses(ctx); err != nil {
 		return err
 	}
+	if err := d.mcpStory(ctx); err != nil {
+		return err
+	}
 	if err := flushAPIs(ctx, d.apis); err != nil {
 		return err
 	}
@@ -216,12 +235,14 @@ func (d *demo) play(ctx context.Context, record, dir string) error {
 	return nil
 }
 
-// listenAPIs takes a loopback address for each example API. Their
-// addresses are their audiences, which their reporter must be registered
-// for: they are taken before the configuration is made. The caller closes
-// the listeners, also those returned with an error.
+// listenAPIs takes a loopback address for each example API and for the
+// example MCP server. Their addresses are their audiences (the MCP
+// server's with its endpoint's path, last of the URLs), which their
+// reporter must be registered for: they are taken before the
+// configuration is made. The caller closes the listeners, also those
+// returned with an error.
 func listenAPIs() (map[string]net.Listener, []string, error) {
-	names := []string{"deploy", "monitoring", "expense"}
+	names := []string{"deploy", "monitoring", "expense", "mcp"}
 	listeners, urls := map[string]net.Listener{}, make([]string, 0, len(names))
 	for _, name := range names {
 		l, url, err := listen()
@@ -229,6 +250,9 @@ func listenAPIs() (map[string]net.Listener, []string, error) {
 			return listeners, nil, err
 		}
 		listeners[name] = l
+		if name == "mcp" {
+			url += mcpserver.Path
+		}
 		urls = append(urls, url)
 	}
 	return listeners, urls, nil
@@ -256,7 +280,8 @@ func (d *demo) recorded(ctx context.Context, dir string) error {
 	}
 	path := filepath.Join(dir, demoConfigFile)
 	fmt.Fprintf(d.out, "\nThe run is recorded in %s. Question it with:\n\n", dir)
-	for _, q := range []string{"agent agent:argocd", "who-approved --resource expense/EXP-1042", "agents", "query --actor agent:infrabot"} {
+	for _, q := range []string{"agent agent:argocd", "who-approved --resource expense/EXP-1042", "who-approved --resource service/search",
+		"agents", "query --actor agent:infrabot"} {
 		fmt.Fprintf(d.out, "  mandate audit %s --config %s\n", q, path)
 	}
 	fmt.Fprintf(d.out, "  mandate audit verify --config %s\n", path)
@@ -318,11 +343,11 @@ func writeDemoConfig(cfg *config.Config) error {
 }
 
 // startDemoAPI runs an example service on ln whose audience is its own
-// URL, described by md in its RFC 9728 metadata, and which forwards its
+// URL with path (its endpoint's, for an MCP server; "" for an API), described by md in its RFC 9728 metadata, and which forwards its
 // records to the server as demoReporter.
-func startDemoAPI(ctx context.Context, issuer string, ln net.Listener, mk func(*verify.Verifier) http.Handler, md verify.ResourceMetadata,
+func startDemoAPI(ctx context.Context, issuer string, ln net.Listener, path string, mk func(*verify.Verifier) http.Handler, md verify.ResourceMetadata,
 	logger *slog.Logger) (*demoAPI, func(), error) {
-	url := "http://" + ln.Addr().String()
+	url := "http://" + ln.Addr().String() + path
 	fwd, err := forward.New(ctx, forward.Config{
 		URL: issuer + "/audit/ingest", ClientID: demoReporter, ClientSecret: demoReporterSecret,
 		FlushEvery: 100 * time.Millisecond, Logger: logger,

@@ -154,6 +154,15 @@ func follow(ctx context.Context, b *http.Client, method, u string, form url.Valu
 // readForm loads the page at u and returns the fields of its form to
 // action: hidden and text inputs, ticked boxes, selected options.
 func readForm(ctx context.Context, b *http.Client, u, action string) (url.Values, error) {
+	doc, err := loadPage(ctx, b, u)
+	if err != nil {
+		return nil, err
+	}
+	return formOf(doc, u, action)
+}
+
+// loadPage loads and parses the page at u, which must answer 200.
+func loadPage(ctx context.Context, b *http.Client, u string) (*html.Node, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	resp, err := b.Do(req)
 	if err != nil {
@@ -164,6 +173,11 @@ func readForm(ctx context.Context, b *http.Client, u, action string) (url.Values
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("demo: GET %s answered %d", u, resp.StatusCode)
 	}
+	return doc, nil
+}
+
+// formOf returns the fields of the form to action on doc, the page at u.
+func formOf(doc *html.Node, u, action string) (url.Values, error) {
 	form := find(doc, func(n *html.Node) bool { return n.Data == "form" && attrOf(n, "action") == action })
 	if form == nil {
 		return nil, fmt.Errorf("demo: no form to %s on %s", action, u)

@@ -118,6 +118,23 @@ func TestDemoForensics(t *testing.T) {
 		}
 	})
 
+	t.Run("who-approved-the-mcp-deploy", func(t *testing.T) {
+		// The MCP story's deploy: the MCP server for the MCP client for
+		// Sam, back to his approval on the consent page.
+		table := run(t, "audit", "who-approved", "--resource", "service/search", "--config", cfg)
+		for _, want := range [][]string{
+			{"deploy:create service/search: granted"},
+			{"performed by", "agent:example_mcp"},
+			{"chain", "agent:example_mcp <- agent:"},
+			{"authority", "delegation.created", "for user:sam", "scopes", "deploy:create", "delegation dlg_"}, // with monitoring:read, in either order
+			{"authority", "token.exchange: agent:example_mcp for user:sam, scopes deploy:create"},
+		} {
+			if !hasLine(table, want...) {
+				t.Errorf("no line of the answer has %q:\n%s", want, table)
+			}
+		}
+	})
+
 	t.Run("who-approved-the-487.50-expense", func(t *testing.T) {
 		table := run(t, "audit", "who-approved", "--resource", "expense/EXP-1042", "--config", cfg)
 		for _, want := range []string{"expense:approve expense/EXP-1042: granted", "on behalf of  user:alice",

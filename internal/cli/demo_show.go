@@ -15,12 +15,14 @@ import (
 	"github.com/mandate-dev/mandate/internal/termsafe"
 )
 
-// preface names the server and the example APIs before the stories.
+// preface names the server, the example APIs and the example MCP server
+// before the stories.
 func (d *demo) preface() {
 	fmt.Fprintf(d.out, "Mandate runs at %s, with three example APIs that check its tokens (the verify package):\n", d.issuer)
 	for _, name := range []string{"monitoring", "deploy", "expense"} {
 		fmt.Fprintf(d.out, "  the %s API at %s\n", name, d.apis[name].url)
 	}
+	fmt.Fprintf(d.out, "and an example MCP server, behind the same package, at %s\n", d.apis["mcp"].url)
 	d.meet(demoReporter)
 }
 

@@ -37,6 +37,7 @@ func demoCast() map[string]castMember {
 		"user:alice":              {name: "Alice", who: "a team lead"},
 		"agent:expense-agent-001": {name: "the expense agent", version: "1.0.3", who: "Alice's expense assistant"},
 		demoReporter:              {name: "the APIs' reporter", who: "the client the example APIs send their records as"},
+		demoMCPAgent:              {name: "the example MCP server", who: "an MCP server with two tools, metrics (monitoring:read) and deploy (deploy:create), the latter done by the deploy API"},
 	}
 }
 
@@ -100,6 +101,12 @@ func (d *demo) mayDo(id string) string {
 	a := d.cfg.Agents[i]
 	if id == demoReporter {
 		return "may only report the APIs' requests to Mandate (" + strings.Join(a.Scopes, " ") + "), shown in the REPORTED BY column"
+	}
+	for _, r := range d.cfg.Resources {
+		if r.Agent == id {
+			return "the tokens people give MCP clients for it are addressed to it, and it may exchange them for its own, with " +
+				strings.Join(a.Scopes, " ") + " at most, for " + strings.Join(r.HandOn, ", ") + " (the deploy API)"
+		}
 	}
 	s := "may use " + strings.Join(a.Scopes, " ") + " on a token handed to it"
 	for _, dl := range d.cfg.Delegations {

@@ -53,6 +53,51 @@ func TestDemo(t *testing.T) {
 		}
 	})
 
+	t.Run("mcp-story", func(t *testing.T) {
+		m := regexp.MustCompile(`Meet (agent:[0-9a-f]+): the MCP client, registered just now by itself`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatal("the MCP client that registered itself is never introduced")
+		}
+		client := m[1]
+		for _, want := range []string{
+			`401 WWW-Authenticate: Bearer scope="monitoring:read", resource_metadata="http://127.0.0.1:`,            // found from the 401
+			"calls itself Notes MCP: Mandate has not checked that name",                                             // the claim marked unchecked
+			"what it may do, ticked: monitoring:read: Read the services' metrics\n",                                 // the default scope only
+			"where: Example MCP server (http://127.0.0.1:",                                                          //
+			"which may exchange your tokens for its own",                                                            // what the server may pass on
+			"metrics: Read a service's CPU",                                                                         // tools/list
+			`metrics answered {"cpu":0.42,"read_for":"user:sam"`,                                                    //
+			`403 WWW-Authenticate: Bearer error="insufficient_scope"`,                                               // deploy refused
+			"what it may do, ticked: deploy:create: Start deployments; monitoring:read: Read the services' metrics", // step-up
+			`scope "deploy:create monitoring:read"`,                                                                 //
+			`"performed_by":"agent:example_mcp"`,                                                                    // handed on by exchange
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the MCP story lacks %q", want)
+			}
+		}
+		for _, want := range [][]string{
+			{"POST", "/mcp", "refused (token_missing)", demoReporter},
+			{"agent.created", "anonymous", client},
+			{"tools/call", client, "user:sam", "tool/metrics", "granted", demoReporter},
+			{"tools/call", client, "user:sam", "tool/deploy", "refused (insufficient_scope)", demoReporter},
+			{"tools/call", client, "user:sam", "tool/deploy", "granted", demoReporter},
+			{"token.exchange", "agent:example_mcp", "user:sam", "agent:example_mcp <- " + client, "granted"},
+			// Sam, the MCP client and the MCP server in one chain.
+			{"deploy:create", "agent:example_mcp", "user:sam", "agent:example_mcp <- " + client, "service/search", "granted", demoReporter},
+		} {
+			if !hasLine(out, want...) {
+				t.Errorf("no line of the table has %q", want)
+			}
+		}
+		if n := strings.Count(out, "delegation.created         user:sam"); n != 3 {
+			t.Errorf("%d delegations created by Sam, want 3 (InfraBot, the MCP client, its step-up)", n)
+		}
+		if !hasLine(out, "delegation.revoked", "user:sam") {
+			t.Error("the step-up's approval did not replace the earlier one")
+		}
+	})
+
 	t.Run("rfc3339-times", func(t *testing.T) {
 		rows := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z  `).FindAllString(out, -1)
 		if len(rows) < 15 {

@@ -47,7 +47,9 @@ func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
 With --config FILE it reads that YAML file (see docs/config.md). With --dev it
 needs no file: it starts on 127.0.0.1:8080 with a data directory, a generated
 signing key, an admin token and the InfraBot cast (user:sam, agent:infrabot,
-agent:argocd, agent:cleanup_agent), and prints curl lines to try it. The data
+agent:argocd, agent:cleanup_agent), the example MCP server registered as a
+resource (http://127.0.0.1:8090/mcp, its agent agent:example_mcp) with MCP
+clients free to register themselves, and prints curl lines to try it. The data
 directory (./mandate-dev unless --data-dir) is kept between starts, with every
 change made through the admin API; --dev --reset removes it first and starts
 the dev cast afresh.`,
@@ -307,6 +309,11 @@ func nextPort(addr string) string {
 
 func printDevHelp(w io.Writer, cfg *config.Config) {
 	iss := cfg.Issuer
+	// The example MCP server trusts the default issuer unless told.
+	issuerFlag := " --reporter-secret " + config.DevMCPReporterSecret
+	if iss != config.DefaultIssuer {
+		issuerFlag += " --issuer " + iss
+	}
 	fmt.Fprintf(w, `
 Mandate is running in development mode at %[1]s (data in %[2]s).
 Admin token: %[3]s
@@ -318,5 +325,9 @@ TOKEN=$(curl -s %[1]s/token -d client_id=agent:infrabot -d client_secret=infrabo
 curl -s %[1]s/introspect -d client_id=agent:infrabot -d client_secret=infrabot-dev-secret -d token="$TOKEN"
 
 The last line shows "sub":"user:sam" (on whose behalf) and "act":{"sub":"agent:infrabot"} (who acts).
-`, iss, cfg.DataDir, cfg.Admin.Token)
+
+An MCP server is registered too, %[4]s: run the example one with
+go run ./examples/mcpserver/cmd/mcpserver%[5]s
+and point an MCP client at it; the client registers itself here and Sam approves it (docs/mcp.md).
+`, iss, cfg.DataDir, cfg.Admin.Token, config.DevMCPResource, issuerFlag)
 }

@@ -188,13 +188,27 @@ const (
 	DevPasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$eOOowOxv/eD0ni0tNiUuvA$Qq+Jp5fjwol26Poz4nW7GYTYVRQ9aD0llx/S+qj0H4M"
 )
 
+// DevMCPResource is the MCP server the dev cast registers as a resource,
+// where `go run ./examples/mcpserver/cmd/mcpserver` serves by default;
+// DevMCPAgent is its agent, and DevMCPReporter the client it follows the
+// revocation feed and reports its records as, with DevMCPReporterSecret
+// (public, as every dev secret).
+const (
+	DevMCPResource       = "http://127.0.0.1:8090/mcp"
+	DevMCPAgent          = "agent:example_mcp"
+	DevMCPReporter       = "rs:example_mcp"
+	DevMCPReporterSecret = "example-mcp-reporter-dev-secret"
+)
+
 // Dev returns the configuration of `mandate serve --dev`, defaults applied:
 // the InfraBot cast on 127.0.0.1:8080 with dataDir as the data directory.
 // user:sam delegates to agent:infrabot, which may hand on to agent:argocd,
 // which may hand on to agent:cleanup_agent; deploy:tag is held along the
 // whole chain so that a three-hop token can carry it. Sam signs in with
-// DevPassword and is an admin. The admin token is left empty: the caller
-// generates one.
+// DevPassword and is an admin. The example MCP server is registered as a
+// resource (DevMCPResource, its agent DevMCPAgent), and MCP clients may
+// register themselves (open registration, metadata documents). The admin
+// token is left empty: the caller generates one.
 func Dev(dataDir string) *Config {
 	c := &Config{
 		Issuer:  DefaultIssuer,
@@ -226,6 +240,19 @@ func Dev(dataDir string) *Config {
 				Secret: "cleanup-dev-secret",
 				Scopes: []string{"deploy:tag", "infrastructure:clean"},
 			},
+			{
+				ID:     DevMCPAgent,
+				Secret: "example-mcp-dev-secret",
+				Scopes: []string{"deploy:create"},
+			},
+			{
+				// The example MCP server as a resource server: it
+				// follows the revocation feed and reports its records.
+				ID:        DevMCPReporter,
+				Secret:    DevMCPReporterSecret,
+				Scopes:    []string{"audit:report"},
+				Resources: []string{DevMCPResource},
+			},
 		},
 		Delegations: []Delegation{{
 			Subject: "user:sam",
@@ -246,6 +273,23 @@ func Dev(dataDir string) *Config {
 			If:          `context.environment == "prod" && "deploy:create" in scopes`,
 			Require:     `context.trigger == "ci_pipeline"`,
 		}},
+		Resources: []Resource{{
+			URI:  DevMCPResource,
+			Name: "Example MCP server",
+			Scopes: []Scope{
+				{Name: "monitoring:read", Description: "Read the services' metrics"},
+				{Name: "deploy:create", Description: "Start deployments"},
+			},
+			DefaultScopes: []string{"monitoring:read"},
+			Agent:         DevMCPAgent,
+		}},
+		// MCP clients register themselves, or describe themselves in a
+		// metadata document: open, as the dev server is on loopback only.
+		Registration: Registration{
+			Policy:            RegistrationOpen,
+			MetadataDocuments: true,
+			Scopes:            []string{"monitoring:read", "deploy:create"},
+		},
 	}
 	c.ApplyDefaults()
 	return c

@@ -430,20 +430,47 @@ const EachEventPage = 1000
 
 // EachEvent calls fn with every event after afterSeq, oldest first, reading
 // the log EachEventPage events at a time; it stops at fn's first error and
-// returns it.
+// returns it. It reads the next page while fn handles the one before, so
+// that an export or a verification does not wait for the store between
+// pages: log sees one EventsAfter call at a time, from another goroutine,
+// and none is left running when EachEvent returns.
 func EachEvent(ctx context.Context, log EventReader, afterSeq int64, fn func(Event) error) error {
-	for {
-		evs, err := log.EventsAfter(ctx, afterSeq, EachEventPage)
-		if err != nil {
-			return err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type page struct {
+		evs []Event
+		err error
+	}
+	next := make(chan page, 1)
+	read := func(after int64) {
+		evs, err := log.EventsAfter(ctx, after, EachEventPage)
+		next <- page{evs, err}
+	}
+	reading := true
+	defer func() {
+		if reading { // fn failed with a read under way: stop it and wait
+			cancel()
+			<-next
 		}
-		for _, ev := range evs {
+	}()
+	go read(afterSeq)
+	for {
+		p := <-next
+		reading = false
+		if p.err != nil {
+			return p.err
+		}
+		full := len(p.evs) == EachEventPage
+		if full {
+			reading = true
+			go read(p.evs[len(p.evs)-1].Seq)
+		}
+		for _, ev := range p.evs {
 			if err := fn(ev); err != nil {
 				return err
 			}
-			afterSeq = ev.Seq
 		}
-		if len(evs) < EachEventPage {
+		if !full {
 			return nil
 		}
 	}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mandate-dev/mandate/internal/store"
@@ -73,4 +74,67 @@ func TestEachEvent(t *testing.T) {
 			t.Errorf("err %v after %d calls, want boom after 3", err, calls)
 		}
 	})
+	t.Run("fail/stops-reading-ahead", func(t *testing.T) {
+		// fn fails on the first page while the second is being read: the
+		// read is cancelled and over when EachEvent returns.
+		boom := errors.New("boom")
+		l := &blockingLog{pagedLog: pagedLog{n: 3 * store.EachEventPage}, started: make(chan struct{}, 3)}
+		err := store.EachEvent(t.Context(), l, 0, func(ev store.Event) error {
+			if ev.Seq == 1 {
+				<-l.started // the first page's read
+				<-l.started // the second's, now waiting for the context
+				return boom
+			}
+			return nil
+		})
+		if !errors.Is(err, boom) {
+			t.Errorf("err %v, want boom", err)
+		}
+		if l.running.Load() != 0 || l.reads.Load() != 2 {
+			t.Errorf("%d reads still running, %d made; want 0 running, 2 made", l.running.Load(), l.reads.Load())
+		}
+	})
+	t.Run("fail/read-error", func(t *testing.T) {
+		boom := errors.New("boom")
+		l := &failingLog{pagedLog: pagedLog{n: 3 * store.EachEventPage}, failAfter: store.EachEventPage, err: boom}
+		n := 0
+		err := store.EachEvent(t.Context(), l, 0, func(store.Event) error { n++; return nil })
+		if !errors.Is(err, boom) || n != store.EachEventPage {
+			t.Errorf("err %v after %d events, want boom after the first page", err, n)
+		}
+	})
+}
+
+// blockingLog is a pagedLog whose reads after the first wait for their
+// context to end.
+type blockingLog struct {
+	pagedLog
+	started        chan struct{}
+	running, reads atomic.Int32
+}
+
+func (l *blockingLog) EventsAfter(ctx context.Context, after int64, limit int) ([]store.Event, error) {
+	l.reads.Add(1)
+	l.running.Add(1)
+	defer l.running.Add(-1)
+	l.started <- struct{}{}
+	if after > 0 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return l.pagedLog.EventsAfter(ctx, after, limit)
+}
+
+// failingLog is a pagedLog that fails every read after failAfter.
+type failingLog struct {
+	pagedLog
+	failAfter int64
+	err       error
+}
+
+func (l *failingLog) EventsAfter(ctx context.Context, after int64, limit int) ([]store.Event, error) {
+	if after >= l.failAfter {
+		return nil, l.err
+	}
+	return l.pagedLog.EventsAfter(ctx, after, limit)
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -234,32 +233,68 @@ func eventActors(e store.Event) []string {
 }
 
 // scanEvent reads the columns of eventSelect.
-func scanEvent(row pgx.CollectableRow) (store.Event, error) { return scanEventOf(row, true) }
+func scanEvent(row pgx.CollectableRow) (store.Event, error) { return newEventRow(true).scan(row) }
 
 // scanEventV1 reads the columns of eventSelectV1.
-func scanEventV1(row pgx.CollectableRow) (store.Event, error) { return scanEventOf(row, false) }
+func scanEventV1(row pgx.CollectableRow) (store.Event, error) { return newEventRow(false).scan(row) }
 
-func scanEventOf(row pgx.CollectableRow, v2 bool) (store.Event, error) {
-	var (
-		e                        store.Event
-		t                        *time.Time
-		chain, scopes, requested []string
-		evctx, authz, attrs      *string
-	)
-	dest := []any{&e.Seq, &e.ID, &t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
-		&e.OnBehalf, &chain, &e.ClientID, &scopes, &requested, &e.Audience, &e.Resource, &evctx,
+// scanEvents returns a scan function for the rows of one query of
+// eventSelect, which reuses its destinations from row to row: a forward
+// read of the log scans millions of rows, and each allocation of a row's
+// own counts.
+func scanEvents() pgx.RowToFunc[store.Event] { return newEventRow(true).scan }
+
+// eventRow holds the scan destinations of a row of eventSelect (or
+// eventSelectV1), reused from row to row of one query. The nullable
+// columns scan into values, not pointers, which pgx would allocate for
+// each row. Not safe for concurrent use.
+type eventRow struct {
+	e                        store.Event
+	t                        pgtype.Timestamptz
+	chain, scopes, requested []string
+	evctx, authz, attrs      pgtype.Text
+	dest                     []any
+}
+
+func newEventRow(v2 bool) *eventRow {
+	r := &eventRow{}
+	e := &r.e
+	r.dest = []any{&e.Seq, &e.ID, &r.t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
+		&e.OnBehalf, &r.chain, &e.ClientID, &r.scopes, &r.requested, &e.Audience, &e.Resource, &r.evctx,
 		&e.DelegationID, &e.JTI, &e.ParentJTI}
 	if v2 {
-		dest = append(dest, &e.AgentVersion, &authz, &e.Operation, &attrs, &e.ReportedBy)
+		r.dest = append(r.dest, &e.AgentVersion, &r.authz, &e.Operation, &r.attrs, &e.ReportedBy)
 	}
-	if err := row.Scan(append(dest, &e.Hash)...); err != nil {
+	r.dest = append(r.dest, &e.Hash)
+	return r
+}
+
+// scan reads the current row into a new event.
+func (r *eventRow) scan(row pgx.CollectableRow) (store.Event, error) {
+	r.e = store.Event{}
+	// pgx scans an array into the slice it finds when that has room:
+	// each event gets lists of its own.
+	r.chain, r.scopes, r.requested = nil, nil, nil
+	if err := row.Scan(r.dest...); err != nil {
 		return store.Event{}, err
 	}
+	e := r.e
 	e.Hash = bytesOut(e.Hash)
-	e.Time = timeOut(t)
-	e.Context, e.AuthorizationDetails, e.Attributes = textOut(evctx), textOut(authz), textOut(attrs)
-	e.Chain, e.Scopes, e.Requested = listOut(chain), listOut(scopes), listOut(requested)
+	if r.t.Valid {
+		e.Time = r.t.Time.UTC()
+	}
+	e.Context, e.AuthorizationDetails, e.Attributes = textValue(r.evctx), textValue(r.authz), textValue(r.attrs)
+	e.Chain, e.Scopes, e.Requested = listOut(r.chain), listOut(r.scopes), listOut(r.requested)
 	return e, nil
+}
+
+// textValue is a scanned nullable text column holding JSON: nil for NULL
+// or empty, as textOut.
+func textValue(t pgtype.Text) []byte {
+	if !t.Valid || t.String == "" {
+		return nil
+	}
+	return []byte(t.String)
 }
 
 // requestAction is the action of verifiers' records, whose ids are unique
@@ -305,7 +340,7 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY seq DESC LIMIT " + arg(limit)
-	return list(ctx, s, "events", q, scanEvent, args...)
+	return listEvents(ctx, s, q, limit, args...)
 }
 
 // eventWhere is the WHERE conditions of f (ids are its storable ids) and
@@ -354,6 +389,10 @@ func eventWhere(f store.EventFilter, ids []string) ([]string, []any) {
 		// which a parameter does not in a generic plan.
 		where = append(where, "delegation_id <> ''")
 	}
+	if f.Resource != "" {
+		// Likewise for events_resource (migration 15).
+		where = append(where, "resource <> ''")
+	}
 	if !f.Since.IsZero() {
 		where = append(where, "time >= "+arg(f.Since))
 	}
@@ -369,8 +408,25 @@ func eventWhere(f store.EventFilter, ids []string) ([]string, []any) {
 // EventsAfter returns up to limit events with Seq above afterSeq, oldest
 // first; limit defaults to 1000 and is capped at 10000.
 func (s *Store) EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error) {
-	return list(ctx, s, "events", "SELECT "+eventSelect+" FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-		scanEvent, afterSeq, store.PageLimit(limit))
+	limit = store.PageLimit(limit)
+	return listEvents(ctx, s, "SELECT "+eventSelect+" FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+		limit, afterSeq, limit)
+}
+
+// listEvents runs query, which returns at most limit rows of eventSelect,
+// and scans them into a slice sized for a page.
+func listEvents(ctx context.Context, s *Store, query string, limit int, args ...any) ([]store.Event, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list events: %w", dbErr(err))
+	}
+	out, err := pgx.AppendRows(make([]store.Event, 0, min(limit, store.EachEventPage)), rows, scanEvents())
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list events: %w", dbErr(err))
+	}
+	return out, nil
 }
 
 // list runs query and scans every row with scan.

@@ -39,7 +39,7 @@ const eventSelectV1 = "seq, " + eventColsV1 + ", hash"
 // prepared once on the write connection (Store.prepared), so that a commit
 // parses no SQL.
 type eventWriter struct {
-	last, event, eventIndexed, actor, head, setHead *sql.Stmt
+	last, event, eventIndexed, actor, head, setHead, mark *sql.Stmt
 }
 
 func (s *Store) newEventWriter(ctx context.Context, tx *sql.Tx) *eventWriter {
@@ -51,11 +51,12 @@ func (s *Store) newEventWriter(ctx context.Context, tx *sql.Tx) *eventWriter {
 		actor:        tx.StmtContext(ctx, st.actor),
 		head:         tx.StmtContext(ctx, st.head),
 		setHead:      tx.StmtContext(ctx, st.setHead),
+		mark:         tx.StmtContext(ctx, st.mark),
 	}
 }
 
 func (w *eventWriter) close() {
-	for _, st := range []*sql.Stmt{w.last, w.event, w.eventIndexed, w.actor, w.head, w.setHead} {
+	for _, st := range []*sql.Stmt{w.last, w.event, w.eventIndexed, w.actor, w.head, w.setHead, w.mark} {
 		st.Close()
 	}
 }
@@ -190,6 +191,7 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Eve
 	if err != nil {
 		return err
 	}
+	first := seq + 1
 	for _, e := range events {
 		seq++
 		e = asStored(e)
@@ -204,8 +206,35 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Eve
 			return fmt.Errorf("move the index head: %w", dbErr(err))
 		}
 	}
+	if block := seq / timeMarkEvery; block > (first-1)/timeMarkEvery {
+		if _, err := w.mark.ExecContext(ctx, block*timeMarkEvery); err != nil {
+			return fmt.Errorf("mark the times up to record %d: %w", block*timeMarkEvery, dbErr(err))
+		}
+	}
 	return nil
 }
+
+// timeMarkEvery is how many records apart the append writes the time
+// marks of migration 17, which made the marks of the records before it at
+// the same spacing. A time window reads at most this many records, and
+// those with a time out of seq order, outside it.
+const timeMarkEvery = 1024
+
+// markTimes writes the time mark of the records up to ?1, a multiple of
+// timeMarkEvery that the append has just passed: the running maximum of
+// their times, the last mark's and the greatest time written since it (a
+// record without a time counts as 0). Marks run up in both max_time and
+// seq, so the last is the greatest in the table's key.
+const markTimes = `WITH last AS (SELECT max_time, seq FROM event_time_marks ORDER BY max_time DESC, seq DESC LIMIT 1)
+INSERT INTO event_time_marks (max_time, seq)
+SELECT max(coalesce((SELECT max_time FROM last), 0),
+	coalesce((SELECT max(time) FROM events WHERE seq > coalesce((SELECT seq FROM last), 0) AND seq <= ?1), 0)), ?1`
+
+// sinceSeq is the seq after which every record whose time is ? or later
+// lies: the seq of the last mark whose running maximum is before ?, or 0.
+// Every record up to that seq has a time before ?, whatever the order the
+// times were written in.
+const sinceSeq = `coalesce((SELECT seq FROM event_time_marks WHERE max_time < ? ORDER BY max_time DESC, seq DESC LIMIT 1), 0)`
 
 // asStored is e as it reads back, so that its hash verifies: its time is
 // auditchain.Time of it (whole microseconds in UTC; within a microsecond
@@ -272,38 +301,83 @@ func chainExisting(ctx context.Context, tx *sql.Tx) error {
 }
 
 // scanEvent reads the columns of eventSelect.
-func scanEvent(sc scanner) (store.Event, error) { return scanEventOf(sc, true) }
+func scanEvent(sc scanner) (store.Event, error) { return newEventRow(true).scan(sc) }
 
 // scanEventV1 reads the columns of eventSelectV1.
-func scanEventV1(sc scanner) (store.Event, error) { return scanEventOf(sc, false) }
+func scanEventV1(sc scanner) (store.Event, error) { return newEventRow(false).scan(sc) }
 
-func scanEventOf(sc scanner, v2 bool) (store.Event, error) {
-	var (
-		e                        store.Event
-		t                        sql.NullInt64
-		chain, scopes, requested string
-		evctx, authz, attrs      sql.NullString
-	)
-	dest := []any{&e.Seq, &e.ID, &t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
-		&e.OnBehalf, &chain, &e.ClientID, &scopes, &requested, &e.Audience, &e.Resource, &evctx,
+// scanEvents returns a scan function for the rows of one query of
+// eventSelect, which reuses its destinations from row to row: a forward
+// read of the log scans millions of rows, and each allocation of a row's
+// own counts.
+func scanEvents() func(scanner) (store.Event, error) { return newEventRow(true).scan }
+
+// eventRow holds the scan destinations of a row of eventSelect (or
+// eventSelectV1), reused from row to row of one query. Not safe for
+// concurrent use.
+type eventRow struct {
+	e                        store.Event
+	t                        sql.NullInt64
+	chain, scopes, requested string
+	evctx, authz, attrs      sql.NullString
+	// hash is valid until the next row; scan copies it.
+	hash sql.RawBytes
+	dest []any
+}
+
+func newEventRow(v2 bool) *eventRow {
+	r := &eventRow{}
+	e := &r.e
+	r.dest = []any{&e.Seq, &e.ID, &r.t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
+		&e.OnBehalf, &r.chain, &e.ClientID, &r.scopes, &r.requested, &e.Audience, &e.Resource, &r.evctx,
 		&e.DelegationID, &e.JTI, &e.ParentJTI}
 	if v2 {
-		dest = append(dest, &e.AgentVersion, &authz, &e.Operation, &attrs, &e.ReportedBy)
+		r.dest = append(r.dest, &e.AgentVersion, &r.authz, &e.Operation, &r.attrs, &e.ReportedBy)
 	}
-	if err := sc.Scan(append(dest, &e.Hash)...); err != nil {
+	r.dest = append(r.dest, &r.hash)
+	return r
+}
+
+// scan reads the current row into a new event.
+func (r *eventRow) scan(sc scanner) (store.Event, error) {
+	r.e = store.Event{}
+	if err := sc.Scan(r.dest...); err != nil {
 		return store.Event{}, dbErr(err)
 	}
-	e.Hash = bytesOut(e.Hash)
-	e.Time = timeOut(t)
-	e.Context, e.AuthorizationDetails, e.Attributes = jsonOut(evctx), jsonOut(authz), jsonOut(attrs)
-	err := decodeLists(listCol{"chain", chain, &e.Chain}, listCol{"scopes", scopes, &e.Scopes},
-		listCol{"requested", requested, &e.Requested})
+	e := r.e
+	e.Hash = bytesOut(r.hash)
+	e.Time = timeOut(r.t)
+	e.Context, e.AuthorizationDetails, e.Attributes = jsonOut(r.evctx), jsonOut(r.authz), jsonOut(r.attrs)
+	err := decodeLists(listCol{"chain", r.chain, &e.Chain}, listCol{"scopes", r.scopes, &e.Scopes},
+		listCol{"requested", r.requested, &e.Requested})
 	return e, err
+}
+
+// readEvents scans the rows of a query of eventSelect (rows, err), at most
+// limit of them, into a slice sized for a page.
+func readEvents(rows *sql.Rows, err error, limit int) ([]store.Event, error) {
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list events: %w", dbErr(err))
+	}
+	defer rows.Close()
+	out := make([]store.Event, 0, min(limit, store.EachEventPage))
+	scan := scanEvents()
+	for len(out) != limit && rows.Next() {
+		e, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list events: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list events: %w", dbErr(err))
+	}
+	return out, nil
 }
 
 // jtiMatch is QueryEvents' jti filter: the event's jti or parent_jti. In
 // the indexed part each side states the predicate of its partial index
-// (migrations 8 and 17), which a bound parameter does not imply, so that
+// (migrations 8 and 19), which a bound parameter does not imply, so that
 // SQLite answers it from the two indexes instead of walking the log.
 func jtiMatch(indexed bool) string {
 	if !indexed {
@@ -365,7 +439,7 @@ func eventWhere(f store.EventFilter, indexed bool) (string, []any) {
 		// it to use the index: read from the end of every row, it cost a
 		// walk of the whole log a fifth more.
 		where = append(where, "seq <= "+indexHead)
-		if f.Subject != "" || f.Action != "" || f.JTI != "" || f.DelegationID != "" {
+		if f.Subject != "" || f.Action != "" || f.JTI != "" || f.DelegationID != "" || f.Resource != "" {
 			where = append(where, "indexed = 1")
 		}
 	default:
@@ -408,9 +482,17 @@ func eventWhere(f store.EventFilter, indexed bool) (string, []any) {
 		// which a bound parameter does not.
 		where = append(where, "delegation_id <> ''")
 	}
+	if f.Resource != "" && indexed {
+		// Likewise for events_resource (migrations 18 and 19).
+		where = append(where, "resource <> ''")
+	}
 	if !f.Since.IsZero() {
-		where = append(where, "time >= ?")
-		args = append(args, f.Since.UnixMicro())
+		// The seq bound lets the walk stop at the window's start instead
+		// of reading every older record to find that none matches.
+		// Both parts take it: the marks bound every record by seq,
+		// indexed or not.
+		where = append(where, "time >= ?", seq+" > "+sinceSeq)
+		args = append(args, f.Since.UnixMicro(), f.Since.UnixMicro())
 	}
 	if !f.Until.IsZero() {
 		where = append(where, "time < ?")
@@ -429,7 +511,9 @@ func eventWhere(f store.EventFilter, indexed bool) (string, []any) {
 // concerns it too); IDs matches any of the ids; Result, Audience,
 // Resource, DelegationID and AgentVersion match their field exactly; Since
 // is inclusive and Until exclusive. Limit defaults to 100 and is capped at
-// 1000.
+// 1000. Since bounds the walk by seq as well (the time marks, sinceSeq),
+// so that a window reads the records from its start on, not the whole
+// log.
 //
 // One statement reads both parts of the log, so from one snapshot: the
 // records the indexer has not reached yet (after the index head, walked by
@@ -442,7 +526,7 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: query events: %w", err)
 	}
-	return list(ctx, s.r, "events", q, scanEvent, args...)
+	return list(ctx, s.r, "events", q, scanEvents(), args...)
 }
 
 // eventQuery is QueryEvents' statement and its arguments.
@@ -472,5 +556,5 @@ func eventQuery(f store.EventFilter) (string, []any, error) {
 // first; limit defaults to 1000 and is capped at 10000.
 func (s *Store) EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error) {
 	rows, err := s.stmts.eventsAfter.QueryContext(ctx, afterSeq)
-	return collect(rows, err, "events", scanEvent, store.PageLimit(limit))
+	return readEvents(rows, err, store.PageLimit(limit))
 }

@@ -9,11 +9,12 @@ import (
 )
 
 // The audit log's query indexes (events_on_behalf, events_action,
-// events_jti, events_parent_jti, events_delegation and the event_actors
-// table) are kept by a background indexer, not by each append (migration
-// 17). An append writes the record with indexed = 0, which no partial index
-// holds; an exchange that commits alone then writes the log's last leaf,
-// and not six more B-tree pages, to the WAL before its answer. The indexer
+// events_jti, events_parent_jti, events_delegation, events_resource and
+// the event_actors table) are kept by a background indexer, not by each
+// append (migration 19). An append writes the record with indexed = 0,
+// which no partial index holds; an exchange that commits alone then writes
+// the log's last leaf, and not seven more B-tree pages, to the WAL before
+// its answer. The indexer
 // takes the records after the index head, at most indexBatch per write
 // transaction: it marks them indexed (which enters them into the partial
 // indexes), adds their event_actors rows and moves the head, atomically.
@@ -63,7 +64,7 @@ func (s *Store) indexEvents(ctx context.Context, limit int) (int, error) {
 
 // indexTx indexes at most limit records after the index head inside tx:
 // it marks them indexed, adds their event_actors rows, enters the tokens
-// they name into the sweep's expiry index (migration 18) and moves the
+// they name into the sweep's expiry index (migration 20) and moves the
 // head. It returns how many records it indexed and the new head.
 func indexTx(ctx context.Context, tx *sql.Tx, limit int) (int, int64, error) {
 	var head, through int64

@@ -36,6 +36,7 @@ func TestDeferredIndexAnswers(t *testing.T) {
 			Action: []string{"token.exchange", "token.issue", "token.revoke"}[i%3], Result: []string{"granted", "refused"}[i%2],
 			Performer: b, ClientID: a, OnBehalf: fmt.Sprintf("user:u%d", i%4), Chain: []string{a, b, "agent:deep"}[:i%4%3+1],
 			DelegationID: []string{"", "dlg_1", "dlg_2"}[i%3], JTI: fmt.Sprintf("j%d", i%50), ParentJTI: []string{"", "j7"}[i%7/6],
+			Resource: []string{"", "res/1", "", "res/2", ""}[i%5],
 		}
 		if i%11 == 0 {
 			e.Chain, e.Performer = nil, "" // names only its client
@@ -67,6 +68,8 @@ func TestDeferredIndexAnswers(t *testing.T) {
 		{Actor: "agent:a2", Subject: "user:u3", Result: "refused"},
 		{Actor: "agent:deep", JTI: "j7"},
 		{Subject: "user:u2", Since: base.Add(100 * time.Second), Until: base.Add(200 * time.Second)},
+		{Resource: "res/1"}, {Resource: "res/2", Result: "granted"}, {Resource: "res/none"},
+		{Resource: "res/2", Since: base.Add(150 * time.Second)}, {Since: base.Add(250 * time.Second)},
 	}
 	pages := func(f store.EventFilter) []string {
 		var ids []string
@@ -119,6 +122,7 @@ func matches(f store.EventFilter, e store.Event) bool {
 		f.Result != "" && f.Result != e.Result,
 		f.JTI != "" && f.JTI != e.JTI && f.JTI != e.ParentJTI,
 		f.DelegationID != "" && f.DelegationID != e.DelegationID,
+		f.Resource != "" && f.Resource != e.Resource,
 		!f.Since.IsZero() && e.Time.Before(f.Since),
 		!f.Until.IsZero() && !e.Time.Before(f.Until):
 		return false

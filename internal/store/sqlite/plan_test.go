@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestQueryPlanJTI checks that QueryEvents' jti filter is answered from the
@@ -28,6 +29,26 @@ func TestQueryPlanRequestIDs(t *testing.T) {
 	got := queryPlan(t, idsMatch(3, true), "req_1", "req_2", "req_3")
 	if !strings.Contains(got, "INDEX events_request_id") || strings.Contains(got, "SCAN events") {
 		t.Errorf("query plan does not use events_request_id:\n%s", got)
+	}
+}
+
+// TestQueryPlanResource checks that QueryEvents' resource filter, which
+// WhoApproved runs, is answered in the indexed part from the partial index
+// of migrations 18 and 19, with a time window's seq bound on it.
+func TestQueryPlanResource(t *testing.T) {
+	got := queryPlan(t, "indexed = 1 AND resource = ? AND resource <> '' AND time >= ? AND seq > "+sinceSeq, "r", 1, 1)
+	if !strings.Contains(got, "INDEX events_resource (resource=? AND seq>?)") || strings.Contains(got, "SCAN events") {
+		t.Errorf("query plan does not use events_resource:\n%s", got)
+	}
+}
+
+// TestQueryPlanSince checks that a time window is read from the seq its
+// time marks bound it to (migration 17), not from the start of the log.
+func TestQueryPlanSince(t *testing.T) {
+	got := queryPlan(t, "time >= ? AND seq > "+sinceSeq, 1, 1)
+	if !strings.Contains(got, "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)") ||
+		!strings.Contains(got, "SEARCH event_time_marks USING PRIMARY KEY (max_time<?)") {
+		t.Errorf("query plan does not bound the window by seq:\n%s", got)
 	}
 }
 
@@ -83,6 +104,10 @@ func TestQueryPlanEvents(t *testing.T) {
 		{name: "ok/delegation", f: store.EventFilter{DelegationID: "dlg_1"}, want: "events_delegation"},
 		{name: "ok/jti", f: store.EventFilter{JTI: "j"}, want: "events_parent_jti", sorts: true},
 		{name: "ok/page", f: store.EventFilter{Subject: "user:sam", BeforeSeq: 100}, want: "events_on_behalf"},
+		{name: "ok/resource", f: store.EventFilter{Resource: "https://api.example"}, want: "events_resource"},
+		{name: "ok/resource-window", f: store.EventFilter{Resource: "https://api.example", Since: time.Unix(1, 0)},
+			want: "INDEX events_resource (resource=? AND seq>?"},
+		{name: "ok/window", f: store.EventFilter{Since: time.Unix(1, 0)}, want: "SEARCH event_time_marks USING PRIMARY KEY (max_time<?)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			q, args, err := eventQuery(tt.f)

@@ -64,6 +64,9 @@ type statements struct {
 	// eventIndexed, actor, head and setHead are a group commit's own
 	// indexing (insertEvents, inlineIndexAt).
 	eventIndexed, actor, head, setHead *sql.Stmt
+	// mark writes a time mark (markTimes) when an append passes a
+	// multiple of timeMarkEvery records.
+	mark *sql.Stmt
 	// getToken reads one tokens row by jti: every Mandate token presented
 	// as a subject or actor token, and each of its ancestors.
 	getToken *sql.Stmt
@@ -77,7 +80,7 @@ type statements struct {
 
 // all is every statement, for Close.
 func (st *statements) all() []*sql.Stmt {
-	return []*sql.Stmt{st.token, st.last, st.event, st.eventIndexed, st.actor, st.head, st.setHead, st.getToken, st.eventsAfter}
+	return []*sql.Stmt{st.token, st.last, st.event, st.eventIndexed, st.actor, st.head, st.setHead, st.mark, st.getToken, st.eventsAfter}
 }
 
 // prepare prepares the token path's statements. It runs in Open, before any
@@ -100,6 +103,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&st.actor, s.w, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
 		{&st.head, s.w, "SELECT seq FROM event_index_head WHERE id = 1"},
 		{&st.setHead, s.w, "UPDATE event_index_head SET seq = ? WHERE id = 1"},
+		{&st.mark, s.w, markTimes},
 		{&st.getToken, s.r, "SELECT " + tokenCols + " FROM tokens WHERE jti = ?"},
 		{&st.eventsAfter, s.r, "SELECT " + eventSelect + " FROM events WHERE seq > ? ORDER BY seq"},
 	} {

@@ -24,7 +24,7 @@ var sweepStatements = []struct {
 }{
 	{
 		// indexed = 1 states the predicate of the partial index
-		// tokens_expires_at (migration 18); Sweep indexes what is pending
+		// tokens_expires_at (migration 20); Sweep indexes what is pending
 		// first, so every token is in it.
 		"tokens", "DELETE FROM tokens WHERE jti IN (SELECT jti FROM tokens WHERE indexed = 1 AND expires_at < ? LIMIT ?)",
 		func(c store.SweepCutoffs) time.Time { return c.Tokens }, func(s *store.Swept) *int { return &s.Tokens },

@@ -427,13 +427,15 @@ func testQueryRightAfterCommit(t *testing.T, open func(t *testing.T) store.Store
 	for i := range 20 {
 		e := store.Event{ID: fmt.Sprintf("e%d", i), Time: base(), Action: "token.exchange", Result: "granted",
 			Performer: "agent:a", OnBehalf: "user:sam", Chain: []string{"agent:a", fmt.Sprintf("agent:hop%d", i)},
-			ClientID: "agent:a", DelegationID: "dlg_1", JTI: fmt.Sprintf("j%d", i), ParentJTI: fmt.Sprintf("j%d", i-1)}
+			ClientID: "agent:a", DelegationID: "dlg_1", JTI: fmt.Sprintf("j%d", i), ParentJTI: fmt.Sprintf("j%d", i-1),
+			Resource: "https://api.example/repo"}
 		if err := s.Commit(ctx, store.Batch{Events: []store.Event{e}}); err != nil {
 			t.Fatalf("Commit %s: %v", e.ID, err)
 		}
 		for _, f := range []store.EventFilter{
 			{}, {Actor: "agent:a"}, {Actor: fmt.Sprintf("agent:hop%d", i)}, {Subject: "user:sam"},
 			{Action: "token.exchange"}, {JTI: e.JTI}, {DelegationID: "dlg_1"}, {Actor: "agent:a", Subject: "user:sam"},
+			{Resource: e.Resource}, {Resource: e.Resource, Since: base()}, {Since: base()},
 		} {
 			f.Limit = 1
 			got, err := s.QueryEvents(ctx, f)

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"time"
 
+	"github.com/mandate-dev/mandate/cmd/mandate-bench/internal/loadgen"
 	"github.com/mandate-dev/mandate/internal/audit"
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/forensics"
@@ -49,6 +51,10 @@ type passResult struct {
 	PerSec  float64       `json:"records_per_second"`
 	Target  float64       `json:"target_records_per_second"`
 	Met     bool          `json:"met"`
+	// CPU is this process's CPU time (user and system, all threads, in
+	// 10 ms ticks) over the pass: on a shared machine a steadier figure
+	// than the rate. Zero where /proc cannot be read.
+	CPU time.Duration `json:"cpu_ns"`
 }
 
 // questionsReport is what `mandate-bench questions` measured.
@@ -194,6 +200,7 @@ func askQuestions(ctx context.Context, s store.Store, p questionPlan) (questions
 		run  func(ctx context.Context) (int64, error)
 	}{{"export (store.EachEvent, JSON lines)", func(ctx context.Context) (int64, error) { return exportPass(ctx, s) }},
 		{"audit verify (auditlog.Replay)", func(ctx context.Context) (int64, error) { return verifyPass(ctx, s) }}} {
+		cpu0, cpuErr := loadgen.ReadProc(os.Getpid())
 		start := time.Now()
 		n, err := pass.run(ctx)
 		if err != nil {
@@ -202,6 +209,9 @@ func askQuestions(ctx context.Context, s store.Store, p questionPlan) (questions
 		el := time.Since(start)
 		r := passResult{Name: pass.name, Records: n, Elapsed: el, PerSec: float64(n) / el.Seconds(), Target: targetThroughput}
 		r.Met = r.PerSec >= r.Target
+		if cpu1, err := loadgen.ReadProc(os.Getpid()); cpuErr == nil && err == nil {
+			r.CPU = cpu1.CPU - cpu0.CPU
+		}
 		rep.Passes = append(rep.Passes, r)
 	}
 	return rep, nil
@@ -298,8 +308,13 @@ func printQuestions(w io.Writer, rep questionsReport) {
 		if p.Met {
 			verdict = "met"
 		}
-		fmt.Fprintf(w, "%-46s %d records in %s: %.0f records/s (target %.0f: %s)\n", p.Name, p.Records,
+		fmt.Fprintf(w, "%-46s %d records in %s: %.0f records/s (target %.0f: %s)", p.Name, p.Records,
 			p.Elapsed.Round(time.Millisecond), p.PerSec, p.Target, verdict)
+		if p.CPU > 0 && p.Records > 0 {
+			fmt.Fprintf(w, "; CPU %s, %.1f µs/record", p.CPU.Round(10*time.Millisecond),
+				float64(p.CPU.Microseconds())/float64(p.Records))
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
 	printSize(w, rep.Size, rep.Records)

@@ -156,7 +156,8 @@ against their targets:
   - an agent's activity over 24 hours (forensics.AgentActivity);
 
 then the records per second of an export (JSON lines) and of "audit
-verify" (auditlog.Replay) over the whole log, and the store's size on disk.
+verify" (auditlog.Replay) over the whole log, with this process's CPU time
+per record, and the store's size on disk.
 "Now" is the newest record's time. See docs/benchmarks.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

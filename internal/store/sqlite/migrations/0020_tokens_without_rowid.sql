@@ -1,11 +1,11 @@
--- 0018_tokens_without_rowid: the tokens table is keyed by its jti alone
+-- 0020_tokens_without_rowid: the tokens table is keyed by its jti alone
 -- (WITHOUT ROWID). A rowid table with a TEXT PRIMARY KEY is two B-trees,
 -- the rows by rowid and the jti index; an issued token wrote a page of
 -- each to the WAL. Now it writes one. Rows are live tokens only (the sweep
 -- removes them after their lifetime), so the copy is short.
 --
 -- The sweep's index on expiry, tokens_expires_at, is kept like the audit
--- log's query indexes (migration 17): a token committed with a record that
+-- log's query indexes (migration 19): a token committed with a record that
 -- names its jti is written with indexed = 0, outside the partial index,
 -- and the background indexer sets indexed = 1 when it indexes that record;
 -- a token committed without one is indexed at once. Sweep indexes what is

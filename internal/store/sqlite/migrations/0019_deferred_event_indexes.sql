@@ -1,4 +1,4 @@
--- 0017_deferred_event_indexes: the audit log's query indexes are kept by a
+-- 0019_deferred_event_indexes: the audit log's query indexes are kept by a
 -- background indexer instead of by every append. A record is appended with
 -- indexed = 0, which none of the partial indexes below holds, so that an
 -- exchange that commits alone writes the table's last leaf and not six
@@ -11,8 +11,12 @@
 -- statement, so that an answer sees every committed record. The indexes
 -- are derived data: the records are the log.
 --
+-- events_resource (migration 18) becomes one of them: who acted on a
+-- resource reads the indexed records through it and the tail by seq, as
+-- the other filters do, and an append writes no entry of it.
+--
 -- Every record written before this migration is indexed (the column's
--- default), and the head starts at the last of them. Rebuilding the five
+-- default), and the head starts at the last of them. Rebuilding the six
 -- indexes takes time on a large log, once.
 
 ALTER TABLE events ADD COLUMN indexed INTEGER NOT NULL DEFAULT 1;
@@ -37,3 +41,6 @@ CREATE INDEX events_parent_jti ON events (parent_jti, seq) WHERE indexed = 1 AND
 
 DROP INDEX events_delegation;
 CREATE INDEX events_delegation ON events (delegation_id, seq) WHERE indexed = 1 AND delegation_id <> '';
+
+DROP INDEX events_resource;
+CREATE INDEX events_resource ON events (resource, seq) WHERE indexed = 1 AND resource <> '';

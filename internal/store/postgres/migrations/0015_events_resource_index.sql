@@ -1,0 +1,8 @@
+-- 0015_events_resource_index: who acted on a resource (forensics'
+-- WhoApproved, EventFilter.Resource) is answered from an index instead of
+-- walking the log. Partial, as events_delegation: only the records that
+-- name a resource (verifiers' request records, and the exchanges that
+-- asked for one) are entries in it; QueryEvents' resource filter states
+-- the predicate, which a parameter does not imply in a generic plan.
+
+CREATE INDEX events_resource ON events (resource, seq) WHERE resource <> '';
