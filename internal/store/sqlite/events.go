@@ -164,7 +164,8 @@ WHERE q.name = 'events'`
 // whichever process writes (THREATS T72); the events' own Seq and Hash are
 // ignored. A head whose record is missing or unchained (the end of the log
 // was cut or edited) fails the append: nothing is written on a broken
-// chain.
+// chain. The records are left to the indexer, unless the append is a bulk
+// write that indexes them itself (indexInline).
 func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Event) error {
 	if len(events) == 0 {
 		return nil

@@ -61,7 +61,7 @@ type Store struct {
 // the read pool, where database/sql prepares it once per connection.
 type statements struct {
 	token, last, event *sql.Stmt
-	// eventIndexed, actor, head and setHead are a group commit's own
+	// eventIndexed, actor, head and setHead are a bulk write's own
 	// indexing (insertEvents, inlineIndexAt).
 	eventIndexed, actor, head, setHead *sql.Stmt
 	// mark writes a time mark (markTimes) when an append passes a
