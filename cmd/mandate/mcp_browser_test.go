@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/mandate-dev/mandate/internal/htmlform"
+
 	"github.com/modelcontextprotocol/go-sdk/auth"
 )
 
@@ -161,7 +163,7 @@ func (b *samBrowser) revoke(ctx context.Context, agent string) (int, error) {
 	}
 	var forms []url.Values
 	for _, sec := range elements(mine.doc, "section") {
-		if !strings.HasPrefix(attr(sec, "aria-label"), agent+", delegation ") {
+		if !strings.HasPrefix(htmlform.Attr(sec, "aria-label"), agent+", delegation ") {
 			continue
 		}
 		if f, err := (page{doc: sec}).form("/my/agents/revoke"); err == nil {
@@ -237,31 +239,9 @@ func (pg page) location(base string, want int) (*url.URL, error) {
 // form is the values the form to action would send: its hidden and text
 // inputs, ticked checkboxes and selected options.
 func (pg page) form(action string) (url.Values, error) {
-	var found *html.Node
-	for _, f := range elements(pg.doc, "form") {
-		if attr(f, "action") == action {
-			found = f
-			break
-		}
-	}
-	if found == nil {
+	v, ok := htmlform.Fields(pg.doc, action)
+	if !ok {
 		return nil, fmt.Errorf("no form to %s on the page: %s", action, pg.text())
-	}
-	v := url.Values{}
-	for _, in := range elements(found, "input") {
-		name, typ := attr(in, "name"), attr(in, "type")
-		_, checked := attrOK(in, "checked")
-		_, disabled := attrOK(in, "disabled")
-		if name != "" && (typ != "checkbox" || checked) && !disabled && typ != "submit" {
-			v.Add(name, attr(in, "value"))
-		}
-	}
-	for _, sel := range elements(found, "select") {
-		for _, o := range elements(sel, "option") {
-			if _, ok := attrOK(o, "selected"); ok {
-				v.Set(attr(sel, "name"), attr(o, "value"))
-			}
-		}
 	}
 	return v, nil
 }
@@ -305,15 +285,4 @@ func elements(n *html.Node, tag string) []*html.Node {
 		walk(n)
 	}
 	return out
-}
-
-func attr(n *html.Node, key string) string { v, _ := attrOK(n, key); return v }
-
-func attrOK(n *html.Node, key string) (string, bool) {
-	for _, a := range n.Attr {
-		if a.Key == key {
-			return a.Val, true
-		}
-	}
-	return "", false
 }

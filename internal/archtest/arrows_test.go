@@ -40,6 +40,7 @@ func arrows() []arrow {
 		{"internal/cli", []string{"internal/config", "internal/provision", "internal/directory", "internal/store", "internal/token"}, "config apply, keys and store commands change the store through the directory and the keyring"},
 		{"internal/cli", []string{"internal/audit", "internal/auditchain", "internal/auditlog", "internal/archive", "internal/forensics", "internal/termsafe"}, "the audit commands read, verify and report on the log, escaped"},
 		{"internal/cli", []string{"internal/password"}, "users set-password hashes the new password before it is stored"},
+		{"internal/cli", []string{"internal/htmlform"}, "the demo plays a person at the sign-in and consent pages as a browser submits them"},
 		{"internal/cli", []string{"agent", "examples/...", "verify", "verify/forward"}, "the demo plays the stories with the agent SDK and the example APIs"},
 		{"internal/app", []string{"internal/archive", "internal/audit", "internal/auditlog", "internal/clientauth", "internal/config", "internal/directory", "internal/exchange", "internal/feed", "internal/policy", "internal/ratelimit", "internal/server", "internal/store/...", "internal/token", "internal/tokenstate", "jwks"}, "the composition root wires every part, once"},
 		{"internal/cli", []string{"internal/buildinfo"}, "mandate version says which build it is"},

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/htmlform"
 )
 
 // The demo opens with a person signing in at Mandate and approving an
@@ -178,53 +179,9 @@ func loadPage(ctx context.Context, b *http.Client, u string) (*html.Node, error)
 
 // formOf returns the fields of the form to action on doc, the page at u.
 func formOf(doc *html.Node, u, action string) (url.Values, error) {
-	form := find(doc, func(n *html.Node) bool { return n.Data == "form" && attrOf(n, "action") == action })
-	if form == nil {
+	v, ok := htmlform.Fields(doc, action)
+	if !ok {
 		return nil, fmt.Errorf("demo: no form to %s on %s", action, u)
 	}
-	v := url.Values{}
-	collect(form, v)
 	return v, nil
-}
-
-func collect(n *html.Node, v url.Values) {
-	if n.Type == html.ElementNode {
-		name := attrOf(n, "name")
-		_, checked := hasAttr(n, "checked")
-		_, disabled := hasAttr(n, "disabled")
-		switch typ := attrOf(n, "type"); {
-		case n.Data == "input" && name != "" && !disabled && typ != "submit" && (typ != "checkbox" || checked):
-			v.Add(name, attrOf(n, "value"))
-		case n.Data == "option":
-			if _, sel := hasAttr(n, "selected"); sel && n.Parent != nil {
-				v.Set(attrOf(n.Parent, "name"), attrOf(n, "value"))
-			}
-		}
-	}
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		collect(c, v)
-	}
-}
-
-func find(n *html.Node, match func(*html.Node) bool) *html.Node {
-	if n.Type == html.ElementNode && match(n) {
-		return n
-	}
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		if f := find(c, match); f != nil {
-			return f
-		}
-	}
-	return nil
-}
-
-func attrOf(n *html.Node, key string) string { v, _ := hasAttr(n, key); return v }
-
-func hasAttr(n *html.Node, key string) (string, bool) {
-	for _, a := range n.Attr {
-		if a.Key == key {
-			return a.Val, true
-		}
-	}
-	return "", false
 }

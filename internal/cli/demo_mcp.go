@@ -24,6 +24,7 @@ import (
 	"github.com/mandate-dev/mandate/agent"
 	"github.com/mandate-dev/mandate/examples/mcpserver"
 	"github.com/mandate-dev/mandate/internal/config"
+	"github.com/mandate-dev/mandate/internal/htmlform"
 	"github.com/mandate-dev/mandate/verify"
 )
 
@@ -262,14 +263,14 @@ func (r *mcpRun) fetch(ctx context.Context, args *auth.AuthorizationArgs) (*auth
 
 // read takes from the consent page what the demo tells of it.
 func (s *consentShown) read(doc *html.Node) {
-	if n := find(doc, func(n *html.Node) bool { return n.Data == "p" && attrOf(n, "role") == "note" }); n != nil {
+	if n := htmlform.Find(doc, func(n *html.Node) bool { return n.Data == "p" && htmlform.Attr(n, "role") == "note" }); n != nil {
 		s.claim = textOf(n)
 	}
 	var walk func(*html.Node)
 	walk = func(n *html.Node) {
 		if n.Type == html.ElementNode && n.Data == "label" {
-			if in := find(n, func(c *html.Node) bool { return c.Data == "input" && attrOf(c, "name") == "scope" }); in != nil {
-				if _, ticked := hasAttr(in, "checked"); ticked {
+			if in := htmlform.Find(n, func(c *html.Node) bool { return c.Data == "input" && htmlform.Attr(c, "name") == "scope" }); in != nil {
+				if _, ticked := htmlform.Has(in, "checked"); ticked {
 					s.scopes = append(s.scopes, textOf(n))
 				}
 			}
