@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"slices"
 	"time"
 
@@ -27,6 +28,14 @@ type questionPlan struct {
 	// People and Agents are the cast of the fill (fillPlan).
 	People, Agents int
 	Seed           uint64
+	// Only, when set, asks only the questions and passes whose names it
+	// matches.
+	Only *regexp.Regexp
+}
+
+// asks says whether the plan asks the question or pass named name.
+func (p questionPlan) asks(name string) bool {
+	return p.Only == nil || p.Only.MatchString(name)
 }
 
 // questionResult is the timing of one question.
@@ -189,6 +198,9 @@ func askQuestions(ctx context.Context, s store.Store, p questionPlan) (questions
 		}},
 	}
 	for _, q := range qs {
+		if !p.asks(q.name) {
+			continue
+		}
 		r, err := timeQuestion(ctx, q, p)
 		if err != nil {
 			return rep, fmt.Errorf("%s: %w", q.name, err)
@@ -200,6 +212,9 @@ func askQuestions(ctx context.Context, s store.Store, p questionPlan) (questions
 		run  func(ctx context.Context) (int64, error)
 	}{{"export (store.EachEvent, JSON lines)", func(ctx context.Context) (int64, error) { return exportPass(ctx, s) }},
 		{"audit verify (auditlog.Replay)", func(ctx context.Context) (int64, error) { return verifyPass(ctx, s) }}} {
+		if !p.asks(pass.name) {
+			continue
+		}
 		cpu0, cpuErr := loadgen.ReadProc(os.Getpid())
 		start := time.Now()
 		n, err := pass.run(ctx)

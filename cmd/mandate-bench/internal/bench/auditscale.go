@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -138,6 +139,7 @@ func newQuestionsCmd(stdout io.Writer) *cobra.Command {
 		sf      storeFlags
 		p       = questionPlan{Runs: 100, Budget: 30 * time.Second, People: 10_000, Agents: 200, Seed: 1}
 		jsonOut bool
+		only    string
 	)
 	cmd := &cobra.Command{
 		Use:   "questions",
@@ -157,10 +159,18 @@ against their targets:
 
 then the records per second of an export (JSON lines) and of "audit
 verify" (auditlog.Replay) over the whole log, with this process's CPU time
-per record, and the store's size on disk.
+per record, and the store's size on disk. --only REGEXP asks only the
+questions and passes whose names match (for example --only 'refusal|export').
 "Now" is the newest record's time. See docs/benchmarks.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if only != "" {
+				re, err := regexp.Compile(only)
+				if err != nil {
+					return fmt.Errorf("--only: %w", err)
+				}
+				p.Only = re
+			}
 			cfg, err := sf.load()
 			if err != nil {
 				return err
@@ -190,6 +200,7 @@ per record, and the store's size on disk.
 	fl.IntVar(&p.Agents, "agents", p.Agents, "the --agents of the fill")
 	fl.Uint64Var(&p.Seed, "seed", p.Seed, "the seed that picks the people, tokens and resources asked about")
 	fl.BoolVar(&jsonOut, "json", false, "print the result as JSON")
+	fl.StringVar(&only, "only", "", "ask only the questions and passes whose names match this regular expression")
 	return cmd
 }
 
