@@ -9,8 +9,9 @@
 //
 // The audit log is hash-chained (store.Event.Hash): the one append path,
 // insertEvents, chains each record to the one before in the transaction
-// that appends it, from the last record itself (SQLite's single writer
-// orders them), and migration 6 chains the records written before it.
+// that appends it, from the last record itself, or the archived mark when
+// that is past it (SQLite's single writer orders them), and migration 6
+// chains the records written before it.
 // Signed checkpoints and their key are kept in tables of their own.
 //
 // An append writes the record and the token rows only; the audit log's

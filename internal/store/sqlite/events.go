@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -148,45 +147,74 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-// lastEvent reads the head of the log: the last seq handed out (which
-// AUTOINCREMENT keeps in sqlite_sequence, and which never falls) and the
-// chain hash of that record. It reads pages the append writes anyway, so
-// the chain costs no page of its own in the WAL.
-const lastEvent = `SELECT q.seq, e.hash FROM sqlite_sequence q LEFT JOIN events e ON e.seq = q.seq
-WHERE q.name = 'events'`
+// lastEvent reads where the log ends, for the next append: the newest
+// record's seq and chain hash (the rightmost leaf of events, a page the
+// append writes anyway, so the chain costs no page of its own in the
+// WAL), the archived mark's size and head (audit_archived), and the index
+// head (event_index_head). Each is 0 or NULL when there is none.
+const lastEvent = `WITH e AS (SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1)
+SELECT coalesce((SELECT seq FROM e), 0), (SELECT hash FROM e),
+	coalesce((SELECT size FROM audit_archived WHERE id = 1), 0), (SELECT head FROM audit_archived WHERE id = 1),
+	coalesce((SELECT seq FROM event_index_head WHERE id = 1), 0)`
+
+// logEnd is where the log ends, as lastEvent reads it.
+type logEnd struct {
+	newest, archived, indexed int64
+	newestHash, archivedHead  []byte
+}
+
+// next returns the seq and chain hash the next record chains on from. A
+// seq is never handed out again while the archive holds it: past the
+// newest record, the archived mark numbers on (a mark never reaches the
+// newest record through MarkArchived, but a store whose every record was
+// archived and deleted would otherwise start over). A log that ends below
+// the index head (indexed records were cut), or whose last record has no
+// chain hash, is refused: nothing is appended on a broken chain. A cut of
+// records not yet indexed is not seen here; the signed checkpoints see it
+// (migration 21).
+func (l logEnd) next() (int64, auditchain.Hash, error) {
+	var h auditchain.Hash
+	last, head := l.newest, l.newestHash
+	if l.archived > l.newest {
+		last, head = l.archived, l.archivedHead
+	}
+	switch {
+	case l.indexed > last:
+		return 0, h, fmt.Errorf("the audit log ends at record %d, below the indexed record %d: the audit log was cut", last, l.indexed)
+	case last == 0:
+		return 0, auditchain.Genesis, nil
+	case len(head) != len(h):
+		return 0, h, fmt.Errorf("record %d, the last appended, has no chain hash: the audit log was edited", last)
+	}
+	copy(h[:], head)
+	return last, h, nil
+}
 
 // insertEvents appends events inside tx, the one path every write that
-// audits takes: it reads the head of the log (lastEvent), numbers the
-// events on from its seq in slice order, chains each to the one before
-// (auditchain.Next over the record as it will be read back, Seq included;
-// auditchain.Genesis before the first record) and writes each with its
-// hash. SQLite has one writer at a time, so the chain follows commit order
-// whichever process writes (THREATS T72); the events' own Seq and Hash are
-// ignored. A head whose record is missing or unchained (the end of the log
-// was cut or edited) fails the append: nothing is written on a broken
-// chain. The records are left to the indexer, unless the append is a bulk
-// write that indexes them itself (indexInline).
+// audits takes: it reads where the log ends (lastEvent, logEnd.next),
+// numbers the events on from there in slice order, chains each to the one
+// before (auditchain.Next over the record as it will be read back, Seq
+// included; auditchain.Genesis before the first record) and writes each
+// with its hash. SQLite has one writer at a time, so the chain follows
+// commit order whichever process writes (THREATS T72); the events' own Seq
+// and Hash are ignored. A log whose end was cut below the index head or
+// edited fails the append: nothing is written on a broken chain. The
+// records are left to the indexer, unless the append is a bulk write that
+// indexes them itself (indexInline).
 func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
 	w := s.newEventWriter(ctx, tx)
 	defer w.close()
-	var (
-		seq  int64
-		last []byte
-		hash auditchain.Hash
-	)
-	err := w.last.QueryRowContext(ctx).Scan(&seq, &last)
-	switch {
-	case errors.Is(err, sql.ErrNoRows): // nothing appended yet
-	case err != nil:
+	var end logEnd
+	if err := w.last.QueryRowContext(ctx).Scan(&end.newest, &end.newestHash, &end.archived, &end.archivedHead,
+		&end.indexed); err != nil {
 		return fmt.Errorf("read the last event: %w", dbErr(err))
-	case seq == 0:
-	case len(last) != len(hash):
-		return fmt.Errorf("record %d, the last appended, is missing or has no chain hash: the audit log was cut or edited", seq)
-	default:
-		copy(hash[:], last)
+	}
+	seq, hash, err := end.next()
+	if err != nil {
+		return err
 	}
 	inline, err := w.indexInline(ctx, tx, len(events), seq)
 	if err != nil {

@@ -110,11 +110,28 @@ func testAuditArchive(t *testing.T, open func(t *testing.T) store.Store) {
 	if len(live) != 3 || live[0].Seq != 10 {
 		t.Fatalf("the live log holds %d records from %d, want 3 from 10", len(live), live[0].Seq)
 	}
-	head := [32]byte(all[9].Hash)
-	for _, e := range live[1:] {
+	// The seqs go on from the newest record, never from the records
+	// left, and the archived records and the live ones make one chain.
+	verifyAcross(t, append(all[:9:9], live...), 12)
+}
+
+// verifyAcross checks that evs, the archived records and then the live
+// ones, are the seqs 1 to n in order, each chained to the one before from
+// auditchain.Genesis, as a verifier reading the archive and then the store
+// would.
+func verifyAcross(t *testing.T, evs []store.Event, n int) {
+	t.Helper()
+	if len(evs) != n {
+		t.Fatalf("%d records across the archive and the live log, want %d", len(evs), n)
+	}
+	head := auditchain.Genesis
+	for i, e := range evs {
+		if e.Seq != int64(i+1) {
+			t.Fatalf("record %s has seq %d, want %d: a seq was skipped or handed out again", e.ID, e.Seq, i+1)
+		}
 		next := auditchain.Next(head, e)
 		if !bytes.Equal(e.Hash, next[:]) {
-			t.Fatalf("record %d does not chain on from the record before the cut", e.Seq)
+			t.Fatalf("record %d does not chain on from the one before", e.Seq)
 		}
 		head = next
 	}
