@@ -48,7 +48,7 @@ func Migrate(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("postgres: migrate %s on %s: connect: %w", schema, describe(pc.ConnConfig), dbErr(err))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if err := migrate(ctx, conn, schema, time.Now); err != nil {
+	if err := migrate(ctx, conn, schema, time.Now, cfg.partitions()); err != nil {
 		return fmt.Errorf("postgres: migrate %s on %s: %w", schema, describe(pc.ConnConfig), err)
 	}
 	return nil
@@ -99,7 +99,10 @@ func checkVersion(ctx context.Context, conn *pgx.Conn, schema string) error {
 // schema already at this build's version is left without taking the lock
 // or running any DDL, so a role without DDL rights can open it. A schema
 // migrated by a newer build is refused.
-func migrate(ctx context.Context, conn *pgx.Conn, schema string, now func() time.Time) error {
+//
+// partitionSize is the audit log's partition size when the migrations lay
+// out its partitions (partitionMigration); a schema laid out keeps its own.
+func migrate(ctx context.Context, conn *pgx.Conn, schema string, now func() time.Time, partitionSize int64) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
@@ -120,7 +123,7 @@ func migrate(ctx context.Context, conn *pgx.Conn, schema string, now func() time
 		return fmt.Errorf("migrate: begin: %w", dbErr(err))
 	}
 	defer tx.Rollback(ctx) // after Commit, a no-op
-	if err := migrateTx(ctx, tx, schema, ms, now); err != nil {
+	if err := migrateTx(ctx, tx, schema, ms, now, partitionSize); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -130,7 +133,7 @@ func migrate(ctx context.Context, conn *pgx.Conn, schema string, now func() time
 }
 
 // migrateTx is migrate's transaction.
-func migrateTx(ctx context.Context, tx pgx.Tx, schema string, ms []store.Migration, now func() time.Time) error {
+func migrateTx(ctx context.Context, tx pgx.Tx, schema string, ms []store.Migration, now func() time.Time, partitionSize int64) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", migrationLock, schema); err != nil {
 		return fmt.Errorf("migrate: take the lock: %w", dbErr(err))
 	}
@@ -173,6 +176,11 @@ func migrateTx(ctx context.Context, tx pgx.Tx, schema string, ms []store.Migrati
 		}
 		if m.Version == chainMigration {
 			if err := chainExisting(ctx, tx); err != nil {
+				return fmt.Errorf("apply %s: %w", m.Name, err)
+			}
+		}
+		if m.Version == partitionMigration {
+			if err := partitionExisting(ctx, tx, partitionSize); err != nil {
 				return fmt.Errorf("apply %s: %w", m.Name, err)
 			}
 		}
