@@ -340,6 +340,13 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 	if len(f.IDs) > 0 && len(ids) == 0 {
 		return nil, nil
 	}
+	q, args, limit := eventQuery(f, ids)
+	return listEvents(ctx, s, q, limit, args...)
+}
+
+// eventQuery is QueryEvents' statement for f (ids are its storable ids),
+// its parameters and its limit.
+func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
 	where, args := eventWhere(f, ids)
 	arg := func(v any) string {
 		args = append(args, v)
@@ -355,7 +362,7 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY seq DESC LIMIT " + arg(limit)
-	return listEvents(ctx, s, q, limit, args...)
+	return q, args, limit
 }
 
 // eventWhere is the WHERE conditions of f (ids are its storable ids) and

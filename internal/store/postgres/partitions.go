@@ -33,7 +33,8 @@ const partitionMigration = 16
 // timeMarkEvery is how many records apart the time marks are: a time
 // window reads at most this many records (and those not yet marked)
 // before its bound. Migration 17 marks the existing records at the same
-// spacing.
+// spacing. A mark holds whatever the spacing of the others, so instances
+// need not agree on it.
 const timeMarkEvery = 4096
 
 // ddlLockTimeout bounds how long making or dropping a partition waits for
@@ -46,6 +47,9 @@ const ddlLockTimeout = "2s"
 type partitioner struct {
 	// size is the schema's partition size, read at Open.
 	size int64
+	// markEvery is how many records apart the time marks are:
+	// timeMarkEvery but in tests.
+	markEvery int64
 	// next is the head at which an append starts the next round.
 	next atomic.Int64
 	// running is set while a round runs.
@@ -175,8 +179,8 @@ func (s *Store) upkeep(ctx context.Context) error {
 		// The next round: at the next mark, or when the head enters the
 		// next partition if that comes first (a partition smaller than
 		// the marks' spacing, as in the tests).
-		p.next.Store(min((head/timeMarkEvery+1)*timeMarkEvery, (head/p.size+1)*p.size))
-		for seq := (marked/timeMarkEvery + 1) * timeMarkEvery; seq <= head; seq += timeMarkEvery {
+		p.next.Store(min((head/p.markEvery+1)*p.markEvery, (head/p.size+1)*p.size))
+		for seq := (marked/p.markEvery + 1) * p.markEvery; seq <= head; seq += p.markEvery {
 			if _, err := tx.Exec(ctx, markTimes, seq); err != nil {
 				return fmt.Errorf("mark the times up to record %d: %w", seq, dbErr(err))
 			}
@@ -272,13 +276,13 @@ func isLockTimeout(err error) bool {
 // startPartitioner reads the schema's partition size and runs a first
 // round of upkeep, whose failure (a role that may not create tables, say)
 // only leaves the DEFAULT partition to take the records.
-func (s *Store) startPartitioner(ctx context.Context) error {
+func (s *Store) startPartitioner(ctx context.Context, markEvery int64) error {
 	size, err := readPartitionSize(ctx, s.pool)
 	if err != nil {
 		return err
 	}
 	stop, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.part = &partitioner{size: size, stop: stop, cancel: cancel}
+	s.part = &partitioner{size: size, markEvery: markEvery, stop: stop, cancel: cancel}
 	ctx, cancelRound := context.WithTimeout(ctx, s.timeout)
 	defer cancelRound()
 	_ = s.upkeep(ctx)

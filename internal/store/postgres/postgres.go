@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -89,9 +90,9 @@ type Config struct {
 	CallTimeout time.Duration
 
 	// partitionSize is the audit log's partition size in a schema laid
-	// out by Open or Migrate; 0 is DefaultPartitionSize. The tests set a
-	// small one.
-	partitionSize int64
+	// out by Open or Migrate; 0 is DefaultPartitionSize. markEvery is the
+	// time marks' spacing; 0 is timeMarkEvery. The tests set small ones.
+	partitionSize, markEvery int64
 }
 
 // partitions is the partition size of a schema laid out with c.
@@ -215,7 +216,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open %s on %s: %w", schema, describe(pc.ConnConfig), err)
 	}
-	if err := s.startPartitioner(ctx); err != nil {
+	if err := s.startPartitioner(ctx, cmp.Or(cfg.markEvery, timeMarkEvery)); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open %s on %s: %w", schema, describe(pc.ConnConfig), err)
 	}

@@ -1,0 +1,266 @@
+package postgres_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mandate-dev/mandate/internal/auditchain"
+	"github.com/mandate-dev/mandate/internal/store"
+	"github.com/mandate-dev/mandate/internal/store/postgres"
+	"github.com/mandate-dev/mandate/internal/store/storetest"
+)
+
+// partitionsOf lists the range partitions of table, in seq order.
+func partitionsOf(t *testing.T, conn *pgx.Conn, table string) []string {
+	t.Helper()
+	rows, err := conn.Query(t.Context(), `SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+		WHERE i.inhparent = $1::regclass AND c.relname ~ '_p[0-9]+$'
+		ORDER BY substring(c.relname from '[0-9]+$')::bigint`, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// countIn is the number of rows of table.
+func countIn(t *testing.T, conn *pgx.Conn, table string) int {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// commitEvents appends n records in one commit, the i-th (from first)
+// with id prefix+i, action action and time at(i).
+func commitEvents(t *testing.T, s store.Store, first, n int, prefix, action string, at func(i int) time.Time) {
+	t.Helper()
+	evs := make([]store.Event, n)
+	for i := range evs {
+		evs[i] = store.Event{ID: prefix + strconv.Itoa(first+i), Action: action, Result: "ok",
+			Performer: "agent:a", OnBehalf: "user:sam", Time: at(first + i)}
+	}
+	if err := s.Commit(t.Context(), store.Batch{Events: evs}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+}
+
+// TestPartitionedRetention: with partitions of 4 records, the records that
+// outran the upkeep (in the DEFAULT partition) are moved into the range
+// partition made for them; retention drops the partitions archived whole,
+// with a count of the records they held, and deletes row by row in the one
+// archived in part; the chain and the request ids' uniqueness hold
+// throughout.
+func TestPartitionedRetention(t *testing.T) {
+	testURL(t)
+	t.Parallel()
+	ctx := t.Context()
+	schema := newSchema(t)
+	s := openStore(t, postgres.WithAuditLayout(config(t, schema), 4, 4))
+	conn := rawConn(t, schema)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Minute) }
+
+	// 14 records in one commit, past the two partitions Open made.
+	commitEvents(t, s, 1, 14, "r", "request", at)
+	if n := countIn(t, conn, "events_default"); n == 0 {
+		t.Fatalf("no record in the DEFAULT partition after outrunning the upkeep")
+	}
+	if err := s.Upkeep(ctx); err != nil {
+		t.Fatalf("Upkeep: %v", err)
+	}
+	commitEvents(t, s, 15, 3, "x", "token.issue", at)
+	if err := s.Upkeep(ctx); err != nil {
+		t.Fatalf("Upkeep: %v", err)
+	}
+	// The upkeep made the head's partition and the next (12-15, 16-19),
+	// moving records 12 to 14 out of the DEFAULT partition; records 8 to
+	// 11 stay in it.
+	if n := countIn(t, conn, "events_default"); n != 4 {
+		t.Errorf("%d records in the DEFAULT partition, want 4 (8 to 11)", n)
+	}
+	all := storetest.VerifyChain(t, s)
+	if len(all) != 17 {
+		t.Fatalf("%d records, want 17", len(all))
+	}
+	if err := s.Commit(ctx, store.Batch{Events: []store.Event{{ID: "r3", Action: "request"}}}); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("a request record's id again: err = %v, want ErrAlreadyExists", err)
+	}
+
+	mark := func(size int) store.ArchivedLog {
+		return store.ArchivedLog{Size: int64(size), Head: all[size-1].Hash, Tree: []byte(`{"n":0}`)}
+	}
+	if err := s.MarkArchived(ctx, 0, mark(13)); err != nil {
+		t.Fatalf("MarkArchived: %v", err)
+	}
+	before := partitionsOf(t, conn, "events")
+	total := 0
+	for {
+		n, err := s.DeleteArchivedEvents(ctx, 13, 2)
+		if err != nil {
+			t.Fatalf("DeleteArchivedEvents: %v", err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	if total != 13 {
+		t.Errorf("DeleteArchivedEvents deleted %d records in all, want 13", total)
+	}
+	after := partitionsOf(t, conn, "events")
+	for _, p := range after {
+		k, _ := strconv.Atoi(strings.TrimPrefix(p, "events_p"))
+		if (k+1)*4-1 <= 13 {
+			t.Errorf("partition %s, archived whole, is still there (before: %v, after: %v)", p, before, after)
+		}
+	}
+	if got, want := partitionsOf(t, conn, "event_actors"), strings.ReplaceAll(strings.Join(after, " "), "events_", "event_actors_"); strings.Join(got, " ") != want {
+		t.Errorf("event_actors partitions %v, want %s", got, want)
+	}
+	live, err := s.EventsAfter(ctx, 0, 0)
+	if err != nil {
+		t.Fatalf("EventsAfter: %v", err)
+	}
+	if len(live) != 4 || live[0].Seq != 14 {
+		t.Fatalf("the live log holds %d records from %v, want 4 from 14", len(live), live)
+	}
+	if evs, err := s.QueryEvents(ctx, store.EventFilter{Actor: "agent:a"}); err != nil || len(evs) != 4 {
+		t.Errorf("QueryEvents by actor: %d records, %v; want 4", len(evs), err)
+	}
+	if n := countIn(t, conn, "event_request_ids"); n != 1 { // r14
+		t.Errorf("%d request ids kept, want 1", n)
+	}
+	// An archived request record's id is free again, as before the
+	// partitions; the chain carries on.
+	commitEvents(t, s, 3, 1, "r", "request", at)
+	live, err = s.EventsAfter(ctx, 0, 0)
+	if err != nil || len(live) != 5 {
+		t.Fatalf("EventsAfter: %d records, %v; want 5", len(live), err)
+	}
+	head := [32]byte(all[12].Hash)
+	for _, e := range live {
+		if next := auditchain.Next(head, e); !bytes.Equal(e.Hash, next[:]) {
+			t.Fatalf("record %d does not chain on", e.Seq)
+		}
+		head = [32]byte(e.Hash)
+	}
+}
+
+// TestQueryPlanPruning: a seq bound (EventFilter.BeforeSeq, EventsAfter)
+// and a time window (EventFilter.Since, through the time marks) read only
+// the partitions that can hold the records asked for, with times out of
+// seq order.
+func TestQueryPlanPruning(t *testing.T) {
+	testURL(t)
+	t.Parallel()
+	ctx := t.Context()
+	schema := newSchema(t)
+	s := openStore(t, postgres.WithAuditLayout(config(t, schema), 8, 4))
+	conn := rawConn(t, schema)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// Record i is i minutes after base, but every fifth is an hour late
+	// (a verifier's clock).
+	at := func(i int) time.Time {
+		if i%5 == 0 {
+			return base.Add(time.Duration(i)*time.Minute - time.Hour)
+		}
+		return base.Add(time.Duration(i) * time.Minute)
+	}
+	for first := 1; first <= 64; first += 4 {
+		commitEvents(t, s, first, 4, "e", "token.issue", at)
+		if err := s.Upkeep(ctx); err != nil {
+			t.Fatalf("Upkeep: %v", err)
+		}
+	}
+	if n := countIn(t, conn, "events_default"); n != 0 {
+		t.Fatalf("%d records in the DEFAULT partition, want 0", n)
+	}
+
+	// partitions lists the partitions of events in the plan of f, and
+	// those it read, each sorted.
+	partitions := func(t *testing.T, f store.EventFilter) (planned, read string) {
+		t.Helper()
+		q, args := postgres.EventQuery(f)
+		rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "+q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var in, ran []string
+		scan := regexp.MustCompile(`Scan.* on (events_p[0-9]+|events_default)`)
+		for _, l := range lines {
+			if m := scan.FindStringSubmatch(l); m != nil {
+				in = append(in, m[1])
+				if !strings.Contains(l, "never executed") {
+					ran = append(ran, m[1])
+				}
+			}
+		}
+		slices.Sort(in)
+		slices.Sort(ran)
+		return strings.Join(slices.Compact(in), " "), strings.Join(slices.Compact(ran), " ")
+	}
+	// The DEFAULT partition, which may hold any seq past the ranges (or
+	// below 0), is in every plan; it is empty.
+	for _, c := range []struct {
+		name          string
+		f             store.EventFilter
+		planned, read string
+	}{
+		// Records below 30: the planner leaves out partitions 4 to 9.
+		{"ok/seq-range", store.EventFilter{BeforeSeq: 30},
+			"events_default events_p0 events_p1 events_p2 events_p3", ""},
+		// The last 10 minutes of the log: from record 54 on (record 60,
+		// an hour late, is not in it). The last time mark before the
+		// window is record 52's, so the executor skips partitions 0 to 5
+		// and reads 6 (48-55), 7, 8 (64-71) and 9 (made ahead, empty).
+		{"ok/time-window", store.EventFilter{Since: at(54)}, "",
+			"events_default events_p6 events_p7 events_p8 events_p9"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			planned, read := partitions(t, c.f)
+			if c.planned != "" && planned != c.planned {
+				t.Errorf("partitions planned: %q, want %q", planned, c.planned)
+			}
+			if c.read != "" && read != c.read {
+				t.Errorf("partitions read: %q, want %q", read, c.read)
+			}
+			evs, err := s.QueryEvents(ctx, c.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for i := 64; i >= 1; i-- {
+				if (c.f.BeforeSeq == 0 || int64(i) < c.f.BeforeSeq) && !at(i).Before(c.f.Since) {
+					want = append(want, "e"+strconv.Itoa(i))
+				}
+			}
+			want = want[:min(len(want), 10)]
+			var got []string
+			for _, e := range evs {
+				got = append(got, e.ID)
+			}
+			if fmt.Sprint(got[:min(len(got), 10)]) != fmt.Sprint(want) {
+				t.Errorf("records %v, want %v", got, want)
+			}
+		})
+	}
+}
