@@ -264,3 +264,75 @@ func TestQueryPlanPruning(t *testing.T) {
 		})
 	}
 }
+
+// TestPartitionExistingRecords: a log written before the partitions is
+// moved into them by the migration, in one transaction: every record in
+// the range partition of its seq, none in the DEFAULT partition, the chain
+// whole, the actors' index and the request ids' uniqueness kept, and the
+// time marks made.
+func TestPartitionExistingRecords(t *testing.T) {
+	testURL(t)
+	t.Parallel()
+	ctx := t.Context()
+	schema := newSchema(t)
+	conn := rawConn(t, schema)
+	applyUpTo(t, conn, schema, 15)
+	const old = 11
+	head := auditchain.Genesis
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := 1; i <= old; i++ {
+		e := store.Event{Seq: int64(i), ID: "e" + strconv.Itoa(i), Time: base.Add(time.Duration(i) * time.Minute),
+			Action: "token.issue", Result: "ok", Performer: "agent:a", OnBehalf: "user:sam", Chain: []string{"agent:a"}}
+		if i%4 == 0 {
+			e.Action, e.ID = "request", "q"+strconv.Itoa(i)
+		}
+		head = auditchain.Next(head, e)
+		if _, err := conn.Exec(ctx, `INSERT INTO events (seq, id, time, request_id, action, result, reason, detail,
+			performer, on_behalf, chain, client_id, scopes, requested, audience, resource, delegation_id, jti,
+			parent_jti, hash) VALUES ($1, $2, $3, '', $4, 'ok', '', '', 'agent:a', 'user:sam', '{agent:a}', '', '{}',
+			'{}', '', '', '', '', '', $5)`, e.Seq, e.ID, e.Time, e.Action, head[:]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "INSERT INTO event_actors (actor, seq) VALUES ('agent:a', $1)", e.Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "UPDATE events_head SET last_seq = $1, last_hash = $2", old, head[:]); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := postgres.WithAuditLayout(config(t, schema), 4, 4)
+	if err := postgres.Migrate(ctx, cfg); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if got, want := strings.Join(partitionsOf(t, conn, "events"), " "), "events_p0 events_p1 events_p2 events_p3"; got != want {
+		t.Errorf("partitions %q, want %q", got, want)
+	}
+	for table, want := range map[string]int{"events_p0": 3, "events_p1": 4, "events_p2": 4, "events_default": 0,
+		"event_actors_p2": 4, "event_actors_default": 0, "event_request_ids": 2} {
+		if n := countIn(t, conn, table); n != want {
+			t.Errorf("%s holds %d rows, want %d", table, n, want)
+		}
+	}
+	s := openStore(t, cfg)
+	// The migration marks every 4,096 records; Open's upkeep marks the
+	// rest at the spacing it is given.
+	if n := countIn(t, conn, "event_time_marks"); n != 2 {
+		t.Errorf("%d time marks, want 2 (records 4 and 8)", n)
+	}
+	if got := storetest.VerifyChain(t, s); len(got) != old {
+		t.Fatalf("%d records chained, want %d", len(got), old)
+	}
+	if err := s.Commit(ctx, store.Batch{Events: []store.Event{{ID: "q8", Action: "request"}}}); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Errorf("a request record's id written before the migration, again: err = %v, want ErrAlreadyExists", err)
+	}
+	if evs, err := s.QueryEvents(ctx, store.EventFilter{Actor: "agent:a", Since: base.Add(6 * time.Minute)}); err != nil || len(evs) != 6 {
+		t.Errorf("QueryEvents by actor since record 6: %d records, %v; want 6", len(evs), err)
+	}
+	if err := s.Commit(ctx, store.Batch{Events: []store.Event{{ID: "new", Action: "token.issue"}}}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if got := storetest.VerifyChain(t, s); len(got) != old+1 {
+		t.Errorf("%d records after a new one, want %d", len(got), old+1)
+	}
+}
