@@ -345,9 +345,16 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 }
 
 // eventQuery is QueryEvents' statement for f (ids are its storable ids),
-// its parameters and its limit.
+// its parameters and its limit. An actor's records are its rows of
+// event_actors, walked backwards by their (actor, seq) key and joined to
+// events by seq, with the seq bounds on both sides: each partition's key
+// gives the seqs in order, so a page reads only its own rows. (`seq IN
+// (SELECT seq FROM event_actors …)` made the planner collect every seq of
+// the actor first once the tables were partitioned.)
 func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
-	where, args := eventWhere(f, ids)
+	actor := f.Actor
+	f.Actor = ""
+	where, bounds, args := eventConds(f, ids)
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
@@ -357,21 +364,33 @@ func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
 		limit = defaultEventLimit
 	}
 	limit = min(limit, maxEventLimit)
-	q := "SELECT " + eventSelect + " FROM events"
+	from, order := "events", "seq"
+	if actor != "" {
+		inner := append([]string{"actor = " + arg(actor)}, bounds...)
+		from = "(SELECT seq AS actor_seq FROM event_actors WHERE " + strings.Join(inner, " AND ") +
+			") AS a JOIN events ON seq = a.actor_seq"
+		order = "a.actor_seq"
+	}
+	where = append(where, bounds...)
+	q := "SELECT " + eventSelect + " FROM " + from
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY seq DESC LIMIT " + arg(limit)
+	q += " ORDER BY " + order + " DESC LIMIT " + arg(limit)
 	return q, args, limit
 }
 
 // eventWhere is the WHERE conditions of f (ids are its storable ids) and
 // their parameters, numbered from $1.
 func eventWhere(f store.EventFilter, ids []string) ([]string, []any) {
-	var (
-		where []string
-		args  []any
-	)
+	where, bounds, args := eventConds(f, ids)
+	return append(where, bounds...), args
+}
+
+// eventConds is eventWhere's conditions in two parts: those on the
+// record's fields, and its bounds on seq (BeforeSeq, and the time marks'
+// bound of Since), which hold on event_actors too.
+func eventConds(f store.EventFilter, ids []string) (where, bounds []string, args []any) {
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
@@ -419,15 +438,16 @@ func eventWhere(f store.EventFilter, ids []string) ([]string, []any) {
 		// The time marks turn Since into a seq bound, which skips the
 		// partitions wholly before it.
 		p := arg(f.Since)
-		where = append(where, "time >= "+p, "seq > "+sinceSeq(p))
+		where = append(where, "time >= "+p)
+		bounds = append(bounds, "seq > "+sinceSeq(p))
 	}
 	if !f.Until.IsZero() {
 		where = append(where, "time < "+arg(f.Until))
 	}
 	if f.BeforeSeq > 0 {
-		where = append(where, "seq < "+arg(f.BeforeSeq))
+		bounds = append(bounds, "seq < "+arg(f.BeforeSeq))
 	}
-	return where, args
+	return where, bounds, args
 }
 
 // EventsAfter returns up to limit events with Seq above afterSeq, oldest
