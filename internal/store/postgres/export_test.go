@@ -13,6 +13,13 @@ func WithAuditLayout(cfg Config, size, markEvery int64) Config {
 	return cfg
 }
 
+// WithoutUpkeep returns cfg with no upkeep of the partitions after appends
+// (only at Open and by Upkeep).
+func WithoutUpkeep(cfg Config) Config {
+	cfg.noUpkeep = true
+	return cfg
+}
+
 // Upkeep runs a round of the partitions' upkeep now, after the one in
 // progress.
 func (s *Store) Upkeep(ctx context.Context) error {

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"fmt"
@@ -35,7 +36,9 @@ func latest(ms []store.Migration) int {
 // advisory lock as Open, and returns. It is `mandate migrate`, for operators
 // who run migrations with a role allowed to run DDL and start the servers
 // with Config.SkipMigrations. It does not check durability, and it refuses a
-// schema migrated by a newer build. Only ctx and the connect timeout bound
+// schema migrated by a newer build. It then makes the audit log's
+// partitions that are due (upkeepTx), which a server whose role may not
+// create tables cannot. Only ctx and the connect timeout bound
 // it, not Config.CallTimeout: a migration of a large table may take long,
 // and one waiting for the lock waits for another migration to finish.
 func Migrate(ctx context.Context, cfg Config) error {
@@ -50,6 +53,16 @@ func Migrate(ctx context.Context, cfg Config) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	if err := migrate(ctx, conn, schema, time.Now, cfg.partitions()); err != nil {
 		return fmt.Errorf("postgres: migrate %s on %s: %w", schema, describe(pc.ConnConfig), err)
+	}
+	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		size, err := readPartitionSize(ctx, tx)
+		if err != nil {
+			return err
+		}
+		_, err = upkeepTx(ctx, tx, size, cmp.Or(cfg.markEvery, timeMarkEvery))
+		return err
+	}); err != nil {
+		return fmt.Errorf("postgres: migrate %s on %s: audit partitions: %w", schema, describe(pc.ConnConfig), dbErr(err))
 	}
 	return nil
 }

@@ -59,56 +59,41 @@ func commitEvents(t *testing.T, s store.Store, first, n int, prefix, action stri
 	}
 }
 
-// TestPartitionedRetention: with partitions of 4 records, the records that
-// outran the upkeep (in the DEFAULT partition) are moved into the range
-// partition made for them; retention drops the partitions archived whole,
-// with a count of the records they held, and deletes row by row in the one
-// archived in part; the chain and the request ids' uniqueness hold
-// throughout.
+// TestPartitionedRetention: with partitions of 4 records, retention drops
+// the partitions archived whole, with a count of the records they held,
+// and deletes row by row in the DEFAULT partition (records that outran the
+// upkeep) and in a partition archived in part; the upkeep then moves the
+// rest of the DEFAULT partition into the range partition made for it; the
+// chain and the request ids' uniqueness hold throughout.
 func TestPartitionedRetention(t *testing.T) {
 	testURL(t)
 	t.Parallel()
 	ctx := t.Context()
 	schema := newSchema(t)
-	s := openStore(t, postgres.WithAuditLayout(config(t, schema), 4, 4))
+	s := openStore(t, postgres.WithoutUpkeep(postgres.WithAuditLayout(config(t, schema), 4, 4)))
 	conn := rawConn(t, schema)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Minute) }
 
-	// 14 records in one commit, past the two partitions Open made.
+	// 14 records in one commit, past the two partitions Open made (0-3,
+	// 4-7): 8 to 14 land in the DEFAULT partition.
 	commitEvents(t, s, 1, 14, "r", "request", at)
-	if n := countIn(t, conn, "events_default"); n == 0 {
-		t.Fatalf("no record in the DEFAULT partition after outrunning the upkeep")
-	}
-	if err := s.Upkeep(ctx); err != nil {
-		t.Fatalf("Upkeep: %v", err)
-	}
-	commitEvents(t, s, 15, 3, "x", "token.issue", at)
-	if err := s.Upkeep(ctx); err != nil {
-		t.Fatalf("Upkeep: %v", err)
-	}
-	// The upkeep made the head's partition and the next (12-15, 16-19),
-	// moving records 12 to 14 out of the DEFAULT partition; records 8 to
-	// 11 stay in it.
-	if n := countIn(t, conn, "events_default"); n != 4 {
-		t.Errorf("%d records in the DEFAULT partition, want 4 (8 to 11)", n)
+	if n := countIn(t, conn, "events_default"); n != 7 {
+		t.Fatalf("%d records in the DEFAULT partition, want 7 (8 to 14)", n)
 	}
 	all := storetest.VerifyChain(t, s)
-	if len(all) != 17 {
-		t.Fatalf("%d records, want 17", len(all))
+	if len(all) != 14 {
+		t.Fatalf("%d records, want 14", len(all))
 	}
 	if err := s.Commit(ctx, store.Batch{Events: []store.Event{{ID: "r3", Action: "request"}}}); !errors.Is(err, store.ErrAlreadyExists) {
 		t.Fatalf("a request record's id again: err = %v, want ErrAlreadyExists", err)
 	}
 
-	mark := func(size int) store.ArchivedLog {
-		return store.ArchivedLog{Size: int64(size), Head: all[size-1].Hash, Tree: []byte(`{"n":0}`)}
-	}
-	if err := s.MarkArchived(ctx, 0, mark(13)); err != nil {
+	mark := store.ArchivedLog{Size: 13, Head: all[12].Hash, Tree: []byte(`{"n":0}`)}
+	if err := s.MarkArchived(ctx, 0, mark); err != nil {
 		t.Fatalf("MarkArchived: %v", err)
 	}
-	before := partitionsOf(t, conn, "events")
-	total := 0
+	var counts []int
 	for {
 		n, err := s.DeleteArchivedEvents(ctx, 13, 2)
 		if err != nil {
@@ -117,40 +102,42 @@ func TestPartitionedRetention(t *testing.T) {
 		if n == 0 {
 			break
 		}
-		total += n
+		counts = append(counts, n)
 	}
-	if total != 13 {
-		t.Errorf("DeleteArchivedEvents deleted %d records in all, want 13", total)
+	// Partition 0 (records 1-3), partition 1 (4-7), then 8 to 13 from
+	// the DEFAULT partition, 2 at a time.
+	if got, want := fmt.Sprint(counts), "[3 4 2 2 2]"; got != want {
+		t.Errorf("DeleteArchivedEvents deleted %s, want %s", got, want)
 	}
-	after := partitionsOf(t, conn, "events")
-	for _, p := range after {
-		k, _ := strconv.Atoi(strings.TrimPrefix(p, "events_p"))
-		if (k+1)*4-1 <= 13 {
-			t.Errorf("partition %s, archived whole, is still there (before: %v, after: %v)", p, before, after)
-		}
+	if got := partitionsOf(t, conn, "events"); len(got) != 0 {
+		t.Errorf("partitions %v left, want none", got)
 	}
-	if got, want := partitionsOf(t, conn, "event_actors"), strings.ReplaceAll(strings.Join(after, " "), "events_", "event_actors_"); strings.Join(got, " ") != want {
-		t.Errorf("event_actors partitions %v, want %s", got, want)
+	if got := partitionsOf(t, conn, "event_actors"); len(got) != 0 {
+		t.Errorf("event_actors partitions %v left, want none", got)
 	}
-	live, err := s.EventsAfter(ctx, 0, 0)
-	if err != nil {
-		t.Fatalf("EventsAfter: %v", err)
+
+	if err := s.Upkeep(ctx); err != nil {
+		t.Fatalf("Upkeep: %v", err)
 	}
-	if len(live) != 4 || live[0].Seq != 14 {
-		t.Fatalf("the live log holds %d records from %v, want 4 from 14", len(live), live)
+	if n := countIn(t, conn, "events_default"); n != 0 {
+		t.Errorf("%d records in the DEFAULT partition after the upkeep, want 0", n)
 	}
-	if evs, err := s.QueryEvents(ctx, store.EventFilter{Actor: "agent:a"}); err != nil || len(evs) != 4 {
-		t.Errorf("QueryEvents by actor: %d records, %v; want 4", len(evs), err)
+	if n := countIn(t, conn, "event_actors_p3"); n != 1 {
+		t.Errorf("event_actors_p3 holds %d rows, want 1 (record 14's)", n)
+	}
+	if got, want := strings.Join(partitionsOf(t, conn, "events"), " "), "events_p3 events_p4"; got != want {
+		t.Errorf("partitions %q, want %q", got, want)
 	}
 	if n := countIn(t, conn, "event_request_ids"); n != 1 { // r14
 		t.Errorf("%d request ids kept, want 1", n)
 	}
 	// An archived request record's id is free again, as before the
-	// partitions; the chain carries on.
+	// partitions; the chain carries on from the cut.
 	commitEvents(t, s, 3, 1, "r", "request", at)
-	live, err = s.EventsAfter(ctx, 0, 0)
-	if err != nil || len(live) != 5 {
-		t.Fatalf("EventsAfter: %d records, %v; want 5", len(live), err)
+	commitEvents(t, s, 16, 2, "x", "token.issue", at)
+	live, err := s.EventsAfter(ctx, 0, 0)
+	if err != nil || len(live) != 4 || live[0].Seq != 14 {
+		t.Fatalf("EventsAfter: %d records, %v; want 4 from 14", len(live), err)
 	}
 	head := [32]byte(all[12].Hash)
 	for _, e := range live {
@@ -158,6 +145,9 @@ func TestPartitionedRetention(t *testing.T) {
 			t.Fatalf("record %d does not chain on", e.Seq)
 		}
 		head = [32]byte(e.Hash)
+	}
+	if evs, err := s.QueryEvents(ctx, store.EventFilter{Actor: "agent:a"}); err != nil || len(evs) != 4 {
+		t.Errorf("QueryEvents by actor: %d records, %v; want 4", len(evs), err)
 	}
 }
 

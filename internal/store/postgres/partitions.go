@@ -52,6 +52,8 @@ type partitioner struct {
 	markEvery int64
 	// next is the head at which an append starts the next round.
 	next atomic.Int64
+	// background is whether appends start rounds.
+	background bool
 	// running is set while a round runs.
 	running atomic.Bool
 	// wg waits for the round in progress at Close.
@@ -134,7 +136,7 @@ func createPartition(ctx context.Context, tx pgx.Tx, k, size int64) error {
 // upkeep starts in the background, unless one is running.
 func (s *Store) observeHead(last int64) {
 	p := s.part
-	if p == nil || last < p.next.Load() || !p.running.CompareAndSwap(false, true) {
+	if p == nil || !p.background || last < p.next.Load() || !p.running.CompareAndSwap(false, true) {
 		return
 	}
 	if p.stop.Err() != nil {
@@ -154,50 +156,65 @@ func (s *Store) observeHead(last int64) {
 	}()
 }
 
-// upkeep writes the time marks of the committed records not yet marked
-// and creates the partition after the head's if it is missing, in one
-// short transaction under the partition lock; another instance holding
-// the lock is doing the same, and this one returns. It reads the head as
-// committed: every record up to it is committed, so a mark never misses a
-// record that commits later.
+// upkeep runs upkeepTx in a transaction of its own and sets when the
+// next round starts: at the next mark, or when the head enters the next
+// partition if that comes first (a partition smaller than the marks'
+// spacing, as in the tests).
 func (s *Store) upkeep(ctx context.Context) error {
 	p := s.part
 	err := s.write(ctx, "audit upkeep", func(ctx context.Context, tx pgx.Tx) error {
-		var locked bool
-		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))",
-			partitionLock).Scan(&locked); err != nil || !locked {
-			return dbErr(err)
+		head, err := upkeepTx(ctx, tx, p.size, p.markEvery)
+		if err == nil {
+			p.next.Store(min((head/p.markEvery+1)*p.markEvery, (head/p.size+1)*p.size))
 		}
-		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+ddlLockTimeout+"'"); err != nil {
-			return dbErr(err)
-		}
-		var head, marked int64
-		if err := tx.QueryRow(ctx, `SELECT (SELECT last_seq FROM events_head WHERE id = 1),
-			coalesce((SELECT seq FROM event_time_marks ORDER BY max_time DESC, seq DESC LIMIT 1), 0)`).Scan(&head, &marked); err != nil {
-			return dbErr(err)
-		}
-		// The next round: at the next mark, or when the head enters the
-		// next partition if that comes first (a partition smaller than
-		// the marks' spacing, as in the tests).
-		p.next.Store(min((head/p.markEvery+1)*p.markEvery, (head/p.size+1)*p.size))
-		for seq := (marked/p.markEvery + 1) * p.markEvery; seq <= head; seq += p.markEvery {
-			if _, err := tx.Exec(ctx, markTimes, seq); err != nil {
-				return fmt.Errorf("mark the times up to record %d: %w", seq, dbErr(err))
-			}
-		}
-		// The head's partition (missing only if rounds fell behind) and
-		// the next.
-		for k := head / p.size; k <= head/p.size+1; k++ {
-			if err := createPartition(ctx, tx, k, p.size); err != nil {
-				return err
-			}
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	return nil
+}
+
+// upkeepTx writes the time marks of the committed records not yet marked
+// (every markEvery records) and creates the partition of the head and the
+// next one, and those of any records in the DEFAULT partition, if
+// missing, under the partition lock; when another transaction (another
+// instance) holds the lock, it is doing the same, and upkeepTx returns.
+// It reads the head as committed: every record up to it is committed, so a
+// mark never misses a record that commits later. It returns the head.
+func upkeepTx(ctx context.Context, tx pgx.Tx, size, markEvery int64) (int64, error) {
+	var locked bool
+	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))",
+		partitionLock).Scan(&locked); err != nil || !locked {
+		return 0, dbErr(err)
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+ddlLockTimeout+"'"); err != nil {
+		return 0, dbErr(err)
+	}
+	var head, marked int64
+	if err := tx.QueryRow(ctx, `SELECT (SELECT last_seq FROM events_head WHERE id = 1),
+		coalesce((SELECT seq FROM event_time_marks ORDER BY max_time DESC, seq DESC LIMIT 1), 0)`).Scan(&head, &marked); err != nil {
+		return 0, dbErr(err)
+	}
+	for seq := (marked/markEvery + 1) * markEvery; seq <= head; seq += markEvery {
+		if _, err := tx.Exec(ctx, markTimes, seq); err != nil {
+			return 0, fmt.Errorf("mark the times up to record %d: %w", seq, dbErr(err))
+		}
+	}
+	rows, err := tx.Query(ctx, "SELECT DISTINCT seq / $1 FROM events_default WHERE seq >= 0", size)
+	if err != nil {
+		return 0, dbErr(err)
+	}
+	ks, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, dbErr(err)
+	}
+	for _, k := range append(ks, head/size, head/size+1) {
+		if err := createPartition(ctx, tx, k, size); err != nil {
+			return 0, err
+		}
+	}
+	return head, nil
 }
 
 // markTimes writes the time mark of the records up to $1, a multiple of
@@ -230,16 +247,14 @@ func dropArchivedPartition(ctx context.Context, tx pgx.Tx, through int64) (int, 
 	if err != nil {
 		return 0, false, err
 	}
-	var k int64
+	var oldest *int64 // nil when there is no range partition
 	err = tx.QueryRow(ctx, `SELECT min(substr(c.relname, length('events_p') + 1)::bigint)
 FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
-WHERE i.inhparent = 'events'::regclass AND c.relname ~ '^events_p[0-9]+$'`).Scan(&k)
-	if err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return 0, false, nil
-		}
+WHERE i.inhparent = 'events'::regclass AND c.relname ~ '^events_p[0-9]+$'`).Scan(&oldest)
+	if err != nil || oldest == nil {
 		return 0, false, dbErr(err)
 	}
+	k := *oldest
 	hi := (k + 1) * size // the partition holds seq below hi
 	if hi-1 > through {
 		return 0, false, nil
@@ -274,15 +289,15 @@ func isLockTimeout(err error) bool {
 }
 
 // startPartitioner reads the schema's partition size and runs a first
-// round of upkeep, whose failure (a role that may not create tables, say)
+// round of upkeep (and, with background, lets appends start the next), whose failure (a role that may not create tables, say)
 // only leaves the DEFAULT partition to take the records.
-func (s *Store) startPartitioner(ctx context.Context, markEvery int64) error {
+func (s *Store) startPartitioner(ctx context.Context, markEvery int64, background bool) error {
 	size, err := readPartitionSize(ctx, s.pool)
 	if err != nil {
 		return err
 	}
 	stop, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.part = &partitioner{size: size, markEvery: markEvery, stop: stop, cancel: cancel}
+	s.part = &partitioner{size: size, markEvery: markEvery, background: background, stop: stop, cancel: cancel}
 	ctx, cancelRound := context.WithTimeout(ctx, s.timeout)
 	defer cancelRound()
 	_ = s.upkeep(ctx)

@@ -91,8 +91,11 @@ type Config struct {
 
 	// partitionSize is the audit log's partition size in a schema laid
 	// out by Open or Migrate; 0 is DefaultPartitionSize. markEvery is the
-	// time marks' spacing; 0 is timeMarkEvery. The tests set small ones.
+	// time marks' spacing; 0 is timeMarkEvery. The tests set small ones,
+	// and some turn off the upkeep after appends (noUpkeep) to run it
+	// themselves.
 	partitionSize, markEvery int64
+	noUpkeep                 bool
 }
 
 // partitions is the partition size of a schema laid out with c.
@@ -216,7 +219,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open %s on %s: %w", schema, describe(pc.ConnConfig), err)
 	}
-	if err := s.startPartitioner(ctx, cmp.Or(cfg.markEvery, timeMarkEvery)); err != nil {
+	if err := s.startPartitioner(ctx, cmp.Or(cfg.markEvery, timeMarkEvery), !cfg.noUpkeep); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open %s on %s: %w", schema, describe(pc.ConnConfig), err)
 	}
