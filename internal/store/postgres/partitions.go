@@ -56,6 +56,10 @@ type partitioner struct {
 	background bool
 	// running is set while a round runs.
 	running atomic.Bool
+	// mu orders starting a round (wg.Add) before Close's wg.Wait.
+	mu sync.Mutex
+	// closed is set by Close; no round starts after it.
+	closed bool
 	// wg waits for the round in progress at Close.
 	wg sync.WaitGroup
 	// stop ends a round in progress at Close.
@@ -139,7 +143,9 @@ func (s *Store) observeHead(last int64) {
 	if p == nil || !p.background || last < p.next.Load() || !p.running.CompareAndSwap(false, true) {
 		return
 	}
-	if p.stop.Err() != nil {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
 		p.running.Store(false)
 		return
 	}
@@ -309,6 +315,9 @@ func (s *Store) stopPartitioner() {
 	if s.part == nil {
 		return
 	}
+	s.part.mu.Lock()
+	s.part.closed = true
 	s.part.cancel()
+	s.part.mu.Unlock()
 	s.part.wg.Wait()
 }
