@@ -59,8 +59,8 @@ func Migrate(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
-		_, err = upkeepTx(ctx, tx, size, cmp.Or(cfg.markEvery, timeMarkEvery))
-		return err
+		_, partErr, err := upkeepTx(ctx, tx, size, cmp.Or(cfg.markEvery, timeMarkEvery))
+		return cmp.Or(err, partErr)
 	}); err != nil {
 		return fmt.Errorf("postgres: migrate %s on %s: audit partitions: %w", schema, describe(pc.ConnConfig), dbErr(err))
 	}

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -168,14 +169,16 @@ func (s *Store) observeHead(last int64) {
 // spacing, as in the tests).
 func (s *Store) upkeep(ctx context.Context) error {
 	p := s.part
+	var partErr error
 	err := s.write(ctx, "audit upkeep", func(ctx context.Context, tx pgx.Tx) error {
-		head, err := upkeepTx(ctx, tx, p.size, p.markEvery)
+		head, pe, err := upkeepTx(ctx, tx, p.size, p.markEvery)
 		if err == nil {
 			p.next.Store(min((head/p.markEvery+1)*p.markEvery, (head/p.size+1)*p.size))
 		}
+		partErr = pe
 		return err
 	})
-	if err != nil {
+	if err = cmp.Or(err, partErr); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	return nil
@@ -187,40 +190,50 @@ func (s *Store) upkeep(ctx context.Context) error {
 // missing, under the partition lock; when another transaction (another
 // instance) holds the lock, it is doing the same, and upkeepTx returns.
 // It reads the head as committed: every record up to it is committed, so a
-// mark never misses a record that commits later. It returns the head.
-func upkeepTx(ctx context.Context, tx pgx.Tx, size, markEvery int64) (int64, error) {
+// mark never misses a record that commits later. It returns the head, and
+// apart the error of making the partitions (in a savepoint, so that the
+// marks commit without them: a role that may not create tables still
+// marks).
+func upkeepTx(ctx context.Context, tx pgx.Tx, size, markEvery int64) (head int64, partErr, err error) {
 	var locked bool
 	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))",
 		partitionLock).Scan(&locked); err != nil || !locked {
-		return 0, dbErr(err)
+		return 0, nil, dbErr(err)
 	}
 	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+ddlLockTimeout+"'"); err != nil {
-		return 0, dbErr(err)
+		return 0, nil, dbErr(err)
 	}
-	var head, marked int64
+	var marked int64
 	if err := tx.QueryRow(ctx, `SELECT (SELECT last_seq FROM events_head WHERE id = 1),
 		coalesce((SELECT seq FROM event_time_marks ORDER BY max_time DESC, seq DESC LIMIT 1), 0)`).Scan(&head, &marked); err != nil {
-		return 0, dbErr(err)
+		return 0, nil, dbErr(err)
 	}
 	for seq := (marked/markEvery + 1) * markEvery; seq <= head; seq += markEvery {
 		if _, err := tx.Exec(ctx, markTimes, seq); err != nil {
-			return 0, fmt.Errorf("mark the times up to record %d: %w", seq, dbErr(err))
+			return 0, nil, fmt.Errorf("mark the times up to record %d: %w", seq, dbErr(err))
 		}
 	}
 	rows, err := tx.Query(ctx, "SELECT DISTINCT seq / $1 FROM events_default WHERE seq >= 0", size)
 	if err != nil {
-		return 0, dbErr(err)
+		return 0, nil, dbErr(err)
 	}
 	ks, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return 0, dbErr(err)
+		return 0, nil, dbErr(err)
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return 0, nil, dbErr(err)
 	}
 	for _, k := range append(ks, head/size, head/size+1) {
-		if err := createPartition(ctx, tx, k, size); err != nil {
-			return 0, err
+		if err := createPartition(ctx, sp, k, size); err != nil {
+			if err := sp.Rollback(ctx); err != nil {
+				return 0, nil, dbErr(err)
+			}
+			return head, err, nil
 		}
 	}
-	return head, nil
+	return head, nil, dbErr(sp.Commit(ctx))
 }
 
 // markTimes writes the time mark of the records up to $1, a multiple of
