@@ -887,8 +887,10 @@ type AuditArchive interface {
 	// it) is refused with an error wrapping ErrConflict.
 	MarkArchived(ctx context.Context, from int64, a ArchivedLog) error
 	// DeleteArchivedEvents deletes the oldest records with Seq at most
-	// through, at most limit of them (PageLimit) in one transaction, and
-	// returns how many it deleted: callers repeat it until it returns 0.
+	// through, at most limit of them (PageLimit) in one transaction, or
+	// more when it removes a whole partition of the log at once (the
+	// PostgreSQL store), and returns how many it deleted: callers repeat
+	// it until it returns 0.
 	// A through above the archived size is refused with an error wrapping
 	// ErrConflict: only archived records are ever deleted.
 	DeleteArchivedEvents(ctx context.Context, through int64, limit int) (int, error)

@@ -85,8 +85,13 @@ ON CONFLICT (id) DO UPDATE SET size = excluded.size, head = excluded.head, tree 
 	return nil
 }
 
-// DeleteArchivedEvents deletes up to limit of the oldest records with seq at
-// most through, and their actor index rows, in one transaction.
+// DeleteArchivedEvents deletes the oldest records with seq at most
+// through, and their actor index rows and request ids, in one
+// transaction: the oldest partition of the log whole (DROP TABLE) when
+// every record it can hold is archived, else up to limit of them row by
+// row (the records of a partition archived in part, or of the DEFAULT
+// partition). A partition whose locks do not come within ddlLockTimeout
+// (queries reading it) is deleted from row by row instead.
 func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit int) (int, error) {
 	n := 0
 	err := s.write(ctx, "delete archived events", func(ctx context.Context, tx pgx.Tx) error {
@@ -99,6 +104,28 @@ func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit i
 		}
 		if through > a.Size {
 			return fmt.Errorf("%w: record %d is not archived (the log is archived through %d)", store.ErrConflict, through, a.Size)
+		}
+		// Dropping in a savepoint, so that a lock wait given up leaves
+		// the row-by-row way.
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return dbErr(err)
+		}
+		dropped, ok, err := dropArchivedPartition(ctx, sp, through)
+		switch {
+		case err != nil && !isLockTimeout(err):
+			return err
+		case err != nil:
+			if err := sp.Rollback(ctx); err != nil {
+				return dbErr(err)
+			}
+		case ok:
+			n = dropped
+			return dbErr(sp.Commit(ctx))
+		default:
+			if err := sp.Commit(ctx); err != nil {
+				return dbErr(err)
+			}
 		}
 		rows, err := tx.Query(ctx, "SELECT "+eventSelect+" FROM events WHERE seq <= $1 ORDER BY seq LIMIT $2",
 			through, store.PageLimit(limit))
@@ -118,6 +145,10 @@ func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit i
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM event_actors WHERE (actor, seq) IN
 (SELECT * FROM unnest($1::text[], $2::bigint[]))`, actors, seqs); err != nil {
+			return dbErr(err)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM event_request_ids WHERE seq >= $1 AND seq <= $2",
+			evs[0].Seq, evs[len(evs)-1].Seq); err != nil {
 			return dbErr(err)
 		}
 		tag, err := tx.Exec(ctx, "DELETE FROM events WHERE seq >= $1 AND seq <= $2", evs[0].Seq, evs[len(evs)-1].Seq)

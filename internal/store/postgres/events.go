@@ -40,8 +40,10 @@ const eventSelectV1 = "seq, " + eventColsV1 + ", hash"
 // appendEvents appends a list of events in one statement, whatever its
 // length. It locks the events_head row (h), which it holds until the
 // transaction commits, numbers the events on from last_seq in list order,
-// chains them on from last_hash (c), inserts them (e) and their actors (a),
-// and advances the head to the last one's seq and hash. Each column is an
+// chains them on from last_hash (c), inserts them (e), their actors (a)
+// and the ids of the verifiers' records (r: event_request_ids, whose key
+// keeps those ids unique across the partitions of events), and advances
+// the head to the last one's seq and hash, which it returns. Each column is an
 // array with one element per event; a list column is one flat array
 // ($18-$20) with each event's 1-based bounds in it; event_actors gets
 // (actor, position of its event) pairs. The fields of mandate-audit-v2
@@ -90,9 +92,14 @@ const appendEvents = `WITH RECURSIVE h AS (
 ), a AS (
 	INSERT INTO event_actors (actor, seq)
 	SELECT a.actor, h.base + a.ord FROM h, unnest($27::text[], $28::bigint[]) AS a(actor, ord)
+), r AS (
+	INSERT INTO event_request_ids (id, seq)
+	SELECT r.id, h.base + r.ord FROM h, unnest($2::text[], $5::text[]) WITH ORDINALITY AS r(id, action, ord)
+	WHERE r.action = 'request'
 )
 UPDATE events_head SET last_seq = h.base + $1, last_hash = c.hash
-FROM h, c WHERE events_head.id = 1 AND c.ord = $1`
+FROM h, c WHERE events_head.id = 1 AND c.ord = $1
+RETURNING events_head.last_seq`
 
 // chainDomain is auditchain's domain tag of chain links.
 const chainDomain = "mandate-audit-chain-v1\x00"
@@ -122,8 +129,9 @@ var seqAt = func() int {
 // transaction's other writes, so that the lock on events_head, which makes
 // Seq and the chain follow commit order across every instance (THREATS
 // T72), is held as briefly as possible. Every write that audits appends
-// through here.
-func queueEvents(b *pgx.Batch, events []store.Event) {
+// through here. The head it moves the log to starts the partitions'
+// upkeep when it passes a mark (observeHead).
+func (s *Store) queueEvents(b *pgx.Batch, events []store.Event) {
 	n := len(events)
 	if n == 0 {
 		return
@@ -166,7 +174,14 @@ func queueEvents(b *pgx.Batch, events []store.Event) {
 		client, audience, resource, evctx, delegation, jti, parent,
 		chain.flat(), scopes.flat(), requested.flat(), chain.lo, chain.hi, scopes.lo, scopes.hi, requested.lo, requested.hi,
 		listIn(actors), actorOf, encoded, seqAt+1, []byte(chainDomain),
-		agentVersion, authz, operation, attrs, reportedBy)
+		agentVersion, authz, operation, attrs, reportedBy).QueryRow(func(row pgx.Row) error {
+		var last int64
+		if err := row.Scan(&last); err != nil {
+			return err
+		}
+		s.observeHead(last)
+		return nil
+	})
 }
 
 // chainMigration is the migration that adds the hash chain; chainExisting
@@ -298,7 +313,7 @@ func textValue(t pgtype.Text) []byte {
 }
 
 // requestAction is the action of verifiers' records, whose ids are unique
-// (the partial index events_request_id).
+// (event_request_ids; the partial index events_request_id finds them).
 const requestAction = "request"
 
 // QueryEvents returns the events f selects, newest (highest Seq) first.
@@ -325,7 +340,21 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 	if len(f.IDs) > 0 && len(ids) == 0 {
 		return nil, nil
 	}
-	where, args := eventWhere(f, ids)
+	q, args, limit := eventQuery(f, ids)
+	return listEvents(ctx, s, q, limit, args...)
+}
+
+// eventQuery is QueryEvents' statement for f (ids are its storable ids),
+// its parameters and its limit. An actor's records are its rows of
+// event_actors, walked backwards by their (actor, seq) key and joined to
+// events by seq, with the seq bounds on both sides: each partition's key
+// gives the seqs in order, so a page reads only its own rows. (`seq IN
+// (SELECT seq FROM event_actors …)` made the planner collect every seq of
+// the actor first once the tables were partitioned.)
+func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
+	actor := f.Actor
+	f.Actor = ""
+	where, bounds, args := eventConds(f, ids)
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
@@ -335,21 +364,33 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		limit = defaultEventLimit
 	}
 	limit = min(limit, maxEventLimit)
-	q := "SELECT " + eventSelect + " FROM events"
+	from, order := "events", "seq"
+	if actor != "" {
+		inner := append([]string{"actor = " + arg(actor)}, bounds...)
+		from = "(SELECT seq AS actor_seq FROM event_actors WHERE " + strings.Join(inner, " AND ") +
+			") AS a JOIN events ON seq = a.actor_seq"
+		order = "a.actor_seq"
+	}
+	where = append(where, bounds...)
+	q := "SELECT " + eventSelect + " FROM " + from
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY seq DESC LIMIT " + arg(limit)
-	return listEvents(ctx, s, q, limit, args...)
+	q += " ORDER BY " + order + " DESC LIMIT " + arg(limit)
+	return q, args, limit
 }
 
 // eventWhere is the WHERE conditions of f (ids are its storable ids) and
 // their parameters, numbered from $1.
 func eventWhere(f store.EventFilter, ids []string) ([]string, []any) {
-	var (
-		where []string
-		args  []any
-	)
+	where, bounds, args := eventConds(f, ids)
+	return append(where, bounds...), args
+}
+
+// eventConds is eventWhere's conditions in two parts: those on the
+// record's fields, and its bounds on seq (BeforeSeq, and the time marks'
+// bound of Since), which hold on event_actors too.
+func eventConds(f store.EventFilter, ids []string) (where, bounds []string, args []any) {
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
@@ -394,15 +435,19 @@ func eventWhere(f store.EventFilter, ids []string) ([]string, []any) {
 		where = append(where, "resource <> ''")
 	}
 	if !f.Since.IsZero() {
-		where = append(where, "time >= "+arg(f.Since))
+		// The time marks turn Since into a seq bound, which skips the
+		// partitions wholly before it.
+		p := arg(f.Since)
+		where = append(where, "time >= "+p)
+		bounds = append(bounds, "seq > "+sinceSeq(p))
 	}
 	if !f.Until.IsZero() {
 		where = append(where, "time < "+arg(f.Until))
 	}
 	if f.BeforeSeq > 0 {
-		where = append(where, "seq < "+arg(f.BeforeSeq))
+		bounds = append(bounds, "seq < "+arg(f.BeforeSeq))
 	}
-	return where, args
+	return where, bounds, args
 }
 
 // EventsAfter returns up to limit events with Seq above afterSeq, oldest

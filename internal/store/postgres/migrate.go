@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"fmt"
@@ -35,7 +36,9 @@ func latest(ms []store.Migration) int {
 // advisory lock as Open, and returns. It is `mandate migrate`, for operators
 // who run migrations with a role allowed to run DDL and start the servers
 // with Config.SkipMigrations. It does not check durability, and it refuses a
-// schema migrated by a newer build. Only ctx and the connect timeout bound
+// schema migrated by a newer build. It then makes the audit log's
+// partitions that are due (upkeepTx), which a server whose role may not
+// create tables cannot. Only ctx and the connect timeout bound
 // it, not Config.CallTimeout: a migration of a large table may take long,
 // and one waiting for the lock waits for another migration to finish.
 func Migrate(ctx context.Context, cfg Config) error {
@@ -48,8 +51,18 @@ func Migrate(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("postgres: migrate %s on %s: connect: %w", schema, describe(pc.ConnConfig), dbErr(err))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if err := migrate(ctx, conn, schema, time.Now); err != nil {
+	if err := migrate(ctx, conn, schema, time.Now, cfg.partitions()); err != nil {
 		return fmt.Errorf("postgres: migrate %s on %s: %w", schema, describe(pc.ConnConfig), err)
+	}
+	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		size, err := readPartitionSize(ctx, tx)
+		if err != nil {
+			return err
+		}
+		_, partErr, err := upkeepTx(ctx, tx, size, cmp.Or(cfg.markEvery, timeMarkEvery))
+		return cmp.Or(err, partErr)
+	}); err != nil {
+		return fmt.Errorf("postgres: migrate %s on %s: audit partitions: %w", schema, describe(pc.ConnConfig), dbErr(err))
 	}
 	return nil
 }
@@ -99,7 +112,10 @@ func checkVersion(ctx context.Context, conn *pgx.Conn, schema string) error {
 // schema already at this build's version is left without taking the lock
 // or running any DDL, so a role without DDL rights can open it. A schema
 // migrated by a newer build is refused.
-func migrate(ctx context.Context, conn *pgx.Conn, schema string, now func() time.Time) error {
+//
+// partitionSize is the audit log's partition size when the migrations lay
+// out its partitions (partitionMigration); a schema laid out keeps its own.
+func migrate(ctx context.Context, conn *pgx.Conn, schema string, now func() time.Time, partitionSize int64) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
@@ -120,7 +136,7 @@ func migrate(ctx context.Context, conn *pgx.Conn, schema string, now func() time
 		return fmt.Errorf("migrate: begin: %w", dbErr(err))
 	}
 	defer tx.Rollback(ctx) // after Commit, a no-op
-	if err := migrateTx(ctx, tx, schema, ms, now); err != nil {
+	if err := migrateTx(ctx, tx, schema, ms, now, partitionSize); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -130,7 +146,7 @@ func migrate(ctx context.Context, conn *pgx.Conn, schema string, now func() time
 }
 
 // migrateTx is migrate's transaction.
-func migrateTx(ctx context.Context, tx pgx.Tx, schema string, ms []store.Migration, now func() time.Time) error {
+func migrateTx(ctx context.Context, tx pgx.Tx, schema string, ms []store.Migration, now func() time.Time, partitionSize int64) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", migrationLock, schema); err != nil {
 		return fmt.Errorf("migrate: take the lock: %w", dbErr(err))
 	}
@@ -173,6 +189,11 @@ func migrateTx(ctx context.Context, tx pgx.Tx, schema string, ms []store.Migrati
 		}
 		if m.Version == chainMigration {
 			if err := chainExisting(ctx, tx); err != nil {
+				return fmt.Errorf("apply %s: %w", m.Name, err)
+			}
+		}
+		if m.Version == partitionMigration {
+			if err := partitionExisting(ctx, tx, partitionSize); err != nil {
 				return fmt.Errorf("apply %s: %w", m.Name, err)
 			}
 		}

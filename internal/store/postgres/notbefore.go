@@ -43,7 +43,7 @@ func (s *Store) AdvanceNotBefore(ctx context.Context, t time.Time, events ...sto
 		out = timeOut(v)
 		b := &pgx.Batch{}
 		queueGeneration(b, s.channel)
-		queueEvents(b, events)
+		s.queueEvents(b, events)
 		return send(ctx, tx, b)
 	})
 	if err != nil {

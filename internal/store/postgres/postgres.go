@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -87,6 +88,22 @@ type Config struct {
 	// Migrate is not bounded by it. A migration longer than this needs
 	// `mandate migrate` (or a longer CallTimeout).
 	CallTimeout time.Duration
+
+	// partitionSize is the audit log's partition size in a schema laid
+	// out by Open or Migrate; 0 is DefaultPartitionSize. markEvery is the
+	// time marks' spacing; 0 is timeMarkEvery. The tests set small ones,
+	// and some turn off the upkeep after appends (noUpkeep) to run it
+	// themselves.
+	partitionSize, markEvery int64
+	noUpkeep                 bool
+}
+
+// partitions is the partition size of a schema laid out with c.
+func (c Config) partitions() int64 {
+	if c.partitionSize > 0 {
+		return c.partitionSize
+	}
+	return DefaultPartitionSize
 }
 
 // schema returns the configured schema or the default, checked.
@@ -158,6 +175,8 @@ type Store struct {
 	now func() time.Time
 	// nonceUses counts UseNonce calls to sweep expired nonces now and then.
 	nonceUses atomic.Uint64
+	// part makes the audit log's partitions ahead of its head; set by Open.
+	part *partitioner
 }
 
 var (
@@ -196,7 +215,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		checkDurable: !cfg.AllowAsyncCommit,
 		now:          time.Now,
 	}
-	if err := s.init(ctx, schema, cfg.SkipMigrations); err != nil {
+	if err := s.init(ctx, schema, cfg.SkipMigrations, cfg.partitions()); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: open %s on %s: %w", schema, describe(pc.ConnConfig), err)
+	}
+	if err := s.startPartitioner(ctx, cmp.Or(cfg.markEvery, timeMarkEvery), !cfg.noUpkeep); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open %s on %s: %w", schema, describe(pc.ConnConfig), err)
 	}
@@ -205,7 +228,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // init migrates the schema, or with skip only checks its version. Taking
 // the first connection also runs the durability check.
-func (s *Store) init(ctx context.Context, schema string, skip bool) error {
+func (s *Store) init(ctx context.Context, schema string, skip bool, partitionSize int64) error {
 	// Migrations may outlast one call's timeout; the caller's ctx bounds
 	// them, or else MigrateTimeout.
 	ctx, cancel := context.WithTimeout(ctx, max(s.timeout, MigrateTimeout))
@@ -218,7 +241,7 @@ func (s *Store) init(ctx context.Context, schema string, skip bool) error {
 	if skip {
 		return checkVersion(ctx, conn.Conn(), schema)
 	}
-	return migrate(ctx, conn.Conn(), schema, s.now)
+	return migrate(ctx, conn.Conn(), schema, s.now, partitionSize)
 }
 
 // describe names the server for error messages, without the password.
@@ -299,9 +322,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the connection pool, waiting for the connections in use to
-// be released. Listen's connections are its own and end with its context.
+// Close ends the partitions' upkeep in progress, then closes the connection
+// pool, waiting for the connections in use to be released. Listen's
+// connections are its own and end with its context.
 func (s *Store) Close() error {
+	s.stopPartitioner()
 	s.pool.Close()
 	return nil
 }

@@ -23,7 +23,7 @@ func (s *Store) create(ctx context.Context, what, id, insert string, args []any,
 	b := &pgx.Batch{}
 	b.Queue(insert, args...)
 	queueGeneration(b, s.channel)
-	queueEvents(b, events)
+	s.queueEvents(b, events)
 	if err := send(ctx, s.pool, b); err != nil {
 		return fmt.Errorf("postgres: create %s %q: %w", what, id, err)
 	}
@@ -90,7 +90,7 @@ func update[T any](ctx context.Context, s *Store, r record[T], id string, fn fun
 		}
 		b = &pgx.Batch{}
 		queueRevocations(b, r.revocations(old, v, gen, s.now()))
-		queueEvents(b, events)
+		s.queueEvents(b, events)
 		if err := send(ctx, tx, b); err != nil {
 			return err
 		}

@@ -67,7 +67,7 @@ func (s *Store) writeWithEvents(ctx context.Context, q string, args []any, done 
 	if done != nil {
 		qq.Exec(done)
 	}
-	queueEvents(b, events)
+	s.queueEvents(b, events)
 	return send(ctx, s.pool, b)
 }
 

@@ -70,7 +70,7 @@ func (s *Store) RevokeToken(ctx context.Context, jti string, at time.Time, event
 			}
 			queueRevocations(b, []store.Revocation{store.TokenRevocation(jti, timeOut(exp), entryAt)})
 		}
-		queueEvents(b, events)
+		s.queueEvents(b, events)
 		return send(ctx, tx, b)
 	})
 	if err != nil {
@@ -97,7 +97,7 @@ func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	defer cancel()
 	batch := &pgx.Batch{}
 	queueTokens(batch, b.Tokens)
-	queueEvents(batch, b.Events)
+	s.queueEvents(batch, b.Events)
 	if err := send(ctx, s.pool, batch); err != nil {
 		return fmt.Errorf("postgres: commit %d tokens, %d events: %w", len(b.Tokens), len(b.Events), err)
 	}
