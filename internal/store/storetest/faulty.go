@@ -18,7 +18,7 @@ func methods() []string {
 		"CreateDelegation", "GetDelegation", "ListDelegations", "UpdateDelegation",
 		"GetToken", "RevokeToken", "Commit",
 		"CreateKey", "ListKeys", "UpdateKey",
-		"QueryEvents", "EventsAfter",
+		"QueryEvents", "TallyEvents", "EventsAfter",
 		"AddCheckpoint", "Checkpoints", "LatestCheckpoint", "CheckpointKey",
 		"UseNonce", "NotBefore", "AdvanceNotBefore",
 		"ListRevocations", "RevocationSeq", "CollectRevocations",
@@ -275,6 +275,14 @@ func (f *Faulty) QueryEvents(ctx context.Context, filter store.EventFilter) ([]s
 		return nil, err
 	}
 	return f.inner.QueryEvents(ctx, filter)
+}
+
+// TallyEvents implements store.AuditLog.
+func (f *Faulty) TallyEvents(ctx context.Context, filter store.TallyFilter) ([]store.EventTally, error) {
+	if err := f.fault("TallyEvents"); err != nil {
+		return nil, err
+	}
+	return f.inner.TallyEvents(ctx, filter)
 }
 
 // EventsAfter implements store.AuditLog.
