@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,10 +21,37 @@ import (
 // The records of action f.Revoked are paired with the first record of the
 // window that issued their jti (DISTINCT ON the jti, lowest seq first),
 // for the jtis the window's revocations name.
+//
+// It runs in a read-only transaction that raises work_mem to tallyWorkMem
+// for the statement: with the default 4 MB, a day of ten million records
+// (about 110,000 records, 8,000 rows) is grouped by an external merge sort
+// on disk; with more, in a hash table, in half the time.
 func (s *Store) TallyEvents(ctx context.Context, f store.TallyFilter) ([]store.EventTally, error) {
 	q, args := tallyQuery(f)
-	return list(ctx, s, "event tally", q, scanTally, args...)
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: event tally: %w", dbErr(err))
+	}
+	// Read only: nothing to undo, and the rollback ends SET LOCAL.
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '"+tallyWorkMem+"'"); err != nil {
+		return nil, fmt.Errorf("postgres: event tally: %w", dbErr(err))
+	}
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: event tally: %w", dbErr(err))
+	}
+	out, err := pgx.AppendRows([]store.EventTally(nil), rows, scanTally)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: event tally: %w", dbErr(err))
+	}
+	return out, nil
 }
+
+// tallyWorkMem is the work_mem TallyEvents' statement runs with.
+const tallyWorkMem = "64MB"
 
 // tallyQuery is TallyEvents' statement and its arguments.
 func tallyQuery(f store.TallyFilter) (string, []any) {
