@@ -18,14 +18,17 @@ import (
 // hundred thousand records costs one read of it (through events_time) and
 // a few thousand rows instead of decoding every record.
 //
-// The records of action f.Revoked are paired with the first record of the
-// window that issued their jti (DISTINCT ON the jti, lowest seq first),
-// for the jtis the window's revocations name.
+// The records are grouped first, a revocation with a jti keeping its jti
+// (g); the jtis of those groups are then looked up among the window's
+// records that issue a token (i: DISTINCT ON the jti, lowest seq first),
+// and the groups regrouped with what that found. Pairing the grouped rows
+// rather than every record saves about a quarter of the time over a day
+// of ten million records.
 //
 // It runs in a read-only transaction that raises work_mem to tallyWorkMem
 // for the statement: with the default 4 MB, a day of ten million records
-// (about 110,000 records, 8,000 rows) is grouped by an external merge sort
-// on disk; with more, in a hash table, in half the time.
+// (about 110,000 records, 10,000 groups) is grouped by an external merge
+// sort on disk; with more, in a hash table, in half the time.
 func (s *Store) TallyEvents(ctx context.Context, f store.TallyFilter) ([]store.EventTally, error) {
 	q, args := tallyQuery(f)
 	ctx, cancel := s.bound(ctx)
@@ -78,34 +81,37 @@ func tallyQuery(f store.TallyFilter) (string, []any) {
 	if !f.Until.IsZero() {
 		where = append(where, "time < "+arg(f.Until))
 	}
-	window := "SELECT seq, action, result, client_id, agent_version, performer, reported_by, attributes, jti FROM events"
+	window := "TRUE"
 	if len(where) > 0 {
-		window += " WHERE " + strings.Join(where, " AND ")
-	}
-	// revoked is whether a record is a revocation with a jti, which
-	// TallyFilter.Revoked pairs with its issuer.
-	revoked := "false"
-	if pair {
-		revoked = "(w.action = " + arg(f.Revoked) + " AND w.jti <> '')"
-	}
-	issuer := "SELECT NULL::text AS jti, NULL::text AS client_id, NULL::text AS agent_version WHERE false"
-	if pair && len(issued) > 0 {
-		issuer = "SELECT DISTINCT ON (jti) jti, client_id, agent_version FROM w" +
-			" WHERE action = ANY(" + arg(issued) + "::text[]) AND result = " + arg(f.IssuedResult) +
-			" AND jti IN (SELECT w.jti FROM w WHERE " + revoked + ") ORDER BY jti, seq"
+		window = strings.Join(where, " AND ")
 	}
 	// spells is whether a record spells one of the names in quotes, as
 	// store.SpellsAttribute looks for it.
-	spells := "false"
+	spells := "FALSE"
 	for _, name := range names {
-		spells += " OR strpos(w.attributes, " + arg(`"`+name+`"`) + ") > 0"
+		spells += " OR strpos(attributes, " + arg(`"`+name+`"`) + ") > 0"
 	}
-	q := "WITH w AS (" + window + "), i AS (" + issuer + ")" +
-		" SELECT w.action, w.result, w.client_id, w.agent_version, w.performer, w.reported_by," +
-		" CASE WHEN " + spells + " THEN w.attributes END," +
+	// revoked is whether a record is a revocation with a jti, which
+	// TallyFilter.Revoked pairs with its issuer.
+	revoked := "FALSE"
+	if pair {
+		revoked = "(action = " + arg(f.Revoked) + " AND jti <> '')"
+	}
+	issuer := "SELECT NULL::text AS jti, NULL::text AS client_id, NULL::text AS agent_version WHERE FALSE"
+	if pair && len(issued) > 0 {
+		issuer = "SELECT DISTINCT ON (jti) jti, client_id, agent_version FROM events WHERE " + window +
+			" AND action = ANY(" + arg(issued) + "::text[]) AND result = " + arg(f.IssuedResult) +
+			" AND jti IN (SELECT g.jti FROM g WHERE g.jti <> '') ORDER BY jti, seq"
+	}
+	q := "WITH g AS MATERIALIZED (SELECT action, result, client_id, agent_version, performer, reported_by," +
+		" CASE WHEN " + spells + " THEN attributes END AS attributes," +
+		" CASE WHEN " + revoked + " THEN jti ELSE '' END AS jti, count(*) AS n" +
+		" FROM events WHERE " + window + " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8)," +
+		" i AS (" + issuer + ")" +
+		" SELECT g.action, g.result, g.client_id, g.agent_version, g.performer, g.reported_by, g.attributes," +
 		" i.jti IS NOT NULL, coalesce(i.client_id, ''), coalesce(i.agent_version, '')," +
-		" CASE WHEN " + revoked + " AND i.jti IS NULL THEN w.jti ELSE '' END, count(*)" +
-		" FROM w LEFT JOIN i ON " + revoked + " AND i.jti = w.jti" +
+		" CASE WHEN i.jti IS NULL THEN g.jti ELSE '' END, sum(g.n)::bigint" +
+		" FROM g LEFT JOIN i ON g.jti <> '' AND i.jti = g.jti" +
 		" GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"
 	return q, args
 }
