@@ -155,6 +155,12 @@ func (a archivedSource) QueryEvents(ctx context.Context, f store.EventFilter) ([
 	return append(out, old...), nil
 }
 
+// TallyEvents implements forensics.Source: the live log and its archives
+// are one log only when read record by record (forensics.TallyRecords).
+func (a archivedSource) TallyEvents(ctx context.Context, f store.TallyFilter) ([]store.EventTally, error) {
+	return forensics.TallyRecords(ctx, a, f)
+}
+
 func usage(msg string) error { return &exitError{code: 2, err: errors.New(msg)} }
 
 // openQuerySource opens where f says the log is, for queries from since

@@ -10,12 +10,32 @@ import (
 	"github.com/mandate-dev/mandate/internal/store"
 )
 
-// Source answers one page of an audit query: events matching f, newest
-// first, at most f.Limit, older than f.BeforeSeq when it is set. A store
-// (store.Events), a running server (GET /audit) and an exported file all
-// serve as one.
-type Source interface {
+// Querier answers one page of an audit query: events matching f, newest
+// first, at most f.Limit, older than f.BeforeSeq when it is set.
+type Querier interface {
 	QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+}
+
+// Source is a log the reports read: a page of records at a time
+// (QueryEvents), and the counts of a window's records (TallyEvents, as
+// store.AuditLog's). A store, a running server (GET /audit) and an
+// exported file all serve as one; those that cannot count in place count
+// the records they read (TallyRecords).
+type Source interface {
+	Querier
+	TallyEvents(ctx context.Context, f store.TallyFilter) ([]store.EventTally, error)
+}
+
+// TallyRecords counts the records q returns for f's window as a store's
+// TallyEvents counts them (store.Tally), reading every one, up to
+// MaxEvents (ErrTooMany past them): the tally of a source that cannot
+// count in place.
+func TallyRecords(ctx context.Context, q Querier, f store.TallyFilter) ([]store.EventTally, error) {
+	evs, err := All(ctx, q, store.EventFilter{Since: f.Since, Until: f.Until})
+	if err != nil {
+		return nil, err
+	}
+	return store.Tally(evs, f), nil
 }
 
 // pageSize is the page Each asks for: the most a store returns at once.
@@ -35,7 +55,7 @@ var errStop = errors.New("stop")
 // Each calls fn with every event matching f, newest first, a page at a
 // time. f.Limit, when set, caps the number of events; fn returning an error
 // stops the walk with it.
-func Each(ctx context.Context, src Source, f store.EventFilter, fn func(store.Event) error) error {
+func Each(ctx context.Context, src Querier, f store.EventFilter, fn func(store.Event) error) error {
 	want := f.Limit
 	seen := 0
 	for {
@@ -64,7 +84,7 @@ func Each(ctx context.Context, src Source, f store.EventFilter, fn func(store.Ev
 }
 
 // All returns every event matching f, newest first, up to MaxEvents.
-func All(ctx context.Context, src Source, f store.EventFilter) ([]store.Event, error) {
+func All(ctx context.Context, src Querier, f store.EventFilter) ([]store.Event, error) {
 	var out []store.Event
 	err := Each(ctx, src, f, func(ev store.Event) error {
 		if len(out) == MaxEvents {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 
@@ -185,33 +186,37 @@ type AgentStats struct {
 // Agents answers "which agents misbehave?": per agent, and per version an
 // agent declared, the tokens it was issued, refused and had revoked in w,
 // its token refusal rate, and its requests that APIs let through or
-// refused; highest refusal rate first.
+// refused; highest refusal rate first. It counts from the source's tally
+// of w (TallyEvents), not from the records, and reads records only for
+// a token revoked in w but issued before it, to find whom it was issued
+// to (Ancestry).
 func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
-	evs, err := All(ctx, src, w.filter())
+	f := w.tally()
+	f.Revoked, f.Issued, f.IssuedResult = audit.ActionTokenRevoked, []string{audit.ActionTokenIssue, audit.ActionTokenExchange}, audit.ResultGranted
+	tally, err := src.TallyEvents(ctx, f)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("audit tally: %w", err)
 	}
 	rows := statsTable{}
-	// issuedTo maps a jti to the agent and version it was issued to.
-	issuedTo := map[string]statsKey{}
-	for _, ev := range evs {
-		if issued(ev) && ev.JTI != "" {
-			issuedTo[ev.JTI] = statsKey{ev.ClientID, ev.AgentVersion}
-		}
-	}
-	for _, ev := range evs {
+	for _, t := range tally {
+		ev, n := tallied(t), t.Count
 		switch {
 		case ev.ClientID == exchange.SignInClientID:
 			// A person's own token: no agent asked for it.
 		case issued(ev) && ev.ClientID != "":
-			rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Issued++ })
+			rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Issued += n })
 		case tokenRefusal(ev) && ev.ClientID != "":
-			rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Refused += refusals(ev) })
-		case ev.Action == audit.ActionTokenRevoked && ev.Result != audit.ResultRefused && ev.JTI != "":
-			k, ok := issuedTo[ev.JTI]
-			if !ok {
+			rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Refused += n * refusals(ev) })
+		case ev.Action == audit.ActionTokenRevoked && ev.Result != audit.ResultRefused && (t.Issuer != nil || t.JTI != ""):
+			// The tally pairs a revocation with a jti with the record of
+			// w that issued the token, or names the jti when w has none.
+			var k statsKey
+			ok := t.Issuer != nil
+			if ok {
+				k = statsKey{t.Issuer.ClientID, t.Issuer.AgentVersion}
+			} else {
 				// Issued before the window: find who it was issued to.
-				anc, err := ancestry(ctx, src, ev.JTI)
+				anc, err := ancestry(ctx, src, t.JTI)
 				if err != nil {
 					return nil, err
 				}
@@ -220,14 +225,14 @@ func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
 				}
 			}
 			if ok && k.agent != "" {
-				rows.count(k.agent, k.version, func(r *AgentStats) { r.Revoked++ })
+				rows.count(k.agent, k.version, func(r *AgentStats) { r.Revoked += n })
 			}
 		case ev.Action == audit.ActionRequest && ev.Performer != "":
 			rows.count(ev.Performer, "", func(r *AgentStats) {
 				if refused(ev) {
-					r.APIRefused++
+					r.APIRefused += n
 				} else {
-					r.APIGranted++
+					r.APIGranted += n
 				}
 				r.APIReportedBy = addReporter(r.APIReportedBy, ev)
 			})
@@ -240,44 +245,52 @@ func Agents(ctx context.Context, src Source, w Window) ([]AgentStats, error) {
 // enough for a page: per agent, and per version an agent declared, the
 // token requests granted and refused in w, counted as Agents counts them
 // (Issued, Refused and RefusalRate; the other counts stay zero), highest
-// refusal rate first. It reads only the records of token requests, one
-// query per kind, and keeps counts rather than records; past limit
-// records (MaxEvents when limit is not positive) it stops with
-// ErrTooMany.
+// refusal rate first. It counts from the source's tally of w
+// (TallyEvents), and past limit token requests (MaxEvents when limit is
+// not positive) it answers ErrTooMany.
 func RefusalRates(ctx context.Context, src Source, w Window, limit int) ([]AgentStats, error) {
 	if limit <= 0 {
 		limit = MaxEvents
 	}
+	tally, err := src.TallyEvents(ctx, w.tally())
+	if err != nil {
+		return nil, fmt.Errorf("audit tally: %w", err)
+	}
 	rows := statsTable{}
 	seen := 0
-	kinds := []struct{ action, result string }{
-		{audit.ActionTokenIssue, audit.ResultGranted},
-		{audit.ActionTokenExchange, audit.ResultGranted},
-		{audit.ActionTokenRefused, ""},
-		{audit.ActionClientAuth, audit.ResultRefused},
-	}
-	for _, k := range kinds {
-		f := w.filter()
-		f.Action, f.Result = k.action, k.result
-		err := Each(ctx, src, f, func(ev store.Event) error {
-			if seen++; seen > limit {
-				return ErrTooMany
-			}
-			switch {
-			case ev.ClientID == exchange.SignInClientID, ev.ClientID == "":
-				// A person's own token, or no agent named.
-			case issued(ev):
-				rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Issued++ })
-			case tokenRefusal(ev):
-				rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Refused += refusals(ev) })
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
+	for _, t := range tally {
+		ev, n := tallied(t), t.Count
+		if !issued(ev) && !tokenRefusal(ev) {
+			continue
+		}
+		if seen += n; seen > limit {
+			return nil, ErrTooMany
+		}
+		switch {
+		case ev.ClientID == exchange.SignInClientID, ev.ClientID == "":
+			// A person's own token, or no agent named.
+		case issued(ev):
+			rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Issued += n })
+		default:
+			rows.count(ev.ClientID, ev.AgentVersion, func(r *AgentStats) { r.Refused += n * refusals(ev) })
 		}
 	}
 	return rows.sorted(), nil
+}
+
+// tally is the tally of w that Agents and RefusalRates read: the
+// attributes refusals and ReportedBy read.
+func (w Window) tally() store.TallyFilter {
+	return store.TallyFilter{Since: w.Since, Until: w.Until,
+		Attributes: []string{attributeRefusals, audit.AttributeTokenMismatch}}
+}
+
+// tallied is a record with the fields of a tally row, which are all the
+// rules of Agents read of a record (issued, tokenRefusal, refusals,
+// refused, ReportedBy).
+func tallied(t store.EventTally) store.Event {
+	return store.Event{Action: t.Action, Result: t.Result, ClientID: t.ClientID, AgentVersion: t.AgentVersion,
+		Performer: t.Performer, ReportedBy: t.ReportedBy, Attributes: t.Attributes}
 }
 
 // statsKey names a row of a statsTable: an agent, and one of its versions
@@ -329,9 +342,8 @@ func ReportedBy(ev store.Event) string {
 	if ev.ReportedBy == "" {
 		return ""
 	}
-	var attrs map[string]string
-	if len(ev.Attributes) > 0 && json.Unmarshal(ev.Attributes, &attrs) == nil && attrs[audit.AttributeTokenMismatch] != "" {
-		return ev.ReportedBy + " (token mismatch: " + attrs[audit.AttributeTokenMismatch] + ")"
+	if differ := attribute(ev.Attributes, audit.AttributeTokenMismatch); differ != "" {
+		return ev.ReportedBy + " (token mismatch: " + differ + ")"
 	}
 	return ev.ReportedBy
 }
@@ -360,21 +372,47 @@ func tokenRefusal(ev store.Event) bool {
 	return ev.Action == audit.ActionTokenRefused || ev.Action == audit.ActionClientAuth && ev.Result == audit.ResultRefused
 }
 
+// attributeRefusals is the attribute of a record that stands for several
+// refusals: their number.
+const attributeRefusals = "refusals"
+
 // refusals is how many refusals ev records: the count in its "refusals"
 // attribute for a record that stands for several (failed client
 // authentications are recorded at most once a second per client, with the
 // count since the client's previous record), 1 otherwise.
 func refusals(ev store.Event) int {
-	var attrs struct {
-		Refusals string `json:"refusals"`
-	}
-	if len(ev.Attributes) == 0 || json.Unmarshal(ev.Attributes, &attrs) != nil {
-		return 1
-	}
-	if n, err := strconv.Atoi(attrs.Refusals); err == nil && n > 0 {
+	if n, err := strconv.Atoi(attribute(ev.Attributes, attributeRefusals)); err == nil && n > 0 {
 		return n
 	}
 	return 1
+}
+
+// attribute is the value of the attribute name in attrs, a JSON object,
+// when it is a string; "" otherwise.
+//
+// It reads an attribute only where attrs spells its name plainly, in
+// quotes (store.SpellsAttribute), the records a store's tally keeps the
+// attributes of (store.TallyFilter.Attributes), so that a report counts
+// the same from a tally as from the records. The server writes the
+// attributes these reports read so: "refusals" as a literal (the server's
+// refusal records) and audit.AttributeTokenMismatch with json.Marshal of a
+// map of strings (POST /audit/ingest), which escapes no letter, dot or
+// underscore. Earlier reports also read a name spelled with escapes, a
+// "refusals" in another case, and no mismatch when another attribute was
+// not a string; the server writes none of those.
+func attribute(attrs json.RawMessage, name string) string {
+	if !store.SpellsAttribute(attrs, name) {
+		return ""
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(attrs, &m) != nil {
+		return ""
+	}
+	var v string
+	if json.Unmarshal(m[name], &v) != nil {
+		return ""
+	}
+	return v
 }
 
 // refused says whether ev records a refusal or a failure.

@@ -78,6 +78,19 @@ func (m *Memory) QueryEvents(_ context.Context, f store.EventFilter) ([]store.Ev
 	return out, nil
 }
 
+// TallyEvents implements Source: the events of f's window that Matches
+// selects, counted by store.Tally.
+func (m *Memory) TallyEvents(_ context.Context, f store.TallyFilter) ([]store.EventTally, error) {
+	w := store.EventFilter{Since: f.Since, Until: f.Until}
+	var in []store.Event
+	for _, ev := range m.events {
+		if Matches(w, ev) {
+			in = append(in, ev)
+		}
+	}
+	return store.Tally(in, f), nil
+}
+
 // Server is a Source that asks a running Mandate server (GET /audit) with
 // its admin token.
 type Server struct {
@@ -103,6 +116,12 @@ func (s *Server) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.
 		return nil, err
 	}
 	return body.Events, nil
+}
+
+// TallyEvents implements Source. GET /audit counts nothing: it reads
+// every record of the window (TallyRecords).
+func (s *Server) TallyEvents(ctx context.Context, f store.TallyFilter) ([]store.EventTally, error) {
+	return TallyRecords(ctx, s, f)
 }
 
 // Query is f as GET /audit's query parameters.

@@ -120,6 +120,7 @@ type Reader interface {
 	GetDelegation(ctx context.Context, id string) (store.Delegation, error)
 	GetToken(ctx context.Context, jti string) (store.IssuedToken, error)
 	QueryEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+	TallyEvents(ctx context.Context, f store.TallyFilter) ([]store.EventTally, error)
 	EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error)
 	Checkpoints(ctx context.Context, after int64, limit int) ([]store.Checkpoint, error)
 	Ping(ctx context.Context) error

@@ -374,6 +374,13 @@ type Keys interface {
 // AuditLog reads the audit events that writes appended.
 type AuditLog interface {
 	QueryEvents(ctx context.Context, f EventFilter) ([]Event, error)
+	// TallyEvents counts the records of f's window as Tally counts them,
+	// grouped into rows in no particular order, from one snapshot of the
+	// log: every record committed before the call is counted, whether or
+	// not a background indexer has reached it. It reads the window once,
+	// in the database, and returns a row per distinct key rather than a
+	// record per record.
+	TallyEvents(ctx context.Context, f TallyFilter) ([]EventTally, error)
 	// EventsAfter returns up to limit events (PageLimit: zero means
 	// DefaultPageLimit, at most MaxPageLimit) with Seq above afterSeq, in
 	// Seq order, oldest first: the log read forward, as a checkpointer or

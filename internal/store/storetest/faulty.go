@@ -18,7 +18,7 @@ func methods() []string {
 		"CreateDelegation", "GetDelegation", "ListDelegations", "UpdateDelegation",
 		"GetToken", "RevokeToken", "Commit",
 		"CreateKey", "ListKeys", "UpdateKey",
-		"QueryEvents", "EventsAfter",
+		"QueryEvents", "TallyEvents", "EventsAfter",
 		"AddCheckpoint", "Checkpoints", "LatestCheckpoint", "CheckpointKey",
 		"UseNonce", "NotBefore", "AdvanceNotBefore",
 		"ListRevocations", "RevocationSeq", "CollectRevocations",
@@ -107,6 +107,17 @@ func (f *Faulty) fault(method string) error {
 		return nil
 	}
 	return fmt.Errorf("storetest: %s: %w", method, err)
+}
+
+// faultOf is the fault set on the named method, if any, without counting
+// a call of it.
+func (f *Faulty) faultOf(method string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err, ok := f.failed[method]; ok {
+		return fmt.Errorf("storetest: %s: %w", method, err)
+	}
+	return nil
 }
 
 // CreateUser implements store.Users.
@@ -275,6 +286,19 @@ func (f *Faulty) QueryEvents(ctx context.Context, filter store.EventFilter) ([]s
 		return nil, err
 	}
 	return f.inner.QueryEvents(ctx, filter)
+}
+
+// TallyEvents implements store.AuditLog. It counts the records
+// QueryEvents reads, so a fault set on QueryEvents (a log that cannot be
+// read) fails it too, without counting a QueryEvents call.
+func (f *Faulty) TallyEvents(ctx context.Context, filter store.TallyFilter) ([]store.EventTally, error) {
+	if err := f.fault("TallyEvents"); err != nil {
+		return nil, err
+	}
+	if err := f.faultOf("QueryEvents"); err != nil {
+		return nil, err
+	}
+	return f.inner.TallyEvents(ctx, filter)
 }
 
 // EventsAfter implements store.AuditLog.

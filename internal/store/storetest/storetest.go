@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("QueryEventsLimit", func(t *testing.T) { t.Parallel(); testQueryEventsLimit(t, open) })
 	t.Run("QueryRightAfterCommit", func(t *testing.T) { t.Parallel(); testQueryRightAfterCommit(t, open) })
 	t.Run("TimeWindows", func(t *testing.T) { t.Parallel(); testTimeWindows(t, open) })
+	t.Run("TallyEvents", func(t *testing.T) { t.Parallel(); testTallyEvents(t, open) })
 	t.Run("Chain", func(t *testing.T) { t.Parallel(); testChain(t, open) })
 	t.Run("EventsAfter", func(t *testing.T) { t.Parallel(); testEventsAfter(t, open) })
 	t.Run("AuditArchive", func(t *testing.T) { t.Parallel(); testAuditArchive(t, open) })
