@@ -66,11 +66,23 @@ type Archiver struct {
 	// DeleteBatch is how many records a delete transaction removes;
 	// default DefaultDeleteBatch.
 	DeleteBatch int
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// DeleteHold, when set, sizes the delete transactions to hold the
+	// write lock for about this long: the batch after one that took
+	// longer is half as large, after one that took under half of it
+	// twice, from 16 records up to DeleteBatch. Zero keeps every batch
+	// at DeleteBatch.
+	DeleteHold time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
 	// Pause, when set, is called at each Stage of a pass; tests use it to
 	// stop a process there.
 	Pause func(ctx context.Context, stage string)
+	// Rest, when set, is called after each segment is written and after
+	// each batch of deletes, with how long that step took, and the pass
+	// goes on when it returns; its error (the context's) stops the pass.
+	// The server paces its passes with it, so that a long pass leaves the
+	// write lock and the CPU to requests. Nil goes on at once.
+	Rest func(ctx context.Context, took time.Duration) error
 }
 
 // PassResult says what a pass did.
@@ -136,12 +148,16 @@ func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
 		return res, nil
 	}
 	for ctx.Err() == nil {
+		start := time.Now()
 		evs, err := a.candidates(ctx, m.size)
 		if err != nil || len(evs) == 0 {
 			return res, err
 		}
 		name, next, err := a.segment(ctx, m, evs)
 		if err != nil {
+			return res, err
+		}
+		if err := a.rest(ctx, start); err != nil {
 			return res, err
 		}
 		a.pause(ctx, StageWritten)
@@ -165,6 +181,14 @@ func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
 		}
 	}
 	return res, ctx.Err()
+}
+
+// rest calls Rest, if set, with the time since start.
+func (a *Archiver) rest(ctx context.Context, start time.Time) error {
+	if a.Rest == nil {
+		return nil
+	}
+	return a.Rest(ctx, time.Since(start))
 }
 
 func (a *Archiver) pause(ctx context.Context, stage string) {
@@ -327,8 +351,14 @@ func (a *Archiver) check(ctx context.Context, name string, m mark, vkey string) 
 // batches, and returns how many it deleted.
 func (a *Archiver) deleteThrough(ctx context.Context, through int64) (int, error) {
 	total := 0
+	most := cmp.Or(a.DeleteBatch, DefaultDeleteBatch)
+	batch := most
+	if a.DeleteHold > 0 {
+		batch = min(most, minDeleteBatch)
+	}
 	for {
-		n, err := a.Store.DeleteArchivedEvents(ctx, through, cmp.Or(a.DeleteBatch, DefaultDeleteBatch))
+		start := time.Now()
+		n, err := a.Store.DeleteArchivedEvents(ctx, through, batch)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("archive: %w", err)
@@ -336,5 +366,19 @@ func (a *Archiver) deleteThrough(ctx context.Context, through int64) (int, error
 		if n == 0 {
 			return total, nil
 		}
+		if a.DeleteHold > 0 {
+			switch took := time.Since(start); {
+			case took > a.DeleteHold:
+				batch = max(batch/2, min(most, minDeleteBatch))
+			case took < a.DeleteHold/2:
+				batch = min(batch*2, most)
+			}
+		}
+		if err := a.rest(ctx, start); err != nil {
+			return total, err
+		}
 	}
 }
+
+// minDeleteBatch is the smallest delete batch DeleteHold sizes.
+const minDeleteBatch = 16
