@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -448,7 +449,7 @@ func writeBenchConfig(dir string, f benchFlags, idp *loadgen.IdP) (benchEnv, err
 	fmt.Fprintf(&b, "identity_providers:\n  - {issuer: %q, jwks_uri: %q, audience: %q}\n", idp.URL(), idp.JWKSURI(), idp.Audience)
 	fmt.Fprintf(&b, "users:\n  - {id: %q, permissions: %s}\nagents:\n", benchSubject, scopes)
 	for i := 1; i <= n; i++ {
-		a := loadgen.Agent{ID: fmt.Sprintf("agent:bench-%d", i), Secret: randomHex(32)}
+		a := loadgen.Agent{ID: fmt.Sprintf("agent:bench-%d", i), Secret: agentSecret(i, f)}
 		env.agents = append(env.agents, a)
 		fmt.Fprintf(&b, "  - {id: %q, secret: %q, scopes: %s}\n", a.ID, a.Secret, scopes)
 	}
@@ -789,6 +790,18 @@ func maxOf(xs []int) int {
 		m = max(m, x)
 	}
 	return m
+}
+
+// agentSecret is bench agent i's client secret: random, but the same
+// on every run with a --store sqlite:PATH, which keeps its agents from one
+// run to the next (the store, not the file, is authoritative for an agent
+// that exists).
+func agentSecret(i int, f benchFlags) string {
+	if !strings.HasPrefix(f.store, "sqlite:") {
+		return randomHex(32)
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "mandate-bench agent %d", i))
+	return hex.EncodeToString(sum[:])
 }
 
 func randomHex(n int) string {
