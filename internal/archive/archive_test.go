@@ -255,3 +255,28 @@ func TestPassPaced(t *testing.T) {
 		t.Errorf("%d rests, want 6 (3 segments, 3 delete batches)", len(rests))
 	}
 }
+
+// TestPassKeepsItsCutoff: a pass takes the records older than the
+// retention when it starts, and no more however long it runs: a paced pass
+// that chased the records aging meanwhile would write one small segment
+// after another.
+func TestPassKeepsItsCutoff(t *testing.T) {
+	s, _ := fixture(t, 14, 10)
+	a := archiver(s, filepath.Join(t.TempDir(), "archive"))
+	calls := 0
+	a.Now = func() time.Time {
+		calls++
+		if calls == 1 {
+			return now
+		}
+		// Later, every record but the newest would be old enough.
+		return now.Add(a.Retention + time.Hour)
+	}
+	res, err := a.Pass(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Archived != 10 {
+		t.Fatalf("Pass archived through %d, want 10: the records old at its start", res.Archived)
+	}
+}

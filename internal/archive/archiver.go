@@ -147,9 +147,17 @@ func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
 	if a.Retention <= 0 {
 		return res, nil
 	}
+	// The cutoff is the pass's: a paced pass that rests between segments
+	// must not chase records that age while it runs, one small segment
+	// after another; the next pass takes them.
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	cutoff := now().Add(-a.Retention)
 	for ctx.Err() == nil {
 		start := time.Now()
-		evs, err := a.candidates(ctx, m.size)
+		evs, err := a.candidates(ctx, m.size, cutoff)
 		if err != nil || len(evs) == 0 {
 			return res, err
 		}
@@ -198,9 +206,9 @@ func (a *Archiver) pause(ctx context.Context, stage string) {
 }
 
 // candidates returns the records after seq after that the next segment
-// takes: older than the retention, covered by the latest checkpoint, and
-// not the newest record of the log; at most SegmentSize.
-func (a *Archiver) candidates(ctx context.Context, after int64) ([]store.Event, error) {
+// takes: older than cutoff, covered by the latest checkpoint, and not the
+// newest record of the log; at most SegmentSize.
+func (a *Archiver) candidates(ctx context.Context, after int64, cutoff time.Time) ([]store.Event, error) {
 	latest, err := a.Store.LatestCheckpoint(ctx)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
@@ -208,11 +216,6 @@ func (a *Archiver) candidates(ctx context.Context, after int64) ([]store.Event, 
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	now := time.Now
-	if a.Now != nil {
-		now = a.Now
-	}
-	cutoff := now().Add(-a.Retention)
 	size := cmp.Or(a.SegmentSize, DefaultSegmentSize)
 	var out []store.Event
 	for len(out) < size {
