@@ -249,10 +249,11 @@ func TestPassPaced(t *testing.T) {
 	if res.Archived != 10 || res.Deleted != 10 || len(res.Segments) != 3 {
 		t.Fatalf("Pass = %+v, want 3 segments through 10, 10 deleted", res)
 	}
-	// Three segments, and each one's records deleted in one batch of at
-	// most 16 (then an empty batch, which does not rest).
-	if len(rests) != 6 {
-		t.Errorf("%d rests, want 6 (3 segments, 3 delete batches)", len(rests))
+	// Three segments, each read, written and checked with a rest after
+	// each, and each one's records deleted in one batch of at most 16
+	// (then an empty batch, which does not rest).
+	if len(rests) != 12 {
+		t.Errorf("%d rests, want 12 (3 per segment, 3 delete batches)", len(rests))
 	}
 }
 

@@ -77,8 +77,9 @@ type Archiver struct {
 	// Pause, when set, is called at each Stage of a pass; tests use it to
 	// stop a process there.
 	Pause func(ctx context.Context, stage string)
-	// Rest, when set, is called after each segment is written and after
-	// each batch of deletes, with how long that step took, and the pass
+	// Rest, when set, is called after the records of each segment are
+	// read, after the segment is written, after it is read back and
+	// checked, and after each batch of deletes, with how long that step took, and the pass
 	// goes on when it returns; its error (the context's) stops the pass.
 	// The server paces its passes with it, so that a long pass leaves the
 	// write lock and the CPU to requests. Nil goes on at once.
@@ -161,6 +162,10 @@ func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
 		if err != nil || len(evs) == 0 {
 			return res, err
 		}
+		if err := a.rest(ctx, start); err != nil {
+			return res, err
+		}
+		start = time.Now()
 		name, next, err := a.segment(ctx, m, evs)
 		if err != nil {
 			return res, err
@@ -243,6 +248,7 @@ func (a *Archiver) candidates(ctx context.Context, after int64, cutoff time.Time
 // stopped pass wrote for the records after m, and returns its name and
 // the mark at its end once it is read back and checked.
 func (a *Archiver) segment(ctx context.Context, m mark, evs []store.Event) (string, mark, error) {
+	start := time.Now()
 	skey, err := a.Store.CheckpointKey(ctx, auditlog.NewKey)
 	if err != nil {
 		return "", mark{}, fmt.Errorf("archive: checkpoint key: %w", err)
@@ -277,6 +283,10 @@ func (a *Archiver) segment(ctx context.Context, m mark, evs []store.Event) (stri
 	}
 	name := Name(m.size+1, next.size)
 	if err := a.Archive.Put(ctx, name, data); err != nil {
+		return "", mark{}, err
+	}
+	// The read-back check is as much work again: rest before it too.
+	if err := a.rest(ctx, start); err != nil {
 		return "", mark{}, err
 	}
 	back, err := a.check(ctx, name, m, vkey)
