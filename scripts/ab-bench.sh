@@ -23,12 +23,24 @@
 # CPU in cores; KB/req, the bytes the server wrote to disk per request
 # (write_bytes of /proc/PID/io, in KiB; "-" from a build that does not
 # report it). Defaults: 3 rounds, concurrency 1,16. Needs jq.
+#
+# To compare two configurations of one build, give the same binary twice and
+# the flags of each side with -A and -B (split on spaces), e.g. a server that
+# archives and sweeps while it is measured against one that does not:
+#   scripts/ab-bench.sh -n 3 -c 32 -L /tmp/bench.lock \
+#     -A '--sweep-every 1h' -B '--retention 720h --sweep-every 1s' \
+#     /tmp/bench /tmp/bench --copy-db /tmp/fill.db --grant exchange --duration 30s
+# -L LOCKFILE holds flock(1) on LOCKFILE for each A/B pair only, so that
+# others sharing the machine can measure between the pairs.
 set -euo pipefail
 
-usage() { sed -n '2,24p' "$0" >&2; exit 2; }
-rounds=3 concs=1,16 dir="" summary_only=""
-while getopts "n:c:o:s:" opt; do
+usage() { sed -n '2,34p' "$0" >&2; exit 2; }
+rounds=3 concs=1,16 dir="" summary_only="" a_flags="" b_flags="" lock=""
+while getopts "n:c:o:s:A:B:L:" opt; do
   case $opt in
+    A) a_flags=$OPTARG ;;
+    B) b_flags=$OPTARG ;;
+    L) lock=$OPTARG ;;
     n) rounds=$OPTARG ;;
     c) concs=$OPTARG ;;
     o) dir=$OPTARG ;;
@@ -87,23 +99,33 @@ mkdir -p "$dir"
   echo "A: $a (sha256 $(sha256sum "$a" | cut -c1-12))"
   echo "B: $b (sha256 $(sha256sum "$b" | cut -c1-12))"
   echo "rounds: $rounds; concurrency: $concs; bench flags: $*"
+  if [ -n "$a_flags$b_flags" ]; then echo "A flags: $a_flags; B flags: $b_flags"; fi
+  if [ -n "$lock" ]; then echo "each A/B pair under flock $lock"; fi
   echo "started $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$dir/README"
 for r in $(seq "$rounds"); do
   order="A B"
   [ $((r % 2)) = 0 ] && order="B A"
   for c in ${concs//,/ }; do
+    if [ -n "$lock" ]; then
+      exec 9>"$lock"
+      echo "round $r/$rounds, concurrency $c: waiting for $lock" >&2
+      flock 9
+      echo "$(date -u +%FT%TZ) round $r concurrency $c: lock taken, load average $(cut -d' ' -f1-3 /proc/loadavg)" >>"$dir/README"
+    fi
     for side in $order; do
-      bin=$a
-      [ "$side" = B ] && bin=$b
+      bin=$a side_flags=$a_flags
+      [ "$side" = B ] && bin=$b side_flags=$b_flags
       out=$(printf '%s/r%02d-c%03d-%s.json' "$dir" "$r" "$c" "$side")
       echo "round $r/$rounds, concurrency $c: $side" >&2
       sub=()
       # An older mandate binary has the load tool as its bench command.
       if "$bin" --help 2>/dev/null | grep -q '^  bench '; then sub=(bench); fi
-      "$bin" "${sub[@]}" --json --rounds 1 --concurrency "$c" "$@" 2>"$out.stderr" |
+      # shellcheck disable=SC2086 # the side's flags are split on spaces
+      "$bin" "${sub[@]}" --json --rounds 1 --concurrency "$c" "$@" $side_flags 2>"$out.stderr" |
         jq --argjson r "$r" --arg s "$side" '. + {ab_round: $r, ab_bin: $s}' >"$out"
     done
+    if [ -n "$lock" ]; then exec 9>&-; fi
   done
 done
 echo "finished $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg); JSON in $dir" | tee -a "$dir/README"

@@ -23,6 +23,7 @@ func newArchiver(cfg *config.Config, raw store.Store, env Env, now func() time.T
 	return &archive.Archiver{
 		Store: raw, Archive: archive.Dir{Path: cfg.ArchivePath()}, Origin: cfg.Issuer,
 		Retention: cfg.Audit.Retention.Std(), Now: now, Logger: logger, Pause: env.ArchivePause,
+		Rest: pacer{share: backgroundShare}.wait, DeleteHold: sweepHold,
 	}
 }
 

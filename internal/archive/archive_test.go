@@ -229,3 +229,55 @@ func TestDirNeverOverwrites(t *testing.T) {
 		t.Fatalf("List = %v, %v", names, err)
 	}
 }
+
+// TestPassPaced runs a pass with every step resting and the delete
+// batches sized by their time: it archives and deletes the same records,
+// and rests after each segment and each delete batch.
+func TestPassPaced(t *testing.T) {
+	s, _ := fixture(t, 14, 10)
+	a := archiver(s, filepath.Join(t.TempDir(), "archive"))
+	a.DeleteBatch, a.DeleteHold = 100, time.Nanosecond // every batch is too long: the least size
+	var rests []time.Duration
+	a.Rest = func(ctx context.Context, took time.Duration) error {
+		rests = append(rests, took)
+		return ctx.Err()
+	}
+	res, err := a.Pass(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Archived != 10 || res.Deleted != 10 || len(res.Segments) != 3 {
+		t.Fatalf("Pass = %+v, want 3 segments through 10, 10 deleted", res)
+	}
+	// Three segments, each read, written and checked with a rest after
+	// each, and each one's records deleted in one batch of at most 16
+	// (then an empty batch, which does not rest).
+	if len(rests) != 12 {
+		t.Errorf("%d rests, want 12 (3 per segment, 3 delete batches)", len(rests))
+	}
+}
+
+// TestPassKeepsItsCutoff: a pass takes the records older than the
+// retention when it starts, and no more however long it runs: a paced pass
+// that chased the records aging meanwhile would write one small segment
+// after another.
+func TestPassKeepsItsCutoff(t *testing.T) {
+	s, _ := fixture(t, 14, 10)
+	a := archiver(s, filepath.Join(t.TempDir(), "archive"))
+	calls := 0
+	a.Now = func() time.Time {
+		calls++
+		if calls == 1 {
+			return now
+		}
+		// Later, every record but the newest would be old enough.
+		return now.Add(a.Retention + time.Hour)
+	}
+	res, err := a.Pass(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Archived != 10 {
+		t.Fatalf("Pass archived through %d, want 10: the records old at its start", res.Archived)
+	}
+}

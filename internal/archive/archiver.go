@@ -66,11 +66,24 @@ type Archiver struct {
 	// DeleteBatch is how many records a delete transaction removes;
 	// default DefaultDeleteBatch.
 	DeleteBatch int
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// DeleteHold, when set, sizes the delete transactions to hold the
+	// write lock for about this long: the batch after one that took
+	// longer is half as large, after one that took under half of it
+	// twice, from 16 records up to DeleteBatch. Zero keeps every batch
+	// at DeleteBatch.
+	DeleteHold time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
 	// Pause, when set, is called at each Stage of a pass; tests use it to
 	// stop a process there.
 	Pause func(ctx context.Context, stage string)
+	// Rest, when set, is called after the records of each segment are
+	// read, after the segment is written, after it is read back and
+	// checked, and after each batch of deletes, with how long that step took, and the pass
+	// goes on when it returns; its error (the context's) stops the pass.
+	// The server paces its passes with it, so that a long pass leaves the
+	// write lock and the CPU to requests. Nil goes on at once.
+	Rest func(ctx context.Context, took time.Duration) error
 }
 
 // PassResult says what a pass did.
@@ -135,13 +148,29 @@ func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
 	if a.Retention <= 0 {
 		return res, nil
 	}
+	// The cutoff is the pass's: a paced pass that rests between segments
+	// must not chase records that age while it runs, one small segment
+	// after another; the next pass takes them.
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	cutoff := now().Add(-a.Retention)
 	for ctx.Err() == nil {
-		evs, err := a.candidates(ctx, m.size)
+		start := time.Now()
+		evs, err := a.candidates(ctx, m.size, cutoff)
 		if err != nil || len(evs) == 0 {
 			return res, err
 		}
+		if err := a.rest(ctx, start); err != nil {
+			return res, err
+		}
+		start = time.Now()
 		name, next, err := a.segment(ctx, m, evs)
 		if err != nil {
+			return res, err
+		}
+		if err := a.rest(ctx, start); err != nil {
 			return res, err
 		}
 		a.pause(ctx, StageWritten)
@@ -167,6 +196,14 @@ func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
 	return res, ctx.Err()
 }
 
+// rest calls Rest, if set, with the time since start.
+func (a *Archiver) rest(ctx context.Context, start time.Time) error {
+	if a.Rest == nil {
+		return nil
+	}
+	return a.Rest(ctx, time.Since(start))
+}
+
 func (a *Archiver) pause(ctx context.Context, stage string) {
 	if a.Pause != nil {
 		a.Pause(ctx, stage)
@@ -174,9 +211,9 @@ func (a *Archiver) pause(ctx context.Context, stage string) {
 }
 
 // candidates returns the records after seq after that the next segment
-// takes: older than the retention, covered by the latest checkpoint, and
-// not the newest record of the log; at most SegmentSize.
-func (a *Archiver) candidates(ctx context.Context, after int64) ([]store.Event, error) {
+// takes: older than cutoff, covered by the latest checkpoint, and not the
+// newest record of the log; at most SegmentSize.
+func (a *Archiver) candidates(ctx context.Context, after int64, cutoff time.Time) ([]store.Event, error) {
 	latest, err := a.Store.LatestCheckpoint(ctx)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
@@ -184,11 +221,6 @@ func (a *Archiver) candidates(ctx context.Context, after int64) ([]store.Event, 
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	now := time.Now
-	if a.Now != nil {
-		now = a.Now
-	}
-	cutoff := now().Add(-a.Retention)
 	size := cmp.Or(a.SegmentSize, DefaultSegmentSize)
 	var out []store.Event
 	for len(out) < size {
@@ -216,6 +248,7 @@ func (a *Archiver) candidates(ctx context.Context, after int64) ([]store.Event, 
 // stopped pass wrote for the records after m, and returns its name and
 // the mark at its end once it is read back and checked.
 func (a *Archiver) segment(ctx context.Context, m mark, evs []store.Event) (string, mark, error) {
+	start := time.Now()
 	skey, err := a.Store.CheckpointKey(ctx, auditlog.NewKey)
 	if err != nil {
 		return "", mark{}, fmt.Errorf("archive: checkpoint key: %w", err)
@@ -250,6 +283,10 @@ func (a *Archiver) segment(ctx context.Context, m mark, evs []store.Event) (stri
 	}
 	name := Name(m.size+1, next.size)
 	if err := a.Archive.Put(ctx, name, data); err != nil {
+		return "", mark{}, err
+	}
+	// The read-back check is as much work again: rest before it too.
+	if err := a.rest(ctx, start); err != nil {
 		return "", mark{}, err
 	}
 	back, err := a.check(ctx, name, m, vkey)
@@ -327,8 +364,14 @@ func (a *Archiver) check(ctx context.Context, name string, m mark, vkey string) 
 // batches, and returns how many it deleted.
 func (a *Archiver) deleteThrough(ctx context.Context, through int64) (int, error) {
 	total := 0
+	most := cmp.Or(a.DeleteBatch, DefaultDeleteBatch)
+	batch := most
+	if a.DeleteHold > 0 {
+		batch = min(most, minDeleteBatch)
+	}
 	for {
-		n, err := a.Store.DeleteArchivedEvents(ctx, through, cmp.Or(a.DeleteBatch, DefaultDeleteBatch))
+		start := time.Now()
+		n, err := a.Store.DeleteArchivedEvents(ctx, through, batch)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("archive: %w", err)
@@ -336,5 +379,19 @@ func (a *Archiver) deleteThrough(ctx context.Context, through int64) (int, error
 		if n == 0 {
 			return total, nil
 		}
+		if a.DeleteHold > 0 {
+			switch took := time.Since(start); {
+			case took > a.DeleteHold:
+				batch = max(batch/2, min(most, minDeleteBatch))
+			case took < a.DeleteHold/2:
+				batch = min(batch*2, most)
+			}
+		}
+		if err := a.rest(ctx, start); err != nil {
+			return total, err
+		}
 	}
 }
+
+// minDeleteBatch is the smallest delete batch DeleteHold sizes.
+const minDeleteBatch = 16

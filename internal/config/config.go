@@ -198,8 +198,9 @@ type Storage struct {
 	// SweepEvery is how often the sweep runs; 1s to 1h. Default 1m.
 	SweepEvery Duration `yaml:"sweep_every"`
 	// SweepBatch is the most rows one transaction of the sweep deletes;
-	// the sweep runs batches, with a short pause between them, until one
-	// comes back short. 1 to 10000, default 1000.
+	// the sweep runs batches, each sized to hold the write lock for about
+	// 5 ms within this bound and followed by a pause, until one comes back
+	// short. 1 to 10000, default 1000.
 	SweepBatch int `yaml:"sweep_batch"`
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -56,6 +57,14 @@ type benchFlags struct {
 	jsonOut     bool
 	keep        bool
 	actorToken  bool
+
+	// The server's store and background work (self-contained runs).
+	copyDB     string
+	retention  time.Duration
+	sweepEvery time.Duration
+	tokenTTL   time.Duration
+	rate       float64
+	sizeEvery  time.Duration
 
 	// Driving a running server instead (--url).
 	url          string
@@ -135,6 +144,12 @@ See docs/benchmarks.md for the figures and how to read them.`,
 	fl.IntVar(&f.feed, "feed", 0, "instead of load: run N trials of revocation propagation to three verifiers following the revocation feed, under an exchange load (two instances with a postgres:// --store)")
 	fl.IntVar(&f.propagation, "propagation", 0, "instead of load: run N trials of revocation propagation between two instances on one PostgreSQL --store (an agent disabled on B, polled on A)")
 	fl.StringVar(&f.store, "store", "", "the server's store: empty for SQLite in the temporary directory, or a postgres:// URL (a fresh schema is used and left behind)")
+	fl.StringVar(&f.copyDB, "copy-db", "", "start the server on a fresh copy of this SQLite database (a mandate-bench fill, say), made in the temporary directory; the original is never opened")
+	fl.DurationVar(&f.retention, "retention", 0, "the server's audit.retention: records older than this are archived (to the temporary directory) and deleted while the load runs; 0 keeps every record")
+	fl.DurationVar(&f.sweepEvery, "sweep-every", 0, "the server's storage.sweep_every, how often expired token rows are deleted (default: the server's, 1m)")
+	fl.DurationVar(&f.tokenTTL, "token-ttl", 0, "the server's tokens.ttl and tokens.max_ttl (default: the server's)")
+	fl.Float64Var(&f.rate, "rate", 0, "send at most this many requests a second, on a fixed schedule, over all workers (default: as fast as they go)")
+	fl.DurationVar(&f.sizeEvery, "size-every", 0, "sample the SQLite store's live size (pages in use, free pages, WAL, records, token rows) this often during each run, and print the samples")
 	fl.BoolVar(&f.keep, "keep", false, "keep the temporary directory (configuration, database, server log)")
 	fl.StringVar(&f.url, "url", "", "base URL of a running server to drive instead of starting one")
 	fl.IntVar(&f.pid, "pid", 0, "with --url: the server's process id, for CPU and memory figures")
@@ -155,6 +170,10 @@ type benchResult struct {
 	// the run, while the server was idle.
 	Floor loadgen.Calibration `json:"floor"`
 	loadgen.Report
+	// DBSize samples the SQLite store's live size during the run, warm-up
+	// included (--size-every); DBTables is each table's share at its end.
+	DBSize   []liveSize `json:"db_size,omitempty"`
+	DBTables *storeSize `json:"db_tables,omitempty"`
 }
 
 // perFloor is the server's CPU per request in multiples of the signature
@@ -222,6 +241,14 @@ func (f *benchFlags) check() error {
 		return usage("--grant %s starts its own bare server beside mandate serve: it goes with neither --url, --feed nor --propagation", benchGrantBare)
 	case f.url != "" && f.subjectToken == "" && slices.Contains(f.grants, benchGrantExchange):
 		return usage("--url with --grant exchange needs --subject-token")
+	case f.url != "" && (f.copyDB != "" || f.retention != 0 || f.sweepEvery != 0 || f.tokenTTL != 0 || f.sizeEvery != 0):
+		return usage("--copy-db, --retention, --sweep-every, --token-ttl and --size-every configure the server started: they do not go with --url")
+	case f.copyDB != "" && f.store != "":
+		return usage("--copy-db is the SQLite database in the temporary directory: it does not go with --store")
+	case f.sizeEvery != 0 && strings.HasPrefix(f.store, "postgres"):
+		return usage("--size-every samples a SQLite store")
+	case f.rate < 0 || f.retention < 0 || f.sweepEvery < 0 || f.tokenTTL < 0 || f.sizeEvery < 0:
+		return usage("--rate, --retention, --sweep-every, --token-ttl and --size-every must not be negative")
 	}
 	return nil
 }
@@ -272,6 +299,11 @@ func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdou
 	if err != nil {
 		return err
 	}
+	if f.copyDB != "" {
+		if err := copyDatabase(f.copyDB, sqlitePath(dir, f)); err != nil {
+			return err
+		}
+	}
 	out.Agents = len(env.agents)
 	if f.propagation > 0 {
 		return runPropagation(ctx, dir, env, idp, f, stdout)
@@ -297,6 +329,9 @@ func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdou
 	}
 	w := workload{url: env.issuer + "/token", pid: srv.PID(), agents: env.agents,
 		exchange: loadgen.Exchange{IdP: idp, Subject: benchSubject}}
+	if f.sizeEvery > 0 {
+		w.dbPath = sqlitePath(dir, f)
+	}
 	if slices.Contains(f.grants, benchGrantBare) {
 		bare, base, err := startBareServer(ctx, dir, f)
 		if err != nil {
@@ -394,14 +429,27 @@ func writeBenchConfig(dir string, f benchFlags, idp *loadgen.IdP) (benchEnv, err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "issuer: %q\nlisten: \"127.0.0.1:%s\"\ndata_dir: %q\n", env.issuer, port, filepath.Join(dir, "data"))
-	fmt.Fprintf(&b, "admin: {token: %q}\ntokens: {signing_alg: %q}\n", env.admin, f.signingAlg)
+	fmt.Fprintf(&b, "admin: {token: %q}\ntokens: {signing_alg: %q", env.admin, f.signingAlg)
+	if f.tokenTTL > 0 {
+		fmt.Fprintf(&b, ", ttl: %q, max_ttl: %q", f.tokenTTL, f.tokenTTL)
+	}
+	b.WriteString("}\n")
+	if f.retention > 0 {
+		fmt.Fprintf(&b, "audit: {retention: %q}\n", f.retention)
+	}
+	if f.sweepEvery > 0 {
+		fmt.Fprintf(&b, "storage: {sweep_every: %q}\n", f.sweepEvery)
+	}
 	if f.store != "" {
-		fmt.Fprintf(&b, "store: %q\nstore_schema: %q\n", f.store, "bench_"+randomHex(6))
+		fmt.Fprintf(&b, "store: %q\n", f.store)
+		if strings.HasPrefix(f.store, "postgres") {
+			fmt.Fprintf(&b, "store_schema: %q\n", "bench_"+randomHex(6))
+		}
 	}
 	fmt.Fprintf(&b, "identity_providers:\n  - {issuer: %q, jwks_uri: %q, audience: %q}\n", idp.URL(), idp.JWKSURI(), idp.Audience)
 	fmt.Fprintf(&b, "users:\n  - {id: %q, permissions: %s}\nagents:\n", benchSubject, scopes)
 	for i := 1; i <= n; i++ {
-		a := loadgen.Agent{ID: fmt.Sprintf("agent:bench-%d", i), Secret: randomHex(32)}
+		a := loadgen.Agent{ID: fmt.Sprintf("agent:bench-%d", i), Secret: agentSecret(i, f)}
 		env.agents = append(env.agents, a)
 		fmt.Fprintf(&b, "  - {id: %q, secret: %q, scopes: %s}\n", a.ID, a.Secret, scopes)
 	}
@@ -432,6 +480,9 @@ type workload struct {
 	// bareURL and barePID are the bare server's, for --grant bare.
 	bareURL string
 	barePID int
+	// dbPath is the server's SQLite database, whose size each run
+	// samples every --size-every; empty for none.
+	dbPath string
 }
 
 // runAll measures each concurrency with each grant, the grants of one
@@ -469,17 +520,25 @@ func (w workload) run(ctx context.Context, f benchFlags, grant string, c int, st
 	if grant == benchGrantBare {
 		url, pid = w.bareURL, w.barePID
 	}
+	var sizes *sizeRun
+	if w.dbPath != "" && grant != benchGrantBare {
+		sizes = startSizes(ctx, w.dbPath, f.sizeEvery)
+	}
 	rep, err := loadgen.Run(ctx, loadgen.Config{
 		URL: url, Body: body, Concurrency: c, Duration: f.duration, Requests: f.requests,
-		Warmup: f.warmup, PID: pid,
+		Warmup: f.warmup, PID: pid, Rate: f.rate,
 	})
+	samples, tables, sizeErr := sizes.end(ctx)
 	if err != nil {
 		return benchResult{}, err
+	}
+	if sizeErr != nil {
+		return benchResult{}, sizeErr
 	}
 	if rep.Errors > 0 {
 		fmt.Fprintf(stderr, "bench: %d of %d requests failed; first: %s\n", rep.Errors, rep.Requests, rep.FirstError)
 	}
-	return benchResult{Grant: grant, Floor: floor, Report: rep}, nil
+	return benchResult{Grant: grant, Floor: floor, Report: rep, DBSize: samples, DBTables: tables}, nil
 }
 
 func (w workload) bodies(grant string, workers int, f benchFlags) (func(int) (string, error), error) {
@@ -570,7 +629,7 @@ func printBench(w io.Writer, f benchFlags, out benchOutput) error {
 		}
 	}
 	printRatios(w, out.Runs)
-	return nil
+	return printSizes(w, out.Runs, f)
 }
 
 // printMedians writes, per grant and concurrency, the median of each figure
@@ -731,6 +790,18 @@ func maxOf(xs []int) int {
 		m = max(m, x)
 	}
 	return m
+}
+
+// agentSecret is bench agent i's client secret: random, but the same
+// on every run with a --store sqlite:PATH, which keeps its agents from one
+// run to the next (the store, not the file, is authoritative for an agent
+// that exists).
+func agentSecret(i int, f benchFlags) string {
+	if !strings.HasPrefix(f.store, "sqlite:") {
+		return randomHex(32)
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "mandate-bench agent %d", i))
+	return hex.EncodeToString(sum[:])
 }
 
 func randomHex(n int) string {

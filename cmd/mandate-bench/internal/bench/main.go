@@ -23,7 +23,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return cli.ExitCode(2, err)
 	})
-	root.AddCommand(newBenchBareCmd(), newServeCmd(stdout, stderr), newFillCmd(stdout), newQuestionsCmd(stdout))
+	root.AddCommand(newBenchBareCmd(), newServeCmd(stdout, stderr), newFillCmd(stdout), newQuestionsCmd(stdout),
+		newCheckpointCmd(stdout))
 	return root
 }
 

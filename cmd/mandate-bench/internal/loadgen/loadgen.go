@@ -42,6 +42,14 @@ type Config struct {
 	// figure: connections are opened, caches and the server's heap fill.
 	// Zero means none.
 	Warmup time.Duration
+	// Rate, when above 0, paces the starts of the requests of each phase
+	// (the warm-up and the measured window) to Rate per second over all
+	// workers, on a fixed schedule from the start of the phase: a worker
+	// takes the next slot and waits for its time, and one that is late
+	// sends at once, so a server that falls behind is not given rest.
+	// Concurrency still bounds the requests in flight. Zero means as fast
+	// as the workers go.
+	Rate float64
 	// PID, when not 0, is the server's process id: Run reads its CPU time and
 	// memory from /proc at the start and end of the measured window.
 	PID int
@@ -164,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 1
 	}
-	if cfg.Requests < 0 || cfg.Duration < 0 || cfg.Warmup < 0 {
+	if cfg.Requests < 0 || cfg.Duration < 0 || cfg.Warmup < 0 || cfg.Rate < 0 {
 		return Report{}, errors.New("loadgen: negative bound")
 	}
 	if cfg.Duration == 0 && cfg.Requests == 0 && cfg.Stop == nil {
@@ -304,6 +312,7 @@ func phase(ctx context.Context, cfg Config, d time.Duration, limit int) (*result
 		deadline = time.Now().Add(d)
 	}
 	var started atomic.Int64
+	pace := newPacer(cfg.Rate)
 	workers := make([]worker, cfg.Concurrency)
 	var wg sync.WaitGroup
 	for i := range workers {
@@ -323,6 +332,9 @@ func phase(ctx context.Context, cfg Config, d time.Duration, limit int) (*result
 				default:
 				}
 				if limit > 0 && started.Add(1) > int64(limit) {
+					return
+				}
+				if !pace.wait(ctx, deadline, cfg.Stop) {
 					return
 				}
 				body, err := cfg.Body(i)
@@ -395,5 +407,48 @@ func (w *worker) fail(start time.Time, msg string) {
 	w.transport++
 	if w.firstError == "" {
 		w.firstError = msg
+	}
+}
+
+// pacer hands out request start times Rate per second apart, from its
+// creation on; the zero rate hands them out at once.
+type pacer struct {
+	start time.Time
+	every time.Duration
+	next  atomic.Int64
+}
+
+func newPacer(rate float64) *pacer {
+	p := &pacer{start: time.Now()}
+	if rate > 0 {
+		p.every = time.Duration(float64(time.Second) / rate)
+	}
+	return p
+}
+
+// wait takes the next slot and sleeps until its time. It reports false, at
+// once, when the slot falls after deadline (when not zero), or when ctx
+// ends or stop is closed first.
+func (p *pacer) wait(ctx context.Context, deadline time.Time, stop <-chan struct{}) bool {
+	if p.every == 0 {
+		return true
+	}
+	due := p.start.Add(time.Duration(p.next.Add(1)-1) * p.every)
+	if !deadline.IsZero() && !due.Before(deadline) {
+		return false
+	}
+	d := time.Until(due)
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-stop:
+		return false
+	case <-t.C:
+		return true
 	}
 }

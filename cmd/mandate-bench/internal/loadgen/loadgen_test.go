@@ -97,6 +97,30 @@ func TestRunDurationBound(t *testing.T) {
 	}
 }
 
+// TestRunRate paces a load: at 100 requests a second for 300 ms, the
+// window holds its 30 slots and no more, however many workers wait.
+func TestRunRate(t *testing.T) {
+	var hits atomic.Int64
+	srv := fakeToken(t, &hits)
+	rep, err := Run(context.Background(), Config{
+		URL:         srv.URL,
+		Body:        func(int) (string, error) { return "client_id=good", nil },
+		Concurrency: 4,
+		Rate:        100,
+		Warmup:      50 * time.Millisecond,
+		Duration:    300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Requests < 25 || rep.Requests > 30 || rep.Errors != 0 {
+		t.Errorf("requests %d (errors %d), want 25 to 30 at 100/s over 300 ms", rep.Requests, rep.Errors)
+	}
+	if _, err := Run(context.Background(), Config{URL: srv.URL, Body: func(int) (string, error) { return "", nil }, Rate: -1}); err == nil {
+		t.Error("a negative rate was accepted")
+	}
+}
+
 // TestRunStopChannel runs a load with no bound but Stop, in the
 // background, and ends it by closing Stop: the figures of the window are
 // returned, not an error.
