@@ -357,23 +357,7 @@ func (r *eventRow) scan(sc scanner) (store.Event, error) {
 // readEvents scans the rows of a query of eventSelect (rows, err), at most
 // limit of them, into a slice sized for a page.
 func readEvents(rows *sql.Rows, err error, limit int) ([]store.Event, error) {
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list events: %w", dbErr(err))
-	}
-	defer rows.Close()
-	out := make([]store.Event, 0, min(limit, store.EachEventPage))
-	scan := scanEvents()
-	for len(out) != limit && rows.Next() {
-		e, err := scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list events: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list events: %w", dbErr(err))
-	}
-	return out, nil
+	return appendEvents(make([]store.Event, 0, min(limit, store.EachEventPage)), rows, err, limit)
 }
 
 // jtiMatch is QueryEvents' jti filter: the event's jti or parent_jti. In
@@ -556,6 +540,5 @@ func eventQuery(f store.EventFilter) (string, []any, error) {
 // EventsAfter returns up to limit events with Seq above afterSeq, oldest
 // first; limit defaults to 1000 and is capped at 10000.
 func (s *Store) EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error) {
-	rows, err := s.stmts.eventsAfter.QueryContext(ctx, afterSeq)
-	return readEvents(rows, err, store.PageLimit(limit))
+	return s.eventsAfter(ctx, afterSeq, store.PageLimit(limit))
 }
