@@ -106,13 +106,12 @@ func appendEvents(dst []store.Event, rows *sql.Rows, err error, n int) ([]store.
 	}
 	defer rows.Close()
 	start := len(dst)
-	scan := scanEvents()
+	r := newEventRow(true)
 	for len(dst)-start != n && rows.Next() {
-		e, err := scan(rows)
-		if err != nil {
+		dst = append(dst, store.Event{})
+		if err := r.scanInto(rows, &dst[len(dst)-1]); err != nil {
 			return nil, fmt.Errorf("sqlite: list events: %w", err)
 		}
-		dst = append(dst, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list events: %w", dbErr(err))
