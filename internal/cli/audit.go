@@ -162,13 +162,30 @@ running and writes each new record as it is appended (for a SIEM), until stopped
 // new records every every until ctx ends, resuming after the last seq it
 // wrote.
 func exportLog(ctx context.Context, w io.Writer, src *auditSource, follow bool, every time.Duration) error {
-	enc := json.NewEncoder(w)
-	var last int64
+	// Lines are buffered, and flushed after every read of the log: a
+	// write per record cost a system call each.
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var (
+		last int64
+		line []byte
+	)
 	write := func(ev store.Event) error {
+		var err error
+		if line, err = auditlog.AppendExportLine(line[:0], ev); err != nil {
+			return err
+		}
 		last = ev.Seq
-		return enc.Encode(ev)
+		_, err = bw.Write(line)
+		return err
 	}
-	if err := src.events(ctx, 0, write); err != nil || !follow {
+	events := func(after int64) error {
+		err := src.events(ctx, after, write)
+		if ferr := bw.Flush(); err == nil {
+			err = ferr
+		}
+		return err
+	}
+	if err := events(0); err != nil || !follow {
 		return err
 	}
 	t := time.NewTicker(every)
@@ -179,7 +196,7 @@ func exportLog(ctx context.Context, w io.Writer, src *auditSource, follow bool, 
 			return nil
 		case <-t.C:
 		}
-		if err := src.events(ctx, last, write); err != nil && ctx.Err() == nil {
+		if err := events(last); err != nil && ctx.Err() == nil {
 			return err
 		}
 	}

@@ -1,11 +1,11 @@
 package server
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/store"
 	"github.com/mandate-dev/mandate/oauth"
 )
@@ -35,14 +35,19 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Now().Add(exportTimeout))
 	started := false
-	enc := json.NewEncoder(w)
+	var line []byte
 	err = store.EachEvent(r.Context(), s.cfg.Store, after, func(ev store.Event) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.Header().Set("Cache-Control", "no-store")
 			started = true
 		}
-		return enc.Encode(ev)
+		var err error
+		if line, err = auditlog.AppendExportLine(line[:0], ev); err != nil {
+			return err
+		}
+		_, err = w.Write(line)
+		return err
 	})
 	if err != nil && !started {
 		return storeError(err, "audit log")

@@ -345,63 +345,71 @@ func scanEvents() func(scanner) (store.Event, error) { return newEventRow(true).
 // eventSelectV1), reused from row to row of one query. Not safe for
 // concurrent use.
 type eventRow struct {
-	e                        store.Event
+	v2                       bool
 	t                        sql.NullInt64
 	chain, scopes, requested string
 	evctx, authz, attrs      sql.NullString
-	// hash is valid until the next row; scan copies it.
+	// hash is valid until the next row; finish copies it.
 	hash sql.RawBytes
 	dest []any
+	// at is the event dest points into.
+	at *store.Event
+	// e is where scan reads a row.
+	e store.Event
 }
 
-func newEventRow(v2 bool) *eventRow {
-	r := &eventRow{}
-	e := &r.e
-	r.dest = []any{&e.Seq, &e.ID, &r.t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
+func newEventRow(v2 bool) *eventRow { return &eventRow{v2: v2} }
+
+// point makes dest the fields of e, in the order of the columns.
+func (r *eventRow) point(e *store.Event) {
+	if r.at == e {
+		return
+	}
+	r.at = e
+	r.dest = append(r.dest[:0], &e.Seq, &e.ID, &r.t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
 		&e.OnBehalf, &r.chain, &e.ClientID, &r.scopes, &r.requested, &e.Audience, &e.Resource, &r.evctx,
-		&e.DelegationID, &e.JTI, &e.ParentJTI}
-	if v2 {
+		&e.DelegationID, &e.JTI, &e.ParentJTI)
+	if r.v2 {
 		r.dest = append(r.dest, &e.AgentVersion, &r.authz, &e.Operation, &r.attrs, &e.ReportedBy)
 	}
 	r.dest = append(r.dest, &r.hash)
-	return r
 }
 
 // scan reads the current row into a new event.
 func (r *eventRow) scan(sc scanner) (store.Event, error) {
 	r.e = store.Event{}
-	if err := sc.Scan(r.dest...); err != nil {
-		return store.Event{}, dbErr(err)
+	if err := r.scanInto(sc, &r.e); err != nil {
+		return store.Event{}, err
 	}
-	e := r.e
+	return r.e, nil
+}
+
+// scanInto reads the current row into *e, which must be the zero Event:
+// a forward read of the log scans each row in its place in the page, with
+// no copy of the event.
+func (r *eventRow) scanInto(sc scanner, e *store.Event) error {
+	r.point(e)
+	if err := sc.Scan(r.dest...); err != nil {
+		return dbErr(err)
+	}
 	e.Hash = bytesOut(r.hash)
 	e.Time = timeOut(r.t)
 	e.Context, e.AuthorizationDetails, e.Attributes = jsonOut(r.evctx), jsonOut(r.authz), jsonOut(r.attrs)
-	err := decodeLists(listCol{"chain", r.chain, &e.Chain}, listCol{"scopes", r.scopes, &e.Scopes},
-		listCol{"requested", r.requested, &e.Requested})
-	return e, err
+	var err error
+	if e.Chain, err = listOut("chain", r.chain); err != nil {
+		return err
+	}
+	if e.Scopes, err = listOut("scopes", r.scopes); err != nil {
+		return err
+	}
+	e.Requested, err = listOut("requested", r.requested)
+	return err
 }
 
 // readEvents scans the rows of a query of eventSelect (rows, err), at most
 // limit of them, into a slice sized for a page.
 func readEvents(rows *sql.Rows, err error, limit int) ([]store.Event, error) {
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list events: %w", dbErr(err))
-	}
-	defer rows.Close()
-	out := make([]store.Event, 0, min(limit, store.EachEventPage))
-	scan := scanEvents()
-	for len(out) != limit && rows.Next() {
-		e, err := scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list events: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list events: %w", dbErr(err))
-	}
-	return out, nil
+	return appendEvents(make([]store.Event, 0, min(limit, store.EachEventPage)), rows, err, limit)
 }
 
 // jtiMatch is QueryEvents' jti filter: the event's jti or parent_jti. In
@@ -584,6 +592,5 @@ func eventQuery(f store.EventFilter) (string, []any, error) {
 // EventsAfter returns up to limit events with Seq above afterSeq, oldest
 // first; limit defaults to 1000 and is capped at 10000.
 func (s *Store) EventsAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error) {
-	rows, err := s.stmts.eventsAfter.QueryContext(ctx, afterSeq)
-	return readEvents(rows, err, store.PageLimit(limit))
+	return s.eventsAfter(ctx, afterSeq, store.PageLimit(limit))
 }

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -271,13 +270,18 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 }
 
 // exportPass writes the whole log as `mandate audit export` does (JSON
-// lines), to nowhere, and returns the records written.
+// lines, auditlog.AppendExportLine), to nowhere, and returns the records
+// written.
 func exportPass(ctx context.Context, s store.EventReader) (int64, error) {
-	enc := json.NewEncoder(io.Discard)
-	var n int64
+	var (
+		n    int64
+		line []byte
+	)
 	err := store.EachEvent(ctx, s, 0, func(ev store.Event) error {
+		var err error
+		line, err = auditlog.AppendExportLine(line[:0], ev)
 		n++
-		return enc.Encode(ev)
+		return err
 	})
 	return n, err
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -140,6 +141,7 @@ func newQuestionsCmd(stdout io.Writer) *cobra.Command {
 		p       = questionPlan{Runs: 100, Budget: 30 * time.Second, People: 10_000, Agents: 200, Seed: 1}
 		jsonOut bool
 		only    string
+		profile string
 	)
 	cmd := &cobra.Command{
 		Use:   "questions",
@@ -180,6 +182,13 @@ questions and passes whose names match (for example --only 'refusal|export').
 				return err
 			}
 			defer s.Close()
+			if profile != "" {
+				stop, err := startCPUProfile(profile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			rep, err := askQuestions(cmd.Context(), s, p)
 			if err != nil {
 				return err
@@ -201,7 +210,25 @@ questions and passes whose names match (for example --only 'refusal|export').
 	fl.Uint64Var(&p.Seed, "seed", p.Seed, "the seed that picks the people, tokens and resources asked about")
 	fl.BoolVar(&jsonOut, "json", false, "print the result as JSON")
 	fl.StringVar(&only, "only", "", "ask only the questions and passes whose names match this regular expression")
+	fl.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the questions and passes to this file (for go tool pprof)")
 	return cmd
+}
+
+// startCPUProfile profiles this process's CPU into the file path until
+// the returned function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // storeSize is a store's size on disk.
