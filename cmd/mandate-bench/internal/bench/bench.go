@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -51,6 +52,7 @@ type benchFlags struct {
 	noPin       bool
 	signingAlg  string
 	store       string
+	storeSchema string
 	propagation int
 	feed        int
 	feedSet     bool // --feed was given, so that --feed 0 is refused
@@ -143,7 +145,8 @@ See docs/benchmarks.md for the figures and how to read them.`,
 	fl.BoolVar(&f.actorToken, "actor-token", false, "exchanges also send the agent's own token (client_credentials, fetched from the server measured) as actor_token: two signatures to check per request")
 	fl.IntVar(&f.feed, "feed", 0, "instead of load: run N trials of revocation propagation to three verifiers following the revocation feed, under an exchange load (two instances with a postgres:// --store)")
 	fl.IntVar(&f.propagation, "propagation", 0, "instead of load: run N trials of revocation propagation between two instances on one PostgreSQL --store (an agent disabled on B, polled on A)")
-	fl.StringVar(&f.store, "store", "", "the server's store: empty for SQLite in the temporary directory, or a postgres:// URL (a fresh schema is used and left behind)")
+	fl.StringVar(&f.store, "store", "", "the server's store: empty for SQLite in the temporary directory, or a postgres:// URL (a fresh schema is used and left behind, unless --store-schema names one)")
+	fl.StringVar(&f.storeSchema, "store-schema", "", "with a postgres:// --store, the schema the server opens (an existing one keeps its log and its bench agents from one run to the next)")
 	fl.StringVar(&f.copyDB, "copy-db", "", "start the server on a fresh copy of this SQLite database (a mandate-bench fill, say), made in the temporary directory; the original is never opened")
 	fl.DurationVar(&f.retention, "retention", 0, "the server's audit.retention: records older than this are archived (to the temporary directory) and deleted while the load runs; 0 keeps every record")
 	fl.DurationVar(&f.sweepEvery, "sweep-every", 0, "the server's storage.sweep_every, how often expired token rows are deleted (default: the server's, 1m)")
@@ -243,6 +246,8 @@ func (f *benchFlags) check() error {
 		return usage("--url with --grant exchange needs --subject-token")
 	case f.url != "" && (f.copyDB != "" || f.retention != 0 || f.sweepEvery != 0 || f.tokenTTL != 0 || f.sizeEvery != 0):
 		return usage("--copy-db, --retention, --sweep-every, --token-ttl and --size-every configure the server started: they do not go with --url")
+	case f.storeSchema != "" && !strings.HasPrefix(f.store, "postgres"):
+		return usage("--store-schema goes with a postgres:// --store")
 	case f.copyDB != "" && f.store != "":
 		return usage("--copy-db is the SQLite database in the temporary directory: it does not go with --store")
 	case f.sizeEvery != 0 && strings.HasPrefix(f.store, "postgres"):
@@ -443,7 +448,7 @@ func writeBenchConfig(dir string, f benchFlags, idp *loadgen.IdP) (benchEnv, err
 	if f.store != "" {
 		fmt.Fprintf(&b, "store: %q\n", f.store)
 		if strings.HasPrefix(f.store, "postgres") {
-			fmt.Fprintf(&b, "store_schema: %q\n", "bench_"+randomHex(6))
+			fmt.Fprintf(&b, "store_schema: %q\n", cmp.Or(f.storeSchema, "bench_"+randomHex(6)))
 		}
 	}
 	fmt.Fprintf(&b, "identity_providers:\n  - {issuer: %q, jwks_uri: %q, audience: %q}\n", idp.URL(), idp.JWKSURI(), idp.Audience)
@@ -793,11 +798,11 @@ func maxOf(xs []int) int {
 }
 
 // agentSecret is bench agent i's client secret: random, but the same
-// on every run with a --store sqlite:PATH, which keeps its agents from one
-// run to the next (the store, not the file, is authoritative for an agent
-// that exists).
+// on every run with a --store sqlite:PATH or a --store-schema, which keep
+// their agents from one run to the next (the store, not the file, is
+// authoritative for an agent that exists).
 func agentSecret(i int, f benchFlags) string {
-	if !strings.HasPrefix(f.store, "sqlite:") {
+	if !strings.HasPrefix(f.store, "sqlite:") && f.storeSchema == "" {
 		return randomHex(32)
 	}
 	sum := sha256.Sum256(fmt.Appendf(nil, "mandate-bench agent %d", i))
