@@ -19,11 +19,20 @@ const archivePauseEnv = "MANDATE_TEST_ARCHIVE_PAUSE"
 
 // newArchiver is the retention of the audit log: records older than
 // audit.retention move to segments in audit.archive_dir.
+// On SQLite the deletes are sized to hold the write lock about sweepHold,
+// since every append waits for it; PostgreSQL locks rows, so its deletes
+// keep whole batches (a transaction of 16 rows already took longer than
+// sweepHold there, and the sized batches never grew: a pass deleted a few
+// records a second).
 func newArchiver(cfg *config.Config, raw store.Store, env Env, now func() time.Time, logger *slog.Logger) *archive.Archiver {
+	hold := sweepHold
+	if cfg.IsPostgres() {
+		hold = 0
+	}
 	return &archive.Archiver{
 		Store: raw, Archive: archive.Dir{Path: cfg.ArchivePath()}, Origin: cfg.Issuer,
 		Retention: cfg.Audit.Retention.Std(), Now: now, Logger: logger, Pause: env.ArchivePause,
-		Rest: pacer{share: backgroundShare}.wait, DeleteHold: sweepHold,
+		Rest: pacer{share: backgroundShare}.wait, DeleteHold: hold,
 	}
 }
 

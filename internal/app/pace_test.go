@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/mandate-dev/mandate/internal/config"
 )
 
 func TestNextBatch(t *testing.T) {
@@ -43,5 +45,24 @@ func TestPacerWait(t *testing.T) {
 	cancel()
 	if err := p.wait(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Errorf("wait on a cancelled context = %v, want context.Canceled", err)
+	}
+}
+
+// TestArchiverDeleteHold: the archive's deletes are sized by the write
+// lock on SQLite only; on PostgreSQL they keep whole batches.
+func TestArchiverDeleteHold(t *testing.T) {
+	for _, tc := range []struct {
+		store string
+		want  time.Duration
+	}{
+		{store: "", want: sweepHold},
+		{store: "sqlite:/tmp/x/mandate.db", want: sweepHold},
+		{store: "postgres://u@127.0.0.1/db", want: 0},
+		{store: "postgresql://u@127.0.0.1/db", want: 0},
+	} {
+		a := newArchiver(&config.Config{Store: tc.store}, nil, Env{}, time.Now, nil)
+		if a.DeleteHold != tc.want {
+			t.Errorf("store %q: DeleteHold = %v, want %v", tc.store, a.DeleteHold, tc.want)
+		}
 	}
 }
