@@ -24,7 +24,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		return cli.ExitCode(2, err)
 	})
 	root.AddCommand(newBenchBareCmd(), newServeCmd(stdout, stderr), newFillCmd(stdout), newQuestionsCmd(stdout),
-		newCheckpointCmd(stdout))
+		newCheckpointCmd(stdout), newArchiveCmd(stdout))
 	return root
 }
 
