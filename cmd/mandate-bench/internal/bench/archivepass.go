@@ -56,10 +56,16 @@ store must hold a checkpoint over the records to archive (see
 			}
 			defer s.Close()
 			measure := func(what string) {
-				if f.sizes {
-					fmt.Fprintf(stdout, "%s:\n", what)
-					printSize(stdout, measureSize(cmd.Context(), cfg), 0)
+				if !f.sizes {
+					return
 				}
+				sz := measureSize(cmd.Context(), cfg)
+				var tables int64
+				for _, t := range sz.Tables {
+					tables += t.Bytes
+				}
+				fmt.Fprintf(stdout, "%s: tables and indexes %.1f MB\n", what, float64(tables)/1e6)
+				printSize(stdout, sz, 0)
 			}
 			measure("before")
 			if err := runArchivePass(cmd.Context(), s, f, stdout); err != nil {

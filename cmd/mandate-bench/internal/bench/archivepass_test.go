@@ -42,7 +42,7 @@ func TestArchivePassCommand(t *testing.T) {
 	if n, _ := strconv.Atoi(m[1]); n < 1500 || n > 2500 {
 		t.Errorf("deleted %d of 4000 records, want about half:\n%s", n, out)
 	}
-	if !regexp.MustCompile(`sweep: [1-9]\d* token rows`).MatchString(out) || !strings.Contains(out, "before:") || !strings.Contains(out, "after:") {
+	if !regexp.MustCompile(`sweep: [1-9]\d* token rows`).MatchString(out) || !strings.Contains(out, "before: tables and indexes") || !strings.Contains(out, "after: tables and indexes") {
 		t.Errorf("archive said:\n%s", out)
 	}
 
