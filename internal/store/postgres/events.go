@@ -30,8 +30,12 @@ const eventColsV1 = `id, time, request_id, action, result, reason, detail, perfo
 // hash.
 const eventCols = eventColsV1 + `, agent_version, authorization_details, operation, attributes, reported_by`
 
-// eventSelect is the columns scanEvent reads.
-const eventSelect = "seq, " + eventCols + ", hash"
+// eventSelect is the columns scanEvent reads: eventCols with chain and
+// requested put back from the NULL an append stores when they are the
+// performer alone and the granted scopes (migration 18).
+const eventSelect = `seq, id, time, request_id, action, result, reason, detail, performer, on_behalf,
+	coalesce(chain, ARRAY[performer]), client_id, scopes, coalesce(requested, scopes), audience, resource, context,
+	delegation_id, jti, parent_jti, agent_version, authorization_details, operation, attributes, reported_by, hash`
 
 // eventSelectV1 is the columns scanEventV1 reads: chainExisting runs at
 // migration 5, before the columns of migration 6 exist.
@@ -45,7 +49,9 @@ const eventSelectV1 = "seq, " + eventColsV1 + ", hash"
 // keeps those ids unique across the partitions of events), and advances
 // the head to the last one's seq and hash, which it returns. Each column is an
 // array with one element per event; a list column is one flat array
-// ($18-$20) with each event's 1-based bounds in it; event_actors gets
+// ($18-$20) with each event's 1-based bounds in it, a chain that is the
+// performer alone and requested scopes that are the granted ones stored as
+// NULL (eventSelect puts them back); event_actors gets
 // (actor, position of its event) pairs. The fields of mandate-audit-v2
 // are $32-$36, after the chain's parameters.
 //
@@ -77,8 +83,9 @@ const appendEvents = `WITH RECURSIVE h AS (
 ), e AS (
 	INSERT INTO events (seq, hash, ` + eventCols + `)
 	SELECT h.base + u.ord, c.hash, u.id, u.time, u.request_id, u.action, u.result, u.reason, u.detail, u.performer,
-		u.on_behalf, ($18::text[])[u.chain_lo:u.chain_hi], u.client_id, ($19::text[])[u.scopes_lo:u.scopes_hi],
-		($20::text[])[u.requested_lo:u.requested_hi], u.audience, u.resource, u.context, u.delegation_id,
+		u.on_behalf, nullif(($18::text[])[u.chain_lo:u.chain_hi], ARRAY[u.performer]), u.client_id,
+		($19::text[])[u.scopes_lo:u.scopes_hi],
+		nullif(($20::text[])[u.requested_lo:u.requested_hi], ($19::text[])[u.scopes_lo:u.scopes_hi]), u.audience, u.resource, u.context, u.delegation_id,
 		u.jti, u.parent_jti, u.agent_version, u.authorization_details, u.operation, u.attributes, u.reported_by
 	FROM h, unnest($2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
@@ -313,7 +320,7 @@ func textValue(t pgtype.Text) []byte {
 }
 
 // requestAction is the action of verifiers' records, whose ids are unique
-// (event_request_ids; the partial index events_request_id finds them).
+// and found through event_request_ids.
 const requestAction = "request"
 
 // QueryEvents returns the events f selects, newest (highest Seq) first.
@@ -405,16 +412,20 @@ func eventConds(f store.EventFilter, ids []string) (where, bounds []string, args
 		where = append(where, "action = "+arg(f.Action))
 	}
 	if f.JTI != "" {
+		// Each side implies the predicate of its partial index
+		// (migration 18), which a parameter does not in a generic plan.
 		p := arg(f.JTI)
-		where = append(where, "(jti = "+p+" OR parent_jti = "+p+")")
+		where = append(where, "((jti = "+p+" AND jti <> '') OR (parent_jti = "+p+" AND parent_jti <> ''))")
+		bounds = append(bounds, "seq > "+tokenSeq(p))
 	}
 	if len(ids) > 0 {
-		where = append(where, "id = ANY("+arg(ids)+"::text[])")
+		p := arg(ids)
+		where = append(where, "id = ANY("+p+"::text[])")
 		if f.Action == requestAction {
-			// The predicate of the partial index events_request_id
-			// (migration 6), which a parameter does not imply in a
-			// generic plan.
-			where = append(where, "action = '"+requestAction+"'")
+			// A verifier's record is found by its id in
+			// event_request_ids, whose key keeps those ids unique.
+			where = append(where, "action = '"+requestAction+"'",
+				"seq IN (SELECT seq FROM event_request_ids WHERE id = ANY("+p+"::text[]))")
 		}
 	}
 	for _, c := range []struct{ col, v string }{

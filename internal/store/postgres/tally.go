@@ -15,8 +15,9 @@ import (
 
 // TallyEvents counts the records of f's window in one statement, so from
 // one snapshot, and groups them in the database, so that a window of a
-// hundred thousand records costs one read of it (through events_time) and
-// a few thousand rows instead of decoding every record.
+// hundred thousand records costs one read of it (along the primary key,
+// from the time marks' bound) and a few thousand rows instead of decoding
+// every record.
 //
 // The records are grouped first, a revocation with a jti keeping its jti
 // (g); the jtis of those groups are then looked up among the window's

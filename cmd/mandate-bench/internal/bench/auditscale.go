@@ -352,9 +352,12 @@ func printSize(w io.Writer, sz storeSize, records int64) {
 		fmt.Fprintf(w, "  %-16s %10.1f MB (%s)\n", t.Name, float64(t.Bytes)/1e6, per(t.Bytes))
 	}
 	if len(sz.Indexes) > 0 {
-		fmt.Fprintln(w, "of which indexes:")
+		fmt.Fprintln(w, "of which indexes (the largest):")
 	}
-	for _, t := range sz.Indexes {
+	for i, t := range sz.Indexes {
+		if i == 16 {
+			break
+		}
 		fmt.Fprintf(w, "  %-24s %10.1f MB (%s)\n", t.Name, float64(t.Bytes)/1e6, per(t.Bytes))
 	}
 	if sz.Problem != "" {

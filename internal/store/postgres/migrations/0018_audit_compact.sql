@@ -1,0 +1,27 @@
+-- 0018_audit_compact: fewer bytes per audit record, every record reading
+-- back as it was written (the records' hashes are computed in Go from the
+-- store.Event, not from the row).
+--
+-- * events_request_id goes: event_request_ids (id PRIMARY KEY, seq), kept
+--   by every append since migration 16, finds a verifier's record by its
+--   id, and the ingest's lookups go through it.
+-- * events_time goes: a time window is a seq bound through the time marks
+--   (event_time_marks, migration 16), as on SQLite, and the records of the
+--   window are read along the primary key from there.
+-- * events_jti and events_parent_jti become partial, WHERE jti <> '' and
+--   WHERE parent_jti <> '' (as on SQLite): a record without a jti or a
+--   parent (a first exchange from an identity provider's token, a refusal)
+--   has no entry to keep.
+-- * chain and requested may be NULL: an append stores NULL for a chain
+--   that is just the performer and for requested scopes that are the
+--   granted ones, the usual case, and a read puts them back
+--   (coalesce(chain, ARRAY[performer]), coalesce(requested, scopes)). The
+--   records already written keep their arrays and read as before.
+
+DROP INDEX events_request_id;
+DROP INDEX events_time;
+DROP INDEX events_jti;
+CREATE INDEX events_jti ON events (jti, seq) WHERE jti <> '';
+DROP INDEX events_parent_jti;
+CREATE INDEX events_parent_jti ON events (parent_jti, seq) WHERE parent_jti <> '';
+ALTER TABLE events ALTER COLUMN chain DROP NOT NULL, ALTER COLUMN requested DROP NOT NULL;
