@@ -132,6 +132,9 @@ func TestCompactRecordsReadTheSame(t *testing.T) {
 		{"ok/jti", store.EventFilter{JTI: "j6"}, []string{"e6-again", "e6"}},
 		{"ok/request-ids", store.EventFilter{Action: "request", IDs: []string{"q5", "q5-again", "e1"}}, []string{"q5-again", "q5"}},
 		{"ok/ids", store.EventFilter{IDs: []string{"q5", "e1"}}, []string{"q5", "e1"}},
+		{"ok/action-indexed", store.EventFilter{Action: "token.revoke"}, []string{"e4-again", "e4"}},
+		{"ok/action-common", store.EventFilter{Action: "token.exchange"},
+			[]string{"e6-again", "e2-again", "e1-again", "e6", "e2", "e1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			evs, err := s.QueryEvents(ctx, c.f)
