@@ -76,6 +76,15 @@ func TestCompactRecordsReadTheSame(t *testing.T) {
 			text(e.Attributes), e.ReportedBy); err != nil {
 			t.Fatal(err)
 		}
+		seen := map[string]bool{"": true}
+		for _, a := range append([]string{e.Performer, e.ClientID}, e.Chain...) {
+			if !seen[a] {
+				seen[a] = true
+				if _, err := conn.Exec(ctx, "INSERT INTO event_actors (actor, seq) VALUES ($1, $2)", a, e.Seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 		if e.Action == "request" {
 			if _, err := conn.Exec(ctx, "INSERT INTO event_request_ids (id, seq) VALUES ($1, $2)", e.ID, e.Seq); err != nil {
 				t.Fatal(err)
@@ -123,6 +132,12 @@ func TestCompactRecordsReadTheSame(t *testing.T) {
 		t.Errorf("rows without a chain %d, without requested scopes %d; want 3 and 3", nullChains, nullRequested)
 	}
 
+	// The old records' actors (7), and the new ones' less their clients:
+	// e2's second in its chain, e4's performer and chain, q5's performer;
+	// e1 and e3 name none but their client.
+	if n, want := countIn(t, conn, "event_actors"), 7+4; n != want {
+		t.Errorf("%d rows in event_actors, want %d", n, want)
+	}
 	for _, c := range []struct {
 		name string
 		f    store.EventFilter
@@ -132,6 +147,14 @@ func TestCompactRecordsReadTheSame(t *testing.T) {
 		{"ok/jti", store.EventFilter{JTI: "j6"}, []string{"e6-again", "e6"}},
 		{"ok/request-ids", store.EventFilter{Action: "request", IDs: []string{"q5", "q5-again", "e1"}}, []string{"q5-again", "q5"}},
 		{"ok/ids", store.EventFilter{IDs: []string{"q5", "e1"}}, []string{"q5", "e1"}},
+		// agent:a is e1's client and performer, e2's chain, q5's
+		// performer; agent:b e2's client and performer.
+		{"ok/actor", store.EventFilter{Actor: "agent:a"}, []string{"q5-again", "e2-again", "e1-again", "q5", "e2", "e1"}},
+		{"ok/actor-client", store.EventFilter{Actor: "agent:b"}, []string{"e2-again", "e2"}},
+		{"ok/actor-client-page", store.EventFilter{Actor: "agent:a", Limit: 2, BeforeSeq: all[len(old)+1].Seq},
+			[]string{"e1-again", "q5"}},
+		{"ok/actor-and-subject", store.EventFilter{Actor: "agent:a", Subject: "user:sam"},
+			[]string{"e2-again", "e1-again", "e2", "e1"}},
 		{"ok/action-indexed", store.EventFilter{Action: "token.revoke"}, []string{"e4-again", "e4"}},
 		{"ok/action-common", store.EventFilter{Action: "token.exchange"},
 			[]string{"e6-again", "e2-again", "e1-again", "e6", "e2", "e1"}},

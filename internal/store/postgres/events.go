@@ -171,6 +171,10 @@ func (s *Store) queueEvents(b *pgx.Batch, events []store.Event) {
 		scopes.add(e.Scopes)
 		requested.add(e.Requested)
 		for _, a := range eventActors(e) {
+			if a == e.ClientID {
+				// Found through events_client (migration 18).
+				continue
+			}
 			actors = append(actors, a)
 			actorOf = append(actorOf, int64(i+1))
 		}
@@ -243,7 +247,8 @@ func chainExisting(ctx context.Context, tx pgx.Tx) error {
 }
 
 // eventActors is every actor e names, each once: its chain, performer and
-// client. EventFilter.Actor matches any of them.
+// client. EventFilter.Actor matches any of them. Since migration 18,
+// event_actors holds them less the client, which events_client finds.
 func eventActors(e store.Event) []string {
 	out := make([]string, 0, len(e.Chain)+2)
 	for _, a := range append([]string{e.Performer, e.ClientID}, e.Chain...) {
@@ -319,6 +324,10 @@ func textValue(t pgtype.Text) []byte {
 	return []byte(t.String)
 }
 
+// clientsFrom is the first seq whose record's client event_actors leaves
+// out (migration 18): events_client finds those.
+const clientsFrom = "(SELECT clients_from FROM audit_partitioning WHERE id = 1)"
+
 // commonAction reports whether action is one of those written for every
 // token request, left out of the partial index events_action (migration
 // 18): a query for one of them walks the log along the primary key, where
@@ -368,11 +377,13 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 
 // eventQuery is QueryEvents' statement for f (ids are its storable ids),
 // its parameters and its limit. An actor's records are its rows of
-// event_actors, walked backwards by their (actor, seq) key and joined to
-// events by seq, with the seq bounds on both sides: each partition's key
-// gives the seqs in order, so a page reads only its own rows. (`seq IN
-// (SELECT seq FROM event_actors …)` made the planner collect every seq of
-// the actor first once the tables were partitioned.)
+// event_actors, walked backwards by their (actor, seq) key, merged with
+// the records whose client it is since migration 18 (events_client, seq
+// at or above clientsFrom; event_actors leaves the client out since), and
+// joined to events by seq, with the seq bounds on every side: each
+// partition's key gives the seqs in order, so a page reads only its own
+// rows. (`seq IN (SELECT seq FROM event_actors …)` made the planner
+// collect every seq of the actor first once the tables were partitioned.)
 func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
 	actor := f.Actor
 	f.Actor = ""
@@ -386,15 +397,22 @@ func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
 		limit = defaultEventLimit
 	}
 	limit = min(limit, maxEventLimit)
-	from, order := "events", "seq"
+	from, order, distinct := "events", "seq", ""
 	if actor != "" {
-		inner := append([]string{"actor = " + arg(actor)}, bounds...)
+		p := arg(actor)
+		inner := append([]string{"actor = " + p}, bounds...)
+		client := append([]string{"client_id = " + p, "client_id <> ''", "seq >= " + clientsFrom}, bounds...)
 		from = "(SELECT seq AS actor_seq FROM event_actors WHERE " + strings.Join(inner, " AND ") +
+			" UNION ALL SELECT seq FROM events WHERE " + strings.Join(client, " AND ") +
 			") AS a JOIN events ON seq = a.actor_seq"
 		order = "a.actor_seq"
+		// The two sides are disjoint, unless an instance of a build from
+		// before migration 18 appended after it (with the client among
+		// the actors): a record is listed once all the same.
+		distinct = "DISTINCT ON (a.actor_seq) "
 	}
 	where = append(where, bounds...)
-	q := "SELECT " + eventSelect + " FROM " + from
+	q := "SELECT " + distinct + eventSelect + " FROM " + from
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -418,7 +436,8 @@ func eventConds(f store.EventFilter, ids []string) (where, bounds []string, args
 		return "$" + strconv.Itoa(len(args))
 	}
 	if f.Actor != "" {
-		where = append(where, "seq IN (SELECT seq FROM event_actors WHERE actor = "+arg(f.Actor)+")")
+		p := arg(f.Actor)
+		where = append(where, "(client_id = "+p+" OR seq IN (SELECT seq FROM event_actors WHERE actor = "+p+"))")
 	}
 	if f.Subject != "" {
 		where = append(where, "on_behalf = "+arg(f.Subject))

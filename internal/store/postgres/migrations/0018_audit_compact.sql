@@ -17,6 +17,13 @@
 --   query finds by walking the log backwards along the primary key (each
 --   is a large share of the records); the other actions (a key created, a
 --   delegation revoked, a refusal) are found through it.
+-- * event_actors leaves out a record's client, which the new partial index
+--   events_client (client_id, seq) finds: a token request's record names
+--   one actor, its client, whose row and key cost more than an index
+--   entry. The records already written keep their rows; clients_from, the
+--   first seq appended after this migration, tells a query where the
+--   index takes over (an actor's records are event_actors' below it and
+--   either's from it on).
 -- * chain and requested may be NULL: an append stores NULL for a chain
 --   that is just the performer and for requested scopes that are the
 --   granted ones, the usual case, and a read puts them back
@@ -31,4 +38,7 @@ DROP INDEX events_action;
 CREATE INDEX events_action ON events (action, seq) WHERE action NOT IN ('request', 'token.exchange', 'token.issue');
 DROP INDEX events_parent_jti;
 CREATE INDEX events_parent_jti ON events (parent_jti, seq) WHERE parent_jti <> '';
+CREATE INDEX events_client ON events (client_id, seq) WHERE client_id <> '';
+ALTER TABLE audit_partitioning ADD COLUMN clients_from bigint NOT NULL DEFAULT 0;
+UPDATE audit_partitioning SET clients_from = (SELECT last_seq + 1 FROM events_head WHERE id = 1);
 ALTER TABLE events ALTER COLUMN chain DROP NOT NULL, ALTER COLUMN requested DROP NOT NULL;
