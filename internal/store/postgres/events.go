@@ -377,13 +377,16 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 
 // eventQuery is QueryEvents' statement for f (ids are its storable ids),
 // its parameters and its limit. An actor's records are its rows of
-// event_actors, walked backwards by their (actor, seq) key, merged with
-// the records whose client it is since migration 18 (events_client, seq
-// at or above clientsFrom; event_actors leaves the client out since), and
-// joined to events by seq, with the seq bounds on every side: each
-// partition's key gives the seqs in order, so a page reads only its own
-// rows. (`seq IN (SELECT seq FROM event_actors …)` made the planner
-// collect every seq of the actor first once the tables were partitioned.)
+// event_actors, walked backwards by their (actor, seq) key and joined to
+// events by seq, with the seq bounds on both sides: each partition's key
+// gives the seqs in order, so a page reads only its own rows. (`seq IN
+// (SELECT seq FROM event_actors …)` made the planner collect every seq of
+// the actor first once the tables were partitioned.) Since migration 18,
+// event_actors leaves out a record's client: the records whose client the
+// actor is, from clientsFrom on, are a page of their own, walked backwards
+// along events_client, and the page is the newest of the two. (One walk
+// of both merged, a UNION ALL under the join, was planned as a sort of
+// every seq of the actor.)
 func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
 	actor := f.Actor
 	f.Actor = ""
@@ -397,26 +400,30 @@ func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
 		limit = defaultEventLimit
 	}
 	limit = min(limit, maxEventLimit)
-	from, order, distinct := "events", "seq", ""
-	if actor != "" {
-		p := arg(actor)
-		inner := append([]string{"actor = " + p}, bounds...)
-		client := append([]string{"client_id = " + p, "client_id <> ''", "seq >= " + clientsFrom}, bounds...)
-		from = "(SELECT seq AS actor_seq FROM event_actors WHERE " + strings.Join(inner, " AND ") +
-			" UNION ALL SELECT seq FROM events WHERE " + strings.Join(client, " AND ") +
-			") AS a JOIN events ON seq = a.actor_seq"
-		order = "a.actor_seq"
-		// The two sides are disjoint, unless an instance of a build from
-		// before migration 18 appended after it (with the client among
-		// the actors): a record is listed once all the same.
-		distinct = "DISTINCT ON (a.actor_seq) "
-	}
 	where = append(where, bounds...)
-	q := "SELECT " + distinct + eventSelect + " FROM " + from
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+	if actor == "" {
+		q := "SELECT " + eventSelect + " FROM events"
+		if len(where) > 0 {
+			q += " WHERE " + strings.Join(where, " AND ")
+		}
+		return q + " ORDER BY seq DESC LIMIT " + arg(limit), args, limit
 	}
-	q += " ORDER BY " + order + " DESC LIMIT " + arg(limit)
+	p := arg(actor)
+	actors := append([]string{"actor = " + p}, bounds...)
+	client := append([]string{"client_id = " + p, "client_id <> ''", "seq >= " + clientsFrom}, where...)
+	lim := arg(limit)
+	viaActors := "SELECT " + eventSelect + " FROM (SELECT seq AS actor_seq FROM event_actors WHERE " +
+		strings.Join(actors, " AND ") + ") AS a JOIN events ON seq = a.actor_seq"
+	if len(where) > 0 {
+		viaActors += " WHERE " + strings.Join(where, " AND ")
+	}
+	viaActors += " ORDER BY a.actor_seq DESC LIMIT " + lim
+	viaClient := "SELECT " + eventSelect + " FROM events WHERE " + strings.Join(client, " AND ") +
+		" ORDER BY seq DESC LIMIT " + lim
+	// The two sides are disjoint, unless an instance of a build from
+	// before migration 18 appended after it (with the client among the
+	// actors): a record is listed once all the same.
+	q := "SELECT DISTINCT ON (seq) * FROM ((" + viaActors + ") UNION ALL (" + viaClient + ")) AS u ORDER BY seq DESC LIMIT " + lim
 	return q, args, limit
 }
 
