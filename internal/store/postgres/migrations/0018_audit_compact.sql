@@ -28,7 +28,9 @@
 --   that is just the performer and for requested scopes that are the
 --   granted ones, the usual case, and a read puts them back
 --   (coalesce(chain, ARRAY[performer]), coalesce(requested, scopes)). The
---   records already written keep their arrays and read as before.
+--   records already written keep their arrays and read as before. An
+--   instance of an older build must not run on the schema after this
+--   migration: it would read those NULLs as empty lists.
 
 DROP INDEX events_request_id;
 DROP INDEX events_time;
