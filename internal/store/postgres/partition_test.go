@@ -390,7 +390,7 @@ func TestTokenLookupPruning(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name, jti, read string
-		want        []string
+		want            []string
 	}{
 		// The last mark an hour (three records) before record 50 is
 		// record 44's: partitions 0 to 4 are skipped; 9 is made ahead.
