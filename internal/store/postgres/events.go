@@ -85,8 +85,9 @@ const appendEvents = `WITH RECURSIVE h AS (
 	SELECT h.base + u.ord, c.hash, u.id, u.time, u.request_id, u.action, u.result, u.reason, u.detail, u.performer,
 		u.on_behalf, nullif(($18::text[])[u.chain_lo:u.chain_hi], ARRAY[u.performer]), u.client_id,
 		($19::text[])[u.scopes_lo:u.scopes_hi],
-		nullif(($20::text[])[u.requested_lo:u.requested_hi], ($19::text[])[u.scopes_lo:u.scopes_hi]), u.audience, u.resource, u.context, u.delegation_id,
-		u.jti, u.parent_jti, u.agent_version, u.authorization_details, u.operation, u.attributes, u.reported_by
+		nullif(($20::text[])[u.requested_lo:u.requested_hi], ($19::text[])[u.scopes_lo:u.scopes_hi]),
+		u.audience, u.resource, u.context, u.delegation_id, u.jti, u.parent_jti, u.agent_version,
+		u.authorization_details, u.operation, u.attributes, u.reported_by
 	FROM h, unnest($2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
 		$17::text[], $21::int[], $22::int[], $23::int[], $24::int[], $25::int[], $26::int[],
@@ -423,7 +424,8 @@ func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
 	// The two sides are disjoint, unless an instance of a build from
 	// before migration 18 appended after it (with the client among the
 	// actors): a record is listed once all the same.
-	q := "SELECT DISTINCT ON (seq) * FROM ((" + viaActors + ") UNION ALL (" + viaClient + ")) AS u ORDER BY seq DESC LIMIT " + lim
+	q := "SELECT DISTINCT ON (seq) * FROM ((" + viaActors + ") UNION ALL (" + viaClient + ")) AS u" +
+		" ORDER BY seq DESC LIMIT " + lim
 	return q, args, limit
 }
 
