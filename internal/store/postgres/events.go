@@ -30,8 +30,12 @@ const eventColsV1 = `id, time, request_id, action, result, reason, detail, perfo
 // hash.
 const eventCols = eventColsV1 + `, agent_version, authorization_details, operation, attributes, reported_by`
 
-// eventSelect is the columns scanEvent reads.
-const eventSelect = "seq, " + eventCols + ", hash"
+// eventSelect is the columns scanEvent reads: eventCols with chain and
+// requested put back from the NULL an append stores when they are the
+// performer alone and the granted scopes (migration 18).
+const eventSelect = `seq, id, time, request_id, action, result, reason, detail, performer, on_behalf,
+	coalesce(chain, ARRAY[performer]), client_id, scopes, coalesce(requested, scopes), audience, resource, context,
+	delegation_id, jti, parent_jti, agent_version, authorization_details, operation, attributes, reported_by, hash`
 
 // eventSelectV1 is the columns scanEventV1 reads: chainExisting runs at
 // migration 5, before the columns of migration 6 exist.
@@ -45,7 +49,9 @@ const eventSelectV1 = "seq, " + eventColsV1 + ", hash"
 // keeps those ids unique across the partitions of events), and advances
 // the head to the last one's seq and hash, which it returns. Each column is an
 // array with one element per event; a list column is one flat array
-// ($18-$20) with each event's 1-based bounds in it; event_actors gets
+// ($18-$20) with each event's 1-based bounds in it, a chain that is the
+// performer alone and requested scopes that are the granted ones stored as
+// NULL (eventSelect puts them back); event_actors gets
 // (actor, position of its event) pairs. The fields of mandate-audit-v2
 // are $32-$36, after the chain's parameters.
 //
@@ -77,9 +83,11 @@ const appendEvents = `WITH RECURSIVE h AS (
 ), e AS (
 	INSERT INTO events (seq, hash, ` + eventCols + `)
 	SELECT h.base + u.ord, c.hash, u.id, u.time, u.request_id, u.action, u.result, u.reason, u.detail, u.performer,
-		u.on_behalf, ($18::text[])[u.chain_lo:u.chain_hi], u.client_id, ($19::text[])[u.scopes_lo:u.scopes_hi],
-		($20::text[])[u.requested_lo:u.requested_hi], u.audience, u.resource, u.context, u.delegation_id,
-		u.jti, u.parent_jti, u.agent_version, u.authorization_details, u.operation, u.attributes, u.reported_by
+		u.on_behalf, nullif(($18::text[])[u.chain_lo:u.chain_hi], ARRAY[u.performer]), u.client_id,
+		($19::text[])[u.scopes_lo:u.scopes_hi],
+		nullif(($20::text[])[u.requested_lo:u.requested_hi], ($19::text[])[u.scopes_lo:u.scopes_hi]),
+		u.audience, u.resource, u.context, u.delegation_id, u.jti, u.parent_jti, u.agent_version,
+		u.authorization_details, u.operation, u.attributes, u.reported_by
 	FROM h, unnest($2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 		$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
 		$17::text[], $21::int[], $22::int[], $23::int[], $24::int[], $25::int[], $26::int[],
@@ -164,6 +172,10 @@ func (s *Store) queueEvents(b *pgx.Batch, events []store.Event) {
 		scopes.add(e.Scopes)
 		requested.add(e.Requested)
 		for _, a := range eventActors(e) {
+			if a == e.ClientID {
+				// Found through events_client (migration 18).
+				continue
+			}
 			actors = append(actors, a)
 			actorOf = append(actorOf, int64(i+1))
 		}
@@ -236,7 +248,8 @@ func chainExisting(ctx context.Context, tx pgx.Tx) error {
 }
 
 // eventActors is every actor e names, each once: its chain, performer and
-// client. EventFilter.Actor matches any of them.
+// client. EventFilter.Actor matches any of them. Since migration 18,
+// event_actors holds them less the client, which events_client finds.
 func eventActors(e store.Event) []string {
 	out := make([]string, 0, len(e.Chain)+2)
 	for _, a := range append([]string{e.Performer, e.ClientID}, e.Chain...) {
@@ -312,8 +325,27 @@ func textValue(t pgtype.Text) []byte {
 	return []byte(t.String)
 }
 
+// clientsFrom is the first seq whose record's client event_actors leaves
+// out (migration 18): events_client finds those.
+const clientsFrom = "(SELECT clients_from FROM audit_partitioning WHERE id = 1)"
+
+// commonAction reports whether action is one of those written for every
+// token request, left out of the partial index events_action (migration
+// 18): a query for one of them walks the log along the primary key, where
+// they are dense. commonActionList is them as SQL literals, as in the
+// index's predicate.
+func commonAction(action string) bool {
+	switch action {
+	case requestAction, "token.exchange", "token.issue":
+		return true
+	}
+	return false
+}
+
+const commonActionList = "'request', 'token.exchange', 'token.issue'"
+
 // requestAction is the action of verifiers' records, whose ids are unique
-// (event_request_ids; the partial index events_request_id finds them).
+// and found through event_request_ids.
 const requestAction = "request"
 
 // QueryEvents returns the events f selects, newest (highest Seq) first.
@@ -350,7 +382,12 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 // events by seq, with the seq bounds on both sides: each partition's key
 // gives the seqs in order, so a page reads only its own rows. (`seq IN
 // (SELECT seq FROM event_actors …)` made the planner collect every seq of
-// the actor first once the tables were partitioned.)
+// the actor first once the tables were partitioned.) Since migration 18,
+// event_actors leaves out a record's client: the records whose client the
+// actor is, from clientsFrom on, are a page of their own, walked backwards
+// along events_client, and the page is the newest of the two. (One walk
+// of both merged, a UNION ALL under the join, was planned as a sort of
+// every seq of the actor.)
 func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
 	actor := f.Actor
 	f.Actor = ""
@@ -364,19 +401,31 @@ func eventQuery(f store.EventFilter, ids []string) (string, []any, int) {
 		limit = defaultEventLimit
 	}
 	limit = min(limit, maxEventLimit)
-	from, order := "events", "seq"
-	if actor != "" {
-		inner := append([]string{"actor = " + arg(actor)}, bounds...)
-		from = "(SELECT seq AS actor_seq FROM event_actors WHERE " + strings.Join(inner, " AND ") +
-			") AS a JOIN events ON seq = a.actor_seq"
-		order = "a.actor_seq"
-	}
 	where = append(where, bounds...)
-	q := "SELECT " + eventSelect + " FROM " + from
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+	if actor == "" {
+		q := "SELECT " + eventSelect + " FROM events"
+		if len(where) > 0 {
+			q += " WHERE " + strings.Join(where, " AND ")
+		}
+		return q + " ORDER BY seq DESC LIMIT " + arg(limit), args, limit
 	}
-	q += " ORDER BY " + order + " DESC LIMIT " + arg(limit)
+	p := arg(actor)
+	actors := append([]string{"actor = " + p}, bounds...)
+	client := append([]string{"client_id = " + p, "client_id <> ''", "seq >= " + clientsFrom}, where...)
+	lim := arg(limit)
+	viaActors := "SELECT " + eventSelect + " FROM (SELECT seq AS actor_seq FROM event_actors WHERE " +
+		strings.Join(actors, " AND ") + ") AS a JOIN events ON seq = a.actor_seq"
+	if len(where) > 0 {
+		viaActors += " WHERE " + strings.Join(where, " AND ")
+	}
+	viaActors += " ORDER BY a.actor_seq DESC LIMIT " + lim
+	viaClient := "SELECT " + eventSelect + " FROM events WHERE " + strings.Join(client, " AND ") +
+		" ORDER BY seq DESC LIMIT " + lim
+	// The two sides are disjoint, unless an instance of a build from
+	// before migration 18 appended after it (with the client among the
+	// actors): a record is listed once all the same.
+	q := "SELECT DISTINCT ON (seq) * FROM ((" + viaActors + ") UNION ALL (" + viaClient + ")) AS u" +
+		" ORDER BY seq DESC LIMIT " + lim
 	return q, args, limit
 }
 
@@ -396,25 +445,36 @@ func eventConds(f store.EventFilter, ids []string) (where, bounds []string, args
 		return "$" + strconv.Itoa(len(args))
 	}
 	if f.Actor != "" {
-		where = append(where, "seq IN (SELECT seq FROM event_actors WHERE actor = "+arg(f.Actor)+")")
+		p := arg(f.Actor)
+		where = append(where, "(client_id = "+p+" OR seq IN (SELECT seq FROM event_actors WHERE actor = "+p+"))")
 	}
 	if f.Subject != "" {
 		where = append(where, "on_behalf = "+arg(f.Subject))
 	}
 	if f.Action != "" {
 		where = append(where, "action = "+arg(f.Action))
+		if !commonAction(f.Action) {
+			// Implies the predicate of the partial index events_action
+			// (migration 18), which a parameter does not in a generic
+			// plan.
+			where = append(where, "action NOT IN ("+commonActionList+")")
+		}
 	}
 	if f.JTI != "" {
+		// Each side implies the predicate of its partial index
+		// (migration 18), which a parameter does not in a generic plan.
 		p := arg(f.JTI)
-		where = append(where, "(jti = "+p+" OR parent_jti = "+p+")")
+		where = append(where, "((jti = "+p+" AND jti <> '') OR (parent_jti = "+p+" AND parent_jti <> ''))")
+		bounds = append(bounds, "seq > "+tokenSeq(p))
 	}
 	if len(ids) > 0 {
-		where = append(where, "id = ANY("+arg(ids)+"::text[])")
+		p := arg(ids)
+		where = append(where, "id = ANY("+p+"::text[])")
 		if f.Action == requestAction {
-			// The predicate of the partial index events_request_id
-			// (migration 6), which a parameter does not imply in a
-			// generic plan.
-			where = append(where, "action = '"+requestAction+"'")
+			// A verifier's record is found by its id in
+			// event_request_ids, whose key keeps those ids unique.
+			where = append(where, "action = '"+requestAction+"'",
+				"seq IN (SELECT seq FROM event_request_ids WHERE id = ANY("+p+"::text[]))")
 		}
 	}
 	for _, c := range []struct{ col, v string }{

@@ -2,6 +2,10 @@ package postgres
 
 import (
 	"context"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mandate-dev/mandate/internal/store"
 )
@@ -31,4 +35,26 @@ func (s *Store) Upkeep(ctx context.Context) error {
 func EventQuery(f store.EventFilter) (string, []any) {
 	q, args, _ := eventQuery(f, f.IDs)
 	return q, args
+}
+
+// MigrateTo applies the migrations up to version only, as the build that
+// ended with it would.
+func MigrateTo(ctx context.Context, cfg Config, version int) error {
+	pc, schema, err := cfg.connConfig()
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.ConnectConfig(ctx, pc.ConnConfig)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	ms = slices.DeleteFunc(ms, func(m store.Migration) bool { return m.Version > version })
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		return migrateTx(ctx, tx, schema, ms, time.Now, cfg.partitions())
+	})
 }

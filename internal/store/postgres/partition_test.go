@@ -326,3 +326,95 @@ func TestPartitionExistingRecords(t *testing.T) {
 		t.Errorf("%d records after a new one, want %d", len(got), old+1)
 	}
 }
+
+// TestTokenLookupPruning: a lookup by jti reads only the partitions from
+// the token's issue on (the last time mark an hour before it), when the
+// store holds the token; without its row, every partition.
+func TestTokenLookupPruning(t *testing.T) {
+	testURL(t)
+	t.Parallel()
+	ctx := t.Context()
+	schema := newSchema(t)
+	s := openStore(t, postgres.WithAuditLayout(config(t, schema), 8, 4))
+	conn := rawConn(t, schema)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(i int) time.Time { return base.Add(time.Duration(i) * 20 * time.Minute) }
+	// Record i is i × 20 minutes after base; record 50 issues token t50
+	// and 60 exchanges it, and t0 has no row. Every fifth record before
+	// 50 names t50 too, with a verifier's clock: seq, not its time, puts
+	// it before the token's issue, and only there.
+	for i := 1; i <= 64; i++ {
+		e := store.Event{ID: "e" + strconv.Itoa(i), Action: "token.issue", Result: "ok", Performer: "agent:a",
+			OnBehalf: "user:sam", Time: at(i)}
+		b := store.Batch{}
+		switch {
+		case i == 50:
+			e.JTI = "t50"
+			b.Tokens = []store.IssuedToken{{JTI: "t50", GrantType: "client_credentials", ClientID: "agent:a",
+				IssuedAt: at(50), ExpiresAt: at(53)}}
+		case i == 60:
+			e.JTI, e.ParentJTI = "t60", "t50"
+		case i > 50 && i%5 == 0:
+			e.Action, e.JTI, e.Time = "request", "t50", base
+		case i%7 == 0:
+			e.JTI = "t0"
+		}
+		b.Events = []store.Event{e}
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatalf("Commit %d: %v", i, err)
+		}
+		if err := s.Upkeep(ctx); err != nil {
+			t.Fatalf("Upkeep: %v", err)
+		}
+	}
+	read := func(t *testing.T, f store.EventFilter) string {
+		t.Helper()
+		q, args := postgres.EventQuery(f)
+		rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "+q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ran []string
+		scan := regexp.MustCompile(`Scan.* on (events_p[0-9]+)`)
+		for _, l := range lines {
+			if m := scan.FindStringSubmatch(l); m != nil && !strings.Contains(l, "never executed") {
+				ran = append(ran, m[1])
+			}
+		}
+		slices.Sort(ran)
+		return strings.Join(slices.Compact(ran), " ")
+	}
+	for _, c := range []struct {
+		name, jti, read string
+		want            []string
+	}{
+		// The last mark an hour (three records) before record 50 is
+		// record 44's: partitions 0 to 4 are skipped; 9 is made ahead.
+		{"ok/token-held", "t50", "events_p5 events_p6 events_p7 events_p8 events_p9",
+			[]string{"e60", "e55", "e50"}},
+		{"ok/token-not-held", "t0", "events_p0 events_p1 events_p2 events_p3 events_p4 events_p5 events_p6 events_p7 events_p8 events_p9",
+			[]string{"e63", "e56", "e49", "e42", "e35", "e28", "e21", "e14", "e7"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := store.EventFilter{JTI: c.jti}
+			if got := read(t, f); got != c.read {
+				t.Errorf("partitions read: %q, want %q", got, c.read)
+			}
+			evs, err := s.QueryEvents(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range evs {
+				got = append(got, e.ID)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Errorf("records %v, want %v", got, c.want)
+			}
+		})
+	}
+}

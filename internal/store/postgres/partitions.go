@@ -256,6 +256,24 @@ func sinceSeq(param string) string {
 		" ORDER BY max_time DESC, seq DESC LIMIT 1), 0)"
 }
 
+// tokenSeq is a seq at or below which no record names the token whose
+// jti is $n, as its jti or its parent: the seq of the last time mark whose
+// running maximum is an hour before the token's issue (tokens.issued_at),
+// or 0 when the store holds no such token. As a bound on seq it lets a
+// lookup by jti skip the partitions written before the token was.
+//
+// It holds because a token's row and the record that issues it are
+// written by one commit, the record with the issue time; every other
+// record that names the token follows that one in seq, whatever time it
+// carries (a verifier's clock, say), since nothing can name a token
+// before it is issued; and every record up to the mark is older than the
+// issue record. The hour is a margin for a record's time and the token's
+// issue time taken from two readings of one clock.
+func tokenSeq(param string) string {
+	return "coalesce((SELECT seq FROM event_time_marks WHERE max_time < (SELECT issued_at - interval '1 hour' FROM tokens WHERE jti = " +
+		param + ") ORDER BY max_time DESC, seq DESC LIMIT 1), 0)"
+}
+
 // dropArchivedPartition drops the oldest range partition of the log if
 // every record it can hold is at or below through (archived), with its
 // actors, request ids and time marks, and returns how many records it

@@ -239,6 +239,9 @@ type storeSize struct {
 	// Tables is the size of each table with its indexes, largest first,
 	// when the backend says.
 	Tables []tableSize `json:"tables,omitempty"`
+	// Indexes is the size of each index, largest first, when the backend
+	// says (a PostgreSQL schema sampled with --size-every).
+	Indexes []tableSize `json:"indexes,omitempty"`
 	// Problem says why a figure is missing.
 	Problem string `json:"problem,omitempty"`
 }
@@ -347,6 +350,15 @@ func printSize(w io.Writer, sz storeSize, records int64) {
 			break
 		}
 		fmt.Fprintf(w, "  %-16s %10.1f MB (%s)\n", t.Name, float64(t.Bytes)/1e6, per(t.Bytes))
+	}
+	if len(sz.Indexes) > 0 {
+		fmt.Fprintln(w, "of which indexes (the largest):")
+	}
+	for i, t := range sz.Indexes {
+		if i == 16 {
+			break
+		}
+		fmt.Fprintf(w, "  %-24s %10.1f MB (%s)\n", t.Name, float64(t.Bytes)/1e6, per(t.Bytes))
 	}
 	if sz.Problem != "" {
 		fmt.Fprintf(w, "  (%s)\n", sz.Problem)

@@ -152,7 +152,7 @@ See docs/benchmarks.md for the figures and how to read them.`,
 	fl.DurationVar(&f.sweepEvery, "sweep-every", 0, "the server's storage.sweep_every, how often expired token rows are deleted (default: the server's, 1m)")
 	fl.DurationVar(&f.tokenTTL, "token-ttl", 0, "the server's tokens.ttl and tokens.max_ttl (default: the server's)")
 	fl.Float64Var(&f.rate, "rate", 0, "send at most this many requests a second, on a fixed schedule, over all workers (default: as fast as they go)")
-	fl.DurationVar(&f.sizeEvery, "size-every", 0, "sample the SQLite store's live size (pages in use, free pages, WAL, records, token rows) this often during each run, and print the samples")
+	fl.DurationVar(&f.sizeEvery, "size-every", 0, "sample the store's live size (SQLite: pages in use, free pages, WAL; PostgreSQL: the schema's relations; and the records and token rows) this often during each run, and print the samples")
 	fl.BoolVar(&f.keep, "keep", false, "keep the temporary directory (configuration, database, server log)")
 	fl.StringVar(&f.url, "url", "", "base URL of a running server to drive instead of starting one")
 	fl.IntVar(&f.pid, "pid", 0, "with --url: the server's process id, for CPU and memory figures")
@@ -173,7 +173,7 @@ type benchResult struct {
 	// the run, while the server was idle.
 	Floor loadgen.Calibration `json:"floor"`
 	loadgen.Report
-	// DBSize samples the SQLite store's live size during the run, warm-up
+	// DBSize samples the store's live size during the run, warm-up
 	// included (--size-every); DBTables is each table's share at its end.
 	DBSize   []liveSize `json:"db_size,omitempty"`
 	DBTables *storeSize `json:"db_tables,omitempty"`
@@ -250,8 +250,6 @@ func (f *benchFlags) check() error {
 		return usage("--store-schema goes with a postgres:// --store")
 	case f.copyDB != "" && f.store != "":
 		return usage("--copy-db is the SQLite database in the temporary directory: it does not go with --store")
-	case f.sizeEvery != 0 && strings.HasPrefix(f.store, "postgres"):
-		return usage("--size-every samples a SQLite store")
 	case f.rate < 0 || f.retention < 0 || f.sweepEvery < 0 || f.tokenTTL < 0 || f.sizeEvery < 0:
 		return usage("--rate, --retention, --sweep-every, --token-ttl and --size-every must not be negative")
 	}
@@ -335,7 +333,10 @@ func runSelfContained(ctx context.Context, f benchFlags, out *benchOutput, stdou
 	w := workload{url: env.issuer + "/token", pid: srv.PID(), agents: env.agents,
 		exchange: loadgen.Exchange{IdP: idp, Subject: benchSubject}}
 	if f.sizeEvery > 0 {
-		w.dbPath = sqlitePath(dir, f)
+		w.sizeOf = sizeTarget{path: sqlitePath(dir, f)}
+		if env.schema != "" {
+			w.sizeOf = sizeTarget{url: f.store, schema: env.schema}
+		}
 	}
 	if slices.Contains(f.grants, benchGrantBare) {
 		bare, base, err := startBareServer(ctx, dir, f)
@@ -397,6 +398,8 @@ type benchEnv struct {
 	issuer string
 	admin  string
 	agents []loadgen.Agent
+	// schema is the PostgreSQL store's schema; empty for SQLite.
+	schema string
 	// resource is the resource server's client (no scopes) that verifiers
 	// subscribe to the revocation feed as; set with --feed only.
 	resource loadgen.Agent
@@ -448,7 +451,8 @@ func writeBenchConfig(dir string, f benchFlags, idp *loadgen.IdP) (benchEnv, err
 	if f.store != "" {
 		fmt.Fprintf(&b, "store: %q\n", f.store)
 		if strings.HasPrefix(f.store, "postgres") {
-			fmt.Fprintf(&b, "store_schema: %q\n", cmp.Or(f.storeSchema, "bench_"+randomHex(6)))
+			env.schema = cmp.Or(f.storeSchema, "bench_"+randomHex(6))
+			fmt.Fprintf(&b, "store_schema: %q\n", env.schema)
 		}
 	}
 	fmt.Fprintf(&b, "identity_providers:\n  - {issuer: %q, jwks_uri: %q, audience: %q}\n", idp.URL(), idp.JWKSURI(), idp.Audience)
@@ -485,9 +489,9 @@ type workload struct {
 	// bareURL and barePID are the bare server's, for --grant bare.
 	bareURL string
 	barePID int
-	// dbPath is the server's SQLite database, whose size each run
-	// samples every --size-every; empty for none.
-	dbPath string
+	// sizeOf is the server's store, whose size each run samples every
+	// --size-every; the zero value for none.
+	sizeOf sizeTarget
 }
 
 // runAll measures each concurrency with each grant, the grants of one
@@ -526,8 +530,10 @@ func (w workload) run(ctx context.Context, f benchFlags, grant string, c int, st
 		url, pid = w.bareURL, w.barePID
 	}
 	var sizes *sizeRun
-	if w.dbPath != "" && grant != benchGrantBare {
-		sizes = startSizes(ctx, w.dbPath, f.sizeEvery)
+	if w.sizeOf != (sizeTarget{}) && grant != benchGrantBare {
+		if sizes, err = startSizes(ctx, w.sizeOf, f.sizeEvery); err != nil {
+			return benchResult{}, err
+		}
 	}
 	rep, err := loadgen.Run(ctx, loadgen.Config{
 		URL: url, Body: body, Concurrency: c, Duration: f.duration, Requests: f.requests,

@@ -12,8 +12,11 @@ import (
 	"time"
 )
 
-// liveSize is one sample of a SQLite store's size while a run goes on
-// (--size-every).
+// liveSize is one sample of a store's size while a run goes on
+// (--size-every). On PostgreSQL, LiveBytes is every relation of the
+// schema (tables, their partitions, indexes and TOAST), and PageSize,
+// Pages, FreePages and WALBytes are 0: the space inside a relation's files
+// that VACUUM has freed is counted as live, and the WAL is the cluster's.
 type liveSize struct {
 	// At is the time since the start of the run, warm-up included.
 	At time.Duration `json:"at_ns"`
@@ -32,27 +35,56 @@ type liveSize struct {
 	Tokens  int64 `json:"tokens"`
 }
 
-// sizeSampler reads the live size of the SQLite database at path, from a
+// sizeTarget is the store a run samples: the SQLite database at path, or
+// the PostgreSQL schema at url; the zero value samples nothing.
+type sizeTarget struct {
+	path        string
+	url, schema string
+}
+
+// sizeSampler samples one store's size.
+type sizeSampler interface {
+	// sample reads the size now; at is stored as given.
+	sample(ctx context.Context, at time.Duration) (liveSize, error)
+	// tables reads each table's share of the store.
+	tables(ctx context.Context) (storeSize, error)
+	Close() error
+}
+
+// openSizeSampler opens the store of t; the server must have created it.
+func openSizeSampler(ctx context.Context, t sizeTarget) (sizeSampler, error) {
+	if t.url != "" {
+		return openPostgresSampler(ctx, t.url, t.schema)
+	}
+	return openSQLiteSampler(t.path)
+}
+
+// sqliteSampler reads the live size of the SQLite database at path, from a
 // read-only connection of its own.
-type sizeSampler struct {
+type sqliteSampler struct {
 	path string
 	db   *sql.DB
 }
 
-// openSizeSampler opens path read-only; the server must have created it.
-func openSizeSampler(path string) (*sizeSampler, error) {
+// openSQLiteSampler opens path read-only.
+func openSQLiteSampler(path string) (*sqliteSampler, error) {
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
 	if err != nil {
 		return nil, fmt.Errorf("opening %s to sample its size: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	return &sizeSampler{path: path, db: db}, nil
+	return &sqliteSampler{path: path, db: db}, nil
 }
 
-func (s *sizeSampler) Close() error { return s.db.Close() }
+func (s *sqliteSampler) Close() error { return s.db.Close() }
 
-// sample reads the size now; at is stored as given.
-func (s *sizeSampler) sample(ctx context.Context, at time.Duration) (liveSize, error) {
+func (s *sqliteSampler) tables(ctx context.Context) (storeSize, error) {
+	var sz storeSize
+	err := sqliteSize(ctx, s.path, &sz)
+	return sz, err
+}
+
+func (s *sqliteSampler) sample(ctx context.Context, at time.Duration) (liveSize, error) {
 	v := liveSize{At: at}
 	for _, q := range []struct {
 		sql string
@@ -79,15 +111,10 @@ func (s *sizeSampler) sample(ctx context.Context, at time.Duration) (liveSize, e
 	return v, nil
 }
 
-// sampleSizes samples path every `every` until stop is closed, then once
+// sampleSizes samples s every `every` until stop is closed, then once
 // more, and returns the samples; a failed sample ends the sampling and is
 // returned with those before it.
-func sampleSizes(ctx context.Context, path string, every time.Duration, stop <-chan struct{}) ([]liveSize, error) {
-	s, err := openSizeSampler(path)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
+func sampleSizes(ctx context.Context, s sizeSampler, every time.Duration, stop <-chan struct{}) ([]liveSize, error) {
 	start := time.Now()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -156,21 +183,25 @@ func mibs(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
 
 // sizeRun is the sampling of one run; a nil *sizeRun samples nothing.
 type sizeRun struct {
-	path string
+	s    sizeSampler
 	stop chan struct{}
 	done chan struct{}
 	out  []liveSize
 	err  error
 }
 
-// startSizes samples the database at path every `every` until end.
-func startSizes(ctx context.Context, path string, every time.Duration) *sizeRun {
-	r := &sizeRun{path: path, stop: make(chan struct{}), done: make(chan struct{})}
+// startSizes samples the store of t every `every` until end.
+func startSizes(ctx context.Context, t sizeTarget, every time.Duration) (*sizeRun, error) {
+	s, err := openSizeSampler(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	r := &sizeRun{s: s, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		r.out, r.err = sampleSizes(ctx, path, every, r.stop)
+		r.out, r.err = sampleSizes(ctx, s, every, r.stop)
 	}()
-	return r
+	return r, nil
 }
 
 // end stops the sampling and returns the samples and each table's share
@@ -181,11 +212,12 @@ func (r *sizeRun) end(ctx context.Context) ([]liveSize, *storeSize, error) {
 	}
 	close(r.stop)
 	<-r.done
+	defer r.s.Close()
 	if r.err != nil {
 		return r.out, nil, r.err
 	}
-	var sz storeSize
-	if err := sqliteSize(ctx, r.path, &sz); err != nil {
+	sz, err := r.s.tables(ctx)
+	if err != nil {
 		sz.Problem = err.Error()
 	}
 	return r.out, &sz, nil
