@@ -227,15 +227,20 @@ func (s *Store) insertEventsCarrying(ctx context.Context, tx *sql.Tx, events []s
 	if err != nil {
 		return err
 	}
-	first := seq + 1
+	first, prev, prevHash := seq+1, seq, hash
+	var carried map[int64]string
 	for i, e := range events {
 		seq++
 		e = asStored(e)
 		e.Seq = seq
 		hash = auditchain.Next(hash, e)
 		var f []byte
-		if facts != nil {
+		if facts != nil && facts[i] != nil {
 			f = facts[i]
+			if carried == nil {
+				carried = make(map[int64]string, 1)
+			}
+			carried[seq] = e.JTI
 		}
 		if err := w.write(ctx, e, seq, hash[:], inline, f); err != nil {
 			return err
@@ -251,6 +256,7 @@ func (s *Store) insertEventsCarrying(ctx context.Context, tx *sql.Tx, events []s
 			return fmt.Errorf("mark the times up to record %d: %w", block*timeMarkEvery, dbErr(err))
 		}
 	}
+	s.carried.appended(prev, prevHash[:], seq, hash[:], carried)
 	return nil
 }
 

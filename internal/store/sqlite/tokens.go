@@ -22,12 +22,18 @@ const tailTokenCols = "jti, parent_jti, on_behalf, client_id, chain, delegation_
 // getToken reads the token jti from the tokens table, or else from the
 // record after the index head that carries it, in one statement, so that
 // the indexer moving it from the one to the other between two reads cannot
-// hide it. The second part walks the records after the head by seq: a few
-// hundred while the indexer keeps up.
-const getToken = "SELECT " + tokenCols + ", NULL FROM tokens WHERE jti = ?1\nUNION ALL\n" +
-	"SELECT jti, parent_jti, '', on_behalf, client_id, chain, delegation_id, scopes, audience, 0, NULL, NULL, 0, NULL, 0, token " +
-	"FROM events WHERE seq > (SELECT seq FROM event_index_head WHERE id = 1) AND jti = ?1 AND token IS NOT NULL " +
-	"AND NOT EXISTS (SELECT 1 FROM tokens WHERE jti = ?1)"
+// hide it. The tokens row is read first, and the records only when there is
+// none: getTokenAt reads the one record with seq ?2, getToken walks the
+// records after the head by seq (a few hundred while the indexer keeps up).
+const (
+	getTokenRow = "SELECT " + tokenCols + ", NULL FROM tokens WHERE jti = ?1\nUNION ALL\n" +
+		"SELECT jti, parent_jti, '', on_behalf, client_id, chain, delegation_id, scopes, audience, 0, NULL, NULL, 0, NULL, 0, token " +
+		"FROM events WHERE "
+	carriedBy = "seq > (SELECT seq FROM event_index_head WHERE id = 1) AND jti = ?1 AND token IS NOT NULL " +
+		"AND NOT EXISTS (SELECT 1 FROM tokens WHERE jti = ?1)"
+	getToken   = getTokenRow + carriedBy
+	getTokenAt = getTokenRow + "seq = ?2 AND " + carriedBy
+)
 
 // scanGetToken reads a row of getToken: a tokens row, or a record's
 // columns and the token facts it carries.
@@ -63,7 +69,18 @@ func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, er
 	// A point read by primary key: without ctx's cancellation, which would
 	// cost database/sql and the driver a goroutine each per call to watch
 	// it (see Commit).
-	t, err := scanGetToken(s.stmts.getToken.QueryRowContext(context.WithoutCancel(ctx), jti))
+	ctx = context.WithoutCancel(ctx)
+	if seq, ok := s.carried.seqOf(jti); ok {
+		t, err := scanGetToken(s.stmts.getTokenAt.QueryRowContext(ctx, jti, seq))
+		if !errors.Is(err, store.ErrNotFound) {
+			if err != nil {
+				return store.IssuedToken{}, fmt.Errorf("sqlite: get token %q: %w", jti, err)
+			}
+			return t, nil
+		}
+		// Not where this process saw it committed: walk.
+	}
+	t, err := scanGetToken(s.stmts.getToken.QueryRowContext(ctx, jti))
 	if err != nil {
 		return store.IssuedToken{}, fmt.Errorf("sqlite: get token %q: %w", jti, err)
 	}
@@ -244,17 +261,23 @@ func carryTokens(b store.Batch) (rows []store.IssuedToken, facts [][]byte) {
 	return rows, facts
 }
 
-// newTokens finds a jti of the JSON array ?1 that the tokens table holds
-// or that a record after the index head carries (migration 23).
-const newTokens = `SELECT jti FROM tokens WHERE jti IN (SELECT value FROM json_each(?1))
-UNION ALL
-SELECT jti FROM events WHERE seq > (SELECT seq FROM event_index_head WHERE id = 1) AND token IS NOT NULL
-	AND jti IN (SELECT value FROM json_each(?1))
-LIMIT 1`
+// newTokens reads where the log ends (the newest record's seq and chain
+// hash), the index head, and a jti of the JSON array ?1 that the tokens
+// table holds.
+const newTokens = `WITH e AS (SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1)
+SELECT coalesce((SELECT seq FROM e), 0), (SELECT hash FROM e), coalesce((SELECT seq FROM event_index_head WHERE id = 1), 0),
+	coalesce((SELECT jti FROM tokens WHERE jti IN (SELECT value FROM json_each(?1)) LIMIT 1), '')`
+
+// carriedTokensIn finds a jti of the JSON array ?1 that a record after the
+// index head carries, walking those records.
+const carriedTokensIn = `SELECT jti FROM events WHERE seq > (SELECT seq FROM event_index_head WHERE id = 1)
+	AND token IS NOT NULL AND jti IN (SELECT value FROM json_each(?1)) LIMIT 1`
 
 // checkNewTokens refuses tokens whose jti exists, or that share a jti, with
 // store.ErrAlreadyExists. The tokens table's key no longer sees every
-// token: a carried one has no row until the indexer writes it.
+// token: a carried one has no row until the indexer writes it. Whether a
+// record after the index head carries one of the jtis, it asks s.carried,
+// and walks those records only when s.carried does not know them all.
 func (s *Store) checkNewTokens(ctx context.Context, tx *sql.Tx, tokens []store.IssuedToken) error {
 	jtis := make([]string, len(tokens))
 	for i, t := range tokens {
@@ -263,10 +286,31 @@ func (s *Store) checkNewTokens(ctx context.Context, tx *sql.Tx, tokens []store.I
 		}
 		jtis[i] = t.JTI
 	}
+	list := listIn(jtis)
 	stmt := tx.StmtContext(ctx, s.stmts.newTokens)
 	defer stmt.Close()
+	var (
+		newest, head int64
+		newestHash   []byte
+		row          string
+	)
+	if err := stmt.QueryRowContext(ctx, list).Scan(&newest, &newestHash, &head, &row); err != nil {
+		return fmt.Errorf("look up the tokens' jtis: %w", dbErr(err))
+	}
+	if row != "" {
+		return fmt.Errorf("token %q: %w", row, store.ErrAlreadyExists)
+	}
+	carried, known := s.carried.carriedAfter(head, newest, newestHash, jtis)
+	if known {
+		if carried {
+			return fmt.Errorf("a token of the batch: %w", store.ErrAlreadyExists)
+		}
+		return nil
+	}
+	walk := tx.StmtContext(ctx, s.stmts.carriedTokensIn)
+	defer walk.Close()
 	var jti string
-	switch err := stmt.QueryRowContext(ctx, listIn(jtis)).Scan(&jti); {
+	switch err := walk.QueryRowContext(ctx, list).Scan(&jti); {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil
 	case err != nil:
