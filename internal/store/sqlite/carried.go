@@ -33,8 +33,13 @@ type carriedTokens struct {
 }
 
 // carriedPrune is the size of at past which a commit drops the entries of
-// the records at or below the index head.
-const carriedPrune = 4 * indexBatch
+// the records at or below the index head; past carriedMax (an indexer
+// that does not keep up) appended forgets them all, and commits walk the
+// records until the head passes what it forgot.
+const (
+	carriedPrune = 4 * indexBatch
+	carriedMax   = 64 * indexBatch
+)
 
 // appended notes the records (prev, last] that this process has just
 // appended inside a write transaction: prevHash is record prev's chain
@@ -58,6 +63,9 @@ func (c *carriedTokens) appended(prev int64, prevHash []byte, last int64, lastHa
 		c.from = prev
 	}
 	c.to, c.toHash = last, lastHash
+	if len(c.at) > carriedMax {
+		c.at, c.from = nil, last
+	}
 	if len(carried) > 0 && c.at == nil {
 		c.at = make(map[string]int64)
 	}
