@@ -16,7 +16,10 @@
 -- not see it. It is NULL on every record written before.
 --
 -- Every tokens row is now in the sweep's expiry index (indexed = 1): the
--- rows the indexer had not reached yet enter it here.
+-- rows of the records the indexer had not reached yet (those after the
+-- index head, found by their jti) enter it here. Adding a column changes
+-- the schema only, so the migration takes no longer on a large log.
 
 ALTER TABLE events ADD COLUMN token BLOB;
-UPDATE tokens SET indexed = 1 WHERE indexed = 0;
+UPDATE tokens SET indexed = 1 WHERE indexed = 0 AND jti IN
+	(SELECT jti FROM events WHERE seq > (SELECT seq FROM event_index_head WHERE id = 1) AND jti <> '');
