@@ -30,6 +30,8 @@ type carriedTokens struct {
 	at       map[string]int64
 	from, to int64
 	toHash   []byte
+	// pruned is the index head at the last pruning of at.
+	pruned int64
 }
 
 // carriedPrune is the size of at past which a commit drops the entries of
@@ -90,12 +92,13 @@ func (c *carriedTokens) seqOf(jti string) (int64, bool) {
 func (c *carriedTokens) carriedAfter(head, newest int64, newestHash []byte, jtis []string) (carried, known bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.at) > carriedPrune {
+	if len(c.at) > carriedPrune && head > c.pruned {
 		for jti, seq := range c.at {
 			if seq <= head {
 				delete(c.at, jti)
 			}
 		}
+		c.pruned = head
 	}
 	if head < c.from || newest != c.to || !bytes.Equal(newestHash, c.toHash) {
 		return false, false
