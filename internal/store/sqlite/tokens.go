@@ -14,9 +14,9 @@ import (
 const tokenCols = `jti, parent_jti, grant_type, subject, client_id, chain, delegation_id, scopes, audience,
 	subject_version, issued_at, expires_at, revoked, revoked_at, gen`
 
-// tailTokens reads the tokens carried by the records after the index head
-// (migration 23) that the tokens table does not hold (a revocation may
-// have written one's row already), in the columns of tailTokenCols.
+// tailTokenCols are the columns of a record that carries a token
+// (migration 23): those it shares with the token, then the token's facts
+// (tokenfacts.go).
 const tailTokenCols = "jti, parent_jti, on_behalf, client_id, chain, delegation_id, scopes, audience, token"
 
 // getToken reads the token jti from the tokens table, or else from the
@@ -91,9 +91,7 @@ func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, er
 // index head carries, if the tokens table does not hold it yet, inside
 // tx; RevokeToken runs it first, so that it changes a row.
 func writeTokenRow(ctx context.Context, tx *sql.Tx, jti string) error {
-	r, err := scanCarried(tx.QueryRowContext(ctx, "SELECT "+tailTokenCols+
-		" FROM events WHERE seq > (SELECT seq FROM event_index_head WHERE id = 1) AND jti = ?1 AND token IS NOT NULL"+
-		" AND NOT EXISTS (SELECT 1 FROM tokens WHERE jti = ?1)", jti))
+	r, err := scanCarried(tx.QueryRowContext(ctx, "SELECT "+tailTokenCols+" FROM events WHERE "+carriedBy, jti))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil
