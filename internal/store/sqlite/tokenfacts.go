@@ -25,7 +25,7 @@ import (
 //	byte     1 (the version)
 //	uvarint  flags: factParent … factAudience for each shared field stored
 //	         below, factIssued and factExpires for the times present
-//	byte     the grant type's code (grantCodes), 0 when stored below
+//	byte     the grant type's code (grantCode), 0 when stored below
 //	uvarint  subject version, gen
 //	varint   issued_at (unix µs), when factIssued
 //	varint   expires_at, less issued_at when factIssued too, when factExpires
@@ -49,14 +49,36 @@ const (
 	factExpires
 )
 
-// grantCodes are the grant types' codes in the encoding. A code is never
-// reused for another grant type: rows written with it are read back with it.
-var grantCodes = [...]string{
-	1: "urn:ietf:params:oauth:grant-type:token-exchange",
-	2: "client_credentials",
-	3: "authorization_code",
-	4: "refresh_token",
-	5: "sign_in",
+// grantCode is a grant type's code in the encoding, 0 for one without. A
+// code is never reused for another grant type: rows written with it are
+// read back with it (grantOf).
+func grantCode(grantType string) byte {
+	for c := byte(1); ; c++ {
+		g, ok := grantOf(c)
+		if !ok {
+			return 0
+		}
+		if g == grantType {
+			return c
+		}
+	}
+}
+
+// grantOf is the grant type of code c, and whether c is one.
+func grantOf(c byte) (string, bool) {
+	switch c {
+	case 1:
+		return "urn:ietf:params:oauth:grant-type:token-exchange", true
+	case 2:
+		return "client_credentials", true
+	case 3:
+		return "authorization_code", true
+	case 4:
+		return "refresh_token", true
+	case 5:
+		return "sign_in", true
+	}
+	return "", false
 }
 
 // tokenRow is a token's columns as the tokens table keeps them, the lists
@@ -105,12 +127,7 @@ func encodeFacts(t tokenRow, rec tokenRow) []byte {
 	if !t.expires.IsZero() {
 		flags |= factExpires
 	}
-	code := byte(0)
-	for c, g := range grantCodes {
-		if c > 0 && g == t.grantType {
-			code = byte(c)
-		}
-	}
+	code := grantCode(t.grantType)
 	b := make([]byte, 0, 32)
 	b = append(b, factsVersion)
 	b = binary.AppendUvarint(b, flags)
@@ -185,12 +202,15 @@ func decodeFacts(b []byte, rec tokenRow) (tokenRow, error) {
 	if len(b) == 0 {
 		return tokenRow{}, fmt.Errorf("%w: flags", errFacts)
 	}
-	code := int(b[0])
+	code := b[0]
 	b = b[1:]
-	if code >= len(grantCodes) {
-		return tokenRow{}, fmt.Errorf("%w: grant type code %d", errFacts, code)
+	if code != 0 {
+		g, ok := grantOf(code)
+		if !ok {
+			return tokenRow{}, fmt.Errorf("%w: grant type code %d", errFacts, code)
+		}
+		t.grantType = g
 	}
-	t.grantType = grantCodes[code]
 	t.subjectVersion = int64(uvarint())
 	t.gen = int64(uvarint())
 	var iat int64

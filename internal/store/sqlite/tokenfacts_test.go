@@ -25,6 +25,15 @@ func TestTokenFacts(t *testing.T) {
 	same := store.Event{JTI: "j1", ParentJTI: "j0", OnBehalf: "user:sam", ClientID: "agent:a",
 		Chain: []string{"agent:a", "agent:b"}, DelegationID: "dlg_1", Scopes: []string{"s1"}, Audience: "https://api.example"}
 	other := store.Event{JTI: "j1", Chain: []string{"bad \xff"}, Scopes: []string{"s1", "s2"}}
+	for c := byte(1); ; c++ {
+		g, ok := grantOf(c)
+		if !ok {
+			break
+		}
+		if got := grantCode(g); got != c {
+			t.Errorf("grantCode(%q) = %d, want %d", g, got, c)
+		}
+	}
 	odd := tok
 	odd.GrantType, odd.IssuedAt, odd.Gen, odd.Chain = "urn:example:other", time.Time{}, 0, nil
 	for _, c := range []struct {
