@@ -14,7 +14,8 @@ import (
 )
 
 // applyUpTo makes the database at path as a build with migrations up to and
-// including version did, from the migration files.
+// including version did, from the migration files; on a database it made
+// before, it applies the migrations after the last it applied.
 func applyUpTo(t *testing.T, path string, version int) {
 	t.Helper()
 	files, err := filepath.Glob("migrations/*.sql")
@@ -23,7 +24,11 @@ func applyUpTo(t *testing.T, path string, version int) {
 	}
 	sort.Strings(files)
 	db := rawDB(t, path)
-	if _, err := db.Exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	var applied int
+	if err := db.QueryRow("SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&applied); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range files {
@@ -31,7 +36,7 @@ func applyUpTo(t *testing.T, path string, version int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v > version {
+		if v > version || v <= applied {
 			continue
 		}
 		b, err := os.ReadFile(f)

@@ -14,8 +14,10 @@
 // chains the records written before it.
 // Signed checkpoints and their key are kept in tables of their own.
 //
-// An append writes the record and the token rows only; the audit log's
-// query indexes and the tokens' expiry index are kept by a background
-// indexer in batches (indexer.go), and queries read the records it has not
-// reached yet by seq, so that a lone commit writes few pages.
+// An append writes the records only: a token committed with the record of
+// its issuance travels in that record's row (tokenfacts.go). The audit
+// log's query indexes and the tokens rows are written by a background
+// indexer in batches (indexer.go), and queries and token lookups read the
+// records it has not reached yet by seq, so that a lone commit writes few
+// pages.
 package sqlite

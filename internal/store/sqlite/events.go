@@ -60,15 +60,16 @@ func (w *eventWriter) close() {
 	}
 }
 
-// write appends e as record seq with chain hash hash. Unless indexed, it
-// is appended outside the query indexes, and its event_actors rows are the
-// indexer's (indexer.go).
-func (w *eventWriter) write(ctx context.Context, e store.Event, seq int64, hash []byte, indexed bool) error {
+// write appends e as record seq with chain hash hash, and the token facts
+// it carries (tokenfacts.go; nil for none). Unless indexed, it is appended
+// outside the query indexes, and its event_actors rows are the indexer's
+// (indexer.go).
+func (w *eventWriter) write(ctx context.Context, e store.Event, seq int64, hash []byte, indexed bool, facts []byte) error {
 	stmt := w.event
 	if indexed {
 		stmt = w.eventIndexed
 	}
-	_, err := stmt.ExecContext(ctx, seq, hash, e.ID, timeIn(e.Time), e.RequestID, e.Action, e.Result, e.Reason,
+	_, err := stmt.ExecContext(ctx, seq, hash, bytesIn(facts), e.ID, timeIn(e.Time), e.RequestID, e.Action, e.Result, e.Reason,
 		e.Detail, e.Performer, e.OnBehalf, listIn(e.Chain), e.ClientID, listIn(e.Scopes), listIn(e.Requested),
 		e.Audience, e.Resource, jsonIn(e.Context), e.DelegationID, e.JTI, e.ParentJTI,
 		e.AgentVersion, jsonIn(e.AuthorizationDetails), e.Operation, jsonIn(e.Attributes), e.ReportedBy)
@@ -202,6 +203,12 @@ func (l logEnd) next() (int64, auditchain.Hash, error) {
 // records are left to the indexer, unless the append is a bulk write that
 // indexes them itself (indexInline).
 func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Event) error {
+	return s.insertEventsCarrying(ctx, tx, events, nil)
+}
+
+// insertEventsCarrying is insertEvents with the token facts each record
+// carries: facts[i] is events[i]'s (Commit, carryTokens), or facts is nil.
+func (s *Store) insertEventsCarrying(ctx context.Context, tx *sql.Tx, events []store.Event, facts [][]byte) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -220,13 +227,22 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Eve
 	if err != nil {
 		return err
 	}
-	first := seq + 1
-	for _, e := range events {
+	first, prev, prevHash := seq+1, seq, hash
+	var carried map[int64]string
+	for i, e := range events {
 		seq++
 		e = asStored(e)
 		e.Seq = seq
 		hash = auditchain.Next(hash, e)
-		if err := w.write(ctx, e, seq, hash[:], inline); err != nil {
+		var f []byte
+		if facts != nil && facts[i] != nil {
+			f = facts[i]
+			if carried == nil {
+				carried = make(map[int64]string, 1)
+			}
+			carried[seq] = e.JTI
+		}
+		if err := w.write(ctx, e, seq, hash[:], inline, f); err != nil {
 			return err
 		}
 	}
@@ -240,6 +256,7 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []store.Eve
 			return fmt.Errorf("mark the times up to record %d: %w", block*timeMarkEvery, dbErr(err))
 		}
 	}
+	s.carried.appended(prev, prevHash[:], seq, hash[:], carried)
 	return nil
 }
 

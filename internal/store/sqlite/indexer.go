@@ -63,9 +63,8 @@ func (s *Store) indexEvents(ctx context.Context, limit int) (int, error) {
 }
 
 // indexTx indexes at most limit records after the index head inside tx:
-// it marks them indexed, adds their event_actors rows, enters the tokens
-// they name into the sweep's expiry index (migration 20) and moves the
-// head. It returns how many records it indexed and the new head.
+// it writes the tokens rows of the tokens they carry (migration 23), marks
+// them indexed, adds their event_actors rows and moves the head. It returns how many records it indexed and the new head.
 func indexTx(ctx context.Context, tx *sql.Tx, limit int) (int, int64, error) {
 	var head, through int64
 	var count int
@@ -80,10 +79,12 @@ func indexTx(ctx context.Context, tx *sql.Tx, limit int) (int, int64, error) {
 	if count == 0 {
 		return 0, head, nil
 	}
+	if err := writeTokenRows(ctx, tx, head, through); err != nil {
+		return 0, 0, err
+	}
 	for _, q := range []string{
 		"UPDATE events SET indexed = 1 WHERE seq > ?1 AND seq <= ?2",
 		actorRows,
-		"UPDATE tokens SET indexed = 1 WHERE indexed = 0 AND jti IN (SELECT jti FROM events WHERE seq > ?1 AND seq <= ?2 AND jti <> '')",
 		"UPDATE event_index_head SET seq = ?2 WHERE id = 1",
 	} {
 		if _, err := tx.ExecContext(ctx, q, head, through); err != nil {
@@ -93,10 +94,35 @@ func indexTx(ctx context.Context, tx *sql.Tx, limit int) (int, int64, error) {
 	return count, through, nil
 }
 
+// writeTokenRows writes the tokens rows of the tokens that the records in
+// (head, through] carry (migration 23), in seq order, each in the sweep's
+// expiry index; a row a revocation wrote first stays as it is.
+func writeTokenRows(ctx context.Context, tx *sql.Tx, head, through int64) error {
+	rows, err := tx.QueryContext(ctx, "SELECT "+tailTokenCols+" FROM events WHERE seq > ? AND seq <= ? AND token IS NOT NULL ORDER BY seq",
+		head, through)
+	if err != nil {
+		return fmt.Errorf("read the carried tokens: %w", dbErr(err))
+	}
+	var carried []tokenRow
+	for rows.Next() {
+		r, err := scanCarried(rows)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("read the carried tokens: %w", err)
+		}
+		carried = append(carried, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the carried tokens: %w", dbErr(err))
+	}
+	return insertCarried(ctx, tx, carried)
+}
+
 // indexThrough indexes, inside tx, the records after the index head up to
 // seq through, a batch at a time. DeleteArchivedEvents runs it first, so
-// that no record leaves the log before the tokens it names are in the
-// sweep's expiry index.
+// that no record leaves the log before the tokens it carries have their
+// rows.
 func indexThrough(ctx context.Context, tx *sql.Tx, through int64) error {
 	for {
 		n, head, err := indexTx(ctx, tx, indexBatch)

@@ -111,11 +111,12 @@ SELECT 'e' || x, 1795000000000000 + x, 'req' || x, CASE x % 3 WHEN 0 THEN 'reque
 	}
 	before := eventRows(t, db)
 
-	s := openAt(t, path)
-	if v, err := s.SchemaVersion(t.Context()); err != nil || v < 21 {
-		t.Fatalf("SchemaVersion = %d, %v; want 21 or more", v, err)
+	// Migration 21 alone: the later ones change the table again.
+	applyUpTo(t, path, 21)
+	var v int
+	if err := db.QueryRow("SELECT max(version) FROM schema_migrations").Scan(&v); err != nil || v != 21 {
+		t.Fatalf("schema version %d, %v; want 21", v, err)
 	}
-	s.Close()
 	if diff := cmp.Diff(before, eventRows(t, db)); diff != "" {
 		t.Errorf("records after the rebuild (-before +after):\n%s", diff)
 	}

@@ -52,6 +52,9 @@ type Store struct {
 	ckpt *walCheckpointer
 	// indexer keeps the audit log's query indexes (indexer.go).
 	indexer *eventIndexer
+	// carried is what this process knows of the tokens the records after
+	// the index head carry (carried.go).
+	carried carriedTokens
 }
 
 // statements are the statements of the token path, prepared once. The
@@ -61,15 +64,19 @@ type Store struct {
 // the read pool, where database/sql prepares it once per connection.
 type statements struct {
 	token, last, event *sql.Stmt
+	// newTokens and carriedTokensIn look up a commit's jtis
+	// (checkNewTokens).
+	newTokens, carriedTokensIn *sql.Stmt
 	// eventIndexed, actor, head and setHead are a bulk write's own
 	// indexing (insertEvents, inlineIndexAt).
 	eventIndexed, actor, head, setHead *sql.Stmt
 	// mark writes a time mark (markTimes) when an append passes a
 	// multiple of timeMarkEvery records.
 	mark *sql.Stmt
-	// getToken reads one tokens row by jti: every Mandate token presented
-	// as a subject or actor token, and each of its ancestors.
-	getToken *sql.Stmt
+	// getToken and getTokenAt read one token by jti (GetToken): every
+	// Mandate token presented as a subject or actor token, and each of its
+	// ancestors.
+	getToken, getTokenAt *sql.Stmt
 	// eventsAfter reads the log from a seq on; EventsAfter stops reading
 	// after a page. The audit checkpointer reads the new records every
 	// 250 ms, a few at a time. It has no LIMIT: a bound LIMIT makes SQLite
@@ -80,7 +87,7 @@ type statements struct {
 
 // all is every statement, for Close.
 func (st *statements) all() []*sql.Stmt {
-	return []*sql.Stmt{st.token, st.last, st.event, st.eventIndexed, st.actor, st.head, st.setHead, st.mark, st.getToken, st.eventsAfter}
+	return []*sql.Stmt{st.token, st.newTokens, st.carriedTokensIn, st.getTokenAt, st.last, st.event, st.eventIndexed, st.actor, st.head, st.setHead, st.mark, st.getToken, st.eventsAfter}
 }
 
 // prepare prepares the token path's statements. It runs in Open, before any
@@ -92,19 +99,22 @@ func (s *Store) prepare(ctx context.Context) error {
 		db  *sql.DB
 		sql string
 	}{
-		{&st.token, s.w, "INSERT INTO tokens (" + tokenCols + ", indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{&st.token, s.w, "INSERT INTO tokens (" + tokenCols + ", indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"},
+		{&st.newTokens, s.w, newTokens},
+		{&st.carriedTokensIn, s.w, carriedTokensIn},
 		{&st.last, s.w, lastEvent},
 		// A record is appended unindexed (indexed = 0): the background
 		// indexer adds it to the query indexes (indexer.go).
-		{&st.event, s.w, "INSERT INTO events (seq, hash, indexed, " + eventCols + ") VALUES (?, ?, 0" +
+		{&st.event, s.w, "INSERT INTO events (seq, hash, indexed, token, " + eventCols + ") VALUES (?, ?, 0, ?" +
 			strings.Repeat(", ?", strings.Count(eventCols, ",")+1) + ")"},
-		{&st.eventIndexed, s.w, "INSERT INTO events (seq, hash, indexed, " + eventCols + ") VALUES (?, ?, 1" +
+		{&st.eventIndexed, s.w, "INSERT INTO events (seq, hash, indexed, token, " + eventCols + ") VALUES (?, ?, 1, ?" +
 			strings.Repeat(", ?", strings.Count(eventCols, ",")+1) + ")"},
 		{&st.actor, s.w, "INSERT INTO event_actors (actor, seq) VALUES (?, ?)"},
 		{&st.head, s.w, "SELECT seq FROM event_index_head WHERE id = 1"},
 		{&st.setHead, s.w, "UPDATE event_index_head SET seq = ? WHERE id = 1"},
 		{&st.mark, s.w, markTimes},
-		{&st.getToken, s.r, "SELECT " + tokenCols + " FROM tokens WHERE jti = ?"},
+		{&st.getToken, s.r, getToken},
+		{&st.getTokenAt, s.r, getTokenAt},
 		{&st.eventsAfter, s.r, "SELECT " + eventSelect + " FROM events WHERE seq > ? ORDER BY seq"},
 	} {
 		stmt, err := q.db.PrepareContext(ctx, q.sql)

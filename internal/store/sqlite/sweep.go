@@ -24,8 +24,9 @@ var sweepStatements = []struct {
 }{
 	{
 		// indexed = 1 states the predicate of the partial index
-		// tokens_expires_at (migration 20); Sweep indexes what is pending
-		// first, so every token is in it.
+		// tokens_expires_at (migration 20), which every row is in since
+		// migration 23; Sweep indexes what is pending first, which writes
+		// the rows of the tokens the pending records carry.
 		"tokens", "DELETE FROM tokens WHERE jti IN (SELECT jti FROM tokens WHERE indexed = 1 AND expires_at < ? LIMIT ?)",
 		func(c store.SweepCutoffs) time.Time { return c.Tokens }, func(s *store.Swept) *int { return &s.Tokens },
 	},
@@ -71,8 +72,8 @@ func signInCount(s *store.Swept) *int             { return &s.SignIn }
 // c's cutoffs, in one write transaction: token rows first, then nonces,
 // then sign-in rows, then revocation feed entries. Before the tokens, it
 // indexes the audit records the background indexer has not reached yet (a
-// batch of them at most), which enters their tokens into the expiry index
-// the sweep reads. It holds the write lock for one batch; the caller
+// batch of them at most), which writes the rows of the tokens they carry
+// (migration 23), so that the sweep finds them. It holds the write lock for one batch; the caller
 // pauses between batches so that requests' commits get in.
 func (s *Store) Sweep(ctx context.Context, c store.SweepCutoffs, limit int) (store.Swept, error) {
 	var swept store.Swept
