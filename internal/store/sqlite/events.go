@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -68,9 +69,11 @@ func (w *eventWriter) write(ctx context.Context, e store.Event, seq int64, hash 
 	if indexed {
 		stmt = w.eventIndexed
 	}
-	_, err := stmt.ExecContext(ctx, seq, hash, e.ID, timeIn(e.Time), e.RequestID, e.Action, e.Result, e.Reason,
-		e.Detail, e.Performer, e.OnBehalf, listIn(e.Chain), e.ClientID, listIn(e.Scopes), listIn(e.Requested),
-		e.Audience, e.Resource, jsonIn(e.Context), e.DelegationID, e.JTI, e.ParentJTI,
+	// The row's compact forms (eventcodec.go, migration 22).
+	_, err := stmt.ExecContext(ctx, seq, hash, idIn(e.ID), timeIn(e.Time), idIn(e.RequestID), e.Action, e.Result, e.Reason,
+		e.Detail, e.Performer, e.OnBehalf, chainIn(e.Chain, e.Performer), e.ClientID, listIn(e.Scopes),
+		requestedIn(e.Requested, e.Scopes), e.Audience, e.Resource, jsonIn(e.Context), idIn(e.DelegationID),
+		idIn(e.JTI), idIn(e.ParentJTI),
 		e.AgentVersion, jsonIn(e.AuthorizationDetails), e.Operation, jsonIn(e.Attributes), e.ReportedBy)
 	if err != nil {
 		return fmt.Errorf("insert event %q: %w", e.ID, dbErr(err))
@@ -345,10 +348,11 @@ func scanEvents() func(scanner) (store.Event, error) { return newEventRow(true).
 // eventSelectV1), reused from row to row of one query. Not safe for
 // concurrent use.
 type eventRow struct {
-	v2                       bool
-	t                        sql.NullInt64
-	chain, scopes, requested string
-	evctx, authz, attrs      sql.NullString
+	v2                  bool
+	t                   sql.NullInt64
+	scopes              string
+	chain, requested    sql.NullString
+	evctx, authz, attrs sql.NullString
 	// hash is valid until the next row; finish copies it.
 	hash sql.RawBytes
 	dest []any
@@ -366,9 +370,10 @@ func (r *eventRow) point(e *store.Event) {
 		return
 	}
 	r.at = e
-	r.dest = append(r.dest[:0], &e.Seq, &e.ID, &r.t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
-		&e.OnBehalf, &r.chain, &e.ClientID, &r.scopes, &r.requested, &e.Audience, &e.Resource, &r.evctx,
-		&e.DelegationID, &e.JTI, &e.ParentJTI)
+	r.dest = append(r.dest[:0], &e.Seq, idDest{"id", &e.ID}, &r.t, idDest{"request_id", &e.RequestID}, &e.Action, &e.Result,
+		&e.Reason, &e.Detail, &e.Performer, &e.OnBehalf, &r.chain, &e.ClientID, &r.scopes, &r.requested, &e.Audience,
+		&e.Resource, &r.evctx, idDest{"delegation_id", &e.DelegationID}, idDest{"jti", &e.JTI},
+		idDest{"parent_jti", &e.ParentJTI})
 	if r.v2 {
 		r.dest = append(r.dest, &e.AgentVersion, &r.authz, &e.Operation, &r.attrs, &e.ReportedBy)
 	}
@@ -396,13 +401,23 @@ func (r *eventRow) scanInto(sc scanner, e *store.Event) error {
 	e.Time = timeOut(r.t)
 	e.Context, e.AuthorizationDetails, e.Attributes = jsonOut(r.evctx), jsonOut(r.authz), jsonOut(r.attrs)
 	var err error
-	if e.Chain, err = listOut("chain", r.chain); err != nil {
-		return err
+	// NULL is the compact form of migration 22 (chainIn, requestedIn).
+	switch {
+	case !r.chain.Valid:
+		e.Chain = []string{e.Performer}
+	default:
+		if e.Chain, err = listOut("chain", r.chain.String); err != nil {
+			return err
+		}
 	}
 	if e.Scopes, err = listOut("scopes", r.scopes); err != nil {
 		return err
 	}
-	e.Requested, err = listOut("requested", r.requested)
+	if !r.requested.Valid {
+		e.Requested = slices.Clone(e.Scopes)
+		return nil
+	}
+	e.Requested, err = listOut("requested", r.requested.String)
 	return err
 }
 
@@ -495,22 +510,32 @@ func eventWhere(f store.EventFilter, indexed bool) (string, []any) {
 		where = append(where, "action = ?")
 		args = append(args, f.Action)
 	}
+	// An identifier is compared in the form idIn writes it.
 	if f.JTI != "" {
 		where = append(where, jtiMatch(indexed && f.Actor == ""))
-		args = append(args, f.JTI, f.JTI)
+		args = append(args, idIn(f.JTI), idIn(f.JTI))
 	}
 	if len(f.IDs) > 0 {
 		where = append(where, idsMatch(len(f.IDs), f.Action == requestAction))
 		for _, id := range f.IDs {
-			args = append(args, id)
+			args = append(args, idIn(id))
 		}
 	}
-	for _, c := range []struct{ col, v string }{
-		{"result", f.Result}, {"audience", f.Audience}, {"resource", f.Resource},
-		{"agent_version", f.AgentVersion}, {"delegation_id", f.DelegationID},
+	for _, c := range []struct {
+		col string
+		v   string
+		in  func(string) any
+	}{
+		{"result", f.Result, nil}, {"audience", f.Audience, nil}, {"resource", f.Resource, nil},
+		{"agent_version", f.AgentVersion, nil}, {"delegation_id", f.DelegationID, idIn},
 	} {
-		if c.v != "" {
-			where = append(where, c.col+" = ?")
+		if c.v == "" {
+			continue
+		}
+		where = append(where, c.col+" = ?")
+		if c.in != nil {
+			args = append(args, c.in(c.v))
+		} else {
 			args = append(args, c.v)
 		}
 	}

@@ -83,7 +83,9 @@ func indexTx(ctx context.Context, tx *sql.Tx, limit int) (int, int64, error) {
 	for _, q := range []string{
 		"UPDATE events SET indexed = 1 WHERE seq > ?1 AND seq <= ?2",
 		actorRows,
-		"UPDATE tokens SET indexed = 1 WHERE indexed = 0 AND jti IN (SELECT jti FROM events WHERE seq > ?1 AND seq <= ?2 AND jti <> '')",
+		// events.jti may be a BLOB (idIn), tokens.jti is TEXT.
+		"UPDATE tokens SET indexed = 1 WHERE indexed = 0 AND jti IN (SELECT " + idTextSQL("jti") +
+			" FROM events WHERE seq > ?1 AND seq <= ?2 AND jti <> '')",
 		"UPDATE event_index_head SET seq = ?2 WHERE id = 1",
 	} {
 		if _, err := tx.ExecContext(ctx, q, head, through); err != nil {

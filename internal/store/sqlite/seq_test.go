@@ -111,11 +111,9 @@ SELECT 'e' || x, 1795000000000000 + x, 'req' || x, CASE x % 3 WHEN 0 THEN 'reque
 	}
 	before := eventRows(t, db)
 
-	s := openAt(t, path)
-	if v, err := s.SchemaVersion(t.Context()); err != nil || v < 21 {
-		t.Fatalf("SchemaVersion = %d, %v; want 21 or more", v, err)
-	}
-	s.Close()
+	// Migration 21 alone: migration 22 writes the rows in another form
+	// (TestCompactRowsMigrated).
+	applyMigration(t, db, 21)
 	if diff := cmp.Diff(before, eventRows(t, db)); diff != "" {
 		t.Errorf("records after the rebuild (-before +after):\n%s", diff)
 	}
