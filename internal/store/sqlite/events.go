@@ -468,7 +468,9 @@ const actorInTail = "(performer = ? OR client_id = ? OR EXISTS (SELECT 1 FROM js
 
 // chainJSON is a record's chain as a JSON array, or an empty one if the
 // column does not hold valid JSON (a list is always written as JSON; this
-// keeps one bad row from failing every query and the indexer).
+// keeps one bad row from failing every query and the indexer). A NULL
+// chain, the performer alone (chainIn), is an empty one here: the
+// performer is matched on its own.
 const chainJSON = "CASE WHEN json_valid(chain) THEN chain ELSE '[]' END"
 
 // eventWhere is QueryEvents' WHERE clause and its arguments for one of its
