@@ -1,6 +1,6 @@
 -- 0022_compact_event_rows: a record's row and its query indexes take
--- fewer bytes (about a fifth fewer for a token exchange: 550 B to 420 B
--- with event_actors), read back as the same text, so that every record,
+-- fewer bytes (a token exchange's, with event_actors: 549 B to 400 B,
+-- docs/benchmarks.md), read back as the same text, so that every record,
 -- its chain hash, the export and every answer stay what they were
 -- (eventcodec.go):
 --
@@ -21,8 +21,9 @@
 -- with their compact forms, the old one dropped, the new one renamed, the
 -- indexes, partial predicates and the trigger made again). It copies the
 -- whole log once, in the migration's transaction: on a large log it takes
--- time (about as long as migration 21, some minutes at ten million
--- records), and the WAL and the file grow by the size of the log until the
+-- time (24 s a million records measured, about as long as migration 21:
+-- some minutes at ten million; docs/deploy.md says to run mandate migrate
+-- first), and the WAL and the file grow by the size of the log until the
 -- next checkpoint. The expressions below are idIn's rule in SQL; a test
 -- checks that a log written before reads and verifies the same after.
 
