@@ -402,13 +402,10 @@ func (r *eventRow) scanInto(sc scanner, e *store.Event) error {
 	e.Context, e.AuthorizationDetails, e.Attributes = jsonOut(r.evctx), jsonOut(r.authz), jsonOut(r.attrs)
 	var err error
 	// NULL is the compact form of migration 22 (chainIn, requestedIn).
-	switch {
-	case !r.chain.Valid:
+	if !r.chain.Valid {
 		e.Chain = []string{e.Performer}
-	default:
-		if e.Chain, err = listOut("chain", r.chain.String); err != nil {
-			return err
-		}
+	} else if e.Chain, err = listOut("chain", r.chain.String); err != nil {
+		return err
 	}
 	if e.Scopes, err = listOut("scopes", r.scopes); err != nil {
 		return err
@@ -524,21 +521,15 @@ func eventWhere(f store.EventFilter, indexed bool) (string, []any) {
 		}
 	}
 	for _, c := range []struct {
-		col string
-		v   string
-		in  func(string) any
+		col, v string
+		arg    any
 	}{
-		{"result", f.Result, nil}, {"audience", f.Audience, nil}, {"resource", f.Resource, nil},
-		{"agent_version", f.AgentVersion, nil}, {"delegation_id", f.DelegationID, idIn},
+		{"result", f.Result, f.Result}, {"audience", f.Audience, f.Audience}, {"resource", f.Resource, f.Resource},
+		{"agent_version", f.AgentVersion, f.AgentVersion}, {"delegation_id", f.DelegationID, idIn(f.DelegationID)},
 	} {
-		if c.v == "" {
-			continue
-		}
-		where = append(where, c.col+" = ?")
-		if c.in != nil {
-			args = append(args, c.in(c.v))
-		} else {
-			args = append(args, c.v)
+		if c.v != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.arg)
 		}
 	}
 	if f.DelegationID != "" && indexed {
