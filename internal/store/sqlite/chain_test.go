@@ -1,6 +1,8 @@
 package sqlite_test
 
 import (
+	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -49,6 +51,26 @@ func applyUpTo(t *testing.T, path string, version int) {
 		if _, err := db.Exec("INSERT INTO schema_migrations VALUES (?, ?, 0)", v, filepath.Base(f)); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// applyMigration applies the one migration version to db, as migrate does
+// (without the Go step of chainMigration).
+func applyMigration(t *testing.T, db *sql.DB, version int) {
+	t.Helper()
+	files, err := filepath.Glob(fmt.Sprintf("migrations/%04d_*.sql", version))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("migration %d: %v, %d files", version, err, len(files))
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(string(b)); err != nil {
+		t.Fatalf("apply %s: %v", files[0], err)
+	}
+	if _, err := db.Exec("INSERT INTO schema_migrations VALUES (?, ?, 0)", version, filepath.Base(files[0])); err != nil {
+		t.Fatal(err)
 	}
 }
 

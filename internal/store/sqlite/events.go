@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -69,9 +70,12 @@ func (w *eventWriter) write(ctx context.Context, e store.Event, seq int64, hash 
 	if indexed {
 		stmt = w.eventIndexed
 	}
-	_, err := stmt.ExecContext(ctx, seq, hash, bytesIn(facts), e.ID, timeIn(e.Time), e.RequestID, e.Action, e.Result, e.Reason,
-		e.Detail, e.Performer, e.OnBehalf, listIn(e.Chain), e.ClientID, listIn(e.Scopes), listIn(e.Requested),
-		e.Audience, e.Resource, jsonIn(e.Context), e.DelegationID, e.JTI, e.ParentJTI,
+	// The row's compact forms (eventcodec.go, migration 22); the token
+	// the record carries (tokenfacts.go, migration 23).
+	_, err := stmt.ExecContext(ctx, seq, hash, bytesIn(facts), idIn(e.ID), timeIn(e.Time), idIn(e.RequestID), e.Action, e.Result, e.Reason,
+		e.Detail, e.Performer, e.OnBehalf, chainIn(e.Chain, e.Performer), e.ClientID, listIn(e.Scopes),
+		requestedIn(e.Requested, e.Scopes), e.Audience, e.Resource, jsonIn(e.Context), idIn(e.DelegationID),
+		idIn(e.JTI), idIn(e.ParentJTI),
 		e.AgentVersion, jsonIn(e.AuthorizationDetails), e.Operation, jsonIn(e.Attributes), e.ReportedBy)
 	if err != nil {
 		return fmt.Errorf("insert event %q: %w", e.ID, dbErr(err))
@@ -362,10 +366,11 @@ func scanEvents() func(scanner) (store.Event, error) { return newEventRow(true).
 // eventSelectV1), reused from row to row of one query. Not safe for
 // concurrent use.
 type eventRow struct {
-	v2                       bool
-	t                        sql.NullInt64
-	chain, scopes, requested string
-	evctx, authz, attrs      sql.NullString
+	v2                  bool
+	t                   sql.NullInt64
+	scopes              string
+	chain, requested    sql.NullString
+	evctx, authz, attrs sql.NullString
 	// hash is valid until the next row; finish copies it.
 	hash sql.RawBytes
 	dest []any
@@ -383,9 +388,10 @@ func (r *eventRow) point(e *store.Event) {
 		return
 	}
 	r.at = e
-	r.dest = append(r.dest[:0], &e.Seq, &e.ID, &r.t, &e.RequestID, &e.Action, &e.Result, &e.Reason, &e.Detail, &e.Performer,
-		&e.OnBehalf, &r.chain, &e.ClientID, &r.scopes, &r.requested, &e.Audience, &e.Resource, &r.evctx,
-		&e.DelegationID, &e.JTI, &e.ParentJTI)
+	r.dest = append(r.dest[:0], &e.Seq, idDest{"id", &e.ID}, &r.t, idDest{"request_id", &e.RequestID}, &e.Action, &e.Result,
+		&e.Reason, &e.Detail, &e.Performer, &e.OnBehalf, &r.chain, &e.ClientID, &r.scopes, &r.requested, &e.Audience,
+		&e.Resource, &r.evctx, idDest{"delegation_id", &e.DelegationID}, idDest{"jti", &e.JTI},
+		idDest{"parent_jti", &e.ParentJTI})
 	if r.v2 {
 		r.dest = append(r.dest, &e.AgentVersion, &r.authz, &e.Operation, &r.attrs, &e.ReportedBy)
 	}
@@ -413,13 +419,20 @@ func (r *eventRow) scanInto(sc scanner, e *store.Event) error {
 	e.Time = timeOut(r.t)
 	e.Context, e.AuthorizationDetails, e.Attributes = jsonOut(r.evctx), jsonOut(r.authz), jsonOut(r.attrs)
 	var err error
-	if e.Chain, err = listOut("chain", r.chain); err != nil {
+	// NULL is the compact form of migration 22 (chainIn, requestedIn).
+	if !r.chain.Valid {
+		e.Chain = []string{e.Performer}
+	} else if e.Chain, err = listOut("chain", r.chain.String); err != nil {
 		return err
 	}
 	if e.Scopes, err = listOut("scopes", r.scopes); err != nil {
 		return err
 	}
-	e.Requested, err = listOut("requested", r.requested)
+	if !r.requested.Valid {
+		e.Requested = slices.Clone(e.Scopes)
+		return nil
+	}
+	e.Requested, err = listOut("requested", r.requested.String)
 	return err
 }
 
@@ -470,7 +483,9 @@ const actorInTail = "(performer = ? OR client_id = ? OR EXISTS (SELECT 1 FROM js
 
 // chainJSON is a record's chain as a JSON array, or an empty one if the
 // column does not hold valid JSON (a list is always written as JSON; this
-// keeps one bad row from failing every query and the indexer).
+// keeps one bad row from failing every query and the indexer). A NULL
+// chain, the performer alone (chainIn), is an empty one here: the
+// performer is matched on its own.
 const chainJSON = "CASE WHEN json_valid(chain) THEN chain ELSE '[]' END"
 
 // eventWhere is QueryEvents' WHERE clause and its arguments for one of its
@@ -512,23 +527,27 @@ func eventWhere(f store.EventFilter, indexed bool) (string, []any) {
 		where = append(where, "action = ?")
 		args = append(args, f.Action)
 	}
+	// An identifier is compared in the form idIn writes it.
 	if f.JTI != "" {
 		where = append(where, jtiMatch(indexed && f.Actor == ""))
-		args = append(args, f.JTI, f.JTI)
+		args = append(args, idIn(f.JTI), idIn(f.JTI))
 	}
 	if len(f.IDs) > 0 {
 		where = append(where, idsMatch(len(f.IDs), f.Action == requestAction))
 		for _, id := range f.IDs {
-			args = append(args, id)
+			args = append(args, idIn(id))
 		}
 	}
-	for _, c := range []struct{ col, v string }{
-		{"result", f.Result}, {"audience", f.Audience}, {"resource", f.Resource},
-		{"agent_version", f.AgentVersion}, {"delegation_id", f.DelegationID},
+	for _, c := range []struct {
+		col, v string
+		arg    any
+	}{
+		{"result", f.Result, f.Result}, {"audience", f.Audience, f.Audience}, {"resource", f.Resource, f.Resource},
+		{"agent_version", f.AgentVersion, f.AgentVersion}, {"delegation_id", f.DelegationID, idIn(f.DelegationID)},
 	} {
 		if c.v != "" {
 			where = append(where, c.col+" = ?")
-			args = append(args, c.v)
+			args = append(args, c.arg)
 		}
 	}
 	if f.DelegationID != "" && indexed {

@@ -39,7 +39,8 @@ const (
 )
 
 // actorRows inserts the event_actors rows of the records in (?, ?]: each
-// actor a record names (eventActors), once.
+// actor a record names (eventActors), once. A NULL chain is the performer
+// alone (chainIn), whose row the first part adds.
 const actorRows = `INSERT OR IGNORE INTO event_actors (actor, seq)
 SELECT performer, seq FROM events WHERE seq > ?1 AND seq <= ?2 AND performer <> ''
 UNION SELECT client_id, seq FROM events WHERE seq > ?1 AND seq <= ?2 AND client_id <> ''

@@ -101,7 +101,7 @@ func (s *Store) prepare(ctx context.Context) error {
 	}{
 		{&st.token, s.w, "INSERT INTO tokens (" + tokenCols + ", indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"},
 		{&st.newTokens, s.w, newTokens},
-		{&st.carriedTokensIn, s.w, carriedTokensIn},
+		{&st.carriedTokensIn, s.w, carriedTokensIn()},
 		{&st.last, s.w, lastEvent},
 		// A record is appended unindexed (indexed = 0): the background
 		// indexer adds it to the query indexes (indexer.go).

@@ -92,7 +92,7 @@ func scanTally(sc scanner) (store.EventTally, error) {
 		revoked string
 	)
 	if err := sc.Scan(&r.Action, &r.Result, &r.ClientID, &r.AgentVersion, &r.Performer, &r.ReportedBy,
-		&attrs, &issued, &issuer.ClientID, &issuer.AgentVersion, &revoked, &r.Count); err != nil {
+		&attrs, &issued, &issuer.ClientID, &issuer.AgentVersion, idDest{"jti", &revoked}, &r.Count); err != nil {
 		return store.EventTally{}, fmt.Errorf("scan a tally row: %w", err)
 	}
 	if attrs.Valid && attrs.String != "" {

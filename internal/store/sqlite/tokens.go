@@ -17,7 +17,10 @@ const tokenCols = `jti, parent_jti, grant_type, subject, client_id, chain, deleg
 // tailTokenCols are the columns of a record that carries a token
 // (migration 23): those it shares with the token, then the token's facts
 // (tokenfacts.go).
-const tailTokenCols = "jti, parent_jti, on_behalf, client_id, chain, delegation_id, scopes, audience, token"
+// The identifiers and the chain are in the record's compact forms
+// (eventcodec.go): scanCarried and scanGetToken read them back as text,
+// the chain NULL as the performer alone.
+const tailTokenCols = "jti, parent_jti, on_behalf, client_id, chain, delegation_id, scopes, audience, token, performer"
 
 // getToken reads the token jti from the tokens table, or else from the
 // record after the index head that carries it, in one statement, so that
@@ -25,30 +28,48 @@ const tailTokenCols = "jti, parent_jti, on_behalf, client_id, chain, delegation_
 // hide it. The tokens row is read first, and the records only when there is
 // none: getTokenAt reads the one record with seq ?2, getToken walks the
 // records after the head by seq (a few hundred while the indexer keeps up).
+// ?1 is the jti as the tokens table keeps it (TEXT), ?3 as a record's
+// column does (idIn): carriedArgs.
 const (
-	getTokenRow = "SELECT " + tokenCols + ", NULL FROM tokens WHERE jti = ?1\nUNION ALL\n" +
-		"SELECT jti, parent_jti, '', on_behalf, client_id, chain, delegation_id, scopes, audience, 0, NULL, NULL, 0, NULL, 0, token " +
+	getTokenRow = "SELECT " + tokenCols + ", NULL, NULL FROM tokens WHERE jti = ?1\nUNION ALL\n" +
+		"SELECT jti, parent_jti, '', on_behalf, client_id, chain, delegation_id, scopes, audience, 0, NULL, NULL, 0, NULL, 0, token, performer " +
 		"FROM events WHERE "
-	carriedBy = "seq > (SELECT seq FROM event_index_head WHERE id = 1) AND jti = ?1 AND token IS NOT NULL " +
+	carriedBy = "seq > (SELECT seq FROM event_index_head WHERE id = 1) AND jti = ?3 AND token IS NOT NULL " +
 		"AND NOT EXISTS (SELECT 1 FROM tokens WHERE jti = ?1)"
 	getToken   = getTokenRow + carriedBy
 	getTokenAt = getTokenRow + "seq = ?2 AND " + carriedBy
 )
+
+// carriedArgs are the arguments of carriedBy for jti, with seq for
+// getTokenAt's ?2 (unused by the others).
+func carriedArgs(jti string, seq int64) []any { return []any{jti, seq, idIn(jti)} }
+
+// recordChain is the chain column of a record as the token's row keeps
+// it: chainIn leaves NULL for the performer alone.
+func recordChain(chain sql.NullString, performer string) string {
+	if chain.Valid {
+		return chain.String
+	}
+	return listIn([]string{performer})
+}
 
 // scanGetToken reads a row of getToken: a tokens row, or a record's
 // columns and the token facts it carries.
 func scanGetToken(sc scanner) (store.IssuedToken, error) {
 	var (
 		t                   store.IssuedToken
-		chain, scopes       string
+		scopes              string
+		chainCol, performer sql.NullString
 		iat, exp, revokedAt sql.NullInt64
 		facts               []byte
 	)
-	err := sc.Scan(&t.JTI, &t.ParentJTI, &t.GrantType, &t.Subject, &t.ClientID, &chain, &t.DelegationID,
-		&scopes, &t.Audience, &t.SubjectVersion, &iat, &exp, &t.Revoked, &revokedAt, &t.Gen, &facts)
+	err := sc.Scan(idDest{"jti", &t.JTI}, idDest{"parent_jti", &t.ParentJTI}, &t.GrantType, &t.Subject, &t.ClientID, &chainCol,
+		idDest{"delegation_id", &t.DelegationID}, &scopes, &t.Audience, &t.SubjectVersion, &iat, &exp, &t.Revoked, &revokedAt, &t.Gen,
+		&facts, &performer)
 	if err != nil {
 		return store.IssuedToken{}, dbErr(err)
 	}
+	chain := recordChain(chainCol, performer.String)
 	if facts != nil {
 		r, err := decodeFacts(facts, tokenRow{jti: t.JTI, parent: t.ParentJTI, subject: t.Subject, client: t.ClientID,
 			chain: chain, delegation: t.DelegationID, scopes: scopes, audience: t.Audience})
@@ -71,7 +92,7 @@ func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, er
 	// it (see Commit).
 	ctx = context.WithoutCancel(ctx)
 	if seq, ok := s.carried.seqOf(jti); ok {
-		t, err := scanGetToken(s.stmts.getTokenAt.QueryRowContext(ctx, jti, seq))
+		t, err := scanGetToken(s.stmts.getTokenAt.QueryRowContext(ctx, carriedArgs(jti, seq)...))
 		if !errors.Is(err, store.ErrNotFound) {
 			if err != nil {
 				return store.IssuedToken{}, fmt.Errorf("sqlite: get token %q: %w", jti, err)
@@ -80,7 +101,7 @@ func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, er
 		}
 		// Not where this process saw it committed: walk.
 	}
-	t, err := scanGetToken(s.stmts.getToken.QueryRowContext(ctx, jti))
+	t, err := scanGetToken(s.stmts.getToken.QueryRowContext(ctx, carriedArgs(jti, 0)...))
 	if err != nil {
 		return store.IssuedToken{}, fmt.Errorf("sqlite: get token %q: %w", jti, err)
 	}
@@ -91,7 +112,7 @@ func (s *Store) GetToken(ctx context.Context, jti string) (store.IssuedToken, er
 // index head carries, if the tokens table does not hold it yet, inside
 // tx; RevokeToken runs it first, so that it changes a row.
 func writeTokenRow(ctx context.Context, tx *sql.Tx, jti string) error {
-	r, err := scanCarried(tx.QueryRowContext(ctx, "SELECT "+tailTokenCols+" FROM events WHERE "+carriedBy, jti))
+	r, err := scanCarried(tx.QueryRowContext(ctx, "SELECT "+tailTokenCols+" FROM events WHERE "+carriedBy, carriedArgs(jti, 0)...))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil
@@ -105,12 +126,15 @@ func writeTokenRow(ctx context.Context, tx *sql.Tx, jti string) error {
 // token facts it carries, decoded.
 func scanCarried(sc scanner) (tokenRow, error) {
 	var (
-		r     tokenRow
-		facts []byte
+		r                   tokenRow
+		chainCol, performer sql.NullString
+		facts               []byte
 	)
-	if err := sc.Scan(&r.jti, &r.parent, &r.subject, &r.client, &r.chain, &r.delegation, &r.scopes, &r.audience, &facts); err != nil {
+	if err := sc.Scan(idDest{"jti", &r.jti}, idDest{"parent_jti", &r.parent}, &r.subject, &r.client, &chainCol,
+		idDest{"delegation_id", &r.delegation}, &r.scopes, &r.audience, &facts, &performer); err != nil {
 		return tokenRow{}, dbErr(err)
 	}
+	r.chain = recordChain(chainCol, performer.String)
 	t, err := decodeFacts(facts, r)
 	if err != nil {
 		return tokenRow{}, fmt.Errorf("token facts of the record of %q: %w", r.jti, err)
@@ -268,8 +292,11 @@ SELECT coalesce((SELECT seq FROM e), 0), (SELECT hash FROM e), coalesce((SELECT 
 
 // carriedTokensIn finds a jti of the JSON array ?1 that a record after the
 // index head carries, walking those records.
-const carriedTokensIn = `SELECT jti FROM events WHERE seq > (SELECT seq FROM event_index_head WHERE id = 1)
-	AND token IS NOT NULL AND jti IN (SELECT value FROM json_each(?1)) LIMIT 1`
+// The records' jtis are in their compact form (idIn), the array's TEXT.
+func carriedTokensIn() string {
+	return `SELECT jti FROM events WHERE seq > (SELECT seq FROM event_index_head WHERE id = 1)
+	AND token IS NOT NULL AND ` + idTextSQL("jti") + ` IN (SELECT value FROM json_each(?1)) LIMIT 1`
+}
 
 // checkNewTokens refuses tokens whose jti exists, or that share a jti, with
 // store.ErrAlreadyExists. The tokens table's key no longer sees every
@@ -308,7 +335,7 @@ func (s *Store) checkNewTokens(ctx context.Context, tx *sql.Tx, tokens []store.I
 	walk := tx.StmtContext(ctx, s.stmts.carriedTokensIn)
 	defer walk.Close()
 	var jti string
-	switch err := walk.QueryRowContext(ctx, list).Scan(&jti); {
+	switch err := walk.QueryRowContext(ctx, list).Scan(idDest{"jti", &jti}); {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil
 	case err != nil:

@@ -20,6 +20,10 @@
 -- index head, found by their jti) enter it here. Adding a column changes
 -- the schema only, so the migration takes no longer on a large log.
 
+-- Migration 22 keeps a record's jti in a compact form (a BLOB of its hex
+-- digits' bytes, eventcodec.go's idIn); the CASE reads it back as the text
+-- the tokens table keeps (idTextSQL).
 ALTER TABLE events ADD COLUMN token BLOB;
 UPDATE tokens SET indexed = 1 WHERE indexed = 0 AND jti IN
-	(SELECT jti FROM events WHERE seq > (SELECT seq FROM event_index_head WHERE id = 1) AND jti <> '');
+	(SELECT CASE WHEN typeof(jti) <> 'blob' THEN jti WHEN substr(jti, 1, 1) = x'04' THEN CAST(substr(jti, 2, 4) AS TEXT) || lower(hex(substr(jti, 6))) ELSE lower(hex(substr(jti, 2))) END
+	 FROM events WHERE seq > (SELECT seq FROM event_index_head WHERE id = 1) AND jti <> '');
