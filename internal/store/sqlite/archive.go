@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/mandate-dev/mandate/internal/store"
 )
@@ -111,4 +112,40 @@ func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit i
 		return 0, fmt.Errorf("sqlite: delete archived events through %d: %w", through, err)
 	}
 	return n, nil
+}
+
+// LeaseArchive takes or renews the archive lease for holder until ttl from
+// the store's clock, in one write transaction, under the rules of
+// store.AuditArchive.
+func (s *Store) LeaseArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	taken := false
+	err := s.write(ctx, "lease archive", func(tx *sql.Tx) error {
+		now := s.now()
+		res, err := tx.ExecContext(ctx, `INSERT INTO audit_archive_lease (id, holder, expires) VALUES (1, ?, ?)
+ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires = excluded.expires
+WHERE audit_archive_lease.holder = excluded.holder OR audit_archive_lease.expires <= ?`,
+			holder, now.Add(ttl).UnixMicro(), now.UnixMicro())
+		if err != nil {
+			return dbErr(err)
+		}
+		n, err := res.RowsAffected()
+		taken = n == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlite: lease archive: %w", err)
+	}
+	return taken, nil
+}
+
+// ReleaseArchive gives up holder's archive lease, if it holds it.
+func (s *Store) ReleaseArchive(ctx context.Context, holder string) error {
+	err := s.write(ctx, "release archive", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM audit_archive_lease WHERE id = 1 AND holder = ?", holder)
+		return dbErr(err)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: release archive: %w", err)
+	}
+	return nil
 }
