@@ -18,7 +18,7 @@ var now = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // fixture is a SQLite store holding n records, the first old of them 100
 // days old and the rest a minute old, checkpointed.
-func fixture(t *testing.T, n, old int) (*sqlite.Store, *auditlog.Checkpointer) {
+func fixture(t testing.TB, n, old int) (*sqlite.Store, *auditlog.Checkpointer) {
 	t.Helper()
 	ctx := t.Context()
 	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "mandate.db"))
@@ -34,7 +34,7 @@ func fixture(t *testing.T, n, old int) (*sqlite.Store, *auditlog.Checkpointer) {
 	return s, cp
 }
 
-func appendEvents(t *testing.T, s store.Store, n, old int) {
+func appendEvents(t testing.TB, s store.Store, n, old int) {
 	t.Helper()
 	evs, err := s.EventsAfter(t.Context(), 0, store.MaxPageLimit)
 	if err != nil {

@@ -188,6 +188,26 @@ WHERE audit_archive_lease.holder = excluded.holder OR audit_archive_lease.expire
 	return taken, nil
 }
 
+// RenewArchive extends holder's archive lease until ttl from the
+// database's clock while holder still holds it, under the rules of
+// store.AuditArchive.
+func (s *Store) RenewArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	held := false
+	err := s.write(ctx, "renew archive lease", func(ctx context.Context, tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE audit_archive_lease SET expires = clock_timestamp() + make_interval(secs => $2)
+WHERE id = 1 AND holder = $1`, holder, ttl.Seconds())
+		if err != nil {
+			return dbErr(err)
+		}
+		held = tag.RowsAffected() == 1
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("postgres: renew archive lease: %w", err)
+	}
+	return held, nil
+}
+
 // ReleaseArchive gives up holder's archive lease, if it holds it.
 func (s *Store) ReleaseArchive(ctx context.Context, holder string) error {
 	err := s.write(ctx, "release archive", func(ctx context.Context, tx pgx.Tx) error {

@@ -138,6 +138,27 @@ WHERE audit_archive_lease.holder = excluded.holder OR audit_archive_lease.expire
 	return taken, nil
 }
 
+// RenewArchive extends holder's archive lease until ttl from the store's
+// clock while holder still holds it, under the rules of
+// store.AuditArchive.
+func (s *Store) RenewArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	held := false
+	err := s.write(ctx, "renew archive lease", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE audit_archive_lease SET expires = ? WHERE id = 1 AND holder = ?",
+			s.now().Add(ttl).UnixMicro(), holder)
+		if err != nil {
+			return dbErr(err)
+		}
+		n, err := res.RowsAffected()
+		held = n == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlite: renew archive lease: %w", err)
+	}
+	return held, nil
+}
+
 // ReleaseArchive gives up holder's archive lease, if it holds it.
 func (s *Store) ReleaseArchive(ctx context.Context, holder string) error {
 	err := s.write(ctx, "release archive", func(tx *sql.Tx) error {

@@ -430,6 +430,14 @@ func (f *Faulty) LeaseArchive(ctx context.Context, holder string, ttl time.Durat
 	return f.inner.LeaseArchive(ctx, holder, ttl)
 }
 
+// RenewArchive implements store.AuditArchive.
+func (f *Faulty) RenewArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	if err := f.fault("RenewArchive"); err != nil {
+		return false, err
+	}
+	return f.inner.RenewArchive(ctx, holder, ttl)
+}
+
 // ReleaseArchive implements store.AuditArchive.
 func (f *Faulty) ReleaseArchive(ctx context.Context, holder string) error {
 	if err := f.fault("ReleaseArchive"); err != nil {

@@ -11,7 +11,8 @@ import (
 
 // testArchiveLease checks the archive lease: one holder at a time, renewed
 // by its holder, released only by it, and taken over once it expires;
-// holders racing for a free lease get it once.
+// a holder whose lease was taken or released renews nothing; holders
+// racing for a free lease get it once.
 func testArchiveLease(t *testing.T, open func(t *testing.T) store.Store) {
 	s, ctx := open(t), t.Context()
 	lease := func(name, holder string, ttl time.Duration, want bool) {
@@ -27,13 +28,24 @@ func testArchiveLease(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatalf("ReleaseArchive(%s): %v", holder, err)
 		}
 	}
+	renew := func(name, holder string, want bool) {
+		t.Helper()
+		got, err := s.RenewArchive(ctx, holder, time.Minute)
+		if err != nil || got != want {
+			t.Fatalf("%s: RenewArchive(%s) = %v, %v; want %v", name, holder, got, err, want)
+		}
+	}
 	release("a") // a lease no one holds
+	renew("fail/renew-free", "a", false)
 	lease("ok/free", "a", time.Minute, true)
 	lease("fail/held", "b", time.Minute, false)
 	lease("ok/renewed", "a", time.Minute, true)
 	release("b") // not b's: a keeps it
 	lease("fail/still-held", "b", time.Minute, false)
+	renew("ok/renew", "a", true)
+	renew("fail/renew-others", "b", false)
 	release("a")
+	renew("fail/renew-released", "a", false)
 	lease("ok/released", "b", time.Minute, true)
 	lease("fail/held-by-b", "a", time.Minute, false)
 	release("b")
@@ -43,8 +55,13 @@ func testArchiveLease(t *testing.T, open func(t *testing.T) store.Store) {
 	lease("ok/short", "a", 50*time.Millisecond, true)
 	lease("fail/not-yet-expired", "b", time.Minute, false)
 	time.Sleep(200 * time.Millisecond)
+	renew("ok/renew-expired-not-taken", "a", true)
+	lease("fail/renewed", "b", time.Minute, false)
+	lease("ok/short-again", "a", 50*time.Millisecond, true)
+	time.Sleep(200 * time.Millisecond)
 	lease("ok/expired", "b", time.Minute, true)
 	lease("fail/taken-over", "a", time.Minute, false)
+	renew("fail/renew-taken-over", "a", false)
 	release("b")
 
 	const racers = 8
