@@ -60,7 +60,7 @@ func archiver(s *sqlite.Store, dir string) *archive.Archiver {
 		Retention: 90 * 24 * time.Hour, SegmentSize: 4, DeleteBatch: 3, Now: func() time.Time { return now }}
 }
 
-func verify(t *testing.T, s *sqlite.Store, dir string) archive.Report {
+func verify(t *testing.T, s store.Store, dir string) archive.Report {
 	t.Helper()
 	ctx := t.Context()
 	skey, err := s.CheckpointKey(ctx, auditlog.NewKey)

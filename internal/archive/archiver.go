@@ -3,10 +3,12 @@ package archive
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/auditchain"
@@ -30,7 +32,18 @@ const (
 	// DefaultDeleteBatch is how many records one delete transaction
 	// removes, so that a pass never holds the write lock for long.
 	DefaultDeleteBatch = 500
+	// DefaultLeaseTTL is how long the archive lease lasts unless renewed:
+	// a pass renews it after every step and rest, each far shorter, and an
+	// archiver that stopped without releasing it (killed) is replaced this
+	// long after its last renewal.
+	DefaultLeaseTTL = 15 * time.Second
 )
+
+// ErrBusy is the error of a pass that finds another archiver holding the
+// store's archive lease, or that lost it (it ran past the lease's expiry
+// and another archiver took it): it archives nothing more, and the other
+// goes on.
+var ErrBusy = errors.New("archive: another archiver holds the archive lease")
 
 // Stage names the points of a pass Pause is called at.
 const (
@@ -49,9 +62,16 @@ const (
 // archived in the store (which checks the last one's chain hash), then
 // delete them in batches. A pass first finishes deleting what is marked,
 // and reuses a segment already written for the next records after
-// checking it, so no record is lost and none is left in both places. One
-// Archiver runs at a time per store: the mark refuses a second one that
-// raced it, which stops that pass with an error.
+// checking it, so no record is lost and none is left in both places.
+//
+// One archiver at a time runs a pass per store, however many instances
+// share the store and the archive: a pass takes the store's archive lease
+// first (store.AuditArchive's LeaseArchive) and returns ErrBusy when
+// another holds it; it renews the lease after every step and right before
+// it writes a segment, stops with ErrBusy if it lost it, and releases it
+// at its end. Dir refuses a segment that overlaps one stored, should a
+// pass stall past its lease while writing. An Archiver is not safe for
+// concurrent passes of its own.
 type Archiver struct {
 	Store   Source
 	Archive Store
@@ -81,9 +101,23 @@ type Archiver struct {
 	// read, after the segment is written, after it is read back and
 	// checked, and after each batch of deletes, with how long that step took, and the pass
 	// goes on when it returns; its error (the context's) stops the pass.
+	// A segment of more than one page (store.EachEventPage) also rests
+	// between its pages as it is read and as it is written.
 	// The server paces its passes with it, so that a long pass leaves the
 	// write lock and the CPU to requests. Nil goes on at once.
 	Rest func(ctx context.Context, took time.Duration) error
+	// Holder names this archiver in the store's archive lease; empty, a
+	// random name chosen at its first pass.
+	Holder string
+	// LeaseTTL is how long the lease lasts unless renewed; default
+	// DefaultLeaseTTL.
+	LeaseTTL time.Duration
+
+	holderOnce sync.Once
+	holder     string
+	// renewed is when the lease was last taken or renewed (the local
+	// monotonic clock).
+	renewed time.Time
 }
 
 // PassResult says what a pass did.
@@ -126,8 +160,17 @@ func markOf(a store.ArchivedLog) (mark, error) {
 // Pass archives every record older than the retention, but the newest
 // record and those not yet covered by a stored checkpoint, in segments of
 // at most SegmentSize, oldest first.
-func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
-	var res PassResult
+func (a *Archiver) Pass(ctx context.Context) (res PassResult, err error) {
+	if err := a.takeLease(ctx); err != nil {
+		return res, err
+	}
+	defer func() {
+		// Released also when ctx ended, so that the next instance need
+		// not wait for the lease to expire.
+		if rerr := a.Store.ReleaseArchive(context.WithoutCancel(ctx), a.holderName()); rerr != nil && err == nil {
+			err = fmt.Errorf("archive: %w", rerr)
+		}
+	}()
 	stored, err := a.Store.ArchivedLog(ctx)
 	if err != nil {
 		return res, fmt.Errorf("archive: %w", err)
@@ -196,12 +239,60 @@ func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
 	return res, ctx.Err()
 }
 
-// rest calls Rest, if set, with the time since start.
+// rest calls Rest, if set, with the time since start, then renews the
+// lease if it is due.
 func (a *Archiver) rest(ctx context.Context, start time.Time) error {
-	if a.Rest == nil {
+	if a.Rest != nil {
+		if err := a.Rest(ctx, time.Since(start)); err != nil {
+			return err
+		}
+	}
+	return a.keepLease(ctx)
+}
+
+// holderName is Holder, or a random name chosen once.
+func (a *Archiver) holderName() string {
+	a.holderOnce.Do(func() {
+		a.holder = a.Holder
+		if a.holder == "" {
+			a.holder = "archiver-" + rand.Text()
+		}
+	})
+	return a.holder
+}
+
+func (a *Archiver) leaseTTL() time.Duration { return cmp.Or(a.LeaseTTL, DefaultLeaseTTL) }
+
+// takeLease takes the store's archive lease for the pass, or returns
+// ErrBusy.
+func (a *Archiver) takeLease(ctx context.Context) error {
+	ok, err := a.Store.LeaseArchive(ctx, a.holderName(), a.leaseTTL())
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if !ok {
+		return ErrBusy
+	}
+	a.renewed = time.Now()
+	return nil
+}
+
+// keepLease renews the lease when a quarter of its time has passed since
+// it was last taken or renewed, so that it always has three quarters left
+// when a segment is written; it returns ErrBusy when the lease was lost.
+func (a *Archiver) keepLease(ctx context.Context) error {
+	if time.Since(a.renewed) < a.leaseTTL()/4 {
 		return nil
 	}
-	return a.Rest(ctx, time.Since(start))
+	ok, err := a.Store.RenewArchive(ctx, a.holderName(), a.leaseTTL())
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: the lease expired and was taken over", ErrBusy)
+	}
+	a.renewed = time.Now()
+	return nil
 }
 
 func (a *Archiver) pause(ctx context.Context, stage string) {
@@ -282,6 +373,9 @@ func (a *Archiver) segment(ctx context.Context, m mark, evs []store.Event) (stri
 		return "", mark{}, err
 	}
 	name := Name(m.size+1, next.size)
+	if err := a.keepLease(ctx); err != nil {
+		return "", mark{}, err
+	}
 	if err := a.Archive.Put(ctx, name, data); err != nil {
 		return "", mark{}, err
 	}
