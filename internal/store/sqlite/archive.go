@@ -83,8 +83,10 @@ func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit i
 		if err := indexThrough(ctx, tx, through); err != nil {
 			return err
 		}
-		evs, err := list(ctx, tx, "events", "SELECT "+eventSelect+" FROM events WHERE seq <= ? ORDER BY seq LIMIT ?",
-			scanEvent, through, store.PageLimit(limit))
+		// Only the columns eventActors reads: decoding whole records took
+		// a third of a delete's time, inside the write lock.
+		evs, err := list(ctx, tx, "events", "SELECT seq, performer, client_id, chain FROM events WHERE seq <= ? ORDER BY seq LIMIT ?",
+			scanActors, through, store.PageLimit(limit))
 		if err != nil {
 			return err
 		}
@@ -169,4 +171,21 @@ func (s *Store) ReleaseArchive(ctx context.Context, holder string) error {
 		return fmt.Errorf("sqlite: release archive: %w", err)
 	}
 	return nil
+}
+
+// scanActors reads a row of seq, performer, client_id and chain: the
+// fields eventActors needs.
+func scanActors(sc scanner) (store.Event, error) {
+	var (
+		e     store.Event
+		chain string
+	)
+	if err := sc.Scan(&e.Seq, &e.Performer, &e.ClientID, &chain); err != nil {
+		return store.Event{}, err
+	}
+	var err error
+	if e.Chain, err = listOut("chain", chain); err != nil {
+		return store.Event{}, err
+	}
+	return e, nil
 }
