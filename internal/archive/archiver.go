@@ -71,8 +71,8 @@ const (
 // another holds it; it renews the lease after every step and right before
 // it writes a segment, stops with ErrBusy if it lost it, and releases it
 // at its end. Dir refuses a segment that overlaps one stored, should a
-// pass stall past its lease while writing. An Archiver is not safe for
-// concurrent passes of its own.
+// pass stall past its lease while writing. Passes of one Archiver run one
+// after the other: a Pass called during another waits for it.
 type Archiver struct {
 	Store   Source
 	Archive Store
@@ -114,6 +114,8 @@ type Archiver struct {
 	// DefaultLeaseTTL.
 	LeaseTTL time.Duration
 
+	// running is held for the whole of a pass.
+	running    sync.Mutex
 	holderOnce sync.Once
 	holder     string
 	// renewed is when the lease was last taken or renewed (the local
@@ -162,6 +164,8 @@ func markOf(a store.ArchivedLog) (mark, error) {
 // record and those not yet covered by a stored checkpoint, in segments of
 // at most SegmentSize, oldest first.
 func (a *Archiver) Pass(ctx context.Context) (res PassResult, err error) {
+	a.running.Lock()
+	defer a.running.Unlock()
 	if err := a.takeLease(ctx); err != nil {
 		return res, err
 	}
