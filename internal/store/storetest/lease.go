@@ -51,14 +51,16 @@ func testArchiveLease(t *testing.T, open func(t *testing.T) store.Store) {
 	release("b")
 
 	// A holder that stopped without releasing is replaced once its lease
-	// has expired.
-	lease("ok/short", "a", 50*time.Millisecond, true)
-	lease("fail/not-yet-expired", "b", time.Minute, false)
-	time.Sleep(200 * time.Millisecond)
+	// has expired; one whose lease expired while no one took it renews
+	// it. (Only expiries are timed with short leases, so that a slow
+	// machine cannot make one run out before it is looked at.)
+	lease("ok/short", "a", time.Millisecond, true)
+	time.Sleep(50 * time.Millisecond)
 	renew("ok/renew-expired-not-taken", "a", true)
 	lease("fail/renewed", "b", time.Minute, false)
-	lease("ok/short-again", "a", 50*time.Millisecond, true)
-	time.Sleep(200 * time.Millisecond)
+	release("a")
+	lease("ok/short-again", "a", time.Millisecond, true)
+	time.Sleep(50 * time.Millisecond)
 	lease("ok/expired", "b", time.Minute, true)
 	lease("fail/taken-over", "a", time.Minute, false)
 	renew("fail/renew-taken-over", "a", false)
