@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"time"
@@ -64,7 +65,8 @@ func archiveEvery(retention time.Duration) time.Duration {
 }
 
 // runArchive runs the archive pass every archiveEvery of the retention
-// until ctx ends; with no retention it does nothing.
+// until ctx ends; with no retention it does nothing. A pass that finds
+// another instance's pass running (archive.ErrBusy) is skipped quietly.
 func runArchive(ctx context.Context, a *archive.Archiver, logger *slog.Logger) {
 	if a.Retention <= 0 {
 		return
@@ -72,7 +74,11 @@ func runArchive(ctx context.Context, a *archive.Archiver, logger *slog.Logger) {
 	t := time.NewTicker(archiveEvery(a.Retention))
 	defer t.Stop()
 	for {
-		if _, err := a.Pass(ctx); err != nil && ctx.Err() == nil {
+		switch _, err := a.Pass(ctx); {
+		case errors.Is(err, archive.ErrBusy):
+			// Another instance archives: this one's pass waits its turn.
+			logger.Debug("audit archive pass skipped", slog.String("reason", err.Error()))
+		case err != nil && ctx.Err() == nil:
 			logger.Error("audit archive pass", slog.String("error", err.Error()))
 		}
 		select {

@@ -1,12 +1,15 @@
 package archive
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/mandate-dev/mandate/internal/auditchain"
@@ -30,7 +33,18 @@ const (
 	// DefaultDeleteBatch is how many records one delete transaction
 	// removes, so that a pass never holds the write lock for long.
 	DefaultDeleteBatch = 500
+	// DefaultLeaseTTL is how long the archive lease lasts unless renewed:
+	// a pass renews it after every step and rest, each far shorter, and an
+	// archiver that stopped without releasing it (killed) is replaced this
+	// long after its last renewal.
+	DefaultLeaseTTL = 15 * time.Second
 )
+
+// ErrBusy is the error of a pass that finds another archiver holding the
+// store's archive lease, or that lost it (it ran past the lease's expiry
+// and another archiver took it): it archives nothing more, and the other
+// goes on.
+var ErrBusy = errors.New("archive: another archiver holds the archive lease")
 
 // Stage names the points of a pass Pause is called at.
 const (
@@ -49,9 +63,16 @@ const (
 // archived in the store (which checks the last one's chain hash), then
 // delete them in batches. A pass first finishes deleting what is marked,
 // and reuses a segment already written for the next records after
-// checking it, so no record is lost and none is left in both places. One
-// Archiver runs at a time per store: the mark refuses a second one that
-// raced it, which stops that pass with an error.
+// checking it, so no record is lost and none is left in both places.
+//
+// One archiver at a time runs a pass per store, however many instances
+// share the store and the archive: a pass takes the store's archive lease
+// first (store.AuditArchive's LeaseArchive) and returns ErrBusy when
+// another holds it; it renews the lease after every step and right before
+// it writes a segment, stops with ErrBusy if it lost it, and releases it
+// at its end. Dir refuses a segment that overlaps one stored, should a
+// pass stall past its lease while writing. Passes of one Archiver run one
+// after the other: a Pass called during another waits for it.
 type Archiver struct {
 	Store   Source
 	Archive Store
@@ -81,9 +102,25 @@ type Archiver struct {
 	// read, after the segment is written, after it is read back and
 	// checked, and after each batch of deletes, with how long that step took, and the pass
 	// goes on when it returns; its error (the context's) stops the pass.
+	// A segment of more than one page (store.EachEventPage) also rests
+	// between its pages as it is read and as it is written.
 	// The server paces its passes with it, so that a long pass leaves the
 	// write lock and the CPU to requests. Nil goes on at once.
 	Rest func(ctx context.Context, took time.Duration) error
+	// Holder names this archiver in the store's archive lease; empty, a
+	// random name chosen at its first pass.
+	Holder string
+	// LeaseTTL is how long the lease lasts unless renewed; default
+	// DefaultLeaseTTL.
+	LeaseTTL time.Duration
+
+	// running is held for the whole of a pass.
+	running    sync.Mutex
+	holderOnce sync.Once
+	holder     string
+	// renewed is when the lease was last taken or renewed (the local
+	// monotonic clock).
+	renewed time.Time
 }
 
 // PassResult says what a pass did.
@@ -126,8 +163,19 @@ func markOf(a store.ArchivedLog) (mark, error) {
 // Pass archives every record older than the retention, but the newest
 // record and those not yet covered by a stored checkpoint, in segments of
 // at most SegmentSize, oldest first.
-func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
-	var res PassResult
+func (a *Archiver) Pass(ctx context.Context) (res PassResult, err error) {
+	a.running.Lock()
+	defer a.running.Unlock()
+	if err := a.takeLease(ctx); err != nil {
+		return res, err
+	}
+	defer func() {
+		// Released also when ctx ended, so that the next instance need
+		// not wait for the lease to expire.
+		if rerr := a.Store.ReleaseArchive(context.WithoutCancel(ctx), a.holderName()); rerr != nil && err == nil {
+			err = fmt.Errorf("archive: %w", rerr)
+		}
+	}()
 	stored, err := a.Store.ArchivedLog(ctx)
 	if err != nil {
 		return res, fmt.Errorf("archive: %w", err)
@@ -196,12 +244,60 @@ func (a *Archiver) Pass(ctx context.Context) (PassResult, error) {
 	return res, ctx.Err()
 }
 
-// rest calls Rest, if set, with the time since start.
+// rest calls Rest, if set, with the time since start, then renews the
+// lease if it is due.
 func (a *Archiver) rest(ctx context.Context, start time.Time) error {
-	if a.Rest == nil {
+	if a.Rest != nil {
+		if err := a.Rest(ctx, time.Since(start)); err != nil {
+			return err
+		}
+	}
+	return a.keepLease(ctx)
+}
+
+// holderName is Holder, or a random name chosen once.
+func (a *Archiver) holderName() string {
+	a.holderOnce.Do(func() {
+		a.holder = a.Holder
+		if a.holder == "" {
+			a.holder = "archiver-" + rand.Text()
+		}
+	})
+	return a.holder
+}
+
+func (a *Archiver) leaseTTL() time.Duration { return cmp.Or(a.LeaseTTL, DefaultLeaseTTL) }
+
+// takeLease takes the store's archive lease for the pass, or returns
+// ErrBusy.
+func (a *Archiver) takeLease(ctx context.Context) error {
+	ok, err := a.Store.LeaseArchive(ctx, a.holderName(), a.leaseTTL())
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if !ok {
+		return ErrBusy
+	}
+	a.renewed = time.Now()
+	return nil
+}
+
+// keepLease renews the lease when a quarter of its time has passed since
+// it was last taken or renewed, so that it always has three quarters left
+// when a segment is written; it returns ErrBusy when the lease was lost.
+func (a *Archiver) keepLease(ctx context.Context) error {
+	if time.Since(a.renewed) < a.leaseTTL()/4 {
 		return nil
 	}
-	return a.Rest(ctx, time.Since(start))
+	ok, err := a.Store.RenewArchive(ctx, a.holderName(), a.leaseTTL())
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: the lease expired and was taken over", ErrBusy)
+	}
+	a.renewed = time.Now()
+	return nil
 }
 
 func (a *Archiver) pause(ctx context.Context, stage string) {
@@ -224,6 +320,7 @@ func (a *Archiver) candidates(ctx context.Context, after int64, cutoff time.Time
 	size := cmp.Or(a.SegmentSize, DefaultSegmentSize)
 	var out []store.Event
 	for len(out) < size {
+		start := time.Now()
 		// The last record of each page is held back until a later page
 		// shows that it is not the newest of the log.
 		page, err := a.Store.EventsAfter(ctx, after, min(size-len(out)+1, store.EachEventPage))
@@ -239,6 +336,12 @@ func (a *Archiver) candidates(ctx context.Context, after int64, cutoff time.Time
 			}
 			out = append(out, ev)
 			after = ev.Seq
+		}
+		if len(out) < size {
+			// A rest between pages: a segment's read is not one burst.
+			if err := a.rest(ctx, start); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil
@@ -277,26 +380,64 @@ func (a *Archiver) segment(ctx context.Context, m mark, evs []store.Event) (stri
 	if err != nil {
 		return "", mark{}, err
 	}
-	data, err := Encode(Segment{Events: evs, Note: msg})
+	// Encoded a page at a time, with a rest between pages.
+	enc := newEncoder()
+	for i := 0; i < len(evs); i += store.EachEventPage {
+		if i > 0 {
+			if err := a.rest(ctx, start); err != nil {
+				return "", mark{}, err
+			}
+			start = time.Now()
+		}
+		if err := enc.add(evs[i:min(i+store.EachEventPage, len(evs))]); err != nil {
+			return "", mark{}, err
+		}
+	}
+	data, err := enc.close(msg)
 	if err != nil {
 		return "", mark{}, err
 	}
 	name := Name(m.size+1, next.size)
+	if err := a.keepLease(ctx); err != nil {
+		return "", mark{}, err
+	}
 	if err := a.Archive.Put(ctx, name, data); err != nil {
 		return "", mark{}, err
 	}
-	// The read-back check is as much work again: rest before it too.
 	if err := a.rest(ctx, start); err != nil {
 		return "", mark{}, err
 	}
-	back, err := a.check(ctx, name, m, vkey)
-	if err != nil {
+	if err := a.readBack(ctx, name, data, evs, msg, vkey); err != nil {
 		return "", mark{}, err
 	}
-	if back.size != next.size || back.head != next.head {
-		return "", mark{}, fmt.Errorf("archive: segment %s reads back other records than were written", name)
-	}
 	return name, next, nil
+}
+
+// readBack checks the segment name just written: it reads back exactly
+// data, the encoding of evs (already chained and matched to the stored
+// checkpoints) and the note msg, which verifies with vkey; its first and
+// last records decode to their own leaf hashes, which catches an encoding
+// that loses a field without decoding every record again (as check does
+// for a segment a stopped pass left, whose records are not at hand).
+func (a *Archiver) readBack(ctx context.Context, name string, data []byte, evs []store.Event, msg, vkey string) error {
+	back, err := a.Archive.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(back, data) {
+		return fmt.Errorf("archive: segment %s reads back other bytes than were written", name)
+	}
+	if _, err := auditlog.Open(msg, vkey); err != nil {
+		return fmt.Errorf("archive: segment %s: %w", name, err)
+	}
+	first, last, err := decodeEnds(back)
+	if err != nil {
+		return fmt.Errorf("archive: segment %s: %w", name, err)
+	}
+	if auditchain.LeafHash(first) != auditchain.LeafHash(evs[0]) || auditchain.LeafHash(last) != auditchain.LeafHash(evs[len(evs)-1]) {
+		return fmt.Errorf("archive: segment %s: its records do not decode to what was written", name)
+	}
+	return nil
 }
 
 // chain checks that evs chain on from m and match every stored checkpoint

@@ -62,21 +62,69 @@ type line struct {
 // Encode returns s as a segment's bytes: gzip of a JSON line per record,
 // then {"checkpoint": NOTE}.
 func Encode(s Segment) ([]byte, error) {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	enc := json.NewEncoder(zw)
-	for _, ev := range s.Events {
-		if err := enc.Encode(ev); err != nil {
-			return nil, fmt.Errorf("archive: record %d: %w", ev.Seq, err)
+	e := newEncoder()
+	if err := e.add(s.Events); err != nil {
+		return nil, err
+	}
+	return e.close(s.Note)
+}
+
+// encoder writes a segment's bytes a part at a time: records with add,
+// then the checkpoint with close.
+type encoder struct {
+	buf bytes.Buffer
+	zw  *gzip.Writer
+	enc *json.Encoder
+}
+
+func newEncoder() *encoder {
+	e := &encoder{}
+	e.zw = gzip.NewWriter(&e.buf)
+	e.enc = json.NewEncoder(e.zw)
+	return e
+}
+
+// add writes the lines of evs.
+func (e *encoder) add(evs []store.Event) error {
+	for _, ev := range evs {
+		if err := e.enc.Encode(ev); err != nil {
+			return fmt.Errorf("archive: record %d: %w", ev.Seq, err)
 		}
 	}
-	if err := enc.Encode(line{Checkpoint: s.Note}); err != nil {
+	return nil
+}
+
+// close writes the checkpoint's line and returns the segment's bytes.
+func (e *encoder) close(note string) ([]byte, error) {
+	if err := e.enc.Encode(line{Checkpoint: note}); err != nil {
 		return nil, fmt.Errorf("archive: checkpoint: %w", err)
 	}
-	if err := zw.Close(); err != nil {
+	if err := e.zw.Close(); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	return buf.Bytes(), nil
+	return e.buf.Bytes(), nil
+}
+
+// decodeEnds returns the first and the last record of a segment's bytes,
+// decoding no other line.
+func decodeEnds(data []byte) (first, last store.Event, err error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return first, last, err
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil {
+		return first, last, err
+	}
+	lines := bytes.Split(bytes.TrimSuffix(plain, []byte("\n")), []byte("\n"))
+	if len(lines) < 2 {
+		return first, last, fmt.Errorf("%w: it holds no record", ErrTruncated)
+	}
+	if err := json.Unmarshal(lines[0], &first); err != nil {
+		return first, last, err
+	}
+	err = json.Unmarshal(lines[len(lines)-2], &last)
+	return first, last, err
 }
 
 // Decode reads a segment's bytes. A compressed stream that ends early, or

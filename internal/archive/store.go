@@ -15,6 +15,11 @@ import (
 // never overwritten.
 var ErrExists = errors.New("archive: segment exists")
 
+// ErrOverlap is the error of Put for a segment whose records overlap those
+// of a segment stored: two archivers that raced (one stalled past its
+// lease) would leave two copies of some records.
+var ErrOverlap = errors.New("archive: segment overlaps a stored one")
+
 // ErrNotFound is the error of Get for a name not stored.
 var ErrNotFound = errors.New("archive: no such segment")
 
@@ -33,7 +38,10 @@ type Store interface {
 // read), syncs it, links it to its name (which fails if the name exists,
 // where a rename would replace it), removes the temporary name and syncs
 // the directory: a crash leaves the segment whole or absent, and at worst
-// a temporary file.
+// a temporary file. Put also refuses a segment whose records overlap a
+// stored one's (ErrOverlap), checked and linked under an exclusive lock
+// of the file ".lock" in the directory (flock, on Unix), so that processes
+// sharing the directory cannot both pass the check.
 type Dir struct {
 	// Path is the directory.
 	Path string
@@ -81,6 +89,14 @@ func (d Dir) Put(_ context.Context, name string, data []byte) (err error) {
 	if err != nil {
 		return fmt.Errorf("archive: write %s: %w", name, err)
 	}
+	unlock, err := lockDir(d.Path)
+	if err != nil {
+		return fmt.Errorf("archive: lock %s: %w", d.Path, err)
+	}
+	defer unlock()
+	if err := d.refuseOverlap(name); err != nil {
+		return err
+	}
 	if err := os.Link(tmp.Name(), final); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w: %s", ErrExists, name)
@@ -88,6 +104,31 @@ func (d Dir) Put(_ context.Context, name string, data []byte) (err error) {
 		return fmt.Errorf("archive: %w", err)
 	}
 	return syncDir(d.Path)
+}
+
+// refuseOverlap returns ErrOverlap when a stored segment holds any record
+// of segment name, ErrExists when one has its name.
+func (d Dir) refuseOverlap(name string) error {
+	first, last, err := ParseName(name)
+	if err != nil {
+		return err
+	}
+	names, err := d.List(context.Background())
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		f, l, err := ParseName(n)
+		switch {
+		case err != nil:
+			continue
+		case n == name:
+			return fmt.Errorf("%w: %s", ErrExists, name)
+		case f <= last && first <= l:
+			return fmt.Errorf("%w: %s holds records of %s", ErrOverlap, n, name)
+		}
+	}
+	return nil
 }
 
 // syncDir makes the directory's entries durable.

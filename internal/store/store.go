@@ -901,4 +901,20 @@ type AuditArchive interface {
 	// A through above the archived size is refused with an error wrapping
 	// ErrConflict: only archived records are ever deleted.
 	DeleteArchivedEvents(ctx context.Context, through int64, limit int) (int, error)
+	// LeaseArchive takes the archive lease for holder, or renews it,
+	// until ttl from now by the store's clock: one archiver at a time
+	// writes segments, however many instances share the store and the
+	// archive. It returns true when the lease was free, expired (its
+	// holder stopped without releasing it) or holder's already, and
+	// false, without an error, while another holder's lease runs.
+	LeaseArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error)
+	// RenewArchive extends holder's archive lease until ttl from now,
+	// while no one else took it: also when it expired, since no other
+	// archiver ran meanwhile. It returns false, without an error, when
+	// holder lost the lease (another took it after it expired, or it was
+	// released): holder must stop, as another archiver may be running.
+	RenewArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error)
+	// ReleaseArchive gives up holder's archive lease; it does nothing
+	// when holder does not hold it.
+	ReleaseArchive(ctx context.Context, holder string) error
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -162,4 +163,59 @@ func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit i
 		return 0, fmt.Errorf("postgres: delete archived events through %d: %w", through, err)
 	}
 	return n, nil
+}
+
+// LeaseArchive takes or renews the archive lease for holder until ttl from
+// the database's clock, in one statement, under the rules of
+// store.AuditArchive.
+func (s *Store) LeaseArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	taken := false
+	err := s.write(ctx, "lease archive", func(ctx context.Context, tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO audit_archive_lease (id, holder, expires)
+VALUES (1, $1, clock_timestamp() + make_interval(secs => $2))
+ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires = excluded.expires
+WHERE audit_archive_lease.holder = excluded.holder OR audit_archive_lease.expires <= clock_timestamp()`,
+			holder, ttl.Seconds())
+		if err != nil {
+			return dbErr(err)
+		}
+		taken = tag.RowsAffected() == 1
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("postgres: lease archive: %w", err)
+	}
+	return taken, nil
+}
+
+// RenewArchive extends holder's archive lease until ttl from the
+// database's clock while holder still holds it, under the rules of
+// store.AuditArchive.
+func (s *Store) RenewArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	held := false
+	err := s.write(ctx, "renew archive lease", func(ctx context.Context, tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE audit_archive_lease SET expires = clock_timestamp() + make_interval(secs => $2)
+WHERE id = 1 AND holder = $1`, holder, ttl.Seconds())
+		if err != nil {
+			return dbErr(err)
+		}
+		held = tag.RowsAffected() == 1
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("postgres: renew archive lease: %w", err)
+	}
+	return held, nil
+}
+
+// ReleaseArchive gives up holder's archive lease, if it holds it.
+func (s *Store) ReleaseArchive(ctx context.Context, holder string) error {
+	err := s.write(ctx, "release archive", func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM audit_archive_lease WHERE id = 1 AND holder = $1", holder)
+		return dbErr(err)
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: release archive: %w", err)
+	}
+	return nil
 }

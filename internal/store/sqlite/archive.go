@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/mandate-dev/mandate/internal/store"
 )
@@ -82,8 +83,10 @@ func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit i
 		if err := indexThrough(ctx, tx, through); err != nil {
 			return err
 		}
-		evs, err := list(ctx, tx, "events", "SELECT "+eventSelect+" FROM events WHERE seq <= ? ORDER BY seq LIMIT ?",
-			scanEvent, through, store.PageLimit(limit))
+		// Only the columns eventActors reads: decoding whole records took
+		// a third of a delete's time, inside the write lock.
+		evs, err := list(ctx, tx, "events", "SELECT seq, performer, client_id, chain FROM events WHERE seq <= ? ORDER BY seq LIMIT ?",
+			scanActors, through, store.PageLimit(limit))
 		if err != nil {
 			return err
 		}
@@ -111,4 +114,82 @@ func (s *Store) DeleteArchivedEvents(ctx context.Context, through int64, limit i
 		return 0, fmt.Errorf("sqlite: delete archived events through %d: %w", through, err)
 	}
 	return n, nil
+}
+
+// LeaseArchive takes or renews the archive lease for holder until ttl from
+// the store's clock, in one write transaction, under the rules of
+// store.AuditArchive.
+func (s *Store) LeaseArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	taken := false
+	err := s.write(ctx, "lease archive", func(tx *sql.Tx) error {
+		now := s.now()
+		res, err := tx.ExecContext(ctx, `INSERT INTO audit_archive_lease (id, holder, expires) VALUES (1, ?, ?)
+ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires = excluded.expires
+WHERE audit_archive_lease.holder = excluded.holder OR audit_archive_lease.expires <= ?`,
+			holder, now.Add(ttl).UnixMicro(), now.UnixMicro())
+		if err != nil {
+			return dbErr(err)
+		}
+		n, err := res.RowsAffected()
+		taken = n == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlite: lease archive: %w", err)
+	}
+	return taken, nil
+}
+
+// RenewArchive extends holder's archive lease until ttl from the store's
+// clock while holder still holds it, under the rules of
+// store.AuditArchive.
+func (s *Store) RenewArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	held := false
+	err := s.write(ctx, "renew archive lease", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE audit_archive_lease SET expires = ? WHERE id = 1 AND holder = ?",
+			s.now().Add(ttl).UnixMicro(), holder)
+		if err != nil {
+			return dbErr(err)
+		}
+		n, err := res.RowsAffected()
+		held = n == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlite: renew archive lease: %w", err)
+	}
+	return held, nil
+}
+
+// ReleaseArchive gives up holder's archive lease, if it holds it.
+func (s *Store) ReleaseArchive(ctx context.Context, holder string) error {
+	err := s.write(ctx, "release archive", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM audit_archive_lease WHERE id = 1 AND holder = ?", holder)
+		return dbErr(err)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: release archive: %w", err)
+	}
+	return nil
+}
+
+// scanActors reads a row of seq, performer, client_id and chain: the
+// fields eventActors needs.
+func scanActors(sc scanner) (store.Event, error) {
+	var (
+		e     store.Event
+		chain sql.NullString
+	)
+	if err := sc.Scan(&e.Seq, &e.Performer, &e.ClientID, &chain); err != nil {
+		return store.Event{}, err
+	}
+	// A NULL chain is the performer alone (chainIn), an actor already.
+	if !chain.Valid {
+		return e, nil
+	}
+	var err error
+	if e.Chain, err = listOut("chain", chain.String); err != nil {
+		return store.Event{}, err
+	}
+	return e, nil
 }

@@ -422,6 +422,30 @@ func (f *Faulty) DeleteArchivedEvents(ctx context.Context, through int64, limit 
 	return f.inner.DeleteArchivedEvents(ctx, through, limit)
 }
 
+// LeaseArchive implements store.AuditArchive.
+func (f *Faulty) LeaseArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	if err := f.fault("LeaseArchive"); err != nil {
+		return false, err
+	}
+	return f.inner.LeaseArchive(ctx, holder, ttl)
+}
+
+// RenewArchive implements store.AuditArchive.
+func (f *Faulty) RenewArchive(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	if err := f.fault("RenewArchive"); err != nil {
+		return false, err
+	}
+	return f.inner.RenewArchive(ctx, holder, ttl)
+}
+
+// ReleaseArchive implements store.AuditArchive.
+func (f *Faulty) ReleaseArchive(ctx context.Context, holder string) error {
+	if err := f.fault("ReleaseArchive"); err != nil {
+		return err
+	}
+	return f.inner.ReleaseArchive(ctx, holder)
+}
+
 // CreateCode implements store.SignIn.
 func (f *Faulty) CreateCode(ctx context.Context, c store.AuthCode, events ...store.Event) error {
 	if err := f.fault("CreateCode"); err != nil {

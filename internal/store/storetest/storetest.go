@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Chain", func(t *testing.T) { t.Parallel(); testChain(t, open) })
 	t.Run("EventsAfter", func(t *testing.T) { t.Parallel(); testEventsAfter(t, open) })
 	t.Run("AuditArchive", func(t *testing.T) { t.Parallel(); testAuditArchive(t, open) })
+	t.Run("ArchiveLease", func(t *testing.T) { t.Parallel(); testArchiveLease(t, open) })
 	t.Run("Checkpoints", func(t *testing.T) { t.Parallel(); testCheckpoints(t, open) })
 	t.Run("CheckpointKey", func(t *testing.T) { t.Parallel(); testCheckpointKey(t, open) })
 	t.Run("Nonces", func(t *testing.T) { t.Parallel(); testNonces(t, open) })
