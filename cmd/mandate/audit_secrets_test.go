@@ -584,7 +584,11 @@ func leakDumpTables(t *testing.T, db *sql.DB, backend string) []byte {
 				out.WriteByte('\t')
 				switch v := v.(type) {
 				case []byte:
+					// As it is, and in hex: SQLite keeps identifiers of
+					// hex digits as the bytes they spell.
 					out.Write(v)
+					out.WriteByte('\t')
+					out.WriteString(hex.EncodeToString(v))
 				case string:
 					out.WriteString(v)
 				default:
