@@ -31,7 +31,7 @@ func arrows() []arrow {
 		{"cmd/mandate", []string{"internal/cli"}, "the binary is its commands"},
 		{"cmd/mandate-bench", []string{"cmd/mandate-bench/internal/..."}, "the load tool is its own command, out of the product"},
 		{"cmd/mandate-bench/internal/bench", []string{"cmd/mandate-bench/internal/loadgen", "internal/cli", "internal/config", "internal/server", "oauth", "verify", "verify/feed"}, "it starts `mandate serve` from its own binary and measures the server, the verifier and the feed"},
-		{"cmd/mandate-bench/internal/bench", []string{"internal/app", "internal/audit", "internal/auditlog", "internal/forensics", "internal/store"}, "fill writes an audit log through the store's contract; questions times the forensic reports and the log's verification on it"},
+		{"cmd/mandate-bench/internal/bench", []string{"internal/app", "internal/archive", "internal/audit", "internal/auditlog", "internal/forensics", "internal/store"}, "fill writes an audit log through the store's contract; questions times the forensic reports and the log's verification on it; archive runs one retention pass on it"},
 		{"cmd/mandate-bench/internal/loadgen", []string{"oauth"}, "it sends token requests"},
 		{"examples/...", []string{"verify"}, "the example APIs are protected by verify, as any API would be"},
 		{"examples/mcpserver", []string{"agent", "verify/mcpauth"}, "the example MCP server checks tool calls with mcpauth and hands work on by exchange with the agent SDK"},
