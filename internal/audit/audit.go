@@ -125,13 +125,6 @@ type Committer interface {
 
 // Recorder commits events in groups. It is safe for concurrent use; Close
 // stops it after the pending records are written.
-//
-// One commit runs at a time. A request that finds none running commits on
-// its own goroutine, with the requests that joined it meanwhile: one
-// request in flight costs no handoff between goroutines. The requests that
-// come while a commit runs wait in the queue, and the committer hands them
-// to the Recorder's goroutine when it is done, which commits them in groups
-// until the queue is empty.
 type Recorder struct {
 	committer Committer
 	now       func() time.Time
@@ -140,21 +133,11 @@ type Recorder struct {
 	onResult  func(n int, err error)
 	observe   func(Commit)
 
-	mu     sync.Mutex
-	closed bool
-	// busy is set while a commit runs or is about to, on a request's
-	// goroutine or on loop's; whoever set it owns batch.
-	busy  bool
-	queue []*pending
-	batch []*pending
-	// idle, when set, is closed when busy ends (Close waits on it).
-	idle chan struct{}
-	// wake hands the queue to loop; it holds at most one token, sent only
-	// by the goroutine that owns busy.
-	wake      chan struct{}
-	stop      chan struct{}
+	reqs      chan *pending
 	done      chan struct{}
 	closeOnce sync.Once
+	mu        sync.RWMutex
+	closed    bool
 }
 
 // Config tunes a Recorder. Zero values take the defaults.
@@ -170,9 +153,9 @@ type Config struct {
 	OnCommit func(n int, err error)
 	// OnCommitted, if set, is called after every commit attempt, after
 	// OnCommit, with what the attempt wrote and how long it took (for
-	// metrics). Both run on the goroutine that commits, one commit at a
-	// time, so they are never called concurrently, and must return
-	// quickly: every waiting request waits for them too.
+	// metrics). Both run on the Recorder's one committing goroutine, so
+	// they are never called concurrently, and must return quickly: every
+	// waiting request waits for them too.
 	OnCommitted func(Commit)
 }
 
@@ -188,13 +171,9 @@ type Commit struct {
 	Err error
 }
 
-// pending is one request's records. The goroutine that commits them sets
-// err, and sends it on errc when the request waits for another goroutine's
-// commit (errc is nil when it commits its own).
 type pending struct {
 	events []Event
 	tokens []store.IssuedToken
-	err    error
 	errc   chan error
 }
 
@@ -207,8 +186,7 @@ func NewRecorder(c Committer, cfg Config) *Recorder {
 		timeout:   cfg.Timeout,
 		onResult:  cfg.OnCommit,
 		observe:   cfg.OnCommitted,
-		wake:      make(chan struct{}, 1),
-		stop:      make(chan struct{}),
+		reqs:      make(chan *pending, 1024),
 		done:      make(chan struct{}),
 	}
 	if r.now == nil {
@@ -237,68 +215,24 @@ func (r *Recorder) RecordAll(ctx context.Context, evs []Event, tokens ...store.I
 	for i := range evs {
 		r.Stamp(&evs[i])
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("audit: queue: %w", err)
-	}
-	p := &pending{events: evs, tokens: tokens}
-	r.mu.Lock()
+	p := &pending{events: evs, tokens: tokens, errc: make(chan error, 1)}
+	r.mu.RLock()
 	if r.closed {
-		r.mu.Unlock()
+		r.mu.RUnlock()
 		return ErrClosed
 	}
-	if r.busy {
-		p.errc = make(chan error, 1)
-		r.queue = append(r.queue, p)
-		r.mu.Unlock()
-		select {
-		case err := <-p.errc:
-			return err
-		case <-ctx.Done():
-			return fmt.Errorf("audit: waiting for commit: %w", ctx.Err())
-		}
+	select {
+	case r.reqs <- p:
+		r.mu.RUnlock()
+	case <-ctx.Done():
+		r.mu.RUnlock()
+		return fmt.Errorf("audit: queue: %w", ctx.Err())
 	}
-	r.busy = true
-	r.mu.Unlock()
-	// No commit runs: this goroutine commits, after letting the handlers
-	// that are runnable reach Record and join it (see loop).
-	runtime.Gosched()
-	r.mu.Lock()
-	batch := r.take(p)
-	r.mu.Unlock()
-	r.commit(batch)
-	clear(batch)
-	r.mu.Lock()
-	if len(r.queue) > 0 {
-		r.wake <- struct{}{} // loop owns busy now
-	} else {
-		r.release()
-	}
-	r.mu.Unlock()
-	return p.err
-}
-
-// take returns the next group to commit: first, when not nil, then the
-// queue's oldest, up to maxBatch in all. The caller holds mu and owns busy.
-func (r *Recorder) take(first *pending) []*pending {
-	r.batch = r.batch[:0]
-	if first != nil {
-		r.batch = append(r.batch, first)
-	}
-	n := min(len(r.queue), r.maxBatch-len(r.batch))
-	r.batch = append(r.batch, r.queue[:n]...)
-	rest := copy(r.queue, r.queue[n:])
-	clear(r.queue[rest:])
-	r.queue = r.queue[:rest]
-	return r.batch
-}
-
-// release ends busy, and wakes Close when it waits for that. The caller
-// holds mu.
-func (r *Recorder) release() {
-	r.busy = false
-	if r.idle != nil {
-		close(r.idle)
-		r.idle = nil
+	select {
+	case err := <-p.errc:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("audit: waiting for commit: %w", ctx.Err())
 	}
 }
 
@@ -381,50 +315,38 @@ func (r *Recorder) Close() {
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
 		r.closed = true
-		var idle chan struct{}
-		if r.busy {
-			idle = make(chan struct{})
-			r.idle = idle
-		}
+		close(r.reqs)
 		r.mu.Unlock()
-		if idle != nil {
-			<-idle
-		}
-		close(r.stop)
 		<-r.done
 	})
 }
 
-// loop commits the queue a committing request handed over, in groups,
-// until it is empty.
 func (r *Recorder) loop() {
 	defer close(r.done)
-	for {
-		select {
-		case <-r.wake:
-		case <-r.stop:
-			return
-		}
-		for {
-			// Yield once before cutting the group, so that the handlers
-			// that are runnable now reach Record and join it. Without
-			// this a group was mostly the one request that woke the
-			// committer (1.5 on average with 32 in flight on one core)
-			// and each paid a commit and an fsync of its own. With
-			// nothing else runnable, Gosched returns at once: no request
-			// waits for a timer.
-			runtime.Gosched()
-			r.mu.Lock()
-			if len(r.queue) == 0 {
-				r.release()
-				r.mu.Unlock()
-				break
+	batch := make([]*pending, 0, r.maxBatch)
+	for p := range r.reqs {
+		batch = append(batch[:0], p)
+		// Yield once before cutting the group, so that the handlers that
+		// are runnable now reach Record and join it. A channel send makes
+		// the receiver run next, so without this the group was mostly the
+		// one request that woke the loop (1.5 on average with 32 in
+		// flight on one core) and each paid a commit and an fsync of its
+		// own. With nothing else runnable, as with one request in flight,
+		// Gosched returns at once: no request waits for a timer.
+		runtime.Gosched()
+	drain:
+		for len(batch) < r.maxBatch {
+			select {
+			case q, ok := <-r.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, q)
+			default:
+				break drain
 			}
-			batch := r.take(nil)
-			r.mu.Unlock()
-			r.commit(batch)
-			clear(batch)
 		}
+		r.commit(batch)
 	}
 }
 
@@ -450,19 +372,11 @@ func (r *Recorder) commit(batch []*pending) {
 		// One request's duplicate must not fail its neighbours: retry each
 		// on its own.
 		for _, p := range batch {
-			p.done(r.write(store.Batch{Events: p.events, Tokens: p.tokens}))
+			p.errc <- r.write(store.Batch{Events: p.events, Tokens: p.tokens})
 		}
 		return
 	}
 	for _, p := range batch {
-		p.done(err)
-	}
-}
-
-// done gives the request its result.
-func (p *pending) done(err error) {
-	p.err = err
-	if p.errc != nil {
 		p.errc <- err
 	}
 }
