@@ -28,19 +28,32 @@ type genRound struct {
 
 // get returns the generation read by a round that began after the call. It
 // returns ctx's error if ctx ends first; the round goes on for the others.
+// When no read runs, the caller reads on its own goroutine, under its own
+// ctx: one request in flight costs no goroutine and no handoff. The callers
+// that come meanwhile share the next round, which a goroutine reads once
+// this one is done.
 func (r *genReader) get(ctx context.Context) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, context.Cause(ctx)
 	}
 	r.mu.Lock()
+	if !r.running {
+		r.running = true
+		r.mu.Unlock()
+		gen, err := r.read(ctx)
+		r.mu.Lock()
+		if r.next != nil {
+			go r.run()
+		} else {
+			r.running = false
+		}
+		r.mu.Unlock()
+		return gen, err
+	}
 	if r.next == nil {
 		r.next = &genRound{done: make(chan struct{})}
 	}
 	round := r.next
-	if !r.running {
-		r.running = true
-		go r.run()
-	}
 	r.mu.Unlock()
 	select {
 	case <-round.done:

@@ -77,6 +77,9 @@ type statements struct {
 	// Mandate token presented as a subject or actor token, and each of its
 	// ancestors.
 	getToken, getTokenAt *sql.Stmt
+	// generation reads the change counter: every token signed (the
+	// keyring confirms its key with it) and the cache's polls.
+	generation *sql.Stmt
 	// eventsAfter reads the log from a seq on; EventsAfter stops reading
 	// after a page. The audit checkpointer reads the new records every
 	// 250 ms, a few at a time. It has no LIMIT: a bound LIMIT makes SQLite
@@ -87,7 +90,7 @@ type statements struct {
 
 // all is every statement, for Close.
 func (st *statements) all() []*sql.Stmt {
-	return []*sql.Stmt{st.token, st.newTokens, st.carriedTokensIn, st.getTokenAt, st.last, st.event, st.eventIndexed, st.actor, st.head, st.setHead, st.mark, st.getToken, st.eventsAfter}
+	return []*sql.Stmt{st.token, st.newTokens, st.carriedTokensIn, st.getTokenAt, st.last, st.event, st.eventIndexed, st.actor, st.head, st.setHead, st.mark, st.getToken, st.generation, st.eventsAfter}
 }
 
 // prepare prepares the token path's statements. It runs in Open, before any
@@ -115,6 +118,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&st.mark, s.w, markTimes},
 		{&st.getToken, s.r, getToken},
 		{&st.getTokenAt, s.r, getTokenAt},
+		{&st.generation, s.r, "SELECT value FROM generation WHERE id = 1"},
 		{&st.eventsAfter, s.r, "SELECT " + eventSelect + " FROM events WHERE seq > ? ORDER BY seq"},
 	} {
 		stmt, err := q.db.PrepareContext(ctx, q.sql)
@@ -338,9 +342,17 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 
 // Generation returns the change counter, which every write to users, agents,
 // delegations or keys increments in the same transaction, from any process.
+// The read runs without ctx's cancellation once ctx has not ended (as
+// GetToken's): under a context that can end, the driver starts a goroutine
+// for every statement to interrupt it, and every token signed reads the
+// generation. A read in WAL mode waits for no writer; busy_timeout bounds
+// what it can wait for.
 func (s *Store) Generation(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: generation: %w", err)
+	}
 	var g int64
-	if err := s.r.QueryRowContext(ctx, "SELECT value FROM generation WHERE id = 1").Scan(&g); err != nil {
+	if err := s.stmts.generation.QueryRowContext(context.WithoutCancel(ctx)).Scan(&g); err != nil {
 		return 0, fmt.Errorf("sqlite: generation: %w", dbErr(err))
 	}
 	return g, nil
