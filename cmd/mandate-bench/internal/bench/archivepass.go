@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/archive"
 	"github.com/mandate-dev/mandate/internal/store"
 )
@@ -46,11 +45,7 @@ store must hold a checkpoint over the records to archive (see
 			if f.retention <= 0 || f.dir == "" {
 				return fmt.Errorf("give --retention (more than zero) and --archive-dir")
 			}
-			cfg, err := sf.load()
-			if err != nil {
-				return err
-			}
-			s, err := app.OpenStore(cmd.Context(), cfg)
+			cfg, s, err := sf.open(cmd.Context())
 			if err != nil {
 				return err
 			}

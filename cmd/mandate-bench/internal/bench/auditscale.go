@@ -54,6 +54,20 @@ func (sf storeFlags) load() (*config.Config, error) {
 	return cfg, nil
 }
 
+// open loads the configuration the flags name and opens its store; the
+// caller closes it.
+func (sf storeFlags) open(ctx context.Context) (*config.Config, store.Store, error) {
+	cfg, err := sf.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, s, nil
+}
+
 // newFillCmd is `mandate-bench fill`.
 func newFillCmd(stdout io.Writer) *cobra.Command {
 	var (
@@ -173,11 +187,7 @@ questions and passes whose names match (for example --only 'refusal|export').
 				}
 				p.Only = re
 			}
-			cfg, err := sf.load()
-			if err != nil {
-				return err
-			}
-			s, err := app.OpenStore(cmd.Context(), cfg)
+			cfg, s, err := sf.open(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mandate-dev/mandate/internal/app"
 	"github.com/mandate-dev/mandate/internal/auditlog"
 	"github.com/mandate-dev/mandate/internal/store"
 )
@@ -37,11 +36,7 @@ store once, then copy it (mandate-bench --copy-db) or run on it, so that the
 server measured has nothing to catch up. See docs/benchmarks.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := sf.load()
-			if err != nil {
-				return err
-			}
-			s, err := app.OpenStore(cmd.Context(), cfg)
+			_, s, err := sf.open(cmd.Context())
 			if err != nil {
 				return err
 			}
