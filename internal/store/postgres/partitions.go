@@ -102,6 +102,11 @@ func partitionExisting(ctx context.Context, tx pgx.Tx, size int64) error {
 	return nil
 }
 
+// errRangeFilled is a partition's range that records entered, in the
+// DEFAULT partition, while createPartition made it without the parent's
+// lock.
+var errRangeFilled = errors.New("records entered the range in the DEFAULT partition meanwhile; moved at the next round")
+
 // createPartition creates partition k of events and of event_actors,
 // unless they exist: each as a table of its own, into which the records of
 // its range that landed in the DEFAULT partition are moved, then attached.
@@ -109,6 +114,15 @@ func partitionExisting(ctx context.Context, tx pgx.Tx, size int64) error {
 // appends do not wait for (CREATE TABLE … PARTITION OF would take an
 // ACCESS EXCLUSIVE one), and scans the DEFAULT partition, normally empty,
 // which it locks.
+//
+// When records of the range wait in the DEFAULT partition, the parent is
+// locked ACCESS EXCLUSIVE first (before the DEFAULT partition, in the
+// order readers lock them): a query planned before the attach does not
+// scan the new partition, and one whose snapshot came after the move
+// would no longer find those records in the DEFAULT partition either, so
+// without it a committed record could be missing from a read. Records
+// that arrive in the range between the look and the lock make the call
+// fail (errRangeFilled); the upkeep's next round moves them under the lock.
 func createPartition(ctx context.Context, tx pgx.Tx, k, size int64) error {
 	for _, table := range []string{"events", "event_actors"} {
 		name := partitionName(table, k)
@@ -121,8 +135,28 @@ func createPartition(ctx context.Context, tx pgx.Tx, k, size int64) error {
 		}
 		ident, def := pgx.Identifier{name}.Sanitize(), pgx.Identifier{table + "_default"}.Sanitize()
 		lo, hi := k*size, (k+1)*size
+		waiting := fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE seq >= %d AND seq < %d)", def, lo, hi)
+		var pending bool
+		if err := tx.QueryRow(ctx, waiting).Scan(&pending); err != nil {
+			return fmt.Errorf("look into %s: %w", def, dbErr(err))
+		}
+		if pending {
+			if _, err := tx.Exec(ctx, "LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+				return fmt.Errorf("create %s: %w", name, dbErr(err))
+			}
+		}
+		if _, err := tx.Exec(ctx, "LOCK TABLE "+def+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+			return fmt.Errorf("create %s: %w", name, dbErr(err))
+		}
+		if !pending {
+			if err := tx.QueryRow(ctx, waiting).Scan(&pending); err != nil {
+				return fmt.Errorf("look into %s: %w", def, dbErr(err))
+			}
+			if pending {
+				return fmt.Errorf("create %s: %w", name, errRangeFilled)
+			}
+		}
 		for _, q := range []string{
-			"LOCK TABLE " + def + " IN ACCESS EXCLUSIVE MODE",
 			"CREATE TABLE " + ident + " (LIKE " + table + " INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
 			fmt.Sprintf("WITH moved AS (DELETE FROM %s WHERE seq >= %d AND seq < %d RETURNING *) INSERT INTO %s SELECT * FROM moved",
 				def, lo, hi, ident),
